@@ -1,0 +1,90 @@
+//! `CoreError`: every way a request to the core can fail, each with a
+//! stable snake_case code that the HTTP edge maps to a status in one place.
+
+use tavern_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// A field is missing its shape or its rules (`code` names which rule).
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        field: &'static str,
+        message: String,
+    },
+    #[error("authentication required: send a valid token")]
+    Unauthenticated,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{what} {key:?} not found")]
+    NotFound { what: &'static str, key: String },
+    /// The request clashes with what exists (`code` names the clash).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    #[error("internal error during {op}")]
+    Internal {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl CoreError {
+    pub fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(
+        op: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Internal {
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Invalid { code, .. } | CoreError::Conflict { code, .. } => code,
+            CoreError::Unauthenticated => "unauthenticated",
+            CoreError::InvalidCredentials => "invalid_credentials",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::NotFound { .. } => "not_found",
+            CoreError::NotImplemented(_) => "not_implemented",
+            CoreError::Internal { .. } => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { what, key } => CoreError::Conflict {
+                code: match what {
+                    "user" => "username_taken",
+                    "instance" => "slug_taken",
+                    _ => "conflict",
+                },
+                message: format!("{what} {key:?} already exists"),
+            },
+            StoreError::NotFound { what, key } => CoreError::NotFound { what, key },
+            StoreError::InUse { what, key, by } => CoreError::Conflict {
+                code: "in_use",
+                message: format!("{what} {key} is still used by {by}"),
+            },
+            e @ (StoreError::Corrupt { .. } | StoreError::Backend { .. }) => {
+                CoreError::internal("store", e)
+            }
+        }
+    }
+}

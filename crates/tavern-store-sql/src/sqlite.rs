@@ -1,0 +1,516 @@
+//! The SQLite adapter: WAL mode, a busy timeout, one writer connection (all
+//! transactions) and a small pool of readers. Timestamps are stored as
+//! microseconds since the Unix epoch, ids as their UUID text.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlStr, Transaction};
+use tavern_store::{
+    ApiToken, Event, Instance, License, NewEvent, Outcome, Store, StoreError, StoreResult, User,
+};
+use tavern_types::{EventId, LicenseId, Slug, UserId, Username};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+fn backend(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        op,
+        source: Box::new(e),
+    }
+}
+
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+fn ts(micros: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_microsecond(micros).map_err(|e| corrupt("timestamp", e))
+}
+
+fn parse<T: FromStr>(what: &'static str, s: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| corrupt(what, e))
+}
+
+fn col<'r, T>(row: &'r SqliteRow, name: &'static str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name).map_err(|e| corrupt(name, e))
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and brings
+    /// its schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(backend("open database"))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend {
+                op: "migrate database",
+                source: Box::new(e),
+            })?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(backend("open database"))?;
+        Ok(Self { writer, readers })
+    }
+
+    /// Closes both pools, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(backend("begin"))
+    }
+}
+
+async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
+    tx.commit().await.map_err(backend("commit"))
+}
+
+async fn insert_event(tx: &mut Transaction<'static, Sqlite>, e: &NewEvent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (id, at, actor, action, target, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(EventId::new().to_string())
+    .bind(e.at.as_microsecond())
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(e.outcome.as_str())
+    .bind(&e.detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend("insert event"))?;
+    Ok(())
+}
+
+fn unique_or(what: &'static str, key: &str, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+            what,
+            key: key.to_owned(),
+        },
+        _ => backend(op)(e),
+    }
+}
+
+async fn exists(
+    tx: &mut Transaction<'static, Sqlite>,
+    sql: &'static str,
+    id: String,
+) -> StoreResult<bool> {
+    let row = sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend("check reference"))?;
+    Ok(row.is_some())
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: parse("users.id", &col::<String>(row, "id")?)?,
+        username: Username::parse(&col::<String>(row, "username")?)
+            .map_err(|e| corrupt("users.username", e))?,
+        role: parse("users.role", &col::<String>(row, "role")?)?,
+        password_hash: col(row, "password_hash")?,
+        created_at: ts(col(row, "created_at")?)?,
+    })
+}
+
+fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
+    let license: Option<String> = col(row, "license_id")?;
+    let idle: Option<i64> = col(row, "idle_timeout_minutes")?;
+    Ok(Instance {
+        id: parse("instances.id", &col::<String>(row, "id")?)?,
+        slug: Slug::parse(&col::<String>(row, "slug")?).map_err(|e| corrupt("instances.slug", e))?,
+        owner: parse("instances.owner_id", &col::<String>(row, "owner_id")?)?,
+        release: col(row, "release")?,
+        runtime: col(row, "runtime")?,
+        license: license
+            .map(|l| parse("instances.license_id", &l))
+            .transpose()?,
+        desired_state: parse("instances.desired_state", &col::<String>(row, "desired_state")?)?,
+        state: parse("instances.state", &col::<String>(row, "state")?)?,
+        idle_timeout_minutes: idle
+            .map(|m| u32::try_from(m).map_err(|e| corrupt("instances.idle_timeout_minutes", e)))
+            .transpose()?,
+        created_at: ts(col(row, "created_at")?)?,
+        updated_at: ts(col(row, "updated_at")?)?,
+    })
+}
+
+fn license_from(row: &SqliteRow) -> StoreResult<License> {
+    let owner: Option<String> = col(row, "owner_id")?;
+    Ok(License {
+        id: parse("licenses.id", &col::<String>(row, "id")?)?,
+        label: col(row, "label")?,
+        key_sealed: col(row, "key_sealed")?,
+        key_last4: col(row, "key_last4")?,
+        owner: owner.map(|o| parse("licenses.owner_id", &o)).transpose()?,
+        created_at: ts(col(row, "created_at")?)?,
+    })
+}
+
+fn event_from(row: &SqliteRow) -> StoreResult<Event> {
+    let outcome: String = col(row, "outcome")?;
+    Ok(Event {
+        id: parse("events.id", &col::<String>(row, "id")?)?,
+        actor: col(row, "actor")?,
+        action: col(row, "action")?,
+        target: col(row, "target")?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("events.outcome", &outcome))?,
+        detail: col(row, "detail")?,
+        at: ts(col(row, "at")?)?,
+    })
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, username, role, password_hash, created_at"
+    };
+}
+macro_rules! instance_cols {
+    () => {
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at"
+    };
+}
+macro_rules! license_cols {
+    () => {
+        "id, label, key_sealed, key_last4, owner_id, created_at"
+    };
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.username.as_str())
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.created_at.as_microsecond())
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or("user", user.username.as_str(), "insert user"))?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend("get user"))?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn user_by_name(&self, name: &Username) -> StoreResult<Option<User>> {
+        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE username = ?"))
+            .bind(name.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend("get user"))?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users ORDER BY created_at, id"))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend("list users"))?
+            .iter()
+            .map(user_from)
+            .collect()
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend("count users"))?;
+        u64::try_from(n).map_err(|e| corrupt("users", e))
+    }
+
+    async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.user_id.to_string())
+        .bind(&token.token_hash)
+        .bind(&token.label)
+        .bind(token.created_at.as_microsecond())
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or("token", &token.id.to_string(), "insert token"))?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>> {
+        let row = sqlx::query(
+            "SELECT t.id AS token_id, t.token_hash, t.label, t.created_at AS token_created_at, \
+             u.id, u.username, u.role, u.password_hash, u.created_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend("get token"))?;
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from(&row)?;
+        let token = ApiToken {
+            id: parse("api_tokens.id", &col::<String>(&row, "token_id")?)?,
+            user_id: user.id,
+            token_hash: col(&row, "token_hash")?,
+            label: col(&row, "label")?,
+            created_at: ts(col(&row, "token_created_at")?)?,
+        };
+        Ok(Some((token, user)))
+    }
+
+    async fn create_instance(&self, i: &Instance, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if !exists(&mut tx, "SELECT 1 FROM users WHERE id = ?", i.owner.to_string()).await? {
+            return Err(StoreError::NotFound {
+                what: "user",
+                key: i.owner.to_string(),
+            });
+        }
+        if let Some(license) = i.license
+            && !exists(&mut tx, "SELECT 1 FROM licenses WHERE id = ?", license.to_string()).await?
+        {
+            return Err(StoreError::NotFound {
+                what: "license",
+                key: license.to_string(),
+            });
+        }
+        sqlx::query(concat!("INSERT INTO instances (", instance_cols!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        .bind(i.id.to_string())
+        .bind(i.slug.as_str())
+        .bind(i.owner.to_string())
+        .bind(&i.release)
+        .bind(&i.runtime)
+        .bind(i.license.map(|l| l.to_string()))
+        .bind(i.desired_state.as_str())
+        .bind(i.state.as_str())
+        .bind(i.idle_timeout_minutes.map(i64::from))
+        .bind(i.created_at.as_microsecond())
+        .bind(i.updated_at.as_microsecond())
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>> {
+        sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances WHERE slug = ?"))
+            .bind(slug.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend("get instance"))?
+            .as_ref()
+            .map(instance_from)
+            .transpose()
+    }
+
+    async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>> {
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances WHERE owner_id = ? ORDER BY created_at, id"))
+                .bind(owner.to_string())
+                .fetch_all(&self.readers)
+                .await
+            }
+            None => {
+                sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances ORDER BY created_at, id"))
+                .fetch_all(&self.readers)
+                .await
+            }
+        }
+        .map_err(backend("list instances"))?;
+        rows.iter().map(instance_from).collect()
+    }
+
+    async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM instances WHERE slug = ?")
+            .bind(slug.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("delete instance"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: slug.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if let Some(owner) = l.owner
+            && !exists(&mut tx, "SELECT 1 FROM users WHERE id = ?", owner.to_string()).await?
+        {
+            return Err(StoreError::NotFound {
+                what: "user",
+                key: owner.to_string(),
+            });
+        }
+        sqlx::query(concat!("INSERT INTO licenses (", license_cols!(), ") VALUES (?, ?, ?, ?, ?, ?)"))
+        .bind(l.id.to_string())
+        .bind(&l.label)
+        .bind(&l.key_sealed)
+        .bind(&l.key_last4)
+        .bind(l.owner.map(|o| o.to_string()))
+        .bind(l.created_at.as_microsecond())
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or("license", &l.id.to_string(), "insert license"))?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn license(&self, id: LicenseId) -> StoreResult<Option<License>> {
+        sqlx::query(concat!("SELECT ", license_cols!(), " FROM licenses WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend("get license"))?
+            .as_ref()
+            .map(license_from)
+            .transpose()
+    }
+
+    async fn list_licenses(&self) -> StoreResult<Vec<License>> {
+        sqlx::query(concat!("SELECT ", license_cols!(), " FROM licenses ORDER BY created_at, id"))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend("list licenses"))?
+        .iter()
+        .map(license_from)
+        .collect()
+    }
+
+    async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let user: Option<String> =
+            sqlx::query_scalar("SELECT slug FROM instances WHERE license_id = ? LIMIT 1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("check license use"))?;
+        if let Some(slug) = user {
+            return Err(StoreError::InUse {
+                what: "license",
+                key: id.to_string(),
+                by: format!("instance {slug}"),
+            });
+        }
+        let done = sqlx::query("DELETE FROM licenses WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("delete license"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "license",
+                key: id.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<Event>> {
+        sqlx::query(
+            "SELECT id, at, actor, action, target, outcome, detail FROM events ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend("list events"))?
+        .iter()
+        .map(event_from)
+        .collect()
+    }
+}

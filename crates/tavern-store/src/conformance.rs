@@ -1,0 +1,257 @@
+//! The conformance suite: the behaviour every [`Store`] adapter must show,
+//! written once. An adapter's tests call [`conformance_tests!`] with an
+//! async expression that yields a fresh, empty store.
+
+use tavern_types::{
+    DesiredState, InstanceId, LicenseId, ObservedState, Role, Slug, TokenId, UserId, Username,
+};
+
+use crate::{ApiToken, Instance, License, NewEvent, Outcome, Store, StoreError, User, now};
+
+/// Expands to one `#[tokio::test]` per conformance check, each on a fresh
+/// store made by `$make`: an async expression yielding a value that derefs
+/// to a `Store` (a guard that also keeps, say, its temp dir alive).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            users_round_trip, duplicate_username_conflicts, tokens_find_their_user,
+            instances_round_trip, duplicate_slug_conflicts_and_changes_nothing,
+            instance_needs_existing_owner_and_license, list_instances_filters_by_owner,
+            delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
+            changes_and_their_events_are_written_together, events_newest_first);
+    };
+    (@each $make:expr; $($name:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = $make;
+                $crate::conformance::$name(&*store).await;
+            }
+        )+
+    };
+}
+
+fn user(name: &str, role: Role) -> User {
+    User {
+        id: UserId::new(),
+        username: Username::parse(name).unwrap(),
+        role,
+        password_hash: Some(format!("$argon2id$fake${name}")),
+        created_at: now(),
+    }
+}
+
+fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
+    Instance {
+        id: InstanceId::new(),
+        slug: Slug::parse(slug).unwrap(),
+        owner,
+        release: Some("12.331".into()),
+        runtime: "process".into(),
+        license,
+        desired_state: DesiredState::Stopped,
+        state: ObservedState::Stopped,
+        idle_timeout_minutes: Some(45),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+fn license(label: &str, owner: Option<UserId>) -> License {
+    License {
+        id: LicenseId::new(),
+        label: label.into(),
+        key_sealed: vec![1, 2, 3, 0, 255],
+        key_last4: "WXYZ".into(),
+        owner,
+        created_at: now(),
+    }
+}
+
+fn ev(action: &str, target: &str) -> NewEvent {
+    NewEvent::success("tester", action, target)
+}
+
+pub async fn users_round_trip(store: &dyn Store) {
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let a = user("alice", Role::Admin);
+    let mut b = user("bob", Role::Gm);
+    b.password_hash = None;
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store.create_user(&b, &ev("user.create", "user:bob")).await.unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    assert_eq!(store.user(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.user_by_name(&b.username).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.user(UserId::new()).await.unwrap(), None);
+    assert_eq!(store.list_users().await.unwrap(), vec![a, b]);
+}
+
+pub async fn duplicate_username_conflicts(store: &dyn Store) {
+    let a = user("alice", Role::Admin);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let again = user("alice", Role::Gm);
+    let err = store
+        .create_user(&again, &ev("user.create", "user:alice"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { what: "user", .. }), "{err:?}");
+    assert_eq!(store.list_users().await.unwrap(), vec![a]);
+    assert_eq!(store.list_events(10).await.unwrap().len(), 1, "failed change left an event");
+}
+
+pub async fn tokens_find_their_user(store: &dyn Store) {
+    let a = user("alice", Role::Admin);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let t = ApiToken {
+        id: TokenId::new(),
+        user_id: a.id,
+        token_hash: "ab".repeat(32),
+        label: "cli".into(),
+        created_at: now(),
+    };
+    store.create_token(&t, &ev("token.create", "user:alice")).await.unwrap();
+    assert_eq!(store.token_by_hash(&t.token_hash).await.unwrap(), Some((t.clone(), a)));
+    assert_eq!(store.token_by_hash(&"cd".repeat(32)).await.unwrap(), None);
+    let dup = ApiToken { id: TokenId::new(), ..t };
+    assert!(store.create_token(&dup, &ev("token.create", "user:alice")).await.is_err());
+}
+
+pub async fn instances_round_trip(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let l = license("main", None);
+    store.create_license(&l, &ev("license.create", "license:main")).await.unwrap();
+    let i = instance("dragon-heist", a.id, Some(l.id));
+    let mut j = instance("curse", a.id, None);
+    j.release = None;
+    j.idle_timeout_minutes = None;
+    store.create_instance(&i, &ev("instance.create", "instance:dragon-heist")).await.unwrap();
+    store.create_instance(&j, &ev("instance.create", "instance:curse")).await.unwrap();
+    assert_eq!(store.instance(&i.slug).await.unwrap(), Some(i.clone()));
+    assert_eq!(store.instance(&Slug::parse("nope").unwrap()).await.unwrap(), None);
+    assert_eq!(store.list_instances(None).await.unwrap(), vec![i, j]);
+}
+
+pub async fn duplicate_slug_conflicts_and_changes_nothing(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let i = instance("dragon-heist", a.id, None);
+    store.create_instance(&i, &ev("instance.create", "instance:dragon-heist")).await.unwrap();
+    let again = instance("dragon-heist", a.id, None);
+    let err = store
+        .create_instance(&again, &ev("instance.create", "instance:dragon-heist"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { what: "instance", .. }), "{err:?}");
+    assert_eq!(store.list_instances(None).await.unwrap(), vec![i]);
+    assert_eq!(store.list_events(10).await.unwrap().len(), 2);
+}
+
+pub async fn instance_needs_existing_owner_and_license(store: &dyn Store) {
+    let orphan = instance("orphan", UserId::new(), None);
+    let err = store
+        .create_instance(&orphan, &ev("instance.create", "instance:orphan"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let dangling = instance("dangling", a.id, Some(LicenseId::new()));
+    let err = store
+        .create_instance(&dangling, &ev("instance.create", "instance:dangling"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert!(store.list_instances(None).await.unwrap().is_empty());
+}
+
+pub async fn list_instances_filters_by_owner(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    let b = user("bob", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store.create_user(&b, &ev("user.create", "user:bob")).await.unwrap();
+    let ia = instance("alices", a.id, None);
+    let ib = instance("bobs", b.id, None);
+    store.create_instance(&ia, &ev("instance.create", "instance:alices")).await.unwrap();
+    store.create_instance(&ib, &ev("instance.create", "instance:bobs")).await.unwrap();
+    assert_eq!(store.list_instances(Some(a.id)).await.unwrap(), vec![ia]);
+    assert_eq!(store.list_instances(Some(b.id)).await.unwrap(), vec![ib]);
+    assert!(store.list_instances(Some(UserId::new())).await.unwrap().is_empty());
+}
+
+pub async fn delete_instance(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let i = instance("gone", a.id, None);
+    store.create_instance(&i, &ev("instance.create", "instance:gone")).await.unwrap();
+    store.delete_instance(&i.slug, &ev("instance.destroy", "instance:gone")).await.unwrap();
+    assert_eq!(store.instance(&i.slug).await.unwrap(), None);
+    let err = store
+        .delete_instance(&i.slug, &ev("instance.destroy", "instance:gone"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { what: "instance", .. }), "{err:?}");
+    assert_eq!(store.list_events(10).await.unwrap().len(), 3);
+}
+
+pub async fn licenses_round_trip(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let pooled = license("pool-1", None);
+    let pinned = license("alices", Some(a.id));
+    store.create_license(&pooled, &ev("license.create", "license:pool-1")).await.unwrap();
+    store.create_license(&pinned, &ev("license.create", "license:alices")).await.unwrap();
+    assert_eq!(store.license(pinned.id).await.unwrap(), Some(pinned.clone()));
+    assert_eq!(store.license(LicenseId::new()).await.unwrap(), None);
+    assert_eq!(store.list_licenses().await.unwrap(), vec![pooled.clone(), pinned]);
+    store.delete_license(pooled.id, &ev("license.remove", "license:pool-1")).await.unwrap();
+    assert_eq!(store.list_licenses().await.unwrap().len(), 1);
+    let err = store
+        .delete_license(pooled.id, &ev("license.remove", "license:pool-1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { what: "license", .. }), "{err:?}");
+}
+
+pub async fn license_in_use_cannot_be_deleted(store: &dyn Store) {
+    let a = user("alice", Role::Gm);
+    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    let l = license("main", None);
+    store.create_license(&l, &ev("license.create", "license:main")).await.unwrap();
+    let i = instance("uses-it", a.id, Some(l.id));
+    store.create_instance(&i, &ev("instance.create", "instance:uses-it")).await.unwrap();
+    let err = store
+        .delete_license(l.id, &ev("license.remove", "license:main"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InUse { what: "license", .. }), "{err:?}");
+    assert_eq!(store.list_licenses().await.unwrap(), vec![l]);
+    assert_eq!(store.list_events(10).await.unwrap().len(), 3);
+}
+
+pub async fn changes_and_their_events_are_written_together(store: &dyn Store) {
+    let a = user("alice", Role::Admin);
+    let e = NewEvent::success("system", "user.create", "user:alice").with_detail("bootstrap");
+    store.create_user(&a, &e).await.unwrap();
+    let got = store.list_events(10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let g = &got[0];
+    assert_eq!(
+        (&g.actor, &g.action, &g.target, g.outcome, &g.detail, g.at),
+        (&e.actor, &e.action, &e.target, Outcome::Success, &e.detail, e.at)
+    );
+}
+
+pub async fn events_newest_first(store: &dyn Store) {
+    for n in 0..5 {
+        let mut e = ev("note", &format!("thing:{n}"));
+        e.outcome = if n % 2 == 0 { Outcome::Denied } else { Outcome::Failure };
+        store.append_event(&e).await.unwrap();
+    }
+    let got = store.list_events(3).await.unwrap();
+    let targets: Vec<_> = got.iter().map(|e| e.target.as_str()).collect();
+    assert_eq!(targets, ["thing:4", "thing:3", "thing:2"]);
+    assert_eq!(got[0].outcome, Outcome::Denied);
+    assert_eq!(got[1].outcome, Outcome::Failure);
+}

@@ -1,0 +1,85 @@
+//! The Store port: every piece of Tavern's persistent state goes through the
+//! [`Store`] trait, so that SQLite and PostgreSQL adapters are interchangeable
+//! without touching callers. [`conformance`] is the one test suite that every
+//! adapter runs.
+//!
+//! Invariants the adapters uphold: a change and its audit [`NewEvent`] are
+//! written in one transaction (both or neither); uniqueness (usernames,
+//! slugs, token hashes) and references (an instance's license) are enforced by
+//! the database, not only by callers.
+
+pub mod conformance;
+mod records;
+
+pub use records::*;
+
+use async_trait::async_trait;
+use tavern_types::{LicenseId, Slug, UserId, Username};
+
+/// What a store can fail with. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {key:?} already exists")]
+    Conflict { what: &'static str, key: String },
+    #[error("{what} {key:?} not found")]
+    NotFound { what: &'static str, key: String },
+    #[error("{what} {key:?} is still in use by {by}")]
+    InUse {
+        what: &'static str,
+        key: String,
+        by: String,
+    },
+    #[error("stored data is corrupt in {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("store operation {op} failed")]
+    Backend {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Persistence for users, tokens, instances, licenses and the audit log.
+///
+/// Every mutating method takes the [`NewEvent`] that records it and writes
+/// both atomically. Lookups answer `Ok(None)` for absent rows; mutations of
+/// absent rows answer [`StoreError::NotFound`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a user. [`StoreError::Conflict`] if the username is taken.
+    async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()>;
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn user_by_name(&self, name: &Username) -> StoreResult<Option<User>>;
+    /// All users, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn count_users(&self) -> StoreResult<u64>;
+
+    /// Stores a token by the hash of its secret.
+    async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()>;
+    /// The token with this secret hash and the user it belongs to.
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>>;
+
+    /// Inserts an instance. [`StoreError::Conflict`] if the slug is taken,
+    /// [`StoreError::NotFound`] if its owner or license does not exist.
+    async fn create_instance(&self, instance: &Instance, event: &NewEvent) -> StoreResult<()>;
+    async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>>;
+    /// Instances, oldest first; only those of `owner` when given.
+    async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>>;
+    /// Removes the instance row for good.
+    async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()>;
+
+    /// Inserts a license (its key already encrypted by the caller).
+    async fn create_license(&self, license: &License, event: &NewEvent) -> StoreResult<()>;
+    async fn license(&self, id: LicenseId) -> StoreResult<Option<License>>;
+    /// Licenses, oldest first.
+    async fn list_licenses(&self) -> StoreResult<Vec<License>>;
+    /// Removes a license. [`StoreError::InUse`] while an instance names it.
+    async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()>;
+
+    /// Records an event that goes with no other change.
+    async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;
+    /// The newest `limit` events, newest first.
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<Event>>;
+}

@@ -1,0 +1,135 @@
+//! The rows the store keeps, as plain data. Secrets arrive here already
+//! hashed (passwords, tokens) or encrypted (license keys).
+
+use jiff::Timestamp;
+use tavern_types::{
+    DesiredState, EventId, InstanceId, LicenseId, ObservedState, Role, Slug, TokenId, UserId,
+    Username,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub role: Role,
+    /// Argon2id PHC string; `None` for users who sign in only with tokens.
+    pub password_hash: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: TokenId,
+    pub user_id: UserId,
+    /// Hex SHA-256 of the token's secret; the secret itself is never stored.
+    pub token_hash: String,
+    pub label: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub slug: Slug,
+    pub owner: UserId,
+    pub release: Option<String>,
+    pub runtime: String,
+    pub license: Option<LicenseId>,
+    pub desired_state: DesiredState,
+    pub state: ObservedState,
+    pub idle_timeout_minutes: Option<u32>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct License {
+    pub id: LicenseId,
+    pub label: String,
+    /// The key sealed by the caller's secret box; opaque to the store.
+    pub key_sealed: Vec<u8>,
+    /// The key's last four characters, the only part ever shown.
+    pub key_last4: String,
+    /// `Some` for a key pinned to one game master, `None` for the pool.
+    pub owner: Option<UserId>,
+    pub created_at: Timestamp,
+}
+
+/// The current time at the precision every store keeps (microseconds), so
+/// that what is written compares equal to what is read back.
+pub fn now() -> Timestamp {
+    let micros = Timestamp::now().as_microsecond();
+    Timestamp::from_microsecond(micros).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// How a recorded action ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            "denied" => Some(Outcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// An audit record about to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Who acted: a username, or `system`.
+    pub actor: String,
+    /// What was done, as `noun.verb` (`instance.create`).
+    pub action: String,
+    /// What it was done to, as `kind:name` (`instance:dragon-heist`).
+    pub target: String,
+    pub outcome: Outcome,
+    /// A short human note; never a secret.
+    pub detail: Option<String>,
+    pub at: Timestamp,
+}
+
+impl NewEvent {
+    pub fn success(actor: impl Into<String>, action: &str, target: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.to_owned(),
+            target: target.into(),
+            outcome: Outcome::Success,
+            detail: None,
+            at: now(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// A stored audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub at: Timestamp,
+}

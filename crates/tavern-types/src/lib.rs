@@ -1,0 +1,15 @@
+//! The vocabulary of Tavern: identifiers, names that are valid by construction
+//! (`Slug`, `Username`, `LicenseKey`), roles and instance states.
+//!
+//! Pure: no I/O, no async, no HTTP. Every constructor validates, so a value of
+//! one of these types can never be invalid anywhere else in the program.
+
+mod ids;
+mod license;
+mod names;
+mod state;
+
+pub use ids::{EventId, InstanceId, LicenseId, TokenId, UserId};
+pub use license::{LicenseKey, LicenseKeyError};
+pub use names::{NameError, Slug, Username};
+pub use state::{DesiredState, ObservedState, ParseEnumError, Role};

@@ -1,0 +1,104 @@
+//! Roles and the two halves of an instance's state: what people asked for
+//! (desired) and what the runtime last saw (observed).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {what}; expected one of: {expected}")]
+pub struct ParseEnumError {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseEnumError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ParseEnumError {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+).trim_ascii_end(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a user may do: admins manage everything, game masters their own.
+    Role, "role" { Admin => "admin", Gm => "gm" }
+);
+
+string_enum!(
+    /// What people asked an instance to be.
+    DesiredState, "desired state" {
+        Running => "running",
+        Stopped => "stopped",
+        Destroyed => "destroyed",
+    }
+);
+
+string_enum!(
+    /// What the runtime last saw of an instance.
+    ObservedState, "state" {
+        Stopped => "stopped",
+        Starting => "starting",
+        Running => "running",
+        Stopping => "stopping",
+        Failed => "failed",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), *r);
+        }
+        for s in ObservedState::ALL {
+            assert_eq!(s.to_string().parse::<ObservedState>().unwrap(), *s);
+        }
+        for s in DesiredState::ALL {
+            assert_eq!(s.to_string().parse::<DesiredState>().unwrap(), *s);
+        }
+    }
+
+    #[test]
+    fn names_the_choices_on_error() {
+        let e = "owner".parse::<Role>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"owner\" is not a valid role; expected one of: admin gm"
+        );
+    }
+}
