@@ -28,7 +28,10 @@ mod tests {
     fn admin_hash_is_pbkdf2_sha512_hex() {
         let h = admin_key_hash(" secret \n", DEFAULT_ADMIN_SALT);
         assert_eq!(h.len(), 128);
-        assert!(h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_eq!(h, admin_key_hash("secret", DEFAULT_ADMIN_SALT));
         assert_ne!(h, admin_key_hash("secret", "other-salt"));
     }

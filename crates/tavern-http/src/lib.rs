@@ -1,1 +1,68 @@
-//! placeholder
+//! The HTTP API of `tavern serve`: axum handlers over the core service, the
+//! one place where `CoreError` becomes an HTTP status, request limits, bearer
+//! authentication and the OpenAPI document generated from the handlers.
+
+mod api;
+mod dto;
+mod error;
+mod extract;
+mod limits;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tavern_core::Tavern;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use limits::LoginLimits;
+
+/// HTTP knobs with sensible defaults.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Largest accepted request body (default 1 MiB).
+    pub body_limit: usize,
+    pub login_limits: LoginLimits,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            login_limits: LoginLimits::default(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub tavern: Tavern,
+    pub(crate) limiter: limits::LoginLimiter,
+}
+
+/// The whole API as a router, ready to serve with client addresses
+/// (`into_make_service_with_connect_info::<SocketAddr>()`).
+pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
+    let state = AppState {
+        tavern,
+        limiter: limits::LoginLimiter::new(&settings.login_limits),
+    };
+    let (api, openapi) = api::routes().split_for_parts();
+    let openapi_json = std::sync::Arc::new(openapi);
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let doc = openapi_json.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { ApiError::not_found("no such endpoint") })
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(settings.body_limit))
+    .layer(TraceLayer::new_for_http())
+}
+
+/// How long a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlStr, Transaction};
+use sqlx::{Row, SqlStr, Sqlite, Transaction};
 use tavern_store::{
     ApiToken, Event, Instance, License, NewEvent, Outcome, Store, StoreError, StoreResult, User,
 };
@@ -144,7 +144,11 @@ async fn insert_event(tx: &mut Transaction<'static, Sqlite>, e: &NewEvent) -> St
     Ok(())
 }
 
-fn unique_or(what: &'static str, key: &str, op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+fn unique_or(
+    what: &'static str,
+    key: &str,
+    op: &'static str,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
             what,
@@ -183,14 +187,18 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
     let idle: Option<i64> = col(row, "idle_timeout_minutes")?;
     Ok(Instance {
         id: parse("instances.id", &col::<String>(row, "id")?)?,
-        slug: Slug::parse(&col::<String>(row, "slug")?).map_err(|e| corrupt("instances.slug", e))?,
+        slug: Slug::parse(&col::<String>(row, "slug")?)
+            .map_err(|e| corrupt("instances.slug", e))?,
         owner: parse("instances.owner_id", &col::<String>(row, "owner_id")?)?,
         release: col(row, "release")?,
         runtime: col(row, "runtime")?,
         license: license
             .map(|l| parse("instances.license_id", &l))
             .transpose()?,
-        desired_state: parse("instances.desired_state", &col::<String>(row, "desired_state")?)?,
+        desired_state: parse(
+            "instances.desired_state",
+            &col::<String>(row, "desired_state")?,
+        )?,
         state: parse("instances.state", &col::<String>(row, "state")?)?,
         idle_timeout_minutes: idle
             .map(|m| u32::try_from(m).map_err(|e| corrupt("instances.idle_timeout_minutes", e)))
@@ -272,24 +280,32 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_name(&self, name: &Username) -> StoreResult<Option<User>> {
-        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE username = ?"))
-            .bind(name.as_str())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend("get user"))?
-            .as_ref()
-            .map(user_from)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE username = ?"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend("get user"))?
+        .as_ref()
+        .map(user_from)
+        .transpose()
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users ORDER BY created_at, id"))
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend("list users"))?
-            .iter()
-            .map(user_from)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend("list users"))?
+        .iter()
+        .map(user_from)
+        .collect()
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -341,21 +357,36 @@ impl Store for SqliteStore {
 
     async fn create_instance(&self, i: &Instance, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        if !exists(&mut tx, "SELECT 1 FROM users WHERE id = ?", i.owner.to_string()).await? {
+        if !exists(
+            &mut tx,
+            "SELECT 1 FROM users WHERE id = ?",
+            i.owner.to_string(),
+        )
+        .await?
+        {
             return Err(StoreError::NotFound {
                 what: "user",
                 key: i.owner.to_string(),
             });
         }
         if let Some(license) = i.license
-            && !exists(&mut tx, "SELECT 1 FROM licenses WHERE id = ?", license.to_string()).await?
+            && !exists(
+                &mut tx,
+                "SELECT 1 FROM licenses WHERE id = ?",
+                license.to_string(),
+            )
+            .await?
         {
             return Err(StoreError::NotFound {
                 what: "license",
                 key: license.to_string(),
             });
         }
-        sqlx::query(concat!("INSERT INTO instances (", instance_cols!(), ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(concat!(
+            "INSERT INTO instances (",
+            instance_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(i.id.to_string())
         .bind(i.slug.as_str())
         .bind(i.owner.to_string())
@@ -375,26 +406,38 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>> {
-        sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances WHERE slug = ?"))
-            .bind(slug.as_str())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend("get instance"))?
-            .as_ref()
-            .map(instance_from)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            instance_cols!(),
+            " FROM instances WHERE slug = ?"
+        ))
+        .bind(slug.as_str())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend("get instance"))?
+        .as_ref()
+        .map(instance_from)
+        .transpose()
     }
 
     async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>> {
         let rows = match owner {
             Some(owner) => {
-                sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances WHERE owner_id = ? ORDER BY created_at, id"))
+                sqlx::query(concat!(
+                    "SELECT ",
+                    instance_cols!(),
+                    " FROM instances WHERE owner_id = ? ORDER BY created_at, id"
+                ))
                 .bind(owner.to_string())
                 .fetch_all(&self.readers)
                 .await
             }
             None => {
-                sqlx::query(concat!("SELECT ", instance_cols!(), " FROM instances ORDER BY created_at, id"))
+                sqlx::query(concat!(
+                    "SELECT ",
+                    instance_cols!(),
+                    " FROM instances ORDER BY created_at, id"
+                ))
                 .fetch_all(&self.readers)
                 .await
             }
@@ -423,14 +466,23 @@ impl Store for SqliteStore {
     async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if let Some(owner) = l.owner
-            && !exists(&mut tx, "SELECT 1 FROM users WHERE id = ?", owner.to_string()).await?
+            && !exists(
+                &mut tx,
+                "SELECT 1 FROM users WHERE id = ?",
+                owner.to_string(),
+            )
+            .await?
         {
             return Err(StoreError::NotFound {
                 what: "user",
                 key: owner.to_string(),
             });
         }
-        sqlx::query(concat!("INSERT INTO licenses (", license_cols!(), ") VALUES (?, ?, ?, ?, ?, ?)"))
+        sqlx::query(concat!(
+            "INSERT INTO licenses (",
+            license_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?)"
+        ))
         .bind(l.id.to_string())
         .bind(&l.label)
         .bind(&l.key_sealed)
@@ -445,18 +497,26 @@ impl Store for SqliteStore {
     }
 
     async fn license(&self, id: LicenseId) -> StoreResult<Option<License>> {
-        sqlx::query(concat!("SELECT ", license_cols!(), " FROM licenses WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend("get license"))?
-            .as_ref()
-            .map(license_from)
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            license_cols!(),
+            " FROM licenses WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend("get license"))?
+        .as_ref()
+        .map(license_from)
+        .transpose()
     }
 
     async fn list_licenses(&self) -> StoreResult<Vec<License>> {
-        sqlx::query(concat!("SELECT ", license_cols!(), " FROM licenses ORDER BY created_at, id"))
+        sqlx::query(concat!(
+            "SELECT ",
+            license_cols!(),
+            " FROM licenses ORDER BY created_at, id"
+        ))
         .fetch_all(&self.readers)
         .await
         .map_err(backend("list licenses"))?

@@ -17,7 +17,10 @@ mod sqlite {
     });
 
     /// Keeps the temp dir alive as long as the store.
-    struct Guard(#[allow(dead_code)] tempfile::TempDir, tavern_store_sql::SqliteStore);
+    struct Guard(
+        #[allow(dead_code)] tempfile::TempDir,
+        tavern_store_sql::SqliteStore,
+    );
 
     impl std::ops::Deref for Guard {
         type Target = tavern_store_sql::SqliteStore;
@@ -42,7 +45,10 @@ async fn state_survives_reopening() {
     {
         let store = tavern_store_sql::SqliteStore::open(&path).await.unwrap();
         store
-            .create_user(&user, &NewEvent::success("system", "user.create", "user:alice"))
+            .create_user(
+                &user,
+                &NewEvent::success("system", "user.create", "user:alice"),
+            )
             .await
             .unwrap();
         store.close().await;

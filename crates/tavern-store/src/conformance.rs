@@ -78,31 +78,53 @@ pub async fn users_round_trip(store: &dyn Store) {
     let a = user("alice", Role::Admin);
     let mut b = user("bob", Role::Gm);
     b.password_hash = None;
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
-    store.create_user(&b, &ev("user.create", "user:bob")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
+    store
+        .create_user(&b, &ev("user.create", "user:bob"))
+        .await
+        .unwrap();
     assert_eq!(store.count_users().await.unwrap(), 2);
     assert_eq!(store.user(a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.user_by_name(&b.username).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        store.user_by_name(&b.username).await.unwrap(),
+        Some(b.clone())
+    );
     assert_eq!(store.user(UserId::new()).await.unwrap(), None);
     assert_eq!(store.list_users().await.unwrap(), vec![a, b]);
 }
 
 pub async fn duplicate_username_conflicts(store: &dyn Store) {
     let a = user("alice", Role::Admin);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let again = user("alice", Role::Gm);
     let err = store
         .create_user(&again, &ev("user.create", "user:alice"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { what: "user", .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict { what: "user", .. }),
+        "{err:?}"
+    );
     assert_eq!(store.list_users().await.unwrap(), vec![a]);
-    assert_eq!(store.list_events(10).await.unwrap().len(), 1, "failed change left an event");
+    assert_eq!(
+        store.list_events(10).await.unwrap().len(),
+        1,
+        "failed change left an event"
+    );
 }
 
 pub async fn tokens_find_their_user(store: &dyn Store) {
     let a = user("alice", Role::Admin);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let t = ApiToken {
         id: TokenId::new(),
         user_id: a.id,
@@ -110,40 +132,84 @@ pub async fn tokens_find_their_user(store: &dyn Store) {
         label: "cli".into(),
         created_at: now(),
     };
-    store.create_token(&t, &ev("token.create", "user:alice")).await.unwrap();
-    assert_eq!(store.token_by_hash(&t.token_hash).await.unwrap(), Some((t.clone(), a)));
+    store
+        .create_token(&t, &ev("token.create", "user:alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token_by_hash(&t.token_hash).await.unwrap(),
+        Some((t.clone(), a))
+    );
     assert_eq!(store.token_by_hash(&"cd".repeat(32)).await.unwrap(), None);
-    let dup = ApiToken { id: TokenId::new(), ..t };
-    assert!(store.create_token(&dup, &ev("token.create", "user:alice")).await.is_err());
+    let dup = ApiToken {
+        id: TokenId::new(),
+        ..t
+    };
+    assert!(
+        store
+            .create_token(&dup, &ev("token.create", "user:alice"))
+            .await
+            .is_err()
+    );
 }
 
 pub async fn instances_round_trip(store: &dyn Store) {
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let l = license("main", None);
-    store.create_license(&l, &ev("license.create", "license:main")).await.unwrap();
+    store
+        .create_license(&l, &ev("license.create", "license:main"))
+        .await
+        .unwrap();
     let i = instance("dragon-heist", a.id, Some(l.id));
     let mut j = instance("curse", a.id, None);
     j.release = None;
     j.idle_timeout_minutes = None;
-    store.create_instance(&i, &ev("instance.create", "instance:dragon-heist")).await.unwrap();
-    store.create_instance(&j, &ev("instance.create", "instance:curse")).await.unwrap();
+    store
+        .create_instance(&i, &ev("instance.create", "instance:dragon-heist"))
+        .await
+        .unwrap();
+    store
+        .create_instance(&j, &ev("instance.create", "instance:curse"))
+        .await
+        .unwrap();
     assert_eq!(store.instance(&i.slug).await.unwrap(), Some(i.clone()));
-    assert_eq!(store.instance(&Slug::parse("nope").unwrap()).await.unwrap(), None);
+    assert_eq!(
+        store.instance(&Slug::parse("nope").unwrap()).await.unwrap(),
+        None
+    );
     assert_eq!(store.list_instances(None).await.unwrap(), vec![i, j]);
 }
 
 pub async fn duplicate_slug_conflicts_and_changes_nothing(store: &dyn Store) {
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let i = instance("dragon-heist", a.id, None);
-    store.create_instance(&i, &ev("instance.create", "instance:dragon-heist")).await.unwrap();
+    store
+        .create_instance(&i, &ev("instance.create", "instance:dragon-heist"))
+        .await
+        .unwrap();
     let again = instance("dragon-heist", a.id, None);
     let err = store
         .create_instance(&again, &ev("instance.create", "instance:dragon-heist"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { what: "instance", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                what: "instance",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.list_instances(None).await.unwrap(), vec![i]);
     assert_eq!(store.list_events(10).await.unwrap().len(), 2);
 }
@@ -156,7 +222,10 @@ pub async fn instance_needs_existing_owner_and_license(store: &dyn Store) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let dangling = instance("dangling", a.id, Some(LicenseId::new()));
     let err = store
         .create_instance(&dangling, &ev("instance.create", "instance:dangling"))
@@ -169,63 +238,144 @@ pub async fn instance_needs_existing_owner_and_license(store: &dyn Store) {
 pub async fn list_instances_filters_by_owner(store: &dyn Store) {
     let a = user("alice", Role::Gm);
     let b = user("bob", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
-    store.create_user(&b, &ev("user.create", "user:bob")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
+    store
+        .create_user(&b, &ev("user.create", "user:bob"))
+        .await
+        .unwrap();
     let ia = instance("alices", a.id, None);
     let ib = instance("bobs", b.id, None);
-    store.create_instance(&ia, &ev("instance.create", "instance:alices")).await.unwrap();
-    store.create_instance(&ib, &ev("instance.create", "instance:bobs")).await.unwrap();
+    store
+        .create_instance(&ia, &ev("instance.create", "instance:alices"))
+        .await
+        .unwrap();
+    store
+        .create_instance(&ib, &ev("instance.create", "instance:bobs"))
+        .await
+        .unwrap();
     assert_eq!(store.list_instances(Some(a.id)).await.unwrap(), vec![ia]);
     assert_eq!(store.list_instances(Some(b.id)).await.unwrap(), vec![ib]);
-    assert!(store.list_instances(Some(UserId::new())).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_instances(Some(UserId::new()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn delete_instance(store: &dyn Store) {
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let i = instance("gone", a.id, None);
-    store.create_instance(&i, &ev("instance.create", "instance:gone")).await.unwrap();
-    store.delete_instance(&i.slug, &ev("instance.destroy", "instance:gone")).await.unwrap();
+    store
+        .create_instance(&i, &ev("instance.create", "instance:gone"))
+        .await
+        .unwrap();
+    store
+        .delete_instance(&i.slug, &ev("instance.destroy", "instance:gone"))
+        .await
+        .unwrap();
     assert_eq!(store.instance(&i.slug).await.unwrap(), None);
     let err = store
         .delete_instance(&i.slug, &ev("instance.destroy", "instance:gone"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { what: "instance", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                what: "instance",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.list_events(10).await.unwrap().len(), 3);
 }
 
 pub async fn licenses_round_trip(store: &dyn Store) {
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let pooled = license("pool-1", None);
     let pinned = license("alices", Some(a.id));
-    store.create_license(&pooled, &ev("license.create", "license:pool-1")).await.unwrap();
-    store.create_license(&pinned, &ev("license.create", "license:alices")).await.unwrap();
-    assert_eq!(store.license(pinned.id).await.unwrap(), Some(pinned.clone()));
+    store
+        .create_license(&pooled, &ev("license.create", "license:pool-1"))
+        .await
+        .unwrap();
+    store
+        .create_license(&pinned, &ev("license.create", "license:alices"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.license(pinned.id).await.unwrap(),
+        Some(pinned.clone())
+    );
     assert_eq!(store.license(LicenseId::new()).await.unwrap(), None);
-    assert_eq!(store.list_licenses().await.unwrap(), vec![pooled.clone(), pinned]);
-    store.delete_license(pooled.id, &ev("license.remove", "license:pool-1")).await.unwrap();
+    assert_eq!(
+        store.list_licenses().await.unwrap(),
+        vec![pooled.clone(), pinned]
+    );
+    store
+        .delete_license(pooled.id, &ev("license.remove", "license:pool-1"))
+        .await
+        .unwrap();
     assert_eq!(store.list_licenses().await.unwrap().len(), 1);
     let err = store
         .delete_license(pooled.id, &ev("license.remove", "license:pool-1"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { what: "license", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                what: "license",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 pub async fn license_in_use_cannot_be_deleted(store: &dyn Store) {
     let a = user("alice", Role::Gm);
-    store.create_user(&a, &ev("user.create", "user:alice")).await.unwrap();
+    store
+        .create_user(&a, &ev("user.create", "user:alice"))
+        .await
+        .unwrap();
     let l = license("main", None);
-    store.create_license(&l, &ev("license.create", "license:main")).await.unwrap();
+    store
+        .create_license(&l, &ev("license.create", "license:main"))
+        .await
+        .unwrap();
     let i = instance("uses-it", a.id, Some(l.id));
-    store.create_instance(&i, &ev("instance.create", "instance:uses-it")).await.unwrap();
+    store
+        .create_instance(&i, &ev("instance.create", "instance:uses-it"))
+        .await
+        .unwrap();
     let err = store
         .delete_license(l.id, &ev("license.remove", "license:main"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::InUse { what: "license", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::InUse {
+                what: "license",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.list_licenses().await.unwrap(), vec![l]);
     assert_eq!(store.list_events(10).await.unwrap().len(), 3);
 }
@@ -239,14 +389,25 @@ pub async fn changes_and_their_events_are_written_together(store: &dyn Store) {
     let g = &got[0];
     assert_eq!(
         (&g.actor, &g.action, &g.target, g.outcome, &g.detail, g.at),
-        (&e.actor, &e.action, &e.target, Outcome::Success, &e.detail, e.at)
+        (
+            &e.actor,
+            &e.action,
+            &e.target,
+            Outcome::Success,
+            &e.detail,
+            e.at
+        )
     );
 }
 
 pub async fn events_newest_first(store: &dyn Store) {
     for n in 0..5 {
         let mut e = ev("note", &format!("thing:{n}"));
-        e.outcome = if n % 2 == 0 { Outcome::Denied } else { Outcome::Failure };
+        e.outcome = if n % 2 == 0 {
+            Outcome::Denied
+        } else {
+            Outcome::Failure
+        };
         store.append_event(&e).await.unwrap();
     }
     let got = store.list_events(3).await.unwrap();

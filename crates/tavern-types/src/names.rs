@@ -17,9 +17,7 @@ pub enum NameError {
         max: usize,
         len: usize,
     },
-    #[error(
-        "{what} may contain only lowercase letters a-z, digits 0-9 and '-' (found {found:?})"
-    )]
+    #[error("{what} may contain only lowercase letters a-z, digits 0-9 and '-' (found {found:?})")]
     BadCharacter { what: &'static str, found: char },
     #[error("{what} must start and end with a letter or digit")]
     BadEdge { what: &'static str },

@@ -1,1 +1,104 @@
-fn main(){}
+//! `tavern`: one binary that is the server (`serve`), the command-line
+//! client (`login`, `instance`, `license`, `user`, `events`) and, hidden, the
+//! stand-in for Foundry (`foundry-stub`). This file is only the command line;
+//! each part lives in its own module.
+
+mod client;
+mod config;
+mod serve;
+mod stub;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+#[derive(Parser)]
+#[command(
+    name = "tavern",
+    version,
+    about = "Host Foundry VTT worlds for a community"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Tavern server.
+    Serve(ServeArgs),
+    /// Sign in to a Tavern server and remember the token.
+    Login(client::LoginArgs),
+    /// Create, list and manage instances (Foundry worlds).
+    #[command(subcommand)]
+    Instance(client::InstanceCommand),
+    /// Manage Foundry license keys.
+    #[command(subcommand)]
+    License(client::LicenseCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(client::UserCommand),
+    /// Read the audit log (admins).
+    Events(client::EventsArgs),
+    /// A stand-in for a Foundry server, for tests and the demo.
+    #[command(hide = true)]
+    FoundryStub(stub::StubArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file (default: ./tavern.toml if it exists).
+    #[arg(long, env = "TAVERN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where Tavern keeps its state [default: ./tavern-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Domain under which worlds live as <slug>.<domain> [default: localhost].
+    #[arg(long)]
+    domain: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Set up a demo user, license and instance running the built-in stand-in.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Login(args) => client::login(args).await,
+            Command::Instance(cmd) => client::instance(cmd).await,
+            Command::License(cmd) => client::license(cmd).await,
+            Command::User(cmd) => client::user(cmd).await,
+            Command::Events(args) => client::events(args).await,
+            Command::FoundryStub(args) => stub::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! The [`Tavern`] service: every operation a user can ask for, checked
+//! against the caller's role and ownership, validated, and written with its
+//! audit event. Game masters see only their own things; asking for another
+//! game master's instance answers "not found", so names do not leak.
+
+use std::sync::Arc;
+
+use tavern_store::{ApiToken, Event, Instance, License, NewEvent, Store, User, now};
+use tavern_types::{
+    DesiredState, LicenseId, LicenseKey, ObservedState, Role, Slug, TokenId, UserId, Username,
+};
+
+use crate::CoreError;
+use crate::auth::{self, Passwords};
+use crate::secrets::SecretBox;
+
+/// The runtime drivers Tavern knows by name.
+pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
+
+/// The longest idle timeout one may set: a week.
+const MAX_IDLE_MINUTES: u32 = 7 * 24 * 60;
+
+/// Deployment facts the service needs to describe things.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `http` or `https`: how players reach worlds.
+    pub public_scheme: String,
+    /// Worlds live at `<slug>.<domain>`.
+    pub domain: String,
+    /// The public port when it is not the scheme's default.
+    pub public_port: Option<u16>,
+    /// The runtime a new instance gets when none is named.
+    pub default_runtime: String,
+}
+
+impl Settings {
+    pub fn instance_url(&self, slug: &Slug) -> String {
+        let port = self
+            .public_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!("{}://{slug}.{}{port}/", self.public_scheme, self.domain)
+    }
+}
+
+/// An authenticated user on whose behalf the service acts.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: User,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    fn name(&self) -> String {
+        self.user.username.to_string()
+    }
+
+    fn require_admin(&self, what: &str) -> Result<(), CoreError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden(format!("only an admin may {what}")))
+        }
+    }
+}
+
+pub struct NewUser {
+    pub username: String,
+    pub role: String,
+    pub password: String,
+}
+
+pub struct NewInstance {
+    pub slug: String,
+    pub owner: Option<String>,
+    pub release: Option<String>,
+    pub license: Option<String>,
+    pub runtime: Option<String>,
+    pub idle_timeout_minutes: Option<u32>,
+}
+
+pub struct NewLicense {
+    pub label: String,
+    pub key: String,
+    pub owner: Option<String>,
+}
+
+/// An instance as people see it.
+#[derive(Clone, Debug)]
+pub struct InstanceView {
+    pub instance: Instance,
+    pub owner: Username,
+    pub url: String,
+    pub license: Option<(LicenseId, String)>,
+}
+
+/// A license as people see it: never the key, only its last four characters.
+#[derive(Clone, Debug)]
+pub struct LicenseView {
+    pub license: License,
+    pub owner: Option<Username>,
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Tavern {
+    store: Arc<dyn Store>,
+    secrets: SecretBox,
+    passwords: Passwords,
+    settings: Arc<Settings>,
+}
+
+fn parse_slug(s: &str) -> Result<Slug, CoreError> {
+    Slug::parse(s).map_err(|e| {
+        let code = if matches!(e, tavern_types::NameError::Reserved(_)) {
+            "reserved_slug"
+        } else {
+            "invalid_slug"
+        };
+        CoreError::invalid(code, "slug", e.to_string())
+    })
+}
+
+fn parse_username(field: &'static str, s: &str) -> Result<Username, CoreError> {
+    Username::parse(s).map_err(|e| CoreError::invalid("invalid_username", field, e.to_string()))
+}
+
+fn parse_license_id(s: &str) -> Result<LicenseId, CoreError> {
+    s.parse().map_err(|_| {
+        CoreError::invalid(
+            "invalid_field",
+            "license",
+            format!("{s:?} is not a license id"),
+        )
+    })
+}
+
+fn check_label(label: &str) -> Result<String, CoreError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+        return Err(CoreError::invalid(
+            "invalid_field",
+            "label",
+            "a label needs 1 to 64 printable characters",
+        ));
+    }
+    Ok(label.to_owned())
+}
+
+fn check_release(release: &str) -> Result<String, CoreError> {
+    let ok = !release.is_empty()
+        && release.len() <= 32
+        && release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !ok {
+        return Err(CoreError::invalid(
+            "invalid_field",
+            "release",
+            format!("{release:?} is not a release name (like 12.331 or stub)"),
+        ));
+    }
+    Ok(release.to_owned())
+}
+
+impl Tavern {
+    pub fn new(store: Arc<dyn Store>, secrets: SecretBox, settings: Settings) -> Self {
+        Self {
+            store,
+            secrets,
+            passwords: Passwords::new(2),
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ---- start-up ---------------------------------------------------------
+
+    /// On an empty store, creates the admin `admin` and a token for it;
+    /// answers the token's secret (to show once), or `None` if users exist.
+    pub async fn bootstrap(&self) -> Result<Option<String>, CoreError> {
+        if self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let admin = User {
+            id: UserId::new(),
+            username: parse_username("username", "admin")?,
+            role: Role::Admin,
+            password_hash: None,
+            created_at: now(),
+        };
+        self.store
+            .create_user(
+                &admin,
+                &NewEvent::success("system", "user.create", "user:admin").with_detail("bootstrap"),
+            )
+            .await?;
+        let secret = self.issue_token(&admin, "bootstrap").await?;
+        Ok(Some(secret))
+    }
+
+    async fn issue_token(&self, user: &User, label: &str) -> Result<String, CoreError> {
+        let (secret, hash) = auth::new_token();
+        let token = ApiToken {
+            id: TokenId::new(),
+            user_id: user.id,
+            token_hash: hash,
+            label: label.to_owned(),
+            created_at: now(),
+        };
+        self.store
+            .create_token(
+                &token,
+                &NewEvent::success(
+                    user.username.as_str(),
+                    "token.create",
+                    format!("user:{}", user.username),
+                )
+                .with_detail(label),
+            )
+            .await?;
+        Ok(secret)
+    }
+
+    // ---- authentication ---------------------------------------------------
+
+    /// The caller a bearer token stands for.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, CoreError> {
+        if !token.starts_with(auth::TOKEN_PREFIX) {
+            return Err(CoreError::Unauthenticated);
+        }
+        match self.store.token_by_hash(&auth::token_hash(token)).await? {
+            Some((_, user)) => Ok(Caller { user }),
+            None => Err(CoreError::Unauthenticated),
+        }
+    }
+
+    /// Checks a username and password and issues a new token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<(String, User), CoreError> {
+        let user = match Username::parse(username) {
+            Ok(name) => self.store.user_by_name(&name).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user else {
+            // Spend the same effort as a real check so timing does not tell
+            // which usernames exist.
+            let _ = self.passwords.hash(password.to_owned()).await;
+            return Err(CoreError::InvalidCredentials);
+        };
+        let Some(hash) = user.password_hash.clone() else {
+            let _ = self.passwords.hash(password.to_owned()).await;
+            return Err(CoreError::InvalidCredentials);
+        };
+        if !self.passwords.verify(password.to_owned(), hash).await? {
+            return Err(CoreError::InvalidCredentials);
+        }
+        let token = self.issue_token(&user, "login").await?;
+        Ok((token, user))
+    }
+
+    // ---- users ------------------------------------------------------------
+
+    pub async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<User, CoreError> {
+        caller.require_admin("create users")?;
+        let username = parse_username("username", &new.username)?;
+        let role: Role = new
+            .role
+            .parse()
+            .map_err(|e: tavern_types::ParseEnumError| {
+                CoreError::invalid("invalid_role", "role", e.to_string())
+            })?;
+        auth::check_password(&new.password)?;
+        if self.store.user_by_name(&username).await?.is_some() {
+            return Err(CoreError::Conflict {
+                code: "username_taken",
+                message: format!("the username {username} is taken"),
+            });
+        }
+        let user = User {
+            id: UserId::new(),
+            username,
+            role,
+            password_hash: Some(self.passwords.hash(new.password).await?),
+            created_at: now(),
+        };
+        self.store
+            .create_user(
+                &user,
+                &NewEvent::success(
+                    caller.name(),
+                    "user.create",
+                    format!("user:{}", user.username),
+                )
+                .with_detail(format!("role {role}")),
+            )
+            .await?;
+        Ok(user)
+    }
+
+    /// Admins see everyone; a game master sees only themself.
+    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<User>, CoreError> {
+        if caller.is_admin() {
+            Ok(self.store.list_users().await?)
+        } else {
+            Ok(vec![caller.user.clone()])
+        }
+    }
+
+    async fn user_named(&self, field: &'static str, name: &str) -> Result<User, CoreError> {
+        let username = parse_username(field, name)?;
+        self.store.user_by_name(&username).await?.ok_or_else(|| {
+            CoreError::invalid(
+                "unknown_user",
+                field,
+                format!("there is no user {username}"),
+            )
+        })
+    }
+
+    // ---- instances --------------------------------------------------------
+
+    pub async fn create_instance(
+        &self,
+        caller: &Caller,
+        new: NewInstance,
+    ) -> Result<InstanceView, CoreError> {
+        let slug = parse_slug(&new.slug)?;
+        let owner = match &new.owner {
+            Some(name) if name != caller.user.username.as_str() => {
+                caller.require_admin("create instances for someone else")?;
+                self.user_named("owner", name).await?
+            }
+            _ => caller.user.clone(),
+        };
+        let release = new.release.as_deref().map(check_release).transpose()?;
+        let runtime = match new.runtime {
+            Some(r) if RUNTIME_KINDS.contains(&r.as_str()) => r,
+            Some(r) => {
+                return Err(CoreError::invalid(
+                    "invalid_runtime",
+                    "runtime",
+                    format!(
+                        "{r:?} is not a runtime; expected one of: {}",
+                        RUNTIME_KINDS.join(", ")
+                    ),
+                ));
+            }
+            None => self.settings.default_runtime.clone(),
+        };
+        if let Some(m) = new.idle_timeout_minutes
+            && !(1..=MAX_IDLE_MINUTES).contains(&m)
+        {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                "idle_timeout_minutes",
+                format!("idle_timeout_minutes must be between 1 and {MAX_IDLE_MINUTES}"),
+            ));
+        }
+        let license = match &new.license {
+            Some(id) => {
+                let license = self
+                    .usable_license(caller, &owner, parse_license_id(id)?)
+                    .await?;
+                Some(license)
+            }
+            None => None,
+        };
+        if self.store.instance(&slug).await?.is_some() {
+            return Err(CoreError::Conflict {
+                code: "slug_taken",
+                message: format!("an instance named {slug} already exists"),
+            });
+        }
+        let at = now();
+        let instance = Instance {
+            id: tavern_types::InstanceId::new(),
+            slug,
+            owner: owner.id,
+            release,
+            runtime,
+            license: license.as_ref().map(|l| l.id),
+            desired_state: DesiredState::Stopped,
+            state: ObservedState::Stopped,
+            idle_timeout_minutes: new.idle_timeout_minutes,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store
+            .create_instance(
+                &instance,
+                &NewEvent::success(
+                    caller.name(),
+                    "instance.create",
+                    format!("instance:{}", instance.slug),
+                )
+                .with_detail(format!("owner {}", owner.username)),
+            )
+            .await?;
+        Ok(InstanceView {
+            url: self.settings.instance_url(&instance.slug),
+            license: license.map(|l| (l.id, l.label)),
+            owner: owner.username,
+            instance,
+        })
+    }
+
+    /// A license `owner` may run: pooled, or pinned to them. Game masters
+    /// cannot tell other people's pinned keys from missing ones.
+    async fn usable_license(
+        &self,
+        caller: &Caller,
+        owner: &User,
+        id: LicenseId,
+    ) -> Result<License, CoreError> {
+        let not_found = || {
+            CoreError::invalid(
+                "unknown_license",
+                "license",
+                format!("there is no license {id}"),
+            )
+        };
+        let license = self.store.license(id).await?.ok_or_else(not_found)?;
+        match license.owner {
+            Some(pinned) if pinned != owner.id => {
+                if caller.is_admin() {
+                    Err(CoreError::invalid(
+                        "license_pinned",
+                        "license",
+                        format!("license {id} is pinned to another user"),
+                    ))
+                } else {
+                    Err(not_found())
+                }
+            }
+            _ => Ok(license),
+        }
+    }
+
+    async fn view(
+        &self,
+        instance: Instance,
+        users: Option<&[User]>,
+    ) -> Result<InstanceView, CoreError> {
+        let owner = match users.and_then(|us| us.iter().find(|u| u.id == instance.owner)) {
+            Some(u) => u.username.clone(),
+            None => self
+                .store
+                .user(instance.owner)
+                .await?
+                .map(|u| u.username)
+                .ok_or_else(|| {
+                    CoreError::internal(
+                        "read instance owner",
+                        format!("owner of {} is missing", instance.slug),
+                    )
+                })?,
+        };
+        let license = match instance.license {
+            Some(id) => self.store.license(id).await?.map(|l| (l.id, l.label)),
+            None => None,
+        };
+        Ok(InstanceView {
+            url: self.settings.instance_url(&instance.slug),
+            owner,
+            license,
+            instance,
+        })
+    }
+
+    /// The instance if the caller may see it; "not found" otherwise.
+    async fn visible_instance(&self, caller: &Caller, slug: &str) -> Result<Instance, CoreError> {
+        let not_found = || CoreError::NotFound {
+            what: "instance",
+            key: slug.to_owned(),
+        };
+        let Ok(parsed) = Slug::parse(slug) else {
+            return Err(not_found());
+        };
+        match self.store.instance(&parsed).await? {
+            Some(i) if caller.is_admin() || i.owner == caller.user.id => Ok(i),
+            _ => Err(not_found()),
+        }
+    }
+
+    pub async fn list_instances(&self, caller: &Caller) -> Result<Vec<InstanceView>, CoreError> {
+        let owner = (!caller.is_admin()).then_some(caller.user.id);
+        let instances = self.store.list_instances(owner).await?;
+        let users = if caller.is_admin() {
+            self.store.list_users().await?
+        } else {
+            vec![caller.user.clone()]
+        };
+        let mut out = Vec::with_capacity(instances.len());
+        for i in instances {
+            out.push(self.view(i, Some(&users)).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn get_instance(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<InstanceView, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        self.view(i, None).await
+    }
+
+    /// Destroys an instance. Until the runtime exists there is nothing to
+    /// stop or back up, so the record goes at once.
+    pub async fn destroy_instance(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<InstanceView, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        let mut view = self.view(i, None).await?;
+        self.store
+            .delete_instance(
+                &view.instance.slug,
+                &NewEvent::success(
+                    caller.name(),
+                    "instance.destroy",
+                    format!("instance:{}", view.instance.slug),
+                ),
+            )
+            .await?;
+        view.instance.desired_state = DesiredState::Destroyed;
+        Ok(view)
+    }
+
+    /// Start and stop need the runtime, which is not built yet; the
+    /// instance is still checked so that callers learn of a wrong slug first.
+    pub async fn set_desired(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        _desired: DesiredState,
+    ) -> Result<(), CoreError> {
+        self.visible_instance(caller, slug).await?;
+        Err(CoreError::NotImplemented("starting and stopping instances"))
+    }
+
+    // ---- licenses ---------------------------------------------------------
+
+    pub async fn add_license(
+        &self,
+        caller: &Caller,
+        new: NewLicense,
+    ) -> Result<LicenseView, CoreError> {
+        caller.require_admin("add licenses")?;
+        let label = check_label(&new.label)?;
+        let key = LicenseKey::parse(&new.key)
+            .map_err(|e| CoreError::invalid("invalid_license_key", "key", e.to_string()))?;
+        let owner = match &new.owner {
+            Some(name) => Some(self.user_named("owner", name).await?),
+            None => None,
+        };
+        let sealed = self
+            .secrets
+            .seal(key.expose().as_bytes())
+            .map_err(|e| CoreError::internal("seal license key", e))?;
+        let license = License {
+            id: LicenseId::new(),
+            label,
+            key_sealed: sealed,
+            key_last4: key.last4(),
+            owner: owner.as_ref().map(|u| u.id),
+            created_at: now(),
+        };
+        self.store
+            .create_license(
+                &license,
+                &NewEvent::success(
+                    caller.name(),
+                    "license.add",
+                    format!("license:{}", license.id),
+                )
+                .with_detail(format!("label {}", license.label)),
+            )
+            .await?;
+        Ok(LicenseView {
+            license,
+            owner: owner.map(|u| u.username),
+        })
+    }
+
+    /// Admins see every license; a game master sees the pool and their own.
+    pub async fn list_licenses(&self, caller: &Caller) -> Result<Vec<LicenseView>, CoreError> {
+        let users = self.store.list_users().await?;
+        Ok(self
+            .store
+            .list_licenses()
+            .await?
+            .into_iter()
+            .filter(|l| caller.is_admin() || l.owner.is_none() || l.owner == Some(caller.user.id))
+            .map(|license| LicenseView {
+                owner: license
+                    .owner
+                    .and_then(|o| users.iter().find(|u| u.id == o).map(|u| u.username.clone())),
+                license,
+            })
+            .collect())
+    }
+
+    pub async fn remove_license(&self, caller: &Caller, id: &str) -> Result<(), CoreError> {
+        caller.require_admin("remove licenses")?;
+        let id: LicenseId = id.parse().map_err(|_| CoreError::NotFound {
+            what: "license",
+            key: id.to_owned(),
+        })?;
+        self.store
+            .delete_license(
+                id,
+                &NewEvent::success(caller.name(), "license.remove", format!("license:{id}")),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The clear key of a license, for the runtime to hand to Foundry.
+    pub async fn license_key(&self, id: LicenseId) -> Result<LicenseKey, CoreError> {
+        let license = self.store.license(id).await?.ok_or(CoreError::NotFound {
+            what: "license",
+            key: id.to_string(),
+        })?;
+        let clear = self
+            .secrets
+            .open(&license.key_sealed)
+            .map_err(|e| CoreError::internal("open license key", e))?;
+        let clear =
+            String::from_utf8(clear).map_err(|e| CoreError::internal("open license key", e))?;
+        LicenseKey::parse(&clear).map_err(|e| CoreError::internal("open license key", e))
+    }
+
+    // ---- audit ------------------------------------------------------------
+
+    pub async fn list_events(&self, caller: &Caller, limit: u32) -> Result<Vec<Event>, CoreError> {
+        caller.require_admin("read the audit log")?;
+        Ok(self.store.list_events(limit.clamp(1, 1000)).await?)
+    }
+}

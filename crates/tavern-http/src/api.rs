@@ -1,0 +1,280 @@
+//! The handlers of `/api/v1` and `/healthz`: each turns a request into one
+//! call of the core service and its answer into JSON. No decisions here.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use tavern_core::{NewInstance, NewLicense, NewUser};
+use tavern_types::DesiredState;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::dto::*;
+use crate::extract::{ApiJson, Authed, ClientIp};
+use crate::{ApiError, AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tavern API", description = "Hosting Foundry VTT worlds for a community."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(login))
+        .routes(routes!(whoami))
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(create_instance, list_instances))
+        .routes(routes!(show_instance, destroy_instance))
+        .routes(routes!(start_instance))
+        .routes(routes!(stop_instance))
+        .routes(routes!(add_license, list_licenses))
+        .routes(routes!(remove_license))
+        .routes(routes!(list_events))
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Liveness: answers while the server runs.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Exchanges a username and password for an API token.
+#[utoipa::path(post, path = "/api/v1/auth/login", security(()), request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn login(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    if !s.limiter.allow(&req.username, ip) {
+        tracing::warn!(username = %req.username.escape_debug(), ?ip, "login rate-limited");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many sign-in attempts; wait a minute and try again",
+        ));
+    }
+    match s.tavern.login(&req.username, &req.password).await {
+        Ok((token, user)) => Ok(Json(LoginResponse {
+            token,
+            user: (&user).into(),
+        })),
+        Err(e) => {
+            tracing::warn!(username = %req.username.escape_debug(), ?ip, "sign-in failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// The user the token belongs to.
+#[utoipa::path(get, path = "/api/v1/auth/whoami", responses((status = 200, body = UserJson), (status = 401, body = ErrorBody)))]
+async fn whoami(Authed(caller): Authed) -> Json<UserJson> {
+    Json((&caller.user).into())
+}
+
+/// Creates a user (admins only).
+#[utoipa::path(post, path = "/api/v1/users", request_body = CreateUserRequest,
+    responses((status = 201, body = UserJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_user(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserJson>)> {
+    let user = s
+        .tavern
+        .create_user(
+            &caller,
+            NewUser {
+                username: req.username,
+                role: req.role,
+                password: req.password,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json((&user).into())))
+}
+
+/// Users: all of them for an admin, oneself for a game master.
+#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, body = [UserJson])))]
+async fn list_users(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<UserJson>>> {
+    let users = s.tavern.list_users(&caller).await?;
+    Ok(Json(users.iter().map(UserJson::from).collect()))
+}
+
+/// Creates an instance (stopped).
+#[utoipa::path(post, path = "/api/v1/instances", request_body = CreateInstanceRequest,
+    responses((status = 201, body = InstanceJson), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<CreateInstanceRequest>,
+) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
+    let view = s
+        .tavern
+        .create_instance(
+            &caller,
+            NewInstance {
+                slug: req.slug,
+                owner: req.owner,
+                release: req.release,
+                license: req.license,
+                runtime: req.runtime,
+                idle_timeout_minutes: req.idle_timeout_minutes,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Instances the caller may see.
+#[utoipa::path(get, path = "/api/v1/instances", responses((status = 200, body = [InstanceJson])))]
+async fn list_instances(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<InstanceJson>>> {
+    let views = s.tavern.list_instances(&caller).await?;
+    Ok(Json(views.into_iter().map(InstanceJson::from).collect()))
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+    responses((status = 200, body = InstanceJson), (status = 404, body = ErrorBody)))]
+async fn show_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<InstanceJson>> {
+    Ok(Json(s.tavern.get_instance(&caller, &slug).await?.into()))
+}
+
+/// Destroys an instance.
+#[utoipa::path(delete, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+    responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody)))]
+async fn destroy_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
+    let view = s.tavern.destroy_instance(&caller, &slug).await?;
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
+}
+
+/// Asks for an instance to run (not implemented yet: 501).
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/start", params(("slug" = String, Path)),
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+async fn start_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern
+        .set_desired(&caller, &slug, DesiredState::Running)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Asks for an instance to stop (not implemented yet: 501).
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/stop", params(("slug" = String, Path)),
+    responses((status = 202), (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+async fn stop_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern
+        .set_desired(&caller, &slug, DesiredState::Stopped)
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Adds a Foundry license key (admins only). The key is never shown again.
+#[utoipa::path(post, path = "/api/v1/licenses", request_body = CreateLicenseRequest,
+    responses((status = 201, body = LicenseJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_license(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<CreateLicenseRequest>,
+) -> ApiResult<(StatusCode, Json<LicenseJson>)> {
+    let view = s
+        .tavern
+        .add_license(
+            &caller,
+            NewLicense {
+                label: req.label,
+                key: req.key,
+                owner: req.owner,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Licenses: all for an admin; the pool and one's own for a game master.
+#[utoipa::path(get, path = "/api/v1/licenses", responses((status = 200, body = [LicenseJson])))]
+async fn list_licenses(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<LicenseJson>>> {
+    let views = s.tavern.list_licenses(&caller).await?;
+    Ok(Json(views.into_iter().map(LicenseJson::from).collect()))
+}
+
+/// Removes a license (admins only); refused while an instance uses it.
+#[utoipa::path(delete, path = "/api/v1/licenses/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn remove_license(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern.remove_license(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+struct EventsQuery {
+    /// How many of the newest events (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first (admins only).
+#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
+    responses((status = 200, body = [EventJson]), (status = 403, body = ErrorBody)))]
+async fn list_events(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Vec<EventJson>>> {
+    let events = s
+        .tavern
+        .list_events(&caller, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(events.into_iter().map(EventJson::from).collect()))
+}

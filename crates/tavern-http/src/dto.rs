@@ -1,0 +1,182 @@
+//! The JSON shapes of the API (requests and responses), with their OpenAPI
+//! schemas. Responses never carry a secret except the one-time token of a
+//! login.
+
+use serde::{Deserialize, Serialize};
+use tavern_core::{InstanceView, LicenseView};
+use tavern_store::{Event, User};
+use utoipa::ToSchema;
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `slug_taken`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The API token; shown this once.
+    pub token: String,
+    pub user: UserJson,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    /// `admin` or `gm`.
+    pub role: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserJson {
+    pub id: String,
+    pub username: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+impl From<&User> for UserJson {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            username: u.username.to_string(),
+            role: u.role.to_string(),
+            created_at: u.created_at.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstanceRequest {
+    pub slug: String,
+    pub owner: Option<String>,
+    pub release: Option<String>,
+    pub license: Option<String>,
+    pub runtime: Option<String>,
+    pub idle_timeout_minutes: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenseRef {
+    pub id: String,
+    pub label: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InstanceJson {
+    pub slug: String,
+    pub owner: String,
+    pub url: String,
+    pub release: Option<String>,
+    pub runtime: String,
+    pub desired_state: String,
+    pub state: String,
+    pub license: Option<LicenseRef>,
+    pub players: u32,
+    pub last_activity_at: Option<String>,
+    pub idle_timeout_minutes: Option<u32>,
+    pub created_at: String,
+}
+
+impl From<InstanceView> for InstanceJson {
+    fn from(v: InstanceView) -> Self {
+        let i = v.instance;
+        Self {
+            slug: i.slug.to_string(),
+            owner: v.owner.to_string(),
+            url: v.url,
+            release: i.release,
+            runtime: i.runtime,
+            desired_state: i.desired_state.to_string(),
+            state: i.state.to_string(),
+            license: v.license.map(|(id, label)| LicenseRef {
+                id: id.to_string(),
+                label,
+            }),
+            players: 0,
+            last_activity_at: None,
+            idle_timeout_minutes: i.idle_timeout_minutes,
+            created_at: i.created_at.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLicenseRequest {
+    pub label: String,
+    /// The Foundry license key; never shown again.
+    pub key: String,
+    /// Pin the key to this game master; omitted, it joins the shared pool.
+    pub owner: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenseJson {
+    pub id: String,
+    pub label: String,
+    /// The key's last four characters.
+    pub last4: String,
+    /// The game master it is pinned to, or null for the pool.
+    pub owner: Option<String>,
+    pub created_at: String,
+}
+
+impl From<LicenseView> for LicenseJson {
+    fn from(v: LicenseView) -> Self {
+        Self {
+            id: v.license.id.to_string(),
+            label: v.license.label,
+            last4: v.license.key_last4,
+            owner: v.owner.map(|o| o.to_string()),
+            created_at: v.license.created_at.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventJson {
+    pub id: String,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl From<Event> for EventJson {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: e.at.to_string(),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome.as_str().to_owned(),
+            detail: e.detail,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

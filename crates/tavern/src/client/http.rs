@@ -1,0 +1,153 @@
+//! A thin HTTP client for Tavern's API: bearer auth, JSON in and out, and
+//! errors that carry the server's code and message to stderr.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where to reach the server, and as whom.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Conn {
+    /// The Tavern server, e.g. http://localhost:8080.
+    #[arg(long, env = "TAVERN_SERVER", global = true)]
+    pub server: Option<String>,
+    /// An API token (default: the one `tavern login` stored).
+    #[arg(long, env = "TAVERN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// What `tavern login` stores.
+#[derive(Serialize, Deserialize)]
+pub struct Credentials {
+    pub server: String,
+    pub token: String,
+}
+
+pub fn credentials_path() -> anyhow::Result<PathBuf> {
+    let dir = dirs::config_dir()
+        .context("cannot find your config directory (set HOME or XDG_CONFIG_HOME)")?;
+    Ok(dir.join("tavern").join("credentials.json"))
+}
+
+pub fn load_credentials() -> Option<Credentials> {
+    let text = std::fs::read_to_string(credentials_path().ok()?).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn save_credentials(c: &Credentials) -> anyhow::Result<PathBuf> {
+    let path = credentials_path()?;
+    let dir = path.parent().context("credentials path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _ = std::fs::remove_file(&path);
+    tavern_core::secrets::write_private(&path, serde_json::to_string_pretty(c)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+pub fn normalise_server(server: &str) -> anyhow::Result<String> {
+    let s = server.trim().trim_end_matches('/');
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        bail!("the server {s:?} must start with http:// or https://");
+    }
+    Ok(s.to_owned())
+}
+
+impl Api {
+    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: normalise_server(server)?,
+            token,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("tavern-cli/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+        })
+    }
+
+    /// From flags, environment, or stored credentials, in that order.
+    pub fn from_conn(conn: &Conn) -> anyhow::Result<Self> {
+        let stored = load_credentials();
+        let server = conn
+            .server
+            .clone()
+            .or_else(|| stored.as_ref().map(|c| c.server.clone()))
+            .context("no server: pass --server URL, set TAVERN_SERVER, or run `tavern login`")?;
+        let token = conn
+            .token
+            .clone()
+            .or_else(|| stored.map(|c| c.token))
+            .context("not signed in: pass --token, set TAVERN_TOKEN, or run `tavern login`")?;
+        Self::new(&server, Some(token))
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Tavern server at {}", self.base))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .context("the server's answer was cut off")?;
+        if status.is_success() {
+            if bytes.is_empty() || status == StatusCode::NO_CONTENT {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&bytes)
+                .context("the server answered something that is not JSON");
+        }
+        match serde_json::from_slice::<tavern_error::Body>(&bytes) {
+            Ok(b) => bail!("{} ({})", b.error.message, b.error.code),
+            Err(_) => bail!("{method} {path} failed: HTTP {status}"),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::DELETE, path, None).await
+    }
+}
+
+mod tavern_error {
+    #[derive(serde::Deserialize)]
+    pub struct Body {
+        pub error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    pub struct Detail {
+        pub code: String,
+        pub message: String,
+    }
+}

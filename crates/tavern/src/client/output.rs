@@ -1,0 +1,59 @@
+//! Printing answers: a table for people, pretty JSON for scripts.
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde_json::Value;
+
+/// A column: its header and the field it shows.
+pub type Column = (&'static str, &'static str);
+
+fn cell(v: &Value, field: &str) -> String {
+    let mut cur = v;
+    for part in field.split('.') {
+        cur = &cur[part];
+    }
+    match cur {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn print(json: bool, value: &Value, columns: &[Column]) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    let rows: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(columns.iter().map(|(h, _)| *h));
+    for row in rows {
+        table.add_row(columns.iter().map(|(_, f)| cell(row, f)));
+    }
+    println!("{table}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_follow_dotted_paths() {
+        let v = serde_json::json!({"slug": "a", "license": {"label": "main"}, "n": 3, "x": null});
+        assert_eq!(cell(&v, "slug"), "a");
+        assert_eq!(cell(&v, "license.label"), "main");
+        assert_eq!(cell(&v, "n"), "3");
+        assert_eq!(cell(&v, "x"), "-");
+        assert_eq!(cell(&v, "missing.deeper"), "-");
+    }
+}

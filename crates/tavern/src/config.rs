@@ -1,0 +1,329 @@
+//! Configuration of `tavern serve`: defaults, then `tavern.toml` (the file
+//! named by `--config`/`TAVERN_CONFIG`, else `./tavern.toml` if present),
+//! then `TAVERN_<SECTION>_<KEY>` variables, then flags. Unknown keys and bad
+//! values are errors that name the key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub runtime: RuntimeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the one public listener (API now; worlds when the proxy lands).
+    pub listen: SocketAddr,
+    /// Worlds live at `<slug>.<domain>`.
+    pub domain: String,
+    pub data_dir: PathBuf,
+    /// How people reach Tavern from outside, e.g. `https://tavern.example.org`;
+    /// sets the scheme and port of the URLs Tavern shows.
+    pub public_url: Option<String>,
+    /// Largest API request body in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("tavern-data"),
+            public_url: None,
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`; default `sqlite://DATA_DIR/tavern.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// The runtime new instances get: `process`, `docker` or `kubernetes`.
+    pub kind: String,
+    /// Offer the `stub` release (the built-in stand-in for Foundry).
+    pub stub_release: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            kind: "process".into(),
+            stub_release: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `tavern=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves lower layers alone.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub domain: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub stub_release: bool,
+}
+
+/// Variables that belong to the client commands, not to `serve`.
+const CLIENT_VARS: &[&str] = &["server", "token", "config"];
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "the config file {} does not exist",
+                    path.display()
+                );
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            None if Path::new("tavern.toml").is_file() => {
+                fig = fig.merge(Toml::file_exact("tavern.toml"));
+            }
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("TAVERN_").filter_map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            if CLIENT_VARS.contains(&key.as_str()) {
+                None
+            } else {
+                Some(key.replacen('_', ".", 1).into())
+            }
+        }));
+        if let Some(v) = overrides.data_dir {
+            fig = fig.merge(Serialized::default("server.data_dir", v));
+        }
+        if let Some(v) = overrides.listen {
+            fig = fig.merge(Serialized::default("server.listen", v));
+        }
+        if let Some(v) = overrides.domain {
+            fig = fig.merge(Serialized::default("server.domain", v));
+        }
+        if let Some(v) = overrides.log_format {
+            fig = fig.merge(Serialized::default("log.format", v));
+        }
+        if overrides.stub_release {
+            fig = fig.merge(Serialized::default("runtime.stub_release", true));
+        }
+        let config: Config = fig.extract().map_err(|e| {
+            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid configuration: {}", all.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let d = &self.server.domain;
+        anyhow::ensure!(
+            !d.is_empty()
+                && d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }),
+            "invalid configuration: server.domain {d:?} is not a domain name"
+        );
+        anyhow::ensure!(
+            tavern_core::RUNTIME_KINDS.contains(&self.runtime.kind.as_str()),
+            "invalid configuration: runtime.kind {:?} is not one of {}",
+            self.runtime.kind,
+            tavern_core::RUNTIME_KINDS.join(", ")
+        );
+        if let Some(url) = &self.store.url {
+            anyhow::ensure!(
+                url.starts_with("sqlite://"),
+                "invalid configuration: store.url {url:?}: only sqlite:// is supported in this version"
+            );
+        }
+        if let Some(url) = &self.server.public_url {
+            public_parts(url)?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .with_context(|| format!("invalid configuration: log.level {:?}", self.log.level))?;
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        match &self.store.url {
+            Some(url) => PathBuf::from(url.trim_start_matches("sqlite://")),
+            None => self.server.data_dir.join("tavern.db"),
+        }
+    }
+
+    /// Scheme and port people use to reach Tavern.
+    pub fn public_scheme_and_port(&self) -> (String, Option<u16>) {
+        match &self.server.public_url {
+            Some(url) => public_parts(url).unwrap_or(("http".into(), None)),
+            None => {
+                let port = self.server.listen.port();
+                ("http".into(), (port != 80).then_some(port))
+            }
+        }
+    }
+}
+
+/// `https://host[:port][/]` → ("https", port unless default).
+fn public_parts(url: &str) -> anyhow::Result<(String, Option<u16>)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "invalid configuration: server.public_url {url:?} must look like https://tavern.example.org[:port]"
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad()),
+    };
+    let host = rest.trim_end_matches('/');
+    anyhow::ensure!(!host.is_empty() && !host.contains('/'), bad());
+    let port = match host.rsplit_once(':') {
+        Some((_, p)) => Some(p.parse::<u16>().map_err(|_| bad())?),
+        None => None,
+    };
+    Ok((scheme.to_owned(), port.filter(|p| *p != default_port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            Ok(f())
+        })
+    }
+
+    #[test]
+    fn runs_with_no_file_at_all() {
+        let c = with_env(&[], || Config::load(None, Overrides::default()).unwrap());
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_path(), PathBuf::from("tavern-data/tavern.db"));
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "[server]\ndomain = \"file.example\"\nlisten = \"127.0.0.1:9000\"\n[log]\nformat = \"json\"\n",
+            )?;
+            jail.set_env("TAVERN_SERVER_DOMAIN", "env.example");
+            jail.set_env("TAVERN_RUNTIME_STUB_RELEASE", "true");
+            jail.set_env("TAVERN_SERVER", "http://ignored-client-var");
+            let c = Config::load(
+                Some(Path::new("t.toml")),
+                Overrides {
+                    listen: Some("127.0.0.1:9001".parse().unwrap()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(c.server.domain, "env.example");
+            assert_eq!(c.server.listen.port(), 9001);
+            assert_eq!(c.log.format, LogFormat::Json);
+            assert!(c.runtime.stub_release);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[server]\nlisten_on = \"x\"\n")?;
+            let e = Config::load(Some(Path::new("a.toml")), Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("listen_on"), "{e}");
+
+            jail.create_file("b.toml", "[server]\nlisten = \"not an address\"\n")?;
+            let e = Config::load(Some(Path::new("b.toml")), Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("listen"), "{e}");
+
+            jail.create_file("c.toml", "[nonsense]\nx = 1\n")?;
+            let e = Config::load(Some(Path::new("c.toml")), Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("nonsense"), "{e}");
+            Ok(())
+        });
+        let e = with_env(&[("TAVERN_RUNTIME_KIND", "lxc")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("runtime.kind"), "{e}");
+        let e = with_env(&[("TAVERN_SERVER_BODY_LIMIT", "lots")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("body_limit"), "{e}");
+        let e = with_env(&[("TAVERN_STORE_URL", "postgres://x")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("store.url"), "{e}");
+    }
+
+    #[test]
+    fn public_url_sets_scheme_and_port() {
+        assert_eq!(
+            public_parts("https://t.example.org").unwrap(),
+            ("https".into(), None)
+        );
+        assert_eq!(
+            public_parts("https://t.example.org:8443/").unwrap(),
+            ("https".into(), Some(8443))
+        );
+        assert_eq!(
+            public_parts("http://t.example.org:80").unwrap(),
+            ("http".into(), None)
+        );
+        assert!(public_parts("ftp://x").is_err());
+        assert!(public_parts("https://x/path").is_err());
+    }
+}

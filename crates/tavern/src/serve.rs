@@ -1,0 +1,221 @@
+//! The composition root of `tavern serve`: loads the configuration, prepares
+//! DATA_DIR, opens the store and the secret box, bootstraps the first admin,
+//! builds the service and the HTTP API, and runs them until SIGTERM/SIGINT,
+//! with one cancellation token for everything.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tavern_core::secrets::{SecretBox, write_private};
+use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
+use tavern_http::HttpSettings;
+use tavern_store_sql::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServeArgs;
+use crate::config::{Config, LogFormat, Overrides};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            domain: args.domain,
+            log_format: args.log_format,
+            stub_release: args.demo,
+        },
+    )?;
+    init_logging(&config);
+
+    let data_dir = &config.server.data_dir;
+    create_private_dir(data_dir)?;
+    let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
+    let db = config.database_path();
+    let store = SqliteStore::open(&db)
+        .await
+        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let (public_scheme, public_port) = config.public_scheme_and_port();
+    let tavern = Tavern::new(
+        Arc::new(store.clone()),
+        secrets,
+        Settings {
+            public_scheme,
+            domain: config.server.domain.clone(),
+            public_port,
+            default_runtime: config.runtime.kind.clone(),
+        },
+    );
+
+    if let Some(token) = tavern.bootstrap().await? {
+        let path = data_dir.join("admin-token");
+        let _ = std::fs::remove_file(&path);
+        write_private(&path, format!("{token}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("Created the admin user `admin`. Its API token, shown this once:");
+        println!();
+        println!("    {token}");
+        println!();
+        println!("It is also in {} (readable by you only).", path.display());
+        println!(
+            "Sign in with: tavern login --server URL --token-stdin < {}",
+            path.display()
+        );
+    }
+    if args.demo {
+        set_up_demo(&tavern).await?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
+    println!("Tavern is listening on http://{addr}");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let app = tavern_http::router(
+        tavern,
+        HttpSettings {
+            body_limit: config.server.body_limit,
+            ..HttpSettings::default()
+        },
+    );
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = tokio::select! {
+        r = server => r.context("the HTTP server failed"),
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(tavern_http::SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still open after the grace period; closing anyway");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("tavern stopped");
+    served
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot watch for signals; stop tavern with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+/// The demo's fixed names. The key is a made-up one: it works only with the
+/// stand-in, never with Foundry.
+const DEMO_USER: &str = "demo";
+const DEMO_PASSWORD: &str = "demo-password";
+const DEMO_KEY: &str = "DEMO-DEMO-DEMO-DEMO-DEMO-0000";
+
+/// Creates what `--demo` promises, skipping what already exists.
+async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
+    let store = tavern.store();
+    let admin = store
+        .list_users()
+        .await?
+        .into_iter()
+        .find(|u| u.role == tavern_types::Role::Admin)
+        .context("the demo needs an admin user")?;
+    let caller = Caller { user: admin };
+    let demo_name: tavern_types::Username = DEMO_USER.parse()?;
+    if store.user_by_name(&demo_name).await?.is_none() {
+        tavern
+            .create_user(
+                &caller,
+                NewUser {
+                    username: DEMO_USER.into(),
+                    role: "gm".into(),
+                    password: DEMO_PASSWORD.into(),
+                },
+            )
+            .await?;
+    }
+    let license = match tavern
+        .list_licenses(&caller)
+        .await?
+        .into_iter()
+        .find(|l| l.license.label == "demo")
+    {
+        Some(l) => l.license.id,
+        None => {
+            tavern
+                .add_license(
+                    &caller,
+                    NewLicense {
+                        label: "demo".into(),
+                        key: DEMO_KEY.into(),
+                        owner: None,
+                    },
+                )
+                .await?
+                .license
+                .id
+        }
+    };
+    let slug: tavern_types::Slug = "demo".parse()?;
+    if store.instance(&slug).await?.is_none() {
+        tavern
+            .create_instance(
+                &caller,
+                NewInstance {
+                    slug: "demo".into(),
+                    owner: Some(DEMO_USER.into()),
+                    release: Some("stub".into()),
+                    license: Some(license.to_string()),
+                    runtime: None,
+                    idle_timeout_minutes: None,
+                },
+            )
+            .await?;
+    }
+    println!(
+        "Demo ready: sign in as `{DEMO_USER}` with password `{DEMO_PASSWORD}`; its world is `demo`."
+    );
+    Ok(())
+}
