@@ -75,6 +75,7 @@ mod tests {
         assert!(l.allow("Alice", Some(b)));
         assert!(!l.allow("alice", Some(b)), "third try for alice");
         assert!(l.allow("bob", Some(a)));
+        assert!(l.allow("dave", Some(a)));
         assert!(!l.allow("carol", Some(a)), "fourth try from a");
         assert!(l.allow("carol", Some(b)));
     }

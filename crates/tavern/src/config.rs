@@ -198,12 +198,13 @@ impl Config {
         }
     }
 
-    /// Scheme and port people use to reach Tavern.
-    pub fn public_scheme_and_port(&self) -> (String, Option<u16>) {
+    /// Scheme and port people use to reach Tavern; without `public_url`,
+    /// plain HTTP on the port actually bound (`bound`).
+    pub fn public_scheme_and_port(&self, bound: SocketAddr) -> (String, Option<u16>) {
         match &self.server.public_url {
             Some(url) => public_parts(url).unwrap_or(("http".into(), None)),
             None => {
-                let port = self.server.listen.port();
+                let port = bound.port();
                 ("http".into(), (port != 80).then_some(port))
             }
         }
@@ -233,16 +234,21 @@ fn public_parts(url: &str) -> anyhow::Result<(String, Option<u16>)> {
 }
 
 #[cfg(test)]
+// figment's Jail returns its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
     fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+        let mut out = None;
         figment::Jail::expect_with(|jail| {
             for (k, v) in vars {
                 jail.set_env(k, v);
             }
-            Ok(f())
-        })
+            out = Some(f());
+            Ok(())
+        });
+        out.expect("the jail ran the closure")
     }
 
     #[test]
@@ -302,7 +308,10 @@ mod tests {
         let e = with_env(&[("TAVERN_SERVER_BODY_LIMIT", "lots")], || {
             Config::load(None, Overrides::default()).unwrap_err()
         });
-        assert!(e.to_string().contains("body_limit"), "{e}");
+        assert!(
+            e.to_string().to_lowercase().contains("server.body_limit"),
+            "{e}"
+        );
         let e = with_env(&[("TAVERN_STORE_URL", "postgres://x")], || {
             Config::load(None, Overrides::default()).unwrap_err()
         });

@@ -37,7 +37,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
-    let (public_scheme, public_port) = config.public_scheme_and_port();
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (public_scheme, public_port) = config.public_scheme_and_port(addr);
     let tavern = Tavern::new(
         Arc::new(store.clone()),
         secrets,
@@ -68,10 +72,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         set_up_demo(&tavern).await?;
     }
 
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
     println!("Tavern is listening on http://{addr}");
 

@@ -74,8 +74,10 @@ impl Felddy {
         }
     }
 
+    /// In felddy's image: any `FOUNDRY_*` setting (Foundry's own
+    /// `FOUNDRY_VTT_DATA_PATH` aside) means the container entrypoint runs.
     fn active(&self) -> bool {
-        !self.vars.is_empty()
+        self.vars.keys().any(|k| k.starts_with("FOUNDRY_"))
     }
 
     fn get(&self, k: &str) -> Option<&str> {
@@ -373,6 +375,7 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/_stub/config", get(config));
     let routed = match &stub.options.route_prefix {
         Some(p) => Router::new()
+            .route(&format!("/{p}/"), get(root))
             .nest(&format!("/{p}"), inner)
             .route("/_stub/license", get(license))
             .route("/_stub/config", get(config)),

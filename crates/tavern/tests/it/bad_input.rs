@@ -1,0 +1,492 @@
+//! Bad input gets the documented 4xx code and leaves the store exactly as it
+//! was: the whole database is dumped before and after and compared.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+struct Case {
+    what: &'static str,
+    method: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    token: Tok,
+    status: u16,
+    code: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Tok {
+    Admin,
+    None,
+    Bad,
+}
+
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: Value,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        what,
+        method,
+        path,
+        content_type: Some("application/json"),
+        body: body.to_string().into_bytes(),
+        token: Tok::Admin,
+        status,
+        code,
+    }
+}
+
+fn slug(what: &'static str, slug: &str, code: &'static str) -> Case {
+    case(
+        what,
+        "POST",
+        "/api/v1/instances",
+        json!({ "slug": slug }),
+        422,
+        code,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, _) = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "alice", "role": "gm", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "taken", "owner": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+
+    let long = "a".repeat(64);
+    let mut cases = vec![
+        slug("uppercase", "Dragon", "invalid_slug"),
+        slug("too long", &long, "invalid_slug"),
+        slug("leading hyphen", "-dragon", "invalid_slug"),
+        slug("trailing hyphen", "dragon-", "invalid_slug"),
+        slug("dot", "dragon.heist", "invalid_slug"),
+        slug("underscore", "dragon_heist", "invalid_slug"),
+        slug("empty", "", "invalid_slug"),
+        slug("reserved www", "www", "reserved_slug"),
+        slug("reserved api", "api", "reserved_slug"),
+        slug("reserved admin", "admin", "reserved_slug"),
+        slug("reserved app", "app", "reserved_slug"),
+        case(
+            "duplicate slug",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "taken"}),
+            409,
+            "slug_taken",
+        ),
+        case(
+            "missing slug",
+            "POST",
+            "/api/v1/instances",
+            json!({"release": "12.331"}),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "slug of the wrong type",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": 5}),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "misspelt field",
+            "POST",
+            "/api/v1/instances",
+            json!({"slgu": "fine"}),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "idle timeout of the wrong type",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "idle_timeout_minutes": "soon"}),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "idle timeout out of range",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "idle_timeout_minutes": 0}),
+            422,
+            "invalid_field",
+        ),
+        case(
+            "unknown runtime",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "runtime": "lxc"}),
+            422,
+            "invalid_runtime",
+        ),
+        case(
+            "unknown owner",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "owner": "nobody"}),
+            422,
+            "unknown_user",
+        ),
+        case(
+            "unknown license",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "license": "01900000-0000-7000-8000-000000000000"}),
+            422,
+            "unknown_license",
+        ),
+        case(
+            "license not an id",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "license": "main"}),
+            422,
+            "invalid_field",
+        ),
+        case(
+            "bad release name",
+            "POST",
+            "/api/v1/instances",
+            json!({"slug": "fine", "release": "../../etc"}),
+            422,
+            "invalid_field",
+        ),
+        case(
+            "body not an object",
+            "POST",
+            "/api/v1/instances",
+            json!(["fine"]),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "short license key",
+            "POST",
+            "/api/v1/licenses",
+            json!({"label": "x", "key": "ABCD-EFGH"}),
+            422,
+            "invalid_license_key",
+        ),
+        case(
+            "license key with bad characters",
+            "POST",
+            "/api/v1/licenses",
+            json!({"label": "x", "key": "ABCD-EFGH-JKLM-NPQR-STUV-WX$Z"}),
+            422,
+            "invalid_license_key",
+        ),
+        case(
+            "license without label",
+            "POST",
+            "/api/v1/licenses",
+            json!({"key": "ABCDEFGHJKLMNPQRSTUVWXYZ"}),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "blank label",
+            "POST",
+            "/api/v1/licenses",
+            json!({"label": "  ", "key": "ABCDEFGHJKLMNPQRSTUVWXYZ"}),
+            422,
+            "invalid_field",
+        ),
+        case(
+            "license for unknown owner",
+            "POST",
+            "/api/v1/licenses",
+            json!({"label": "x", "key": "ABCDEFGHJKLMNPQRSTUVWXYZ", "owner": "nobody"}),
+            422,
+            "unknown_user",
+        ),
+        case(
+            "bad role",
+            "POST",
+            "/api/v1/users",
+            json!({"username": "carol", "role": "owner", "password": "carol-password"}),
+            422,
+            "invalid_role",
+        ),
+        case(
+            "bad username",
+            "POST",
+            "/api/v1/users",
+            json!({"username": "Carol!", "role": "gm", "password": "carol-password"}),
+            422,
+            "invalid_username",
+        ),
+        case(
+            "short password",
+            "POST",
+            "/api/v1/users",
+            json!({"username": "carol", "role": "gm", "password": "short"}),
+            422,
+            "weak_password",
+        ),
+        case(
+            "duplicate username",
+            "POST",
+            "/api/v1/users",
+            json!({"username": "alice", "role": "gm", "password": "another-password"}),
+            409,
+            "username_taken",
+        ),
+        case(
+            "remove unknown license",
+            "DELETE",
+            "/api/v1/licenses/01900000-0000-7000-8000-000000000000",
+            Value::Null,
+            404,
+            "not_found",
+        ),
+        case(
+            "destroy unknown instance",
+            "DELETE",
+            "/api/v1/instances/nope",
+            Value::Null,
+            404,
+            "not_found",
+        ),
+        case(
+            "wrong password",
+            "POST",
+            "/api/v1/auth/login",
+            json!({"username": "alice", "password": "wrong-password"}),
+            401,
+            "invalid_credentials",
+        ),
+        case(
+            "unknown user login",
+            "POST",
+            "/api/v1/auth/login",
+            json!({"username": "zed", "password": "whatever-it-is"}),
+            401,
+            "invalid_credentials",
+        ),
+        case(
+            "token-only admin login",
+            "POST",
+            "/api/v1/auth/login",
+            json!({"username": "admin", "password": ""}),
+            401,
+            "invalid_credentials",
+        ),
+        Case {
+            content_type: None,
+            ..case(
+                "no content type",
+                "POST",
+                "/api/v1/instances",
+                json!({"slug": "fine"}),
+                415,
+                "unsupported_media_type",
+            )
+        },
+        Case {
+            content_type: Some("text/plain"),
+            ..case(
+                "wrong content type",
+                "POST",
+                "/api/v1/instances",
+                json!({"slug": "fine"}),
+                415,
+                "unsupported_media_type",
+            )
+        },
+        Case {
+            body: b"{\"slug\": ".to_vec(),
+            ..case(
+                "malformed JSON",
+                "POST",
+                "/api/v1/instances",
+                Value::Null,
+                400,
+                "malformed_json",
+            )
+        },
+        Case {
+            body: format!(
+                "{{\"slug\":\"fine\",\"release\":\"{}\"}}",
+                "x".repeat(2 * 1024 * 1024)
+            )
+            .into_bytes(),
+            ..case(
+                "oversized body",
+                "POST",
+                "/api/v1/instances",
+                Value::Null,
+                413,
+                "payload_too_large",
+            )
+        },
+        Case {
+            token: Tok::None,
+            ..case(
+                "missing token",
+                "POST",
+                "/api/v1/instances",
+                json!({"slug": "fine"}),
+                401,
+                "unauthenticated",
+            )
+        },
+        Case {
+            token: Tok::Bad,
+            ..case(
+                "bad token",
+                "POST",
+                "/api/v1/instances",
+                json!({"slug": "fine"}),
+                401,
+                "unauthenticated",
+            )
+        },
+        Case {
+            token: Tok::Bad,
+            ..case(
+                "bad token on a list",
+                "GET",
+                "/api/v1/instances",
+                Value::Null,
+                401,
+                "unauthenticated",
+            )
+        },
+        Case {
+            token: Tok::None,
+            ..case(
+                "missing token on delete",
+                "DELETE",
+                "/api/v1/instances/taken",
+                Value::Null,
+                401,
+                "unauthenticated",
+            )
+        },
+    ];
+    for c in &mut cases {
+        if c.method != "POST" {
+            c.body.clear();
+            c.content_type = None;
+        }
+    }
+
+    let before = server.dump().await;
+    let mut failures = Vec::new();
+    for c in &cases {
+        let api = match c.token {
+            Tok::Admin => server.api(Some(&server.admin_token)),
+            Tok::None => server.api(None),
+            Tok::Bad => server.api(Some("tvn_not-a-real-token")),
+        };
+        let answer = api
+            .send(c.method, c.path, c.content_type, c.body.clone())
+            .await;
+        let msg = answer.1["error"]["message"].as_str().unwrap_or("");
+        if answer.0 != c.status || code(&answer) != c.code || msg.is_empty() {
+            failures.push(format!(
+                "{}: want {} {}, got {} {}",
+                c.what, c.status, c.code, answer.0, answer.1
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(server.dump().await, before, "bad input changed the store");
+
+    // The CLI refuses a key on the command line and a missing key source.
+    let out = server.cli(
+        Some(&server.admin_token),
+        &[
+            "license",
+            "add",
+            "--label",
+            "x",
+            "--key",
+            "ABCDEFGHJKLMNPQRSTUVWXYZ",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["license", "add", "--label", "x"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--key-file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(server.dump().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_attempts_are_rate_limited() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, _) = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "alice", "role": "gm", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let anon = server.api(None);
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let a = anon
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": "alice", "password": "guess-guess"}),
+            )
+            .await;
+        codes.push((a.0, code(&a).to_owned()));
+    }
+    assert!(
+        codes[..5]
+            .iter()
+            .all(|(s, c)| *s == 401 && c == "invalid_credentials"),
+        "{codes:?}"
+    );
+    assert_eq!(codes[5], (429, "rate_limited".to_owned()));
+    // Even the right password waits now: the budget is the account's.
+    let a = anon
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(a.0, 429);
+    // Another account from the same address still has its own budget.
+    let a = anon
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "bob", "password": "guess-guess"}),
+        )
+        .await;
+    assert_eq!(code(&a), "invalid_credentials");
+}

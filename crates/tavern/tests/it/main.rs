@@ -1,0 +1,9 @@
+//! Black-box tests of the `tavern` binary: a real server on a temp dir and a
+//! loopback port, driven through its CLI and HTTP API.
+
+mod bad_input;
+mod isolation;
+mod secrets;
+mod serve;
+mod stub;
+mod support;

@@ -1,0 +1,360 @@
+//! A fresh server works end to end through the CLI and the API, and keeps
+//! its state across a restart.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const KEY: &str = "ABCD-EFGH-JKLM-NPQR-STUV-WXYZ";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_server_end_to_end_and_state_survives_restart() {
+    let mut server = Server::start();
+    let data = server.data_dir();
+
+    // First start: admin token printed once and kept, private.
+    assert!(server.output().contains(&server.admin_token));
+    assert!(server.admin_token.starts_with("tvn_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin-token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(data.join("tavern.db").is_file());
+
+    let (status, health) = server.api(None).get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, doc) = server.api(None).get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/api/v1/instances",
+        "/api/v1/instances/{slug}",
+        "/api/v1/licenses",
+        "/api/v1/auth/login",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+
+    // The admin signs in with the bootstrap token, stored with mode 0600.
+    let admin_home = server.home().join("admin");
+    let out = server.cli_in(
+        &admin_home,
+        None,
+        &["login", "--server", &server.url, "--token-stdin"],
+        Some(&server.admin_token),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Signed in as admin (admin)"));
+    let creds = admin_home.join("config/tavern/credentials.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&creds).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Users, a license and an instance, through the CLI.
+    let alice = ok_json(&server.cli_in(
+        &admin_home,
+        None,
+        &[
+            "user",
+            "create",
+            "alice",
+            "--role",
+            "gm",
+            "--password-stdin",
+            "--json",
+        ],
+        Some("alice-password\n"),
+    ));
+    assert_eq!(
+        (alice["username"].as_str(), alice["role"].as_str()),
+        (Some("alice"), Some("gm"))
+    );
+    let out = server.cli_in(
+        &admin_home,
+        None,
+        &["user", "create", "bob", "--role", "gm"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bob_password = text(&out.stderr)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        bob_password.len() >= 16,
+        "generated password shown: {}",
+        text(&out.stderr)
+    );
+
+    let key_file = server.home().join("key.txt");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let lic = ok_json(&server.cli_in(
+        &admin_home,
+        None,
+        &[
+            "license",
+            "add",
+            "--label",
+            "main",
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(lic["last4"], "WXYZ");
+    assert_eq!(lic["owner"], json!(null));
+    let lic_id = lic["id"].as_str().unwrap().to_owned();
+    let pinned = ok_json(&server.cli_in(
+        &admin_home,
+        None,
+        &[
+            "license",
+            "add",
+            "--label",
+            "alices",
+            "--key-stdin",
+            "--owner",
+            "alice",
+            "--json",
+        ],
+        Some("ZYXW-VUTS-RQPN-MLKJ-HGFE-DCBA"),
+    ));
+    assert_eq!(pinned["owner"], "alice");
+
+    let inst = ok_json(&server.cli_in(
+        &admin_home,
+        None,
+        &[
+            "instance",
+            "create",
+            "dragon-heist",
+            "--owner",
+            "alice",
+            "--license",
+            &lic_id,
+            "--release",
+            "12.331",
+            "--idle-timeout",
+            "45",
+            "--json",
+        ],
+        None,
+    ));
+    assert_eq!(inst["slug"], "dragon-heist");
+    assert_eq!(inst["owner"], "alice");
+    assert_eq!(inst["state"], "stopped");
+    assert_eq!(inst["desired_state"], "stopped");
+    assert_eq!(inst["license"]["label"], "main");
+    assert_eq!(inst["idle_timeout_minutes"], 45);
+    assert_eq!(inst["players"], 0);
+    let port = server.url.rsplit(':').next().unwrap();
+    assert_eq!(
+        inst["url"],
+        format!("http://dragon-heist.localhost:{port}/")
+    );
+
+    // Tables for people.
+    let out = server.cli_in(&admin_home, None, &["instance", "list"], None);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("SLUG") && table.contains("dragon-heist") && table.contains("alice"),
+        "{table}"
+    );
+    let out = server.cli_in(&admin_home, None, &["license", "list"], None);
+    assert!(text(&out.stdout).contains("WXYZ"));
+
+    // Alice signs in with her password and sees her world.
+    let alice_home = server.home().join("alice");
+    let out = server.cli_in(
+        &alice_home,
+        None,
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("alice-password\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mine = ok_json(&server.cli_in(
+        &alice_home,
+        None,
+        &["instance", "show", "dragon-heist", "--json"],
+        None,
+    ));
+    assert_eq!(mine["slug"], "dragon-heist");
+
+    // Start is not built yet: a clear error and a non-zero exit.
+    let out = server.cli_in(
+        &alice_home,
+        None,
+        &["instance", "start", "dragon-heist"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not_implemented"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Errors go to stderr with a non-zero exit.
+    let out = server.cli_in(&alice_home, None, &["instance", "show", "nope"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Audit log for admins.
+    let events = ok_json(&server.cli_in(&admin_home, None, &["events", "--json"], None));
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "user.create",
+        "license.add",
+        "instance.create",
+        "token.create",
+    ] {
+        assert!(actions.contains(&a), "no {a} in {actions:?}");
+    }
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["outcome"] == "success")
+    );
+
+    // Restart: everything is still there, tokens and passwords still work.
+    let before = server.dump().await;
+    server.restart();
+    assert_eq!(server.dump().await, before);
+    assert!(
+        server.output().matches("Created the admin user").count() == 1,
+        "bootstrap ran twice"
+    );
+    let list = ok_json(&server.cli_in(&alice_home, None, &["instance", "list", "--json"], None));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["slug"], "dragon-heist");
+    server.api(None).login("bob", &bob_password).await;
+
+    // Destroy asks for confirmation unless --yes.
+    let out = server.cli_in(
+        &alice_home,
+        None,
+        &["instance", "destroy", "dragon-heist"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--yes"));
+    let out = server.cli_in(
+        &alice_home,
+        None,
+        &["instance", "destroy", "dragon-heist", "--yes"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = ok_json(&server.cli_in(&alice_home, None, &["instance", "list", "--json"], None));
+    assert_eq!(list, json!([]));
+
+    // Licenses can be removed once no instance uses them.
+    let out = server.cli_in(&admin_home, None, &["license", "remove", &lic_id], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let status = server.stop();
+    assert!(status.success(), "SIGTERM exit: {status}");
+    assert!(server.output().contains("SIGTERM: shutting down"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_json_lines_with_log_format_json() {
+    let mut server = Server::start();
+    server.api(None).get("/healthz").await;
+    server.stop();
+    let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_sets_up_a_user_license_and_instance() {
+    let server = Server::start_with(&["--demo"]);
+    let demo = server.api(None).login("demo", "demo-password").await;
+    let (status, list) = demo.get("/api/v1/instances").await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["slug"], "demo");
+    assert_eq!(list[0]["release"], "stub");
+    assert_eq!(list[0]["license"]["label"], "demo");
+}
+
+#[test]
+fn a_wrong_config_key_or_value_is_named_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[server]\nlisten_address = \"127.0.0.1:0\"\n",
+            "listen_address",
+        ),
+        ("[server]\nlisten = \"localhost\"\n", "listen"),
+        ("[runtime]\nkind = \"lxc\"\n", "runtime.kind"),
+        ("[idle]\ntimeout = 5\n", "idle"),
+    ];
+    for (toml, named) in cases {
+        let file = dir.path().join("tavern.toml");
+        std::fs::write(&file, toml).unwrap();
+        let mut c = tavern(dir.path());
+        c.args(["serve", "--config"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+        let out = run(c, None);
+        assert!(!out.status.success(), "{toml} was accepted");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(named),
+            "error for {toml:?} does not name {named}: {err}"
+        );
+        assert!(
+            !dir.path().join("data").exists(),
+            "a bad config created DATA_DIR"
+        );
+    }
+    let mut c = tavern(dir.path());
+    c.args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TAVERN_SERVER_DOMAIN", "bad domain!");
+    let out = run(c, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("server.domain"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,384 @@
+//! Test harness: the real `tavern` binary on a temp dir and a loopback port,
+//! its output captured for later checks, stopped by pid when dropped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tavern");
+
+/// A command of the binary with an environment that belongs to the test:
+/// no inherited `TAVERN_*` variables, a private config directory.
+pub fn tavern(home: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TAVERN_") || k.starts_with("FOUNDRY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Sends SIGTERM to one process, by pid.
+pub fn sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Waits for a child, killing it after `limit`.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a child's stdout into a shared buffer until it closes, and hands
+/// back the first line that contains `marker`.
+fn capture_until(child: &mut Child, marker: &'static str, sink: Arc<Mutex<String>>) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+            if line.contains(marker)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no line with {marker:?} within 30 s"))
+}
+
+/// A running `tavern serve`.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub admin_token: String,
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    extra_args: Vec<String>,
+}
+
+impl Server {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            dir,
+            url: String::new(),
+            admin_token: String::new(),
+            child: None,
+            stdout: Arc::default(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.launch();
+        s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        s
+    }
+
+    fn launch(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let mut child = tavern(self.home())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(self.data_dir())
+            .args(&self.extra_args)
+            .env("TAVERN_LOG_LEVEL", "debug")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let line = capture_until(&mut child, "Tavern is listening on ", self.stdout.clone());
+        self.url = line.rsplit(' ').next().unwrap().to_owned();
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then start again on the same data directory.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "tavern exited with {status} on SIGTERM");
+        self.launch();
+    }
+
+    /// SIGTERM and wait; answers the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        sigterm(child.id());
+        wait_bounded(&mut child, Duration::from_secs(20))
+    }
+
+    /// Everything the server printed (stdout and the log on stderr).
+    pub fn output(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        format!("{}\n{log}", self.stdout.lock().unwrap())
+    }
+
+    /// A client command against this server, as `token` (or none).
+    pub fn cli(&self, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+        self.cli_in(self.home(), token, args, stdin)
+    }
+
+    /// Like `cli`, with its own home (so stored credentials are separate).
+    pub fn cli_in(
+        &self,
+        home: &Path,
+        token: Option<&str>,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
+        let mut c = tavern(home);
+        c.args(args).env("TAVERN_SERVER", &self.url);
+        if let Some(t) = token {
+            c.env("TAVERN_TOKEN", t);
+        }
+        run(c, stdin)
+    }
+
+    pub fn api(&self, token: Option<&str>) -> Api {
+        Api {
+            base: self.url.clone(),
+            token: token.map(str::to_owned),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Every row of every table of the database, as text.
+    pub async fn dump(&self) -> String {
+        use sqlx::Row;
+        use sqlx::sqlite::SqliteConnectOptions;
+        let opts = SqliteConnectOptions::new()
+            .filename(self.data_dir().join("tavern.db"))
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut out = String::new();
+        for t in tables {
+            let cols: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT name FROM pragma_table_info('{t}') ORDER BY cid"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let expr = cols
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {expr} AS r FROM \"{t}\" ORDER BY rowid"
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            out.push_str(&format!("== {t}\n"));
+            for r in rows {
+                out.push_str(&r.get::<String, _>("r"));
+                out.push('\n');
+            }
+        }
+        pool.close().await;
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm(child.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a command to completion, with `stdin` fed to it.
+pub fn run(mut c: Command, stdin: Option<&str>) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let status = wait_bounded(&mut child, Duration::from_secs(60));
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts success and parses stdout as JSON.
+#[track_caller]
+pub fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\nstderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+/// A small JSON client for the API.
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Status, and the body as JSON (`Null` when empty or not JSON).
+pub type Answer = (u16, Value);
+
+impl Api {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send("GET", path, None, Vec::new()).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.send(
+            "POST",
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send("DELETE", path, None, Vec::new()).await
+    }
+
+    /// Signs in and answers an API client with the new token.
+    pub async fn login(&self, username: &str, password: &str) -> Api {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                &serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "login as {username}: {body}");
+        Api {
+            base: self.base.clone(),
+            token: Some(body["token"].as_str().unwrap().to_owned()),
+            http: self.http.clone(),
+        }
+    }
+
+    pub fn token(&self) -> &str {
+        self.token.as_deref().unwrap()
+    }
+}
+
+/// The error code of an error answer.
+pub fn code(a: &Answer) -> &str {
+    a.1["error"]["code"].as_str().unwrap_or("<no error code>")
+}
