@@ -2,7 +2,7 @@
 //! call of the core service and its answer into JSON. No decisions here.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tavern_core::{NewInstance, NewLicense, NewUser};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::dto::*;
-use crate::extract::{ApiJson, Authed, ClientIp};
+use crate::extract::{ApiJson, ApiQuery, Authed, ClientIp};
 use crate::{ApiError, AppState};
 
 #[derive(OpenApi)]
@@ -270,7 +270,7 @@ struct EventsQuery {
 async fn list_events(
     State(s): State<AppState>,
     Authed(caller): Authed,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<Vec<EventJson>>> {
     let events = s
         .tavern

@@ -3,7 +3,7 @@
 //! once, and never sent to the client.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tavern_core::CoreError;
@@ -98,5 +98,11 @@ impl From<JsonRejection> for ApiError {
             _ => r.body_text(),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
     }
 }

@@ -15,6 +15,11 @@ use crate::{ApiError, AppState};
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// `axum::extract::Query`, but failing with our error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
 /// The signed-in user, from a bearer token.
 pub struct Authed(pub Caller);
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tavern_core::Tavern;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 pub use error::ApiError;
 pub use limits::LoginLimits;
@@ -59,9 +60,20 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
         }),
     )
     .fallback(|| async { ApiError::not_found("no such endpoint") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    })
     .with_state(state)
     .layer(DefaultBodyLimit::max(settings.body_limit))
-    .layer(TraceLayer::new_for_http())
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
 }
 
 /// How long a graceful shutdown waits for requests in flight.

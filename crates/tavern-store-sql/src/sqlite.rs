@@ -123,6 +123,38 @@ impl SqliteStore {
     }
 }
 
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Runs a read on the reader pool and maps the row, if any.
+async fn read_one<T>(
+    pool: &SqlitePool,
+    q: SqliteQuery<'_>,
+    op: &'static str,
+    map: fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    q.fetch_optional(pool)
+        .await
+        .map_err(backend(op))?
+        .as_ref()
+        .map(map)
+        .transpose()
+}
+
+/// Runs a read on the reader pool and maps every row.
+async fn read_all<T>(
+    pool: &SqlitePool,
+    q: SqliteQuery<'_>,
+    op: &'static str,
+    map: fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    q.fetch_all(pool)
+        .await
+        .map_err(backend(op))?
+        .iter()
+        .map(map)
+        .collect()
+}
+
 async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
     tx.commit().await.map_err(backend("commit"))
 }
@@ -269,43 +301,28 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend("get user"))?
-            .as_ref()
-            .map(user_from)
-            .transpose()
+        let q = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
+            .bind(id.to_string());
+        read_one(&self.readers, q, "get user", user_from).await
     }
 
     async fn user_by_name(&self, name: &Username) -> StoreResult<Option<User>> {
-        sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
             " FROM users WHERE username = ?"
         ))
-        .bind(name.as_str())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend("get user"))?
-        .as_ref()
-        .map(user_from)
-        .transpose()
+        .bind(name.as_str());
+        read_one(&self.readers, q, "get user", user_from).await
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
             " FROM users ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend("list users"))?
-        .iter()
-        .map(user_from)
-        .collect()
+        ));
+        read_all(&self.readers, q, "list users", user_from).await
     }
 
     async fn count_users(&self) -> StoreResult<u64> {
@@ -406,44 +423,30 @@ impl Store for SqliteStore {
     }
 
     async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>> {
-        sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "SELECT ",
             instance_cols!(),
             " FROM instances WHERE slug = ?"
         ))
-        .bind(slug.as_str())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend("get instance"))?
-        .as_ref()
-        .map(instance_from)
-        .transpose()
+        .bind(slug.as_str());
+        read_one(&self.readers, q, "get instance", instance_from).await
     }
 
     async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>> {
-        let rows = match owner {
-            Some(owner) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    instance_cols!(),
-                    " FROM instances WHERE owner_id = ? ORDER BY created_at, id"
-                ))
-                .bind(owner.to_string())
-                .fetch_all(&self.readers)
-                .await
-            }
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    instance_cols!(),
-                    " FROM instances ORDER BY created_at, id"
-                ))
-                .fetch_all(&self.readers)
-                .await
-            }
-        }
-        .map_err(backend("list instances"))?;
-        rows.iter().map(instance_from).collect()
+        let q = match owner {
+            Some(owner) => sqlx::query(concat!(
+                "SELECT ",
+                instance_cols!(),
+                " FROM instances WHERE owner_id = ? ORDER BY created_at, id"
+            ))
+            .bind(owner.to_string()),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                instance_cols!(),
+                " FROM instances ORDER BY created_at, id"
+            )),
+        };
+        read_all(&self.readers, q, "list instances", instance_from).await
     }
 
     async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()> {
@@ -497,32 +500,22 @@ impl Store for SqliteStore {
     }
 
     async fn license(&self, id: LicenseId) -> StoreResult<Option<License>> {
-        sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "SELECT ",
             license_cols!(),
             " FROM licenses WHERE id = ?"
         ))
-        .bind(id.to_string())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend("get license"))?
-        .as_ref()
-        .map(license_from)
-        .transpose()
+        .bind(id.to_string());
+        read_one(&self.readers, q, "get license", license_from).await
     }
 
     async fn list_licenses(&self) -> StoreResult<Vec<License>> {
-        sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "SELECT ",
             license_cols!(),
             " FROM licenses ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend("list licenses"))?
-        .iter()
-        .map(license_from)
-        .collect()
+        ));
+        read_all(&self.readers, q, "list licenses", license_from).await
     }
 
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()> {
@@ -562,15 +555,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_events(&self, limit: u32) -> StoreResult<Vec<Event>> {
-        sqlx::query(
+        let q = sqlx::query(
             "SELECT id, at, actor, action, target, outcome, detail FROM events ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend("list events"))?
-        .iter()
-        .map(event_from)
-        .collect()
+        )        .bind(i64::from(limit));
+        read_all(&self.readers, q, "list events", event_from).await
     }
 }

@@ -73,6 +73,32 @@ fn ev(action: &str, target: &str) -> NewEvent {
     NewEvent::success("tester", action, target)
 }
 
+async fn add_user(store: &dyn Store, name: &str, role: Role) -> User {
+    let u = user(name, role);
+    store
+        .create_user(&u, &ev("user.create", &format!("user:{name}")))
+        .await
+        .unwrap();
+    u
+}
+
+async fn add_license(store: &dyn Store, label: &str, owner: Option<UserId>) -> License {
+    let l = license(label, owner);
+    store
+        .create_license(&l, &ev("license.create", &format!("license:{label}")))
+        .await
+        .unwrap();
+    l
+}
+
+async fn add_instance(store: &dyn Store, i: Instance) -> Instance {
+    store
+        .create_instance(&i, &ev("instance.create", &format!("instance:{}", i.slug)))
+        .await
+        .unwrap();
+    i
+}
+
 pub async fn users_round_trip(store: &dyn Store) {
     assert_eq!(store.count_users().await.unwrap(), 0);
     let a = user("alice", Role::Admin);
@@ -97,11 +123,7 @@ pub async fn users_round_trip(store: &dyn Store) {
 }
 
 pub async fn duplicate_username_conflicts(store: &dyn Store) {
-    let a = user("alice", Role::Admin);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Admin).await;
     let again = user("alice", Role::Gm);
     let err = store
         .create_user(&again, &ev("user.create", "user:alice"))
@@ -120,11 +142,7 @@ pub async fn duplicate_username_conflicts(store: &dyn Store) {
 }
 
 pub async fn tokens_find_their_user(store: &dyn Store) {
-    let a = user("alice", Role::Admin);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Admin).await;
     let t = ApiToken {
         id: TokenId::new(),
         user_id: a.id,
@@ -154,28 +172,13 @@ pub async fn tokens_find_their_user(store: &dyn Store) {
 }
 
 pub async fn instances_round_trip(store: &dyn Store) {
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
-    let l = license("main", None);
-    store
-        .create_license(&l, &ev("license.create", "license:main"))
-        .await
-        .unwrap();
-    let i = instance("dragon-heist", a.id, Some(l.id));
+    let a = add_user(store, "alice", Role::Gm).await;
+    let l = add_license(store, "main", None).await;
+    let i = add_instance(store, instance("dragon-heist", a.id, Some(l.id))).await;
     let mut j = instance("curse", a.id, None);
     j.release = None;
     j.idle_timeout_minutes = None;
-    store
-        .create_instance(&i, &ev("instance.create", "instance:dragon-heist"))
-        .await
-        .unwrap();
-    store
-        .create_instance(&j, &ev("instance.create", "instance:curse"))
-        .await
-        .unwrap();
+    let j = add_instance(store, j).await;
     assert_eq!(store.instance(&i.slug).await.unwrap(), Some(i.clone()));
     assert_eq!(
         store.instance(&Slug::parse("nope").unwrap()).await.unwrap(),
@@ -185,16 +188,8 @@ pub async fn instances_round_trip(store: &dyn Store) {
 }
 
 pub async fn duplicate_slug_conflicts_and_changes_nothing(store: &dyn Store) {
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
-    let i = instance("dragon-heist", a.id, None);
-    store
-        .create_instance(&i, &ev("instance.create", "instance:dragon-heist"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Gm).await;
+    let i = add_instance(store, instance("dragon-heist", a.id, None)).await;
     let again = instance("dragon-heist", a.id, None);
     let err = store
         .create_instance(&again, &ev("instance.create", "instance:dragon-heist"))
@@ -221,11 +216,7 @@ pub async fn instance_needs_existing_owner_and_license(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Gm).await;
     let dangling = instance("dangling", a.id, Some(LicenseId::new()));
     let err = store
         .create_instance(&dangling, &ev("instance.create", "instance:dangling"))
@@ -268,16 +259,8 @@ pub async fn list_instances_filters_by_owner(store: &dyn Store) {
 }
 
 pub async fn delete_instance(store: &dyn Store) {
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
-    let i = instance("gone", a.id, None);
-    store
-        .create_instance(&i, &ev("instance.create", "instance:gone"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Gm).await;
+    let i = add_instance(store, instance("gone", a.id, None)).await;
     store
         .delete_instance(&i.slug, &ev("instance.destroy", "instance:gone"))
         .await
@@ -301,11 +284,7 @@ pub async fn delete_instance(store: &dyn Store) {
 }
 
 pub async fn licenses_round_trip(store: &dyn Store) {
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Gm).await;
     let pooled = license("pool-1", None);
     let pinned = license("alices", Some(a.id));
     store
@@ -347,21 +326,9 @@ pub async fn licenses_round_trip(store: &dyn Store) {
 }
 
 pub async fn license_in_use_cannot_be_deleted(store: &dyn Store) {
-    let a = user("alice", Role::Gm);
-    store
-        .create_user(&a, &ev("user.create", "user:alice"))
-        .await
-        .unwrap();
-    let l = license("main", None);
-    store
-        .create_license(&l, &ev("license.create", "license:main"))
-        .await
-        .unwrap();
-    let i = instance("uses-it", a.id, Some(l.id));
-    store
-        .create_instance(&i, &ev("instance.create", "instance:uses-it"))
-        .await
-        .unwrap();
+    let a = add_user(store, "alice", Role::Gm).await;
+    let l = add_license(store, "main", None).await;
+    add_instance(store, instance("uses-it", a.id, Some(l.id))).await;
     let err = store
         .delete_license(l.id, &ev("license.remove", "license:main"))
         .await

@@ -211,6 +211,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Where the API answers: `public_url`, else the bound address with a
+    /// wildcard shown as `localhost`.
+    pub fn api_url(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.server.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = match bound.ip() {
+            ip if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", bound.port())
+    }
+}
+
 /// `https://host[:port][/]` → ("https", port unless default).
 fn public_parts(url: &str) -> anyhow::Result<(String, Option<u16>)> {
     let bad = || {
@@ -316,6 +332,21 @@ mod tests {
             Config::load(None, Overrides::default()).unwrap_err()
         });
         assert!(e.to_string().contains("store.url"), "{e}");
+    }
+
+    #[test]
+    fn api_url_is_public_url_or_a_reachable_address() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.api_url("0.0.0.0:8080".parse().unwrap()),
+            "http://localhost:8080"
+        );
+        assert_eq!(c.api_url("[::1]:81".parse().unwrap()), "http://[::1]:81");
+        c.server.public_url = Some("https://t.example.org/".into());
+        assert_eq!(
+            c.api_url("0.0.0.0:8080".parse().unwrap()),
+            "https://t.example.org"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod client;
 mod config;
 mod serve;
+mod signals;
 mod stub;
 
 use std::net::SocketAddr;

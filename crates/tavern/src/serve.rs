@@ -37,6 +37,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let stop_signal = crate::signals::termination()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -64,7 +65,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!();
         println!("It is also in {} (readable by you only).", path.display());
         println!(
-            "Sign in with: tavern login --server URL --token-stdin < {}",
+            "Sign in with: tavern login --server {} --token-stdin < {}",
+            config.api_url(addr),
             path.display()
         );
     }
@@ -76,7 +78,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("Tavern is listening on http://{addr}");
 
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            tracing::info!("{}: shutting down", stop_signal.await);
+            shutdown.cancel();
+        }
+    });
     let app = tavern_http::router(
         tavern,
         HttpSettings {
@@ -102,22 +110,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("tavern stopped");
     served
-}
-
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot watch for signals; stop tavern with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    shutdown.cancel();
 }
 
 fn init_logging(config: &Config) {

@@ -321,6 +321,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
     });
     stub.write_state(true)?;
 
+    let stop_signal = crate::signals::termination()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind, port))
         .await
         .with_context(|| format!("cannot listen on port {port}"))?;
@@ -339,7 +340,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
             })
             .await
     });
-    wait_for_signal().await;
+    stop_signal.await;
     println!("FoundryVTT | stand-in | shutting down: flushing world data");
     let _ = stop_tx.send(());
     // Open WebSockets do not hold the shutdown up for long.
@@ -347,22 +348,6 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
     stub.write_state(false)?;
     drop(lock);
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
 }
 
 fn app(stub: Arc<Stub>) -> Router {

@@ -58,13 +58,7 @@ fn slug(what: &'static str, slug: &str, code: &'static str) -> Case {
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    let (s, _) = admin
-        .post(
-            "/api/v1/users",
-            &json!({"username": "alice", "role": "gm", "password": "alice-password"}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    admin.create_user("alice", "gm", "alice-password").await;
     let (s, _) = admin
         .post(
             "/api/v1/instances",
@@ -386,9 +380,33 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
                 "unauthenticated",
             )
         },
+        case(
+            "bad query",
+            "GET",
+            "/api/v1/events?limit=lots",
+            Value::Null,
+            400,
+            "invalid_query",
+        ),
+        case(
+            "unknown endpoint",
+            "GET",
+            "/api/v1/nothing-here",
+            Value::Null,
+            404,
+            "not_found",
+        ),
+        case(
+            "wrong method",
+            "PUT",
+            "/api/v1/instances",
+            json!({"slug": "fine"}),
+            405,
+            "method_not_allowed",
+        ),
     ];
     for c in &mut cases {
-        if c.method != "POST" {
+        if c.method == "GET" || c.method == "DELETE" {
             c.body.clear();
             c.content_type = None;
         }
@@ -448,13 +466,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 async fn login_attempts_are_rate_limited() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    let (s, _) = admin
-        .post(
-            "/api/v1/users",
-            &json!({"username": "alice", "role": "gm", "password": "alice-password"}),
-        )
-        .await;
-    assert_eq!(s, 201);
+    admin.create_user("alice", "gm", "alice-password").await;
     let anon = server.api(None);
     let mut codes = Vec::new();
     for _ in 0..6 {

@@ -11,13 +11,9 @@ async fn a_gm_cannot_touch_another_gms_things() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     for name in ["alice", "bob"] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/users",
-                &json!({"username": name, "role": "gm", "password": format!("{name}-password")}),
-            )
+        admin
+            .create_user(name, "gm", &format!("{name}-password"))
             .await;
-        assert_eq!(s, 201, "{b}");
     }
     let (s, lic) = admin
         .post(

@@ -102,13 +102,9 @@ async fn license_keys_and_credentials_never_leak() {
     seen.push_str(&bad.to_string());
 
     // Users' passwords and tokens.
-    let (s, _) = admin
-        .post(
-            "/api/v1/users",
-            &json!({"username": "alice", "role": "gm", "password": "alice-secret-password"}),
-        )
+    admin
+        .create_user("alice", "gm", "alice-secret-password")
         .await;
-    assert_eq!(s, 201);
     let alice = server
         .api(None)
         .login("alice", "alice-secret-password")

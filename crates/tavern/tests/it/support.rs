@@ -357,6 +357,18 @@ impl Api {
         self.send("DELETE", path, None, Vec::new()).await
     }
 
+    /// Creates a user (as an admin) and asserts it worked.
+    pub async fn create_user(&self, username: &str, role: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/users",
+                &serde_json::json!({"username": username, "role": role, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "create user {username}: {body}");
+        body
+    }
+
     /// Signs in and answers an API client with the new token.
     pub async fn login(&self, username: &str, password: &str) -> Api {
         let (status, body) = self
