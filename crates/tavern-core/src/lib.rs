@@ -5,7 +5,6 @@
 
 pub mod auth;
 mod error;
-pub mod foundry;
 pub mod secrets;
 mod service;
 

@@ -130,7 +130,10 @@ impl Felddy {
         if let Some(key) = self.get("FOUNDRY_LICENSE_KEY") {
             let key: String = key.chars().filter(|c| *c != '-').collect();
             if key.len() >= 24 && !license.exists() {
-                write(&license, &tavern_core::foundry::license_json(&key))?;
+                write(
+                    &license,
+                    &tavern_runtime::foundry_config::license_json(&key),
+                )?;
             }
         }
         let options = config.join("options.json");
@@ -144,8 +147,11 @@ impl Felddy {
                 Some(key) => {
                     let salt = self
                         .get("FOUNDRY_PASSWORD_SALT")
-                        .unwrap_or(tavern_core::foundry::DEFAULT_ADMIN_SALT);
-                    write(&admin, &tavern_core::foundry::admin_key_hash(key, salt))?;
+                        .unwrap_or(tavern_runtime::foundry_config::DEFAULT_ADMIN_SALT);
+                    write(
+                        &admin,
+                        &tavern_runtime::foundry_config::admin_key_hash(key, salt),
+                    )?;
                 }
                 None => {
                     let _ = std::fs::remove_file(&admin);

@@ -1,0 +1,180 @@
+//! Foundry's own `Config/` files, kept in one place: `options.json` (Tavern's
+//! keys written, every other key preserved), `license.json` and `admin.txt`
+//! (felddy's PBKDF2 format).
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+use sha2::Sha512;
+
+use crate::FoundryConfig;
+
+/// The salt felddy uses when `FOUNDRY_PASSWORD_SALT` is not set.
+pub const DEFAULT_ADMIN_SALT: &str = "17c4f39053ac5a50d5797c665ad1f4e6";
+
+/// `Config/admin.txt`: PBKDF2-HMAC-SHA512 of the trimmed key, 1000
+/// iterations, 64 bytes, lower-case hex, no newline.
+pub fn admin_key_hash(admin_key: &str, salt: &str) -> String {
+    let mut out = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<Sha512>(admin_key.trim().as_bytes(), salt.as_bytes(), 1000, &mut out);
+    hex::encode(out)
+}
+
+/// The `Config/license.json` that tools write before Foundry signs it.
+pub fn license_json(key_without_dashes: &str) -> String {
+    serde_json::json!({ "license": key_without_dashes }).to_string()
+}
+
+/// Writes `Config/options.json`, `license.json` and `admin.txt` under
+/// `data_dir` for a start on `port`. Keys of `options.json` that Tavern does
+/// not manage are kept; a file that is not a JSON object is replaced.
+pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io::Result<()> {
+    let config = data_dir.join("Config");
+    std::fs::create_dir_all(&config)?;
+    let options_path = config.join("options.json");
+    let mut options: Map<String, Value> = std::fs::read_to_string(&options_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let managed = json!({
+        "port": port,
+        "hostname": cfg.hostname,
+        "routePrefix": cfg.route_prefix,
+        "proxySSL": cfg.proxy_ssl,
+        "proxyPort": cfg.proxy_port,
+        "upnp": false,
+    });
+    if let Value::Object(m) = managed {
+        options.extend(m);
+    }
+    write_atomic(
+        &options_path,
+        &serde_json::to_string_pretty(&Value::Object(options))?,
+    )?;
+
+    let license_path = config.join("license.json");
+    if let Some(key) = &cfg.license_key {
+        // A license.json Foundry signed for this key is kept as it is.
+        let current: Option<Value> = std::fs::read_to_string(&license_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let same_key = current
+            .as_ref()
+            .and_then(|v| v.get("license"))
+            .and_then(Value::as_str)
+            == Some(key.expose());
+        if !same_key {
+            write_atomic(&license_path, &license_json(key.expose()))?;
+        }
+    }
+
+    let admin_path = config.join("admin.txt");
+    match &cfg.admin_hash {
+        Some(hash) => write_atomic(&admin_path, hash)?,
+        None => match std::fs::remove_file(&admin_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tavern-tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_hash_is_pbkdf2_sha512_hex() {
+        let h = admin_key_hash(" secret \n", DEFAULT_ADMIN_SALT);
+        assert_eq!(h.len(), 128);
+        assert!(
+            h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(h, admin_key_hash("secret", DEFAULT_ADMIN_SALT));
+        assert_ne!(h, admin_key_hash("secret", "other-salt"));
+    }
+
+    #[test]
+    fn admin_hash_matches_a_known_vector() {
+        // node -e 'console.log(require("crypto").pbkdf2Sync("secret",
+        //   "17c4f39053ac5a50d5797c665ad1f4e6",1000,64,"sha512").toString("hex"))'
+        assert_eq!(
+            admin_key_hash("secret", DEFAULT_ADMIN_SALT),
+            KNOWN_SECRET_HASH
+        );
+    }
+
+    fn cfg() -> FoundryConfig {
+        FoundryConfig {
+            hostname: "dragon.example.org".into(),
+            route_prefix: None,
+            proxy_ssl: true,
+            proxy_port: Some(443),
+            license_key: Some(
+                tavern_types::LicenseKey::parse("ABCD-EFGH-JKLM-NPQR-STUV-WXYZ").unwrap(),
+            ),
+            admin_hash: Some(admin_key_hash("k", DEFAULT_ADMIN_SALT)),
+        }
+    }
+
+    #[test]
+    fn writes_managed_keys_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("Config")).unwrap();
+        std::fs::write(
+            dir.path().join("Config/options.json"),
+            r#"{"language":"de.core","port":1,"upnp":true}"#,
+        )
+        .unwrap();
+        write_config(dir.path(), 31000, &cfg()).unwrap();
+        let o: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("Config/options.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(o["language"], "de.core");
+        assert_eq!(o["port"], 31000);
+        assert_eq!(o["upnp"], false);
+        assert_eq!(o["hostname"], "dragon.example.org");
+        assert_eq!(o["proxyPort"], 443);
+        assert_eq!(o["routePrefix"], Value::Null);
+        let l = std::fs::read_to_string(dir.path().join("Config/license.json")).unwrap();
+        assert_eq!(l, r#"{"license":"ABCDEFGHJKLMNPQRSTUVWXYZ"}"#);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Config/admin.txt")).unwrap(),
+            admin_key_hash("k", DEFAULT_ADMIN_SALT)
+        );
+    }
+
+    #[test]
+    fn a_signed_license_for_the_same_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("Config")).unwrap();
+        let signed = r#"{"license":"ABCDEFGHJKLMNPQRSTUVWXYZ","signature":"abc"}"#;
+        std::fs::write(dir.path().join("Config/license.json"), signed).unwrap();
+        write_config(dir.path(), 31000, &cfg()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Config/license.json")).unwrap(),
+            signed
+        );
+        let mut other = cfg();
+        other.license_key =
+            Some(tavern_types::LicenseKey::parse("ZYXWVUTSRQPNMLKJHGFEDCBA").unwrap());
+        other.admin_hash = None;
+        write_config(dir.path(), 31000, &other).unwrap();
+        assert!(
+            std::fs::read_to_string(dir.path().join("Config/license.json"))
+                .unwrap()
+                .contains("ZYXW")
+        );
+        assert!(!dir.path().join("Config/admin.txt").exists());
+    }
+
+    const KNOWN_SECRET_HASH: &str = "2beaee9d322dbb19b86f191599fe132860bd6ec7275218ab3d39fce57b63a454364811cc07d8852ce802a168953a9aae488d1470a70a0924374c03e24d77aa6c";
+}
