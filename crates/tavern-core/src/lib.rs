@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod error;
+pub mod reconciler;
 pub mod secrets;
 mod service;
 

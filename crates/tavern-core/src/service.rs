@@ -10,12 +10,16 @@ use tavern_types::{
     DesiredState, LicenseId, LicenseKey, ObservedState, Role, Slug, TokenId, UserId, Username,
 };
 
+use tavern_runtime::releases::Releases;
+use tavern_runtime::{Runtime, foundry_config};
+use tokio::sync::Notify;
+
 use crate::CoreError;
 use crate::auth::{self, Passwords};
 use crate::secrets::SecretBox;
 
-/// The runtime drivers Tavern knows by name.
-pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
+/// The runtime drivers this version has (docker and kubernetes come later).
+pub const RUNTIME_KINDS: &[&str] = &["process"];
 
 /// The longest idle timeout one may set: a week.
 const MAX_IDLE_MINUTES: u32 = 7 * 24 * 60;
@@ -34,6 +38,21 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The host players use for a world.
+    pub fn instance_host(&self, slug: &Slug) -> String {
+        format!("{slug}.{}", self.domain)
+    }
+
+    /// The port players' browsers connect to (Foundry's `proxyPort`).
+    pub fn public_port_or_default(&self) -> u16 {
+        self.public_port
+            .unwrap_or(if self.public_scheme == "https" {
+                443
+            } else {
+                80
+            })
+    }
+
     pub fn instance_url(&self, slug: &Slug) -> String {
         let port = self
             .public_port
@@ -95,6 +114,8 @@ pub struct InstanceView {
     pub owner: Username,
     pub url: String,
     pub license: Option<(LicenseId, String)>,
+    /// The Foundry admin key: only in the answer that created the instance.
+    pub admin_key: Option<String>,
 }
 
 /// A license as people see it: never the key, only its last four characters.
@@ -111,6 +132,10 @@ pub struct Tavern {
     secrets: SecretBox,
     passwords: Passwords,
     settings: Arc<Settings>,
+    runtime: Arc<dyn Runtime>,
+    releases: Arc<Releases>,
+    /// Wakes the reconciler when desired state changes.
+    wake: Arc<Notify>,
 }
 
 fn parse_slug(s: &str) -> Result<Slug, CoreError> {
@@ -167,13 +192,39 @@ fn check_release(release: &str) -> Result<String, CoreError> {
 }
 
 impl Tavern {
-    pub fn new(store: Arc<dyn Store>, secrets: SecretBox, settings: Settings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: SecretBox,
+        settings: Settings,
+        runtime: Arc<dyn Runtime>,
+        releases: Arc<Releases>,
+    ) -> Self {
         Self {
             store,
             secrets,
             passwords: Passwords::new(2),
             settings: Arc::new(settings),
+            runtime,
+            releases,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn releases(&self) -> &Arc<Releases> {
+        &self.releases
+    }
+
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
+    }
+
+    /// Resolves when desired state changed (the reconciler waits on it).
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -343,6 +394,11 @@ impl Tavern {
             _ => caller.user.clone(),
         };
         let release = new.release.as_deref().map(check_release).transpose()?;
+        if let Some(r) = &release {
+            self.releases
+                .resolve(r)
+                .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
+        }
         let runtime = match new.runtime {
             Some(r) if RUNTIME_KINDS.contains(&r.as_str()) => r,
             Some(r) => {
@@ -381,6 +437,11 @@ impl Tavern {
                 message: format!("an instance named {slug} already exists"),
             });
         }
+        let admin_key = auth::random_secret()[..24].to_owned();
+        let admin_key_sealed = self
+            .secrets
+            .seal(admin_key.as_bytes())
+            .map_err(|e| CoreError::internal("seal admin key", e))?;
         let at = now();
         let instance = Instance {
             id: tavern_types::InstanceId::new(),
@@ -394,6 +455,11 @@ impl Tavern {
             idle_timeout_minutes: new.idle_timeout_minutes,
             created_at: at,
             updated_at: at,
+            state_reason: None,
+            players: 0,
+            world: None,
+            foundry_version: None,
+            admin_key_sealed: Some(admin_key_sealed),
         };
         self.store
             .create_instance(
@@ -411,6 +477,7 @@ impl Tavern {
             license: license.map(|l| (l.id, l.label)),
             owner: owner.username,
             instance,
+            admin_key: Some(admin_key),
         })
     }
 
@@ -474,6 +541,7 @@ impl Tavern {
             owner,
             license,
             instance,
+            admin_key: None,
         })
     }
 
@@ -516,39 +584,129 @@ impl Tavern {
         self.view(i, None).await
     }
 
-    /// Destroys an instance. Until the runtime exists there is nothing to
-    /// stop or back up, so the record goes at once.
+    /// Asks for an instance to be destroyed: the reconciler stops its
+    /// server, archives its data directory and removes the record.
     pub async fn destroy_instance(
         &self,
         caller: &Caller,
         slug: &str,
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
-        let mut view = self.view(i, None).await?;
-        self.store
-            .delete_instance(
-                &view.instance.slug,
+        let i = self
+            .store
+            .set_desired_state(
+                &i.slug,
+                DesiredState::Destroyed,
                 &NewEvent::success(
                     caller.name(),
                     "instance.destroy",
-                    format!("instance:{}", view.instance.slug),
+                    format!("instance:{}", i.slug),
                 ),
             )
             .await?;
-        view.instance.desired_state = DesiredState::Destroyed;
-        Ok(view)
+        self.wake.notify_one();
+        self.view(i, None).await
     }
 
-    /// Start and stop need the runtime, which is not built yet; the
-    /// instance is still checked so that callers learn of a wrong slug first.
+    /// Asks for an instance to run or to stop; the reconciler does it.
     pub async fn set_desired(
         &self,
         caller: &Caller,
         slug: &str,
-        _desired: DesiredState,
-    ) -> Result<(), CoreError> {
-        self.visible_instance(caller, slug).await?;
-        Err(CoreError::NotImplemented("starting and stopping instances"))
+        desired: DesiredState,
+    ) -> Result<InstanceView, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        if i.desired_state == DesiredState::Destroyed {
+            return Err(CoreError::Conflict {
+                code: "being_destroyed",
+                message: format!("{} is being destroyed", i.slug),
+            });
+        }
+        if desired == DesiredState::Running {
+            let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {
+                code: "no_release",
+                message: format!(
+                    "{} has no Foundry release; create it with --release",
+                    i.slug
+                ),
+            })?;
+            self.releases
+                .resolve(release)
+                .map_err(|e| CoreError::Conflict {
+                    code: "release_missing",
+                    message: e.to_string(),
+                })?;
+        }
+        let verb = if desired == DesiredState::Running {
+            "start"
+        } else {
+            "stop"
+        };
+        let i = self
+            .store
+            .set_desired_state(
+                &i.slug,
+                desired,
+                &NewEvent::success(
+                    caller.name(),
+                    &format!("instance.{verb}"),
+                    format!("instance:{}", i.slug),
+                ),
+            )
+            .await?;
+        self.wake.notify_one();
+        self.view(i, None).await
+    }
+
+    /// The last `tail` lines of a world's server output.
+    pub async fn instance_logs(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        tail: usize,
+    ) -> Result<Vec<String>, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        self.runtime
+            .logs(&i.slug, tail.clamp(1, 10_000))
+            .await
+            .map_err(|e| CoreError::internal("read logs", e))
+    }
+
+    /// What the runtime needs to start `i`.
+    pub(crate) async fn spec_for(
+        &self,
+        i: &Instance,
+    ) -> Result<tavern_runtime::InstanceSpec, String> {
+        let release = i.release.as_deref().ok_or("the instance has no release")?;
+        let launch = self.releases.resolve(release).map_err(|e| e.to_string())?;
+        let license_key = match i.license {
+            Some(id) => Some(self.license_key(id).await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let admin_hash = match &i.admin_key_sealed {
+            Some(sealed) => {
+                let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
+                let key = String::from_utf8(key).map_err(|e| e.to_string())?;
+                Some(foundry_config::admin_key_hash(
+                    &key,
+                    foundry_config::DEFAULT_ADMIN_SALT,
+                ))
+            }
+            None => None,
+        };
+        Ok(tavern_runtime::InstanceSpec {
+            id: i.id,
+            slug: i.slug.clone(),
+            launch,
+            config: tavern_runtime::FoundryConfig {
+                hostname: self.settings.instance_host(&i.slug),
+                route_prefix: None,
+                proxy_ssl: self.settings.public_scheme == "https",
+                proxy_port: Some(self.settings.public_port_or_default()),
+                license_key,
+                admin_hash,
+            },
+        })
     }
 
     // ---- licenses ---------------------------------------------------------

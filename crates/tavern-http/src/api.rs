@@ -46,6 +46,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show_instance, destroy_instance))
         .routes(routes!(start_instance))
         .routes(routes!(stop_instance))
+        .routes(routes!(instance_logs))
         .routes(routes!(add_license, list_licenses))
         .routes(routes!(remove_license))
         .routes(routes!(list_events))
@@ -174,7 +175,7 @@ async fn show_instance(
     Ok(Json(s.tavern.get_instance(&caller, &slug).await?.into()))
 }
 
-/// Destroys an instance.
+/// Destroys an instance: its server stops, its data is archived, then it is gone.
 #[utoipa::path(delete, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
     responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody)))]
 async fn destroy_instance(
@@ -186,32 +187,34 @@ async fn destroy_instance(
     Ok((StatusCode::ACCEPTED, Json(view.into())))
 }
 
-/// Asks for an instance to run (not implemented yet: 501).
+/// Asks for an instance to run; the state goes starting, then running.
 #[utoipa::path(post, path = "/api/v1/instances/{slug}/start", params(("slug" = String, Path)),
-    responses((status = 202), (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+    responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn start_instance(
     State(s): State<AppState>,
     Authed(caller): Authed,
     Path(slug): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.tavern
+) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
+    let view = s
+        .tavern
         .set_desired(&caller, &slug, DesiredState::Running)
         .await?;
-    Ok(StatusCode::ACCEPTED)
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
 }
 
-/// Asks for an instance to stop (not implemented yet: 501).
+/// Asks for an instance to stop; the state goes stopping, then stopped.
 #[utoipa::path(post, path = "/api/v1/instances/{slug}/stop", params(("slug" = String, Path)),
-    responses((status = 202), (status = 404, body = ErrorBody), (status = 501, body = ErrorBody)))]
+    responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn stop_instance(
     State(s): State<AppState>,
     Authed(caller): Authed,
     Path(slug): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.tavern
+) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
+    let view = s
+        .tavern
         .set_desired(&caller, &slug, DesiredState::Stopped)
         .await?;
-    Ok(StatusCode::ACCEPTED)
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
 }
 
 /// Adds a Foundry license key (admins only). The key is never shown again.
@@ -277,4 +280,26 @@ async fn list_events(
         .list_events(&caller, q.limit.unwrap_or(100))
         .await?;
     Ok(Json(events.into_iter().map(EventJson::from).collect()))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct LogsQuery {
+    /// How many of the last lines (default 200).
+    tail: Option<usize>,
+}
+
+/// The last lines of the world's server output.
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/logs", params(("slug" = String, Path), LogsQuery),
+    responses((status = 200, body = LogsJson), (status = 404, body = ErrorBody)))]
+async fn instance_logs(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> ApiResult<Json<LogsJson>> {
+    let lines = s
+        .tavern
+        .instance_logs(&caller, &slug, q.tail.unwrap_or(200))
+        .await?;
+    Ok(Json(LogsJson { lines }))
 }

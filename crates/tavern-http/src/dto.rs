@@ -88,10 +88,18 @@ pub struct InstanceJson {
     pub desired_state: String,
     pub state: String,
     pub license: Option<LicenseRef>,
+    /// Why the world is in its state (a failure, a crash), if anything.
+    pub state_reason: Option<String>,
     pub players: u32,
+    /// The active world and Foundry version, from `/api/status`.
+    pub world: Option<String>,
+    pub foundry_version: Option<String>,
     pub last_activity_at: Option<String>,
     pub idle_timeout_minutes: Option<u32>,
     pub created_at: String,
+    /// Foundry's admin key: only in the answer that created the instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_key: Option<String>,
 }
 
 impl From<InstanceView> for InstanceJson {
@@ -109,10 +117,14 @@ impl From<InstanceView> for InstanceJson {
                 id: id.to_string(),
                 label,
             }),
-            players: 0,
+            state_reason: i.state_reason,
+            players: i.players,
+            world: i.world,
+            foundry_version: i.foundry_version,
             last_activity_at: None,
             idle_timeout_minutes: i.idle_timeout_minutes,
             created_at: i.created_at.to_string(),
+            admin_key: v.admin_key,
         }
     }
 }
@@ -179,4 +191,9 @@ impl From<Event> for EventJson {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogsJson {
+    pub lines: Vec<String>,
 }

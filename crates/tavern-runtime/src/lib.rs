@@ -106,7 +106,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the world: SIGTERM (Foundry flushes), then after `grace` a
     /// forced kill. Answers once it is gone. A stopped world is fine.
     async fn stop(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError>;
-    /// Stops the world and forgets it (its data directory stays).
+    /// Stops the world and forgets it. Its data is archived, never deleted.
     async fn remove(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError>;
     /// Every server this driver manages now, alive or recently gone.
     async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError>;

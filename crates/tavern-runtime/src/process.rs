@@ -44,6 +44,7 @@ struct PidFile {
 #[derive(Clone)]
 pub struct ProcessRuntime {
     root: PathBuf,
+    archive: PathBuf,
     ports: (u16, u16),
     /// How our own children ended, by slug (adopted ones are reaped by init).
     exits: Arc<Mutex<HashMap<Slug, String>>>,
@@ -53,11 +54,14 @@ pub struct ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    /// `root` holds one directory per world; ports come from `ports`
-    /// (inclusive).
-    pub fn new(root: PathBuf, ports: (u16, u16)) -> Self {
+    /// `root` holds one directory per world, `archive` what `remove` moves
+    /// out of the way; ports come from `ports` (inclusive).
+    pub fn new(root: PathBuf, archive: PathBuf, ports: (u16, u16)) -> Self {
+        // Children run in their own directories: keep every path absolute.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         Self {
-            root,
+            root: absolute(root),
+            archive: absolute(archive),
             ports,
             exits: Arc::default(),
             locks: Arc::default(),
@@ -273,10 +277,17 @@ fn is_alive(pid: u32, start_time: u64) -> bool {
     matches!(proc_stat(pid), Some((t, false)) if start_time == 0 || t == start_time)
 }
 
+/// Signals a server's process group and the server itself (a server not
+/// started by us, adopted from a pid file, may lead no group). Never pid 0
+/// or 1: `killpg(1)` would be `kill(-1)`, every process there is.
 fn signal_group(pid: u32, signal: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = killpg(Pid::from_raw(pid), signal);
+    let Ok(raw) = i32::try_from(pid) else { return };
+    if raw <= 1 {
+        tracing::error!(pid, "refusing to signal pid {pid}");
+        return;
     }
+    let _ = killpg(Pid::from_raw(raw), signal);
+    let _ = nix::sys::signal::kill(Pid::from_raw(raw), signal);
 }
 
 /// Copy-and-truncate rotation, so a server that holds the file open (also
@@ -386,6 +397,19 @@ impl Runtime for ProcessRuntime {
 
     async fn remove(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError> {
         self.stop(slug, grace).await?;
+        let dir = self.instance_dir(slug);
+        if dir.exists() {
+            std::fs::create_dir_all(&self.archive)
+                .map_err(|e| RuntimeError::io("create the archive", slug, e))?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let dest = self.archive.join(format!("{slug}-{stamp}"));
+            std::fs::rename(&dir, &dest)
+                .map_err(|e| RuntimeError::io("archive the data directory", slug, e))?;
+            tracing::info!(slug = %slug, archive = %dest.display(), "archived the data directory");
+        }
         self.exits
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -15,15 +15,23 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlStr, Sqlite, Transaction};
 use tavern_store::{
-    ApiToken, Event, Instance, License, NewEvent, Outcome, Store, StoreError, StoreResult, User,
+    ApiToken, Event, Instance, License, NewEvent, Observation, Outcome, Store, StoreError,
+    StoreResult, User,
 };
-use tavern_types::{EventId, LicenseId, Slug, UserId, Username};
+use tavern_types::{DesiredState, EventId, InstanceId, LicenseId, Slug, UserId, Username};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "observed",
+        include_str!("../migrations/sqlite/0002_observed.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -237,6 +245,12 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
             .transpose()?,
         created_at: ts(col(row, "created_at")?)?,
         updated_at: ts(col(row, "updated_at")?)?,
+        state_reason: col(row, "state_reason")?,
+        players: u32::try_from(col::<i64>(row, "players")?)
+            .map_err(|e| corrupt("instances.players", e))?,
+        world: col(row, "world")?,
+        foundry_version: col(row, "foundry_version")?,
+        admin_key_sealed: col(row, "admin_key_sealed")?,
     })
 }
 
@@ -272,7 +286,7 @@ macro_rules! user_cols {
 }
 macro_rules! instance_cols {
     () => {
-        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at"
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed"
     };
 }
 macro_rules! license_cols {
@@ -402,7 +416,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO instances (",
             instance_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(i.id.to_string())
         .bind(i.slug.as_str())
@@ -415,6 +429,11 @@ impl Store for SqliteStore {
         .bind(i.idle_timeout_minutes.map(i64::from))
         .bind(i.created_at.as_microsecond())
         .bind(i.updated_at.as_microsecond())
+        .bind(&i.state_reason)
+        .bind(i64::from(i.players))
+        .bind(&i.world)
+        .bind(&i.foundry_version)
+        .bind(&i.admin_key_sealed)
         .execute(&mut *tx)
         .await
         .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
@@ -463,6 +482,74 @@ impl Store for SqliteStore {
             });
         }
         insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn set_desired_state(
+        &self,
+        slug: &Slug,
+        desired: DesiredState,
+        event: &NewEvent,
+    ) -> StoreResult<Instance> {
+        let mut tx = self.begin().await?;
+        let done =
+            sqlx::query("UPDATE instances SET desired_state = ?, updated_at = ? WHERE slug = ?")
+                .bind(desired.as_str())
+                .bind(event.at.as_microsecond())
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("set desired state"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: slug.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            instance_cols!(),
+            " FROM instances WHERE slug = ?"
+        ))
+        .bind(slug.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend("set desired state"))?;
+        let instance = instance_from(&row)?;
+        commit(tx).await?;
+        Ok(instance)
+    }
+
+    async fn record_observation(
+        &self,
+        id: InstanceId,
+        o: &Observation,
+        event: Option<&NewEvent>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE instances SET state = ?, state_reason = ?, players = ?, world = ?, foundry_version = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(o.state.as_str())
+        .bind(&o.state_reason)
+        .bind(i64::from(o.players))
+        .bind(&o.world)
+        .bind(&o.foundry_version)
+        .bind(o.at.as_microsecond())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("record observation"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: id.to_string(),
+            });
+        }
+        if let Some(e) = event {
+            insert_event(&mut tx, e).await?;
+        }
         commit(tx).await
     }
 

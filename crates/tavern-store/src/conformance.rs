@@ -19,7 +19,8 @@ macro_rules! conformance_tests {
             instances_round_trip, duplicate_slug_conflicts_and_changes_nothing,
             instance_needs_existing_owner_and_license, list_instances_filters_by_owner,
             delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
-            changes_and_their_events_are_written_together, events_newest_first);
+            changes_and_their_events_are_written_together, events_newest_first,
+            desired_and_observed_state_round_trip);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -55,6 +56,11 @@ fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
         idle_timeout_minutes: Some(45),
         created_at: now(),
         updated_at: now(),
+        state_reason: None,
+        players: 0,
+        world: None,
+        foundry_version: None,
+        admin_key_sealed: Some(vec![9, 8, 7]),
     }
 }
 
@@ -382,4 +388,66 @@ pub async fn events_newest_first(store: &dyn Store) {
     assert_eq!(targets, ["thing:4", "thing:3", "thing:2"]);
     assert_eq!(got[0].outcome, Outcome::Denied);
     assert_eq!(got[1].outcome, Outcome::Failure);
+}
+
+pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    let got = store
+        .set_desired_state(
+            &i.slug,
+            DesiredState::Running,
+            &ev("instance.start", "instance:world"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.desired_state, DesiredState::Running);
+    assert_eq!(got.state, ObservedState::Stopped);
+    let o = crate::Observation {
+        state: ObservedState::Running,
+        state_reason: Some("healthy".into()),
+        players: 3,
+        world: Some("lost-mine".into()),
+        foundry_version: Some("13.351".into()),
+        at: now(),
+    };
+    store.record_observation(i.id, &o, None).await.unwrap();
+    let got = store.instance(&i.slug).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.state,
+            got.state_reason.as_deref(),
+            got.players,
+            got.world.as_deref(),
+            got.foundry_version.as_deref()
+        ),
+        (
+            ObservedState::Running,
+            Some("healthy"),
+            3,
+            Some("lost-mine"),
+            Some("13.351")
+        )
+    );
+    assert_eq!(got.updated_at, o.at);
+    assert_eq!(got.desired_state, DesiredState::Running);
+    store
+        .record_observation(i.id, &o, Some(&ev("instance.failed", "instance:world")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_events(10).await.unwrap()[0].action,
+        "instance.failed"
+    );
+    let missing = Slug::parse("missing").unwrap();
+    assert!(matches!(
+        store
+            .set_desired_state(&missing, DesiredState::Running, &ev("x", "y"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.record_observation(InstanceId::new(), &o, None).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

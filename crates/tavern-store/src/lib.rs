@@ -14,7 +14,7 @@ mod records;
 pub use records::*;
 
 use async_trait::async_trait;
-use tavern_types::{LicenseId, Slug, UserId, Username};
+use tavern_types::{DesiredState, InstanceId, LicenseId, Slug, UserId, Username};
 
 /// What a store can fail with. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,20 @@ pub trait Store: Send + Sync + 'static {
     async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>>;
     /// Instances, oldest first; only those of `owner` when given.
     async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>>;
+    /// Sets what people want of the instance; answers it as it is now.
+    async fn set_desired_state(
+        &self,
+        slug: &Slug,
+        desired: DesiredState,
+        event: &NewEvent,
+    ) -> StoreResult<Instance>;
+    /// Records what the runtime saw, with an event when it is news.
+    async fn record_observation(
+        &self,
+        id: InstanceId,
+        observation: &Observation,
+        event: Option<&NewEvent>,
+    ) -> StoreResult<()>;
     /// Removes the instance row for good.
     async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()>;
 

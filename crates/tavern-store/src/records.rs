@@ -40,6 +40,26 @@ pub struct Instance {
     pub idle_timeout_minutes: Option<u32>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Why the world is in its state (a failure, a crash), for people.
+    pub state_reason: Option<String>,
+    /// Connected players, from Foundry's `/api/status`.
+    pub players: u32,
+    /// The active world's id and the Foundry version, from `/api/status`.
+    pub world: Option<String>,
+    pub foundry_version: Option<String>,
+    /// The Foundry admin key, sealed by the caller's secret box.
+    pub admin_key_sealed: Option<Vec<u8>>,
+}
+
+/// What the reconciler saw of one world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub state: ObservedState,
+    pub state_reason: Option<String>,
+    pub players: u32,
+    pub world: Option<String>,
+    pub foundry_version: Option<String>,
+    pub at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

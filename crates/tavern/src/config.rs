@@ -57,10 +57,25 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// The runtime new instances get: `process`, `docker` or `kubernetes`.
+    /// The runtime new instances get (only `process` in this version).
     pub kind: String,
     /// Offer the `stub` release (the built-in stand-in for Foundry).
     pub stub_release: bool,
+    /// Ports worlds listen on, `FROM-TO` (loopback; players come through Tavern).
+    pub port_range: String,
+    /// The Node.js binary releases run with (looked up in PATH).
+    pub node: String,
+    /// Between SIGTERM and SIGKILL when stopping a world.
+    pub stop_grace_seconds: u64,
+    /// How long a start may take before the world is `failed`.
+    pub start_timeout_seconds: u64,
+    /// This many crashes within `crash_window_minutes` mark a world `failed`.
+    pub crash_limit: u32,
+    pub crash_window_minutes: u64,
+    /// The first restart after a crash waits this long; then twice as long each time.
+    pub restart_backoff_millis: u64,
+    /// How often the reconciler looks at everything when nothing changes.
+    pub resync_seconds: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -68,7 +83,34 @@ impl Default for RuntimeConfig {
         Self {
             kind: "process".into(),
             stub_release: false,
+            port_range: "30000-30999".into(),
+            node: "node".into(),
+            stop_grace_seconds: 30,
+            start_timeout_seconds: 120,
+            crash_limit: 5,
+            crash_window_minutes: 10,
+            restart_backoff_millis: 1000,
+            resync_seconds: 5,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// `port_range` as (from, to).
+    pub fn ports(&self) -> anyhow::Result<(u16, u16)> {
+        let bad = || {
+            anyhow::anyhow!(
+                "invalid configuration: runtime.port_range {:?} must look like 30000-30999",
+                self.port_range
+            )
+        };
+        let (a, b) = self.port_range.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        anyhow::ensure!(a > 0 && a <= b, bad());
+        Ok((a, b))
     }
 }
 
@@ -175,6 +217,14 @@ impl Config {
             "invalid configuration: runtime.kind {:?} is not one of {}",
             self.runtime.kind,
             tavern_core::RUNTIME_KINDS.join(", ")
+        );
+        self.runtime.ports()?;
+        anyhow::ensure!(
+            self.runtime.crash_limit >= 1
+                && self.runtime.stop_grace_seconds >= 1
+                && self.runtime.start_timeout_seconds >= 1
+                && self.runtime.resync_seconds >= 1,
+            "invalid configuration: runtime.crash_limit, stop_grace_seconds, start_timeout_seconds and resync_seconds must be at least 1"
         );
         if let Some(url) = &self.store.url {
             anyhow::ensure!(

@@ -43,6 +43,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(client::UserCommand),
+    /// Install and list Foundry releases on this machine.
+    #[command(subcommand)]
+    Release(client::ReleaseCommand),
     /// Read the audit log (admins).
     Events(client::EventsArgs),
     /// A stand-in for a Foundry server, for tests and the demo.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Instance(cmd) => client::instance(cmd).await,
             Command::License(cmd) => client::license(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
+            Command::Release(cmd) => client::release(cmd).await,
             Command::Events(args) => client::events(args).await,
             Command::FoundryStub(args) => stub::run(args).await,
         }

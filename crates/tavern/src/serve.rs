@@ -6,11 +6,15 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
 use tavern_core::secrets::{SecretBox, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
+use tavern_runtime::process::ProcessRuntime;
+use tavern_runtime::releases::Releases;
 use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +22,7 @@ use crate::ServeArgs;
 use crate::config::{Config, LogFormat, Overrides};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::load(
+    let mut config = Config::load(
         args.config.as_deref(),
         Overrides {
             data_dir: args.data_dir,
@@ -30,8 +34,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&config);
 
+    create_private_dir(&config.server.data_dir)?;
+    // Children run in their own directories: every path must be absolute.
+    config.server.data_dir = std::fs::canonicalize(&config.server.data_dir)
+        .with_context(|| format!("cannot resolve {}", config.server.data_dir.display()))?;
     let data_dir = &config.server.data_dir;
-    create_private_dir(data_dir)?;
     let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
     let db = config.database_path();
     let store = SqliteStore::open(&db)
@@ -43,6 +50,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let (public_scheme, public_port) = config.public_scheme_and_port(addr);
+    let runtime = ProcessRuntime::new(
+        data_dir.join("instances"),
+        data_dir.join("archive"),
+        config.runtime.ports()?,
+    );
     let tavern = Tavern::new(
         Arc::new(store.clone()),
         secrets,
@@ -52,6 +64,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             public_port,
             default_runtime: config.runtime.kind.clone(),
         },
+        Arc::new(runtime),
+        Arc::new(releases(&config)?),
     );
 
     if let Some(token) = tavern.bootstrap().await? {
@@ -78,6 +92,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("Tavern is listening on http://{addr}");
 
     let shutdown = CancellationToken::new();
+    let rc = &config.runtime;
+    let reconciler = Reconciler::new(
+        tavern.clone(),
+        ReconcilerSettings {
+            stop_grace: Duration::from_secs(rc.stop_grace_seconds),
+            start_timeout: Duration::from_secs(rc.start_timeout_seconds),
+            crash_limit: rc.crash_limit,
+            crash_window: Duration::from_secs(rc.crash_window_minutes * 60),
+            restart_backoff: Duration::from_millis(rc.restart_backoff_millis),
+            resync: Duration::from_secs(rc.resync_seconds),
+        },
+    );
+    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -107,9 +134,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         }
     };
+    // Worlds keep running while Tavern is away; the next start adopts them.
+    let _ = reconciling.await;
     store.close().await;
     tracing::info!("tavern stopped");
     served
+}
+
+/// The releases of DATA_DIR, with `stub` when enabled.
+pub fn releases(config: &Config) -> anyhow::Result<Releases> {
+    let stub = if config.runtime.stub_release {
+        Some(
+            std::env::current_exe()
+                .context("cannot find the tavern binary for the stub release")?,
+        )
+    } else {
+        None
+    };
+    Ok(Releases::new(
+        config.server.data_dir.join("releases"),
+        find_in_path(&config.runtime.node),
+        stub,
+    ))
+}
+
+/// `name` as found in PATH, or as given (the start then fails with a clear
+/// reason if it does not exist).
+fn find_in_path(name: &str) -> std::path::PathBuf {
+    let given = std::path::PathBuf::from(name);
+    if given.components().count() > 1 {
+        return given;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or(given)
 }
 
 fn init_logging(config: &Config) {

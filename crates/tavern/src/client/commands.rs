@@ -159,7 +159,19 @@ pub enum InstanceCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Destroy an instance.
+    /// Show the world server's output.
+    Logs {
+        slug: String,
+        /// How many of the last lines.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        /// Keep printing new lines as they come (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Destroy an instance: its server stops and its data is archived.
     Destroy {
         slug: String,
         /// Do not ask for confirmation.
@@ -221,22 +233,62 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             print(conn.json, &one, INSTANCE_COLUMNS);
         }
         InstanceCommand::Start { slug, conn } => {
-            Api::from_conn(&conn)?
+            let one = Api::from_conn(&conn)?
                 .post(
                     &format!("/api/v1/instances/{}/start", path_part(&slug)?),
                     &json!({}),
                 )
                 .await?;
-            println!("Starting {slug}.");
+            if conn.json {
+                print(true, &one, INSTANCE_COLUMNS);
+            } else {
+                println!("Starting {slug}; `tavern instance show {slug}` tells when it runs.");
+            }
         }
         InstanceCommand::Stop { slug, conn } => {
-            Api::from_conn(&conn)?
+            let one = Api::from_conn(&conn)?
                 .post(
                     &format!("/api/v1/instances/{}/stop", path_part(&slug)?),
                     &json!({}),
                 )
                 .await?;
-            println!("Stopping {slug}.");
+            if conn.json {
+                print(true, &one, INSTANCE_COLUMNS);
+            } else {
+                println!("Stopping {slug}; its world is saved before the server exits.");
+            }
+        }
+        InstanceCommand::Logs {
+            slug,
+            tail,
+            follow,
+            conn,
+        } => {
+            let api = Api::from_conn(&conn)?;
+            let path = format!("/api/v1/instances/{}/logs", path_part(&slug)?);
+            let mut printed: Vec<String> = Vec::new();
+            loop {
+                let n = if printed.is_empty() { tail } else { 1000 };
+                let answer = api.get(&format!("{path}?tail={n}")).await?;
+                let lines: Vec<String> = answer["lines"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for line in new_lines(&printed, &lines) {
+                    println!("{line}");
+                }
+                if !lines.is_empty() {
+                    printed = lines;
+                }
+                if !follow {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
         }
         InstanceCommand::Destroy { slug, yes, conn } => {
             let api = Api::from_conn(&conn)?;
@@ -260,6 +312,21 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lines of `now` that come after what `before` ended with.
+fn new_lines<'a>(before: &[String], now: &'a [String]) -> &'a [String] {
+    if before.is_empty() {
+        return now;
+    }
+    // Find the longest end of `before` that `now` starts a run with.
+    for take in (1..=before.len().min(now.len())).rev() {
+        let tail = &before[before.len() - take..];
+        if let Some(pos) = now.windows(take).rposition(|w| w == tail) {
+            return &now[pos + take..];
+        }
+    }
+    now
 }
 
 #[derive(clap::Subcommand)]
@@ -412,4 +479,174 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
         .await?;
     print(args.conn.json, &list, EVENT_COLUMNS);
     Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum ReleaseCommand {
+    /// Install a Foundry VTT release (the Linux or Node.js zip) on this
+    /// machine, beside the others.
+    Add {
+        /// A Foundry zip on disk.
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        zip: Option<PathBuf>,
+        /// Download the zip first (e.g. a timed URL from foundryvtt.com).
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        local: Local,
+    },
+    /// List the installed releases.
+    List {
+        #[command(flatten)]
+        local: Local,
+    },
+}
+
+/// Release commands work on this machine's data directory.
+#[derive(clap::Args)]
+pub struct Local {
+    /// Tavern's data directory [default: ./tavern-data].
+    #[arg(long, env = "TAVERN_SERVER_DATA_DIR", default_value = "tavern-data")]
+    data_dir: PathBuf,
+    /// Offer the built-in `stub` release too.
+    #[arg(long, env = "TAVERN_RUNTIME_STUB_RELEASE")]
+    stub_release: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {eta}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_owned());
+    pb
+}
+
+pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReleaseCommand::List { local } => {
+            let releases = local_releases(&local)?;
+            let list = serde_json::to_value(releases.list())?;
+            print(
+                local.json,
+                &list,
+                &[("VERSION", "version"), ("LAYOUT", "layout")],
+            );
+        }
+        ReleaseCommand::Add { zip, url, local } => {
+            let releases = local_releases(&local)?;
+            let downloads = local.data_dir.join("releases");
+            let (path, downloaded) = match (zip, url) {
+                (Some(p), _) => (p, false),
+                (None, Some(url)) => (download(&url, &downloads).await?, true),
+                (None, None) => bail!("pass --zip FILE or --url URL"),
+            };
+            let installing = path.clone();
+            let version = tokio::task::spawn_blocking(move || {
+                let pb = bar(0, "unpacking");
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:12} [{bar:40}] {pos}/{len} files",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                let result = releases.install_zip(&installing, |done, all| {
+                    pb.set_length(all);
+                    pb.set_position(done);
+                });
+                pb.finish_and_clear();
+                result
+            })
+            .await?;
+            if downloaded {
+                let _ = std::fs::remove_file(&path);
+            }
+            let version = version?;
+            if local.json {
+                println!("{}", json!({ "version": version }));
+            } else {
+                println!("Installed Foundry VTT {version}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn local_releases(local: &Local) -> anyhow::Result<tavern_runtime::releases::Releases> {
+    let stub = if local.stub_release {
+        Some(std::env::current_exe()?)
+    } else {
+        None
+    };
+    Ok(tavern_runtime::releases::Releases::new(
+        local.data_dir.join("releases"),
+        "node".into(),
+        stub,
+    ))
+}
+
+/// Downloads `url` into `dir` with a progress bar; a failed download
+/// leaves nothing behind.
+async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use tokio::io::AsyncWriteExt as _;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("the URL {url:?} must start with http:// or https://");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!(".download-{}.zip", std::process::id()));
+    let result: anyhow::Result<()> = async {
+        let resp = reqwest::get(url)
+            .await
+            .context("cannot download the release")?;
+        if !resp.status().is_success() {
+            bail!("downloading the release failed: HTTP {}", resp.status());
+        }
+        let pb = bar(resp.content_length().unwrap_or(0), "downloading");
+        let mut file = tokio::fs::File::create(&path).await?;
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.context("the download was cut off")? {
+            file.write_all(&chunk).await?;
+            pb.inc(chunk.len() as u64);
+        }
+        file.flush().await?;
+        pb.finish_and_clear();
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_lines;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn follow_prints_only_what_is_new() {
+        assert_eq!(new_lines(&[], &v(&["a", "b"])), v(&["a", "b"]));
+        assert_eq!(new_lines(&v(&["a", "b"]), &v(&["a", "b", "c"])), v(&["c"]));
+        assert_eq!(
+            new_lines(&v(&["a", "b"]), &v(&["b", "c", "d"])),
+            v(&["c", "d"])
+        );
+        assert_eq!(new_lines(&v(&["x", "y"]), &v(&["p", "q"])), v(&["p", "q"]));
+        assert!(new_lines(&v(&["a", "b"]), &v(&["a", "b"])).is_empty());
+    }
 }

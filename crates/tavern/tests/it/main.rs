@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod isolation;
+mod releases;
+mod runtime;
 mod secrets;
 mod serve;
 mod stub;

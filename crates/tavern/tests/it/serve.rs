@@ -143,7 +143,7 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
             "--license",
             &lic_id,
             "--release",
-            "12.331",
+            "stub",
             "--idle-timeout",
             "45",
             "--json",
@@ -197,19 +197,19 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
     ));
     assert_eq!(mine["slug"], "dragon-heist");
 
-    // Start is not built yet: a clear error and a non-zero exit.
+    // Alice starts her world; it runs, and keeps running across a restart
+    // of Tavern.
     let out = server.cli_in(
         &alice_home,
         None,
         &["instance", "start", "dragon-heist"],
         None,
     );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("not_implemented"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alice_api = server.api(Some(&server.admin_token));
+    let (running, _) = wait_for_state(&alice_api, "dragon-heist", "running").await;
+    assert_eq!(running["world"], "stub-world");
+    let pid_before = server_pid(&server, "dragon-heist");
 
     // Errors go to stderr with a non-zero exit.
     let out = server.cli_in(&alice_home, None, &["instance", "show", "nope"], None);
@@ -244,17 +244,19 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
             .all(|e| e["outcome"] == "success")
     );
 
-    // Restart: everything is still there, tokens and passwords still work.
-    let before = server.dump().await;
+    // Restart: everything is still there, tokens and passwords still work,
+    // and the world's server is adopted, not started again.
     server.restart();
-    assert_eq!(server.dump().await, before);
-    assert!(
-        server.output().matches("Created the admin user").count() == 1,
-        "bootstrap ran twice"
-    );
+    assert_eq!(server_pid(&server, "dragon-heist"), pid_before);
     let list = ok_json(&server.cli_in(&alice_home, None, &["instance", "list", "--json"], None));
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["slug"], "dragon-heist");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(
+        server.output().matches("Created the admin user").count(),
+        1,
+        "bootstrap ran twice"
+    );
     server.api(None).login("bob", &bob_password).await;
 
     // Destroy asks for confirmation unless --yes.
@@ -273,8 +275,22 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let list = ok_json(&server.cli_in(&alice_home, None, &["instance", "list", "--json"], None));
-    assert_eq!(list, json!([]));
+    wait_until("the destroyed instance is gone", || async {
+        let list =
+            ok_json(&server.cli_in(&alice_home, None, &["instance", "list", "--json"], None));
+        list == json!([])
+    })
+    .await;
+    assert!(
+        !process_alive(pid_before),
+        "the destroyed world's server still runs"
+    );
+    let archived: Vec<_> = std::fs::read_dir(data.join("archive")).unwrap().collect();
+    assert_eq!(
+        archived.len(),
+        1,
+        "the data directory is archived, not deleted"
+    );
 
     // Licenses can be removed once no instance uses them.
     let out = server.cli_in(&admin_home, None, &["license", "remove", &lic_id], None);

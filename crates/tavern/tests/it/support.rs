@@ -80,6 +80,7 @@ pub struct Server {
     child: Option<Child>,
     stdout: Arc<Mutex<String>>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -96,7 +97,30 @@ impl Server {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// A server with extra flags and `TAVERN_*` settings. Every test server
+    /// offers the `stub` release, supervises briskly, and takes its worlds'
+    /// ports from a range of its own.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let base = 20_000 + (nanos ^ std::process::id()) % 400 * 100;
+        let mut all: Vec<(String, String)> = vec![
+            ("TAVERN_RUNTIME_STUB_RELEASE".into(), "true".into()),
+            ("TAVERN_RUNTIME_RESYNC_SECONDS".into(), "1".into()),
+            ("TAVERN_RUNTIME_STOP_GRACE_SECONDS".into(), "10".into()),
+            ("TAVERN_RUNTIME_RESTART_BACKOFF_MILLIS".into(), "200".into()),
+            (
+                "TAVERN_RUNTIME_PORT_RANGE".into(),
+                format!("{base}-{}", base + 99),
+            ),
+        ];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut s = Server {
             dir,
             url: String::new(),
@@ -104,6 +128,7 @@ impl Server {
             child: None,
             stdout: Arc::default(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: all,
         };
         s.launch();
         s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
@@ -131,6 +156,7 @@ impl Server {
             .arg(self.data_dir())
             .args(&self.extra_args)
             .env("TAVERN_LOG_LEVEL", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -138,6 +164,19 @@ impl Server {
         let line = capture_until(&mut child, "Tavern is listening on ", self.stdout.clone());
         self.url = line.rsplit(' ').next().unwrap().to_owned();
         self.child = Some(child);
+    }
+
+    /// SIGKILL: Tavern dies at once, its worlds do not.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("server is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same data directory.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "stop or kill it first");
+        self.launch();
     }
 
     /// SIGTERM, then start again on the same data directory.
@@ -235,6 +274,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Worlds outlive Tavern by design: stop every server this test's
+        // Tavern started, by the pids in its pid files.
+        if let Ok(entries) = std::fs::read_dir(self.data_dir().join("instances")) {
+            for e in entries.flatten() {
+                if let Some(pid) = read_pid_file(&e.path().join("server.json")).filter(|p| *p > 1) {
+                    let _ = Command::new("kill")
+                        .args(["-s", "KILL", "--"])
+                        .arg(format!("-{pid}"))
+                        .status();
+                }
+            }
+        }
         if let Some(mut child) = self.child.take() {
             sigterm(child.id());
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -393,4 +444,74 @@ impl Api {
 /// The error code of an error answer.
 pub fn code(a: &Answer) -> &str {
     a.1["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// The pid in a world's pid file.
+pub fn read_pid_file(path: &Path) -> Option<u32> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
+/// The pid of a world's server now.
+pub fn server_pid(server: &Server, slug: &str) -> u32 {
+    read_pid_file(
+        &server
+            .data_dir()
+            .join("instances")
+            .join(slug)
+            .join("server.json"),
+    )
+    .unwrap_or_else(|| panic!("{slug} has no pid file"))
+}
+
+/// Whether a process runs (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` every 50 ms for up to 30 s.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls an instance until its state is `state`; answers it and every
+/// state seen on the way, in order, without repeats.
+pub async fn wait_for_state(api: &Api, slug: &str, state: &str) -> (Value, Vec<String>) {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = api.get(&format!("/api/v1/instances/{slug}")).await;
+        assert_eq!(status, 200, "{body}");
+        let now = body["state"].as_str().unwrap_or("?").to_owned();
+        if seen.last() != Some(&now) {
+            seen.push(now.clone());
+        }
+        if now == state {
+            return (body, seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{slug} never became {state}; states seen: {seen:?}; last: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -1,0 +1,513 @@
+//! The reconciler: level-triggered. An activation takes no input: it reads
+//! every instance's desired state from the store and everything the runtime
+//! runs (`observe_all`), and acts on the difference: start what should run,
+//! stop what should not (in the background: a stop takes up to the grace
+//! period while Foundry flushes), restart crashed servers with exponential
+//! backoff until too many crashes in a window mark them `failed`, stop
+//! servers that belong to no instance, and destroy what was asked to be.
+//! Failures are retried by the next activation, never by loops inside.
+//! Activated by [`Tavern`]'s wake signal and a periodic resync; tests call
+//! [`Reconciler::activate`] directly or wait on the state through the API.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tavern_runtime::{FoundryStatus, Observed};
+use tavern_store::{Instance, NewEvent, Observation, Outcome, now};
+use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
+use tokio_util::sync::CancellationToken;
+
+use crate::Tavern;
+
+/// Timings and limits of supervision.
+#[derive(Clone, Debug)]
+pub struct ReconcilerSettings {
+    /// Between SIGTERM and SIGKILL (Foundry flushes its world meanwhile).
+    pub stop_grace: Duration,
+    /// How long a start may take to answer `/api/status`.
+    pub start_timeout: Duration,
+    /// This many crashes within `crash_window` mark a world `failed`.
+    pub crash_limit: u32,
+    pub crash_window: Duration,
+    /// The first restart waits this long; each further one twice as long.
+    pub restart_backoff: Duration,
+    /// Activation period when nothing is in flux.
+    pub resync: Duration,
+}
+
+impl Default for ReconcilerSettings {
+    fn default() -> Self {
+        Self {
+            stop_grace: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(120),
+            crash_limit: 5,
+            crash_window: Duration::from_secs(10 * 60),
+            restart_backoff: Duration::from_secs(1),
+            resync: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What an activation did, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivationStatus {
+    pub started: Vec<Slug>,
+    pub stopping: Vec<Slug>,
+    pub orphans_stopped: Vec<Slug>,
+    pub errors: Vec<String>,
+    /// Something is starting or stopping: activate again soon.
+    pub busy: bool,
+}
+
+/// What the reconciler remembers of a world between activations.
+#[derive(Default)]
+struct Tracking {
+    started_at: Option<Instant>,
+    crashes: Vec<Instant>,
+    retry_at: Option<Instant>,
+}
+
+pub struct Reconciler {
+    tavern: Tavern,
+    settings: ReconcilerSettings,
+    tracking: Mutex<HashMap<InstanceId, Tracking>>,
+    /// Worlds with a stop or removal running in the background.
+    in_flight: Arc<Mutex<HashSet<Slug>>>,
+}
+
+fn event(slug: &Slug, action: &str, outcome: Outcome, detail: impl Into<String>) -> NewEvent {
+    let mut e = NewEvent::success("system", action, format!("instance:{slug}")).with_detail(detail);
+    e.outcome = outcome;
+    e
+}
+
+fn observation(
+    state: ObservedState,
+    reason: Option<String>,
+    status: Option<&FoundryStatus>,
+    prev: &Instance,
+) -> Observation {
+    Observation {
+        state,
+        state_reason: reason,
+        players: status.map_or(0, |s| s.users),
+        world: status.map_or_else(|| prev.world.clone(), |s| s.world.clone()),
+        foundry_version: status.map_or_else(|| prev.foundry_version.clone(), |s| s.version.clone()),
+        at: now(),
+    }
+}
+
+/// True when writing `o` would change what is stored.
+fn changes(i: &Instance, o: &Observation) -> bool {
+    i.state != o.state
+        || i.state_reason != o.state_reason
+        || i.players != o.players
+        || i.world != o.world
+        || i.foundry_version != o.foundry_version
+}
+
+impl Reconciler {
+    pub fn new(tavern: Tavern, settings: ReconcilerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            tavern,
+            settings,
+            tracking: Mutex::default(),
+            in_flight: Arc::default(),
+        })
+    }
+
+    /// Runs activations until `cancel`: on every wake, and periodically.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let wake = self.tavern.wake_handle();
+        loop {
+            let status = self.activate().await;
+            for e in &status.errors {
+                tracing::warn!(error = %e, "reconciler");
+            }
+            let pause = if status.busy {
+                Duration::from_millis(250)
+            } else {
+                self.settings.resync
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    fn in_flight(&self, slug: &Slug) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(slug)
+    }
+
+    /// One pass over every instance and every server.
+    pub async fn activate(&self) -> ActivationStatus {
+        let mut status = ActivationStatus::default();
+        let store = self.tavern.store().clone();
+        let instances = match store.list_instances(None).await {
+            Ok(i) => i,
+            Err(e) => {
+                status.errors.push(format!("list instances: {e}"));
+                return status;
+            }
+        };
+        let observed = match self.tavern.runtime().observe_all().await {
+            Ok(o) => o,
+            Err(e) => {
+                status.errors.push(format!("observe servers: {e}"));
+                return status;
+            }
+        };
+        let by_slug: HashMap<&Slug, &Observed> = observed.iter().map(|o| (&o.slug, o)).collect();
+
+        // Servers that belong to no instance (or to an older one of the
+        // same name) are stopped.
+        for o in &observed {
+            let known = instances.iter().any(|i| i.slug == o.slug && i.id == o.id);
+            if !known && !self.in_flight(&o.slug) {
+                status.orphans_stopped.push(o.slug.clone());
+                // A directory whose name a current instance uses stays; any
+                // other orphan's is archived.
+                let name_in_use = instances.iter().any(|i| i.slug == o.slug);
+                self.background_stop(o.slug.clone(), None, !name_in_use);
+            }
+        }
+
+        for i in &instances {
+            let seen = by_slug.get(&i.slug).copied().filter(|o| o.id == i.id);
+            if let Err(e) = self.reconcile_one(i, seen, &mut status).await {
+                status.errors.push(format!("{}: {e}", i.slug));
+            }
+        }
+        status.busy |= !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        status
+    }
+
+    async fn record(
+        &self,
+        i: &Instance,
+        o: Observation,
+        event: Option<NewEvent>,
+    ) -> Result<(), String> {
+        if changes(i, &o) || event.is_some() {
+            self.tavern
+                .store()
+                .record_observation(i.id, &o, event.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_one(
+        &self,
+        i: &Instance,
+        seen: Option<&Observed>,
+        status: &mut ActivationStatus,
+    ) -> Result<(), String> {
+        if self.in_flight(&i.slug) {
+            status.busy = true;
+            return Ok(());
+        }
+        let alive = seen.is_some_and(|o| o.alive);
+        match i.desired_state {
+            DesiredState::Destroyed => {
+                status.busy = true;
+                self.background_stop(i.slug.clone(), Some(i.clone()), true);
+                Ok(())
+            }
+            DesiredState::Stopped if alive => {
+                status.stopping.push(i.slug.clone());
+                status.busy = true;
+                self.record(i, observation(ObservedState::Stopping, None, None, i), None)
+                    .await?;
+                self.background_stop(i.slug.clone(), Some(i.clone()), false);
+                Ok(())
+            }
+            DesiredState::Stopped => {
+                if seen.is_some() {
+                    // A dead server's leftovers (pid file).
+                    self.background_stop(i.slug.clone(), None, false);
+                }
+                self.tracking
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&i.id);
+                let o = observation(ObservedState::Stopped, None, None, i);
+                let news = (i.state != ObservedState::Stopped && i.state != ObservedState::Failed)
+                    .then(|| {
+                        event(
+                            &i.slug,
+                            "instance.stopped",
+                            Outcome::Success,
+                            "the server is stopped",
+                        )
+                    });
+                if i.state == ObservedState::Failed {
+                    return Ok(());
+                }
+                self.record(i, o, news).await
+            }
+            DesiredState::Running if alive => self.check_running(i, seen, status).await,
+            DesiredState::Running => self.start_or_restart(i, seen, status).await,
+        }
+    }
+
+    async fn check_running(
+        &self,
+        i: &Instance,
+        seen: Option<&Observed>,
+        status: &mut ActivationStatus,
+    ) -> Result<(), String> {
+        let Some(o) = seen else { return Ok(()) };
+        let answer = self.tavern.runtime().status(o, None).await;
+        if let Some(s) = answer {
+            let news = (i.state != ObservedState::Running).then(|| {
+                event(
+                    &i.slug,
+                    "instance.running",
+                    Outcome::Success,
+                    "the server answers /api/status",
+                )
+            });
+            return self
+                .record(
+                    i,
+                    observation(ObservedState::Running, None, Some(&s), i),
+                    news,
+                )
+                .await;
+        }
+        if i.state == ObservedState::Running {
+            // A hiccup: the process lives; keep the state, try again later.
+            return Ok(());
+        }
+        if i.state == ObservedState::Failed {
+            // Failed while still alive (start timeout): make sure it stops.
+            self.background_stop(i.slug.clone(), None, false);
+            return Ok(());
+        }
+        status.busy = true;
+        let started = {
+            let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+            *t.entry(i.id)
+                .or_default()
+                .started_at
+                .get_or_insert_with(Instant::now)
+        };
+        if started.elapsed() > self.settings.start_timeout {
+            let reason = format!(
+                "the server did not answer /api/status within {} s",
+                self.settings.start_timeout.as_secs()
+            );
+            self.record(
+                i,
+                observation(ObservedState::Failed, Some(reason.clone()), None, i),
+                Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
+            )
+            .await?;
+            self.background_stop(i.slug.clone(), None, false);
+            return Ok(());
+        }
+        if i.state != ObservedState::Starting {
+            self.record(i, observation(ObservedState::Starting, None, None, i), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn start_or_restart(
+        &self,
+        i: &Instance,
+        seen: Option<&Observed>,
+        status: &mut ActivationStatus,
+    ) -> Result<(), String> {
+        if i.state == ObservedState::Failed {
+            return Ok(());
+        }
+        let crashed =
+            matches!(i.state, ObservedState::Running | ObservedState::Starting) && seen.is_some();
+        let now_i = Instant::now();
+        if crashed {
+            let how = seen
+                .and_then(|o| o.exit.clone())
+                .unwrap_or_else(|| "exited".into());
+            let (count, retry_at) = {
+                let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+                let t = t.entry(i.id).or_default();
+                if t.retry_at.is_none() {
+                    t.crashes
+                        .retain(|c| now_i.duration_since(*c) < self.settings.crash_window);
+                    t.crashes.push(now_i);
+                    let n = u32::try_from(t.crashes.len()).unwrap_or(u32::MAX);
+                    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+                    let wait = self
+                        .settings
+                        .restart_backoff
+                        .saturating_mul(factor)
+                        .min(Duration::from_secs(300));
+                    t.retry_at = Some(now_i + wait);
+                    (n, t.retry_at)
+                } else {
+                    (
+                        u32::try_from(t.crashes.len()).unwrap_or(u32::MAX),
+                        t.retry_at,
+                    )
+                }
+            };
+            if count >= self.settings.crash_limit {
+                let reason = format!(
+                    "crashed {count} times within {} minutes (last: {how})",
+                    self.settings.crash_window.as_secs() / 60
+                );
+                self.background_stop(i.slug.clone(), None, false);
+                return self
+                    .record(
+                        i,
+                        observation(ObservedState::Failed, Some(reason.clone()), None, i),
+                        Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
+                    )
+                    .await;
+            }
+            status.busy = true;
+            let reason = format!("restarting after a crash ({how})");
+            if i.state_reason.as_deref() != Some(&reason) {
+                self.record(
+                    i,
+                    observation(ObservedState::Starting, Some(reason.clone()), None, i),
+                    Some(event(&i.slug, "instance.crashed", Outcome::Failure, how)),
+                )
+                .await?;
+            }
+            if retry_at.is_some_and(|r| r > now_i) {
+                return Ok(());
+            }
+        } else if i.state == ObservedState::Stopped {
+            // A fresh start (also after `failed`): forget old crashes.
+            self.tracking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&i.id);
+        }
+
+        let spec = match self.tavern.spec_for(i).await {
+            Ok(spec) => spec,
+            Err(reason) => {
+                return self
+                    .record(
+                        i,
+                        observation(ObservedState::Failed, Some(reason.clone()), None, i),
+                        Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
+                    )
+                    .await;
+            }
+        };
+        status.busy = true;
+        match self.tavern.runtime().ensure(&spec).await {
+            Ok(_) => {
+                {
+                    let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+                    let t = t.entry(i.id).or_default();
+                    t.started_at = Some(Instant::now());
+                    t.retry_at = None;
+                }
+                status.started.push(i.slug.clone());
+                let reason = i.state_reason.clone().filter(|_| crashed);
+                self.record(
+                    i,
+                    observation(ObservedState::Starting, reason, None, i),
+                    None,
+                )
+                .await
+            }
+            Err(e) if e.is_transient() => Err(format!("start: {e}")),
+            Err(e) => {
+                let reason = e.to_string();
+                self.record(
+                    i,
+                    observation(ObservedState::Failed, Some(reason.clone()), None, i),
+                    Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Stops (and with `remove`, removes) a server in the background;
+    /// with `instance`, records the outcome on it (or, being destroyed,
+    /// deletes it).
+    fn background_stop(&self, slug: Slug, instance: Option<Instance>, remove: bool) {
+        {
+            let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if !busy.insert(slug.clone()) {
+                return;
+            }
+        }
+        let tavern = self.tavern.clone();
+        let in_flight = self.in_flight.clone();
+        let grace = self.settings.stop_grace;
+        tokio::spawn(async move {
+            let runtime = tavern.runtime().clone();
+            let result = if remove {
+                runtime.remove(&slug, grace).await
+            } else {
+                runtime.stop(&slug, grace).await
+            };
+            match (&result, instance) {
+                (Err(e), _) => {
+                    tracing::warn!(slug = %slug, error = %e, "stopping the server failed; will retry")
+                }
+                (Ok(()), Some(i)) if i.desired_state == DesiredState::Destroyed => {
+                    let e = event(
+                        &slug,
+                        "instance.destroyed",
+                        Outcome::Success,
+                        "server stopped, data archived",
+                    );
+                    if let Err(err) = tavern.store().delete_instance(&slug, &e).await {
+                        tracing::warn!(slug = %slug, error = %err, "removing the destroyed instance failed");
+                    }
+                }
+                (Ok(()), Some(i)) => {
+                    let e = event(
+                        &slug,
+                        "instance.stopped",
+                        Outcome::Success,
+                        "the server is stopped",
+                    );
+                    let o = observation(ObservedState::Stopped, None, None, &i);
+                    if let Err(err) = tavern.store().record_observation(i.id, &o, Some(&e)).await {
+                        tracing::warn!(slug = %slug, error = %err, "recording the stop failed");
+                    }
+                }
+                (Ok(()), None) if remove => {
+                    tavern
+                        .store()
+                        .append_event(&event(
+                            &slug,
+                            "runtime.orphan_stopped",
+                            Outcome::Success,
+                            "a server that belongs to no instance",
+                        ))
+                        .await
+                        .ok();
+                }
+                (Ok(()), None) => {}
+            }
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&slug);
+            tavern.wake_handle().notify_one();
+        });
+    }
+}

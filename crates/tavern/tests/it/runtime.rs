@@ -1,0 +1,407 @@
+//! Worlds start and stop: the process runtime and the reconciler, with the
+//! stand-in and with fake Node releases, seen through the API and the CLI.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::releases::{CRASHING_MAIN_JS, FAKE_MAIN_JS, SILENT_MAIN_JS, install_fake};
+use crate::support::*;
+
+async fn create(admin: &Api, slug: &str, release: &str) {
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": slug, "release": release}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+}
+
+async fn start(api: &Api, slug: &str) {
+    let (s, b) = api
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["desired_state"], "running");
+}
+
+async fn stop(api: &Api, slug: &str) {
+    let (s, b) = api
+        .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+}
+
+async fn actions(api: &Api) -> Vec<String> {
+    let (_, events) = api.get("/api/v1/events?limit=1000").await;
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The stand-in processes running on this test's data directory.
+fn stubs_of(server: &Server) -> Vec<u32> {
+    let marker = server.data_dir().display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("foundry-stub") && cmd.contains(&marker) && process_alive(*pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_and_stop_round_trip() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    create(&admin, "round-trip", "stub").await;
+    let (_, created) = admin.get("/api/v1/instances/round-trip").await;
+    assert_eq!(created["state"], "stopped");
+
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "start", "round-trip"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (running, seen) = wait_for_state(&admin, "round-trip", "running").await;
+    assert!(
+        ["stopped", "starting", "running"]
+            .ends_with(&seen.iter().map(String::as_str).collect::<Vec<_>>()[..])
+            || seen == ["stopped", "running"],
+        "states went {seen:?}"
+    );
+    assert_eq!(running["world"], "stub-world");
+    assert_eq!(running["foundry_version"], "13.351");
+    assert_eq!(running["players"], 0);
+    let shown = ok_json(&server.cli(
+        Some(&server.admin_token),
+        &["instance", "show", "round-trip", "--json"],
+        None,
+    ));
+    assert_eq!(shown["state"], "running");
+
+    // Tavern wrote Foundry's Config files; the key-less world has no license.
+    let data = server.data_dir().join("instances/round-trip/data");
+    let options: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("Config/options.json")).unwrap())
+            .unwrap();
+    let port = server
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    assert_eq!(options["hostname"], "round-trip.localhost");
+    assert_eq!(options["proxyPort"], port);
+    assert_eq!(options["proxySSL"], false);
+    assert_eq!(options["upnp"], false);
+    assert_eq!(
+        std::fs::read_to_string(data.join("Config/admin.txt"))
+            .unwrap()
+            .len(),
+        128
+    );
+
+    // Its output is in the logs, through the API and the CLI.
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "logs", "round-trip", "--tail", "5"],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("Server started and listening"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Stop: SIGTERM, the world is flushed, the state goes stopped.
+    let pid = server_pid(&server, "round-trip");
+    stop(&admin, "round-trip").await;
+    let (stopped, seen) = wait_for_state(&admin, "round-trip", "stopped").await;
+    assert_eq!(stopped["desired_state"], "stopped");
+    assert!(!seen.iter().any(|s| s == "failed"), "{seen:?}");
+    assert!(!process_alive(pid));
+    let world: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("Data/worlds/stub-world/data/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        world["running"], false,
+        "the world was flushed before the server exited"
+    );
+    let acts = actions(&admin).await;
+    for a in [
+        "instance.start",
+        "instance.running",
+        "instance.stop",
+        "instance.stopped",
+    ] {
+        assert!(acts.contains(&a.to_owned()), "no {a} in {acts:?}");
+    }
+
+    // And start again on the same data.
+    start(&admin, "round-trip").await;
+    wait_for_state(&admin, "round-trip", "running").await;
+    assert_eq!(stubs_of(&server).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_comes_back() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    create(&admin, "phoenix", "stub").await;
+    start(&admin, "phoenix").await;
+    wait_for_state(&admin, "phoenix", "running").await;
+    let first = server_pid(&server, "phoenix");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &first.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("the server is back with a new process", || async {
+        let (_, i) = admin.get("/api/v1/instances/phoenix").await;
+        let pid = read_pid_file(&server.data_dir().join("instances/phoenix/server.json"));
+        i["state"] == "running" && pid.is_some_and(|p| p != first && process_alive(p))
+    })
+    .await;
+    let acts = actions(&admin).await;
+    assert!(acts.contains(&"instance.crashed".to_owned()), "{acts:?}");
+    assert_eq!(stubs_of(&server).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_ends_in_failed() {
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_RUNTIME_CRASH_LIMIT", "3"),
+            ("TAVERN_RUNTIME_RESTART_BACKOFF_MILLIS", "100"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    let release = install_fake(&server, 13, 900, CRASHING_MAIN_JS, false);
+    create(&admin, "crashy", &release).await;
+    start(&admin, "crashy").await;
+    let (failed, _) = wait_for_state(&admin, "crashy", "failed").await;
+    let reason = failed["state_reason"].as_str().unwrap();
+    assert!(reason.contains("crashed 3 times"), "{reason}");
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    let acts = actions(&admin).await;
+    assert!(acts.contains(&"instance.failed".to_owned()), "{acts:?}");
+    // It stays failed: no more restarts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, still) = admin.get("/api/v1/instances/crashy").await;
+    assert_eq!(still["state"], "failed");
+    let logs = admin.get("/api/v1/instances/crashy/logs?tail=50").await.1;
+    let crashes = logs["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_str().unwrap().contains("cannot start"))
+        .count();
+    assert_eq!(crashes, 3, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_that_never_answers_fails() {
+    let server = Server::start_with_env(&[], &[("TAVERN_RUNTIME_START_TIMEOUT_SECONDS", "2")]);
+    let admin = server.api(Some(&server.admin_token));
+    let release = install_fake(&server, 13, 901, SILENT_MAIN_JS, false);
+    create(&admin, "silent", &release).await;
+    start(&admin, "silent").await;
+    let (failed, seen) = wait_for_state(&admin, "silent", "failed").await;
+    assert!(seen.contains(&"starting".to_owned()), "{seen:?}");
+    assert!(
+        failed["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer /api/status within 2 s"),
+        "{failed}"
+    );
+    let pid = read_pid_file(&server.data_dir().join("instances/silent/server.json"));
+    wait_until("the silent server is stopped", || async {
+        read_pid_file(&server.data_dir().join("instances/silent/server.json")).is_none()
+    })
+    .await;
+    assert!(pid.is_none_or(|p| !process_alive(p)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_node_release_is_launched_with_a_clean_environment() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    for (release, slug) in [
+        (
+            install_fake(&server, 13, 351, FAKE_MAIN_JS, false),
+            "node-build",
+        ),
+        (
+            install_fake(&server, 12, 331, FAKE_MAIN_JS, true),
+            "linux-build",
+        ),
+    ] {
+        create(&admin, slug, &release).await;
+        start(&admin, slug).await;
+        let (running, _) = wait_for_state(&admin, slug, "running").await;
+        assert_eq!(running["world"], "fake-world");
+        assert_eq!(running["foundry_version"], "12.331");
+        let data = server.data_dir().join("instances").join(slug).join("data");
+        let launch: Value =
+            serde_json::from_str(&std::fs::read_to_string(data.join("launch.json")).unwrap())
+                .unwrap();
+        let argv: Vec<&str> = launch["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            argv.contains(&format!("--dataPath={}", data.display()).as_str()),
+            "{argv:?}"
+        );
+        assert!(argv.iter().any(|a| a.starts_with("--port=")), "{argv:?}");
+        assert!(
+            argv.contains(&"--noupnp") && argv.contains(&"--noupdate"),
+            "{argv:?}"
+        );
+        let env: Vec<&str> = launch["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            env.iter().all(|k| ["PATH", "HOME"].contains(k)),
+            "the child saw {env:?}"
+        );
+        stop(&admin, slug).await;
+        wait_for_state(&admin, slug, "stopped").await;
+        let logs = admin.get(&format!("/api/v1/instances/{slug}/logs")).await.1;
+        assert!(
+            logs.to_string().contains("fake foundry stopping"),
+            "SIGTERM reached node: {logs}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worlds_are_adopted_after_tavern_is_killed() {
+    let mut server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let slugs = ["one", "two", "three"];
+    for slug in slugs {
+        create(&admin, slug, "stub").await;
+        start(&admin, slug).await;
+    }
+    for slug in slugs {
+        wait_for_state(&admin, slug, "running").await;
+    }
+    let pids: Vec<u32> = slugs.iter().map(|s| server_pid(&server, s)).collect();
+    server.kill();
+    for pid in &pids {
+        assert!(process_alive(*pid), "a world died with Tavern");
+    }
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    // Several activations pass; nothing is started twice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (slug, pid) in slugs.iter().zip(&pids) {
+        let (i, _) = wait_for_state(&admin, slug, "running").await;
+        assert_eq!(i["state"], "running");
+        assert_eq!(server_pid(&server, slug), *pid, "{slug} was started again");
+        assert!(process_alive(*pid));
+    }
+    let mut running = stubs_of(&server);
+    running.sort();
+    let mut expected = pids.clone();
+    expected.sort();
+    assert_eq!(running, expected, "exactly the three adopted servers run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stray_server_is_stopped_and_archived() {
+    let server = Server::start();
+    // A stand-in that no instance owns, left in the instances directory
+    // with a pid file (as after a crash of an older Tavern).
+    let dir = server.data_dir().join("instances/stray");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut stray = tavern(server.home())
+        .args(["foundry-stub", "--port=0"])
+        .arg(format!("--dataPath={}", dir.join("data").display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = stray.id();
+    wait_until("the stray stand-in runs", || async {
+        dir.join("data/Data/worlds/stub-world/data/state.json")
+            .exists()
+    })
+    .await;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start_time: u64 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::write(
+        dir.join("server.json"),
+        json!({"instance_id": "01900000-0000-7000-8000-000000000001", "pid": pid, "start_time": start_time, "port": 1}).to_string(),
+    )
+    .unwrap();
+    let status = wait_bounded(&mut stray, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "the stray got SIGTERM and flushed: {status}"
+    );
+    wait_until("the stray's directory is archived", || async {
+        !dir.exists()
+    })
+    .await;
+    let archived: Vec<String> = std::fs::read_dir(server.data_dir().join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        archived.len() == 1 && archived[0].starts_with("stray-"),
+        "{archived:?}"
+    );
+    let admin = server.api(Some(&server.admin_token));
+    assert!(
+        actions(&admin)
+            .await
+            .contains(&"runtime.orphan_stopped".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_needs_a_release_and_others_cannot_start_your_world() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, _) = admin
+        .post("/api/v1/instances", &json!({"slug": "bare"}))
+        .await;
+    assert_eq!(s, 201);
+    let a = admin.post("/api/v1/instances/bare/start", &json!({})).await;
+    assert_eq!((a.0, code(&a)), (409, "no_release"));
+    let (_, i) = admin.get("/api/v1/instances/bare").await;
+    assert_eq!(
+        i["desired_state"], "stopped",
+        "a refused start changes nothing"
+    );
+}
