@@ -1,7 +1,8 @@
 //! Tavern's decisions and services. [`Tavern`] is the one service every edge
 //! (HTTP API, CLI bootstrap, later the scheduler) calls: it checks who may do
-//! what, validates input, and writes through the Store port with an audit
-//! event. It never imports an adapter or an HTTP framework.
+//! what, validates input, and writes desired state through the Store port
+//! with an audit event; the [`reconciler`] makes the Runtime port follow it.
+//! It never imports a store adapter or an HTTP framework.
 
 pub mod auth;
 mod error;

@@ -7,16 +7,34 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::http::{Api, Conn, Credentials, normalise_server, save_credentials};
-use super::output::{Column, print};
+use super::output::{Column, print, print_record};
 
 const INSTANCE_COLUMNS: &[Column] = &[
     ("SLUG", "slug"),
     ("OWNER", "owner"),
     ("STATE", "state"),
+    ("PLAYERS", "players"),
     ("DESIRED", "desired_state"),
     ("RELEASE", "release"),
     ("LICENSE", "license.label"),
     ("URL", "url"),
+];
+/// Every field of one instance, for `instance show`.
+const INSTANCE_FIELDS: &[Column] = &[
+    ("slug", "slug"),
+    ("owner", "owner"),
+    ("url", "url"),
+    ("state", "state"),
+    ("reason", "state_reason"),
+    ("desired", "desired_state"),
+    ("players", "players"),
+    ("world", "world"),
+    ("foundry", "foundry_version"),
+    ("release", "release"),
+    ("runtime", "runtime"),
+    ("license", "license.label"),
+    ("idle timeout (min)", "idle_timeout_minutes"),
+    ("created", "created_at"),
 ];
 const LICENSE_COLUMNS: &[Column] = &[
     ("ID", "id"),
@@ -221,6 +239,9 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             }
             let created = api.post("/api/v1/instances", &body).await?;
             print(conn.json, &created, INSTANCE_COLUMNS);
+            if let (false, Some(key)) = (conn.json, created["admin_key"].as_str()) {
+                eprintln!("Foundry admin key for {slug}, shown this once: {key}");
+            }
         }
         InstanceCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/instances").await?;
@@ -230,7 +251,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             let one = Api::from_conn(&conn)?
                 .get(&format!("/api/v1/instances/{}", path_part(&slug)?))
                 .await?;
-            print(conn.json, &one, INSTANCE_COLUMNS);
+            print_record(conn.json, &one, INSTANCE_FIELDS);
         }
         InstanceCommand::Start { slug, conn } => {
             let one = Api::from_conn(&conn)?

@@ -43,6 +43,23 @@ pub fn print(json: bool, value: &Value, columns: &[Column]) {
     println!("{table}");
 }
 
+/// One object as a two-column table of its fields.
+pub fn print_record(json: bool, value: &Value, fields: &[Column]) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    for (name, field) in fields {
+        table.add_row([name.to_string(), cell(value, field)]);
+    }
+    println!("{table}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::releases::{CRASHING_MAIN_JS, FAKE_MAIN_JS, SILENT_MAIN_JS, install_fake};
 use crate::support::*;
 
-async fn create(admin: &Api, slug: &str, release: &str) {
+async fn create(admin: &Api, slug: &str, release: &str) -> Value {
     let (s, b) = admin
         .post(
             "/api/v1/instances",
@@ -16,6 +16,7 @@ async fn create(admin: &Api, slug: &str, release: &str) {
         )
         .await;
     assert_eq!(s, 201, "{b}");
+    b
 }
 
 async fn start(api: &Api, slug: &str) {
@@ -61,9 +62,15 @@ fn stubs_of(server: &Server) -> Vec<u32> {
 async fn start_and_stop_round_trip() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    create(&admin, "round-trip", "stub").await;
-    let (_, created) = admin.get("/api/v1/instances/round-trip").await;
+    let created = create(&admin, "round-trip", "stub").await;
     assert_eq!(created["state"], "stopped");
+    // The Foundry admin key is shown once, at creation.
+    let admin_key = created["admin_key"].as_str().unwrap().to_owned();
+    assert_eq!(admin_key.len(), 24);
+    let (_, shown) = admin.get("/api/v1/instances/round-trip").await;
+    assert!(shown.get("admin_key").is_none(), "{shown}");
+    let (_, listed) = admin.get("/api/v1/instances").await;
+    assert!(!listed.to_string().contains(&admin_key));
 
     let out = server.cli(
         Some(&server.admin_token),
