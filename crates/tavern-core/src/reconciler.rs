@@ -208,6 +208,12 @@ impl Reconciler {
         Ok(())
     }
 
+    async fn fail(&self, i: &Instance, reason: String) -> Result<(), String> {
+        let o = observation(ObservedState::Failed, Some(reason.clone()), None, i);
+        let e = event(&i.slug, "instance.failed", Outcome::Failure, reason);
+        self.record(i, o, Some(e)).await
+    }
+
     async fn reconcile_one(
         &self,
         i: &Instance,
@@ -309,12 +315,7 @@ impl Reconciler {
                 "the server did not answer /api/status within {} s",
                 self.settings.start_timeout.as_secs()
             );
-            self.record(
-                i,
-                observation(ObservedState::Failed, Some(reason.clone()), None, i),
-                Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
-            )
-            .await?;
+            self.fail(i, reason).await?;
             self.background_stop(i.slug.clone(), None, false);
             return Ok(());
         }
@@ -341,10 +342,11 @@ impl Reconciler {
             let how = seen
                 .and_then(|o| o.exit.clone())
                 .unwrap_or_else(|| "exited".into());
-            let (count, retry_at) = {
+            let (count, retry_at, new_crash) = {
                 let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
                 let t = t.entry(i.id).or_default();
-                if t.retry_at.is_none() {
+                let new_crash = t.retry_at.is_none();
+                if new_crash {
                     t.crashes
                         .retain(|c| now_i.duration_since(*c) < self.settings.crash_window);
                     t.crashes.push(now_i);
@@ -356,13 +358,9 @@ impl Reconciler {
                         .saturating_mul(factor)
                         .min(Duration::from_secs(300));
                     t.retry_at = Some(now_i + wait);
-                    (n, t.retry_at)
-                } else {
-                    (
-                        u32::try_from(t.crashes.len()).unwrap_or(u32::MAX),
-                        t.retry_at,
-                    )
                 }
+                let n = u32::try_from(t.crashes.len()).unwrap_or(u32::MAX);
+                (n, t.retry_at, new_crash)
             };
             if count >= self.settings.crash_limit {
                 let reason = format!(
@@ -370,23 +368,14 @@ impl Reconciler {
                     self.settings.crash_window.as_secs() / 60
                 );
                 self.background_stop(i.slug.clone(), None, false);
-                return self
-                    .record(
-                        i,
-                        observation(ObservedState::Failed, Some(reason.clone()), None, i),
-                        Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
-                    )
-                    .await;
+                return self.fail(i, reason).await;
             }
             status.busy = true;
-            let reason = format!("restarting after a crash ({how})");
-            if i.state_reason.as_deref() != Some(&reason) {
-                self.record(
-                    i,
-                    observation(ObservedState::Starting, Some(reason.clone()), None, i),
-                    Some(event(&i.slug, "instance.crashed", Outcome::Failure, how)),
-                )
-                .await?;
+            if new_crash {
+                let reason = format!("restarting after a crash ({how})");
+                let o = observation(ObservedState::Starting, Some(reason), None, i);
+                let e = event(&i.slug, "instance.crashed", Outcome::Failure, how);
+                self.record(i, o, Some(e)).await?;
             }
             if retry_at.is_some_and(|r| r > now_i) {
                 return Ok(());
@@ -402,13 +391,7 @@ impl Reconciler {
         let spec = match self.tavern.spec_for(i).await {
             Ok(spec) => spec,
             Err(reason) => {
-                return self
-                    .record(
-                        i,
-                        observation(ObservedState::Failed, Some(reason.clone()), None, i),
-                        Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
-                    )
-                    .await;
+                return self.fail(i, reason).await;
             }
         };
         status.busy = true;
@@ -432,12 +415,7 @@ impl Reconciler {
             Err(e) if e.is_transient() => Err(format!("start: {e}")),
             Err(e) => {
                 let reason = e.to_string();
-                self.record(
-                    i,
-                    observation(ObservedState::Failed, Some(reason.clone()), None, i),
-                    Some(event(&i.slug, "instance.failed", Outcome::Failure, reason)),
-                )
-                .await
+                self.fail(i, reason).await
             }
         }
     }
