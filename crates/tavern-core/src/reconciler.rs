@@ -388,6 +388,18 @@ impl Reconciler {
                 .remove(&i.id);
         }
 
+        // One license, one server: never start while another world holds
+        // the key (its server may still be shutting down).
+        match self.tavern.license_holder(i).await {
+            Ok(Some(other)) => {
+                status.busy = true;
+                let reason = format!("waiting for its license, still held by {other}");
+                let o = observation(ObservedState::Stopped, Some(reason), None, i);
+                return self.record(i, o, None).await;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("check the license: {e}")),
+        }
         let spec = match self.tavern.spec_for(i).await {
             Ok(spec) => spec,
             Err(reason) => {

@@ -636,6 +636,14 @@ impl Tavern {
                     code: "release_missing",
                     message: e.to_string(),
                 })?;
+            if let Some(other) = self.license_holder(&i).await? {
+                return Err(CoreError::Conflict {
+                    code: "license_in_use",
+                    message: format!(
+                        "its license runs the world {other} now; one license runs one server at a time"
+                    ),
+                });
+            }
         }
         let verb = if desired == DesiredState::Running {
             "start"
@@ -656,6 +664,27 @@ impl Tavern {
             .await?;
         self.wake.notify_one();
         self.view(i, None).await
+    }
+
+    /// Another instance that holds `i`'s license: one that should run or
+    /// whose server is not yet confirmed stopped. (The license issue moves
+    /// this guarantee into the store.)
+    pub(crate) async fn license_holder(&self, i: &Instance) -> Result<Option<Slug>, CoreError> {
+        let Some(license) = i.license else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .list_instances(None)
+            .await?
+            .into_iter()
+            .find(|o| {
+                o.id != i.id
+                    && o.license == Some(license)
+                    && (o.desired_state == DesiredState::Running
+                        || !matches!(o.state, ObservedState::Stopped | ObservedState::Failed))
+            })
+            .map(|o| o.slug))
     }
 
     /// The last `tail` lines of a world's server output.

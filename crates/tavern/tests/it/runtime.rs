@@ -412,3 +412,63 @@ async fn start_needs_a_release_and_others_cannot_start_your_world() {
         "a refused start changes nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_license_runs_one_server_at_a_time() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, lic) = admin
+        .post(
+            "/api/v1/licenses",
+            &json!({"label": "shared", "key": "ABCDEFGHJKLMNPQRSTUVWXYZ"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for slug in ["first", "second"] {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": slug, "release": "stub", "license": lic["id"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    start(&admin, "first").await;
+    wait_for_state(&admin, "first", "running").await;
+    let port = read_port(&server, "first");
+    let key: Value = reqwest::get(format!("http://127.0.0.1:{port}/_stub/license"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(key["license"], "ABCDEFGHJKLMNPQRSTUVWXYZ");
+
+    let a = admin
+        .post("/api/v1/instances/second/start", &json!({}))
+        .await;
+    assert_eq!((a.0, code(&a)), (409, "license_in_use"));
+    let (_, second) = admin.get("/api/v1/instances/second").await;
+    assert_eq!(second["desired_state"], "stopped");
+
+    stop(&admin, "first").await;
+    wait_for_state(&admin, "first", "stopped").await;
+    start(&admin, "second").await;
+    wait_for_state(&admin, "second", "running").await;
+    assert_eq!(stubs_of(&server).len(), 1);
+}
+
+fn read_port(server: &Server, slug: &str) -> u16 {
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            server
+                .data_dir()
+                .join("instances")
+                .join(slug)
+                .join("server.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    u16::try_from(v["port"].as_u64().unwrap()).unwrap()
+}
