@@ -248,8 +248,9 @@ impl Reconciler {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&i.id);
+                // Stopped as asked; a failure is news no more.
                 let o = observation(ObservedState::Stopped, None, None, i);
-                let news = (i.state != ObservedState::Stopped && i.state != ObservedState::Failed)
+                let news = (!matches!(i.state, ObservedState::Stopped | ObservedState::Failed))
                     .then(|| {
                         event(
                             &i.slug,
@@ -258,9 +259,6 @@ impl Reconciler {
                             "the server is stopped",
                         )
                     });
-                if i.state == ObservedState::Failed {
-                    return Ok(());
-                }
                 self.record(i, o, news).await
             }
             DesiredState::Running if alive => self.check_running(i, seen, status).await,
@@ -338,10 +336,12 @@ impl Reconciler {
         let crashed =
             matches!(i.state, ObservedState::Running | ObservedState::Starting) && seen.is_some();
         let now_i = Instant::now();
+        let mut restart_reason = None;
         if crashed {
             let how = seen
                 .and_then(|o| o.exit.clone())
                 .unwrap_or_else(|| "exited".into());
+            restart_reason = Some(format!("restarted after a crash ({how})"));
             let (count, retry_at, new_crash) = {
                 let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
                 let t = t.entry(i.id).or_default();
@@ -416,13 +416,8 @@ impl Reconciler {
                     t.retry_at = None;
                 }
                 status.started.push(i.slug.clone());
-                let reason = i.state_reason.clone().filter(|_| crashed);
-                self.record(
-                    i,
-                    observation(ObservedState::Starting, reason, None, i),
-                    None,
-                )
-                .await
+                let o = observation(ObservedState::Starting, restart_reason, None, i);
+                self.record(i, o, None).await
             }
             Err(e) if e.is_transient() => Err(format!("start: {e}")),
             Err(e) => {

@@ -138,7 +138,14 @@ async fn license_keys_and_credentials_never_leak() {
             }
         }
     }
-    for secret in ["alice-secret-password", alice.token()] {
+    // The instance's Foundry admin key, shown once at creation.
+    let admin_key = a["admin_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        seen.matches(&admin_key).count(),
+        1,
+        "the admin key is shown exactly once"
+    );
+    for secret in ["alice-secret-password", alice.token(), &admin_key] {
         assert!(!logs.contains(secret), "a credential in the log");
         for (f, bytes) in &contents {
             assert!(
