@@ -125,6 +125,17 @@ impl Reconciler {
             for e in &status.errors {
                 tracing::warn!(error = %e, "reconciler");
             }
+            if !(status.started.is_empty()
+                && status.stopping.is_empty()
+                && status.orphans_stopped.is_empty())
+            {
+                tracing::info!(
+                    started = ?status.started,
+                    stopping = ?status.stopping,
+                    orphans = ?status.orphans_stopped,
+                    "reconciler acted"
+                );
+            }
             let pause = if status.busy {
                 Duration::from_millis(250)
             } else {

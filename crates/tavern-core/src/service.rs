@@ -214,14 +214,6 @@ impl Tavern {
         &self.runtime
     }
 
-    pub fn releases(&self) -> &Arc<Releases> {
-        &self.releases
-    }
-
-    pub fn secrets(&self) -> &SecretBox {
-        &self.secrets
-    }
-
     /// Resolves when desired state changed (the reconciler waits on it).
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
