@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod error;
+pub mod policy;
 pub mod reconciler;
 pub mod secrets;
 mod service;

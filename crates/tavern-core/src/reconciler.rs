@@ -259,7 +259,14 @@ impl Reconciler {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&i.id);
-                // Stopped as asked; a failure is news no more.
+                // Stopped as asked, and confirmed gone: its key is free now.
+                // (A leftover pid file is cleared first, in the background.)
+                if seen.is_none() {
+                    self.tavern
+                        .release_license(i)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
                 let o = observation(ObservedState::Stopped, None, None, i);
                 let news = (!matches!(i.state, ObservedState::Stopped | ObservedState::Failed))
                     .then(|| {
@@ -342,6 +349,15 @@ impl Reconciler {
         status: &mut ActivationStatus,
     ) -> Result<(), String> {
         if i.state == ObservedState::Failed {
+            // Failed and confirmed gone: the key is free for others.
+            if seen.is_none() {
+                self.tavern
+                    .release_license(i)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                self.background_stop(i.slug.clone(), None, false);
+            }
             return Ok(());
         }
         let crashed =
@@ -399,17 +415,14 @@ impl Reconciler {
                 .remove(&i.id);
         }
 
-        // One license, one server: never start while another world holds
-        // the key (its server may still be shutting down).
-        match self.tavern.license_holder(i).await {
-            Ok(Some(other)) => {
-                status.busy = true;
-                let reason = format!("waiting for its license, still held by {other}");
-                let o = observation(ObservedState::Stopped, Some(reason), None, i);
-                return self.record(i, o, None).await;
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("check the license: {e}")),
+        // One license, one server: the world must hold a key (the store
+        // hands a key to one world at a time, and takes it back only once
+        // that world's server is confirmed gone).
+        if let Err(e) = self.tavern.claim_license(i, "system".into()).await {
+            status.busy = true;
+            let reason = format!("waiting for a license key: {e}");
+            let o = observation(ObservedState::Stopped, Some(reason), None, i);
+            return self.record(i, o, None).await;
         }
         let spec = match self.tavern.spec_for(i).await {
             Ok(spec) => spec,
@@ -474,6 +487,9 @@ impl Reconciler {
                     }
                 }
                 (Ok(()), Some(i)) => {
+                    if let Err(err) = tavern.release_license(&i).await {
+                        tracing::warn!(slug = %slug, error = %err, "releasing the license failed; will retry");
+                    }
                     let e = event(
                         &slug,
                         "instance.stopped",

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::CoreError;
 use crate::auth::{self, Passwords};
+use crate::policy::licenses::{Allocation, choose_license};
 use crate::secrets::SecretBox;
 
 /// The runtime drivers this version has (docker and kubernetes come later).
@@ -509,6 +510,7 @@ impl Tavern {
         &self,
         instance: Instance,
         users: Option<&[User]>,
+        licenses: Option<&[License]>,
     ) -> Result<InstanceView, CoreError> {
         let owner = match users.and_then(|us| us.iter().find(|u| u.id == instance.owner)) {
             Some(u) => u.username.clone(),
@@ -524,10 +526,16 @@ impl Tavern {
                     )
                 })?,
         };
-        let license = match instance.license {
-            Some(id) => self.store.license(id).await?.map(|l| (l.id, l.label)),
-            None => None,
+        // The key it holds now, else the key it is configured with.
+        let licenses = match licenses {
+            Some(ls) => std::borrow::Cow::Borrowed(ls),
+            None => std::borrow::Cow::Owned(self.store.list_licenses().await?),
         };
+        let license = licenses
+            .iter()
+            .find(|l| l.bound_to == Some(instance.id))
+            .or_else(|| licenses.iter().find(|l| Some(l.id) == instance.license))
+            .map(|l| (l.id, l.label.clone()));
         Ok(InstanceView {
             url: self.settings.instance_url(&instance.slug),
             owner,
@@ -560,9 +568,10 @@ impl Tavern {
         } else {
             vec![caller.user.clone()]
         };
+        let licenses = self.store.list_licenses().await?;
         let mut out = Vec::with_capacity(instances.len());
         for i in instances {
-            out.push(self.view(i, Some(&users)).await?);
+            out.push(self.view(i, Some(&users), Some(&licenses)).await?);
         }
         Ok(out)
     }
@@ -573,7 +582,7 @@ impl Tavern {
         slug: &str,
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
-        self.view(i, None).await
+        self.view(i, None, None).await
     }
 
     /// Asks for an instance to be destroyed: the reconciler stops its
@@ -597,7 +606,7 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None).await
+        self.view(i, None, None).await
     }
 
     /// Asks for an instance to run or to stop; the reconciler does it.
@@ -628,14 +637,7 @@ impl Tavern {
                     code: "release_missing",
                     message: e.to_string(),
                 })?;
-            if let Some(other) = self.license_holder(&i).await? {
-                return Err(CoreError::Conflict {
-                    code: "license_in_use",
-                    message: format!(
-                        "its license runs the world {other} now; one license runs one server at a time"
-                    ),
-                });
-            }
+            self.claim_license(&i, caller.name()).await?;
         }
         let verb = if desired == DesiredState::Running {
             "start"
@@ -655,28 +657,63 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None).await
+        self.view(i, None, None).await
     }
 
-    /// Another instance that holds `i`'s license: one that should run or
-    /// whose server is not yet confirmed stopped. (The license issue moves
-    /// this guarantee into the store.)
-    pub(crate) async fn license_holder(&self, i: &Instance) -> Result<Option<Slug>, CoreError> {
-        let Some(license) = i.license else {
-            return Ok(None);
-        };
-        Ok(self
-            .store
-            .list_instances(None)
-            .await?
-            .into_iter()
-            .find(|o| {
-                o.id != i.id
-                    && o.license == Some(license)
-                    && (o.desired_state == DesiredState::Running
-                        || !matches!(o.state, ObservedState::Stopped | ObservedState::Failed))
-            })
-            .map(|o| o.slug))
+    /// Makes `i` hold a license key (its own if it has one already), by
+    /// the allocation policy and the store's compare-and-set; answers it.
+    pub(crate) async fn claim_license(
+        &self,
+        i: &Instance,
+        actor: String,
+    ) -> Result<LicenseId, CoreError> {
+        // A lost race for one key means trying the next free one.
+        for _ in 0..8 {
+            let licenses = self.store.list_licenses().await?;
+            let id = match choose_license(i, &licenses) {
+                Allocation::Keep(id) => return Ok(id),
+                Allocation::Take(id) => id,
+                Allocation::Busy { license, holder } => {
+                    let holder = self
+                        .store
+                        .list_instances(None)
+                        .await?
+                        .into_iter()
+                        .find(|o| o.id == holder)
+                        .map_or_else(|| "another world".to_owned(), |o| o.slug.to_string());
+                    return Err(CoreError::Conflict {
+                        code: "license_in_use",
+                        message: format!(
+                            "its license {license} runs {holder} now; one license runs one server at a time"
+                        ),
+                    });
+                }
+                Allocation::Missing(license) => {
+                    return Err(CoreError::Conflict {
+                        code: "license_missing",
+                        message: format!("its license {license} no longer exists"),
+                    });
+                }
+                Allocation::NoneFree => break,
+            };
+            let event = NewEvent::success(actor.clone(), "license.bind", format!("license:{id}"))
+                .with_detail(format!("to instance {}", i.slug));
+            if self.store.bind_license(id, i.id, &event).await? {
+                return Ok(id);
+            }
+        }
+        Err(CoreError::Conflict {
+            code: "no_license_available",
+            message: "every license key this world may use runs another world now; stop one, or add a key".into(),
+        })
+    }
+
+    /// Frees the key `i` holds, once its server is confirmed gone.
+    pub(crate) async fn release_license(&self, i: &Instance) -> Result<(), CoreError> {
+        let event = NewEvent::success("system", "license.release", format!("instance:{}", i.slug))
+            .with_detail("the server is confirmed stopped");
+        self.store.release_license(i.id, &event).await?;
+        Ok(())
     }
 
     /// The last `tail` lines of a world's server output.
@@ -700,10 +737,15 @@ impl Tavern {
     ) -> Result<tavern_runtime::InstanceSpec, String> {
         let release = i.release.as_deref().ok_or("the instance has no release")?;
         let launch = self.releases.resolve(release).map_err(|e| e.to_string())?;
-        let license_key = match i.license {
-            Some(id) => Some(self.license_key(id).await.map_err(|e| e.to_string())?),
-            None => None,
-        };
+        let held = self
+            .store
+            .list_licenses()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|l| l.bound_to == Some(i.id))
+            .ok_or("it holds no license key")?;
+        let license_key = Some(self.license_key(held.id).await.map_err(|e| e.to_string())?);
         let admin_hash = match &i.admin_key_sealed {
             Some(sealed) => {
                 let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
@@ -756,6 +798,7 @@ impl Tavern {
             key_last4: key.last4(),
             owner: owner.as_ref().map(|u| u.id),
             created_at: now(),
+            bound_to: None,
         };
         self.store
             .create_license(

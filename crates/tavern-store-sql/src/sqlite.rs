@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "observed",
         include_str!("../migrations/sqlite/0002_observed.sql"),
     ),
+    (
+        3,
+        "license_binding",
+        include_str!("../migrations/sqlite/0003_license_binding.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -256,12 +261,16 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
 
 fn license_from(row: &SqliteRow) -> StoreResult<License> {
     let owner: Option<String> = col(row, "owner_id")?;
+    let bound: Option<String> = col(row, "bound_instance_id")?;
     Ok(License {
         id: parse("licenses.id", &col::<String>(row, "id")?)?,
         label: col(row, "label")?,
         key_sealed: col(row, "key_sealed")?,
         key_last4: col(row, "key_last4")?,
         owner: owner.map(|o| parse("licenses.owner_id", &o)).transpose()?,
+        bound_to: bound
+            .map(|b| parse("licenses.bound_instance_id", &b))
+            .transpose()?,
         created_at: ts(col(row, "created_at")?)?,
     })
 }
@@ -291,7 +300,7 @@ macro_rules! instance_cols {
 }
 macro_rules! license_cols {
     () => {
-        "id, label, key_sealed, key_last4, owner_id, created_at"
+        "id, label, key_sealed, key_last4, owner_id, created_at, bound_instance_id"
     };
 }
 
@@ -470,6 +479,14 @@ impl Store for SqliteStore {
 
     async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE licenses SET bound_instance_id = NULL \
+             WHERE bound_instance_id = (SELECT id FROM instances WHERE slug = ?)",
+        )
+        .bind(slug.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("release license"))?;
         let done = sqlx::query("DELETE FROM instances WHERE slug = ?")
             .bind(slug.as_str())
             .execute(&mut *tx)
@@ -553,6 +570,78 @@ impl Store for SqliteStore {
         commit(tx).await
     }
 
+    async fn bind_license(
+        &self,
+        license: LicenseId,
+        instance: InstanceId,
+        event: &NewEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let current: Option<Option<String>> =
+            sqlx::query_scalar("SELECT bound_instance_id FROM licenses WHERE id = ?")
+                .bind(license.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("bind license"))?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound {
+                what: "license",
+                key: license.to_string(),
+            });
+        };
+        if current.as_deref() == Some(instance.to_string().as_str()) {
+            return Ok(true);
+        }
+        let done = sqlx::query(
+            "UPDATE licenses SET bound_instance_id = ? WHERE id = ? AND bound_instance_id IS NULL",
+        )
+        .bind(instance.to_string())
+        .bind(license.to_string())
+        .execute(&mut *tx)
+        .await;
+        let done = match done {
+            Ok(d) => d,
+            // The instance holds another key already.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(false),
+            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                return Err(StoreError::NotFound {
+                    what: "instance",
+                    key: instance.to_string(),
+                });
+            }
+            Err(e) => return Err(backend("bind license")(e)),
+        };
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn release_license(
+        &self,
+        instance: InstanceId,
+        event: &NewEvent,
+    ) -> StoreResult<Option<LicenseId>> {
+        let mut tx = self.begin().await?;
+        let held: Option<String> =
+            sqlx::query_scalar("SELECT id FROM licenses WHERE bound_instance_id = ?")
+                .bind(instance.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("release license"))?;
+        let Some(held) = held else { return Ok(None) };
+        sqlx::query("UPDATE licenses SET bound_instance_id = NULL WHERE id = ?")
+            .bind(&held)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("release license"))?;
+        insert_event(&mut tx, event).await?;
+        commit(tx).await?;
+        parse("licenses.id", &held).map(Some)
+    }
+
     async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if let Some(owner) = l.owner
@@ -571,7 +660,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO licenses (",
             license_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(l.id.to_string())
         .bind(&l.label)
@@ -579,6 +668,7 @@ impl Store for SqliteStore {
         .bind(&l.key_last4)
         .bind(l.owner.map(|o| o.to_string()))
         .bind(l.created_at.as_microsecond())
+        .bind(l.bound_to.map(|i| i.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(unique_or("license", &l.id.to_string(), "insert license"))?;
@@ -613,7 +703,14 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend("check license use"))?;
-        if let Some(slug) = user {
+        let bound: Option<String> = sqlx::query_scalar(
+            "SELECT i.slug FROM licenses l JOIN instances i ON i.id = l.bound_instance_id WHERE l.id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("check license use"))?;
+        if let Some(slug) = user.or(bound) {
             return Err(StoreError::InUse {
                 what: "license",
                 key: id.to_string(),

@@ -20,7 +20,8 @@ macro_rules! conformance_tests {
             instance_needs_existing_owner_and_license, list_instances_filters_by_owner,
             delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
             changes_and_their_events_are_written_together, events_newest_first,
-            desired_and_observed_state_round_trip);
+            desired_and_observed_state_round_trip, a_key_binds_to_one_instance,
+            concurrent_binds_never_share_a_key);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -72,6 +73,7 @@ fn license(label: &str, owner: Option<UserId>) -> License {
         key_last4: "WXYZ".into(),
         owner,
         created_at: now(),
+        bound_to: None,
     }
 }
 
@@ -450,4 +452,79 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
         store.record_observation(InstanceId::new(), &o, None).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+pub async fn a_key_binds_to_one_instance(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let k1 = add_license(store, "k1", None).await;
+    let k2 = add_license(store, "k2", None).await;
+    let i = add_instance(store, instance("one", a.id, None)).await;
+    let j = add_instance(store, instance("two", a.id, None)).await;
+    let e = || ev("license.bind", "license:k");
+    assert!(store.bind_license(k1.id, i.id, &e()).await.unwrap());
+    assert!(
+        store.bind_license(k1.id, i.id, &e()).await.unwrap(),
+        "binding again is fine"
+    );
+    assert!(
+        !store.bind_license(k1.id, j.id, &e()).await.unwrap(),
+        "k1 is taken"
+    );
+    assert!(
+        !store.bind_license(k2.id, i.id, &e()).await.unwrap(),
+        "one already holds a key"
+    );
+    assert_eq!(
+        store.license(k1.id).await.unwrap().unwrap().bound_to,
+        Some(i.id)
+    );
+    assert!(matches!(
+        store.delete_license(k1.id, &e()).await,
+        Err(StoreError::InUse { .. })
+    ));
+    assert_eq!(
+        store.release_license(i.id, &e()).await.unwrap(),
+        Some(k1.id)
+    );
+    assert_eq!(store.release_license(i.id, &e()).await.unwrap(), None);
+    assert!(store.bind_license(k1.id, j.id, &e()).await.unwrap());
+    // Deleting the instance frees its key.
+    store.delete_instance(&j.slug, &e()).await.unwrap();
+    assert_eq!(store.license(k1.id).await.unwrap().unwrap().bound_to, None);
+    assert!(matches!(
+        store.bind_license(LicenseId::new(), i.id, &e()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn concurrent_binds_never_share_a_key(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let mut keys = Vec::new();
+    for n in 0..3 {
+        keys.push(add_license(store, &format!("k{n}"), None).await);
+    }
+    let mut worlds = Vec::new();
+    for n in 0..10 {
+        worlds.push(add_instance(store, instance(&format!("w{n}"), a.id, None)).await);
+    }
+    // Every world tries every key, all at once.
+    let keys = &keys;
+    let attempts = worlds.iter().map(|w| async move {
+        for k in keys {
+            if store
+                .bind_license(k.id, w.id, &ev("license.bind", "x"))
+                .await
+                .unwrap()
+            {
+                return Some(k.id);
+            }
+        }
+        None
+    });
+    let got: Vec<Option<LicenseId>> = futures_util::future::join_all(attempts).await;
+    let mut won: Vec<LicenseId> = got.into_iter().flatten().collect();
+    assert_eq!(won.len(), 3, "exactly one world per key");
+    won.sort();
+    won.dedup();
+    assert_eq!(won.len(), 3, "no key went to two worlds");
 }

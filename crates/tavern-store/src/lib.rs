@@ -81,15 +81,32 @@ pub trait Store: Send + Sync + 'static {
         observation: &Observation,
         event: Option<&NewEvent>,
     ) -> StoreResult<()>;
-    /// Removes the instance row for good.
+    /// Removes the instance row for good, freeing any key it holds.
     async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()>;
 
+    /// Binds a free license to an instance, atomically (compare-and-set):
+    /// `Ok(true)` when the instance holds it now (also when it already did),
+    /// `Ok(false)` when another instance holds it or the instance holds
+    /// another key. A key is never bound to two instances.
+    async fn bind_license(
+        &self,
+        license: LicenseId,
+        instance: InstanceId,
+        event: &NewEvent,
+    ) -> StoreResult<bool>;
+    /// Frees the key an instance holds, if any; answers which.
+    async fn release_license(
+        &self,
+        instance: InstanceId,
+        event: &NewEvent,
+    ) -> StoreResult<Option<LicenseId>>;
     /// Inserts a license (its key already encrypted by the caller).
     async fn create_license(&self, license: &License, event: &NewEvent) -> StoreResult<()>;
     async fn license(&self, id: LicenseId) -> StoreResult<Option<License>>;
     /// Licenses, oldest first.
     async fn list_licenses(&self) -> StoreResult<Vec<License>>;
-    /// Removes a license. [`StoreError::InUse`] while an instance names it.
+    /// Removes a license. [`StoreError::InUse`] while an instance names it
+    /// or holds it.
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()>;
 
     /// Records an event that goes with no other change.

@@ -73,6 +73,8 @@ pub struct License {
     /// `Some` for a key pinned to one game master, `None` for the pool.
     pub owner: Option<UserId>,
     pub created_at: Timestamp,
+    /// The world this key runs now (held until its server is confirmed gone).
+    pub bound_to: Option<InstanceId>,
 }
 
 /// The current time at the precision every store keeps (microseconds), so

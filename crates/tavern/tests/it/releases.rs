@@ -25,6 +25,16 @@ server.listen(Number(args.port), '127.0.0.1', () => console.log('fake foundry li
 process.on('SIGTERM', () => { console.log('fake foundry stopping'); server.close(); process.exit(0); });
 "#;
 
+/// Like the fake server, but takes 1.5 s to save its world after SIGTERM.
+pub const SLOW_STOP_MAIN_JS: &str = r#"
+const http = require('http');
+const args = {};
+for (const a of process.argv.slice(2)) { const [k, v] = a.replace(/^--/, '').split('='); args[k] = v === undefined ? true : v; }
+const server = http.createServer((req, res) => { res.setHeader('content-type', 'application/json'); res.end(JSON.stringify({ active: true, version: '13.902', world: 'slow', users: 0 })); });
+server.listen(Number(args.port), '127.0.0.1');
+process.on('SIGTERM', () => { server.close(); setTimeout(() => process.exit(0), 1500); });
+"#;
+
 /// Exits at once: a crash loop.
 pub const CRASHING_MAIN_JS: &str = "console.error('fake foundry: cannot start'); process.exit(3);";
 

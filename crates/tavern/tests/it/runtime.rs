@@ -5,10 +5,33 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::releases::{CRASHING_MAIN_JS, FAKE_MAIN_JS, SILENT_MAIN_JS, install_fake};
+use crate::releases::{
+    CRASHING_MAIN_JS, FAKE_MAIN_JS, SILENT_MAIN_JS, SLOW_STOP_MAIN_JS, install_fake,
+};
 use crate::support::*;
 
+/// A made-up license key of its own for each world (24 letters and digits).
+fn key_for(slug: &str) -> String {
+    let mut k: String = slug
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_uppercase();
+    k.extend(std::iter::repeat_n('7', 24));
+    k.truncate(24);
+    k
+}
+
+/// Adds a pooled key for the world, then creates it (without naming a key:
+/// a start takes a free one).
 async fn create(admin: &Api, slug: &str, release: &str) -> Value {
+    let (s, b) = admin
+        .post(
+            "/api/v1/licenses",
+            &json!({"label": format!("for {slug}"), "key": key_for(slug)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
     let (s, b) = admin
         .post(
             "/api/v1/instances",
@@ -471,4 +494,100 @@ fn read_port(server: &Server, slug: &str) -> u16 {
     )
     .unwrap();
     u16::try_from(v["port"].as_u64().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_concurrent_starts_on_three_keys() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    for n in 0..3 {
+        let (s, _) = admin
+            .post(
+                "/api/v1/licenses",
+                &json!({"label": format!("k{n}"), "key": key_for(&format!("pool{n}"))}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    for n in 0..10 {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": format!("w{n}"), "release": "stub"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let starts = (0..10).map(|n| {
+        let api = server.api(Some(&server.admin_token));
+        async move {
+            api.post(&format!("/api/v1/instances/w{n}/start"), &json!({}))
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(starts).await;
+    let accepted = answers.iter().filter(|a| a.0 == 202).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.0 == 409 && code(a) == "no_license_available")
+        .count();
+    assert_eq!((accepted, refused), (3, 7), "{answers:?}");
+    // The three run, each with its own key.
+    let mut keys = Vec::new();
+    for (n, a) in answers.iter().enumerate() {
+        if a.0 == 202 {
+            wait_for_state(&admin, &format!("w{n}"), "running").await;
+            let port = read_port(&server, &format!("w{n}"));
+            let key: Value = reqwest::get(format!("http://127.0.0.1:{port}/_stub/license"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            keys.push(key["license"].as_str().unwrap().to_owned());
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "a key is served twice: {keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_world_keeps_its_key_until_it_is_gone() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let release = install_fake(&server, 13, 902, SLOW_STOP_MAIN_JS, false);
+    let (s, lic) = admin
+        .post(
+            "/api/v1/licenses",
+            &json!({"label": "only", "key": key_for("onlykey")}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for slug in ["slow", "next"] {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": slug, "release": release}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    start(&admin, "slow").await;
+    let (running, _) = wait_for_state(&admin, "slow", "running").await;
+    assert_eq!(running["license"]["id"], lic["id"]);
+    stop(&admin, "slow").await;
+    wait_for_state(&admin, "slow", "stopping").await;
+    // Its server is still saving the world: the key is not free yet.
+    let a = admin.post("/api/v1/instances/next/start", &json!({})).await;
+    assert_eq!((a.0, code(&a)), (409, "no_license_available"), "{}", a.1);
+    wait_for_state(&admin, "slow", "stopped").await;
+    start(&admin, "next").await;
+    let (next, _) = wait_for_state(&admin, "next", "running").await;
+    assert_eq!(next["license"]["id"], lic["id"]);
+    let acts = actions(&admin).await;
+    assert!(
+        acts.contains(&"license.bind".to_owned()) && acts.contains(&"license.release".to_owned()),
+        "{acts:?}"
+    );
 }

@@ -1,0 +1,4 @@
+//! Pure decisions: no I/O, no clocks, no async. Each is a function of the
+//! facts handed to it, with property tests for the invariants it keeps.
+
+pub mod licenses;
