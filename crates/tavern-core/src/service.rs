@@ -670,15 +670,13 @@ impl Tavern {
         // A lost race for one key means trying the next free one.
         for _ in 0..8 {
             let licenses = self.store.list_licenses().await?;
-            let id = match choose_license(i, &licenses) {
+            let others = self.store.list_instances(None).await?;
+            let id = match choose_license(i, &licenses, &others) {
                 Allocation::Keep(id) => return Ok(id),
                 Allocation::Take(id) => id,
                 Allocation::Busy { license, holder } => {
-                    let holder = self
-                        .store
-                        .list_instances(None)
-                        .await?
-                        .into_iter()
+                    let holder = others
+                        .iter()
                         .find(|o| o.id == holder)
                         .map_or_else(|| "another world".to_owned(), |o| o.slug.to_string());
                     return Err(CoreError::Conflict {
@@ -706,6 +704,125 @@ impl Tavern {
             code: "no_license_available",
             message: "every license key this world may use runs another world now; stop one, or add a key".into(),
         })
+    }
+
+    /// Switchover: hands license `license` to the world `slug`. The world on
+    /// the key now is stopped first (refused while players are connected,
+    /// unless `force`); the key moves once that server is confirmed gone,
+    /// and then `slug` starts with it.
+    pub async fn activate_license(
+        &self,
+        caller: &Caller,
+        license: &str,
+        slug: &str,
+        force: bool,
+    ) -> Result<InstanceView, CoreError> {
+        let target = self.visible_instance(caller, slug).await?;
+        let not_found = || CoreError::NotFound {
+            what: "license",
+            key: license.to_owned(),
+        };
+        let id: LicenseId = license.parse().map_err(|_| not_found())?;
+        let key = self.store.license(id).await?.ok_or_else(not_found)?;
+        if let Some(pinned) = key.owner
+            && pinned != target.owner
+        {
+            return Err(if caller.is_admin() {
+                CoreError::Conflict {
+                    code: "license_pinned",
+                    message: format!("license {id} is pinned to another user"),
+                }
+            } else {
+                not_found()
+            });
+        }
+        if target.desired_state == DesiredState::Destroyed {
+            return Err(CoreError::Conflict {
+                code: "being_destroyed",
+                message: format!("{} is being destroyed", target.slug),
+            });
+        }
+        let release = target
+            .release
+            .as_deref()
+            .ok_or_else(|| CoreError::Conflict {
+                code: "no_release",
+                message: format!(
+                    "{} has no Foundry release; create it with --release",
+                    target.slug
+                ),
+            })?;
+        self.releases
+            .resolve(release)
+            .map_err(|e| CoreError::Conflict {
+                code: "release_missing",
+                message: e.to_string(),
+            })?;
+        let licenses = self.store.list_licenses().await?;
+        if let Some(other) = licenses
+            .iter()
+            .find(|l| l.bound_to == Some(target.id) && l.id != id)
+        {
+            return Err(CoreError::Conflict {
+                code: "instance_running",
+                message: format!(
+                    "{} runs with license {} now; stop it first",
+                    target.slug, other.label
+                ),
+            });
+        }
+        if let Some(holder) = key.bound_to.filter(|h| *h != target.id) {
+            let holder = self
+                .store
+                .list_instances(None)
+                .await?
+                .into_iter()
+                .find(|o| o.id == holder)
+                .ok_or_else(|| CoreError::internal("switchover", "the key's holder is missing"))?;
+            if holder.players > 0 && !force {
+                return Err(CoreError::Conflict {
+                    code: "players_connected",
+                    message: format!(
+                        "{} players are connected to {}; pass force to stop it anyway",
+                        holder.players, holder.slug
+                    ),
+                });
+            }
+            self.store
+                .set_desired_state(
+                    &holder.slug,
+                    DesiredState::Stopped,
+                    &NewEvent::success(
+                        caller.name(),
+                        "instance.stop",
+                        format!("instance:{}", holder.slug),
+                    )
+                    .with_detail(format!("switchover: its license goes to {}", target.slug)),
+                )
+                .await?;
+        }
+        self.store
+            .set_instance_license(
+                &target.slug,
+                Some(id),
+                &NewEvent::success(caller.name(), "license.activate", format!("license:{id}"))
+                    .with_detail(format!("for instance {}", target.slug)),
+            )
+            .await?;
+        let target = self
+            .store
+            .set_desired_state(
+                &target.slug,
+                DesiredState::Running,
+                &NewEvent::success(
+                    caller.name(),
+                    "instance.start",
+                    format!("instance:{}", target.slug),
+                ),
+            )
+            .await?;
+        self.wake.notify_one();
+        self.view(target, None, None).await
     }
 
     /// Frees the key `i` holds, once its server is confirmed gone.

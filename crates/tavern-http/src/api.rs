@@ -49,6 +49,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instance_logs))
         .routes(routes!(add_license, list_licenses))
         .routes(routes!(remove_license))
+        .routes(routes!(activate_license))
         .routes(routes!(list_events))
 }
 
@@ -302,4 +303,22 @@ async fn instance_logs(
         .instance_logs(&caller, &slug, q.tail.unwrap_or(200))
         .await?;
     Ok(Json(LogsJson { lines }))
+}
+
+/// Switchover: the world now on this key stops (refused while players are
+/// connected, unless `force`), then `instance` starts with the key.
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/activate", params(("id" = String, Path)),
+    request_body = ActivateLicenseRequest,
+    responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn activate_license(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ActivateLicenseRequest>,
+) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
+    let view = s
+        .tavern
+        .activate_license(&caller, &id, &req.instance, req.force)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
 }

@@ -197,3 +197,13 @@ pub struct Health {
 pub struct LogsJson {
     pub lines: Vec<String>,
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateLicenseRequest {
+    /// The world that gets the key.
+    pub instance: String,
+    /// Stop the world now on the key even while players are connected.
+    #[serde(default)]
+    pub force: bool,
+}

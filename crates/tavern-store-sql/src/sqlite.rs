@@ -538,6 +538,55 @@ impl Store for SqliteStore {
         Ok(instance)
     }
 
+    async fn set_instance_license(
+        &self,
+        slug: &Slug,
+        license: Option<LicenseId>,
+        event: &NewEvent,
+    ) -> StoreResult<Instance> {
+        let mut tx = self.begin().await?;
+        if let Some(l) = license
+            && !exists(
+                &mut tx,
+                "SELECT 1 FROM licenses WHERE id = ?",
+                l.to_string(),
+            )
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                what: "license",
+                key: l.to_string(),
+            });
+        }
+        let done =
+            sqlx::query("UPDATE instances SET license_id = ?, updated_at = ? WHERE slug = ?")
+                .bind(license.map(|l| l.to_string()))
+                .bind(event.at.as_microsecond())
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("set instance license"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: slug.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            instance_cols!(),
+            " FROM instances WHERE slug = ?"
+        ))
+        .bind(slug.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend("set instance license"))?;
+        let instance = instance_from(&row)?;
+        commit(tx).await?;
+        Ok(instance)
+    }
+
     async fn record_observation(
         &self,
         id: InstanceId,

@@ -21,7 +21,7 @@ macro_rules! conformance_tests {
             delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
             changes_and_their_events_are_written_together, events_newest_first,
             desired_and_observed_state_round_trip, a_key_binds_to_one_instance,
-            concurrent_binds_never_share_a_key);
+            concurrent_binds_never_share_a_key, instance_license_can_change);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -527,4 +527,42 @@ pub async fn concurrent_binds_never_share_a_key(store: &dyn Store) {
     won.sort();
     won.dedup();
     assert_eq!(won.len(), 3, "no key went to two worlds");
+}
+
+pub async fn instance_license_can_change(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let k = add_license(store, "k", None).await;
+    let i = add_instance(store, instance("w", a.id, None)).await;
+    let got = store
+        .set_instance_license(&i.slug, Some(k.id), &ev("license.activate", "license:k"))
+        .await
+        .unwrap();
+    assert_eq!(got.license, Some(k.id));
+    assert_eq!(
+        store.instance(&i.slug).await.unwrap().unwrap().license,
+        Some(k.id)
+    );
+    let got = store
+        .set_instance_license(&i.slug, None, &ev("x", "y"))
+        .await
+        .unwrap();
+    assert_eq!(got.license, None);
+    assert!(matches!(
+        store
+            .set_instance_license(&i.slug, Some(LicenseId::new()), &ev("x", "y"))
+            .await,
+        Err(StoreError::NotFound {
+            what: "license",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .set_instance_license(&Slug::parse("nope").unwrap(), None, &ev("x", "y"))
+            .await,
+        Err(StoreError::NotFound {
+            what: "instance",
+            ..
+        })
+    ));
 }

@@ -74,6 +74,13 @@ pub trait Store: Send + Sync + 'static {
         desired: DesiredState,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
+    /// Sets the key an instance is configured to run with (`None`: any).
+    async fn set_instance_license(
+        &self,
+        slug: &Slug,
+        license: Option<LicenseId>,
+        event: &NewEvent,
+    ) -> StoreResult<Instance>;
     /// Records what the runtime saw, with an event when it is news.
     async fn record_observation(
         &self,

@@ -1,8 +1,9 @@
 //! Which license key a world starts with. A world that holds a key keeps it;
 //! a world configured with a key needs that key free; otherwise its owner's
 //! pinned keys come first, then the shared pool. Never a key another world
-//! holds, never a key pinned to someone else. (The store's compare-and-set
-//! makes the final claim; this only chooses.)
+//! holds, never a key pinned to someone else, and not a key another world
+//! is waiting for (it was activated for that world, which wants to run).
+//! The store's compare-and-set makes the final claim; this only chooses.
 
 use tavern_store::{Instance, License};
 use tavern_types::{InstanceId, LicenseId};
@@ -25,8 +26,12 @@ pub enum Allocation {
 }
 
 /// Chooses a key for `instance` among `licenses` (in the order given,
-/// oldest first).
-pub fn choose_license(instance: &Instance, licenses: &[License]) -> Allocation {
+/// oldest first); `others` are the other worlds.
+pub fn choose_license(
+    instance: &Instance,
+    licenses: &[License],
+    others: &[Instance],
+) -> Allocation {
     if let Some(held) = licenses.iter().find(|l| l.bound_to == Some(instance.id)) {
         return Allocation::Keep(held.id);
     }
@@ -42,9 +47,17 @@ pub fn choose_license(instance: &Instance, licenses: &[License]) -> Allocation {
             },
         };
     }
+    let awaited = |l: &License| {
+        others.iter().any(|o| {
+            o.id != instance.id
+                && o.license == Some(l.id)
+                && o.desired_state == tavern_types::DesiredState::Running
+        })
+    };
     let free = |pinned_to_owner: bool| {
         licenses.iter().find(move |l| {
             l.bound_to.is_none()
+                && !awaited(l)
                 && if pinned_to_owner {
                     l.owner == Some(instance.owner)
                 } else {
@@ -108,21 +121,21 @@ mod tests {
         let alices = license(Some(alice), None);
         let ls = vec![pool.clone(), bobs.clone(), alices.clone()];
         assert_eq!(
-            choose_license(&instance(w, alice, None), &ls),
+            choose_license(&instance(w, alice, None), &ls, &[]),
             Allocation::Take(alices.id)
         );
         assert_eq!(
-            choose_license(&instance(w, bob, None), &ls),
+            choose_license(&instance(w, bob, None), &ls, &[]),
             Allocation::Take(bobs.id)
         );
         assert_eq!(
-            choose_license(&instance(w, UserId::new(), None), &ls),
+            choose_license(&instance(w, UserId::new(), None), &ls, &[]),
             Allocation::Take(pool.id)
         );
         let mut held = ls.clone();
         held[0].bound_to = Some(w);
         assert_eq!(
-            choose_license(&instance(w, alice, None), &held),
+            choose_license(&instance(w, alice, None), &held, &[]),
             Allocation::Keep(pool.id)
         );
     }
@@ -135,20 +148,42 @@ mod tests {
         let free = license(None, None);
         let ls = vec![busy.clone(), free.clone()];
         assert_eq!(
-            choose_license(&instance(w, alice, Some(busy.id)), &ls),
+            choose_license(&instance(w, alice, Some(busy.id)), &ls, &[]),
             Allocation::Busy {
                 license: busy.id,
                 holder: other
             }
         );
         assert_eq!(
-            choose_license(&instance(w, alice, Some(free.id)), &ls),
+            choose_license(&instance(w, alice, Some(free.id)), &ls, &[]),
             Allocation::Take(free.id)
         );
         let gone = LicenseId::new();
         assert_eq!(
-            choose_license(&instance(w, alice, Some(gone)), &ls),
+            choose_license(&instance(w, alice, Some(gone)), &ls, &[]),
             Allocation::Missing(gone)
+        );
+    }
+
+    #[test]
+    fn a_key_activated_for_another_world_is_left_for_it() {
+        let alice = UserId::new();
+        let k = license(None, None);
+        let mut waiting = instance(InstanceId::new(), alice, Some(k.id));
+        waiting.desired_state = DesiredState::Running;
+        let me = instance(InstanceId::new(), alice, None);
+        assert_eq!(
+            choose_license(
+                &me,
+                std::slice::from_ref(&k),
+                std::slice::from_ref(&waiting)
+            ),
+            Allocation::NoneFree
+        );
+        waiting.desired_state = DesiredState::Stopped;
+        assert_eq!(
+            choose_license(&me, std::slice::from_ref(&k), &[waiting]),
+            Allocation::Take(k.id)
         );
     }
 
@@ -172,7 +207,7 @@ mod tests {
             let me_world = worlds[0];
             let i = instance(me_world, users[me], None);
             let may_use = |l: &License| l.owner.is_none() || l.owner == Some(users[me]);
-            match choose_license(&i, &ls) {
+            match choose_license(&i, &ls, &[]) {
                 Allocation::Keep(id) => {
                     let l = ls.iter().find(|l| l.id == id).unwrap();
                     prop_assert_eq!(l.bound_to, Some(me_world));

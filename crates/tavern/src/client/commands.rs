@@ -379,6 +379,19 @@ pub enum LicenseCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Hand a key to a world: the world now on it stops first, then SLUG
+    /// starts with it.
+    Activate {
+        id: String,
+        /// The world that gets the key.
+        #[arg(long)]
+        instance: String,
+        /// Stop the world now on the key even while players are connected.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Remove a license.
     Remove {
         id: String,
@@ -418,6 +431,24 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
         LicenseCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/licenses").await?;
             print(conn.json, &list, LICENSE_COLUMNS);
+        }
+        LicenseCommand::Activate {
+            id,
+            instance,
+            force,
+            conn,
+        } => {
+            let one = Api::from_conn(&conn)?
+                .post(
+                    &format!("/api/v1/licenses/{}/activate", path_part(&id)?),
+                    &json!({ "instance": instance, "force": force }),
+                )
+                .await?;
+            if conn.json {
+                print(true, &one, INSTANCE_COLUMNS);
+            } else {
+                println!("The key goes to {instance} once the world now on it has stopped.");
+            }
         }
         LicenseCommand::Remove { id, conn } => {
             Api::from_conn(&conn)?

@@ -591,3 +591,104 @@ async fn a_stopping_world_keeps_its_key_until_it_is_gone() {
         "{acts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switchover_stops_the_old_world_before_the_new_one_takes_the_key() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, master) = admin
+        .post(
+            "/api/v1/licenses",
+            &json!({"label": "master", "key": key_for("masterkey")}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let master_id = master["id"].as_str().unwrap().to_owned();
+    for slug in ["tuesday", "friday"] {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": slug, "release": "stub"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    start(&admin, "tuesday").await;
+    wait_for_state(&admin, "tuesday", "running").await;
+
+    // A player is connected to Tuesday's world: no switchover without force.
+    let port = read_port(&server, "tuesday");
+    let (player, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    ))
+    .await
+    .unwrap();
+    wait_until("the player is seen", || async {
+        admin.get("/api/v1/instances/tuesday").await.1["players"] == 1
+    })
+    .await;
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["license", "activate", &master_id, "--instance", "friday"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("players_connected"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, friday) = admin.get("/api/v1/instances/friday").await;
+    assert_eq!(
+        friday["desired_state"], "stopped",
+        "a refused switchover changes nothing"
+    );
+
+    let out = server.cli(
+        Some(&server.admin_token),
+        &[
+            "license",
+            "activate",
+            &master_id,
+            "--instance",
+            "friday",
+            "--force",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    drop(player);
+    wait_for_state(&admin, "tuesday", "stopped").await;
+    let (friday, _) = wait_for_state(&admin, "friday", "running").await;
+    assert_eq!(friday["license"]["id"], master_id.as_str());
+    let port = read_port(&server, "friday");
+    let key: Value = reqwest::get(format!("http://127.0.0.1:{port}/_stub/license"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(key["license"], key_for("masterkey"));
+
+    // The old world's server was gone before the key moved.
+    let (_, events) = admin.get("/api/v1/events?limit=1000").await;
+    let events = events.as_array().unwrap();
+    let at = |action: &str, target_has: &str| {
+        events
+            .iter()
+            .position(|e| {
+                e["action"] == action
+                    && (e["target"].as_str().unwrap().contains(target_has)
+                        || e["detail"].as_str().unwrap_or("").contains(target_has))
+            })
+            .unwrap_or_else(|| panic!("no {action} for {target_has}"))
+    };
+    // Newest first: a smaller index is later.
+    let released = at("license.release", "tuesday");
+    let bound_to_friday = at("license.bind", "friday");
+    assert!(
+        bound_to_friday < released,
+        "the key moved to friday before tuesday's server was gone"
+    );
+    assert_eq!(stubs_of(&server).len(), 1);
+}
