@@ -418,7 +418,7 @@ impl Reconciler {
         // One license, one server: the world must hold a key (the store
         // hands a key to one world at a time, and takes it back only once
         // that world's server is confirmed gone).
-        if let Err(e) = self.tavern.claim_license(i, "system".into()).await {
+        if let Err(e) = self.tavern.claim_license(i, "system".into(), None).await {
             status.busy = true;
             let reason = format!("waiting for a license key: {e}");
             let o = observation(ObservedState::Stopped, Some(reason), None, i);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tavern_store::{ApiToken, Event, Instance, License, NewEvent, Store, User, now};
+use tavern_store::{ApiToken, Event, Instance, License, NewEvent, Observation, Store, User, now};
 use tavern_types::{
     DesiredState, LicenseId, LicenseKey, ObservedState, Role, Slug, TokenId, UserId, Username,
 };
@@ -36,6 +36,9 @@ pub struct Settings {
     pub public_port: Option<u16>,
     /// The runtime a new instance gets when none is named.
     pub default_runtime: String,
+    /// Where the `license.json` Foundry signed for each key is kept, sealed
+    /// (`DATA_DIR/licenses`).
+    pub license_vault: std::path::PathBuf,
 }
 
 impl Settings {
@@ -637,43 +640,58 @@ impl Tavern {
                     code: "release_missing",
                     message: e.to_string(),
                 })?;
-            self.claim_license(&i, caller.name()).await?;
-        }
-        let verb = if desired == DesiredState::Running {
-            "start"
+            if i.state == ObservedState::Failed {
+                // Asked to start again after a failure: a fresh start.
+                let fresh = Observation {
+                    state: ObservedState::Stopped,
+                    state_reason: Some("start requested after a failure".into()),
+                    players: 0,
+                    world: i.world.clone(),
+                    foundry_version: i.foundry_version.clone(),
+                    at: now(),
+                };
+                self.store.record_observation(i.id, &fresh, None).await?;
+            }
+            // The key and the wish to run are written together.
+            let start = NewEvent::success(
+                caller.name(),
+                "instance.start",
+                format!("instance:{}", i.slug),
+            );
+            self.claim_license(&i, caller.name(), Some(&start)).await?;
         } else {
-            "stop"
-        };
-        let i = self
-            .store
-            .set_desired_state(
-                &i.slug,
-                desired,
-                &NewEvent::success(
-                    caller.name(),
-                    &format!("instance.{verb}"),
-                    format!("instance:{}", i.slug),
-                ),
-            )
-            .await?;
+            self.store
+                .set_desired_state(
+                    &i.slug,
+                    desired,
+                    &NewEvent::success(
+                        caller.name(),
+                        "instance.stop",
+                        format!("instance:{}", i.slug),
+                    ),
+                )
+                .await?;
+        }
         self.wake.notify_one();
+        let i = self.visible_instance(caller, slug).await?;
         self.view(i, None, None).await
     }
 
     /// Makes `i` hold a license key (its own if it has one already), by
     /// the allocation policy and the store's compare-and-set; answers it.
+    /// With `start`, the same store transaction asks the world to run.
     pub(crate) async fn claim_license(
         &self,
         i: &Instance,
         actor: String,
+        start: Option<&NewEvent>,
     ) -> Result<LicenseId, CoreError> {
         // A lost race for one key means trying the next free one.
         for _ in 0..8 {
             let licenses = self.store.list_licenses().await?;
             let others = self.store.list_instances(None).await?;
             let id = match choose_license(i, &licenses, &others) {
-                Allocation::Keep(id) => return Ok(id),
-                Allocation::Take(id) => id,
+                Allocation::Keep(id) | Allocation::Take(id) => id,
                 Allocation::Busy { license, holder } => {
                     let holder = others
                         .iter()
@@ -696,7 +714,7 @@ impl Tavern {
             };
             let event = NewEvent::success(actor.clone(), "license.bind", format!("license:{id}"))
                 .with_detail(format!("to instance {}", i.slug));
-            if self.store.bind_license(id, i.id, &event).await? {
+            if self.store.bind_license(id, i.id, &event, start).await? {
                 return Ok(id);
             }
         }
@@ -825,8 +843,59 @@ impl Tavern {
         self.view(target, None, None).await
     }
 
-    /// Frees the key `i` holds, once its server is confirmed gone.
+    fn vault_path(&self, id: LicenseId) -> std::path::PathBuf {
+        self.settings
+            .license_vault
+            .join(id.to_string())
+            .join("license.json.sealed")
+    }
+
+    /// Keeps the `license.json` Foundry signed in `i`'s world for the key it
+    /// holds (sealed), so the next world with this key need not sign again.
+    async fn keep_signed_license(&self, i: &Instance, held: &License) -> Result<(), CoreError> {
+        let Some(text) = self.runtime.license_file(&i.slug).await else {
+            return Ok(());
+        };
+        let key = self.license_key(held.id).await?;
+        if !foundry_config::is_signed_for(&text, key.expose()) {
+            return Ok(());
+        }
+        let sealed = self
+            .secrets
+            .seal(text.as_bytes())
+            .map_err(|e| CoreError::internal("seal the signed license", e))?;
+        let path = self.vault_path(held.id);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("tmp");
+            let _ = std::fs::remove_file(&tmp);
+            crate::secrets::write_private(&tmp, &sealed)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| CoreError::internal("keep the signed license", e))
+    }
+
+    /// The signed `license.json` kept for a key, if any.
+    fn signed_license(&self, id: LicenseId) -> Option<String> {
+        let sealed = std::fs::read(self.vault_path(id)).ok()?;
+        String::from_utf8(self.secrets.open(&sealed).ok()?).ok()
+    }
+
+    /// Frees the key `i` holds, once its server is confirmed gone; first
+    /// keeps what Foundry signed for it.
     pub(crate) async fn release_license(&self, i: &Instance) -> Result<(), CoreError> {
+        let held = self
+            .store
+            .list_licenses()
+            .await?
+            .into_iter()
+            .find(|l| l.bound_to == Some(i.id));
+        let Some(held) = held else { return Ok(()) };
+        if let Err(e) = self.keep_signed_license(i, &held).await {
+            tracing::warn!(slug = %i.slug, error = %e, "could not keep the signed license.json");
+        }
         let event = NewEvent::success("system", "license.release", format!("instance:{}", i.slug))
             .with_detail("the server is confirmed stopped");
         self.store.release_license(i.id, &event).await?;
@@ -863,6 +932,7 @@ impl Tavern {
             .find(|l| l.bound_to == Some(i.id))
             .ok_or("it holds no license key")?;
         let license_key = Some(self.license_key(held.id).await.map_err(|e| e.to_string())?);
+        let signed_license = self.signed_license(held.id);
         let admin_hash = match &i.admin_key_sealed {
             Some(sealed) => {
                 let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
@@ -884,6 +954,7 @@ impl Tavern {
                 proxy_ssl: self.settings.public_scheme == "https",
                 proxy_port: Some(self.settings.public_port_or_default()),
                 license_key,
+                signed_license,
                 admin_hash,
             },
         })

@@ -54,17 +54,22 @@ pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io:
 
     let license_path = config.join("license.json");
     if let Some(key) = &cfg.license_key {
-        // A license.json Foundry signed for this key is kept as it is.
-        let current: Option<Value> = std::fs::read_to_string(&license_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let same_key = current
-            .as_ref()
-            .and_then(|v| v.get("license"))
-            .and_then(Value::as_str)
-            == Some(key.expose());
-        if !same_key {
-            write_atomic(&license_path, &license_json(key.expose()))?;
+        // A license.json signed for this key (here, or carried over from an
+        // earlier world) is used as it is; otherwise the plain key.
+        let current = std::fs::read_to_string(&license_path).ok();
+        let current_signed = current
+            .as_deref()
+            .is_some_and(|c| is_signed_for(c, key.expose()));
+        let carried = cfg
+            .signed_license
+            .as_deref()
+            .filter(|c| is_signed_for(c, key.expose()));
+        let current_key = current.as_deref().and_then(license_in);
+        match carried {
+            _ if current_signed => {}
+            Some(signed) => write_atomic(&license_path, signed)?,
+            None if current_key.as_deref() == Some(key.expose()) => {}
+            None => write_atomic(&license_path, &license_json(key.expose()))?,
         }
     }
 
@@ -77,6 +82,24 @@ pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io:
         },
     }
     Ok(())
+}
+
+/// The key a `license.json` names.
+fn license_in(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    v.get("license")?.as_str().map(str::to_owned)
+}
+
+/// Whether `text` is a `license.json` that Foundry signed for `key`: it
+/// names the key and carries more than the key (Foundry adds its signature).
+pub fn is_signed_for(text: &str, key: &str) -> bool {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => {
+            m.get("license").and_then(Value::as_str) == Some(key)
+                && m.keys().any(|k| k != "license")
+        }
+        _ => false,
+    }
 }
 
 fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
@@ -120,6 +143,7 @@ mod tests {
             license_key: Some(
                 tavern_types::LicenseKey::parse("ABCD-EFGH-JKLM-NPQR-STUV-WXYZ").unwrap(),
             ),
+            signed_license: None,
             admin_hash: Some(admin_key_hash("k", DEFAULT_ADMIN_SALT)),
         }
     }
@@ -174,6 +198,34 @@ mod tests {
                 .contains("ZYXW")
         );
         assert!(!dir.path().join("Config/admin.txt").exists());
+    }
+
+    #[test]
+    fn a_carried_signature_is_written_for_its_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let signed = r#"{"license":"ABCDEFGHJKLMNPQRSTUVWXYZ","signature":"sig"}"#;
+        let mut c = cfg();
+        c.signed_license = Some(signed.into());
+        write_config(dir.path(), 31000, &c).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Config/license.json")).unwrap(),
+            signed
+        );
+        // A signature for another key is not used.
+        let dir = tempfile::tempdir().unwrap();
+        c.signed_license =
+            Some(r#"{"license":"ZZZZZZZZZZZZZZZZZZZZZZZZ","signature":"sig"}"#.into());
+        write_config(dir.path(), 31000, &c).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("Config/license.json")).unwrap(),
+            r#"{"license":"ABCDEFGHJKLMNPQRSTUVWXYZ"}"#
+        );
+        assert!(is_signed_for(signed, "ABCDEFGHJKLMNPQRSTUVWXYZ"));
+        assert!(!is_signed_for(
+            r#"{"license":"ABCDEFGHJKLMNPQRSTUVWXYZ"}"#,
+            "ABCDEFGHJKLMNPQRSTUVWXYZ"
+        ));
+        assert!(!is_signed_for("nonsense", "ABCDEFGHJKLMNPQRSTUVWXYZ"));
     }
 
     const KNOWN_SECRET_HASH: &str = "2beaee9d322dbb19b86f191599fe132860bd6ec7275218ab3d39fce57b63a454364811cc07d8852ce802a168953a9aae488d1470a70a0924374c03e24d77aa6c";

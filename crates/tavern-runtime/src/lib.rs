@@ -31,6 +31,9 @@ pub struct FoundryConfig {
     pub proxy_ssl: bool,
     pub proxy_port: Option<u16>,
     pub license_key: Option<LicenseKey>,
+    /// The `license.json` Foundry signed for this key on an earlier world,
+    /// carried over so the key is not signed again.
+    pub signed_license: Option<String>,
     /// felddy's `admin.txt` content (PBKDF2 hex), if the instance has a key.
     pub admin_hash: Option<String>,
 }
@@ -116,6 +119,9 @@ pub trait Runtime: Send + Sync + 'static {
         observed: &Observed,
         route_prefix: Option<&str>,
     ) -> Option<FoundryStatus>;
+    /// The world's `Config/license.json` as it is now (Foundry signs it
+    /// when the EULA is accepted).
+    async fn license_file(&self, slug: &Slug) -> Option<String>;
     /// The last `tail` lines of the world's output.
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError>;
 }

@@ -447,6 +447,12 @@ impl Runtime for ProcessRuntime {
         resp.json().await.ok()
     }
 
+    async fn license_file(&self, slug: &Slug) -> Option<String> {
+        tokio::fs::read_to_string(self.data_dir(slug).join("Config/license.json"))
+            .await
+            .ok()
+    }
+
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {
         let path = self.log_path(slug);
         tokio::task::spawn_blocking(move || tail_lines(&path, tail))

@@ -304,6 +304,34 @@ macro_rules! license_cols {
     };
 }
 
+/// Compare-and-set: binds `license` to `instance` if it is free.
+async fn claim_free(
+    tx: &mut Transaction<'static, Sqlite>,
+    license: LicenseId,
+    instance: InstanceId,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE licenses SET bound_instance_id = ? WHERE id = ? AND bound_instance_id IS NULL",
+    )
+    .bind(instance.to_string())
+    .bind(license.to_string())
+    .execute(&mut **tx)
+    .await;
+    let done = match done {
+        Ok(d) => d,
+        // The instance holds another key already.
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(false),
+        Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: instance.to_string(),
+            });
+        }
+        Err(e) => return Err(backend("bind license")(e)),
+    };
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()> {
@@ -623,7 +651,8 @@ impl Store for SqliteStore {
         &self,
         license: LicenseId,
         instance: InstanceId,
-        event: &NewEvent,
+        bind_event: &NewEvent,
+        start: Option<&NewEvent>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let current: Option<Option<String>> =
@@ -638,32 +667,30 @@ impl Store for SqliteStore {
                 key: license.to_string(),
             });
         };
-        if current.as_deref() == Some(instance.to_string().as_str()) {
-            return Ok(true);
+        if current.as_deref() != Some(instance.to_string().as_str()) {
+            if !claim_free(&mut tx, license, instance).await? {
+                return Ok(false);
+            }
+            insert_event(&mut tx, bind_event).await?;
         }
-        let done = sqlx::query(
-            "UPDATE licenses SET bound_instance_id = ? WHERE id = ? AND bound_instance_id IS NULL",
-        )
-        .bind(instance.to_string())
-        .bind(license.to_string())
-        .execute(&mut *tx)
-        .await;
-        let done = match done {
-            Ok(d) => d,
-            // The instance holds another key already.
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(false),
-            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+        if let Some(event) = start {
+            let done = sqlx::query(
+                "UPDATE instances SET desired_state = 'running', updated_at = ? \
+                 WHERE id = ? AND desired_state != 'destroyed'",
+            )
+            .bind(event.at.as_microsecond())
+            .bind(instance.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("start instance"))?;
+            if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound {
                     what: "instance",
                     key: instance.to_string(),
                 });
             }
-            Err(e) => return Err(backend("bind license")(e)),
-        };
-        if done.rows_affected() == 0 {
-            return Ok(false);
+            insert_event(&mut tx, event).await?;
         }
-        insert_event(&mut tx, event).await?;
         commit(tx).await?;
         Ok(true)
     }
@@ -674,12 +701,15 @@ impl Store for SqliteStore {
         event: &NewEvent,
     ) -> StoreResult<Option<LicenseId>> {
         let mut tx = self.begin().await?;
-        let held: Option<String> =
-            sqlx::query_scalar("SELECT id FROM licenses WHERE bound_instance_id = ?")
-                .bind(instance.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("release license"))?;
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT l.id FROM licenses l WHERE l.bound_instance_id = ? AND NOT EXISTS \
+             (SELECT 1 FROM instances i WHERE i.id = l.bound_instance_id \
+              AND i.desired_state = 'running' AND i.state != 'failed')",
+        )
+        .bind(instance.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("release license"))?;
         let Some(held) = held else { return Ok(None) };
         sqlx::query("UPDATE licenses SET bound_instance_id = NULL WHERE id = ?")
             .bind(&held)
@@ -690,7 +720,6 @@ impl Store for SqliteStore {
         commit(tx).await?;
         parse("licenses.id", &held).map(Some)
     }
-
     async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         if let Some(owner) = l.owner

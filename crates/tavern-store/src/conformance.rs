@@ -21,7 +21,8 @@ macro_rules! conformance_tests {
             delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
             changes_and_their_events_are_written_together, events_newest_first,
             desired_and_observed_state_round_trip, a_key_binds_to_one_instance,
-            concurrent_binds_never_share_a_key, instance_license_can_change);
+            concurrent_binds_never_share_a_key, instance_license_can_change,
+            binding_can_start_and_a_running_world_keeps_its_key);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -461,17 +462,17 @@ pub async fn a_key_binds_to_one_instance(store: &dyn Store) {
     let i = add_instance(store, instance("one", a.id, None)).await;
     let j = add_instance(store, instance("two", a.id, None)).await;
     let e = || ev("license.bind", "license:k");
-    assert!(store.bind_license(k1.id, i.id, &e()).await.unwrap());
+    assert!(store.bind_license(k1.id, i.id, &e(), None).await.unwrap());
     assert!(
-        store.bind_license(k1.id, i.id, &e()).await.unwrap(),
+        store.bind_license(k1.id, i.id, &e(), None).await.unwrap(),
         "binding again is fine"
     );
     assert!(
-        !store.bind_license(k1.id, j.id, &e()).await.unwrap(),
+        !store.bind_license(k1.id, j.id, &e(), None).await.unwrap(),
         "k1 is taken"
     );
     assert!(
-        !store.bind_license(k2.id, i.id, &e()).await.unwrap(),
+        !store.bind_license(k2.id, i.id, &e(), None).await.unwrap(),
         "one already holds a key"
     );
     assert_eq!(
@@ -487,12 +488,12 @@ pub async fn a_key_binds_to_one_instance(store: &dyn Store) {
         Some(k1.id)
     );
     assert_eq!(store.release_license(i.id, &e()).await.unwrap(), None);
-    assert!(store.bind_license(k1.id, j.id, &e()).await.unwrap());
+    assert!(store.bind_license(k1.id, j.id, &e(), None).await.unwrap());
     // Deleting the instance frees its key.
     store.delete_instance(&j.slug, &e()).await.unwrap();
     assert_eq!(store.license(k1.id).await.unwrap().unwrap().bound_to, None);
     assert!(matches!(
-        store.bind_license(LicenseId::new(), i.id, &e()).await,
+        store.bind_license(LicenseId::new(), i.id, &e(), None).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -512,7 +513,7 @@ pub async fn concurrent_binds_never_share_a_key(store: &dyn Store) {
     let attempts = worlds.iter().map(|w| async move {
         for k in keys {
             if store
-                .bind_license(k.id, w.id, &ev("license.bind", "x"))
+                .bind_license(k.id, w.id, &ev("license.bind", "x"), None)
                 .await
                 .unwrap()
             {
@@ -565,4 +566,111 @@ pub async fn instance_license_can_change(store: &dyn Store) {
             ..
         })
     ));
+}
+
+pub async fn binding_can_start_and_a_running_world_keeps_its_key(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let k = add_license(store, "k", None).await;
+    let i = add_instance(store, instance("w", a.id, None)).await;
+    let events_before = store.list_events(100).await.unwrap().len();
+    assert!(
+        store
+            .bind_license(
+                k.id,
+                i.id,
+                &ev("license.bind", "license:k"),
+                Some(&ev("instance.start", "instance:w"))
+            )
+            .await
+            .unwrap()
+    );
+    let got = store.instance(&i.slug).await.unwrap().unwrap();
+    assert_eq!(got.desired_state, DesiredState::Running);
+    let actions: Vec<String> = store
+        .list_events(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["instance.start", "license.bind"]);
+    assert_eq!(
+        store.list_events(100).await.unwrap().len(),
+        events_before + 2
+    );
+    // Asked to run and not failed: the key stays, whatever the caller thought.
+    assert_eq!(
+        store
+            .release_license(i.id, &ev("license.release", "x"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.license(k.id).await.unwrap().unwrap().bound_to,
+        Some(i.id)
+    );
+    // Failed: it may go.
+    let failed = crate::Observation {
+        state: ObservedState::Failed,
+        state_reason: Some("crashed".into()),
+        players: 0,
+        world: None,
+        foundry_version: None,
+        at: now(),
+    };
+    store.record_observation(i.id, &failed, None).await.unwrap();
+    assert_eq!(
+        store
+            .release_license(i.id, &ev("license.release", "x"))
+            .await
+            .unwrap(),
+        Some(k.id)
+    );
+    // Stopped as asked: it may go too.
+    assert!(
+        store
+            .bind_license(k.id, i.id, &ev("license.bind", "x"), None)
+            .await
+            .unwrap()
+    );
+    store
+        .set_desired_state(&i.slug, DesiredState::Stopped, &ev("instance.stop", "x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .release_license(i.id, &ev("license.release", "x"))
+            .await
+            .unwrap(),
+        Some(k.id)
+    );
+    // A refused bind starts nothing.
+    let j = add_instance(store, instance("v", a.id, None)).await;
+    assert!(
+        store
+            .bind_license(k.id, i.id, &ev("license.bind", "x"), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .bind_license(
+                k.id,
+                j.id,
+                &ev("license.bind", "x"),
+                Some(&ev("instance.start", "instance:v"))
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .instance(&j.slug)
+            .await
+            .unwrap()
+            .unwrap()
+            .desired_state,
+        DesiredState::Stopped
+    );
 }

@@ -94,14 +94,20 @@ pub trait Store: Send + Sync + 'static {
     /// Binds a free license to an instance, atomically (compare-and-set):
     /// `Ok(true)` when the instance holds it now (also when it already did),
     /// `Ok(false)` when another instance holds it or the instance holds
-    /// another key. A key is never bound to two instances.
+    /// another key. A key is never bound to two instances. `bind_event` is
+    /// written when the key is newly bound. With `start`, the same
+    /// transaction sets the instance's desired state to running and writes
+    /// that event, so a world that is asked to run always holds its key.
     async fn bind_license(
         &self,
         license: LicenseId,
         instance: InstanceId,
-        event: &NewEvent,
+        bind_event: &NewEvent,
+        start: Option<&NewEvent>,
     ) -> StoreResult<bool>;
-    /// Frees the key an instance holds, if any; answers which.
+    /// Frees the key an instance holds, if any, and answers which; but
+    /// never while the instance is asked to run and has not failed (the
+    /// caller's view may be older than a start).
     async fn release_license(
         &self,
         instance: InstanceId,

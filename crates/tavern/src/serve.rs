@@ -63,6 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             domain: config.server.domain.clone(),
             public_port,
             default_runtime: config.runtime.kind.clone(),
+            license_vault: data_dir.join("licenses"),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

@@ -266,6 +266,10 @@ async fn a_start_that_never_answers_fails() {
     })
     .await;
     assert!(pid.is_none_or(|p| !process_alive(p)));
+    // Starting a failed world again is a fresh start.
+    start(&admin, "silent").await;
+    let (_, again) = wait_for_state(&admin, "silent", "failed").await;
+    assert!(again.contains(&"starting".to_owned()), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -691,4 +695,55 @@ async fn switchover_stops_the_old_world_before_the_new_one_takes_the_key() {
         "the key moved to friday before tuesday's server was gone"
     );
     assert_eq!(stubs_of(&server).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_license_travels_with_its_key() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    let key = key_for("signedkey");
+    let (s, lic) = admin
+        .post("/api/v1/licenses", &json!({"label": "signed", "key": key}))
+        .await;
+    assert_eq!(s, 201);
+    let lic_id = lic["id"].as_str().unwrap().to_owned();
+    for slug in ["first-world", "second-world"] {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": slug, "release": "stub"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    start(&admin, "first-world").await;
+    wait_for_state(&admin, "first-world", "running").await;
+    // The EULA is accepted in the first world: Foundry signs license.json.
+    let signed = json!({"license": key, "signature": "c2lnbmVkIGJ5IGZvdW5kcnk=", "host": "first"})
+        .to_string();
+    let first_cfg = server
+        .data_dir()
+        .join("instances/first-world/data/Config/license.json");
+    std::fs::write(&first_cfg, &signed).unwrap();
+    stop(&admin, "first-world").await;
+    wait_for_state(&admin, "first-world", "stopped").await;
+
+    // Kept per license, sealed: the key is not in it in clear.
+    let kept = server
+        .data_dir()
+        .join("licenses")
+        .join(&lic_id)
+        .join("license.json.sealed");
+    let bytes = std::fs::read(&kept).expect("the signed license.json is kept");
+    assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()));
+
+    // The next world with the key gets the signed file, not a fresh one.
+    start(&admin, "second-world").await;
+    wait_for_state(&admin, "second-world", "running").await;
+    let second_cfg = server
+        .data_dir()
+        .join("instances/second-world/data/Config/license.json");
+    assert_eq!(std::fs::read_to_string(second_cfg).unwrap(), signed);
+    // And the first world's own signed file is left as Foundry wrote it.
+    assert_eq!(std::fs::read_to_string(first_cfg).unwrap(), signed);
 }
