@@ -142,6 +142,13 @@ pub struct Tavern {
     wake: Arc<Notify>,
 }
 
+fn being_destroyed(i: &Instance) -> CoreError {
+    CoreError::Conflict {
+        code: "being_destroyed",
+        message: format!("{} is being destroyed", i.slug),
+    }
+}
+
 fn parse_slug(s: &str) -> Result<Slug, CoreError> {
     Slug::parse(s).map_err(|e| {
         let code = if matches!(e, tavern_types::NameError::Reserved(_)) {
@@ -621,25 +628,10 @@ impl Tavern {
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
         if i.desired_state == DesiredState::Destroyed {
-            return Err(CoreError::Conflict {
-                code: "being_destroyed",
-                message: format!("{} is being destroyed", i.slug),
-            });
+            return Err(being_destroyed(&i));
         }
         if desired == DesiredState::Running {
-            let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {
-                code: "no_release",
-                message: format!(
-                    "{} has no Foundry release; create it with --release",
-                    i.slug
-                ),
-            })?;
-            self.releases
-                .resolve(release)
-                .map_err(|e| CoreError::Conflict {
-                    code: "release_missing",
-                    message: e.to_string(),
-                })?;
+            self.check_startable(&i)?;
             if i.state == ObservedState::Failed {
                 // Asked to start again after a failure: a fresh start.
                 let fresh = Observation {
@@ -675,6 +667,24 @@ impl Tavern {
         self.wake.notify_one();
         let i = self.visible_instance(caller, slug).await?;
         self.view(i, None, None).await
+    }
+
+    /// A start needs an installed release.
+    fn check_startable(&self, i: &Instance) -> Result<(), CoreError> {
+        let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {
+            code: "no_release",
+            message: format!(
+                "{} has no Foundry release; create it with --release",
+                i.slug
+            ),
+        })?;
+        self.releases
+            .resolve(release)
+            .map_err(|e| CoreError::Conflict {
+                code: "release_missing",
+                message: e.to_string(),
+            })?;
+        Ok(())
     }
 
     /// Makes `i` hold a license key (its own if it has one already), by
@@ -755,27 +765,9 @@ impl Tavern {
             });
         }
         if target.desired_state == DesiredState::Destroyed {
-            return Err(CoreError::Conflict {
-                code: "being_destroyed",
-                message: format!("{} is being destroyed", target.slug),
-            });
+            return Err(being_destroyed(&target));
         }
-        let release = target
-            .release
-            .as_deref()
-            .ok_or_else(|| CoreError::Conflict {
-                code: "no_release",
-                message: format!(
-                    "{} has no Foundry release; create it with --release",
-                    target.slug
-                ),
-            })?;
-        self.releases
-            .resolve(release)
-            .map_err(|e| CoreError::Conflict {
-                code: "release_missing",
-                message: e.to_string(),
-            })?;
+        self.check_startable(&target)?;
         let licenses = self.store.list_licenses().await?;
         if let Some(other) = licenses
             .iter()

@@ -38,6 +38,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+// Column lists, as macros so that queries stay string literals.
+macro_rules! user_cols {
+    () => {
+        "id, username, role, password_hash, created_at"
+    };
+}
+
+macro_rules! instance_cols {
+    () => {
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed"
+    };
+}
+
+macro_rules! license_cols {
+    () => {
+        "id, label, key_sealed, key_last4, owner_id, created_at, bound_instance_id"
+    };
+}
+
 fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
@@ -168,6 +187,36 @@ async fn read_all<T>(
         .collect()
 }
 
+/// Finishes an update of one instance row: not found when it changed
+/// nothing; else writes the event and answers the row as it is now.
+async fn finish_instance_update(
+    mut tx: Transaction<'static, Sqlite>,
+    done: sqlx::sqlite::SqliteQueryResult,
+    slug: &Slug,
+    event: &NewEvent,
+    op: &'static str,
+) -> StoreResult<Instance> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            what: "instance",
+            key: slug.to_string(),
+        });
+    }
+    insert_event(&mut tx, event).await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        instance_cols!(),
+        " FROM instances WHERE slug = ?"
+    ))
+    .bind(slug.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend(op))?;
+    let instance = instance_from(&row)?;
+    commit(tx).await?;
+    Ok(instance)
+}
+
 async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
     tx.commit().await.map_err(backend("commit"))
 }
@@ -286,22 +335,6 @@ fn event_from(row: &SqliteRow) -> StoreResult<Event> {
         detail: col(row, "detail")?,
         at: ts(col(row, "at")?)?,
     })
-}
-
-macro_rules! user_cols {
-    () => {
-        "id, username, role, password_hash, created_at"
-    };
-}
-macro_rules! instance_cols {
-    () => {
-        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed"
-    };
-}
-macro_rules! license_cols {
-    () => {
-        "id, label, key_sealed, key_last4, owner_id, created_at, bound_instance_id"
-    };
 }
 
 /// Compare-and-set: binds `license` to `instance` if it is free.
@@ -545,25 +578,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend("set desired state"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "instance",
-                key: slug.to_string(),
-            });
-        }
-        insert_event(&mut tx, event).await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            instance_cols!(),
-            " FROM instances WHERE slug = ?"
-        ))
-        .bind(slug.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend("set desired state"))?;
-        let instance = instance_from(&row)?;
-        commit(tx).await?;
-        Ok(instance)
+        finish_instance_update(tx, done, slug, event, "set desired state").await
     }
 
     async fn set_instance_license(
@@ -594,25 +609,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend("set instance license"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "instance",
-                key: slug.to_string(),
-            });
-        }
-        insert_event(&mut tx, event).await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            instance_cols!(),
-            " FROM instances WHERE slug = ?"
-        ))
-        .bind(slug.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend("set instance license"))?;
-        let instance = instance_from(&row)?;
-        commit(tx).await?;
-        Ok(instance)
+        finish_instance_update(tx, done, slug, event, "set instance license").await
     }
 
     async fn record_observation(
