@@ -269,6 +269,10 @@ async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
             )
             .await?;
     }
+    // The demo world runs (a start of a running world changes nothing).
+    tavern
+        .set_desired(&caller, "demo", tavern_types::DesiredState::Running)
+        .await?;
     println!(
         "Demo ready: sign in as `{DEMO_USER}` with password `{DEMO_PASSWORD}`; its world is `demo`."
     );

@@ -328,6 +328,9 @@ async fn demo_sets_up_a_user_license_and_instance() {
     assert_eq!(list[0]["slug"], "demo");
     assert_eq!(list[0]["release"], "stub");
     assert_eq!(list[0]["license"]["label"], "demo");
+    // ... and the demo world is started.
+    let (running, _) = wait_for_state(&demo, "demo", "running").await;
+    assert_eq!(running["world"], "stub-world");
 }
 
 #[test]
