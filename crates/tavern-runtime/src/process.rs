@@ -48,6 +48,9 @@ pub struct ProcessRuntime {
     ports: (u16, u16),
     /// How our own children ended, by slug (adopted ones are reaped by init).
     exits: Arc<Mutex<HashMap<Slug, String>>>,
+    /// Where the next port search starts: ports rotate through the range, so
+    /// a port freed by one world is not at once handed to another.
+    next_port: Arc<Mutex<u32>>,
     /// One operation at a time per world.
     locks: Arc<Mutex<HashMap<Slug, Arc<tokio::sync::Mutex<()>>>>>,
     http: reqwest::Client,
@@ -64,6 +67,7 @@ impl ProcessRuntime {
             archive: absolute(archive),
             ports,
             exits: Arc::default(),
+            next_port: Arc::new(Mutex::new(std::process::id())),
             locks: Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(3))
@@ -128,15 +132,18 @@ impl ProcessRuntime {
     fn pick_port(&self, taken: &[u16]) -> Result<u16, RuntimeError> {
         let (from, to) = self.ports;
         let span = u32::from(to - from) + 1;
-        let offset = std::process::id() % span;
-        (0..span)
+        let mut next = self.next_port.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = *next % span;
+        let port = (0..span)
             .map(|i| from + u16::try_from((offset + i) % span).unwrap_or(0))
             .find(|p| {
                 !taken.contains(p)
                     && std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *p)))
                         .is_ok()
             })
-            .ok_or(RuntimeError::NoPort { from, to })
+            .ok_or(RuntimeError::NoPort { from, to })?;
+        *next = u32::from(port - from) + 1;
+        Ok(port)
     }
 
     fn live_ports(&self) -> Vec<u16> {

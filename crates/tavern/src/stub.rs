@@ -6,7 +6,7 @@
 //! `[/prefix]/socket.io/`, holds a lock on its data directory (two servers
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
-//! runs with, `GET /_stub/config` the options it read.
+//! runs with (and its data directory), `GET /_stub/config` the options it read.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -219,6 +219,7 @@ impl Options {
 }
 
 struct Stub {
+    data_path: PathBuf,
     world: String,
     license: Option<String>,
     options: Options,
@@ -317,6 +318,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     });
     let stub = Arc::new(Stub {
+        data_path: data.clone(),
         world,
         license,
         options,
@@ -401,8 +403,10 @@ async fn join(State(s): State<Arc<Stub>>) -> Html<String> {
     ))
 }
 
+/// The key this server runs with, and which data directory it serves (so
+/// that a test can tell servers apart even when a port is reused).
 async fn license(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
-    axum::Json(json!({ "license": s.license }))
+    axum::Json(json!({ "license": s.license, "dataPath": s.data_path.display().to_string() }))
 }
 
 async fn config(State(s): State<Arc<Stub>>) -> axum::Json<Value> {

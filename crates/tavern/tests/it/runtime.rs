@@ -747,3 +747,131 @@ async fn a_signed_license_travels_with_its_key() {
     // And the first world's own signed file is left as Foundry wrote it.
     assert_eq!(std::fs::read_to_string(first_cfg).unwrap(), signed);
 }
+
+/// A storm of concurrent starts and stops over 10 worlds and 3 keys, while
+/// every running stand-in is asked for its key many times a second: no key
+/// is ever served by two worlds in one sampling round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_starts_and_stops_never_serves_a_key_twice() {
+    const WORLDS: usize = 10;
+    const STORM: Duration = Duration::from_secs(25);
+    let server = Server::start_with_env(&[], &[("TAVERN_RUNTIME_STOP_GRACE_SECONDS", "5")]);
+    let admin = server.api(Some(&server.admin_token));
+    for n in 0..3 {
+        let (s, _) = admin
+            .post(
+                "/api/v1/licenses",
+                &json!({"label": format!("k{n}"), "key": key_for(&format!("storm{n}"))}),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    for n in 0..WORLDS {
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": format!("s{n}"), "release": "stub"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let stop_at = std::time::Instant::now() + STORM;
+
+    // Four clients start and stop worlds at random, concurrently.
+    let storm = (0..4u64).map(|c| {
+        let api = server.api(Some(&server.admin_token));
+        async move {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (c + 1);
+            let mut accepted = 0u32;
+            while std::time::Instant::now() < stop_at {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let slug = format!("s{}", x % WORLDS as u64);
+                let verb = if (x >> 8).is_multiple_of(2) { "start" } else { "stop" };
+                let (status, body) = api
+                    .post(&format!("/api/v1/instances/{slug}/{verb}"), &json!({}))
+                    .await;
+                match status {
+                    202 => accepted += 1,
+                    409 => assert_eq!(body["error"]["code"], "no_license_available", "{body}"),
+                    other => panic!("{verb} {slug}: {other} {body}"),
+                }
+                tokio::time::sleep(Duration::from_millis(20 + (x >> 16) % 80)).await;
+            }
+            accepted
+        }
+    });
+
+    // The sampler: every world's server, all at once, in rounds.
+    let instances = server.data_dir().join("instances");
+    let sampler = async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let (mut rounds, mut served) = (0u32, 0u32);
+        while std::time::Instant::now() < stop_at {
+            let ports: Vec<(String, u16)> = (0..WORLDS)
+                .filter_map(|n| {
+                    let slug = format!("s{n}");
+                    let v: Value = serde_json::from_str(
+                        &std::fs::read_to_string(instances.join(&slug).join("server.json")).ok()?,
+                    )
+                    .ok()?;
+                    Some((slug, u16::try_from(v["port"].as_u64()?).ok()?))
+                })
+                .collect();
+            let asks = ports.iter().map(|(slug, port)| {
+                let http = http.clone();
+                async move {
+                    let key = async {
+                        let v: Value = http
+                            .get(format!("http://127.0.0.1:{port}/_stub/license"))
+                            .send()
+                            .await
+                            .ok()?
+                            .json()
+                            .await
+                            .ok()?;
+                        // A port freed by one world may already serve another:
+                        // count only the answer of the world asked for.
+                        let own = v["dataPath"]
+                            .as_str()?
+                            .contains(&format!("/instances/{slug}/"));
+                        own.then(|| v["license"].as_str().map(str::to_owned))
+                            .flatten()
+                    }
+                    .await;
+                    (slug.clone(), key)
+                }
+            });
+            let answers = futures_util::future::join_all(asks).await;
+            let mut keys: Vec<(String, String)> = answers
+                .into_iter()
+                .filter_map(|(slug, key)| key.map(|k| (k, slug)))
+                .collect();
+            served += u32::try_from(keys.len()).unwrap();
+            keys.sort();
+            for pair in keys.windows(2) {
+                assert_ne!(
+                    pair[0].0, pair[1].0,
+                    "key served by {} and {} at once",
+                    pair[0].1, pair[1].1
+                );
+            }
+            rounds += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (rounds, served)
+    };
+    let (accepted, (rounds, served)) = tokio::join!(futures_util::future::join_all(storm), sampler);
+    let accepted: u32 = accepted.into_iter().sum();
+    assert!(accepted > 20, "the storm was a storm: {accepted} accepted");
+    assert!(
+        rounds > 100 && served > 50,
+        "sampled {rounds} rounds, {served} answers"
+    );
+    // At no point more than three servers: one per key.
+    assert!(stubs_of(&server).len() <= 3);
+}

@@ -122,7 +122,7 @@ async fn stub_plays_foundry_under_a_route_prefix() {
     );
     assert_eq!(
         stub.json("/_stub/license").await,
-        json!({"license": "ABCDEFGHJKLMNPQRSTUVWXYZ"})
+        json!({"license": "ABCDEFGHJKLMNPQRSTUVWXYZ", "dataPath": data.display().to_string()})
     );
     let config = stub.json("/_stub/config").await;
     assert_eq!(config["keep"], "me");
