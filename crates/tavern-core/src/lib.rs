@@ -13,6 +13,6 @@ mod service;
 
 pub use error::CoreError;
 pub use service::{
-    Caller, InstanceView, LicenseView, NewInstance, NewLicense, NewUser, RUNTIME_KINDS, Settings,
-    Tavern,
+    Caller, InstanceView, LicenseView, NewInstance, NewLicense, NewUser, Overview, RUNTIME_KINDS,
+    Settings, Tavern,
 };

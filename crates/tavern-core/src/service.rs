@@ -129,6 +129,15 @@ pub struct LicenseView {
     pub owner: Option<Username>,
 }
 
+/// What an admin sees at a glance: every key and the world on it, and the
+/// worlds that run or have failed.
+#[derive(Clone, Debug)]
+pub struct Overview {
+    pub licenses: Vec<(LicenseView, Option<Instance>)>,
+    pub running: Vec<InstanceView>,
+    pub failed: Vec<InstanceView>,
+}
+
 /// The service. Cheap to clone.
 #[derive(Clone)]
 pub struct Tavern {
@@ -1043,6 +1052,38 @@ impl Tavern {
         let clear =
             String::from_utf8(clear).map_err(|e| CoreError::internal("open license key", e))?;
         LicenseKey::parse(&clear).map_err(|e| CoreError::internal("open license key", e))
+    }
+
+    /// Every key with the world on it, and the worlds running or failed.
+    pub async fn admin_overview(&self, caller: &Caller) -> Result<Overview, CoreError> {
+        caller.require_admin("see the overview")?;
+        let instances = self.list_instances(caller).await?;
+        let licenses = self
+            .list_licenses(caller)
+            .await?
+            .into_iter()
+            .map(|l| {
+                let on = l
+                    .license
+                    .bound_to
+                    .and_then(|id| instances.iter().find(|v| v.instance.id == id))
+                    .map(|v| v.instance.clone());
+                (l, on)
+            })
+            .collect();
+        let (mut running, mut failed) = (Vec::new(), Vec::new());
+        for v in instances {
+            match v.instance.state {
+                ObservedState::Failed => failed.push(v),
+                ObservedState::Stopped => {}
+                _ => running.push(v),
+            }
+        }
+        Ok(Overview {
+            licenses,
+            running,
+            failed,
+        })
     }
 
     // ---- audit ------------------------------------------------------------

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_license))
         .routes(routes!(activate_license))
         .routes(routes!(list_events))
+        .routes(routes!(admin_overview))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -321,4 +322,15 @@ async fn activate_license(
         .activate_license(&caller, &id, &req.instance, req.force)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(view.into())))
+}
+
+/// Every key and the world on it, the worlds running and the failed ones
+/// (admins only).
+#[utoipa::path(get, path = "/api/v1/admin/overview",
+    responses((status = 200, body = OverviewJson), (status = 403, body = ErrorBody)))]
+async fn admin_overview(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<OverviewJson>> {
+    Ok(Json(s.tavern.admin_overview(&caller).await?.into()))
 }

@@ -207,3 +207,40 @@ pub struct ActivateLicenseRequest {
     #[serde(default)]
     pub force: bool,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct OverviewLicense {
+    #[serde(flatten)]
+    pub license: LicenseJson,
+    /// The world that holds the key now, if any.
+    pub instance: Option<String>,
+    pub instance_state: Option<String>,
+    pub players: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OverviewJson {
+    pub licenses: Vec<OverviewLicense>,
+    /// Worlds starting, running or stopping.
+    pub running: Vec<InstanceJson>,
+    pub failed: Vec<InstanceJson>,
+}
+
+impl From<tavern_core::Overview> for OverviewJson {
+    fn from(o: tavern_core::Overview) -> Self {
+        Self {
+            licenses: o
+                .licenses
+                .into_iter()
+                .map(|(l, on)| OverviewLicense {
+                    license: l.into(),
+                    instance: on.as_ref().map(|i| i.slug.to_string()),
+                    instance_state: on.as_ref().map(|i| i.state.to_string()),
+                    players: on.as_ref().map(|i| i.players),
+                })
+                .collect(),
+            running: o.running.into_iter().map(InstanceJson::from).collect(),
+            failed: o.failed.into_iter().map(InstanceJson::from).collect(),
+        }
+    }
+}

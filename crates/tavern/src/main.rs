@@ -46,6 +46,9 @@ enum Command {
     /// Install and list Foundry releases on this machine.
     #[command(subcommand)]
     Release(client::ReleaseCommand),
+    /// What an admin needs at a glance.
+    #[command(subcommand)]
+    Admin(client::AdminCommand),
     /// Read the audit log (admins).
     Events(client::EventsArgs),
     /// A stand-in for a Foundry server, for tests and the demo.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
             Command::License(cmd) => client::license(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
+            Command::Admin(cmd) => client::admin(cmd).await,
             Command::Events(args) => client::events(args).await,
             Command::FoundryStub(args) => stub::run(args).await,
         }

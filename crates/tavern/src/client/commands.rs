@@ -702,3 +702,50 @@ mod tests {
         assert!(new_lines(&v(&["a", "b"]), &v(&["a", "b"])).is_empty());
     }
 }
+
+#[derive(clap::Subcommand)]
+pub enum AdminCommand {
+    /// Every key and the world on it, running worlds and failed ones.
+    Overview {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Overview { conn } => {
+            let o = Api::from_conn(&conn)?.get("/api/v1/admin/overview").await?;
+            if conn.json {
+                print(true, &o, &[]);
+                return Ok(());
+            }
+            println!("License keys");
+            print(
+                false,
+                &o["licenses"],
+                &[
+                    ("LABEL", "label"),
+                    ("KEY", "last4"),
+                    ("OWNER", "owner"),
+                    ("WORLD", "instance"),
+                    ("STATE", "instance_state"),
+                    ("PLAYERS", "players"),
+                ],
+            );
+            println!("Running worlds");
+            print(false, &o["running"], INSTANCE_COLUMNS);
+            println!("Failed worlds");
+            print(
+                false,
+                &o["failed"],
+                &[
+                    ("SLUG", "slug"),
+                    ("OWNER", "owner"),
+                    ("REASON", "state_reason"),
+                ],
+            );
+        }
+    }
+    Ok(())
+}

@@ -788,7 +788,11 @@ async fn a_storm_of_starts_and_stops_never_serves_a_key_twice() {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let slug = format!("s{}", x % WORLDS as u64);
-                let verb = if (x >> 8).is_multiple_of(2) { "start" } else { "stop" };
+                let verb = if (x >> 8).is_multiple_of(2) {
+                    "start"
+                } else {
+                    "stop"
+                };
                 let (status, body) = api
                     .post(&format!("/api/v1/instances/{slug}/{verb}"), &json!({}))
                     .await;
@@ -874,4 +878,60 @@ async fn a_storm_of_starts_and_stops_never_serves_a_key_twice() {
     );
     // At no point more than three servers: one per key.
     assert!(stubs_of(&server).len() <= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_overview_shows_keys_worlds_and_failures() {
+    let server = Server::start_with_env(&[], &[("TAVERN_RUNTIME_START_TIMEOUT_SECONDS", "2")]);
+    let admin = server.api(Some(&server.admin_token));
+    create(&admin, "busy", "stub").await;
+    let silent = install_fake(&server, 13, 903, SILENT_MAIN_JS, false);
+    create(&admin, "broken", &silent).await;
+    create(&admin, "idle", "stub").await;
+    start(&admin, "busy").await;
+    start(&admin, "broken").await;
+    wait_for_state(&admin, "busy", "running").await;
+    wait_for_state(&admin, "broken", "failed").await;
+
+    let (s, o) = admin.get("/api/v1/admin/overview").await;
+    assert_eq!(s, 200, "{o}");
+    let held: Vec<(String, String)> = o["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| !l["instance"].is_null())
+        .map(|l| {
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                l["instance"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        held.contains(&("for busy".to_owned(), "busy".to_owned())),
+        "{o}"
+    );
+    assert_eq!(o["licenses"].as_array().unwrap().len(), 3);
+    let slugs = |k: &str| -> Vec<String> {
+        o[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["slug"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(slugs("running"), ["busy"]);
+    assert_eq!(slugs("failed"), ["broken"]);
+
+    let out = server.cli(Some(&server.admin_token), &["admin", "overview"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("busy") && table.contains("broken") && table.contains("did not answer"),
+        "{table}"
+    );
+
+    admin.create_user("gm", "gm", "gm-password-1").await;
+    let gm = server.api(None).login("gm", "gm-password-1").await;
+    let a = gm.get("/api/v1/admin/overview").await;
+    assert_eq!((a.0, code(&a)), (403, "forbidden"));
 }
