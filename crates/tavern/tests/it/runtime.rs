@@ -22,16 +22,33 @@ fn key_for(slug: &str) -> String {
     k
 }
 
+/// Adds a pooled key; answers its id.
+async fn add_key(admin: &Api, label: &str, key: &str) -> String {
+    let (s, b) = admin
+        .post("/api/v1/licenses", &json!({"label": label, "key": key}))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates worlds that name no key.
+async fn add_worlds(admin: &Api, slugs: impl IntoIterator<Item = impl AsRef<str>>, release: &str) {
+    for slug in slugs {
+        let slug = slug.as_ref();
+        let (s, b) = admin
+            .post(
+                "/api/v1/instances",
+                &json!({"slug": slug, "release": release}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+}
+
 /// Adds a pooled key for the world, then creates it (without naming a key:
 /// a start takes a free one).
 async fn create(admin: &Api, slug: &str, release: &str) -> Value {
-    let (s, b) = admin
-        .post(
-            "/api/v1/licenses",
-            &json!({"label": format!("for {slug}"), "key": key_for(slug)}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    add_key(admin, &format!("for {slug}"), &key_for(slug)).await;
     let (s, b) = admin
         .post(
             "/api/v1/instances",
@@ -505,23 +522,9 @@ async fn ten_concurrent_starts_on_three_keys() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     for n in 0..3 {
-        let (s, _) = admin
-            .post(
-                "/api/v1/licenses",
-                &json!({"label": format!("k{n}"), "key": key_for(&format!("pool{n}"))}),
-            )
-            .await;
-        assert_eq!(s, 201);
+        add_key(&admin, &format!("k{n}"), &key_for(&format!("pool{n}"))).await;
     }
-    for n in 0..10 {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": format!("w{n}"), "release": "stub"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
+    add_worlds(&admin, (0..10).map(|n| format!("w{n}")), "stub").await;
     let starts = (0..10).map(|n| {
         let api = server.api(Some(&server.admin_token));
         async move {
@@ -561,25 +564,11 @@ async fn a_stopping_world_keeps_its_key_until_it_is_gone() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     let release = install_fake(&server, 13, 902, SLOW_STOP_MAIN_JS, false);
-    let (s, lic) = admin
-        .post(
-            "/api/v1/licenses",
-            &json!({"label": "only", "key": key_for("onlykey")}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    for slug in ["slow", "next"] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": release}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
+    let lic_id = add_key(&admin, "only", &key_for("onlykey")).await;
+    add_worlds(&admin, ["slow", "next"], &release).await;
     start(&admin, "slow").await;
     let (running, _) = wait_for_state(&admin, "slow", "running").await;
-    assert_eq!(running["license"]["id"], lic["id"]);
+    assert_eq!(running["license"]["id"], lic_id.as_str());
     stop(&admin, "slow").await;
     wait_for_state(&admin, "slow", "stopping").await;
     // Its server is still saving the world: the key is not free yet.
@@ -588,7 +577,7 @@ async fn a_stopping_world_keeps_its_key_until_it_is_gone() {
     wait_for_state(&admin, "slow", "stopped").await;
     start(&admin, "next").await;
     let (next, _) = wait_for_state(&admin, "next", "running").await;
-    assert_eq!(next["license"]["id"], lic["id"]);
+    assert_eq!(next["license"]["id"], lic_id.as_str());
     let acts = actions(&admin).await;
     assert!(
         acts.contains(&"license.bind".to_owned()) && acts.contains(&"license.release".to_owned()),
@@ -600,23 +589,8 @@ async fn a_stopping_world_keeps_its_key_until_it_is_gone() {
 async fn switchover_stops_the_old_world_before_the_new_one_takes_the_key() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    let (s, master) = admin
-        .post(
-            "/api/v1/licenses",
-            &json!({"label": "master", "key": key_for("masterkey")}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let master_id = master["id"].as_str().unwrap().to_owned();
-    for slug in ["tuesday", "friday"] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": "stub"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
+    let master_id = add_key(&admin, "master", &key_for("masterkey")).await;
+    add_worlds(&admin, ["tuesday", "friday"], "stub").await;
     start(&admin, "tuesday").await;
     wait_for_state(&admin, "tuesday", "running").await;
 
@@ -702,20 +676,8 @@ async fn a_signed_license_travels_with_its_key() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     let key = key_for("signedkey");
-    let (s, lic) = admin
-        .post("/api/v1/licenses", &json!({"label": "signed", "key": key}))
-        .await;
-    assert_eq!(s, 201);
-    let lic_id = lic["id"].as_str().unwrap().to_owned();
-    for slug in ["first-world", "second-world"] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": "stub"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
+    let lic_id = add_key(&admin, "signed", &key).await;
+    add_worlds(&admin, ["first-world", "second-world"], "stub").await;
     start(&admin, "first-world").await;
     wait_for_state(&admin, "first-world", "running").await;
     // The EULA is accepted in the first world: Foundry signs license.json.
@@ -758,23 +720,9 @@ async fn a_storm_of_starts_and_stops_never_serves_a_key_twice() {
     let server = Server::start_with_env(&[], &[("TAVERN_RUNTIME_STOP_GRACE_SECONDS", "5")]);
     let admin = server.api(Some(&server.admin_token));
     for n in 0..3 {
-        let (s, _) = admin
-            .post(
-                "/api/v1/licenses",
-                &json!({"label": format!("k{n}"), "key": key_for(&format!("storm{n}"))}),
-            )
-            .await;
-        assert_eq!(s, 201);
+        add_key(&admin, &format!("k{n}"), &key_for(&format!("storm{n}"))).await;
     }
-    for n in 0..WORLDS {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": format!("s{n}"), "release": "stub"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
+    add_worlds(&admin, (0..WORLDS).map(|n| format!("s{n}")), "stub").await;
     let stop_at = std::time::Instant::now() + STORM;
 
     // Four clients start and stop worlds at random, concurrently.
