@@ -56,6 +56,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// `202 Accepted` with the instance: the work goes on in the background.
+fn accepted(view: tavern_core::InstanceView) -> (StatusCode, Json<InstanceJson>) {
+    (StatusCode::ACCEPTED, Json(view.into()))
+}
+
 /// Liveness: answers while the server runs.
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
@@ -186,7 +191,7 @@ async fn destroy_instance(
     Path(slug): Path<String>,
 ) -> ApiResult<(StatusCode, Json<InstanceJson>)> {
     let view = s.tavern.destroy_instance(&caller, &slug).await?;
-    Ok((StatusCode::ACCEPTED, Json(view.into())))
+    Ok(accepted(view))
 }
 
 /// Asks for an instance to run; the state goes starting, then running.
@@ -201,7 +206,7 @@ async fn start_instance(
         .tavern
         .set_desired(&caller, &slug, DesiredState::Running)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(view.into())))
+    Ok(accepted(view))
 }
 
 /// Asks for an instance to stop; the state goes stopping, then stopped.
@@ -216,7 +221,7 @@ async fn stop_instance(
         .tavern
         .set_desired(&caller, &slug, DesiredState::Stopped)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(view.into())))
+    Ok(accepted(view))
 }
 
 /// Adds a Foundry license key (admins only). The key is never shown again.
@@ -321,7 +326,7 @@ async fn activate_license(
         .tavern
         .activate_license(&caller, &id, &req.instance, req.force)
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(view.into())))
+    Ok(accepted(view))
 }
 
 /// Every key and the world on it, the worlds running and the failed ones

@@ -31,24 +31,8 @@ async fn add_key(admin: &Api, label: &str, key: &str) -> String {
     b["id"].as_str().unwrap().to_owned()
 }
 
-/// Creates worlds that name no key.
-async fn add_worlds(admin: &Api, slugs: impl IntoIterator<Item = impl AsRef<str>>, release: &str) {
-    for slug in slugs {
-        let slug = slug.as_ref();
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": release}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
-}
-
-/// Adds a pooled key for the world, then creates it (without naming a key:
-/// a start takes a free one).
-async fn create(admin: &Api, slug: &str, release: &str) -> Value {
-    add_key(admin, &format!("for {slug}"), &key_for(slug)).await;
+/// Creates a world that names no key; answers it.
+async fn add_world(admin: &Api, slug: &str, release: &str) -> Value {
     let (s, b) = admin
         .post(
             "/api/v1/instances",
@@ -57,6 +41,20 @@ async fn create(admin: &Api, slug: &str, release: &str) -> Value {
         .await;
     assert_eq!(s, 201, "{b}");
     b
+}
+
+/// Creates worlds that name no key.
+async fn add_worlds(admin: &Api, slugs: impl IntoIterator<Item = impl AsRef<str>>, release: &str) {
+    for slug in slugs {
+        add_world(admin, slug.as_ref(), release).await;
+    }
+}
+
+/// Adds a pooled key for the world, then creates it (without naming a key:
+/// a start takes a free one).
+async fn create(admin: &Api, slug: &str, release: &str) -> Value {
+    add_key(admin, &format!("for {slug}"), &key_for(slug)).await;
+    add_world(admin, slug, release).await
 }
 
 async fn start(api: &Api, slug: &str) {
