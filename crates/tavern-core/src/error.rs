@@ -18,6 +18,9 @@ pub enum CoreError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(String),
+    /// Beyond a limit of the owner's tier.
+    #[error("{0}")]
+    Quota(String),
     #[error("{what} {key:?} not found")]
     NotFound { what: &'static str, key: String },
     /// The request clashes with what exists (`code` names the clash).
@@ -59,10 +62,17 @@ impl CoreError {
             CoreError::Unauthenticated => "unauthenticated",
             CoreError::InvalidCredentials => "invalid_credentials",
             CoreError::Forbidden(_) => "forbidden",
+            CoreError::Quota(_) => "quota_exceeded",
             CoreError::NotFound { .. } => "not_found",
             CoreError::NotImplemented(_) => "not_implemented",
             CoreError::Internal { .. } => "internal",
         }
+    }
+}
+
+impl From<crate::policy::quotas::Exceeded> for CoreError {
+    fn from(e: crate::policy::quotas::Exceeded) -> Self {
+        CoreError::Quota(e.message)
     }
 }
 

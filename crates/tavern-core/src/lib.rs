@@ -1,5 +1,5 @@
 //! Tavern's decisions and services. [`Tavern`] is the one service every edge
-//! (HTTP API, CLI bootstrap, later the scheduler) calls: it checks who may do
+//! (HTTP API, CLI bootstrap, the scheduler) calls: it checks who may do
 //! what, validates input, and writes desired state through the Store port
 //! with an audit event; the [`reconciler`] makes the Runtime port follow it.
 //! It never imports a store adapter or an HTTP framework.
@@ -8,11 +8,14 @@ pub mod auth;
 mod error;
 pub mod policy;
 pub mod reconciler;
+pub mod scheduler;
 pub mod secrets;
 mod service;
+mod sessions;
 
 pub use error::CoreError;
 pub use service::{
-    Caller, InstanceView, LicenseView, NewInstance, NewLicense, NewUser, Overview, RUNTIME_KINDS,
-    Settings, Tavern,
+    Caller, Economy, InstanceView, LicenseView, NewInstance, NewLicense, NewUser, Overview,
+    RUNTIME_KINDS, Settings, Tavern,
 };
+pub use sessions::{NewSession, SessionView};

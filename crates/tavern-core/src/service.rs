@@ -3,9 +3,13 @@
 //! audit event. Game masters see only their own things; asking for another
 //! game master's instance answers "not found", so names do not leak.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tavern_store::{ApiToken, Event, Instance, License, NewEvent, Observation, Store, User, now};
+use jiff::{SignedDuration, Timestamp};
+use tavern_store::{
+    ApiToken, Event, Instance, License, NewEvent, Observation, Session, Store, User, now,
+};
 use tavern_types::{
     DesiredState, LicenseId, LicenseKey, ObservedState, Role, Slug, TokenId, UserId, Username,
 };
@@ -16,7 +20,8 @@ use tokio::sync::Notify;
 
 use crate::CoreError;
 use crate::auth::{self, Passwords};
-use crate::policy::licenses::{Allocation, choose_license};
+use crate::policy::licenses::{Allocation, Facts, choose_license, choose_preemption, next_free_at};
+use crate::policy::quotas::{self, Tier};
 use crate::secrets::SecretBox;
 
 /// The runtime drivers this version has (docker and kubernetes come later).
@@ -39,6 +44,41 @@ pub struct Settings {
     /// Where the `license.json` Foundry signed for each key is kept, sealed
     /// (`DATA_DIR/licenses`).
     pub license_vault: std::path::PathBuf,
+    /// Reservations, pre-emption and quotas.
+    pub economy: Economy,
+}
+
+/// How keys are shared out: reservations, pre-emption, session windows and
+/// quota tiers.
+#[derive(Clone, Debug)]
+pub struct Economy {
+    /// A key reserved for a session within this long is not handed to an
+    /// ad-hoc start.
+    pub horizon: SignedDuration,
+    /// When no key is free, stop a world that has had no players for
+    /// `preempt_grace` and give its key to the start (off: `None`).
+    pub preempt_grace: Option<SignedDuration>,
+    /// A session's world starts this long before the session.
+    pub session_lead: SignedDuration,
+    /// A session's key stays reserved this long after its end.
+    pub session_grace: SignedDuration,
+    /// Quota tiers by name.
+    pub tiers: BTreeMap<String, Tier>,
+    /// The tier of users who have none (no quota when `None`).
+    pub default_tier: Option<String>,
+}
+
+impl Default for Economy {
+    fn default() -> Self {
+        Self {
+            horizon: SignedDuration::from_hours(4),
+            preempt_grace: None,
+            session_lead: SignedDuration::from_mins(10),
+            session_grace: SignedDuration::from_mins(30),
+            tiers: BTreeMap::new(),
+            default_tier: None,
+        }
+    }
 }
 
 impl Settings {
@@ -77,11 +117,11 @@ impl Caller {
         self.user.role == Role::Admin
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.user.username.to_string()
     }
 
-    fn require_admin(&self, what: &str) -> Result<(), CoreError> {
+    pub(crate) fn require_admin(&self, what: &str) -> Result<(), CoreError> {
         if self.is_admin() {
             Ok(())
         } else {
@@ -94,6 +134,7 @@ pub struct NewUser {
     pub username: String,
     pub role: String,
     pub password: String,
+    pub tier: Option<String>,
 }
 
 pub struct NewInstance {
@@ -129,11 +170,13 @@ pub struct LicenseView {
     pub owner: Option<Username>,
 }
 
-/// What an admin sees at a glance: every key and the world on it, and the
-/// worlds that run or have failed.
+/// What an admin sees at a glance: every key and the world on it, the
+/// reservations to come, and the worlds that run or have failed.
 #[derive(Clone, Debug)]
 pub struct Overview {
     pub licenses: Vec<(LicenseView, Option<Instance>)>,
+    /// Sessions whose window has not ended, by start.
+    pub sessions: Vec<crate::SessionView>,
     pub running: Vec<InstanceView>,
     pub failed: Vec<InstanceView>,
 }
@@ -141,17 +184,64 @@ pub struct Overview {
 /// The service. Cheap to clone.
 #[derive(Clone)]
 pub struct Tavern {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     secrets: SecretBox,
     passwords: Passwords,
-    settings: Arc<Settings>,
+    pub(crate) settings: Arc<Settings>,
     runtime: Arc<dyn Runtime>,
     releases: Arc<Releases>,
     /// Wakes the reconciler when desired state changes.
-    wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
+    /// Wakes the scheduler when sessions change.
+    pub(crate) schedule_wake: Arc<Notify>,
 }
 
-fn being_destroyed(i: &Instance) -> CoreError {
+/// What license decisions are made from: read once, decided on purely.
+pub(crate) struct Snapshot {
+    pub licenses: Vec<License>,
+    pub instances: Vec<Instance>,
+    /// Sessions whose window has not ended.
+    pub sessions: Vec<Session>,
+    pub now: Timestamp,
+    pub horizon: SignedDuration,
+}
+
+impl Snapshot {
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            licenses: &self.licenses,
+            instances: &self.instances,
+            sessions: &self.sessions,
+            now: self.now,
+            horizon: self.horizon,
+        }
+    }
+
+    /// A key's label, for messages (never the key).
+    pub fn label(&self, id: LicenseId) -> String {
+        self.licenses
+            .iter()
+            .find(|l| l.id == id)
+            .map_or_else(|| id.to_string(), |l| l.label.clone())
+    }
+}
+
+/// A time for people: UTC, to the minute.
+pub(crate) fn minutes(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn reserved_error(label: &str, from: Timestamp) -> CoreError {
+    CoreError::Conflict {
+        code: "license_reserved",
+        message: format!(
+            "its license {label} is reserved for another world's session from {}",
+            minutes(from)
+        ),
+    }
+}
+
+pub(crate) fn being_destroyed(i: &Instance) -> CoreError {
     CoreError::Conflict {
         code: "being_destroyed",
         message: format!("{} is being destroyed", i.slug),
@@ -227,6 +317,7 @@ impl Tavern {
             runtime,
             releases,
             wake: Arc::new(Notify::new()),
+            schedule_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -261,6 +352,7 @@ impl Tavern {
             role: Role::Admin,
             password_hash: None,
             created_at: now(),
+            tier: None,
         };
         self.store
             .create_user(
@@ -343,6 +435,7 @@ impl Tavern {
                 CoreError::invalid("invalid_role", "role", e.to_string())
             })?;
         auth::check_password(&new.password)?;
+        let tier = new.tier.map(|t| self.check_tier(&t)).transpose()?;
         if self.store.user_by_name(&username).await?.is_some() {
             return Err(CoreError::Conflict {
                 code: "username_taken",
@@ -355,6 +448,7 @@ impl Tavern {
             role,
             password_hash: Some(self.passwords.hash(new.password).await?),
             created_at: now(),
+            tier,
         };
         self.store
             .create_user(
@@ -443,6 +537,10 @@ impl Tavern {
             }
             None => None,
         };
+        if let Some((name, tier)) = self.tier_of(&owner) {
+            let owned = self.store.list_instances(Some(owner.id)).await?.len();
+            quotas::check_create(&name, &tier, owned).map_err(CoreError::from)?;
+        }
         if self.store.instance(&slug).await?.is_some() {
             return Err(CoreError::Conflict {
                 code: "slug_taken",
@@ -472,6 +570,8 @@ impl Tavern {
             world: None,
             foundry_version: None,
             admin_key_sealed: Some(admin_key_sealed),
+            awaits: None,
+            last_activity_at: None,
         };
         self.store
             .create_instance(
@@ -565,7 +665,11 @@ impl Tavern {
     }
 
     /// The instance if the caller may see it; "not found" otherwise.
-    async fn visible_instance(&self, caller: &Caller, slug: &str) -> Result<Instance, CoreError> {
+    pub(crate) async fn visible_instance(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Instance, CoreError> {
         let not_found = || CoreError::NotFound {
             what: "instance",
             key: slug.to_owned(),
@@ -641,6 +745,9 @@ impl Tavern {
         }
         if desired == DesiredState::Running {
             self.check_startable(&i)?;
+            if i.desired_state != DesiredState::Running {
+                self.check_start_quota(&i).await?;
+            }
             if i.state == ObservedState::Failed {
                 // Asked to start again after a failure: a fresh start.
                 let fresh = Observation {
@@ -659,7 +766,15 @@ impl Tavern {
                 "instance.start",
                 format!("instance:{}", i.slug),
             );
-            self.claim_license(&i, caller.name(), Some(&start)).await?;
+            match self.claim_license(&i, caller.name(), Some(&start)).await {
+                Ok(_) => {}
+                Err(e) if e.code() == "no_license_available" => {
+                    if !self.preempt_for(&i, caller.name(), &start).await? {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             self.store
                 .set_desired_state(
@@ -679,7 +794,7 @@ impl Tavern {
     }
 
     /// A start needs an installed release.
-    fn check_startable(&self, i: &Instance) -> Result<(), CoreError> {
+    pub(crate) fn check_startable(&self, i: &Instance) -> Result<(), CoreError> {
         let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {
             code: "no_release",
             message: format!(
@@ -696,6 +811,18 @@ impl Tavern {
         Ok(())
     }
 
+    /// Everything a license decision depends on, read now.
+    pub(crate) async fn snapshot(&self) -> Result<Snapshot, CoreError> {
+        let now = now();
+        Ok(Snapshot {
+            licenses: self.store.list_licenses().await?,
+            instances: self.store.list_instances(None).await?,
+            sessions: self.store.list_sessions(now).await?,
+            now,
+            horizon: self.settings.economy.horizon,
+        })
+    }
+
     /// Makes `i` hold a license key (its own if it has one already), by
     /// the allocation policy and the store's compare-and-set; answers it.
     /// With `start`, the same store transaction asks the world to run.
@@ -706,22 +833,27 @@ impl Tavern {
         start: Option<&NewEvent>,
     ) -> Result<LicenseId, CoreError> {
         // A lost race for one key means trying the next free one.
+        let mut last = None;
         for _ in 0..8 {
-            let licenses = self.store.list_licenses().await?;
-            let others = self.store.list_instances(None).await?;
-            let id = match choose_license(i, &licenses, &others) {
+            let snap = self.snapshot().await?;
+            let id = match choose_license(i, &snap.facts()) {
                 Allocation::Keep(id) | Allocation::Take(id) => id,
                 Allocation::Busy { license, holder } => {
-                    let holder = others
+                    let holder = snap
+                        .instances
                         .iter()
                         .find(|o| o.id == holder)
                         .map_or_else(|| "another world".to_owned(), |o| o.slug.to_string());
                     return Err(CoreError::Conflict {
                         code: "license_in_use",
                         message: format!(
-                            "its license {license} runs {holder} now; one license runs one server at a time"
+                            "its license {} runs {holder} now; one license runs one server at a time",
+                            snap.label(license)
                         ),
                     });
+                }
+                Allocation::Reserved { license, from } => {
+                    return Err(reserved_error(&snap.label(license), from));
                 }
                 Allocation::Missing(license) => {
                     return Err(CoreError::Conflict {
@@ -729,7 +861,10 @@ impl Tavern {
                         message: format!("its license {license} no longer exists"),
                     });
                 }
-                Allocation::NoneFree => break,
+                Allocation::NoneFree => {
+                    last = Some(snap);
+                    break;
+                }
             };
             let event = NewEvent::success(actor.clone(), "license.bind", format!("license:{id}"))
                 .with_detail(format!("to instance {}", i.slug));
@@ -737,10 +872,154 @@ impl Tavern {
                 return Ok(id);
             }
         }
+        let when = last
+            .and_then(|snap| next_free_at(i, &snap.facts()))
+            .map(|t| {
+                if t <= now() {
+                    "; one is being freed now, try again shortly".to_owned()
+                } else {
+                    format!("; the next one is expected to free up at {}", minutes(t))
+                }
+            })
+            .unwrap_or_default();
         Err(CoreError::Conflict {
             code: "no_license_available",
-            message: "every license key this world may use runs another world now; stop one, or add a key".into(),
+            message: format!(
+                "every license key this world may use runs another world now or is reserved for a session soon{when}; stop a world, or add a key"
+            ),
         })
+    }
+
+    /// With pre-emption on: stops the world that has been idle longest on
+    /// a key `i` may use and promises that key to `i`, which starts once
+    /// the old server is confirmed gone. False when no world qualifies.
+    async fn preempt_for(
+        &self,
+        i: &Instance,
+        actor: String,
+        start: &NewEvent,
+    ) -> Result<bool, CoreError> {
+        let Some(grace) = self.settings.economy.preempt_grace else {
+            return Ok(false);
+        };
+        let snap = self.snapshot().await?;
+        let Some(p) = choose_preemption(i, &snap.facts(), grace) else {
+            return Ok(false);
+        };
+        let Some(holder) = snap.instances.iter().find(|h| h.id == p.holder) else {
+            return Ok(false);
+        };
+        let idle = holder
+            .last_activity_at
+            .map(|t| snap.now.duration_since(t).as_secs() / 60)
+            .unwrap_or_default();
+        self.store
+            .set_desired_state(
+                &holder.slug,
+                DesiredState::Stopped,
+                &NewEvent::success(
+                    actor.clone(),
+                    "license.preempt",
+                    format!("instance:{}", holder.slug),
+                )
+                .with_detail(format!(
+                    "stopped after {idle} minutes without players: its license {} goes to {}",
+                    snap.label(p.license),
+                    i.slug
+                )),
+            )
+            .await?;
+        let start = start
+            .clone()
+            .with_detail(format!("with the license of {}", holder.slug));
+        self.store
+            .promise_license(i.id, p.license, None, &start)
+            .await?;
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    /// The quota tier that applies to `user`: none for admins; the user's
+    /// own if it is configured, else the default tier.
+    pub(crate) fn tier_of(&self, user: &User) -> Option<(String, Tier)> {
+        if user.role == Role::Admin {
+            return None;
+        }
+        let economy = &self.settings.economy;
+        let name = user
+            .tier
+            .as_ref()
+            .filter(|t| economy.tiers.contains_key(*t))
+            .or(economy.default_tier.as_ref())?;
+        economy.tiers.get(name).map(|t| (name.clone(), t.clone()))
+    }
+
+    fn check_tier(&self, name: &str) -> Result<String, CoreError> {
+        let tiers = &self.settings.economy.tiers;
+        if tiers.contains_key(name) {
+            return Ok(name.to_owned());
+        }
+        let known: Vec<&str> = tiers.keys().map(String::as_str).collect();
+        Err(CoreError::invalid(
+            "unknown_tier",
+            "tier",
+            if known.is_empty() {
+                format!("there is no tier {name:?}: no [tiers.NAME] is configured")
+            } else {
+                format!(
+                    "there is no tier {name:?}; configured: {}",
+                    known.join(", ")
+                )
+            },
+        ))
+    }
+
+    /// May `i`'s owner start one more world now?
+    pub(crate) async fn check_start_quota(&self, i: &Instance) -> Result<(), CoreError> {
+        let owner = self.store.user(i.owner).await?.ok_or_else(|| {
+            CoreError::internal("check quota", format!("owner of {} is missing", i.slug))
+        })?;
+        let Some((name, tier)) = self.tier_of(&owner) else {
+            return Ok(());
+        };
+        let running = self
+            .store
+            .list_instances(Some(owner.id))
+            .await?
+            .iter()
+            .filter(|o| o.id != i.id && o.desired_state == DesiredState::Running)
+            .count();
+        let now = now();
+        let (from, to) = quotas::month_of(now);
+        let usage = self.store.list_usage(Some(owner.id), from, to).await?;
+        let used = quotas::used_between(&usage, from, to, now);
+        quotas::check_start(&name, &tier, running, used).map_err(CoreError::from)
+    }
+
+    /// Sets a user's quota tier (admins only); `None` for the default.
+    pub async fn set_user_tier(
+        &self,
+        caller: &Caller,
+        username: &str,
+        tier: Option<String>,
+    ) -> Result<User, CoreError> {
+        caller.require_admin("set tiers")?;
+        let user = self.user_named("username", username).await?;
+        let tier = tier.map(|t| self.check_tier(&t)).transpose()?;
+        let detail = tier.clone().unwrap_or_else(|| "default".into());
+        Ok(self
+            .store
+            .set_user_tier(
+                user.id,
+                tier.as_deref(),
+                &NewEvent::success(
+                    caller.name(),
+                    "user.tier",
+                    format!("user:{}", user.username),
+                )
+                .with_detail(format!("tier {detail}")),
+            )
+            .await?)
     }
 
     /// Switchover: hands license `license` to the world `slug`. The world on
@@ -777,7 +1056,14 @@ impl Tavern {
             return Err(being_destroyed(&target));
         }
         self.check_startable(&target)?;
-        let licenses = self.store.list_licenses().await?;
+        if target.desired_state != DesiredState::Running {
+            self.check_start_quota(&target).await?;
+        }
+        let snap = self.snapshot().await?;
+        if let Some(s) = snap.facts().reserved_for_other(target.id, id) {
+            return Err(reserved_error(&key.label, s.window_start));
+        }
+        let licenses = snap.licenses;
         if let Some(other) = licenses
             .iter()
             .find(|l| l.bound_to == Some(target.id) && l.id != id)
@@ -1081,6 +1367,7 @@ impl Tavern {
         }
         Ok(Overview {
             licenses,
+            sessions: self.list_sessions(caller).await?,
             running,
             failed,
         })

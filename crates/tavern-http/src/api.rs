@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tavern_core::{NewInstance, NewLicense, NewUser};
+use tavern_core::{NewInstance, NewLicense, NewSession, NewUser};
 use tavern_types::DesiredState;
 use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -42,6 +42,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(whoami))
         .routes(routes!(create_user, list_users))
+        .routes(routes!(update_user))
         .routes(routes!(create_instance, list_instances))
         .routes(routes!(show_instance, destroy_instance))
         .routes(routes!(start_instance))
@@ -50,6 +51,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(add_license, list_licenses))
         .routes(routes!(remove_license))
         .routes(routes!(activate_license))
+        .routes(routes!(create_session, list_sessions))
+        .routes(routes!(cancel_session))
         .routes(routes!(list_events))
         .routes(routes!(admin_overview))
 }
@@ -120,6 +123,7 @@ async fn create_user(
                 username: req.username,
                 role: req.role,
                 password: req.password,
+                tier: req.tier,
             },
         )
         .await?;
@@ -134,6 +138,20 @@ async fn list_users(
 ) -> ApiResult<Json<Vec<UserJson>>> {
     let users = s.tavern.list_users(&caller).await?;
     Ok(Json(users.iter().map(UserJson::from).collect()))
+}
+
+/// Changes a user's quota tier (admins only).
+#[utoipa::path(patch, path = "/api/v1/users/{username}", params(("username" = String, Path)),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = UserJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_user(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(username): Path<String>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<UserJson>> {
+    let user = s.tavern.set_user_tier(&caller, &username, req.tier).await?;
+    Ok(Json((&user).into()))
 }
 
 /// Creates an instance (stopped).
@@ -338,4 +356,51 @@ async fn admin_overview(
     Authed(caller): Authed,
 ) -> ApiResult<Json<OverviewJson>> {
     Ok(Json(s.tavern.admin_overview(&caller).await?.into()))
+}
+
+/// Books a session: reserves a license key for its window; the world starts
+/// by itself shortly before.
+#[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateSessionRequest,
+    responses((status = 201, body = SessionJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_session(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<CreateSessionRequest>,
+) -> ApiResult<(StatusCode, Json<SessionJson>)> {
+    let view = s
+        .tavern
+        .schedule_session(
+            &caller,
+            NewSession {
+                instance: req.instance,
+                start: req.start,
+                duration_minutes: req.duration_minutes,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Sessions to come and under way: all for an admin, one's own for a game
+/// master.
+#[utoipa::path(get, path = "/api/v1/sessions", responses((status = 200, body = [SessionJson])))]
+async fn list_sessions(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<SessionJson>>> {
+    let views = s.tavern.list_sessions(&caller).await?;
+    Ok(Json(views.into_iter().map(SessionJson::from).collect()))
+}
+
+/// Cancels a session and frees its key's window.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn cancel_session(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern.cancel_session(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

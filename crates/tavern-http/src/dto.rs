@@ -40,6 +40,15 @@ pub struct CreateUserRequest {
     /// `admin` or `gm`.
     pub role: String,
     pub password: String,
+    /// A configured quota tier; omitted: the default tier.
+    pub tier: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// A configured quota tier, or null for the default tier.
+    pub tier: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,6 +56,8 @@ pub struct UserJson {
     pub id: String,
     pub username: String,
     pub role: String,
+    /// The user's quota tier; null: the default tier.
+    pub tier: Option<String>,
     pub created_at: String,
 }
 
@@ -56,6 +67,7 @@ impl From<&User> for UserJson {
             id: u.id.to_string(),
             username: u.username.to_string(),
             role: u.role.to_string(),
+            tier: u.tier.clone(),
             created_at: u.created_at.to_string(),
         }
     }
@@ -121,7 +133,7 @@ impl From<InstanceView> for InstanceJson {
             players: i.players,
             world: i.world,
             foundry_version: i.foundry_version,
-            last_activity_at: None,
+            last_activity_at: i.last_activity_at.map(|t| t.to_string()),
             idle_timeout_minutes: i.idle_timeout_minutes,
             created_at: i.created_at.to_string(),
             admin_key: v.admin_key,
@@ -218,9 +230,57 @@ pub struct OverviewLicense {
     pub players: Option<u32>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionRequest {
+    /// The world's slug.
+    pub instance: String,
+    /// When play begins: RFC 3339 with an offset (`2026-11-28T19:00:00Z`).
+    pub start: String,
+    pub duration_minutes: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionJson {
+    pub id: String,
+    pub instance: String,
+    pub start: String,
+    pub end: String,
+    /// The key reserved for the window (the session less the lead time,
+    /// to its end plus the grace time).
+    pub license: LicenseRef,
+    pub window_start: String,
+    pub window_end: String,
+    /// True once the world has been started for it.
+    pub prepared: bool,
+    pub created_by: String,
+}
+
+impl From<tavern_core::SessionView> for SessionJson {
+    fn from(v: tavern_core::SessionView) -> Self {
+        let s = v.session;
+        Self {
+            id: s.id.to_string(),
+            instance: v.instance.to_string(),
+            start: s.starts_at.to_string(),
+            end: s.ends_at.to_string(),
+            license: LicenseRef {
+                id: s.license.to_string(),
+                label: v.license_label,
+            },
+            window_start: s.window_start.to_string(),
+            window_end: s.window_end.to_string(),
+            prepared: s.prepared_at.is_some(),
+            created_by: s.created_by,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OverviewJson {
     pub licenses: Vec<OverviewLicense>,
+    /// Sessions to come (and under way), with their keys.
+    pub sessions: Vec<SessionJson>,
     /// Worlds starting, running or stopping.
     pub running: Vec<InstanceJson>,
     pub failed: Vec<InstanceJson>,
@@ -239,6 +299,7 @@ impl From<tavern_core::Overview> for OverviewJson {
                     players: on.as_ref().map(|i| i.players),
                 })
                 .collect(),
+            sessions: o.sessions.into_iter().map(SessionJson::from).collect(),
             running: o.running.into_iter().map(InstanceJson::from).collect(),
             failed: o.failed.into_iter().map(InstanceJson::from).collect(),
         }

@@ -60,7 +60,7 @@ impl From<CoreError> for ApiError {
         let status = match &e {
             CoreError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             CoreError::Unauthenticated | CoreError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+            CoreError::Forbidden(_) | CoreError::Quota(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             CoreError::Conflict { .. } => StatusCode::CONFLICT,
             CoreError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

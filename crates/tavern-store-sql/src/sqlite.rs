@@ -15,10 +15,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlStr, Sqlite, Transaction};
 use tavern_store::{
-    ApiToken, Event, Instance, License, NewEvent, Observation, Outcome, Store, StoreError,
-    StoreResult, User,
+    ApiToken, Event, Instance, License, NewEvent, Observation, Outcome, Session, Store, StoreError,
+    StoreResult, UsageInterval, User,
 };
-use tavern_types::{DesiredState, EventId, InstanceId, LicenseId, Slug, UserId, Username};
+use tavern_types::{
+    DesiredState, EventId, InstanceId, LicenseId, ObservedState, SessionId, Slug, UserId, Username,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -36,18 +38,29 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "license_binding",
         include_str!("../migrations/sqlite/0003_license_binding.sql"),
     ),
+    (
+        4,
+        "economy",
+        include_str!("../migrations/sqlite/0004_economy.sql"),
+    ),
 ];
 
 // Column lists, as macros so that queries stay string literals.
 macro_rules! user_cols {
     () => {
-        "id, username, role, password_hash, created_at"
+        "id, username, role, password_hash, created_at, tier"
     };
 }
 
 macro_rules! instance_cols {
     () => {
-        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed"
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at"
+    };
+}
+
+macro_rules! session_cols {
+    () => {
+        "id, instance_id, license_id, starts_at, ends_at, window_start, window_end, created_by, created_at, prepared_at"
     };
 }
 
@@ -273,6 +286,44 @@ fn user_from(row: &SqliteRow) -> StoreResult<User> {
         role: parse("users.role", &col::<String>(row, "role")?)?,
         password_hash: col(row, "password_hash")?,
         created_at: ts(col(row, "created_at")?)?,
+        tier: col(row, "tier")?,
+    })
+}
+
+fn opt_ts(micros: Option<i64>) -> StoreResult<Option<Timestamp>> {
+    micros.map(ts).transpose()
+}
+
+fn session_from(row: &SqliteRow) -> StoreResult<Session> {
+    Ok(Session {
+        id: parse("sessions.id", &col::<String>(row, "id")?)?,
+        instance: parse("sessions.instance_id", &col::<String>(row, "instance_id")?)?,
+        license: parse("sessions.license_id", &col::<String>(row, "license_id")?)?,
+        starts_at: ts(col(row, "starts_at")?)?,
+        ends_at: ts(col(row, "ends_at")?)?,
+        window_start: ts(col(row, "window_start")?)?,
+        window_end: ts(col(row, "window_end")?)?,
+        created_by: col(row, "created_by")?,
+        created_at: ts(col(row, "created_at")?)?,
+        prepared_at: opt_ts(col(row, "prepared_at")?)?,
+    })
+}
+
+fn usage_from(row: &SqliteRow) -> StoreResult<UsageInterval> {
+    let license: Option<String> = col(row, "license_id")?;
+    Ok(UsageInterval {
+        instance: parse(
+            "usage_intervals.instance_id",
+            &col::<String>(row, "instance_id")?,
+        )?,
+        slug: col(row, "slug")?,
+        owner: parse("usage_intervals.owner_id", &col::<String>(row, "owner_id")?)?,
+        license: license
+            .map(|l| parse("usage_intervals.license_id", &l))
+            .transpose()?,
+        started_at: ts(col(row, "started_at")?)?,
+        stopped_at: opt_ts(col(row, "stopped_at")?)?,
+        reason: col(row, "reason")?,
     })
 }
 
@@ -305,6 +356,10 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
         world: col(row, "world")?,
         foundry_version: col(row, "foundry_version")?,
         admin_key_sealed: col(row, "admin_key_sealed")?,
+        awaits: col::<Option<String>>(row, "awaits_license_id")?
+            .map(|l| parse("instances.awaits_license_id", &l))
+            .transpose()?,
+        last_activity_at: opt_ts(col(row, "last_activity_at")?)?,
     })
 }
 
@@ -369,14 +424,17 @@ async fn claim_free(
 impl Store for SqliteStore {
     async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, username, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?)"
+        ))
         .bind(user.id.to_string())
         .bind(user.username.as_str())
         .bind(user.role.as_str())
         .bind(&user.password_hash)
         .bind(user.created_at.as_microsecond())
+        .bind(&user.tier)
         .execute(&mut *tx)
         .await
         .map_err(unique_or("user", user.username.as_str(), "insert user"))?;
@@ -437,7 +495,7 @@ impl Store for SqliteStore {
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>> {
         let row = sqlx::query(
             "SELECT t.id AS token_id, t.token_hash, t.label, t.created_at AS token_created_at, \
-             u.id, u.username, u.role, u.password_hash, u.created_at \
+             u.id, u.username, u.role, u.password_hash, u.created_at, u.tier \
              FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
         )
         .bind(token_hash)
@@ -486,7 +544,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO instances (",
             instance_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(i.id.to_string())
         .bind(i.slug.as_str())
@@ -504,6 +562,8 @@ impl Store for SqliteStore {
         .bind(&i.world)
         .bind(&i.foundry_version)
         .bind(&i.admin_key_sealed)
+        .bind(i.awaits.map(|l| l.to_string()))
+        .bind(i.last_activity_at.map(|t| t.as_microsecond()))
         .execute(&mut *tx)
         .await
         .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
@@ -548,6 +608,15 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend("release license"))?;
+        sqlx::query(
+            "UPDATE usage_intervals SET stopped_at = ?, reason = 'destroyed' \
+             WHERE stopped_at IS NULL AND instance_id = (SELECT id FROM instances WHERE slug = ?)",
+        )
+        .bind(event.at.as_microsecond())
+        .bind(slug.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("close usage"))?;
         let done = sqlx::query("DELETE FROM instances WHERE slug = ?")
             .bind(slug.as_str())
             .execute(&mut *tx)
@@ -570,14 +639,18 @@ impl Store for SqliteStore {
         event: &NewEvent,
     ) -> StoreResult<Instance> {
         let mut tx = self.begin().await?;
-        let done =
-            sqlx::query("UPDATE instances SET desired_state = ?, updated_at = ? WHERE slug = ?")
-                .bind(desired.as_str())
-                .bind(event.at.as_microsecond())
-                .bind(slug.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend("set desired state"))?;
+        let done = sqlx::query(
+            "UPDATE instances SET desired_state = ?, updated_at = ?, \
+                 awaits_license_id = CASE WHEN ? = 'running' THEN awaits_license_id END \
+                 WHERE slug = ?",
+        )
+        .bind(desired.as_str())
+        .bind(event.at.as_microsecond())
+        .bind(desired.as_str())
+        .bind(slug.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("set desired state"))?;
         finish_instance_update(tx, done, slug, event, "set desired state").await
     }
 
@@ -619,8 +692,24 @@ impl Store for SqliteStore {
         event: Option<&NewEvent>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE instances SET state = ?, state_reason = ?, players = ?, world = ?, foundry_version = ?, updated_at = ? WHERE id = ?",
+        let prev: Option<(String, String, String)> =
+            sqlx::query_as("SELECT state, slug, owner_id FROM instances WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("record observation"))?;
+        let Some((prev, slug, owner)) = prev else {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: id.to_string(),
+            });
+        };
+        let was_running = prev == ObservedState::Running.as_str();
+        let is_running = o.state == ObservedState::Running;
+        let active = o.players > 0 || (is_running && !was_running);
+        sqlx::query(
+            "UPDATE instances SET state = ?, state_reason = ?, players = ?, world = ?, foundry_version = ?, updated_at = ?, \
+             last_activity_at = CASE WHEN ? THEN ? ELSE last_activity_at END WHERE id = ?",
         )
         .bind(o.state.as_str())
         .bind(&o.state_reason)
@@ -628,15 +717,36 @@ impl Store for SqliteStore {
         .bind(&o.world)
         .bind(&o.foundry_version)
         .bind(o.at.as_microsecond())
+        .bind(active)
+        .bind(o.at.as_microsecond())
         .bind(id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(backend("record observation"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "instance",
-                key: id.to_string(),
-            });
+        if is_running && !was_running {
+            sqlx::query(
+                "INSERT OR IGNORE INTO usage_intervals (instance_id, slug, owner_id, license_id, started_at) \
+                 VALUES (?, ?, ?, (SELECT id FROM licenses WHERE bound_instance_id = ?), ?)",
+            )
+            .bind(id.to_string())
+            .bind(&slug)
+            .bind(&owner)
+            .bind(id.to_string())
+            .bind(o.at.as_microsecond())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("open usage"))?;
+        } else if !is_running {
+            sqlx::query(
+                "UPDATE usage_intervals SET stopped_at = ?, reason = ? \
+                 WHERE instance_id = ? AND stopped_at IS NULL",
+            )
+            .bind(o.at.as_microsecond())
+            .bind(o.state_reason.as_deref().unwrap_or(o.state.as_str()))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("close usage"))?;
         }
         if let Some(e) = event {
             insert_event(&mut tx, e).await?;
@@ -670,6 +780,11 @@ impl Store for SqliteStore {
             }
             insert_event(&mut tx, bind_event).await?;
         }
+        sqlx::query("UPDATE instances SET awaits_license_id = NULL WHERE id = ?")
+            .bind(instance.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("bind license"))?;
         if let Some(event) = start {
             let done = sqlx::query(
                 "UPDATE instances SET desired_state = 'running', updated_at = ? \
@@ -772,12 +887,35 @@ impl Store for SqliteStore {
 
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let user: Option<String> =
-            sqlx::query_scalar("SELECT slug FROM instances WHERE license_id = ? LIMIT 1")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("check license use"))?;
+        let user: Option<String> = sqlx::query_scalar(
+            "SELECT slug FROM instances WHERE license_id = ? OR awaits_license_id = ? LIMIT 1",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("check license use"))?;
+        let session: Option<String> = sqlx::query_scalar(
+            "SELECT i.slug FROM sessions s JOIN instances i ON i.id = s.instance_id \
+             WHERE s.license_id = ? AND s.window_end > ? LIMIT 1",
+        )
+        .bind(id.to_string())
+        .bind(event.at.as_microsecond())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("check license use"))?;
+        if let Some(slug) = session {
+            return Err(StoreError::InUse {
+                what: "license",
+                key: id.to_string(),
+                by: format!("a session of {slug}"),
+            });
+        }
+        sqlx::query("DELETE FROM sessions WHERE license_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("delete ended sessions"))?;
         let bound: Option<String> = sqlx::query_scalar(
             "SELECT i.slug FROM licenses l JOIN instances i ON i.id = l.bound_instance_id WHERE l.id = ?",
         )
@@ -805,6 +943,227 @@ impl Store for SqliteStore {
         }
         insert_event(&mut tx, event).await?;
         commit(tx).await
+    }
+
+    async fn set_user_tier(
+        &self,
+        user: UserId,
+        tier: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE users SET tier = ? WHERE id = ?")
+            .bind(tier)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("set user tier"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "user",
+                key: user.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
+            .bind(user.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend("set user tier"))?;
+        let user = user_from(&row)?;
+        commit(tx).await?;
+        Ok(user)
+    }
+
+    async fn promise_license(
+        &self,
+        instance: InstanceId,
+        license: LicenseId,
+        session: Option<SessionId>,
+        event: &NewEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        if !exists(
+            &mut tx,
+            "SELECT 1 FROM licenses WHERE id = ?",
+            license.to_string(),
+        )
+        .await?
+        {
+            return Err(StoreError::NotFound {
+                what: "license",
+                key: license.to_string(),
+            });
+        }
+        let done = sqlx::query(
+            "UPDATE instances SET awaits_license_id = \
+             CASE WHEN EXISTS (SELECT 1 FROM licenses WHERE bound_instance_id = instances.id) \
+             THEN NULL ELSE ? END, desired_state = 'running', updated_at = ? \
+             WHERE id = ? AND desired_state != 'destroyed'",
+        )
+        .bind(license.to_string())
+        .bind(event.at.as_microsecond())
+        .bind(instance.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("promise license"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "instance",
+                key: instance.to_string(),
+            });
+        }
+        if let Some(session) = session {
+            let done =
+                sqlx::query("UPDATE sessions SET prepared_at = ? WHERE id = ? AND instance_id = ?")
+                    .bind(event.at.as_microsecond())
+                    .bind(session.to_string())
+                    .bind(instance.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("prepare session"))?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound {
+                    what: "session",
+                    key: session.to_string(),
+                });
+            }
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        moves: &[(SessionId, LicenseId)],
+        event: &NewEvent,
+    ) -> StoreResult<()> {
+        let conflict = || StoreError::Conflict {
+            what: "reservation",
+            key: session.id.to_string(),
+        };
+        let mut tx = self.begin().await?;
+        for (id, license) in moves {
+            let done = sqlx::query(
+                "UPDATE sessions SET license_id = ? WHERE id = ? AND prepared_at IS NULL",
+            )
+            .bind(license.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("move session"))?;
+            if done.rows_affected() == 0 {
+                return Err(conflict());
+            }
+        }
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_cols!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(session.id.to_string())
+        .bind(session.instance.to_string())
+        .bind(session.license.to_string())
+        .bind(session.starts_at.as_microsecond())
+        .bind(session.ends_at.as_microsecond())
+        .bind(session.window_start.as_microsecond())
+        .bind(session.window_end.as_microsecond())
+        .bind(&session.created_by)
+        .bind(session.created_at.as_microsecond())
+        .bind(session.prepared_at.map(|t| t.as_microsecond()))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                return Err(StoreError::NotFound {
+                    what: "instance or license",
+                    key: format!("{} / {}", session.instance, session.license),
+                });
+            }
+            Err(e) => {
+                return Err(unique_or(
+                    "session",
+                    &session.id.to_string(),
+                    "insert session",
+                )(e));
+            }
+        }
+        // The rule itself, checked on every key this transaction touched.
+        let touched = std::iter::once(session.license).chain(moves.iter().map(|(_, l)| *l));
+        for license in touched {
+            let overlap: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM sessions a JOIN sessions b \
+                 ON a.license_id = b.license_id AND a.id < b.id \
+                 AND a.window_start < b.window_end AND b.window_start < a.window_end \
+                 WHERE a.license_id = ? LIMIT 1",
+            )
+            .bind(license.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend("check reservations"))?;
+            if overlap.is_some() {
+                return Err(conflict());
+            }
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn session(&self, id: SessionId) -> StoreResult<Option<Session>> {
+        let q = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE id = ?"
+        ))
+        .bind(id.to_string());
+        read_one(&self.readers, q, "get session", session_from).await
+    }
+
+    async fn list_sessions(&self, after: Timestamp) -> StoreResult<Vec<Session>> {
+        let q = sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE window_end > ? ORDER BY starts_at, id"
+        ))
+        .bind(after.as_microsecond());
+        read_all(&self.readers, q, "list sessions", session_from).await
+    }
+
+    async fn delete_session(&self, id: SessionId, event: &NewEvent) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("delete session"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "session",
+                key: id.to_string(),
+            });
+        }
+        insert_event(&mut tx, event).await?;
+        commit(tx).await
+    }
+
+    async fn list_usage(
+        &self,
+        owner: Option<UserId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<UsageInterval>> {
+        let q = sqlx::query(
+            "SELECT instance_id, slug, owner_id, license_id, started_at, stopped_at, reason \
+             FROM usage_intervals WHERE started_at < ? AND (stopped_at IS NULL OR stopped_at > ?) \
+             AND (? IS NULL OR owner_id = ?) ORDER BY started_at, id",
+        )
+        .bind(to.as_microsecond())
+        .bind(from.as_microsecond())
+        .bind(owner.map(|o| o.to_string()))
+        .bind(owner.map(|o| o.to_string()));
+        read_all(&self.readers, q, "list usage", usage_from).await
     }
 
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {

@@ -41,6 +41,7 @@ async fn state_survives_reopening() {
         role: tavern_types::Role::Admin,
         password_hash: None,
         created_at: now(),
+        tier: None,
     };
     {
         let store = tavern_store_sql::SqliteStore::open(&path).await.unwrap();

@@ -2,11 +2,16 @@
 //! written once. An adapter's tests call [`conformance_tests!`] with an
 //! async expression that yields a fresh, empty store.
 
+use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
-    DesiredState, InstanceId, LicenseId, ObservedState, Role, Slug, TokenId, UserId, Username,
+    DesiredState, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId, UserId,
+    Username,
 };
 
-use crate::{ApiToken, Instance, License, NewEvent, Outcome, Store, StoreError, User, now};
+use crate::{
+    ApiToken, Instance, License, NewEvent, Observation, Outcome, Session, Store, StoreError, User,
+    now,
+};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
 /// store made by `$make`: an async expression yielding a value that derefs
@@ -22,7 +27,10 @@ macro_rules! conformance_tests {
             changes_and_their_events_are_written_together, events_newest_first,
             desired_and_observed_state_round_trip, a_key_binds_to_one_instance,
             concurrent_binds_never_share_a_key, instance_license_can_change,
-            binding_can_start_and_a_running_world_keeps_its_key);
+            binding_can_start_and_a_running_world_keeps_its_key,
+            user_tier_round_trip, session_windows_never_overlap_on_one_key,
+            moving_sessions_is_all_or_nothing, a_promised_key_is_awaited_until_bound,
+            running_intervals_are_counted, a_reserved_key_cannot_be_removed);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -42,6 +50,7 @@ fn user(name: &str, role: Role) -> User {
         role,
         password_hash: Some(format!("$argon2id$fake${name}")),
         created_at: now(),
+        tier: None,
     }
 }
 
@@ -63,6 +72,8 @@ fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
         world: None,
         foundry_version: None,
         admin_key_sealed: Some(vec![9, 8, 7]),
+        awaits: None,
+        last_activity_at: None,
     }
 }
 
@@ -673,4 +684,440 @@ pub async fn binding_can_start_and_a_running_world_keeps_its_key(store: &dyn Sto
             .desired_state,
         DesiredState::Stopped
     );
+}
+
+pub async fn user_tier_round_trip(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let got = store
+        .set_user_tier(a.id, Some("supporter"), &ev("user.tier", "user:alice"))
+        .await
+        .unwrap();
+    assert_eq!(got.tier.as_deref(), Some("supporter"));
+    assert_eq!(
+        store.user(a.id).await.unwrap().unwrap().tier.as_deref(),
+        Some("supporter")
+    );
+    let got = store
+        .set_user_tier(a.id, None, &ev("user.tier", "user:alice"))
+        .await
+        .unwrap();
+    assert_eq!(got.tier, None);
+    assert!(matches!(
+        store
+            .set_user_tier(UserId::new(), None, &ev("user.tier", "user:x"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// A session of `i` on `license` starting `from` hours after `base` for
+/// `hours`, its window exactly the session (tests choose the numbers).
+fn session(i: &Instance, license: LicenseId, base: Timestamp, from: i64, hours: i64) -> Session {
+    let start = base + SignedDuration::from_hours(from);
+    let end = start + SignedDuration::from_hours(hours);
+    Session {
+        id: SessionId::new(),
+        instance: i.id,
+        license,
+        starts_at: start,
+        ends_at: end,
+        window_start: start,
+        window_end: end,
+        created_by: "tester".into(),
+        created_at: base,
+        prepared_at: None,
+    }
+}
+
+pub async fn session_windows_never_overlap_on_one_key(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let (k1, k2) = (
+        add_license(store, "k1", None).await,
+        add_license(store, "k2", None).await,
+    );
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    let base = now();
+    let s1 = session(&i, k1.id, base, 1, 3);
+    store
+        .create_session(&s1, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    // Back to back is fine.
+    let s2 = session(&i, k1.id, base, 4, 2);
+    store
+        .create_session(&s2, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    // Overlapping on the same key is refused and changes nothing.
+    let events = store.list_events(100).await.unwrap().len();
+    let s3 = session(&i, k1.id, base, 3, 2);
+    let err = store
+        .create_session(&s3, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                what: "reservation",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.list_events(100).await.unwrap().len(), events);
+    assert_eq!(store.session(s3.id).await.unwrap(), None);
+    // On another key it fits.
+    let s3 = Session {
+        license: k2.id,
+        ..s3
+    };
+    store
+        .create_session(&s3, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    assert_eq!(store.session(s1.id).await.unwrap(), Some(s1.clone()));
+    assert_eq!(
+        store.list_sessions(base).await.unwrap(),
+        vec![s1.clone(), s3.clone(), s2.clone()]
+    );
+    // Only sessions whose window ends later are listed.
+    let later = base + SignedDuration::from_hours(5);
+    assert_eq!(store.list_sessions(later).await.unwrap(), vec![s2.clone()]);
+    store
+        .delete_session(s1.id, &ev("session.cancel", "instance:world"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .delete_session(s1.id, &ev("session.cancel", "instance:world"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The cancelled window is free again.
+    let s4 = session(&i, k1.id, base, 2, 1);
+    store
+        .create_session(&s4, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+}
+
+pub async fn moving_sessions_is_all_or_nothing(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let (k1, k2) = (
+        add_license(store, "k1", None).await,
+        add_license(store, "k2", None).await,
+    );
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    let base = now();
+    let s1 = session(&i, k1.id, base, 1, 3);
+    let s2 = session(&i, k2.id, base, 3, 3);
+    for s in [&s1, &s2] {
+        store
+            .create_session(s, &[], &ev("session.schedule", "instance:world"))
+            .await
+            .unwrap();
+    }
+    // s3 overlaps s1 only; moving s1 onto k2 would overlap s2: refused,
+    // and s1 stays where it was.
+    let s3 = session(&i, k1.id, base, 0, 2);
+    let err = store
+        .create_session(
+            &s3,
+            &[(s1.id, k2.id)],
+            &ev("session.schedule", "instance:world"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.session(s1.id).await.unwrap().unwrap().license, k1.id);
+    assert_eq!(store.session(s3.id).await.unwrap(), None);
+    // A late session fits on k1.
+    let s4 = session(&i, k1.id, base, 6, 1);
+    store
+        .create_session(&s4, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    // A new session and a move in one go: s4 goes to k2 after s2.
+    let s5 = session(&i, k2.id, base, 0, 1);
+    store
+        .create_session(
+            &s5,
+            &[(s4.id, k2.id)],
+            &ev("session.schedule", "instance:world"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.session(s4.id).await.unwrap().unwrap().license, k2.id);
+    // A prepared session does not move.
+    let w = add_instance(store, instance("other", a.id, None)).await;
+    store
+        .promise_license(w.id, k1.id, None, &ev("instance.start", "instance:other"))
+        .await
+        .unwrap();
+    let s6 = session(&w, k1.id, base, 10, 1);
+    store
+        .create_session(&s6, &[], &ev("session.schedule", "instance:other"))
+        .await
+        .unwrap();
+    store
+        .promise_license(
+            w.id,
+            k1.id,
+            Some(s6.id),
+            &ev("session.prepare", "instance:other"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session(s6.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .prepared_at
+            .is_some()
+    );
+    let s7 = session(&w, k1.id, base, 20, 1);
+    let err = store
+        .create_session(
+            &s7,
+            &[(s6.id, k2.id)],
+            &ev("session.schedule", "instance:other"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.session(s6.id).await.unwrap().unwrap().license, k1.id);
+}
+
+pub async fn a_promised_key_is_awaited_until_bound(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let (k1, k2) = (
+        add_license(store, "k1", None).await,
+        add_license(store, "k2", None).await,
+    );
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    store
+        .promise_license(i.id, k1.id, None, &ev("instance.start", "instance:world"))
+        .await
+        .unwrap();
+    let got = store.instance(&i.slug).await.unwrap().unwrap();
+    assert_eq!(
+        (got.awaits, got.desired_state),
+        (Some(k1.id), DesiredState::Running)
+    );
+    // A key in use cannot be removed while awaited.
+    assert!(matches!(
+        store
+            .delete_license(k1.id, &ev("license.remove", "license:k1"))
+            .await,
+        Err(StoreError::InUse { .. })
+    ));
+    // Binding fulfils the promise.
+    assert!(
+        store
+            .bind_license(k1.id, i.id, &ev("license.bind", "license:k1"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.instance(&i.slug).await.unwrap().unwrap().awaits, None);
+    // A world that holds a key is not promised another.
+    store
+        .promise_license(i.id, k2.id, None, &ev("instance.start", "instance:world"))
+        .await
+        .unwrap();
+    assert_eq!(store.instance(&i.slug).await.unwrap().unwrap().awaits, None);
+    // Asking to stop withdraws a promise.
+    let j = add_instance(store, instance("other", a.id, None)).await;
+    store
+        .promise_license(j.id, k2.id, None, &ev("instance.start", "instance:other"))
+        .await
+        .unwrap();
+    let got = store
+        .set_desired_state(
+            &j.slug,
+            DesiredState::Stopped,
+            &ev("instance.stop", "instance:other"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.awaits, None);
+    // Not for a world being destroyed, nor for a missing one or key.
+    store
+        .set_desired_state(
+            &j.slug,
+            DesiredState::Destroyed,
+            &ev("instance.destroy", "instance:other"),
+        )
+        .await
+        .unwrap();
+    for (inst, key) in [
+        (j.id, k2.id),
+        (InstanceId::new(), k2.id),
+        (i.id, LicenseId::new()),
+    ] {
+        assert!(matches!(
+            store
+                .promise_license(inst, key, None, &ev("instance.start", "x"))
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(store.instance(&j.slug).await.unwrap().unwrap().awaits, None);
+}
+
+pub async fn running_intervals_are_counted(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let b = add_user(store, "bob", Role::Gm).await;
+    let k = add_license(store, "k", None).await;
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    let j = add_instance(store, instance("bobs", b.id, None)).await;
+    assert!(
+        store
+            .bind_license(k.id, i.id, &ev("license.bind", "license:k"), None)
+            .await
+            .unwrap()
+    );
+    let t0 = now();
+    let at = |mins: i64| t0 + SignedDuration::from_mins(mins);
+    let seen = |state, players, mins| Observation {
+        state,
+        state_reason: None,
+        players,
+        world: None,
+        foundry_version: None,
+        at: at(mins),
+    };
+    store
+        .record_observation(i.id, &seen(ObservedState::Starting, 0, 0), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .instance(&i.slug)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_activity_at,
+        None
+    );
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 0, 1), None)
+        .await
+        .unwrap();
+    // Running again (a poll) keeps the one open interval.
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 0, 2), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .instance(&i.slug)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_activity_at,
+        Some(at(1))
+    );
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 2, 30), None)
+        .await
+        .unwrap();
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 0, 40), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .instance(&i.slug)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_activity_at,
+        Some(at(30))
+    );
+    store
+        .record_observation(i.id, &seen(ObservedState::Stopped, 0, 61), None)
+        .await
+        .unwrap();
+    store
+        .record_observation(j.id, &seen(ObservedState::Running, 0, 5), None)
+        .await
+        .unwrap();
+    let all = store.list_usage(None, at(-10), at(100)).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let mine = store
+        .list_usage(Some(a.id), at(-10), at(100))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (
+            mine[0].instance,
+            mine[0].license,
+            mine[0].started_at,
+            mine[0].stopped_at
+        ),
+        (i.id, Some(k.id), at(1), Some(at(61)))
+    );
+    // Outside the range: nothing; an open interval overlaps everything after.
+    assert!(
+        store
+            .list_usage(Some(a.id), at(70), at(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_usage(Some(b.id), at(1000), at(2000))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Deleting a world closes its interval and keeps it.
+    store
+        .delete_instance(&j.slug, &ev("instance.destroyed", "instance:bobs"))
+        .await
+        .unwrap();
+    let bobs = store
+        .list_usage(Some(b.id), at(0), at(1_000_000))
+        .await
+        .unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert!(bobs[0].stopped_at.is_some());
+}
+
+pub async fn a_reserved_key_cannot_be_removed(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let k = add_license(store, "k", None).await;
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    let past = now() - SignedDuration::from_hours(10);
+    let ended = session(&i, k.id, past, 0, 1);
+    store
+        .create_session(&ended, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    let coming = session(&i, k.id, now(), 1, 1);
+    store
+        .create_session(&coming, &[], &ev("session.schedule", "instance:world"))
+        .await
+        .unwrap();
+    let err = store
+        .delete_license(k.id, &ev("license.remove", "license:k"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+    store
+        .delete_session(coming.id, &ev("session.cancel", "instance:world"))
+        .await
+        .unwrap();
+    // Ended sessions go with the key.
+    store
+        .delete_license(k.id, &ev("license.remove", "license:k"))
+        .await
+        .unwrap();
+    assert_eq!(store.session(ended.id).await.unwrap(), None);
 }

@@ -14,7 +14,8 @@ mod records;
 pub use records::*;
 
 use async_trait::async_trait;
-use tavern_types::{DesiredState, InstanceId, LicenseId, Slug, UserId, Username};
+use jiff::Timestamp;
+use tavern_types::{DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username};
 
 /// What a store can fail with. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,13 @@ pub trait Store: Send + Sync + 'static {
     /// All users, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Sets a user's quota tier (`None`: the default tier).
+    async fn set_user_tier(
+        &self,
+        user: UserId,
+        tier: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<User>;
 
     /// Stores a token by the hash of its secret.
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()>;
@@ -68,6 +76,7 @@ pub trait Store: Send + Sync + 'static {
     /// Instances, oldest first; only those of `owner` when given.
     async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>>;
     /// Sets what people want of the instance; answers it as it is now.
+    /// Anything but running also withdraws a promised key (`awaits`).
     async fn set_desired_state(
         &self,
         slug: &Slug,
@@ -81,7 +90,9 @@ pub trait Store: Send + Sync + 'static {
         license: Option<LicenseId>,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
-    /// Records what the runtime saw, with an event when it is news.
+    /// Records what the runtime saw, with an event when it is news. Players
+    /// seen (or a server becoming running) set `last_activity_at`; becoming
+    /// running opens a usage interval, leaving running closes it.
     async fn record_observation(
         &self,
         id: InstanceId,
@@ -95,7 +106,8 @@ pub trait Store: Send + Sync + 'static {
     /// `Ok(true)` when the instance holds it now (also when it already did),
     /// `Ok(false)` when another instance holds it or the instance holds
     /// another key. A key is never bound to two instances. `bind_event` is
-    /// written when the key is newly bound. With `start`, the same
+    /// written when the key is newly bound; binding fulfils a promise
+    /// (`awaits` is cleared). With `start`, the same
     /// transaction sets the instance's desired state to running and writes
     /// that event, so a world that is asked to run always holds its key.
     async fn bind_license(
@@ -118,9 +130,50 @@ pub trait Store: Send + Sync + 'static {
     async fn license(&self, id: LicenseId) -> StoreResult<Option<License>>;
     /// Licenses, oldest first.
     async fn list_licenses(&self) -> StoreResult<Vec<License>>;
-    /// Removes a license. [`StoreError::InUse`] while an instance names it
-    /// or holds it.
+    /// Removes a license. [`StoreError::InUse`] while an instance names it,
+    /// holds it or awaits it, or a session that has not ended reserves it.
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()>;
+
+    /// Promises `license` to `instance` and asks the instance to run, in one
+    /// transaction: the world takes that key as soon as it is free, and no
+    /// other world may take it meanwhile. With `session`, marks that session
+    /// prepared. [`StoreError::NotFound`] when the instance is gone or being
+    /// destroyed, or the session is gone.
+    async fn promise_license(
+        &self,
+        instance: InstanceId,
+        license: LicenseId,
+        session: Option<SessionId>,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+
+    /// Writes a new session and, in the same transaction, moves the
+    /// not-yet-prepared sessions in `moves` to other keys. Afterwards no two
+    /// windows of one key may overlap; if they would, or a session to move
+    /// has been prepared or removed meanwhile, nothing changes and the
+    /// answer is [`StoreError::Conflict`] (`what` = `"reservation"`).
+    async fn create_session(
+        &self,
+        session: &Session,
+        moves: &[(SessionId, LicenseId)],
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    async fn session(&self, id: SessionId) -> StoreResult<Option<Session>>;
+    /// Sessions whose window ends after `after`, by start.
+    async fn list_sessions(&self, after: Timestamp) -> StoreResult<Vec<Session>>;
+    /// Cancels a session, freeing its window.
+    async fn delete_session(&self, id: SessionId, event: &NewEvent) -> StoreResult<()>;
+
+    /// Observed running intervals that overlap `[from, to)` (open ones
+    /// included), only `owner`'s when given. Intervals open when an
+    /// observation first says `running` and close when one says otherwise,
+    /// or when the instance is deleted.
+    async fn list_usage(
+        &self,
+        owner: Option<UserId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<UsageInterval>>;
 
     /// Records an event that goes with no other change.
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;

@@ -3,8 +3,8 @@
 
 use jiff::Timestamp;
 use tavern_types::{
-    DesiredState, EventId, InstanceId, LicenseId, ObservedState, Role, Slug, TokenId, UserId,
-    Username,
+    DesiredState, EventId, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId,
+    UserId, Username,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub struct User {
     /// Argon2id PHC string; `None` for users who sign in only with tokens.
     pub password_hash: Option<String>,
     pub created_at: Timestamp,
+    /// The quota tier (a `[tiers.NAME]` of the configuration); `None`: the
+    /// default tier.
+    pub tier: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +52,12 @@ pub struct Instance {
     pub foundry_version: Option<String>,
     /// The Foundry admin key, sealed by the caller's secret box.
     pub admin_key_sealed: Option<Vec<u8>>,
+    /// A key promised to this world (a prepared session, a pre-emption):
+    /// it takes that key as soon as it is free, and no other world may.
+    /// Cleared when the world binds a key or is asked to stop.
+    pub awaits: Option<LicenseId>,
+    /// When players were last seen (or the server last became running).
+    pub last_activity_at: Option<Timestamp>,
 }
 
 /// What the reconciler saw of one world.
@@ -75,6 +84,39 @@ pub struct License {
     pub created_at: Timestamp,
     /// The world this key runs now (held until its server is confirmed gone).
     pub bound_to: Option<InstanceId>,
+}
+
+/// A scheduled play session: it holds `license` for the window
+/// `[window_start, window_end)` (the session's start less the lead time, to
+/// its end plus the grace time). Windows of one key never overlap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub instance: InstanceId,
+    pub license: LicenseId,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+    /// The username who scheduled it.
+    pub created_by: String,
+    pub created_at: Timestamp,
+    /// When the scheduler started its world; until then its key may still
+    /// move to another equal key to fit other sessions.
+    pub prepared_at: Option<Timestamp>,
+}
+
+/// One observed running interval of a world (open while `stopped_at` is
+/// `None`), kept after the world is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageInterval {
+    pub instance: InstanceId,
+    pub slug: String,
+    pub owner: UserId,
+    pub license: Option<LicenseId>,
+    pub started_at: Timestamp,
+    pub stopped_at: Option<Timestamp>,
+    pub reason: Option<String>,
 }
 
 /// The current time at the precision every store keeps (microseconds), so

@@ -70,3 +70,7 @@ id_type!(
     /// One audit record.
     EventId
 );
+id_type!(
+    /// A scheduled play session (and the key window it reserves).
+    SessionId
+);

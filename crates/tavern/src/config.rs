@@ -3,6 +3,7 @@
 //! then `TAVERN_<SECTION>_<KEY>` variables, then flags. Unknown keys and bad
 //! values are errors that name the key and where it came from.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,62 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
+    pub licenses: LicensesConfig,
+    pub sessions: SessionsConfig,
+    /// Quota tiers by name (`[tiers.NAME]`).
+    pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LicensesConfig {
+    /// When no key is free, stop a world that has had no players for
+    /// `preempt_grace_minutes` and give its key to the start.
+    pub preempt_idle: bool,
+    pub preempt_grace_minutes: u64,
+    /// A key reserved for a session within this many minutes is not handed
+    /// to an ad-hoc start.
+    pub reservation_horizon_minutes: u64,
+}
+
+impl Default for LicensesConfig {
+    fn default() -> Self {
+        Self {
+            preempt_idle: false,
+            preempt_grace_minutes: 10,
+            reservation_horizon_minutes: 240,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// A session's world starts this many minutes early.
+    pub lead_minutes: u64,
+    /// A session's key stays reserved this many minutes after its end.
+    pub grace_minutes: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            lead_minutes: 10,
+            grace_minutes: 30,
+        }
+    }
+}
+
+/// One quota tier; a limit left out is no limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierConfig {
+    pub max_instances: Option<u32>,
+    pub max_running: Option<u32>,
+    pub monthly_hours: Option<u32>,
+    /// The tier of users who have none (at most one tier).
+    pub default: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +228,9 @@ impl Config {
             let key = key.as_str().to_ascii_lowercase();
             if CLIENT_VARS.contains(&key.as_str()) {
                 None
+            } else if let Some(rest) = key.strip_prefix("tiers_") {
+                // TAVERN_TIERS_<NAME>_<KEY>: tier names have no underscore.
+                Some(format!("tiers.{}", rest.replacen('_', ".", 1)).into())
             } else {
                 Some(key.replacen('_', ".", 1).into())
             }
@@ -235,9 +294,80 @@ impl Config {
         if let Some(url) = &self.server.public_url {
             public_parts(url)?;
         }
+        let (l, se) = (&self.licenses, &self.sessions);
+        anyhow::ensure!(
+            l.preempt_grace_minutes <= 24 * 60,
+            "invalid configuration: licenses.preempt_grace_minutes must be at most 1440"
+        );
+        anyhow::ensure!(
+            l.reservation_horizon_minutes <= 7 * 24 * 60,
+            "invalid configuration: licenses.reservation_horizon_minutes must be at most 10080 (a week)"
+        );
+        anyhow::ensure!(
+            se.lead_minutes <= 24 * 60 && se.grace_minutes <= 24 * 60,
+            "invalid configuration: sessions.lead_minutes and sessions.grace_minutes must be at most 1440"
+        );
+        for name in self.tiers.keys() {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name.len() <= 32
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "invalid configuration: tier name {name:?} must be 1 to 32 lowercase letters, digits or dashes"
+            );
+        }
+        let defaults: Vec<&String> = self
+            .tiers
+            .iter()
+            .filter(|(_, t)| t.default)
+            .map(|(n, _)| n)
+            .collect();
+        anyhow::ensure!(
+            defaults.len() <= 1,
+            "invalid configuration: only one tier may be the default, not {}",
+            defaults
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("invalid configuration: log.level {:?}", self.log.level))?;
         Ok(())
+    }
+
+    /// Reservations, pre-emption and quota tiers, for the core.
+    pub fn economy(&self) -> tavern_core::Economy {
+        let mins = |m: u64| jiff::SignedDuration::from_mins(i64::try_from(m).unwrap_or(i64::MAX));
+        tavern_core::Economy {
+            horizon: mins(self.licenses.reservation_horizon_minutes),
+            preempt_grace: self
+                .licenses
+                .preempt_idle
+                .then(|| mins(self.licenses.preempt_grace_minutes)),
+            session_lead: mins(self.sessions.lead_minutes),
+            session_grace: mins(self.sessions.grace_minutes),
+            tiers: self
+                .tiers
+                .iter()
+                .map(|(name, t)| {
+                    (
+                        name.clone(),
+                        tavern_core::policy::quotas::Tier {
+                            max_instances: t.max_instances,
+                            max_running: t.max_running,
+                            monthly_hours: t.monthly_hours,
+                        },
+                    )
+                })
+                .collect(),
+            default_tier: self
+                .tiers
+                .iter()
+                .find(|(_, t)| t.default)
+                .map(|(n, _)| n.clone()),
+        }
     }
 
     /// The SQLite database file.

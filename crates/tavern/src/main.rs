@@ -40,6 +40,9 @@ enum Command {
     /// Manage Foundry license keys.
     #[command(subcommand)]
     License(client::LicenseCommand),
+    /// Book, list and cancel play sessions.
+    #[command(subcommand)]
+    Session(client::SessionCommand),
     /// Manage users.
     #[command(subcommand)]
     User(client::UserCommand),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Login(args) => client::login(args).await,
             Command::Instance(cmd) => client::instance(cmd).await,
             Command::License(cmd) => client::license(cmd).await,
+            Command::Session(cmd) => client::session(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,

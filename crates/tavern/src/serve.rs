@@ -64,6 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             public_port,
             default_runtime: config.runtime.kind.clone(),
             license_vault: data_dir.join("licenses"),
+            economy: config.economy(),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),
@@ -106,6 +107,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
+    let scheduling = tokio::spawn(tavern_core::scheduler::run(
+        tavern.clone(),
+        Duration::from_secs(rc.resync_seconds),
+        shutdown.clone(),
+    ));
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -137,6 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Worlds keep running while Tavern is away; the next start adopts them.
     let _ = reconciling.await;
+    let _ = scheduling.await;
     store.close().await;
     tracing::info!("tavern stopped");
     served
@@ -227,6 +234,7 @@ async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
                     username: DEMO_USER.into(),
                     role: "gm".into(),
                     password: DEMO_PASSWORD.into(),
+                    tier: None,
                 },
             )
             .await?;

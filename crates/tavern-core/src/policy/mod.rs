@@ -2,3 +2,5 @@
 //! facts handed to it, with property tests for the invariants it keeps.
 
 pub mod licenses;
+pub mod quotas;
+pub mod reservations;

@@ -46,7 +46,16 @@ const LICENSE_COLUMNS: &[Column] = &[
 const USER_COLUMNS: &[Column] = &[
     ("USERNAME", "username"),
     ("ROLE", "role"),
+    ("TIER", "tier"),
     ("CREATED", "created_at"),
+];
+const SESSION_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("WORLD", "instance"),
+    ("START", "start"),
+    ("END", "end"),
+    ("LICENSE", "license.label"),
+    ("STARTED", "prepared"),
 ];
 const EVENT_COLUMNS: &[Column] = &[
     ("TIME", "at"),
@@ -478,6 +487,22 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// The quota tier (a configured `[tiers.NAME]`; default: the
+        /// default tier).
+        #[arg(long)]
+        tier: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Put a user on a quota tier.
+    SetTier {
+        name: String,
+        /// A configured tier.
+        #[arg(required_unless_present = "default")]
+        tier: Option<String>,
+        /// Back to the default tier.
+        #[arg(long, conflicts_with = "tier")]
+        default: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -493,6 +518,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             name,
             role,
             password_stdin,
+            tier,
             conn,
         } => {
             let api = Api::from_conn(&conn)?;
@@ -504,12 +530,97 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let created = api
                 .post(
                     "/api/v1/users",
-                    &json!({ "username": name, "role": role, "password": password }),
+                    &json!({ "username": name, "role": role, "password": password, "tier": tier }),
                 )
                 .await?;
             print(conn.json, &created, USER_COLUMNS);
             if generated {
                 eprintln!("Password for {name}, shown this once: {password}");
+            }
+        }
+        UserCommand::SetTier {
+            name,
+            tier,
+            default: _,
+            conn,
+        } => {
+            let user = Api::from_conn(&conn)?
+                .patch(
+                    &format!("/api/v1/users/{}", path_part(&name)?),
+                    &json!({ "tier": tier }),
+                )
+                .await?;
+            print(conn.json, &user, USER_COLUMNS);
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum SessionCommand {
+    /// Book a session: a license key is reserved for it, and the world
+    /// starts by itself a little before.
+    Schedule {
+        slug: String,
+        /// When play begins, RFC 3339 with an offset:
+        /// 2026-11-28T19:00:00Z or 2026-11-28T20:00:00+01:00.
+        #[arg(long)]
+        at: String,
+        /// How long it lasts: 4h, 90m, 3h30m.
+        #[arg(long, value_parser = parse_minutes)]
+        duration: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Sessions to come and under way, with their keys.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Cancel a session; its key's window is free again.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// A duration like `4h`, `90m` or `3h30m`, in whole minutes.
+fn parse_minutes(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?} is not a duration like 4h, 90m or 3h30m");
+    let d: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
+    if d.is_negative() || d.as_secs() % 60 != 0 {
+        return Err(bad());
+    }
+    u32::try_from(d.as_secs() / 60).map_err(|_| bad())
+}
+
+pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::Schedule {
+            slug,
+            at,
+            duration,
+            conn,
+        } => {
+            let booked = Api::from_conn(&conn)?
+                .post(
+                    "/api/v1/sessions",
+                    &json!({ "instance": slug, "start": at, "duration_minutes": duration }),
+                )
+                .await?;
+            print(conn.json, &booked, SESSION_COLUMNS);
+        }
+        SessionCommand::List { conn } => {
+            let list = Api::from_conn(&conn)?.get("/api/v1/sessions").await?;
+            print(conn.json, &list, SESSION_COLUMNS);
+        }
+        SessionCommand::Cancel { id, conn } => {
+            Api::from_conn(&conn)?
+                .delete(&format!("/api/v1/sessions/{}", path_part(&id)?))
+                .await?;
+            if !conn.json {
+                println!("Cancelled session {id}.");
             }
         }
     }
@@ -684,10 +795,20 @@ async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::new_lines;
+    use super::{new_lines, parse_minutes};
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn durations_are_whole_minutes() {
+        assert_eq!(parse_minutes("4h"), Ok(240));
+        assert_eq!(parse_minutes("90m"), Ok(90));
+        assert_eq!(parse_minutes("3h30m"), Ok(210));
+        for bad in ["", "soon", "-1h", "90s", "4"] {
+            assert!(parse_minutes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -705,7 +826,8 @@ mod tests {
 
 #[derive(clap::Subcommand)]
 pub enum AdminCommand {
-    /// Every key and the world on it, running worlds and failed ones.
+    /// Every key and the world on it, sessions to come, running worlds
+    /// and failed ones.
     Overview {
         #[command(flatten)]
         conn: Conn,
@@ -733,6 +855,8 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                     ("PLAYERS", "players"),
                 ],
             );
+            println!("Sessions");
+            print(false, &o["sessions"], SESSION_COLUMNS);
             println!("Running worlds");
             print(false, &o["running"], INSTANCE_COLUMNS);
             println!("Failed worlds");
