@@ -515,6 +515,47 @@ mod tests {
     }
 
     #[test]
+    fn tiers_sessions_and_licenses_from_file_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "[licenses]\npreempt_idle = true\n[sessions]\nlead_minutes = 15\n\
+                 [tiers.free]\nmax_instances = 1\ndefault = true\n[tiers.supporter]\nmax_running = 2\n",
+            )?;
+            jail.set_env("TAVERN_TIERS_SUPPORTER_MONTHLY_HOURS", "40");
+            jail.set_env("TAVERN_SESSIONS_GRACE_MINUTES", "45");
+            let c = Config::load(Some(Path::new("t.toml")), Overrides::default()).unwrap();
+            let e = c.economy();
+            assert_eq!(e.default_tier.as_deref(), Some("free"));
+            assert_eq!(e.tiers["free"].max_instances, Some(1));
+            assert_eq!(e.tiers["supporter"].max_running, Some(2));
+            assert_eq!(e.tiers["supporter"].monthly_hours, Some(40));
+            assert_eq!(e.session_lead, jiff::SignedDuration::from_mins(15));
+            assert_eq!(e.session_grace, jiff::SignedDuration::from_mins(45));
+            assert_eq!(e.preempt_grace, Some(jiff::SignedDuration::from_mins(10)));
+            assert_eq!(e.horizon, jiff::SignedDuration::from_hours(4));
+
+            jail.create_file(
+                "two.toml",
+                "[tiers.a]\ndefault = true\n[tiers.b]\ndefault = true\n",
+            )?;
+            let err = Config::load(Some(Path::new("two.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("only one tier"), "{err}");
+            jail.create_file("bad.toml", "[tiers.free]\nstorage_gb = 5\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("storage_gb"), "{err}");
+            jail.create_file("name.toml", "[tiers.\"Gold Plus\"]\nmax_running = 1\n")?;
+            let err = Config::load(Some(Path::new("name.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("Gold Plus"), "{err}");
+            Ok(())
+        });
+        let c = with_env(&[], || Config::load(None, Overrides::default()).unwrap());
+        let e = c.economy();
+        assert_eq!((e.preempt_grace, e.default_tier), (None, None));
+        assert!(e.tiers.is_empty());
+    }
+
+    #[test]
     fn api_url_is_public_url_or_a_reachable_address() {
         let mut c = Config::default();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! loopback port, driven through its CLI and HTTP API.
 
 mod bad_input;
+mod economy;
 mod isolation;
 mod releases;
 mod runtime;

@@ -10,39 +10,6 @@ use crate::releases::{
 };
 use crate::support::*;
 
-/// A made-up license key of its own for each world (24 letters and digits).
-fn key_for(slug: &str) -> String {
-    let mut k: String = slug
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_uppercase();
-    k.extend(std::iter::repeat_n('7', 24));
-    k.truncate(24);
-    k
-}
-
-/// Adds a pooled key; answers its id.
-async fn add_key(admin: &Api, label: &str, key: &str) -> String {
-    let (s, b) = admin
-        .post("/api/v1/licenses", &json!({"label": label, "key": key}))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    b["id"].as_str().unwrap().to_owned()
-}
-
-/// Creates a world that names no key; answers it.
-async fn add_world(admin: &Api, slug: &str, release: &str) -> Value {
-    let (s, b) = admin
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": slug, "release": release}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    b
-}
-
 /// Creates worlds that name no key.
 async fn add_worlds(admin: &Api, slugs: impl IntoIterator<Item = impl AsRef<str>>, release: &str) {
     for slug in slugs {
@@ -498,21 +465,6 @@ async fn one_license_runs_one_server_at_a_time() {
     start(&admin, "second").await;
     wait_for_state(&admin, "second", "running").await;
     assert_eq!(stubs_of(&server).len(), 1);
-}
-
-fn read_port(server: &Server, slug: &str) -> u16 {
-    let v: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            server
-                .data_dir()
-                .join("instances")
-                .join(slug)
-                .join("server.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    u16::try_from(v["port"].as_u64().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tavern");
 
@@ -514,4 +514,53 @@ pub async fn wait_for_state(api: &Api, slug: &str, state: &str) -> (Value, Vec<S
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A made-up license key of its own for each world (24 letters and digits).
+pub fn key_for(slug: &str) -> String {
+    let mut k: String = slug
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_uppercase();
+    k.extend(std::iter::repeat_n('7', 24));
+    k.truncate(24);
+    k
+}
+
+/// Adds a pooled key; answers its id.
+pub async fn add_key(admin: &Api, label: &str, key: &str) -> String {
+    let (s, b) = admin
+        .post("/api/v1/licenses", &json!({"label": label, "key": key}))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a world that names no key; answers it.
+pub async fn add_world(admin: &Api, slug: &str, release: &str) -> Value {
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": slug, "release": release}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b
+}
+
+/// The port a world's server listens on (from its pid file).
+pub fn read_port(server: &Server, slug: &str) -> u16 {
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            server
+                .data_dir()
+                .join("instances")
+                .join(slug)
+                .join("server.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    u16::try_from(v["port"].as_u64().unwrap()).unwrap()
 }
