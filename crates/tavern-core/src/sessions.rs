@@ -113,9 +113,19 @@ impl Tavern {
                 });
             }
             self.check_session_quota(&i, &window, &snap).await?;
+            // A session that begins soon prefers keys no other world runs
+            // now, so that nobody need be stopped for it.
+            let mut keys = eligible(&i, &snap.licenses);
+            if window.start < snap.now + economy.horizon {
+                keys.sort_by_key(|k| {
+                    snap.licenses
+                        .iter()
+                        .any(|l| l.id == *k && l.bound_to.is_some_and(|b| b != i.id))
+                });
+            }
             let request = Request {
                 window,
-                eligible: eligible(&i, &snap.licenses),
+                eligible: keys,
             };
             if request.eligible.is_empty() {
                 return Err(CoreError::Conflict {

@@ -692,13 +692,13 @@ impl Store for SqliteStore {
         event: Option<&NewEvent>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let prev: Option<(String, String, String)> =
-            sqlx::query_as("SELECT state, slug, owner_id FROM instances WHERE id = ?")
+        let prev: Option<(String, String, String, i64)> =
+            sqlx::query_as("SELECT state, slug, owner_id, players FROM instances WHERE id = ?")
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend("record observation"))?;
-        let Some((prev, slug, owner)) = prev else {
+        let Some((prev, slug, owner, prev_players)) = prev else {
             return Err(StoreError::NotFound {
                 what: "instance",
                 key: id.to_string(),
@@ -706,7 +706,8 @@ impl Store for SqliteStore {
         };
         let was_running = prev == ObservedState::Running.as_str();
         let is_running = o.state == ObservedState::Running;
-        let active = o.players > 0 || (is_running && !was_running);
+        // Players seen now, or seen until now (the last one just left).
+        let active = o.players > 0 || prev_players > 0 || (is_running && !was_running);
         sqlx::query(
             "UPDATE instances SET state = ?, state_reason = ?, players = ?, world = ?, foundry_version = ?, updated_at = ?, \
              last_activity_at = CASE WHEN ? THEN ? ELSE last_activity_at END WHERE id = ?",

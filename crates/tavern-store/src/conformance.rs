@@ -1024,19 +1024,25 @@ pub async fn running_intervals_are_counted(store: &dyn Store) {
         .record_observation(i.id, &seen(ObservedState::Running, 2, 30), None)
         .await
         .unwrap();
-    store
-        .record_observation(i.id, &seen(ObservedState::Running, 0, 40), None)
-        .await
-        .unwrap();
-    assert_eq!(
+    // The last player leaves at 40: active until then, not after.
+    let last_activity = || async {
         store
             .instance(&i.slug)
             .await
             .unwrap()
             .unwrap()
-            .last_activity_at,
-        Some(at(30))
-    );
+            .last_activity_at
+    };
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 0, 40), None)
+        .await
+        .unwrap();
+    assert_eq!(last_activity().await, Some(at(40)));
+    store
+        .record_observation(i.id, &seen(ObservedState::Running, 0, 50), None)
+        .await
+        .unwrap();
+    assert_eq!(last_activity().await, Some(at(40)));
     store
         .record_observation(i.id, &seen(ObservedState::Stopped, 0, 61), None)
         .await

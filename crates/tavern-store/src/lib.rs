@@ -91,8 +91,9 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> StoreResult<Instance>;
     /// Records what the runtime saw, with an event when it is news. Players
-    /// seen (or a server becoming running) set `last_activity_at`; becoming
-    /// running opens a usage interval, leaving running closes it.
+    /// seen, the last player leaving, or a server becoming running set
+    /// `last_activity_at`; becoming running opens a usage interval, leaving
+    /// running closes it.
     async fn record_observation(
         &self,
         id: InstanceId,
