@@ -261,6 +261,11 @@ async fn a_session_starts_its_world_on_its_key_stopping_the_world_on_it() {
         "{}",
         refused.1
     );
+    // Its window opens in 2 h 50: nothing starts yet.
+    let (_, waiting) = admin.get("/api/v1/instances/booked").await;
+    assert_eq!(waiting["desired_state"], "stopped", "{waiting}");
+    let (_, list) = admin.get("/api/v1/sessions").await;
+    assert_eq!(list[0]["prepared"], false, "{list}");
     let (s, _) = admin
         .delete(&format!(
             "/api/v1/sessions/{}",

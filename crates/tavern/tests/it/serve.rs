@@ -35,6 +35,9 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
         "/api/v1/instances/{slug}",
         "/api/v1/licenses",
         "/api/v1/auth/login",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/api/v1/users/{username}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
