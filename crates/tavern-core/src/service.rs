@@ -766,8 +766,12 @@ impl Tavern {
                 "instance.start",
                 format!("instance:{}", i.slug),
             );
+            let promised = i.desired_state == DesiredState::Running && i.awaits.is_some();
             match self.claim_license(&i, caller.name(), Some(&start)).await {
                 Ok(_) => {}
+                // Already on its way: a key was promised to it and the world
+                // holding that key is stopping.
+                Err(e) if promised && e.code() == "license_in_use" => {}
                 Err(e) if e.code() == "no_license_available" => {
                     if !self.preempt_for(&i, caller.name(), &start).await? {
                         return Err(e);

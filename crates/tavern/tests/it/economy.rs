@@ -482,6 +482,11 @@ async fn an_idle_world_is_preempted_when_switched_on() {
         .post("/api/v1/instances/wanted/start", &json!({}))
         .await;
     assert_eq!(s, 202, "{b}");
+    // Asking again while the key moves is not an error.
+    let (s, b) = admin
+        .post("/api/v1/instances/wanted/start", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
     let (wanted, _) = wait_for_state(&admin, "wanted", "running").await;
     assert_eq!(wanted["license"]["id"], key.as_str());
     let (_, idle) = admin.get("/api/v1/instances/idle").await;
