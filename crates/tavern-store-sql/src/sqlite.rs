@@ -209,12 +209,7 @@ async fn finish_instance_update(
     event: &NewEvent,
     op: &'static str,
 ) -> StoreResult<Instance> {
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound {
-            what: "instance",
-            key: slug.to_string(),
-        });
-    }
+    touched(&done, "instance", slug)?;
     insert_event(&mut tx, event).await?;
     let row = sqlx::query(concat!(
         "SELECT ",
@@ -228,6 +223,21 @@ async fn finish_instance_update(
     let instance = instance_from(&row)?;
     commit(tx).await?;
     Ok(instance)
+}
+
+/// Not found when an update or delete touched no row.
+fn touched(
+    done: &sqlx::sqlite::SqliteQueryResult,
+    what: &'static str,
+    key: impl ToString,
+) -> StoreResult<()> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound {
+            what,
+            key: key.to_string(),
+        });
+    }
+    Ok(())
 }
 
 async fn commit(tx: Transaction<'static, Sqlite>) -> StoreResult<()> {
@@ -622,12 +632,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("delete instance"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "instance",
-                key: slug.to_string(),
-            });
-        }
+        touched(&done, "instance", slug)?;
         insert_event(&mut tx, event).await?;
         commit(tx).await
     }
@@ -796,12 +801,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("start instance"))?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound {
-                    what: "instance",
-                    key: instance.to_string(),
-                });
-            }
+            touched(&done, "instance", instance)?;
             insert_event(&mut tx, event).await?;
         }
         commit(tx).await?;
@@ -936,12 +936,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("delete license"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "license",
-                key: id.to_string(),
-            });
-        }
+        touched(&done, "license", id)?;
         insert_event(&mut tx, event).await?;
         commit(tx).await
     }
@@ -959,12 +954,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("set user tier"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "user",
-                key: user.to_string(),
-            });
-        }
+        touched(&done, "user", user)?;
         insert_event(&mut tx, event).await?;
         let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = ?"))
             .bind(user.to_string())
@@ -1008,12 +998,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend("promise license"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "instance",
-                key: instance.to_string(),
-            });
-        }
+        touched(&done, "instance", instance)?;
         if let Some(session) = session {
             let done =
                 sqlx::query("UPDATE sessions SET prepared_at = ? WHERE id = ? AND instance_id = ?")
@@ -1023,12 +1008,7 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend("prepare session"))?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound {
-                    what: "session",
-                    key: session.to_string(),
-                });
-            }
+            touched(&done, "session", session)?;
         }
         insert_event(&mut tx, event).await?;
         commit(tx).await
@@ -1139,12 +1119,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend("delete session"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                what: "session",
-                key: id.to_string(),
-            });
-        }
+        touched(&done, "session", id)?;
         insert_event(&mut tx, event).await?;
         commit(tx).await
     }

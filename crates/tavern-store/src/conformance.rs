@@ -710,6 +710,17 @@ pub async fn user_tier_round_trip(store: &dyn Store) {
     ));
 }
 
+/// Writes a session (and moves), as a scheduling would.
+async fn book(
+    store: &dyn Store,
+    s: &Session,
+    moves: &[(SessionId, LicenseId)],
+) -> Result<(), StoreError> {
+    store
+        .create_session(s, moves, &ev("session.schedule", "instance:test"))
+        .await
+}
+
 /// A session of `i` on `license` starting `from` hours after `base` for
 /// `hours`, its window exactly the session (tests choose the numbers).
 fn session(i: &Instance, license: LicenseId, base: Timestamp, from: i64, hours: i64) -> Session {
@@ -738,23 +749,14 @@ pub async fn session_windows_never_overlap_on_one_key(store: &dyn Store) {
     let i = add_instance(store, instance("world", a.id, None)).await;
     let base = now();
     let s1 = session(&i, k1.id, base, 1, 3);
-    store
-        .create_session(&s1, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &s1, &[]).await.unwrap();
     // Back to back is fine.
     let s2 = session(&i, k1.id, base, 4, 2);
-    store
-        .create_session(&s2, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &s2, &[]).await.unwrap();
     // Overlapping on the same key is refused and changes nothing.
     let events = store.list_events(100).await.unwrap().len();
     let s3 = session(&i, k1.id, base, 3, 2);
-    let err = store
-        .create_session(&s3, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap_err();
+    let err = book(store, &s3, &[]).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -772,10 +774,7 @@ pub async fn session_windows_never_overlap_on_one_key(store: &dyn Store) {
         license: k2.id,
         ..s3
     };
-    store
-        .create_session(&s3, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &s3, &[]).await.unwrap();
     assert_eq!(store.session(s1.id).await.unwrap(), Some(s1.clone()));
     assert_eq!(
         store.list_sessions(base).await.unwrap(),
@@ -796,10 +795,7 @@ pub async fn session_windows_never_overlap_on_one_key(store: &dyn Store) {
     ));
     // The cancelled window is free again.
     let s4 = session(&i, k1.id, base, 2, 1);
-    store
-        .create_session(&s4, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &s4, &[]).await.unwrap();
 }
 
 pub async fn moving_sessions_is_all_or_nothing(store: &dyn Store) {
@@ -813,41 +809,21 @@ pub async fn moving_sessions_is_all_or_nothing(store: &dyn Store) {
     let s1 = session(&i, k1.id, base, 1, 3);
     let s2 = session(&i, k2.id, base, 3, 3);
     for s in [&s1, &s2] {
-        store
-            .create_session(s, &[], &ev("session.schedule", "instance:world"))
-            .await
-            .unwrap();
+        book(store, s, &[]).await.unwrap();
     }
     // s3 overlaps s1 only; moving s1 onto k2 would overlap s2: refused,
     // and s1 stays where it was.
     let s3 = session(&i, k1.id, base, 0, 2);
-    let err = store
-        .create_session(
-            &s3,
-            &[(s1.id, k2.id)],
-            &ev("session.schedule", "instance:world"),
-        )
-        .await
-        .unwrap_err();
+    let err = book(store, &s3, &[(s1.id, k2.id)]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     assert_eq!(store.session(s1.id).await.unwrap().unwrap().license, k1.id);
     assert_eq!(store.session(s3.id).await.unwrap(), None);
     // A late session fits on k1.
     let s4 = session(&i, k1.id, base, 6, 1);
-    store
-        .create_session(&s4, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &s4, &[]).await.unwrap();
     // A new session and a move in one go: s4 goes to k2 after s2.
     let s5 = session(&i, k2.id, base, 0, 1);
-    store
-        .create_session(
-            &s5,
-            &[(s4.id, k2.id)],
-            &ev("session.schedule", "instance:world"),
-        )
-        .await
-        .unwrap();
+    book(store, &s5, &[(s4.id, k2.id)]).await.unwrap();
     assert_eq!(store.session(s4.id).await.unwrap().unwrap().license, k2.id);
     // A prepared session does not move.
     let w = add_instance(store, instance("other", a.id, None)).await;
@@ -856,10 +832,7 @@ pub async fn moving_sessions_is_all_or_nothing(store: &dyn Store) {
         .await
         .unwrap();
     let s6 = session(&w, k1.id, base, 10, 1);
-    store
-        .create_session(&s6, &[], &ev("session.schedule", "instance:other"))
-        .await
-        .unwrap();
+    book(store, &s6, &[]).await.unwrap();
     store
         .promise_license(
             w.id,
@@ -879,14 +852,7 @@ pub async fn moving_sessions_is_all_or_nothing(store: &dyn Store) {
             .is_some()
     );
     let s7 = session(&w, k1.id, base, 20, 1);
-    let err = store
-        .create_session(
-            &s7,
-            &[(s6.id, k2.id)],
-            &ev("session.schedule", "instance:other"),
-        )
-        .await
-        .unwrap_err();
+    let err = book(store, &s7, &[(s6.id, k2.id)]).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     assert_eq!(store.session(s6.id).await.unwrap().unwrap().license, k1.id);
 }
@@ -1102,15 +1068,9 @@ pub async fn a_reserved_key_cannot_be_removed(store: &dyn Store) {
     let i = add_instance(store, instance("world", a.id, None)).await;
     let past = now() - SignedDuration::from_hours(10);
     let ended = session(&i, k.id, past, 0, 1);
-    store
-        .create_session(&ended, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &ended, &[]).await.unwrap();
     let coming = session(&i, k.id, now(), 1, 1);
-    store
-        .create_session(&coming, &[], &ev("session.schedule", "instance:world"))
-        .await
-        .unwrap();
+    book(store, &coming, &[]).await.unwrap();
     let err = store
         .delete_license(k.id, &ev("license.remove", "license:k"))
         .await
