@@ -10,7 +10,7 @@ use tavern_store::{NewEvent, Session, StoreError, now};
 use tavern_types::{DesiredState, SessionId, Slug};
 
 use crate::CoreError;
-use crate::policy::licenses::eligible;
+use crate::policy::licenses::{eligible, session_keys};
 use crate::policy::reservations::{self, Booking, Request, Window};
 use crate::service::{Caller, Snapshot, Tavern, being_destroyed, minutes};
 
@@ -113,16 +113,7 @@ impl Tavern {
                 });
             }
             self.check_session_quota(&i, &window, &snap).await?;
-            // A session that begins soon prefers keys no other world runs
-            // now, so that nobody need be stopped for it.
-            let mut keys = eligible(&i, &snap.licenses);
-            if window.start < snap.now + economy.horizon {
-                keys.sort_by_key(|k| {
-                    snap.licenses
-                        .iter()
-                        .any(|l| l.id == *k && l.bound_to.is_some_and(|b| b != i.id))
-                });
-            }
+            let keys = session_keys(&i, &snap.facts(), window.start);
             let request = Request {
                 window,
                 eligible: keys,

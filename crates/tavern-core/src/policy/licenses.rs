@@ -90,6 +90,27 @@ pub fn eligible(instance: &Instance, licenses: &[License]) -> Vec<LicenseId> {
     pinned.chain(pool).map(|l| l.id).collect()
 }
 
+/// The keys a session of `instance` whose window opens at `start` may
+/// reserve, in the order to try them: the key the world runs with now first
+/// (it need not change keys); then, for a window that opens within the
+/// horizon, keys no other world runs now, so that nobody need be stopped.
+pub fn session_keys(instance: &Instance, facts: &Facts<'_>, start: Timestamp) -> Vec<LicenseId> {
+    let soon = start < facts.now + facts.horizon;
+    let mut keys = eligible(instance, facts.licenses);
+    keys.sort_by_key(|k| {
+        let bound = facts
+            .licenses
+            .iter()
+            .find(|l| l.id == *k)
+            .and_then(|l| l.bound_to);
+        (
+            bound != Some(instance.id),
+            soon && bound.is_some_and(|b| b != instance.id),
+        )
+    });
+    keys
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Allocation {
     /// The world holds this key already.
@@ -590,5 +611,34 @@ mod tests {
                 other => prop_assert!(false, "unexpected {:?}", other),
             }
         }
+    }
+
+    #[test]
+    fn a_session_prefers_the_key_its_world_runs_then_keys_nobody_runs() {
+        let alice = UserId::new();
+        let me = instance(InstanceId::new(), alice, None);
+        let other = InstanceId::new();
+        let pinned_busy = license(Some(alice), Some(other));
+        let pool_busy = license(None, Some(other));
+        let pool_free = license(None, None);
+        let pool_mine = license(None, Some(me.id));
+        let ls = vec![
+            pinned_busy.clone(),
+            pool_busy.clone(),
+            pool_free.clone(),
+            pool_mine.clone(),
+        ];
+        let facts = f(&ls, &[]);
+        let soon = facts.now + SignedDuration::from_hours(1);
+        let later = facts.now + SignedDuration::from_hours(48);
+        assert_eq!(
+            session_keys(&me, &facts, soon),
+            vec![pool_mine.id, pool_free.id, pinned_busy.id, pool_busy.id]
+        );
+        // Far ahead, who runs what now does not matter (beyond its own key).
+        assert_eq!(
+            session_keys(&me, &facts, later),
+            vec![pool_mine.id, pinned_busy.id, pool_busy.id, pool_free.id]
+        );
     }
 }
