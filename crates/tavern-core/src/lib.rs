@@ -8,6 +8,7 @@ pub mod auth;
 mod error;
 pub mod policy;
 pub mod reconciler;
+pub mod routes;
 pub mod scheduler;
 pub mod secrets;
 mod service;

@@ -10,6 +10,7 @@
 //! [`Reconciler::activate`] directly or wait on the state through the API.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
 use tokio_util::sync::CancellationToken;
 
 use crate::Tavern;
+use crate::routes::{Route, RouteTable};
 
 /// Timings and limits of supervision.
 #[derive(Clone, Debug)]
@@ -200,7 +202,48 @@ impl Reconciler {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty();
+        if let Err(e) = self.publish_routes(&observed).await {
+            status.errors.push(format!("publish routes: {e}"));
+        }
         status
+    }
+
+    /// Publishes where each world answers, as things stand after this
+    /// activation: a world's server is reachable once it is running.
+    async fn publish_routes(&self, observed: &[Observed]) -> Result<(), String> {
+        let instances = self
+            .tavern
+            .store()
+            .list_instances(None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let routes = instances
+            .into_iter()
+            .map(|i| {
+                let upstream = observed
+                    .iter()
+                    .find(|o| o.id == i.id && o.alive)
+                    .filter(|_| i.state == ObservedState::Running)
+                    .map(|o| SocketAddr::from(([127, 0, 0, 1], o.port)));
+                let route = Route {
+                    slug: i.slug.clone(),
+                    upstream,
+                    state: i.state,
+                    desired: i.desired_state,
+                    reason: i.state_reason,
+                };
+                (i.slug, route)
+            })
+            .collect();
+        let table = RouteTable { routes };
+        self.tavern.routes.send_if_modified(|current| {
+            let changed = **current != table;
+            if changed {
+                *current = Arc::new(table);
+            }
+            changed
+        });
+        Ok(())
     }
 
     async fn record(
@@ -291,7 +334,12 @@ impl Reconciler {
         status: &mut ActivationStatus,
     ) -> Result<(), String> {
         let Some(o) = seen else { return Ok(()) };
-        let answer = self.tavern.runtime().status(o, None).await;
+        let prefix = self
+            .tavern
+            .settings()
+            .path_routing
+            .then(|| i.slug.to_string());
+        let answer = self.tavern.runtime().status(o, prefix.as_deref()).await;
         if let Some(s) = answer {
             let news = (i.state != ObservedState::Running).then(|| {
                 event(

@@ -46,6 +46,9 @@ pub struct Settings {
     pub license_vault: std::path::PathBuf,
     /// Reservations, pre-emption and quotas.
     pub economy: Economy,
+    /// Worlds live at `<domain>/<slug>/` (Foundry's routePrefix) instead of
+    /// `<slug>.<domain>`.
+    pub path_routing: bool,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and
@@ -84,7 +87,11 @@ impl Default for Economy {
 impl Settings {
     /// The host players use for a world.
     pub fn instance_host(&self, slug: &Slug) -> String {
-        format!("{slug}.{}", self.domain)
+        if self.path_routing {
+            self.domain.clone()
+        } else {
+            format!("{slug}.{}", self.domain)
+        }
     }
 
     /// The port players' browsers connect to (Foundry's `proxyPort`).
@@ -102,7 +109,11 @@ impl Settings {
             .public_port
             .map(|p| format!(":{p}"))
             .unwrap_or_default();
-        format!("{}://{slug}.{}{port}/", self.public_scheme, self.domain)
+        if self.path_routing {
+            format!("{}://{}{port}/{slug}/", self.public_scheme, self.domain)
+        } else {
+            format!("{}://{slug}.{}{port}/", self.public_scheme, self.domain)
+        }
     }
 }
 
@@ -194,6 +205,8 @@ pub struct Tavern {
     pub(crate) wake: Arc<Notify>,
     /// Wakes the scheduler when sessions change.
     pub(crate) schedule_wake: Arc<Notify>,
+    /// Where worlds answer, for the proxy (the reconciler publishes it).
+    pub(crate) routes: Arc<tokio::sync::watch::Sender<Arc<crate::routes::RouteTable>>>,
 }
 
 /// What license decisions are made from: read once, decided on purely.
@@ -318,7 +331,13 @@ impl Tavern {
             releases,
             wake: Arc::new(Notify::new()),
             schedule_wake: Arc::new(Notify::new()),
+            routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
         }
+    }
+
+    /// The route table as it changes.
+    pub fn routes(&self) -> tokio::sync::watch::Receiver<Arc<crate::routes::RouteTable>> {
+        self.routes.subscribe()
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -1241,7 +1260,7 @@ impl Tavern {
             launch,
             config: tavern_runtime::FoundryConfig {
                 hostname: self.settings.instance_host(&i.slug),
-                route_prefix: None,
+                route_prefix: self.settings.path_routing.then(|| i.slug.to_string()),
                 proxy_ssl: self.settings.public_scheme == "https",
                 proxy_port: Some(self.settings.public_port_or_default()),
                 license_key,

@@ -89,6 +89,17 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Largest API request body in bytes.
     pub body_limit: usize,
+    /// Worlds at `<slug>.<domain>` (`host`) or at `<domain>/<slug>/` (`path`).
+    pub routing: RoutingMode,
+    /// Largest request body to a world in bytes (Foundry's uploads).
+    pub world_body_limit: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    Host,
+    Path,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +110,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("tavern-data"),
             public_url: None,
             body_limit: 1024 * 1024,
+            routing: RoutingMode::Host,
+            world_body_limit: 300 * 1024 * 1024,
         }
     }
 }
@@ -392,6 +405,15 @@ impl Config {
 }
 
 impl Config {
+    /// The host name of `public_url`, if set (it serves the API too).
+    pub fn public_host(&self) -> Option<String> {
+        let url = self.server.public_url.as_deref()?;
+        let (_, rest) = url.split_once("://")?;
+        let host = rest.trim_end_matches('/');
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        Some(name.to_ascii_lowercase())
+    }
+
     /// Where the API answers: `public_url`, else the bound address with a
     /// wildcard shown as `localhost`.
     pub fn api_url(&self, bound: SocketAddr) -> String {

@@ -3,7 +3,6 @@
 //! builds the service and the HTTP API, and runs them until SIGTERM/SIGINT,
 //! with one cancellation token for everything.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +12,14 @@ use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
 use tavern_core::secrets::{SecretBox, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
+use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxySettings, Routing, Site};
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{Config, LogFormat, Overrides};
+use crate::config::{Config, LogFormat, Overrides, RoutingMode};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -65,6 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             default_runtime: config.runtime.kind.clone(),
             license_vault: data_dir.join("licenses"),
             economy: config.economy(),
+            path_routing: config.server.routing == RoutingMode::Path,
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),
@@ -119,34 +120,61 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let app = tavern_http::router(
-        tavern,
+    let api = tavern_http::router(
+        tavern.clone(),
         HttpSettings {
             body_limit: config.server.body_limit,
             ..HttpSettings::default()
         },
     );
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = tokio::select! {
-        r = server => r.context("the HTTP server failed"),
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(tavern_http::SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!("requests still open after the grace period; closing anyway");
-            Ok(())
-        }
-    };
+    let proxy = Proxy::new(
+        ProxySettings {
+            site: Site {
+                domain: config.server.domain.clone(),
+                api_hosts: config.public_host().into_iter().collect(),
+                routing: match config.server.routing {
+                    RoutingMode::Host => Routing::Host,
+                    RoutingMode::Path => Routing::Path,
+                },
+            },
+            scheme: if tavern.settings().public_scheme == "https" {
+                "https"
+            } else {
+                "http"
+            },
+            body_limit: config.server.world_body_limit,
+        },
+        tavern.routes(),
+        api_service(api),
+    );
+    proxy
+        .serve(listener, shutdown.clone(), tavern_http::SHUTDOWN_GRACE)
+        .await;
     // Worlds keep running while Tavern is away; the next start adopts them.
     let _ = reconciling.await;
     let _ = scheduling.await;
     store.close().await;
     tracing::info!("tavern stopped");
-    served
+    Ok(())
+}
+
+/// The API as the proxy calls it: the client's address handed on as axum's
+/// `ConnectInfo`, the body boxed.
+fn api_service(router: axum::Router) -> ApiService {
+    use axum::extract::ConnectInfo;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let service = router
+        .map_request(|mut req: axum::http::Request<hyper::body::Incoming>| {
+            if let Some(Peer(addr)) = req.extensions().get::<Peer>().copied() {
+                req.extensions_mut().insert(ConnectInfo(addr));
+            }
+            req
+        })
+        .map_response(|r: axum::response::Response| {
+            r.map(|b| b.map_err(BoxError::from).boxed_unsync())
+        });
+    tower::util::BoxCloneSyncService::new(service)
 }
 
 /// The releases of DATA_DIR, with `stub` when enabled.

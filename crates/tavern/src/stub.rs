@@ -6,7 +6,8 @@
 //! `[/prefix]/socket.io/`, holds a lock on its data directory (two servers
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
-//! runs with (and its data directory), `GET /_stub/config` the options it read.
+//! runs with (and its data directory), `GET /_stub/config` the options it read,
+//! `/_stub/echo` what reached it (method, path, headers, body size).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde_json::{Map, Value, json};
 
 /// The version the stand-in reports in `/api/status`.
@@ -365,7 +366,8 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/socket.io/", get(socket))
         .route("/", get(root))
         .route("/_stub/license", get(license))
-        .route("/_stub/config", get(config));
+        .route("/_stub/config", get(config))
+        .route("/_stub/echo", any(echo_request));
     let routed = match &stub.options.route_prefix {
         Some(p) => Router::new()
             .route(&format!("/{p}/"), get(root))
@@ -407,6 +409,40 @@ async fn join(State(s): State<Arc<Stub>>) -> Html<String> {
 /// that a test can tell servers apart even when a port is reused).
 async fn license(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
     axum::Json(json!({ "license": s.license, "dataPath": s.data_path.display().to_string() }))
+}
+
+/// What reached the server: method, path, headers and how many body bytes
+/// (read as a stream, never held whole), so tests can see what a proxy
+/// passed on.
+async fn echo_request(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> axum::Json<Value> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut bytes = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    let headers: Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                Value::String(v.to_str().unwrap_or("").to_owned()),
+            )
+        })
+        .collect();
+    axum::Json(json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "headers": headers,
+        "bytes": bytes,
+    }))
 }
 
 async fn config(State(s): State<Arc<Stub>>) -> axum::Json<Value> {

@@ -4,6 +4,7 @@
 mod bad_input;
 mod economy;
 mod isolation;
+mod proxy;
 mod releases;
 mod runtime;
 mod secrets;

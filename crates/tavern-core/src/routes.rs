@@ -1,0 +1,33 @@
+//! Where each world can be reached: the table the reconciler publishes
+//! after every activation and the proxy reads through a watch channel, so
+//! route changes apply at once and the proxy never reads the store.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use tavern_types::{DesiredState, ObservedState, Slug};
+
+/// One world as the proxy sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub slug: Slug,
+    /// Where its server answers; `None` unless it is running.
+    pub upstream: Option<SocketAddr>,
+    pub state: ObservedState,
+    pub desired: DesiredState,
+    /// Why it is in its state, for the standby page.
+    pub reason: Option<String>,
+}
+
+/// Every world by slug.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    pub routes: HashMap<Slug, Route>,
+}
+
+impl RouteTable {
+    pub fn get(&self, slug: &str) -> Option<&Route> {
+        let slug = Slug::parse(slug).ok()?;
+        self.routes.get(&slug)
+    }
+}

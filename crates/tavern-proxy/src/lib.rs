@@ -1,0 +1,13 @@
+//! The reverse proxy in front of the worlds: on the public listener, each
+//! request goes to the API (the bare domain), to a world's server
+//! (`<slug>.<domain>`, or `/<slug>/` with path routing), to the standby
+//! page of a world that is not running, or to a plain 404. The routing
+//! decision is one pure function ([`route::decide`]) of the request and the
+//! route table the reconciler publishes; the proxy never reads the store.
+
+mod forward;
+pub mod route;
+mod standby;
+
+pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
+pub use route::{Routing, Site};
