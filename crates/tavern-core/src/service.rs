@@ -49,6 +49,9 @@ pub struct Settings {
     /// Worlds live at `<domain>/<slug>/` (Foundry's routePrefix) instead of
     /// `<slug>.<domain>`.
     pub path_routing: bool,
+    /// A running world without players sleeps after this long, unless it
+    /// has a timeout of its own.
+    pub idle_timeout: SignedDuration,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and

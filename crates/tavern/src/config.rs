@@ -20,6 +20,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub licenses: LicensesConfig,
     pub sessions: SessionsConfig,
+    pub idle: IdleConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -43,6 +44,22 @@ impl Default for LicensesConfig {
             preempt_idle: false,
             preempt_grace_minutes: 10,
             reservation_horizon_minutes: 240,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdleConfig {
+    /// A running world without players sleeps after this many minutes
+    /// (unless it has a timeout of its own).
+    pub timeout_minutes: u64,
+}
+
+impl Default for IdleConfig {
+    fn default() -> Self {
+        Self {
+            timeout_minutes: 30,
         }
     }
 }
@@ -307,6 +324,10 @@ impl Config {
         if let Some(url) = &self.server.public_url {
             public_parts(url)?;
         }
+        anyhow::ensure!(
+            (1..=7 * 24 * 60).contains(&self.idle.timeout_minutes),
+            "invalid configuration: idle.timeout_minutes must be between 1 and 10080 (a week)"
+        );
         let (l, se) = (&self.licenses, &self.sessions);
         anyhow::ensure!(
             l.preempt_grace_minutes <= 24 * 60,

@@ -66,6 +66,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             license_vault: data_dir.join("licenses"),
             economy: config.economy(),
             path_routing: config.server.routing == RoutingMode::Path,
+            idle_timeout: jiff::SignedDuration::from_mins(
+                i64::try_from(config.idle.timeout_minutes).unwrap_or(30),
+            ),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

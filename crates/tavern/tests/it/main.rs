@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod economy;
+mod idle;
 mod isolation;
 mod proxy;
 mod releases;

@@ -346,7 +346,9 @@ fn a_wrong_config_key_or_value_is_named_and_nothing_starts() {
         ),
         ("[server]\nlisten = \"localhost\"\n", "listen"),
         ("[runtime]\nkind = \"lxc\"\n", "runtime.kind"),
-        ("[idle]\ntimeout = 5\n", "idle"),
+        ("[idle]\ntimeout = 5\n", "timeout"),
+        ("[tls]\nmode = \"acme\"\n", "tls"),
+        ("[idle]\ntimeout_minutes = 0\n", "idle.timeout_minutes"),
     ];
     for (toml, named) in cases {
         let file = dir.path().join("tavern.toml");
