@@ -4,6 +4,7 @@
 //! with an audit event; the [`reconciler`] makes the Runtime port follow it.
 //! It never imports a store adapter or an HTTP framework.
 
+pub mod activity;
 pub mod auth;
 mod error;
 pub mod policy;

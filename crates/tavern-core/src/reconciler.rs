@@ -94,6 +94,8 @@ fn observation(
         state,
         state_reason: reason,
         players: status.map_or(0, |s| s.users),
+        // Filled in from the proxy's counts where the server answers.
+        sockets: 0,
         world: status.map_or_else(|| prev.world.clone(), |s| s.world.clone()),
         foundry_version: status.map_or_else(|| prev.foundry_version.clone(), |s| s.version.clone()),
         at: now(),
@@ -105,6 +107,7 @@ fn changes(i: &Instance, o: &Observation) -> bool {
     i.state != o.state
         || i.state_reason != o.state_reason
         || i.players != o.players
+        || i.sockets != o.sockets
         || i.world != o.world
         || i.foundry_version != o.foundry_version
 }
@@ -349,13 +352,9 @@ impl Reconciler {
                     "the server answers /api/status",
                 )
             });
-            return self
-                .record(
-                    i,
-                    observation(ObservedState::Running, None, Some(&s), i),
-                    news,
-                )
-                .await;
+            let mut o = observation(ObservedState::Running, None, Some(&s), i);
+            o.sockets = self.tavern.activity.sockets(&i.slug);
+            return self.record(i, o, news).await;
         }
         if i.state == ObservedState::Running {
             // A hiccup: the process lives; keep the state, try again later.

@@ -208,6 +208,8 @@ pub struct Tavern {
     pub(crate) wake: Arc<Notify>,
     /// Wakes the scheduler when sessions change.
     pub(crate) schedule_wake: Arc<Notify>,
+    /// Open connections to each world, counted by the proxy.
+    pub(crate) activity: crate::activity::Activity,
     /// Where worlds answer, for the proxy (the reconciler publishes it).
     pub(crate) routes: Arc<tokio::sync::watch::Sender<Arc<crate::routes::RouteTable>>>,
 }
@@ -335,7 +337,13 @@ impl Tavern {
             wake: Arc::new(Notify::new()),
             schedule_wake: Arc::new(Notify::new()),
             routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
+            activity: crate::activity::Activity::default(),
         }
+    }
+
+    /// The proxy's handle for counting open connections to worlds.
+    pub fn activity(&self) -> crate::activity::Activity {
+        self.activity.clone()
     }
 
     /// The route table as it changes.
@@ -589,6 +597,7 @@ impl Tavern {
             updated_at: at,
             state_reason: None,
             players: 0,
+            sockets: 0,
             world: None,
             foundry_version: None,
             admin_key_sealed: Some(admin_key_sealed),
@@ -776,6 +785,7 @@ impl Tavern {
                     state: ObservedState::Stopped,
                     state_reason: Some("start requested after a failure".into()),
                     players: 0,
+                    sockets: 0,
                     world: i.world.clone(),
                     foundry_version: i.foundry_version.clone(),
                     at: now(),

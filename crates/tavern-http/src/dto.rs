@@ -103,6 +103,8 @@ pub struct InstanceJson {
     /// Why the world is in its state (a failure, a crash), if anything.
     pub state_reason: Option<String>,
     pub players: u32,
+    /// Open connections (tabs) through Tavern's proxy.
+    pub sockets: u32,
     /// The active world and Foundry version, from `/api/status`.
     pub world: Option<String>,
     pub foundry_version: Option<String>,
@@ -131,6 +133,7 @@ impl From<InstanceView> for InstanceJson {
             }),
             state_reason: i.state_reason,
             players: i.players,
+            sockets: i.sockets,
             world: i.world,
             foundry_version: i.foundry_version,
             last_activity_at: i.last_activity_at.map(|t| t.to_string()),

@@ -17,7 +17,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tavern_core::activity::Activity;
 use tavern_core::routes::{Route, RouteTable};
+use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +52,7 @@ pub struct ProxySettings {
 
 pub struct Proxy {
     settings: ProxySettings,
+    activity: Activity,
     routes: watch::Receiver<Arc<RouteTable>>,
     api: ApiService,
     client: Client<HttpConnector, Limited<Incoming>>,
@@ -111,6 +114,7 @@ impl Proxy {
     pub fn new(
         settings: ProxySettings,
         routes: watch::Receiver<Arc<RouteTable>>,
+        activity: Activity,
         api: ApiService,
     ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
@@ -121,6 +125,7 @@ impl Proxy {
             .build(connector);
         Arc::new(Self {
             settings,
+            activity,
             routes,
             api,
             client,
@@ -206,7 +211,8 @@ impl Proxy {
             Target::Standby(route) => self.standby(&route),
             Target::World { slug, upstream } => {
                 let result = if is_upgrade(req.headers()) {
-                    self.upgrade(req, peer, host.as_deref(), upstream).await
+                    self.upgrade(req, peer, host.as_deref(), &slug, upstream)
+                        .await
                 } else {
                     self.forward(req, peer, host.as_deref(), upstream).await
                 };
@@ -338,6 +344,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         host: Option<&str>,
+        slug: &Slug,
         upstream: SocketAddr,
     ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         let bad_gateway = |e: &dyn std::fmt::Display| (StatusCode::BAD_GATEWAY, e.to_string());
@@ -362,7 +369,10 @@ impl Proxy {
             .map_err(|e| bad_gateway(&e))?;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_side = hyper::upgrade::on(&mut resp);
+            // An open tab: counted while the connection lasts.
+            let open = self.activity.socket_opened(slug);
             tokio::spawn(async move {
+                let _open = open;
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((client, world)) => {
                         let (mut client, mut world) = (TokioIo::new(client), TokioIo::new(world));

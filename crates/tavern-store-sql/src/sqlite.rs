@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "economy",
         include_str!("../migrations/sqlite/0004_economy.sql"),
     ),
+    (
+        5,
+        "sockets",
+        include_str!("../migrations/sqlite/0005_sockets.sql"),
+    ),
 ];
 
 // Column lists, as macros so that queries stay string literals.
@@ -54,7 +59,7 @@ macro_rules! user_cols {
 
 macro_rules! instance_cols {
     () => {
-        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at"
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at, sockets"
     };
 }
 
@@ -370,6 +375,8 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
             .map(|l| parse("instances.awaits_license_id", &l))
             .transpose()?,
         last_activity_at: opt_ts(col(row, "last_activity_at")?)?,
+        sockets: u32::try_from(col::<i64>(row, "sockets")?)
+            .map_err(|e| corrupt("instances.sockets", e))?,
     })
 }
 
@@ -554,7 +561,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO instances (",
             instance_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(i.id.to_string())
         .bind(i.slug.as_str())
@@ -574,6 +581,7 @@ impl Store for SqliteStore {
         .bind(&i.admin_key_sealed)
         .bind(i.awaits.map(|l| l.to_string()))
         .bind(i.last_activity_at.map(|t| t.as_microsecond()))
+        .bind(i64::from(i.sockets))
         .execute(&mut *tx)
         .await
         .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
@@ -697,12 +705,13 @@ impl Store for SqliteStore {
         event: Option<&NewEvent>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let prev: Option<(String, String, String, i64)> =
-            sqlx::query_as("SELECT state, slug, owner_id, players FROM instances WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend("record observation"))?;
+        let prev: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT state, slug, owner_id, players + sockets FROM instances WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend("record observation"))?;
         let Some((prev, slug, owner, prev_players)) = prev else {
             return Err(StoreError::NotFound {
                 what: "instance",
@@ -711,15 +720,18 @@ impl Store for SqliteStore {
         };
         let was_running = prev == ObservedState::Running.as_str();
         let is_running = o.state == ObservedState::Running;
-        // Players seen now, or seen until now (the last one just left).
-        let active = o.players > 0 || prev_players > 0 || (is_running && !was_running);
+        // Players (or open tabs) seen now, or until now (the last one just
+        // left).
+        let active =
+            o.players > 0 || o.sockets > 0 || prev_players > 0 || (is_running && !was_running);
         sqlx::query(
-            "UPDATE instances SET state = ?, state_reason = ?, players = ?, world = ?, foundry_version = ?, updated_at = ?, \
+            "UPDATE instances SET state = ?, state_reason = ?, players = ?, sockets = ?, world = ?, foundry_version = ?, updated_at = ?, \
              last_activity_at = CASE WHEN ? THEN ? ELSE last_activity_at END WHERE id = ?",
         )
         .bind(o.state.as_str())
         .bind(&o.state_reason)
         .bind(i64::from(o.players))
+        .bind(i64::from(o.sockets))
         .bind(&o.world)
         .bind(&o.foundry_version)
         .bind(o.at.as_microsecond())

@@ -69,6 +69,7 @@ fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
         updated_at: now(),
         state_reason: None,
         players: 0,
+        sockets: 0,
         world: None,
         foundry_version: None,
         admin_key_sealed: Some(vec![9, 8, 7]),
@@ -421,6 +422,7 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
         state: ObservedState::Running,
         state_reason: Some("healthy".into()),
         players: 3,
+        sockets: 2,
         world: Some("lost-mine".into()),
         foundry_version: Some("13.351".into()),
         at: now(),
@@ -432,6 +434,7 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
             got.state,
             got.state_reason.as_deref(),
             got.players,
+            got.sockets,
             got.world.as_deref(),
             got.foundry_version.as_deref()
         ),
@@ -439,6 +442,7 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
             ObservedState::Running,
             Some("healthy"),
             3,
+            2,
             Some("lost-mine"),
             Some("13.351")
         )
@@ -626,6 +630,7 @@ pub async fn binding_can_start_and_a_running_world_keeps_its_key(store: &dyn Sto
         state: ObservedState::Failed,
         state_reason: Some("crashed".into()),
         players: 0,
+        sockets: 0,
         world: None,
         foundry_version: None,
         at: now(),
@@ -951,6 +956,7 @@ pub async fn running_intervals_are_counted(store: &dyn Store) {
         state,
         state_reason: None,
         players,
+        sockets: 0,
         world: None,
         foundry_version: None,
         at: at(mins),
@@ -1009,6 +1015,13 @@ pub async fn running_intervals_are_counted(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(last_activity().await, Some(at(40)));
+    // An open tab through the proxy counts too.
+    let tab = Observation {
+        sockets: 1,
+        ..seen(ObservedState::Running, 0, 55)
+    };
+    store.record_observation(i.id, &tab, None).await.unwrap();
+    assert_eq!(last_activity().await, Some(at(55)));
     store
         .record_observation(i.id, &seen(ObservedState::Stopped, 0, 61), None)
         .await

@@ -47,6 +47,8 @@ pub struct Instance {
     pub state_reason: Option<String>,
     /// Connected players, from Foundry's `/api/status`.
     pub players: u32,
+    /// Open connections (tabs) through the proxy.
+    pub sockets: u32,
     /// The active world's id and the Foundry version, from `/api/status`.
     pub world: Option<String>,
     pub foundry_version: Option<String>,
@@ -66,6 +68,7 @@ pub struct Observation {
     pub state: ObservedState,
     pub state_reason: Option<String>,
     pub players: u32,
+    pub sockets: u32,
     pub world: Option<String>,
     pub foundry_version: Option<String>,
     pub at: Timestamp,

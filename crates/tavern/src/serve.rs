@@ -148,6 +148,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             body_limit: config.server.world_body_limit,
         },
         tavern.routes(),
+        tavern.activity(),
         api_service(api),
     );
     proxy

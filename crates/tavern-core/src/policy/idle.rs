@@ -1,6 +1,7 @@
 //! When a running world with nobody in it goes to sleep: after its idle
-//! timeout without players (its own, else the server's default), with a
-//! warning a few minutes before; never inside its session window.
+//! timeout without players or open tabs (its own timeout, else the
+//! server's default), with a warning a few minutes before; never inside its
+//! session window.
 
 use jiff::{SignedDuration, Timestamp};
 use tavern_store::{Instance, Session};
@@ -33,7 +34,8 @@ pub fn idle(
 ) -> Idle {
     let running =
         instance.desired_state == DesiredState::Running && instance.state == ObservedState::Running;
-    if !running || instance.players > 0 || open_session(instance.id, sessions, now).is_some() {
+    let in_use = instance.players > 0 || instance.sockets > 0;
+    if !running || in_use || open_session(instance.id, sessions, now).is_some() {
         return Idle::Awake;
     }
     let timeout = instance
@@ -74,6 +76,7 @@ mod tests {
             updated_at: t,
             state_reason: None,
             players,
+            sockets: 0,
             world: None,
             foundry_version: None,
             admin_key_sealed: None,
@@ -118,8 +121,11 @@ mod tests {
             Idle::Sleep { .. }
         ));
         assert_eq!(idle(&world(0, 31, Some(60)), &[], THIRTY, t), Idle::Awake);
-        // Players keep it awake; so does its session window.
+        // Players keep it awake, and so do open tabs and its session window.
         assert_eq!(idle(&world(1, 300, None), &[], THIRTY, t), Idle::Awake);
+        let mut tab = world(0, 300, None);
+        tab.sockets = 1;
+        assert_eq!(idle(&tab, &[], THIRTY, t), Idle::Awake);
         let w = world(0, 300, None);
         assert_eq!(idle(&w, &[session_now(&w)], THIRTY, t), Idle::Awake);
         // Only running worlds that should run go to sleep.

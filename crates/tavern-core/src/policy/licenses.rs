@@ -213,6 +213,7 @@ pub fn choose_preemption(
                 && holder.desired_state == DesiredState::Running
                 && holder.state == ObservedState::Running
                 && holder.players == 0
+                && holder.sockets == 0
                 && idle_since + grace <= facts.now
                 && open_session(holder.id, facts.sessions, facts.now).is_none();
             idle.then_some((
@@ -275,6 +276,7 @@ mod tests {
             updated_at: now(),
             state_reason: None,
             players: 0,
+            sockets: 0,
             world: None,
             foundry_version: None,
             admin_key_sealed: None,

@@ -188,11 +188,16 @@ async fn worlds_are_reached_by_host_and_nothing_else() {
         }
     };
     assert_eq!(back.as_str(), "hello through the proxy");
-    wait_until("the player is seen", || async {
-        admin.get("/api/v1/instances/alpha").await.1["players"] == 1
+    wait_until("the player and the open tab are seen", || async {
+        let w = admin.get("/api/v1/instances/alpha").await.1;
+        w["players"] == 1 && w["sockets"] == 1
     })
     .await;
     drop(ws);
+    wait_until("the tab is closed", || async {
+        admin.get("/api/v1/instances/alpha").await.1["sockets"] == 0
+    })
+    .await;
 
     // Route changes apply at once: stopped, the host shows the standby page.
     let (s, _) = admin.post("/api/v1/instances/alpha/stop", &json!({})).await;
