@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod extract;
 mod limits;
+mod metrics;
 
 use std::time::Duration;
 
@@ -52,28 +53,29 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     };
     let (api, openapi) = api::routes().split_for_parts();
     let openapi_json = std::sync::Arc::new(openapi);
-    api.route(
-        "/api/v1/openapi.json",
-        axum::routing::get(move || {
-            let doc = openapi_json.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { ApiError::not_found("no such endpoint") })
-    .method_not_allowed_fallback(|| async {
-        ApiError::new(
-            axum::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not take that method",
+    api.route("/metrics", axum::routing::get(metrics::metrics))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi_json.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
         )
-    })
-    .with_state(state)
-    .layer(DefaultBodyLimit::max(settings.body_limit))
-    .layer(
-        TraceLayer::new_for_http()
-            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-            .on_response(DefaultOnResponse::new().level(Level::INFO)),
-    )
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
 }
 
 /// How long a graceful shutdown waits for requests in flight.

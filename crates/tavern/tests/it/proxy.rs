@@ -193,6 +193,32 @@ async fn worlds_are_reached_by_host_and_nothing_else() {
         w["players"] == 1 && w["sockets"] == 1
     })
     .await;
+    // The same counts for Prometheus, for admins only.
+    let scrape = |token: Option<String>| {
+        let mut r = reqwest::Client::new().get(format!("{}/metrics", server.url));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, text) = scrape(Some(server.admin_token.clone())).await;
+    assert_eq!(status, 200, "{text}");
+    for line in [
+        "tavern_world_players{world=\"alpha\"} 1",
+        "tavern_world_sockets{world=\"alpha\"} 1",
+        "tavern_world_up{world=\"alpha\"} 1",
+        "tavern_world_up{world=\"beta\"} 0",
+        "tavern_licenses{state=\"in_use\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert_eq!(scrape(None).await.0, 401);
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let gina = admin.login("gina", "gina-password-1").await;
+    assert_eq!(scrape(Some(gina.token().to_owned())).await.0, 403);
     drop(ws);
     wait_until("the tab is closed", || async {
         admin.get("/api/v1/instances/alpha").await.1["sockets"] == 0
