@@ -214,10 +214,13 @@ impl Reconciler {
     /// Publishes where each world answers, as things stand after this
     /// activation: a world's server is reachable once it is running.
     async fn publish_routes(&self, observed: &[Observed]) -> Result<(), String> {
-        let instances = self
-            .tavern
-            .store()
+        let store = self.tavern.store();
+        let instances = store
             .list_instances(None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sessions = store
+            .list_sessions(now())
             .await
             .map_err(|e| e.to_string())?;
         let routes = instances
@@ -234,6 +237,11 @@ impl Reconciler {
                     state: i.state,
                     desired: i.desired_state,
                     reason: i.state_reason,
+                    next_session: sessions
+                        .iter()
+                        .filter(|s| s.instance == i.id)
+                        .map(|s| s.starts_at)
+                        .min(),
                 };
                 (i.slug, route)
             })

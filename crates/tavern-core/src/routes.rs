@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use jiff::Timestamp;
 use tavern_types::{DesiredState, ObservedState, Slug};
 
 /// One world as the proxy sees it.
@@ -17,6 +18,8 @@ pub struct Route {
     pub desired: DesiredState,
     /// Why it is in its state, for the standby page.
     pub reason: Option<String>,
+    /// When its next (or current) session begins.
+    pub next_session: Option<Timestamp>,
 }
 
 /// Every world by slug.

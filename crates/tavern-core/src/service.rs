@@ -829,6 +829,29 @@ impl Tavern {
         self.view(i, None, None).await
     }
 
+    /// A visit wakes a sleeping world when anyone may wake worlds: it
+    /// starts as "visitor", within its owner's quota and the license rules.
+    /// A world already asked to run (or being destroyed) is left alone.
+    pub async fn wake_for_visitor(&self, slug: &str) -> Result<(), CoreError> {
+        let not_found = || CoreError::NotFound {
+            what: "instance",
+            key: slug.to_owned(),
+        };
+        let parsed = Slug::parse(slug).map_err(|_| not_found())?;
+        let i = self.store.instance(&parsed).await?.ok_or_else(not_found)?;
+        if i.desired_state != DesiredState::Stopped {
+            return Ok(());
+        }
+        self.check_startable(&i)?;
+        self.check_start_quota(&i).await?;
+        let start = NewEvent::success("visitor", "instance.start", format!("instance:{}", i.slug))
+            .with_detail("woken by a visit");
+        self.claim_license(&i, "visitor".into(), Some(&start))
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// A start needs an installed release.
     pub(crate) fn check_startable(&self, i: &Instance) -> Result<(), CoreError> {
         let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {

@@ -17,24 +17,24 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tavern_core::Tavern;
 use tavern_core::activity::Activity;
-use tavern_core::routes::{Route, RouteTable};
+use tavern_core::routes::RouteTable;
 use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
 
-use crate::route::{Site, Target, decide};
-use crate::standby;
+use crate::route::{Routing, Site, Target, decide};
+use crate::standby::{self, WakeOnVisit};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Every response body the proxy sends.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The API, as the proxy calls it for the bare domain.
 pub type ApiService =
-    tower::util::BoxCloneSyncService<Request<Incoming>, Response<ProxyBody>, Infallible>;
+    tower::util::BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, Infallible>;
 
 /// The client's address, on every request handed to the API.
 #[derive(Clone, Copy, Debug)]
@@ -48,17 +48,38 @@ pub struct ProxySettings {
     pub scheme: &'static str,
     /// Largest request body to a world (Foundry's uploads).
     pub body_limit: u64,
+    /// Who wakes a sleeping world by visiting it.
+    pub wake_on_visit: WakeOnVisit,
 }
 
 pub struct Proxy {
-    settings: ProxySettings,
+    pub(crate) settings: ProxySettings,
+    pub(crate) tavern: Tavern,
     activity: Activity,
     routes: watch::Receiver<Arc<RouteTable>>,
-    api: ApiService,
+    pub(crate) api: ApiService,
     client: Client<HttpConnector, Limited<Incoming>>,
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+/// Calls the API. (A boxed, `Send` future of a concrete type: the
+/// compiler cannot prove `Send` for `oneshot` on this service inside the
+/// connection task.)
+pub(crate) fn call_api_service(
+    api: &ApiService,
+    req: Request<ProxyBody>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send>> {
+    use tower::Service as _;
+    let mut service = api.clone();
+    Box::pin(async move {
+        let _ = std::future::poll_fn(|cx| service.poll_ready(cx)).await;
+        match service.call(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    })
+}
+
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
     let mut r = Response::new(
         Full::new(Bytes::from(format!("{text}\n")))
             .map_err(|never| match never {})
@@ -111,12 +132,9 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 impl Proxy {
-    pub fn new(
-        settings: ProxySettings,
-        routes: watch::Receiver<Arc<RouteTable>>,
-        activity: Activity,
-        api: ApiService,
-    ) -> Arc<Self> {
+    pub fn new(settings: ProxySettings, tavern: Tavern, api: ApiService) -> Arc<Self> {
+        let routes = tavern.routes();
+        let activity = tavern.activity();
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -125,6 +143,7 @@ impl Proxy {
             .build(connector);
         Arc::new(Self {
             settings,
+            tavern,
             activity,
             routes,
             api,
@@ -199,16 +218,31 @@ impl Proxy {
                 &self.settings.site,
             )
         };
+        // The standby page's forms, on the world's own address.
+        let world = match &target {
+            Target::Standby(r) => Some(r.slug.clone()),
+            Target::World { slug, .. } => Some(slug.clone()),
+            _ => None,
+        };
+        if let Some(slug) = world
+            && let Some(action) = self.own_path(&slug, req.uri().path())
+        {
+            let action = action.to_owned();
+            let prefix = self.prefix(&slug);
+            return self
+                .tavern_form(req, peer, slug.as_str(), &prefix, &action)
+                .await;
+        }
         match target {
             Target::Api => {
                 req.extensions_mut().insert(Peer(peer));
-                match self.api.clone().oneshot(req).await {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                }
+                call_api_service(&self.api, req.map(standby::boxed)).await
             }
             Target::NotFound => plain(StatusCode::NOT_FOUND, "Not found"),
-            Target::Standby(route) => self.standby(&route),
+            Target::Standby(route) => {
+                let prefix = self.prefix(&route.slug);
+                self.standby(req, peer, &route, &prefix).await
+            }
             Target::World { slug, upstream } => {
                 let result = if is_upgrade(req.headers()) {
                     self.upgrade(req, peer, host.as_deref(), &slug, upstream)
@@ -224,21 +258,19 @@ impl Proxy {
         }
     }
 
-    fn standby(&self, route: &Route) -> Response<ProxyBody> {
-        let mut r = Response::new(
-            Full::new(Bytes::from(standby::page(route)))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
-        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        r
+    /// Where a world's pages live: `""` by host, `/<slug>` by path.
+    fn prefix(&self, slug: &Slug) -> String {
+        match self.settings.site.routing {
+            Routing::Host => String::new(),
+            Routing::Path => format!("/{slug}"),
+        }
+    }
+
+    /// `login` for `<prefix>/_tavern/login`: Tavern's own paths on a
+    /// world's address, never passed to Foundry.
+    fn own_path<'p>(&self, slug: &Slug, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix(&self.prefix(slug))?
+            .strip_prefix("/_tavern/")
     }
 
     /// The request as the world's server gets it: origin-form URI, no

@@ -11,3 +11,4 @@ mod standby;
 
 pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
 pub use route::{Routing, Site};
+pub use standby::WakeOnVisit;

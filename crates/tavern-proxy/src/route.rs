@@ -121,6 +121,7 @@ mod tests {
                         },
                         desired: DesiredState::Stopped,
                         reason: None,
+                        next_session: None,
                     };
                     (slug, route)
                 })

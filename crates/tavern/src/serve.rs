@@ -12,14 +12,16 @@ use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
 use tavern_core::secrets::{SecretBox, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
-use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxySettings, Routing, Site};
+use tavern_proxy::{
+    ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site, WakeOnVisit,
+};
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{Config, LogFormat, Overrides, RoutingMode};
+use crate::config::{Config, LogFormat, Overrides, RoutingMode, WakeMode};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -146,9 +148,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 "http"
             },
             body_limit: config.server.world_body_limit,
+            wake_on_visit: match config.idle.wake_on_visit {
+                WakeMode::Owner => WakeOnVisit::Owner,
+                WakeMode::Anyone => WakeOnVisit::Anyone,
+                WakeMode::Off => WakeOnVisit::Off,
+            },
         },
-        tavern.routes(),
-        tavern.activity(),
+        tavern.clone(),
         api_service(api),
     );
     proxy
@@ -169,7 +175,7 @@ fn api_service(router: axum::Router) -> ApiService {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     let service = router
-        .map_request(|mut req: axum::http::Request<hyper::body::Incoming>| {
+        .map_request(|mut req: axum::http::Request<ProxyBody>| {
             if let Some(Peer(addr)) = req.extensions().get::<Peer>().copied() {
                 req.extensions_mut().insert(ConnectInfo(addr));
             }

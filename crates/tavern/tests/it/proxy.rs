@@ -268,3 +268,190 @@ async fn worlds_are_reached_by_path_with_their_route_prefix() {
     let (s, _) = admin.get("/api/v1/instances").await;
     assert_eq!(s, 200);
 }
+
+/// The `tavern_session=…` pair of a Set-Cookie answer.
+fn session_cookie(resp: &reqwest::Response) -> String {
+    let set = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("Domain=localhost")
+            && set.contains("HttpOnly")
+            && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_signs_in_on_the_standby_page_and_the_visit_wakes_the_world() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k1", &key_for("wakekeyone")).await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    admin.create_user("bob", "gm", "bob-password-1").await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "delta", "owner": "alice", "release": "stub"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let http = client(&server, &["delta.localhost"]);
+    let page_url = world_url(&server, "delta.localhost", "/");
+    // The route table knows the world once the reconciler has looked.
+    wait_until("delta has a standby page", || async {
+        http.get(&page_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+
+    // Nobody signed in: the page, a sign-in form, no Start button.
+    let page = http
+        .get(&page_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("delta") && page.contains("is sleeping"),
+        "{page}"
+    );
+    assert!(
+        page.contains("/_tavern/login") && !page.contains("/_tavern/start"),
+        "{page}"
+    );
+
+    let login = |user: &'static str, password: &'static str| {
+        let http = http.clone();
+        let url = world_url(&server, "delta.localhost", "/_tavern/login");
+        async move {
+            http.post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("username={user}&password={password}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = login("alice", "not-her-password").await;
+    assert_eq!(wrong.status(), 303);
+    let back = wrong.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(back, "/?note=signin_failed");
+    let page = http
+        .get(world_url(&server, "delta.localhost", &back))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Wrong username or password"), "{page}");
+
+    // Another game master's visit neither shows a Start button nor wakes it.
+    let bob = session_cookie(&login("bob", "bob-password-1").await);
+    let page = http
+        .get(&page_url)
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("/_tavern/start") && !page.contains("/_tavern/login"),
+        "{page}"
+    );
+    assert_eq!(
+        admin.get("/api/v1/instances/delta").await.1["desired_state"],
+        "stopped"
+    );
+
+    // The owner's visit wakes it; the same address then serves the world.
+    let ok = login("alice", "alice-password-1").await;
+    assert_eq!(ok.status(), 303);
+    let alice = session_cookie(&ok);
+    let page = http
+        .get(&page_url)
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("is starting") && page.contains("refresh"),
+        "{page}"
+    );
+    wait_for_state(&admin, "delta", "running").await;
+    let status_url = world_url(&server, "delta.localhost", "/api/status");
+    wait_until("the world answers at its address", || async {
+        http.get(&status_url)
+            .header("cookie", &alice)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    // Stopped again, the Start button starts it; a foreign form is refused.
+    let (s, _) = admin.post("/api/v1/instances/delta/stop", &json!({})).await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "delta", "stopped").await;
+    let start_url = world_url(&server, "delta.localhost", "/_tavern/start");
+    let foreign = http
+        .post(&start_url)
+        .header("cookie", &alice)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert_eq!(
+        admin.get("/api/v1/instances/delta").await.1["desired_state"],
+        "stopped"
+    );
+    let started = http
+        .post(&start_url)
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303);
+    wait_for_state(&admin, "delta", "running").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_wake_on_visit_anyone_a_visit_wakes_the_world() {
+    let server = Server::start_with_env(&[], &[("TAVERN_IDLE_WAKE_ON_VISIT", "anyone")]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k1", &key_for("anyonekey")).await;
+    add_world(&admin, "open", "stub").await;
+    let http = client(&server, &["open.localhost"]);
+    let page_url = world_url(&server, "open.localhost", "/");
+    wait_until("the visit wakes it", || async {
+        let _ = http.get(&page_url).send().await;
+        admin.get("/api/v1/instances/open").await.1["desired_state"] == "running"
+    })
+    .await;
+    wait_for_state(&admin, "open", "running").await;
+    let (_, events) = admin.get("/api/v1/events?limit=100").await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "visitor" && e["action"] == "instance.start"),
+        "{events}"
+    );
+}
