@@ -17,7 +17,7 @@ mod sessions;
 
 pub use error::CoreError;
 pub use service::{
-    Caller, Economy, InstanceView, LicenseView, NewInstance, NewLicense, NewUser, Overview,
-    RUNTIME_KINDS, Settings, Tavern,
+    Caller, Economy, InstanceUpdate, InstanceView, LicenseView, NewInstance, NewLicense, NewUser,
+    Overview, RUNTIME_KINDS, Settings, Tavern,
 };
 pub use sessions::{NewSession, SessionView};

@@ -242,6 +242,7 @@ impl Reconciler {
                         .filter(|s| s.instance == i.id)
                         .map(|s| s.starts_at)
                         .min(),
+                    wake_on_visit: i.wake_on_visit,
                 };
                 (i.slug, route)
             })

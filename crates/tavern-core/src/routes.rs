@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use jiff::Timestamp;
-use tavern_types::{DesiredState, ObservedState, Slug};
+use tavern_types::{DesiredState, ObservedState, Slug, WakeOnVisit};
 
 /// One world as the proxy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Route {
     pub reason: Option<String>,
     /// When its next (or current) session begins.
     pub next_session: Option<Timestamp>,
+    /// Who wakes it by visiting, when it says so itself.
+    pub wake_on_visit: Option<WakeOnVisit>,
 }
 
 /// Every world by slug.

@@ -12,6 +12,7 @@ use tavern_store::{
 };
 use tavern_types::{
     DesiredState, LicenseId, LicenseKey, ObservedState, Role, Slug, TokenId, UserId, Username,
+    WakeOnVisit,
 };
 
 use tavern_runtime::releases::Releases;
@@ -158,6 +159,32 @@ pub struct NewInstance {
     pub license: Option<String>,
     pub runtime: Option<String>,
     pub idle_timeout_minutes: Option<u32>,
+    pub wake_on_visit: Option<String>,
+}
+
+/// Changes to an instance's own settings: `None` leaves one as it is,
+/// `Some(None)` returns it to the server's setting.
+pub struct InstanceUpdate {
+    pub idle_timeout_minutes: Option<Option<u32>>,
+    pub wake_on_visit: Option<Option<String>>,
+}
+
+fn check_idle_minutes(m: u32) -> Result<u32, CoreError> {
+    if (1..=MAX_IDLE_MINUTES).contains(&m) {
+        Ok(m)
+    } else {
+        Err(CoreError::invalid(
+            "invalid_field",
+            "idle_timeout_minutes",
+            format!("idle_timeout_minutes must be between 1 and {MAX_IDLE_MINUTES}"),
+        ))
+    }
+}
+
+fn parse_wake(s: &str) -> Result<WakeOnVisit, CoreError> {
+    s.parse().map_err(|e: tavern_types::ParseEnumError| {
+        CoreError::invalid("invalid_field", "wake_on_visit", e.to_string())
+    })
 }
 
 pub struct NewLicense {
@@ -549,15 +576,11 @@ impl Tavern {
             }
             None => self.settings.default_runtime.clone(),
         };
-        if let Some(m) = new.idle_timeout_minutes
-            && !(1..=MAX_IDLE_MINUTES).contains(&m)
-        {
-            return Err(CoreError::invalid(
-                "invalid_field",
-                "idle_timeout_minutes",
-                format!("idle_timeout_minutes must be between 1 and {MAX_IDLE_MINUTES}"),
-            ));
-        }
+        let idle_timeout_minutes = new
+            .idle_timeout_minutes
+            .map(check_idle_minutes)
+            .transpose()?;
+        let wake_on_visit = new.wake_on_visit.as_deref().map(parse_wake).transpose()?;
         let license = match &new.license {
             Some(id) => {
                 let license = self
@@ -592,12 +615,13 @@ impl Tavern {
             license: license.as_ref().map(|l| l.id),
             desired_state: DesiredState::Stopped,
             state: ObservedState::Stopped,
-            idle_timeout_minutes: new.idle_timeout_minutes,
+            idle_timeout_minutes,
             created_at: at,
             updated_at: at,
             state_reason: None,
             players: 0,
             sockets: 0,
+            wake_on_visit,
             world: None,
             foundry_version: None,
             admin_key_sealed: Some(admin_key_sealed),
@@ -736,6 +760,53 @@ impl Tavern {
         slug: &str,
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
+        self.view(i, None, None).await
+    }
+
+    /// Changes an instance's idle timeout or who wakes it by visiting.
+    pub async fn update_instance(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        update: InstanceUpdate,
+    ) -> Result<InstanceView, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        let idle = update
+            .idle_timeout_minutes
+            .map(|m| m.map(check_idle_minutes).transpose())
+            .transpose()?;
+        let wake = update
+            .wake_on_visit
+            .map(|w| w.as_deref().map(parse_wake).transpose())
+            .transpose()?;
+        let mut detail = Vec::new();
+        if let Some(m) = idle {
+            detail.push(format!(
+                "idle timeout {}",
+                m.map_or_else(|| "default".to_owned(), |m| format!("{m} min"))
+            ));
+        }
+        if let Some(w) = wake {
+            detail.push(format!(
+                "wake on visit {}",
+                w.map_or("default", |w| w.as_str())
+            ));
+        }
+        let i = self
+            .store
+            .update_instance_settings(
+                &i.slug,
+                idle,
+                wake,
+                &NewEvent::success(
+                    caller.name(),
+                    "instance.update",
+                    format!("instance:{}", i.slug),
+                )
+                .with_detail(detail.join(", ")),
+            )
+            .await?;
+        self.wake.notify_one();
         self.view(i, None, None).await
     }
 

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tavern_core::{NewInstance, NewLicense, NewSession, NewUser};
+use tavern_core::{InstanceUpdate, NewInstance, NewLicense, NewSession, NewUser};
 use tavern_types::DesiredState;
 use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -44,7 +44,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_user, list_users))
         .routes(routes!(update_user))
         .routes(routes!(create_instance, list_instances))
-        .routes(routes!(show_instance, destroy_instance))
+        .routes(routes!(show_instance, destroy_instance, update_instance))
         .routes(routes!(start_instance))
         .routes(routes!(stop_instance))
         .routes(routes!(instance_logs))
@@ -173,6 +173,7 @@ async fn create_instance(
                 license: req.license,
                 runtime: req.runtime,
                 idle_timeout_minutes: req.idle_timeout_minutes,
+                wake_on_visit: req.wake_on_visit,
             },
         )
         .await?;
@@ -198,6 +199,30 @@ async fn show_instance(
     Path(slug): Path<String>,
 ) -> ApiResult<Json<InstanceJson>> {
     Ok(Json(s.tavern.get_instance(&caller, &slug).await?.into()))
+}
+
+/// Changes an instance's idle timeout or who wakes it by visiting.
+#[utoipa::path(patch, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+    request_body = UpdateInstanceRequest,
+    responses((status = 200, body = InstanceJson), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_instance(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+    ApiJson(req): ApiJson<UpdateInstanceRequest>,
+) -> ApiResult<Json<InstanceJson>> {
+    let view = s
+        .tavern
+        .update_instance(
+            &caller,
+            &slug,
+            InstanceUpdate {
+                idle_timeout_minutes: req.idle_timeout_minutes,
+                wake_on_visit: req.wake_on_visit,
+            },
+        )
+        .await?;
+    Ok(Json(view.into()))
 }
 
 /// Destroys an instance: its server stops, its data is archived, then it is gone.

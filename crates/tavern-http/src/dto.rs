@@ -82,6 +82,31 @@ pub struct CreateInstanceRequest {
     pub license: Option<String>,
     pub runtime: Option<String>,
     pub idle_timeout_minutes: Option<u32>,
+    /// Who wakes it by visiting: `owner`, `anyone` or `off` (default: the
+    /// server's `idle.wake_on_visit`).
+    pub wake_on_visit: Option<String>,
+}
+
+/// Absent: unchanged; `null`: back to the server's setting.
+fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInstanceRequest {
+    /// Minutes without players before it sleeps; `null`: the server's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub idle_timeout_minutes: Option<Option<u32>>,
+    /// `owner`, `anyone` or `off`; `null`: the server's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub wake_on_visit: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -110,6 +135,8 @@ pub struct InstanceJson {
     pub foundry_version: Option<String>,
     pub last_activity_at: Option<String>,
     pub idle_timeout_minutes: Option<u32>,
+    /// Who wakes it by visiting, when it has its own setting.
+    pub wake_on_visit: Option<String>,
     pub created_at: String,
     /// Foundry's admin key: only in the answer that created the instance.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,6 +165,7 @@ impl From<InstanceView> for InstanceJson {
             foundry_version: i.foundry_version,
             last_activity_at: i.last_activity_at.map(|t| t.to_string()),
             idle_timeout_minutes: i.idle_timeout_minutes,
+            wake_on_visit: i.wake_on_visit.map(|w| w.to_string()),
             created_at: i.created_at.to_string(),
             admin_key: v.admin_key,
         }

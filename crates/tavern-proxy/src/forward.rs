@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::route::{Routing, Site, Target, decide};
-use crate::standby::{self, WakeOnVisit};
+use crate::standby;
+use tavern_types::WakeOnVisit;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Every response body the proxy sends.

@@ -11,4 +11,3 @@ mod standby;
 
 pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
 pub use route::{Routing, Site};
-pub use standby::WakeOnVisit;

@@ -122,6 +122,7 @@ mod tests {
                         desired: DesiredState::Stopped,
                         reason: None,
                         next_session: None,
+                        wake_on_visit: None,
                     };
                     (slug, route)
                 })

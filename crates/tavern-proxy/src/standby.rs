@@ -17,20 +17,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tavern_core::routes::Route;
-use tavern_types::{DesiredState, ObservedState};
+use tavern_types::{DesiredState, ObservedState, WakeOnVisit};
 
 use crate::forward::{BoxError, Peer, Proxy, ProxyBody};
-
-/// Who may wake a sleeping world by visiting it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WakeOnVisit {
-    /// Its signed-in owner (or an admin).
-    Owner,
-    /// Anyone who visits.
-    Anyone,
-    /// Nobody: the Start button only.
-    Off,
-}
 
 /// The session cookie: an API token.
 pub const COOKIE: &str = "tavern_session";
@@ -192,7 +181,7 @@ impl Proxy {
             route.desired == DesiredState::Stopped && route.state == ObservedState::Stopped;
         let mut woke = false;
         let mut note = query_note;
-        let wake = match self.settings.wake_on_visit {
+        let wake = match route.wake_on_visit.unwrap_or(self.settings.wake_on_visit) {
             WakeOnVisit::Owner => owner,
             WakeOnVisit::Anyone => true,
             WakeOnVisit::Off => false,
@@ -377,6 +366,7 @@ mod tests {
             desired,
             reason: None,
             next_session: None,
+            wake_on_visit: None,
         }
     }
 

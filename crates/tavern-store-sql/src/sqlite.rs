@@ -20,6 +20,7 @@ use tavern_store::{
 };
 use tavern_types::{
     DesiredState, EventId, InstanceId, LicenseId, ObservedState, SessionId, Slug, UserId, Username,
+    WakeOnVisit,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sockets",
         include_str!("../migrations/sqlite/0005_sockets.sql"),
     ),
+    (
+        6,
+        "wake_on_visit",
+        include_str!("../migrations/sqlite/0006_wake_on_visit.sql"),
+    ),
 ];
 
 // Column lists, as macros so that queries stay string literals.
@@ -59,7 +65,7 @@ macro_rules! user_cols {
 
 macro_rules! instance_cols {
     () => {
-        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at, sockets"
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at, sockets, wake_on_visit"
     };
 }
 
@@ -377,6 +383,9 @@ fn instance_from(row: &SqliteRow) -> StoreResult<Instance> {
         last_activity_at: opt_ts(col(row, "last_activity_at")?)?,
         sockets: u32::try_from(col::<i64>(row, "sockets")?)
             .map_err(|e| corrupt("instances.sockets", e))?,
+        wake_on_visit: col::<Option<String>>(row, "wake_on_visit")?
+            .map(|w| parse("instances.wake_on_visit", &w))
+            .transpose()?,
     })
 }
 
@@ -561,7 +570,7 @@ impl Store for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO instances (",
             instance_cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(i.id.to_string())
         .bind(i.slug.as_str())
@@ -582,6 +591,7 @@ impl Store for SqliteStore {
         .bind(i.awaits.map(|l| l.to_string()))
         .bind(i.last_activity_at.map(|t| t.as_microsecond()))
         .bind(i64::from(i.sockets))
+        .bind(i.wake_on_visit.map(|w| w.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
@@ -665,6 +675,32 @@ impl Store for SqliteStore {
         .await
         .map_err(backend("set desired state"))?;
         finish_instance_update(tx, done, slug, event, "set desired state").await
+    }
+
+    async fn update_instance_settings(
+        &self,
+        slug: &Slug,
+        idle_timeout_minutes: Option<Option<u32>>,
+        wake_on_visit: Option<Option<WakeOnVisit>>,
+        event: &NewEvent,
+    ) -> StoreResult<Instance> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE instances SET \
+             idle_timeout_minutes = CASE WHEN ? THEN ? ELSE idle_timeout_minutes END, \
+             wake_on_visit = CASE WHEN ? THEN ? ELSE wake_on_visit END, \
+             updated_at = ? WHERE slug = ?",
+        )
+        .bind(idle_timeout_minutes.is_some())
+        .bind(idle_timeout_minutes.flatten().map(i64::from))
+        .bind(wake_on_visit.is_some())
+        .bind(wake_on_visit.flatten().map(|w| w.as_str()))
+        .bind(event.at.as_microsecond())
+        .bind(slug.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("update instance"))?;
+        finish_instance_update(tx, done, slug, event, "update instance").await
     }
 
     async fn set_instance_license(

@@ -5,7 +5,7 @@
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
     DesiredState, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId, UserId,
-    Username,
+    Username, WakeOnVisit,
 };
 
 use crate::{
@@ -30,7 +30,8 @@ macro_rules! conformance_tests {
             binding_can_start_and_a_running_world_keeps_its_key,
             user_tier_round_trip, session_windows_never_overlap_on_one_key,
             moving_sessions_is_all_or_nothing, a_promised_key_is_awaited_until_bound,
-            running_intervals_are_counted, a_reserved_key_cannot_be_removed);
+            running_intervals_are_counted, a_reserved_key_cannot_be_removed,
+            instance_settings_change_one_at_a_time);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -70,6 +71,7 @@ fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
         state_reason: None,
         players: 0,
         sockets: 0,
+        wake_on_visit: Some(WakeOnVisit::Anyone),
         world: None,
         foundry_version: None,
         admin_key_sealed: Some(vec![9, 8, 7]),
@@ -1099,4 +1101,42 @@ pub async fn a_reserved_key_cannot_be_removed(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.session(ended.id).await.unwrap(), None);
+}
+
+pub async fn instance_settings_change_one_at_a_time(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let i = add_instance(store, instance("world", a.id, None)).await;
+    assert_eq!(
+        (i.idle_timeout_minutes, i.wake_on_visit),
+        (Some(45), Some(WakeOnVisit::Anyone))
+    );
+    let ev = || ev("instance.update", "instance:world");
+    let got = store
+        .update_instance_settings(&i.slug, None, Some(Some(WakeOnVisit::Off)), &ev())
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.idle_timeout_minutes, got.wake_on_visit),
+        (Some(45), Some(WakeOnVisit::Off))
+    );
+    let got = store
+        .update_instance_settings(&i.slug, Some(Some(90)), Some(None), &ev())
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.idle_timeout_minutes, got.wake_on_visit),
+        (Some(90), None)
+    );
+    let got = store
+        .update_instance_settings(&i.slug, Some(None), None, &ev())
+        .await
+        .unwrap();
+    assert_eq!((got.idle_timeout_minutes, got.wake_on_visit), (None, None));
+    assert_eq!(store.instance(&i.slug).await.unwrap(), Some(got));
+    assert!(matches!(
+        store
+            .update_instance_settings(&Slug::parse("nope").unwrap(), None, None, &ev())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

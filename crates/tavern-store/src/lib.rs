@@ -15,7 +15,9 @@ pub use records::*;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use tavern_types::{DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username};
+use tavern_types::{
+    DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username, WakeOnVisit,
+};
 
 /// What a store can fail with. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         slug: &Slug,
         desired: DesiredState,
+        event: &NewEvent,
+    ) -> StoreResult<Instance>;
+    /// Changes an instance's own settings: its idle timeout and who wakes
+    /// it by visiting (`Some(None)` clears one back to the server's).
+    async fn update_instance_settings(
+        &self,
+        slug: &Slug,
+        idle_timeout_minutes: Option<Option<u32>>,
+        wake_on_visit: Option<Option<WakeOnVisit>>,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
     /// Sets the key an instance is configured to run with (`None`: any).

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use tavern_types::{
     DesiredState, EventId, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId,
-    UserId, Username,
+    UserId, Username, WakeOnVisit,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct Instance {
     pub players: u32,
     /// Open connections (tabs) through the proxy.
     pub sockets: u32,
+    /// Who wakes it by visiting; `None`: the server's setting.
+    pub wake_on_visit: Option<WakeOnVisit>,
     /// The active world's id and the Foundry version, from `/api/status`.
     pub world: Option<String>,
     pub foundry_version: Option<String>,

@@ -12,4 +12,4 @@ mod state;
 pub use ids::{EventId, InstanceId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, Slug, Username};
-pub use state::{DesiredState, ObservedState, ParseEnumError, Role};
+pub use state::{DesiredState, ObservedState, ParseEnumError, Role, WakeOnVisit};

@@ -57,6 +57,12 @@ string_enum!(
 );
 
 string_enum!(
+    /// Who wakes a sleeping world by visiting it: its signed-in owner (or
+    /// an admin), anyone, or nobody (the Start button only).
+    WakeOnVisit, "wake_on_visit" { Owner => "owner", Anyone => "anyone", Off => "off" }
+);
+
+string_enum!(
     /// What people asked an instance to be.
     DesiredState, "desired state" {
         Running => "running",

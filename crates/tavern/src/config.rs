@@ -54,25 +54,17 @@ pub struct IdleConfig {
     /// A running world without players sleeps after this many minutes
     /// (unless it has a timeout of its own).
     pub timeout_minutes: u64,
-    /// Who wakes a sleeping world by visiting it.
-    pub wake_on_visit: WakeMode,
+    /// Who wakes a sleeping world by visiting it: `owner`, `anyone`, `off`.
+    pub wake_on_visit: tavern_types::WakeOnVisit,
 }
 
 impl Default for IdleConfig {
     fn default() -> Self {
         Self {
             timeout_minutes: 30,
-            wake_on_visit: WakeMode::Owner,
+            wake_on_visit: tavern_types::WakeOnVisit::Owner,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum WakeMode {
-    Owner,
-    Anyone,
-    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

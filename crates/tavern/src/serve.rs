@@ -12,16 +12,14 @@ use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
 use tavern_core::secrets::{SecretBox, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
-use tavern_proxy::{
-    ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site, WakeOnVisit,
-};
+use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{Config, LogFormat, Overrides, RoutingMode, WakeMode};
+use crate::config::{Config, LogFormat, Overrides, RoutingMode};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -148,11 +146,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 "http"
             },
             body_limit: config.server.world_body_limit,
-            wake_on_visit: match config.idle.wake_on_visit {
-                WakeMode::Owner => WakeOnVisit::Owner,
-                WakeMode::Anyone => WakeOnVisit::Anyone,
-                WakeMode::Off => WakeOnVisit::Off,
-            },
+            wake_on_visit: config.idle.wake_on_visit,
         },
         tavern.clone(),
         api_service(api),
@@ -311,6 +305,7 @@ async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
                     license: Some(license.to_string()),
                     runtime: None,
                     idle_timeout_minutes: None,
+                    wake_on_visit: None,
                 },
             )
             .await?;

@@ -77,6 +77,7 @@ mod tests {
             state_reason: None,
             players,
             sockets: 0,
+            wake_on_visit: None,
             world: None,
             foundry_version: None,
             admin_key_sealed: None,

@@ -277,6 +277,7 @@ mod tests {
             state_reason: None,
             players: 0,
             sockets: 0,
+            wake_on_visit: None,
             world: None,
             foundry_version: None,
             admin_key_sealed: None,

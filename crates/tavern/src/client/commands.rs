@@ -34,6 +34,7 @@ const INSTANCE_FIELDS: &[Column] = &[
     ("runtime", "runtime"),
     ("license", "license.label"),
     ("idle timeout (min)", "idle_timeout_minutes"),
+    ("wake on visit", "wake_on_visit"),
     ("created", "created_at"),
 ];
 const LICENSE_COLUMNS: &[Column] = &[
@@ -160,6 +161,22 @@ pub enum InstanceCommand {
         /// Minutes without players before the world sleeps.
         #[arg(long)]
         idle_timeout: Option<u32>,
+        /// Who wakes it by visiting: owner, anyone or off.
+        #[arg(long)]
+        wake_on_visit: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Change an instance's idle timeout or who wakes it by visiting
+    /// (`default`: back to the server's setting).
+    Set {
+        slug: String,
+        /// Minutes without players before the world sleeps, or `default`.
+        #[arg(long)]
+        idle_timeout: Option<String>,
+        /// owner, anyone, off, or `default`.
+        #[arg(long)]
+        wake_on_visit: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -229,6 +246,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             license,
             runtime,
             idle_timeout,
+            wake_on_visit,
             conn,
         } => {
             let api = Api::from_conn(&conn)?;
@@ -238,6 +256,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 ("release", release),
                 ("license", license),
                 ("runtime", runtime),
+                ("wake_on_visit", wake_on_visit),
             ] {
                 if let Some(v) = v {
                     body[k] = Value::String(v);
@@ -251,6 +270,34 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             if let (false, Some(key)) = (conn.json, created["admin_key"].as_str()) {
                 eprintln!("Foundry admin key for {slug}, shown this once: {key}");
             }
+        }
+        InstanceCommand::Set {
+            slug,
+            idle_timeout,
+            wake_on_visit,
+            conn,
+        } => {
+            let mut body = json!({});
+            if let Some(m) = idle_timeout {
+                body["idle_timeout_minutes"] = if m == "default" {
+                    Value::Null
+                } else {
+                    json!(m.parse::<u32>().map_err(|_| anyhow::anyhow!(
+                        "--idle-timeout takes minutes or `default`"
+                    ))?)
+                };
+            }
+            if let Some(w) = wake_on_visit {
+                body["wake_on_visit"] = if w == "default" {
+                    Value::Null
+                } else {
+                    Value::String(w)
+                };
+            }
+            let one = Api::from_conn(&conn)?
+                .patch(&format!("/api/v1/instances/{}", path_part(&slug)?), &body)
+                .await?;
+            print_record(conn.json, &one, INSTANCE_FIELDS);
         }
         InstanceCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/instances").await?;

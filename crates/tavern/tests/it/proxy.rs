@@ -454,4 +454,66 @@ async fn with_wake_on_visit_anyone_a_visit_wakes_the_world() {
             .any(|e| e["actor"] == "visitor" && e["action"] == "instance.start"),
         "{events}"
     );
+
+    // A world's own setting wins: `off` is not woken by visits...
+    add_key(&admin, "k2", &key_for("anyonekeytwo")).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "closed", "release": "stub", "wake_on_visit": "off"}),
+        )
+        .await;
+    assert_eq!((s, &b["wake_on_visit"]), (201, &json!("off")), "{b}");
+    let http = client(&server, &["closed.localhost"]);
+    let closed_url = world_url(&server, "closed.localhost", "/");
+    wait_until("closed has a standby page", || async {
+        http.get(&closed_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    for _ in 0..3 {
+        let page = http
+            .get(&closed_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("is sleeping"), "{page}");
+    }
+    assert_eq!(
+        admin.get("/api/v1/instances/closed").await.1["desired_state"],
+        "stopped"
+    );
+    let bad = admin
+        .send(
+            "PATCH",
+            "/api/v1/instances/closed",
+            Some("application/json"),
+            br#"{"wake_on_visit":"sometimes"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!((bad.0, code(&bad)), (422, "invalid_field"), "{}", bad.1);
+    // ...until it is set back to the server's setting.
+    let out = server.cli(
+        Some(&server.admin_token),
+        &[
+            "instance",
+            "set",
+            "closed",
+            "--wake-on-visit",
+            "default",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(ok_json(&out)["wake_on_visit"], Value::Null);
+    wait_until("a visit wakes it now", || async {
+        let _ = http.get(&closed_url).send().await;
+        admin.get("/api/v1/instances/closed").await.1["desired_state"] == "running"
+    })
+    .await;
 }
