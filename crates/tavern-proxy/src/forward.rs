@@ -23,6 +23,7 @@ use tavern_core::routes::RouteTable;
 use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -152,11 +153,12 @@ impl Proxy {
         })
     }
 
-    /// Serves connections from `listener` until `cancel`; then lets open
-    /// requests finish for up to `grace`.
+    /// Serves connections from `listener` (over TLS with `tls`) until
+    /// `cancel`; then lets open requests finish for up to `grace`.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<TlsAcceptor>,
         cancel: CancellationToken,
         grace: Duration,
     ) {
@@ -177,22 +179,20 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
             let cancel = cancel.clone();
+            let tls = tls.clone();
             tracker.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection ended"); }
-                    }
-                    () = cancel.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
+                match tls {
+                    None => proxy.connection(TokioIo::new(stream), peer, cancel).await,
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(tls)) => proxy.connection(TokioIo::new(tls), peer, cancel).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     }
                 }
             });
@@ -200,6 +200,35 @@ impl Proxy {
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the grace period; closing anyway");
+        }
+    }
+
+    /// Serves one client connection (HTTP/1.1, upgrades allowed).
+    async fn connection<I>(
+        self: Arc<Self>,
+        io: TokioIo<I>,
+        peer: SocketAddr,
+        cancel: CancellationToken,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self;
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection ended"); }
+            }
+            () = cancel.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
     }
 

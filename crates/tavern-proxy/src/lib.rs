@@ -8,6 +8,7 @@
 mod forward;
 pub mod route;
 mod standby;
+pub mod tls;
 
 pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
 pub use route::{Routing, Site};

@@ -21,6 +21,7 @@ pub struct Config {
     pub licenses: LicensesConfig,
     pub sessions: SessionsConfig,
     pub idle: IdleConfig,
+    pub tls: TlsConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -46,6 +47,28 @@ impl Default for LicensesConfig {
             reservation_horizon_minutes: 240,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Off,
+    Files,
+    Acme,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// `off`, `files` (cert_file and key_file) or `acme` (not built yet).
+    pub mode: TlsMode,
+    /// PEM certificate chain (a wildcard for `*.<domain>` is common).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+    /// A plain-HTTP listener that redirects to HTTPS (e.g. `0.0.0.0:80`).
+    pub http_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -327,6 +350,16 @@ impl Config {
         if let Some(url) = &self.server.public_url {
             public_parts(url)?;
         }
+        match self.tls.mode {
+            TlsMode::Off => {}
+            TlsMode::Files => anyhow::ensure!(
+                self.tls.cert_file.is_some() && self.tls.key_file.is_some(),
+                "invalid configuration: tls.mode = \"files\" needs tls.cert_file and tls.key_file"
+            ),
+            TlsMode::Acme => anyhow::bail!(
+                "invalid configuration: tls.mode = \"acme\" is not supported in this version; use \"files\" or \"off\""
+            ),
+        }
         anyhow::ensure!(
             (1..=7 * 24 * 60).contains(&self.idle.timeout_minutes),
             "invalid configuration: idle.timeout_minutes must be between 1 and 10080 (a week)"
@@ -420,6 +453,10 @@ impl Config {
     pub fn public_scheme_and_port(&self, bound: SocketAddr) -> (String, Option<u16>) {
         match &self.server.public_url {
             Some(url) => public_parts(url).unwrap_or(("http".into(), None)),
+            None if self.tls.mode != TlsMode::Off => {
+                let port = bound.port();
+                ("https".into(), (port != 443).then_some(port))
+            }
             None => {
                 let port = bound.port();
                 ("http".into(), (port != 80).then_some(port))
@@ -449,7 +486,12 @@ impl Config {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        format!("http://{host}:{}", bound.port())
+        let scheme = if self.tls.mode == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}:{}", bound.port())
     }
 }
 

@@ -19,7 +19,7 @@ use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{Config, LogFormat, Overrides, RoutingMode};
+use crate::config::{Config, LogFormat, Overrides, RoutingMode, TlsMode};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -44,6 +44,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let tls = match config.tls.mode {
+        TlsMode::Files => {
+            let (cert, key) = (
+                config.tls.cert_file.as_deref().unwrap_or(Path::new("")),
+                config.tls.key_file.as_deref().unwrap_or(Path::new("")),
+            );
+            Some(tavern_proxy::tls::acceptor_from_files(cert, key)?)
+        }
+        _ => None,
+    };
     let stop_signal = crate::signals::termination()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -95,7 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
-    println!("Tavern is listening on http://{addr}");
+    println!("Tavern is listening on {}", config.api_url(addr));
 
     let shutdown = CancellationToken::new();
     let rc = &config.runtime;
@@ -151,8 +161,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tavern.clone(),
         api_service(api),
     );
+    if let (Some(_), Some(http)) = (&tls, config.tls.http_listen) {
+        let redirect = tokio::net::TcpListener::bind(http)
+            .await
+            .with_context(|| format!("cannot listen on {http} (tls.http_listen)"))?;
+        let bound = redirect.local_addr()?;
+        println!("Redirecting http://{bound} to HTTPS");
+        tokio::spawn(tavern_proxy::tls::redirect_to_https(
+            redirect,
+            (addr.port() != 443).then_some(addr.port()),
+            shutdown.clone(),
+        ));
+    }
     proxy
-        .serve(listener, shutdown.clone(), tavern_http::SHUTDOWN_GRACE)
+        .serve(listener, tls, shutdown.clone(), tavern_http::SHUTDOWN_GRACE)
         .await;
     // Worlds keep running while Tavern is away; the next start adopts them.
     let _ = reconciling.await;

@@ -12,3 +12,4 @@ mod secrets;
 mod serve;
 mod stub;
 mod support;
+mod tls;

@@ -221,10 +221,16 @@ impl Server {
     }
 
     pub fn api(&self, token: Option<&str>) -> Api {
+        self.api_with(token, reqwest::Client::new())
+    }
+
+    /// An API client on a client of the test's own (trusting a test
+    /// certificate, say).
+    pub fn api_with(&self, token: Option<&str>, http: reqwest::Client) -> Api {
         Api {
             base: self.url.clone(),
             token: token.map(str::to_owned),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

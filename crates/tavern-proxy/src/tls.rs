@@ -1,0 +1,125 @@
+//! TLS on the public listener, from certificate and key files (a wildcard
+//! for `*.<domain>` is common), and the plain-HTTP listener that sends
+//! browsers to HTTPS.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::route::host_name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the certificate file {path}")]
+    Certificate {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("the certificate file {path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("cannot read the private key file {path}")]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("the certificate and key do not make a TLS configuration")]
+    Config(#[source] rustls::Error),
+}
+
+/// A TLS acceptor for the certificate chain and key in these PEM files.
+pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Certificate {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_owned(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Answers every plain-HTTP request with a permanent redirect to the same
+/// address over HTTPS (on `https_port` when it is not 443), until `cancel`.
+pub async fn redirect_to_https(
+    listener: TcpListener,
+    https_port: Option<u16>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let host = req
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(host_name);
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned();
+                    async move {
+                        let mut r = Response::new(Empty::<Bytes>::new());
+                        match host {
+                            Some(host) => {
+                                let port = https_port.map(|p| format!(":{p}")).unwrap_or_default();
+                                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                                if let Ok(v) =
+                                    HeaderValue::from_str(&format!("https://{host}{port}{path}"))
+                                {
+                                    r.headers_mut().insert(header::LOCATION, v);
+                                }
+                            }
+                            None => *r.status_mut() = StatusCode::BAD_REQUEST,
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
