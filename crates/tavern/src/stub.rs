@@ -7,7 +7,8 @@
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
 //! runs with (and its data directory), `GET /_stub/config` the options it read,
-//! `/_stub/echo` what reached it (method, path, headers, body size).
+//! `/_stub/echo` what reached it (method, path, headers, body size),
+//! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -367,7 +368,8 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/", get(root))
         .route("/_stub/license", get(license))
         .route("/_stub/config", get(config))
-        .route("/_stub/echo", any(echo_request));
+        .route("/_stub/echo", any(echo_request))
+        .route("/_stub/blob/{bytes}", get(blob));
     let routed = match &stub.options.route_prefix {
         Some(p) => Router::new()
             .route(&format!("/{p}/"), get(root))
@@ -443,6 +445,17 @@ async fn echo_request(
         "headers": headers,
         "bytes": bytes,
     }))
+}
+
+/// `bytes` bytes of a made-up asset (at most 64 MiB), for benchmarks of
+/// large responses.
+async fn blob(axum::extract::Path(bytes): axum::extract::Path<usize>) -> Response {
+    let bytes = bytes.min(64 * 1024 * 1024);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        vec![b'x'; bytes],
+    )
+        .into_response()
 }
 
 async fn config(State(s): State<Arc<Stub>>) -> axum::Json<Value> {

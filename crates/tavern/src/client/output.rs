@@ -18,12 +18,16 @@ fn cell(v: &Value, field: &str) -> String {
     }
 }
 
+/// Writes a line to stdout; a reader that went away (`| head`) is not an
+/// error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 pub fn print(json: bool, value: &Value, columns: &[Column]) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        emit(&serde_json::to_string_pretty(value).unwrap_or_default());
         return;
     }
     let rows: Vec<&Value> = match value {
@@ -31,7 +35,7 @@ pub fn print(json: bool, value: &Value, columns: &[Column]) {
         other => vec![other],
     };
     if rows.is_empty() {
-        println!("(none)");
+        emit("(none)");
         return;
     }
     let mut table = Table::new();
@@ -40,16 +44,13 @@ pub fn print(json: bool, value: &Value, columns: &[Column]) {
     for row in rows {
         table.add_row(columns.iter().map(|(_, f)| cell(row, f)));
     }
-    println!("{table}");
+    emit(&table.to_string());
 }
 
 /// One object as a two-column table of its fields.
 pub fn print_record(json: bool, value: &Value, fields: &[Column]) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
-        );
+        emit(&serde_json::to_string_pretty(value).unwrap_or_default());
         return;
     }
     let mut table = Table::new();
@@ -57,7 +58,7 @@ pub fn print_record(json: bool, value: &Value, fields: &[Column]) {
     for (name, field) in fields {
         table.add_row([name.to_string(), cell(value, field)]);
     }
-    println!("{table}");
+    emit(&table.to_string());
 }
 
 #[cfg(test)]
