@@ -235,6 +235,7 @@ impl Reconciler {
                     slug: i.slug.clone(),
                     upstream,
                     state: i.state,
+                    since: i.updated_at,
                     desired: i.desired_state,
                     reason: i.state_reason,
                     next_session: sessions

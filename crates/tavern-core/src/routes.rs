@@ -15,6 +15,9 @@ pub struct Route {
     /// Where its server answers; `None` unless it is running.
     pub upstream: Option<SocketAddr>,
     pub state: ObservedState,
+    /// When the world's record last changed (for a starting world: about
+    /// when it began to start).
+    pub since: Timestamp,
     pub desired: DesiredState,
     /// Why it is in its state, for the standby page.
     pub reason: Option<String>,

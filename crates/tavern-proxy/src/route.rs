@@ -119,6 +119,7 @@ mod tests {
                         } else {
                             ObservedState::Stopped
                         },
+                        since: jiff::Timestamp::UNIX_EPOCH,
                         desired: DesiredState::Stopped,
                         reason: None,
                         next_session: None,

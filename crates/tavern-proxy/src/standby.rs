@@ -30,6 +30,8 @@ struct Page<'a> {
     name: &'a str,
     what: &'a str,
     refresh: bool,
+    /// While it starts: seconds since it began.
+    starting_for: Option<i64>,
     reason: Option<&'a str>,
     next_session: Option<String>,
     note: Option<&'a str>,
@@ -220,10 +222,26 @@ impl Proxy {
         } else {
             describe(route)
         };
+        let starting = woke
+            || (route.desired == DesiredState::Running
+                && matches!(
+                    route.state,
+                    ObservedState::Stopped | ObservedState::Starting
+                ));
         let page = Page {
             name: slug,
             what,
             refresh,
+            starting_for: starting.then(|| {
+                if woke {
+                    0
+                } else {
+                    jiff::Timestamp::now()
+                        .duration_since(route.since)
+                        .as_secs()
+                        .max(0)
+                }
+            }),
             reason: route
                 .reason
                 .as_deref()
@@ -363,6 +381,7 @@ mod tests {
             slug: Slug::parse("dragon").unwrap(),
             upstream: None,
             state,
+            since: jiff::Timestamp::now(),
             desired,
             reason: None,
             next_session: None,
@@ -392,6 +411,7 @@ mod tests {
             name: "dragon",
             what: "has failed",
             refresh: false,
+            starting_for: None,
             reason: Some("crashed <5> times"),
             next_session: None,
             note: None,

@@ -390,7 +390,7 @@ async fn the_owner_signs_in_on_the_standby_page_and_the_visit_wakes_the_world() 
         .await
         .unwrap();
     assert!(
-        page.contains("is starting") && page.contains("refresh"),
+        page.contains("is starting") && page.contains("refresh") && page.contains("Starting for"),
         "{page}"
     );
     wait_for_state(&admin, "delta", "running").await;
