@@ -24,6 +24,8 @@ use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+
+use crate::acme::ACME_TLS_ALPN;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -187,6 +189,12 @@ impl Proxy {
                         let handshake =
                             tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                         match handshake.await {
+                            Ok(Ok(tls))
+                                if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) =>
+                            {
+                                // A CA validating TLS-ALPN-01: the handshake was the answer.
+                                tracing::debug!(%peer, "TLS-ALPN-01 validation answered");
+                            }
                             Ok(Ok(tls)) => proxy.connection(TokioIo::new(tls), peer, cancel).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, %peer, "TLS handshake failed")

@@ -5,6 +5,7 @@
 //! decision is one pure function ([`route::decide`]) of the request and the
 //! route table the reconciler publishes; the proxy never reads the store.
 
+pub mod acme;
 mod forward;
 pub mod route;
 mod standby;

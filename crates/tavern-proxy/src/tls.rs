@@ -1,6 +1,6 @@
-//! TLS on the public listener, from certificate and key files (a wildcard
+//! TLS on the public listener from certificate and key files (a wildcard
 //! for `*.<domain>` is common), and the plain-HTTP listener that sends
-//! browsers to HTTPS.
+//! browsers to HTTPS and answers ACME's HTTP-01 challenges.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject as _;
@@ -19,7 +19,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::Certificates;
 use crate::route::host_name;
+
+/// Where the CA fetches HTTP-01 answers (RFC 8555, section 8.3).
+const ACME_CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -70,10 +74,12 @@ pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsEr
 }
 
 /// Answers every plain-HTTP request with a permanent redirect to the same
-/// address over HTTPS (on `https_port` when it is not 443), until `cancel`.
+/// address over HTTPS (on `https_port` when it is not 443), until `cancel`;
+/// with `acme`, answers the CA's HTTP-01 challenges first.
 pub async fn redirect_to_https(
     listener: TcpListener,
     https_port: Option<u16>,
+    acme: Option<Certificates>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -87,9 +93,16 @@ pub async fn redirect_to_https(
                 }
             },
         };
+        let acme = acme.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let answer = req
+                        .uri()
+                        .path()
+                        .strip_prefix(ACME_CHALLENGE_PATH)
+                        .zip(acme.as_ref())
+                        .and_then(|(token, certs)| certs.http01_answer(token));
                     let host = req
                         .headers()
                         .get(header::HOST)
@@ -101,7 +114,15 @@ pub async fn redirect_to_https(
                         .map_or("/", |p| p.as_str())
                         .to_owned();
                     async move {
-                        let mut r = Response::new(Empty::<Bytes>::new());
+                        if let Some(answer) = answer {
+                            let mut r = Response::new(Full::new(Bytes::from(answer)));
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/octet-stream"),
+                            );
+                            return Ok::<_, Infallible>(r);
+                        }
+                        let mut r = Response::new(Full::new(Bytes::new()));
                         match host {
                             Some(host) => {
                                 let port = https_port.map(|p| format!(":{p}")).unwrap_or_default();

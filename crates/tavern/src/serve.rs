@@ -19,7 +19,7 @@ use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{Config, LogFormat, Overrides, RoutingMode, TlsMode};
+use crate::config::{AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, TlsMode};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -44,6 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let certificates = tavern_proxy::acme::Certificates::default();
     let tls = match config.tls.mode {
         TlsMode::Files => {
             let (cert, key) = (
@@ -52,7 +53,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             Some(tavern_proxy::tls::acceptor_from_files(cert, key)?)
         }
-        _ => None,
+        TlsMode::Acme => Some(certificates.acceptor()),
+        TlsMode::Off => None,
     };
     let stop_signal = crate::signals::termination()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -67,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let tavern = Tavern::new(
         Arc::new(store.clone()),
-        secrets,
+        secrets.clone(),
         Settings {
             public_scheme,
             domain: config.server.domain.clone(),
@@ -140,16 +142,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..HttpSettings::default()
         },
     );
+    let site = Site {
+        domain: config.server.domain.clone(),
+        api_hosts: config.public_host().into_iter().collect(),
+        routing: match config.server.routing {
+            RoutingMode::Host => Routing::Host,
+            RoutingMode::Path => Routing::Path,
+        },
+    };
+    let acme = config.tls.mode == TlsMode::Acme;
+    if acme {
+        let t = &config.tls;
+        println!(
+            "HTTPS certificates come from {} ({}), cached in {}",
+            t.acme_directory,
+            match t.acme_challenge {
+                AcmeChallenge::Http01 => "http-01",
+                AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            },
+            data_dir.join("acme").display()
+        );
+        tokio::spawn(tavern_proxy::acme::run(
+            certificates.clone(),
+            tavern_proxy::acme::AcmeSettings {
+                directory: t.acme_directory.clone(),
+                email: t.acme_email.clone(),
+                ca_file: t.acme_ca_file.clone(),
+                challenge: match t.acme_challenge {
+                    AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
+                    AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
+                },
+                cache_dir: data_dir.join("acme"),
+            },
+            secrets,
+            site.clone(),
+            tavern.routes(),
+            shutdown.clone(),
+        ));
+    }
     let proxy = Proxy::new(
         ProxySettings {
-            site: Site {
-                domain: config.server.domain.clone(),
-                api_hosts: config.public_host().into_iter().collect(),
-                routing: match config.server.routing {
-                    RoutingMode::Host => Routing::Host,
-                    RoutingMode::Path => Routing::Path,
-                },
-            },
+            site,
             scheme: if tavern.settings().public_scheme == "https" {
                 "https"
             } else {
@@ -170,6 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(tavern_proxy::tls::redirect_to_https(
             redirect,
             (addr.port() != 443).then_some(addr.port()),
+            acme.then(|| certificates.clone()),
             shutdown.clone(),
         ));
     }

@@ -1,6 +1,7 @@
 //! Black-box tests of the `tavern` binary: a real server on a temp dir and a
 //! loopback port, driven through its CLI and HTTP API.
 
+mod acme;
 mod bad_input;
 mod economy;
 mod idle;

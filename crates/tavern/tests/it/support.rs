@@ -81,6 +81,7 @@ pub struct Server {
     stdout: Arc<Mutex<String>>,
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
+    listen: String,
 }
 
 impl Server {
@@ -104,6 +105,11 @@ impl Server {
     /// offers the `stub` release, supervises briskly, and takes its worlds'
     /// ports from a range of its own.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on("127.0.0.1:0", extra, env)
+    }
+
+    /// Like `start_with_env`, listening on `listen`.
+    pub fn start_on(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -129,6 +135,7 @@ impl Server {
             stdout: Arc::default(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: all,
+            listen: listen.to_owned(),
         };
         s.launch();
         s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
@@ -148,7 +155,7 @@ impl Server {
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                &self.listen,
                 "--log-format",
                 "json",
                 "--data-dir",

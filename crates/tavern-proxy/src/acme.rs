@@ -1,0 +1,824 @@
+//! Certificates from an ACME CA (Let's Encrypt unless told otherwise): one
+//! per host — the bare domain and each world's host — proven with HTTP-01 or
+//! TLS-ALPN-01, cached in DATA_DIR (keys sealed), renewed once a third of
+//! their lifetime is left, and handed to the TLS listener by SNI.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use jiff::{SignedDuration, Timestamp};
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tavern_core::routes::RouteTable;
+use tavern_core::secrets::SecretBox;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::route::{Routing, Site};
+
+/// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Let's Encrypt's production directory.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// How Tavern proves to the CA that it answers for a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// A token served over plain HTTP on port 80 (`tls.http_listen`).
+    Http01,
+    /// A special certificate served over TLS on port 443.
+    TlsAlpn01,
+}
+
+#[derive(Clone, Debug)]
+pub struct AcmeSettings {
+    /// The CA's directory URL.
+    pub directory: String,
+    /// Where the CA may write about expiring certificates.
+    pub email: Option<String>,
+    /// A PEM root for the CA's own HTTPS (a private or test CA).
+    pub ca_file: Option<PathBuf>,
+    pub challenge: Challenge,
+    /// DATA_DIR/acme.
+    pub cache_dir: PathBuf,
+}
+
+/// The certificates the TLS listener serves, and the answers to the CA's
+/// challenges in flight. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Certificates {
+    inner: Arc<Shelves>,
+}
+
+#[derive(Default)]
+struct Shelves {
+    /// Host → its certificate (and when it was valid from and until).
+    served: RwLock<HashMap<String, Held>>,
+    /// Host → the TLS-ALPN-01 challenge certificate.
+    alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// HTTP-01 token → key authorization.
+    http: RwLock<HashMap<String, String>>,
+}
+
+#[derive(Clone)]
+struct Held {
+    key: Arc<CertifiedKey>,
+    not_before: Timestamp,
+    not_after: Timestamp,
+}
+
+impl fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<String> = read(&self.inner.served).keys().cloned().collect();
+        f.debug_struct("Certificates")
+            .field("hosts", &hosts)
+            .finish()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let host = hello.server_name()?.to_ascii_lowercase();
+        let validating = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if validating {
+            return read(&self.inner.alpn).get(&host).cloned();
+        }
+        read(&self.inner.served).get(&host).map(|h| h.key.clone())
+    }
+}
+
+impl Certificates {
+    /// A TLS acceptor that picks the certificate by SNI and answers
+    /// TLS-ALPN-01 validation.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the default provider supports the default versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(self.clone()));
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// The key authorization for an HTTP-01 token in flight.
+    pub fn http01_answer(&self, token: &str) -> Option<String> {
+        read(&self.inner.http).get(token).cloned()
+    }
+
+    /// The hosts with a certificate, and until when each is valid.
+    pub fn hosts(&self) -> Vec<(String, Timestamp)> {
+        let mut all: Vec<_> = read(&self.inner.served)
+            .iter()
+            .map(|(h, held)| (h.clone(), held.not_after))
+            .collect();
+        all.sort();
+        all
+    }
+
+    fn install(&self, host: &str, pem: &CertPem) -> Result<(), AcmeError> {
+        let held = pem.load()?;
+        write(&self.inner.served).insert(host.to_owned(), held);
+        Ok(())
+    }
+
+    fn renewal_at(&self, host: &str) -> Option<Timestamp> {
+        read(&self.inner.served)
+            .get(host)
+            .map(|h| renew_at(h.not_before, h.not_after))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("the ACME CA at {directory}: {source}")]
+    Ca {
+        directory: String,
+        #[source]
+        source: instant_acme::Error,
+    },
+    #[error("the CA did not validate {host}: {detail}")]
+    Refused { host: String, detail: String },
+    #[error("the CA offers no {kind} challenge for {host}")]
+    NoChallenge { host: String, kind: &'static str },
+    #[error("a certificate for {host} cannot be used: {detail}")]
+    BadCertificate { host: String, detail: String },
+    #[error("cannot read or write the certificate cache {path}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the certificate cache {path} is damaged or was sealed with another key")]
+    Sealed { path: PathBuf },
+}
+
+/// A certificate chain and its private key, both PEM.
+struct CertPem {
+    host: String,
+    chain: String,
+    key: String,
+}
+
+impl CertPem {
+    fn load(&self) -> Result<Held, AcmeError> {
+        let bad = |detail: String| AcmeError::BadCertificate {
+            host: self.host.clone(),
+            detail,
+        };
+        let chain = CertificateDer::pem_slice_iter(self.chain.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        let leaf = chain.first().ok_or_else(|| bad("no certificate".into()))?;
+        let (not_before, not_after) = validity(leaf).map_err(bad)?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Held {
+            key: Arc::new(CertifiedKey::new(chain, signing)),
+            not_before,
+            not_after,
+        })
+    }
+}
+
+/// When a certificate was valid from and until.
+fn validity(der: &CertificateDer<'_>) -> Result<(Timestamp, Timestamp), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let v = cert.validity();
+    let at = |t: x509_parser::time::ASN1Time| {
+        Timestamp::from_second(t.timestamp()).map_err(|e| e.to_string())
+    };
+    Ok((at(v.not_before)?, at(v.not_after)?))
+}
+
+// ---- pure decisions -------------------------------------------------------
+
+/// When to renew a certificate: once a third of its lifetime is left
+/// (30 days before expiry for Let's Encrypt's 90-day certificates).
+pub fn renew_at(not_before: Timestamp, not_after: Timestamp) -> Timestamp {
+    let life = not_after.duration_since(not_before);
+    not_after
+        .checked_sub(life / 3)
+        .unwrap_or(not_before)
+        .max(not_before)
+}
+
+/// Every host Tavern answers for under `site`: the bare domain, the API's
+/// other names and, with host routing, each world's host.
+pub fn wanted_hosts(site: &Site, table: &RouteTable) -> BTreeSet<String> {
+    let mut hosts: BTreeSet<String> = std::iter::once(site.domain.to_ascii_lowercase())
+        .chain(site.api_hosts.iter().map(|h| h.to_ascii_lowercase()))
+        .collect();
+    if site.routing == Routing::Host {
+        hosts.extend(
+            table
+                .routes
+                .keys()
+                .map(|slug| format!("{}.{}", slug.as_str(), site.domain.to_ascii_lowercase())),
+        );
+    }
+    hosts
+}
+
+/// How long to wait after the `failures`-th failure in a row for one host:
+/// a minute, doubling, at most six hours (well inside Let's Encrypt's limit
+/// of five failed validations per host an hour).
+pub fn retry_after(failures: u32) -> SignedDuration {
+    let minutes = 1i64 << failures.saturating_sub(1).min(9);
+    SignedDuration::from_mins(minutes.min(6 * 60))
+}
+
+/// A directory URL as a folder name: its host, port and path with
+/// everything else replaced, so certificates of different CAs (staging and
+/// production, say) never mix.
+pub fn cache_folder(directory: &str) -> String {
+    let rest = directory
+        .split_once("://")
+        .map_or(directory, |(_, rest)| rest);
+    rest.trim_end_matches('/')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A host name that can name a file: lowercase letters, digits, dots and
+/// dashes, no leading dot.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with('.')
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+// ---- the cache ------------------------------------------------------------
+
+/// DATA_DIR/acme/<ca>/: `account.sealed`, and per host `<host>.pem` (the
+/// chain) and `<host>.key.sealed`.
+#[derive(Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    secrets: SecretBox,
+}
+
+impl Cache {
+    pub fn new(cache_dir: &Path, directory: &str, secrets: SecretBox) -> Self {
+        Self {
+            dir: cache_dir.join(cache_folder(directory)),
+            secrets,
+        }
+    }
+
+    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> AcmeError {
+        let path = path.to_owned();
+        move |source| AcmeError::Cache { path, source }
+    }
+
+    fn ensure_dir(&self) -> Result<(), AcmeError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&self.dir).map_err(self.io(&self.dir))
+    }
+
+    /// Writes `contents` to `path` whole or not at all.
+    fn put(&self, path: &Path, contents: &[u8]) -> Result<(), AcmeError> {
+        self.ensure_dir()?;
+        let tmp = path.with_extension("partial");
+        let _ = std::fs::remove_file(&tmp);
+        tavern_core::secrets::write_private(&tmp, contents).map_err(self.io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(self.io(path))
+    }
+
+    fn get_sealed(&self, path: &Path) -> Result<Option<Vec<u8>>, AcmeError> {
+        match std::fs::read(path) {
+            Ok(sealed) => self
+                .secrets
+                .open(&sealed)
+                .map(Some)
+                .map_err(|_| AcmeError::Sealed {
+                    path: path.to_owned(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(path)(e)),
+        }
+    }
+
+    fn put_sealed(&self, path: &Path, plain: &[u8]) -> Result<(), AcmeError> {
+        let sealed = self.secrets.seal(plain).map_err(|_| AcmeError::Sealed {
+            path: path.to_owned(),
+        })?;
+        self.put(path, &sealed)
+    }
+
+    /// Stores a host's certificate chain and key (the key sealed).
+    pub fn store(&self, host: &str, chain_pem: &str, key_pem: &str) -> Result<(), AcmeError> {
+        self.put_sealed(
+            &self.dir.join(format!("{host}.key.sealed")),
+            key_pem.as_bytes(),
+        )?;
+        self.put(&self.dir.join(format!("{host}.pem")), chain_pem.as_bytes())
+    }
+
+    /// Every cached certificate; damaged ones are reported and skipped.
+    fn load_all(&self) -> Vec<CertPem> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(host) = name.strip_suffix(".pem").filter(|h| is_host_name(h)) else {
+                continue;
+            };
+            let key_path = self.dir.join(format!("{host}.key.sealed"));
+            let loaded = std::fs::read_to_string(entry.path())
+                .map_err(self.io(&entry.path()))
+                .and_then(|chain| Ok((chain, self.get_sealed(&key_path)?)));
+            match loaded {
+                Ok((chain, Some(key))) => found.push(CertPem {
+                    host: host.to_owned(),
+                    chain,
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                }),
+                Ok((_, None)) => tracing::warn!(host, "cached certificate has no key; ignored"),
+                Err(e) => tracing::warn!(host, error = %e, "cached certificate ignored"),
+            }
+        }
+        found
+    }
+
+    fn account_path(&self) -> PathBuf {
+        self.dir.join("account.sealed")
+    }
+}
+
+// ---- ordering -------------------------------------------------------------
+
+/// Keeps a certificate for every wanted host until `cancel`: loads the
+/// cache, then orders what is missing or due, waking at each route change,
+/// renewal time or retry.
+pub async fn run(
+    certs: Certificates,
+    settings: AcmeSettings,
+    secrets: SecretBox,
+    site: Site,
+    mut routes: watch::Receiver<Arc<RouteTable>>,
+    cancel: CancellationToken,
+) {
+    let cache = Cache::new(&settings.cache_dir, &settings.directory, secrets);
+    for pem in cache.load_all() {
+        match certs.install(&pem.host, &pem) {
+            Ok(()) => tracing::info!(host = %pem.host, "certificate loaded from the cache"),
+            Err(e) => tracing::warn!(error = %e, "cached certificate ignored"),
+        }
+    }
+    let mut account: Option<Account> = None;
+    let mut failures: HashMap<String, (u32, Timestamp)> = HashMap::new();
+    loop {
+        let wanted = wanted_hosts(&site, &routes.borrow_and_update());
+        for host in &wanted {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let now = Timestamp::now();
+            let due = certs.renewal_at(host).is_none_or(|at| at <= now);
+            let waiting = failures.get(host).is_some_and(|(_, next)| *next > now);
+            if !due || waiting {
+                continue;
+            }
+            let ordered = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = obtain(&mut account, &settings, &cache, &certs, host) => r,
+            };
+            match ordered {
+                Ok(()) => {
+                    failures.remove(host);
+                }
+                Err(e) => {
+                    let n = failures.get(host).map_or(1, |(n, _)| n + 1);
+                    let next = Timestamp::now() + retry_after(n);
+                    tracing::warn!(%host, error = %e, retry_at = %next, "no certificate yet");
+                    failures.insert(host.clone(), (n, next));
+                }
+            }
+        }
+        let now = Timestamp::now();
+        let next = wanted
+            .iter()
+            .filter_map(|h| {
+                let renew = certs.renewal_at(h);
+                let retry = failures.get(h).map(|(_, t)| *t);
+                match (renew, retry) {
+                    (Some(r), Some(t)) => Some(r.max(t)),
+                    (r, t) => r.or(t),
+                }
+            })
+            .min()
+            .unwrap_or(now + SignedDuration::from_hours(1));
+        let wait = next
+            .duration_since(now)
+            .clamp(SignedDuration::from_secs(1), SignedDuration::from_hours(1));
+        let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = routes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Orders, caches and installs a certificate for `host`.
+async fn obtain(
+    account: &mut Option<Account>,
+    settings: &AcmeSettings,
+    cache: &Cache,
+    certs: &Certificates,
+    host: &str,
+) -> Result<(), AcmeError> {
+    let ca = |source| AcmeError::Ca {
+        directory: settings.directory.clone(),
+        source,
+    };
+    let acct = match account {
+        Some(a) => a.clone(),
+        None => {
+            let a = open_account(settings, cache).await?;
+            *account = Some(a.clone());
+            a
+        }
+    };
+    tracing::info!(%host, "ordering a certificate");
+    let identifiers = [Identifier::Dns(host.to_owned())];
+    let mut order = acct
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(ca)?;
+    let mut tokens = Vec::new();
+    let answered = answer_challenges(
+        &mut order,
+        settings.challenge,
+        certs,
+        host,
+        &mut tokens,
+        &ca,
+    )
+    .await;
+    let result = match answered {
+        Ok(()) => finish(&mut order, host, &ca).await,
+        Err(e) => Err(e),
+    };
+    // The challenge answers are needed only while the CA validates.
+    write(&certs.inner.alpn).remove(host);
+    let mut http = write(&certs.inner.http);
+    for t in tokens {
+        http.remove(&t);
+    }
+    drop(http);
+    let (chain, key) = result?;
+    let pem = CertPem {
+        host: host.to_owned(),
+        chain,
+        key,
+    };
+    let held = pem.load()?;
+    cache.store(host, &pem.chain, &pem.key)?;
+    tracing::info!(%host, valid_until = %held.not_after, "certificate issued");
+    write(&certs.inner.served).insert(host.to_owned(), held);
+    Ok(())
+}
+
+/// Publishes the answer to each pending authorization and tells the CA.
+async fn answer_challenges(
+    order: &mut instant_acme::Order,
+    kind: Challenge,
+    certs: &Certificates,
+    host: &str,
+    tokens: &mut Vec<String>,
+    ca: &impl Fn(instant_acme::Error) -> AcmeError,
+) -> Result<(), AcmeError> {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(ca)?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let (wanted, name) = match kind {
+            Challenge::Http01 => (ChallengeType::Http01, "http-01"),
+            Challenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+        };
+        let mut challenge = authz
+            .challenge(wanted)
+            .ok_or_else(|| AcmeError::NoChallenge {
+                host: host.to_owned(),
+                kind: name,
+            })?;
+        let key_auth = challenge.key_authorization();
+        match kind {
+            Challenge::Http01 => {
+                write(&certs.inner.http).insert(challenge.token.clone(), key_auth.as_str().into());
+                tokens.push(challenge.token.clone());
+            }
+            Challenge::TlsAlpn01 => {
+                let cert = alpn_certificate(host, key_auth.digest().as_ref())?;
+                write(&certs.inner.alpn).insert(host.to_owned(), cert);
+            }
+        }
+        challenge
+            .set_ready()
+            .await
+            .map_err(|e| AcmeError::Refused {
+                host: host.to_owned(),
+                detail: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Waits for validation, then finalizes: the chain and key, PEM.
+async fn finish(
+    order: &mut instant_acme::Order,
+    host: &str,
+    ca: &impl Fn(instant_acme::Error) -> AcmeError,
+) -> Result<(String, String), AcmeError> {
+    let patience = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(500))
+        .timeout(Duration::from_secs(120));
+    let status = order.poll_ready(&patience).await;
+    match status {
+        Ok(OrderStatus::Ready) => {}
+        Ok(_) | Err(instant_acme::Error::Api(_)) => {
+            return Err(AcmeError::Refused {
+                host: host.to_owned(),
+                detail: why_invalid(order).await,
+            });
+        }
+        Err(e) => return Err(ca(e)),
+    }
+    let key = order.finalize().await.map_err(ca)?;
+    let chain = order.poll_certificate(&patience).await.map_err(ca)?;
+    Ok((chain, key))
+}
+
+/// The CA's reason for refusing an order, from its challenges.
+async fn why_invalid(order: &mut instant_acme::Order) -> String {
+    let mut reasons = Vec::new();
+    if let Some(problem) = &order.state().error {
+        reasons.push(problem.to_string());
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(authz)) = authorizations.next().await {
+        for c in &authz.challenges {
+            if let Some(problem) = &c.error {
+                reasons.push(problem.to_string());
+            }
+        }
+    }
+    if reasons.is_empty() {
+        "the order became invalid".into()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// The self-signed certificate that answers a TLS-ALPN-01 challenge.
+fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, AcmeError> {
+    let bad = |e: &dyn fmt::Display| AcmeError::BadCertificate {
+        host: host.to_owned(),
+        detail: e.to_string(),
+    };
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).map_err(|e| bad(&e))?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(|e| bad(&e))?;
+    let cert = params.self_signed(&key).map_err(|e| bad(&e))?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| bad(&e))?;
+    let signing =
+        rustls::crypto::aws_lc_rs::sign::any_supported_type(&key_der).map_err(|e| bad(&e))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
+}
+
+/// The cached ACME account, or a new one (the CA's terms agreed to by
+/// choosing `tls.mode = "acme"`).
+async fn open_account(settings: &AcmeSettings, cache: &Cache) -> Result<Account, AcmeError> {
+    let ca = |source| AcmeError::Ca {
+        directory: settings.directory.clone(),
+        source,
+    };
+    let builder = || match &settings.ca_file {
+        Some(root) => Account::builder_with_root(root),
+        None => Account::builder(),
+    };
+    let path = cache.account_path();
+    if let Some(json) = cache.get_sealed(&path)? {
+        let credentials: AccountCredentials =
+            serde_json::from_slice(&json).map_err(|_| AcmeError::Sealed { path: path.clone() })?;
+        return builder()
+            .map_err(ca)?
+            .from_credentials(credentials)
+            .await
+            .map_err(ca);
+    }
+    let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
+    let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+    let (account, credentials) = builder()
+        .map_err(ca)?
+        .create(
+            &NewAccount {
+                contact: &contacts,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            settings.directory.clone(),
+            None,
+        )
+        .await
+        .map_err(ca)?;
+    let json = serde_json::to_vec(&credentials).map_err(|e| AcmeError::Cache {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    cache.put_sealed(&path, &json)?;
+    tracing::info!(directory = %settings.directory, "ACME account created");
+    Ok(account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tavern_types::Slug;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn renews_when_a_third_of_the_lifetime_is_left() {
+        // Let's Encrypt: 90 days → 30 days before expiry.
+        assert_eq!(
+            renew_at(ts("2026-01-01T00:00:00Z"), ts("2026-04-01T00:00:00Z")),
+            ts("2026-03-02T00:00:00Z")
+        );
+        // A 30-second certificate renews after 20 seconds.
+        assert_eq!(
+            renew_at(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:00:30Z")),
+            ts("2026-01-01T00:00:20Z")
+        );
+        // Nonsense validity renews at once.
+        assert_eq!(
+            renew_at(ts("2026-01-01T00:00:00Z"), ts("2025-01-01T00:00:00Z")),
+            ts("2026-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn wants_the_domain_the_api_names_and_each_world_under_host_routing() {
+        let mut table = RouteTable::default();
+        for slug in ["alpha", "beta"] {
+            let slug = Slug::parse(slug).unwrap();
+            table.routes.insert(
+                slug.clone(),
+                tavern_core::routes::Route {
+                    slug,
+                    upstream: None,
+                    state: tavern_types::ObservedState::Stopped,
+                    since: Timestamp::UNIX_EPOCH,
+                    desired: tavern_types::DesiredState::Stopped,
+                    reason: None,
+                    next_session: None,
+                    wake_on_visit: None,
+                },
+            );
+        }
+        let mut site = Site {
+            domain: "Games.Example.org".into(),
+            api_hosts: vec!["tavern.example.org".into()],
+            routing: Routing::Host,
+        };
+        let hosts: Vec<String> = wanted_hosts(&site, &table).into_iter().collect();
+        assert_eq!(
+            hosts,
+            [
+                "alpha.games.example.org",
+                "beta.games.example.org",
+                "games.example.org",
+                "tavern.example.org"
+            ]
+        );
+        site.routing = Routing::Path;
+        let hosts: Vec<String> = wanted_hosts(&site, &table).into_iter().collect();
+        assert_eq!(hosts, ["games.example.org", "tavern.example.org"]);
+    }
+
+    #[test]
+    fn retries_back_off_from_a_minute_to_six_hours() {
+        assert_eq!(retry_after(0), SignedDuration::from_mins(1));
+        assert_eq!(retry_after(1), SignedDuration::from_mins(1));
+        assert_eq!(retry_after(2), SignedDuration::from_mins(2));
+        assert_eq!(retry_after(5), SignedDuration::from_mins(16));
+        assert_eq!(retry_after(50), SignedDuration::from_hours(6));
+        let steps: Vec<_> = (1..20).map(retry_after).collect();
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn cache_folders_keep_cas_apart_and_stay_inside_the_cache() {
+        assert_eq!(
+            cache_folder(LETS_ENCRYPT),
+            "acme-v02.api.letsencrypt.org_directory"
+        );
+        assert_ne!(
+            cache_folder("https://acme-staging-v02.api.letsencrypt.org/directory"),
+            cache_folder(LETS_ENCRYPT)
+        );
+        assert_eq!(
+            cache_folder("https://127.0.0.1:14000/dir"),
+            "127.0.0.1_14000_dir"
+        );
+        let odd = cache_folder("https://x/../../etc");
+        assert!(!odd.contains('/'), "{odd}");
+        assert!(is_host_name("alpha.games.example.org"));
+        for bad in ["", ".hidden", "a/b", "A.example", "..", "x_y"] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cache_seals_keys_and_gives_back_what_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path(), LETS_ENCRYPT, SecretBox::from_key([3; 32]));
+        let made = rcgen::generate_simple_self_signed(vec!["w.example.org".into()]).unwrap();
+        let key_pem = made.signing_key.serialize_pem();
+        cache
+            .store("w.example.org", &made.cert.pem(), &key_pem)
+            .unwrap();
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes.windows(11).any(|w| w == b"PRIVATE KEY"),
+                "{} holds a key in clear",
+                entry.display()
+            );
+        }
+        let all = cache.load_all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].host, "w.example.org");
+        assert_eq!(all[0].key, key_pem);
+        let certs = Certificates::default();
+        certs.install("w.example.org", &all[0]).unwrap();
+        let hosts = certs.hosts();
+        assert_eq!(hosts.len(), 1);
+        assert!(hosts[0].1 > Timestamp::now());
+
+        // Another DATA_DIR key cannot open it: skipped, not served.
+        let other = Cache::new(dir.path(), LETS_ENCRYPT, SecretBox::from_key([4; 32]));
+        assert!(other.load_all().is_empty());
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+}
