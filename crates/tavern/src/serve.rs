@@ -61,6 +61,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    // Every listener is bound before Tavern says it is listening.
+    let redirect = match (&tls, config.tls.http_listen) {
+        (Some(_), Some(http)) => Some(
+            tokio::net::TcpListener::bind(http)
+                .await
+                .with_context(|| format!("cannot listen on {http} (tls.http_listen)"))?,
+        ),
+        _ => None,
+    };
     let (public_scheme, public_port) = config.public_scheme_and_port(addr);
     let runtime = ProcessRuntime::new(
         data_dir.join("instances"),
@@ -194,10 +203,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tavern.clone(),
         api_service(api),
     );
-    if let (Some(_), Some(http)) = (&tls, config.tls.http_listen) {
-        let redirect = tokio::net::TcpListener::bind(http)
-            .await
-            .with_context(|| format!("cannot listen on {http} (tls.http_listen)"))?;
+    if let Some(redirect) = redirect {
         let bound = redirect.local_addr()?;
         println!("Redirecting http://{bound} to HTTPS");
         tokio::spawn(tavern_proxy::tls::redirect_to_https(

@@ -15,6 +15,31 @@ use crate::support::*;
 
 const DOMAIN: &str = "tavern.test";
 
+/// Every port of a test: Tavern's HTTPS and plain-HTTP listeners (where
+/// Pebble validates) and Pebble's own.
+struct Ports {
+    tls: u16,
+    http: u16,
+    listen: u16,
+    management: u16,
+    dns: u16,
+    dns_management: u16,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let [tls, http, listen, management, dns, dns_management] = free_ports();
+        Ports {
+            tls,
+            http,
+            listen,
+            management,
+            dns,
+            dns_management,
+        }
+    }
+}
+
 /// Pebble and pebble-challtestsrv, stopped by pid when dropped.
 struct Pebble {
     dir: tempfile::TempDir,
@@ -25,12 +50,13 @@ struct Pebble {
     client: reqwest::Client,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct ports free right now (all held until all are chosen, so
+/// none is handed out twice).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn find(program: &str) -> PathBuf {
@@ -56,7 +82,15 @@ impl Pebble {
     /// A CA that validates hosts at 127.0.0.1 on `http_port` (HTTP-01) and
     /// `tls_port` (TLS-ALPN-01), issuing certificates valid for
     /// `validity_secs` (Pebble's default, years, when `None`).
-    fn start(http_port: u16, tls_port: u16, validity_secs: Option<u64>) -> Self {
+    fn start(ports: Ports, validity_secs: Option<u64>) -> Self {
+        let Ports {
+            http: http_port,
+            tls: tls_port,
+            listen,
+            management,
+            dns,
+            dns_management,
+        } = ports;
         let dir = tempfile::tempdir().unwrap();
         let own = rcgen::generate_simple_self_signed(vec![
             "localhost".to_owned(),
@@ -66,8 +100,6 @@ impl Pebble {
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert, own.cert.pem()).unwrap();
         std::fs::write(&key, own.signing_key.serialize_pem()).unwrap();
-        let (listen, management, dns, dns_management) =
-            (free_port(), free_port(), free_port(), free_port());
         let mut config = json!({
             "listenAddress": format!("127.0.0.1:{listen}"),
             "managementListenAddress": format!("127.0.0.1:{management}"),
@@ -262,9 +294,11 @@ fn assert_keys_sealed(server: &Server) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_alpn_01_gives_the_domain_and_each_new_world_a_certificate_and_renews_it() {
-    let tls_port = free_port();
+    // Nobody answers HTTP-01 on `http`: the certificates come by TLS-ALPN-01.
+    let ports = Ports::new();
+    let tls_port = ports.tls;
     // Twenty-second certificates: renewed after about thirteen.
-    let pebble = Pebble::start(free_port(), tls_port, Some(20));
+    let pebble = Pebble::start(ports, Some(20));
     let ca_file = pebble.ca_file().to_string_lossy().into_owned();
     let mut server = Server::start_on(
         &format!("127.0.0.1:{tls_port}"),
@@ -316,9 +350,16 @@ async fn tls_alpn_01_gives_the_domain_and_each_new_world_a_certificate_and_renew
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_01_certificates_are_cached_and_served_again_after_a_restart() {
-    let (tls_port, http_port) = (free_port(), free_port());
-    // TLS-ALPN-01 would be checked on a port nobody listens on.
-    let mut pebble = Pebble::start(http_port, free_port(), None);
+    // TLS-ALPN-01 is checked on a port nobody listens on.
+    let ports = Ports::new();
+    let (tls_port, http_port) = (ports.tls, ports.http);
+    let mut pebble = Pebble::start(
+        Ports {
+            tls: free_ports::<1>()[0],
+            ..ports
+        },
+        None,
+    );
     let ca_file = pebble.ca_file().to_string_lossy().into_owned();
     let http_listen = format!("127.0.0.1:{http_port}");
     let mut env = acme_env(&pebble, &ca_file, "http-01");
