@@ -7,9 +7,13 @@
 # WebSockets) and p99 latency, and the Tavern/nginx ratios.
 #
 #   bash bench/proxy.sh            # DURATION=10 seconds per run by default
+#   TESTS=small bash bench/proxy.sh   # some of: small asset ws
+#   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
+#                                  # and a perf profile of Tavern under load
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
+TESTS=${TESTS:-small asset ws}
 
 need() {
   command -v "$1" >/dev/null && return
@@ -51,7 +55,8 @@ STUB_PID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'
 SPORT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['port'])" "$WORK/data/instances/bench/server.json")
 taskset -a -p -c 0 "$STUB_PID" >/dev/null
 
-# nginx on core 1: one worker, a keepalive pool to the world.
+# nginx on core 1: one worker, a keepalive pool to the world, setting the
+# X-Forwarded-* headers Tavern sets (the same work).
 NPORT=$((TPORT + 1))
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<NGINX
@@ -75,6 +80,9 @@ http {
       proxy_pass http://world;
       proxy_http_version 1.1;
       proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
       proxy_set_header Upgrade \$http_upgrade;
       proxy_set_header Connection \$connection_upgrade;
     }
@@ -99,23 +107,33 @@ to_ms() {
 }
 run_ws() { taskset -c 0 python3 bench/ws_echo.py 127.0.0.1 "$1" bench.localhost 16 "$DURATION"; }
 
+measure() {
+  case $1 in
+    small) run_wrk "$2" 32 /api/status ;;
+    asset) run_wrk "$2" 8 /_stub/blob/5242880 ;;
+    ws) run_ws "$2" ;;
+  esac
+}
+
 printf '%-14s %-9s %14s %10s\n' test via "req/s" "p99 ms"
 declare -A R
-for t in small asset ws; do
+for t in $TESTS; do
   for via in direct nginx tavern; do
     case $via in direct) port=$SPORT ;; nginx) port=$NPORT ;; tavern) port=$TPORT ;; esac
-    case $t in
-      small) r=$(run_wrk "$port" 32 /api/status) ;;
-      asset) r=$(run_wrk "$port" 8 /_stub/blob/5242880) ;;
-      ws) r=$(run_ws "$port") ;;
-    esac
+    PERF_PID=
+    if [ "$via" = tavern ] && [ -n "${PERF_OUT:-}" ]; then
+      perf record -q -F 999 -g -p "$SERVER_PID" -o "$PERF_OUT.$t" -- sleep "$DURATION" >/dev/null 2>&1 &
+      PERF_PID=$!
+    fi
+    r=$(measure "$t" "$port")
+    [ -n "$PERF_PID" ] && { wait "$PERF_PID" || true; }
     R[$t.$via]=$r
     printf '%-14s %-9s %14s %10s\n' "$t" "$via" $r
   done
 done
 echo
 echo "Tavern / nginx (throughput: higher is better; p99: lower is better)"
-for t in small asset ws; do
+for t in $TESTS; do
   read -r tr tp <<<"${R[$t.tavern]}"
   read -r nr np <<<"${R[$t.nginx]}"
   python3 -c "import sys; tr,tp,nr,np=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<8} throughput {tr/nr:.2f}x   p99 {tp/np:.2f}x')" "$t" "$tr" "$tp" "$nr" "$np"

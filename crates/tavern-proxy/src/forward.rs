@@ -4,7 +4,7 @@
 //! keep-alive pooled connections upstream), to a standby page, or to a 404.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,7 +98,7 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
 }
 
 /// Headers that belong to one hop, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[HeaderName] = &[
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -106,21 +106,73 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What clients may claim about themselves; the proxy sets these.
+static FORWARDED: [HeaderName; 4] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    header::FORWARDED,
+];
+
+/// Removes every header in `sets` and, when `connection_named`, those the
+/// Connection header names. One pass over the (few) headers finds them;
+/// most messages have none to remove.
+fn strip(headers: &mut HeaderMap, sets: &[&[HeaderName]], connection_named: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| sets.iter().any(|set| set.contains(k)))
+        .cloned()
         .collect();
-    for h in HOP_BY_HOP.iter().chain(named.iter()) {
+    if doomed.is_empty() {
+        return;
+    }
+    let named: Vec<HeaderName> = if connection_named {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for h in doomed.iter().chain(named.iter()) {
         headers.remove(h);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+}
+
+/// `ip` (with `:port`) as text. IPv4, by far the common case, is written
+/// digit by digit: `core::fmt` for addresses is a tenth of the proxy's
+/// own work per request otherwise (docs/performance.md).
+fn address_text(ip: IpAddr, port: Option<u16>) -> Bytes {
+    let mut out = Vec::with_capacity(24);
+    let mut digits = itoa::Buffer::new();
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) if port.is_some() => out.extend_from_slice(format!("[{v6}]").as_bytes()),
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
+    if let Some(port) = port {
+        out.push(b':');
+        out.extend_from_slice(digits.format(port).as_bytes());
+    }
+    Bytes::from(out)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -241,16 +293,16 @@ impl Proxy {
     }
 
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        // The Host header (a cheap, shared copy), else the URI's authority.
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         let target = {
             let table = self.routes.borrow();
             decide(
-                host.as_deref(),
+                host.as_ref().and_then(|h| h.to_str().ok()),
                 req.uri().path(),
                 &table,
                 &self.settings.site,
@@ -283,10 +335,9 @@ impl Proxy {
             }
             Target::World { slug, upstream } => {
                 let result = if is_upgrade(req.headers()) {
-                    self.upgrade(req, peer, host.as_deref(), &slug, upstream)
-                        .await
+                    self.upgrade(req, peer, host, &slug, upstream).await
                 } else {
-                    self.forward(req, peer, host.as_deref(), upstream).await
+                    self.forward(req, peer, host, upstream).await
                 };
                 result.unwrap_or_else(|(status, why)| {
                     tracing::warn!(%slug, %upstream, error = %why, "proxying failed");
@@ -318,38 +369,40 @@ impl Proxy {
         &self,
         parts: &mut http::request::Parts,
         peer: SocketAddr,
-        host: Option<&str>,
+        host: Option<HeaderValue>,
         upstream: SocketAddr,
+        upgrade: bool,
     ) -> Result<(), (StatusCode, String)> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(upstream.to_string())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        let h = &mut parts.headers;
-        for name in [
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "forwarded",
-        ] {
-            h.remove(name);
+        let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, e.to_string());
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(
+            http::uri::Authority::from_maybe_shared(address_text(
+                upstream.ip(),
+                Some(upstream.port()),
+            ))
+            .map_err(|e| bad(&e))?,
+        );
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
-        let ip = HeaderValue::from_str(&peer.ip().to_string())
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        h.insert("x-forwarded-for", ip);
+        parts.uri = Uri::from_parts(uri).map_err(|e| bad(&e))?;
+        let h = &mut parts.headers;
+        if upgrade {
+            // Connection and Upgrade go on: the world must see the upgrade.
+            strip(h, &[&FORWARDED], false);
+        } else {
+            strip(h, &[&HOP_BY_HOP, &FORWARDED], true);
+        }
+        let ip =
+            HeaderValue::from_maybe_shared(address_text(peer.ip(), None)).map_err(|e| bad(&e))?;
+        h.insert(X_FORWARDED_FOR, ip);
         h.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(self.settings.scheme),
         );
-        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            h.insert("x-forwarded-host", v);
+        if let Some(v) = host {
+            h.insert(X_FORWARDED_HOST, v);
         }
         Ok(())
     }
@@ -358,7 +411,7 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        host: Option<&str>,
+        host: Option<HeaderValue>,
         upstream: SocketAddr,
     ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         let limit = self.settings.body_limit;
@@ -375,14 +428,13 @@ impl Proxy {
             ));
         }
         let (mut parts, body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, upstream)?;
-        strip_hop_by_hop(&mut parts.headers);
+        self.upstream_parts(&mut parts, peer, host, upstream, false)?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let req = Request::from_parts(parts, Limited::new(body, limit));
         match self.client.request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
+                strip(&mut parts.headers, &[&HOP_BY_HOP], true);
                 Ok(Response::from_parts(
                     parts,
                     body.map_err(BoxError::from).boxed_unsync(),
@@ -413,14 +465,14 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-        host: Option<&str>,
+        host: Option<HeaderValue>,
         slug: &Slug,
         upstream: SocketAddr,
     ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         let bad_gateway = |e: &dyn std::fmt::Display| (StatusCode::BAD_GATEWAY, e.to_string());
         let client_side = hyper::upgrade::on(&mut req);
         let (mut parts, _body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, upstream)?;
+        self.upstream_parts(&mut parts, peer, host, upstream, true)?;
         let stream = TcpStream::connect(upstream)
             .await
             .map_err(|e| bad_gateway(&e))?;
@@ -457,5 +509,79 @@ impl Proxy {
             parts,
             body.map_err(BoxError::from).boxed_unsync(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn hop_by_hop_and_claimed_forwarding_headers_are_dropped() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("accept", "*/*"),
+            ("cookie", "a=b"),
+        ]);
+        strip(&mut h, &[&HOP_BY_HOP, &FORWARDED], true);
+        assert_eq!(names(&h), ["accept", "cookie"]);
+
+        // Nothing to drop: nothing changes.
+        let mut plain = headers(&[("accept", "*/*"), ("host", "w.example")]);
+        strip(&mut plain, &[&HOP_BY_HOP, &FORWARDED], true);
+        assert_eq!(names(&plain), ["accept", "host"]);
+    }
+
+    #[test]
+    fn addresses_are_written_as_core_writes_them() {
+        for addr in [
+            "127.0.0.1:30000",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.1.20.255:8080",
+            "[::1]:443",
+            "[2001:db8::8a2e:370:7334]:30001",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(
+                address_text(addr.ip(), Some(addr.port())),
+                addr.to_string().as_bytes()
+            );
+            assert_eq!(
+                address_text(addr.ip(), None),
+                addr.ip().to_string().as_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn an_upgrade_keeps_connection_and_upgrade() {
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-host", "evil.example"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        strip(&mut h, &[&FORWARDED], false);
+        assert_eq!(names(&h), ["connection", "sec-websocket-key", "upgrade"]);
+        assert!(is_upgrade(&h));
     }
 }

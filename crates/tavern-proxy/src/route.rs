@@ -4,6 +4,7 @@
 //! domain, the configured API hosts and IP literals serve the API; anything
 //! else is a plain 404, never some other world.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use tavern_core::routes::{Route, RouteTable};
@@ -41,8 +42,9 @@ pub enum Target {
     NotFound,
 }
 
-/// The host name of a Host header, lowercased, without port or brackets.
-pub fn host_name(host: &str) -> Option<String> {
+/// The host name of a Host header, lowercased, without port or brackets
+/// (borrowed when it already is lowercase, as it nearly always is).
+pub fn host_name(host: &str) -> Option<Cow<'_, str>> {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
@@ -54,12 +56,18 @@ pub fn host_name(host: &str) -> Option<String> {
             None => host,
         }
     };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let name = name.trim_end_matches('.');
     let ok = !name.is_empty()
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
-    ok.then_some(name)
+    if !ok {
+        None
+    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(name))
+    }
 }
 
 fn world(route: &Route) -> Target {
@@ -77,8 +85,10 @@ pub fn decide(host: Option<&str>, path: &str, table: &RouteTable, site: &Site) -
     let Some(name) = host.and_then(host_name) else {
         return Target::NotFound;
     };
-    let is_api_host =
-        name == site.domain || site.api_hosts.contains(&name) || name.parse::<IpAddr>().is_ok();
+    let name = name.as_ref();
+    let is_api_host = name == site.domain
+        || site.api_hosts.iter().any(|h| h == name)
+        || name.parse::<IpAddr>().is_ok();
     if is_api_host {
         if site.routing == Routing::Path {
             let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
@@ -89,7 +99,9 @@ pub fn decide(host: Option<&str>, path: &str, table: &RouteTable, site: &Site) -
         return Target::Api;
     }
     if site.routing == Routing::Host
-        && let Some(label) = name.strip_suffix(&format!(".{}", site.domain))
+        && let Some(label) = name
+            .strip_suffix(site.domain.as_str())
+            .and_then(|rest| rest.strip_suffix('.'))
         && !label.contains('.')
         && let Some(route) = table.get(label)
     {
@@ -233,7 +245,10 @@ mod tests {
             let t = table(&[("dragon", Some(30001)), ("curse", Some(30002)), ("games", Some(30003))]);
             let s = site(Routing::Host);
             if let Target::World { slug, .. } = decide(Some(&host), &path, &t, &s) {
-                prop_assert_eq!(host_name(&host), Some(format!("{slug}.games.example")));
+                prop_assert_eq!(
+                    host_name(&host).map(Cow::into_owned),
+                    Some(format!("{slug}.games.example"))
+                );
             }
         }
     }

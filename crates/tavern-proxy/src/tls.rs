@@ -107,7 +107,8 @@ pub async fn redirect_to_https(
                         .headers()
                         .get(header::HOST)
                         .and_then(|h| h.to_str().ok())
-                        .and_then(host_name);
+                        .and_then(host_name)
+                        .map(std::borrow::Cow::into_owned);
                     let path = req
                         .uri()
                         .path_and_query()

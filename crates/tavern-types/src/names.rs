@@ -127,6 +127,13 @@ macro_rules! name_impls {
                 &self.0
             }
         }
+        // Hashes and compares as its text, so maps keyed by it can be
+        // looked up by a `&str`.
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;

@@ -287,8 +287,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Worlds outlive Tavern by design: stop every server this test's
-        // Tavern started, by the pids in its pid files.
+        // Tavern first, so it starts nothing more; then every world it
+        // started (worlds outlive Tavern by design), by the pids in their
+        // pid files.
+        if let Some(mut child) = self.child.take() {
+            sigterm(child.id());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Ok(entries) = std::fs::read_dir(self.data_dir().join("instances")) {
             for e in entries.flatten() {
                 if let Some(pid) = read_pid_file(&e.path().join("server.json")).filter(|p| *p > 1) {
@@ -298,15 +308,6 @@ impl Drop for Server {
                         .status();
                 }
             }
-        }
-        if let Some(mut child) = self.child.take() {
-            sigterm(child.id());
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
