@@ -14,9 +14,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tavern_core::Tavern;
 use tavern_core::activity::Activity;
 use tavern_core::routes::RouteTable;
@@ -31,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::route::{Routing, Site, Target, decide};
 use crate::standby;
+use crate::upstream::Upstreams;
 use tavern_types::WakeOnVisit;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -62,7 +61,7 @@ pub struct Proxy {
     activity: Activity,
     routes: watch::Receiver<Arc<RouteTable>>,
     pub(crate) api: ApiService,
-    client: Client<HttpConnector, Limited<Incoming>>,
+    upstreams: Arc<Upstreams<Limited<Incoming>>>,
 }
 
 /// Calls the API. (A boxed, `Send` future of a concrete type: the
@@ -150,29 +149,24 @@ fn strip(headers: &mut HeaderMap, sets: &[&[HeaderName]], connection_named: bool
     }
 }
 
-/// `ip` (with `:port`) as text. IPv4, by far the common case, is written
-/// digit by digit: `core::fmt` for addresses is a tenth of the proxy's
-/// own work per request otherwise (docs/performance.md).
-fn address_text(ip: IpAddr, port: Option<u16>) -> Bytes {
-    let mut out = Vec::with_capacity(24);
-    let mut digits = itoa::Buffer::new();
+/// `ip` as text. IPv4, by far the common case, is written digit by digit:
+/// `core::fmt` for addresses is a tenth of the proxy's own work per
+/// request otherwise (docs/performance.md).
+fn address_text(ip: IpAddr) -> Bytes {
     match ip {
         IpAddr::V4(v4) => {
+            let mut out = Vec::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
                 }
                 out.extend_from_slice(digits.format(octet).as_bytes());
             }
+            Bytes::from(out)
         }
-        IpAddr::V6(v6) if port.is_some() => out.extend_from_slice(format!("[{v6}]").as_bytes()),
-        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+        IpAddr::V6(v6) => Bytes::from(v6.to_string()),
     }
-    if let Some(port) = port {
-        out.push(b':');
-        out.extend_from_slice(digits.format(port).as_bytes());
-    }
-    Bytes::from(out)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -191,19 +185,13 @@ impl Proxy {
     pub fn new(settings: ProxySettings, tavern: Tavern, api: ApiService) -> Arc<Self> {
         let routes = tavern.routes();
         let activity = tavern.activity();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         Arc::new(Self {
             settings,
             tavern,
             activity,
             routes,
             api,
-            client,
+            upstreams: Arc::default(),
         })
     }
 
@@ -370,23 +358,18 @@ impl Proxy {
         parts: &mut http::request::Parts,
         peer: SocketAddr,
         host: Option<HeaderValue>,
-        upstream: SocketAddr,
         upgrade: bool,
     ) -> Result<(), (StatusCode, String)> {
         let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, e.to_string());
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(
-            http::uri::Authority::from_maybe_shared(address_text(
-                upstream.ip(),
-                Some(upstream.port()),
-            ))
-            .map_err(|e| bad(&e))?,
-        );
-        if uri.path_and_query.is_none() {
-            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        // Origin-form, as a client sends it to a server.
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            let path = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(path);
         }
-        parts.uri = Uri::from_parts(uri).map_err(|e| bad(&e))?;
         let h = &mut parts.headers;
         if upgrade {
             // Connection and Upgrade go on: the world must see the upgrade.
@@ -394,8 +377,7 @@ impl Proxy {
         } else {
             strip(h, &[&HOP_BY_HOP, &FORWARDED], true);
         }
-        let ip =
-            HeaderValue::from_maybe_shared(address_text(peer.ip(), None)).map_err(|e| bad(&e))?;
+        let ip = HeaderValue::from_maybe_shared(address_text(peer.ip())).map_err(|e| bad(&e))?;
         h.insert(X_FORWARDED_FOR, ip);
         h.insert(
             X_FORWARDED_PROTO,
@@ -428,10 +410,10 @@ impl Proxy {
             ));
         }
         let (mut parts, body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, upstream, false)?;
+        self.upstream_parts(&mut parts, peer, host, false)?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let req = Request::from_parts(parts, Limited::new(body, limit));
-        match self.client.request(req).await {
+        match self.upstreams.send(upstream, req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip(&mut parts.headers, &[&HOP_BY_HOP], true);
@@ -472,7 +454,7 @@ impl Proxy {
         let bad_gateway = |e: &dyn std::fmt::Display| (StatusCode::BAD_GATEWAY, e.to_string());
         let client_side = hyper::upgrade::on(&mut req);
         let (mut parts, _body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, upstream, true)?;
+        self.upstream_parts(&mut parts, peer, host, true)?;
         let stream = TcpStream::connect(upstream)
             .await
             .map_err(|e| bad_gateway(&e))?;
@@ -552,23 +534,16 @@ mod tests {
 
     #[test]
     fn addresses_are_written_as_core_writes_them() {
-        for addr in [
-            "127.0.0.1:30000",
-            "0.0.0.0:0",
-            "255.255.255.255:65535",
-            "10.1.20.255:8080",
-            "[::1]:443",
-            "[2001:db8::8a2e:370:7334]:30001",
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.1.20.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
         ] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            assert_eq!(
-                address_text(addr.ip(), Some(addr.port())),
-                addr.to_string().as_bytes()
-            );
-            assert_eq!(
-                address_text(addr.ip(), None),
-                addr.ip().to_string().as_bytes()
-            );
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(address_text(ip), ip.to_string().as_bytes());
         }
     }
 

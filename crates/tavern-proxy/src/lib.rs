@@ -10,6 +10,7 @@ mod forward;
 pub mod route;
 mod standby;
 pub mod tls;
+mod upstream;
 
 pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
 pub use route::{Routing, Site};
