@@ -22,11 +22,10 @@ use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-use crate::acme::ACME_TLS_ALPN;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::ACME_TLS_ALPN;
 use crate::route::{Routing, Site, Target, decide};
 use crate::standby;
 use crate::upstream::Upstreams;
@@ -384,6 +383,10 @@ impl Proxy {
             HeaderValue::from_static(self.settings.scheme),
         );
         if let Some(v) = host {
+            // An absolute-form request may have come without a Host header.
+            if !h.contains_key(header::HOST) {
+                h.insert(header::HOST, v.clone());
+            }
             h.insert(X_FORWARDED_HOST, v);
         }
         Ok(())
