@@ -296,7 +296,7 @@ pub struct Overrides {
 }
 
 /// Variables that belong to the client commands, not to `serve`.
-const CLIENT_VARS: &[&str] = &["server", "token", "config"];
+const CLIENT_VARS: &[&str] = &["server", "token", "config", "ca_file"];
 
 impl Config {
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {

@@ -64,14 +64,33 @@ pub fn normalise_server(server: &str) -> anyhow::Result<String> {
     Ok(s.to_owned())
 }
 
+/// A PEM certificate to trust besides the system's roots, for a Tavern
+/// behind a private CA or a self-signed certificate.
+pub const CA_FILE_VAR: &str = "TAVERN_CA_FILE";
+
 impl Api {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .user_agent(concat!("tavern-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = std::env::var_os(CA_FILE_VAR) {
+            let pem = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {CA_FILE_VAR} {}",
+                    PathBuf::from(&path).display()
+                )
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
+                format!(
+                    "{CA_FILE_VAR} {} is not a PEM certificate",
+                    PathBuf::from(&path).display()
+                )
+            })?;
+            http = http.add_root_certificate(cert);
+        }
         Ok(Self {
             base: normalise_server(server)?,
             token,
-            http: reqwest::Client::builder()
-                .user_agent(concat!("tavern-cli/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            http: http.build()?,
         })
     }
 

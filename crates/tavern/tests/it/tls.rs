@@ -84,6 +84,41 @@ async fn worlds_and_the_api_over_https_from_certificate_files() {
     assert_eq!(options["proxySSL"], true, "{options}");
     assert_eq!(options["proxyPort"], port, "{options}");
 
+    // The CLI trusts the certificate only when told to.
+    let ca = cert.to_str().unwrap();
+    for (trust, ok) in [(None, false), (Some(ca), true)] {
+        let mut c = tavern(server.home());
+        c.args(["instance", "list", "--json"])
+            .env("TAVERN_SERVER", &server.url)
+            .env("TAVERN_TOKEN", &server.admin_token);
+        if let Some(ca) = trust {
+            c.env("TAVERN_CA_FILE", ca);
+        }
+        let out = run(c, None);
+        assert_eq!(out.status.success(), ok, "{}", text(&out.stderr));
+        if ok {
+            assert!(text(&out.stdout).contains("alpha"), "{}", text(&out.stdout));
+        } else {
+            assert!(
+                text(&out.stderr).contains("cannot reach"),
+                "{}",
+                text(&out.stderr)
+            );
+        }
+    }
+    let mut c = tavern(server.home());
+    c.args(["instance", "list"])
+        .env("TAVERN_SERVER", &server.url)
+        .env("TAVERN_TOKEN", &server.admin_token)
+        .env("TAVERN_CA_FILE", server.home().join("no-such-ca.pem"));
+    let out = run(c, None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot read TAVERN_CA_FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // Plain HTTP is sent to HTTPS, path and query kept.
     let out = server.output();
     let redirect: SocketAddr = out
