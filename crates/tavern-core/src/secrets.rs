@@ -101,6 +101,22 @@ impl SecretBox {
     }
 }
 
+/// Creates `dir` (and its parents) readable by its owner only (0700 on
+/// Unix), unless it exists.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
 /// Writes a new file readable by its owner only (0600 on Unix).
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();

@@ -20,7 +20,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tavern_core::routes::RouteTable;
-use tavern_core::secrets::SecretBox;
+use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,23 @@ pub enum Challenge {
     Http01,
     /// A special certificate served over TLS on port 443.
     TlsAlpn01,
+}
+
+impl Challenge {
+    /// The name RFC 8555 and 8737 give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Challenge::Http01 => "http-01",
+            Challenge::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    fn kind(self) -> ChallengeType {
+        match self {
+            Challenge::Http01 => ChallengeType::Http01,
+            Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -128,20 +145,8 @@ impl Certificates {
         read(&self.inner.http).get(token).cloned()
     }
 
-    /// The hosts with a certificate, and until when each is valid.
-    pub fn hosts(&self) -> Vec<(String, Timestamp)> {
-        let mut all: Vec<_> = read(&self.inner.served)
-            .iter()
-            .map(|(h, held)| (h.clone(), held.not_after))
-            .collect();
-        all.sort();
-        all
-    }
-
-    fn install(&self, host: &str, pem: &CertPem) -> Result<(), AcmeError> {
-        let held = pem.load()?;
+    fn install(&self, host: &str, held: Held) {
         write(&self.inner.served).insert(host.to_owned(), held);
-        Ok(())
     }
 
     fn renewal_at(&self, host: &str) -> Option<Timestamp> {
@@ -287,14 +292,13 @@ fn is_host_name(host: &str) -> bool {
 
 /// DATA_DIR/acme/<ca>/: `account.sealed`, and per host `<host>.pem` (the
 /// chain) and `<host>.key.sealed`.
-#[derive(Clone)]
-pub struct Cache {
+struct Cache {
     dir: PathBuf,
     secrets: SecretBox,
 }
 
 impl Cache {
-    pub fn new(cache_dir: &Path, directory: &str, secrets: SecretBox) -> Self {
+    fn new(cache_dir: &Path, directory: &str, secrets: SecretBox) -> Self {
         Self {
             dir: cache_dir.join(cache_folder(directory)),
             secrets,
@@ -306,20 +310,12 @@ impl Cache {
         move |source| AcmeError::Cache { path, source }
     }
 
-    fn ensure_dir(&self) -> Result<(), AcmeError> {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&self.dir).map_err(self.io(&self.dir))
-    }
-
     /// Writes `contents` to `path` whole or not at all.
     fn put(&self, path: &Path, contents: &[u8]) -> Result<(), AcmeError> {
-        self.ensure_dir()?;
+        create_private_dir(&self.dir).map_err(self.io(&self.dir))?;
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
-        tavern_core::secrets::write_private(&tmp, contents).map_err(self.io(&tmp))?;
+        write_private(&tmp, contents).map_err(self.io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(self.io(path))
     }
 
@@ -345,7 +341,7 @@ impl Cache {
     }
 
     /// Stores a host's certificate chain and key (the key sealed).
-    pub fn store(&self, host: &str, chain_pem: &str, key_pem: &str) -> Result<(), AcmeError> {
+    fn store(&self, host: &str, chain_pem: &str, key_pem: &str) -> Result<(), AcmeError> {
         self.put_sealed(
             &self.dir.join(format!("{host}.key.sealed")),
             key_pem.as_bytes(),
@@ -401,8 +397,11 @@ pub async fn run(
 ) {
     let cache = Cache::new(&settings.cache_dir, &settings.directory, secrets);
     for pem in cache.load_all() {
-        match certs.install(&pem.host, &pem) {
-            Ok(()) => tracing::info!(host = %pem.host, "certificate loaded from the cache"),
+        match pem.load() {
+            Ok(held) => {
+                certs.install(&pem.host, held);
+                tracing::info!(host = %pem.host, "certificate loaded from the cache");
+            }
             Err(e) => tracing::warn!(error = %e, "cached certificate ignored"),
         }
     }
@@ -517,7 +516,7 @@ async fn obtain(
     let held = pem.load()?;
     cache.store(host, &pem.chain, &pem.key)?;
     tracing::info!(%host, valid_until = %held.not_after, "certificate issued");
-    write(&certs.inner.served).insert(host.to_owned(), held);
+    certs.install(host, held);
     Ok(())
 }
 
@@ -536,15 +535,11 @@ async fn answer_challenges(
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        let (wanted, name) = match kind {
-            Challenge::Http01 => (ChallengeType::Http01, "http-01"),
-            Challenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
-        };
         let mut challenge = authz
-            .challenge(wanted)
+            .challenge(kind.kind())
             .ok_or_else(|| AcmeError::NoChallenge {
                 host: host.to_owned(),
-                kind: name,
+                kind: kind.name(),
             })?;
         let key_auth = challenge.key_authorization();
         match kind {
@@ -800,10 +795,9 @@ mod tests {
         assert_eq!(all[0].host, "w.example.org");
         assert_eq!(all[0].key, key_pem);
         let certs = Certificates::default();
-        certs.install("w.example.org", &all[0]).unwrap();
-        let hosts = certs.hosts();
-        assert_eq!(hosts.len(), 1);
-        assert!(hosts[0].1 > Timestamp::now());
+        certs.install("w.example.org", all[0].load().unwrap());
+        assert!(certs.renewal_at("w.example.org").unwrap() > Timestamp::now());
+        assert_eq!(certs.renewal_at("other.example.org"), None);
 
         // Another DATA_DIR key cannot open it: skipped, not served.
         let other = Cache::new(dir.path(), LETS_ENCRYPT, SecretBox::from_key([4; 32]));

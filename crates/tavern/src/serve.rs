@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
-use tavern_core::secrets::{SecretBox, write_private};
+use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
 use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
@@ -34,7 +34,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     init_logging(&config);
 
-    create_private_dir(&config.server.data_dir)?;
+    create_private_dir(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
     // Children run in their own directories: every path must be absolute.
     config.server.data_dir = std::fs::canonicalize(&config.server.data_dir)
         .with_context(|| format!("cannot resolve {}", config.server.data_dir.display()))?;
@@ -162,13 +167,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let acme = config.tls.mode == TlsMode::Acme;
     if acme {
         let t = &config.tls;
+        let challenge = match t.acme_challenge {
+            AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
+            AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
+        };
         println!(
             "HTTPS certificates come from {} ({}), cached in {}",
             t.acme_directory,
-            match t.acme_challenge {
-                AcmeChallenge::Http01 => "http-01",
-                AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
-            },
+            challenge.name(),
             data_dir.join("acme").display()
         );
         tokio::spawn(tavern_proxy::acme::run(
@@ -177,10 +183,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 directory: t.acme_directory.clone(),
                 email: t.acme_email.clone(),
                 ca_file: t.acme_ca_file.clone(),
-                challenge: match t.acme_challenge {
-                    AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
-                    AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
-                },
+                challenge,
                 cache_dir: data_dir.join("acme"),
             },
             secrets,
@@ -286,21 +289,6 @@ fn init_logging(config: &Config) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
 /// The demo's fixed names. The key is a made-up one: it works only with the

@@ -72,19 +72,12 @@ impl Api {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<Self> {
         let mut http = reqwest::Client::builder()
             .user_agent(concat!("tavern-cli/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = std::env::var_os(CA_FILE_VAR) {
-            let pem = std::fs::read(&path).with_context(|| {
-                format!(
-                    "cannot read {CA_FILE_VAR} {}",
-                    PathBuf::from(&path).display()
-                )
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
-                format!(
-                    "{CA_FILE_VAR} {} is not a PEM certificate",
-                    PathBuf::from(&path).display()
-                )
-            })?;
+        if let Some(path) = std::env::var_os(CA_FILE_VAR).map(PathBuf::from) {
+            let shown = path.display();
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("cannot read {CA_FILE_VAR} {shown}"))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{CA_FILE_VAR} {shown} is not a PEM certificate"))?;
             http = http.add_root_certificate(cert);
         }
         Ok(Self {

@@ -252,19 +252,32 @@ impl Probe {
     }
 }
 
-fn acme_env<'a>(
-    pebble: &'a Pebble,
-    ca_file: &'a str,
-    challenge: &'a str,
-) -> Vec<(&'a str, &'a str)> {
-    vec![
+/// Tavern on `tls_port` ordering its certificates from `pebble` by
+/// `challenge` (plus `extra` settings), its API addressed by the domain,
+/// and a probe that trusts only what Pebble issues.
+async fn start_tavern(
+    pebble: &Pebble,
+    tls_port: u16,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> (Server, Probe) {
+    let ca_file = pebble.ca_file().to_string_lossy().into_owned();
+    let mut env = vec![
         ("TAVERN_SERVER_DOMAIN", DOMAIN),
         ("TAVERN_TLS_MODE", "acme"),
-        ("TAVERN_TLS_ACME_DIRECTORY", &pebble.directory),
-        ("TAVERN_TLS_ACME_CA_FILE", ca_file),
+        ("TAVERN_TLS_ACME_DIRECTORY", pebble.directory.as_str()),
+        ("TAVERN_TLS_ACME_CA_FILE", ca_file.as_str()),
         ("TAVERN_TLS_ACME_EMAIL", "admin@tavern.test"),
         ("TAVERN_TLS_ACME_CHALLENGE", challenge),
-    ]
+    ];
+    env.extend_from_slice(extra);
+    let mut server = Server::start_on(&format!("127.0.0.1:{tls_port}"), &[], &env);
+    server.url = format!("https://{DOMAIN}:{tls_port}");
+    let probe = Probe {
+        root: pebble.issuing_root().await,
+        addr: format!("127.0.0.1:{tls_port}").parse().unwrap(),
+    };
+    (server, probe)
 }
 
 /// No file under DATA_DIR/acme holds a private key in clear.
@@ -299,22 +312,11 @@ async fn tls_alpn_01_gives_the_domain_and_each_new_world_a_certificate_and_renew
     let tls_port = ports.tls;
     // Twenty-second certificates: renewed after about thirteen.
     let pebble = Pebble::start(ports, Some(20));
-    let ca_file = pebble.ca_file().to_string_lossy().into_owned();
-    let mut server = Server::start_on(
-        &format!("127.0.0.1:{tls_port}"),
-        &[],
-        &acme_env(&pebble, &ca_file, "tls-alpn-01"),
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
-    let probe = Probe {
-        root: pebble.issuing_root().await,
-        addr,
-    };
+    let (mut server, probe) = start_tavern(&pebble, tls_port, "tls-alpn-01", &[]).await;
     let api_url = format!("https://{DOMAIN}:{tls_port}/healthz");
     let first = probe.certificate(&api_url, Duration::from_secs(30)).await;
 
     // A world created now gets its own certificate, no restart.
-    server.url = format!("https://{DOMAIN}:{tls_port}");
     let admin = server.api_with(Some(&server.admin_token), probe.client());
     let created = add_world(&admin, "w1", "stub").await;
     assert_eq!(
@@ -360,20 +362,17 @@ async fn http_01_certificates_are_cached_and_served_again_after_a_restart() {
         },
         None,
     );
-    let ca_file = pebble.ca_file().to_string_lossy().into_owned();
     let http_listen = format!("127.0.0.1:{http_port}");
-    let mut env = acme_env(&pebble, &ca_file, "http-01");
-    env.push(("TAVERN_TLS_HTTP_LISTEN", &http_listen));
-    let mut server = Server::start_on(&format!("127.0.0.1:{tls_port}"), &[], &env);
-    let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().unwrap();
-    let probe = Probe {
-        root: pebble.issuing_root().await,
-        addr,
-    };
+    let (mut server, probe) = start_tavern(
+        &pebble,
+        tls_port,
+        "http-01",
+        &[("TAVERN_TLS_HTTP_LISTEN", &http_listen)],
+    )
+    .await;
     let api_url = format!("https://{DOMAIN}:{tls_port}/healthz");
     let domain_cert = probe.certificate(&api_url, Duration::from_secs(30)).await;
 
-    server.url = format!("https://{DOMAIN}:{tls_port}");
     let admin = server.api_with(Some(&server.admin_token), probe.client());
     add_world(&admin, "w2", "stub").await;
     let world_url = format!("https://w2.tavern.test:{tls_port}/");
