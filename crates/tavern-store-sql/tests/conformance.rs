@@ -1,4 +1,5 @@
-//! The Store conformance suite against SQLite, each test on a fresh file.
+//! The Store conformance suite against SQLite (each test on a fresh file)
+//! and PostgreSQL (each test in a fresh schema of the test database).
 
 async fn fresh() -> (tempfile::TempDir, tavern_store_sql::SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -13,7 +14,7 @@ mod sqlite {
 
     tavern_store::conformance_tests!({
         let (dir, store) = fresh().await;
-        Guard(dir, store)
+        Some(Guard(dir, store))
     });
 
     /// Keeps the temp dir alive as long as the store.
@@ -26,6 +27,31 @@ mod sqlite {
         type Target = tavern_store_sql::SqliteStore;
         fn deref(&self) -> &Self::Target {
             &self.1
+        }
+    }
+}
+
+mod postgres {
+    use tavern_store_sql::PgStore;
+    use tavern_store_sql::testing::TestSchema;
+
+    tavern_store::conformance_tests!({
+        match TestSchema::create().await {
+            Some(schema) => Some(Guard(
+                PgStore::connect(&schema.url(), 8).await.unwrap(),
+                schema,
+            )),
+            None => None,
+        }
+    });
+
+    /// Closes the pool, then drops the schema.
+    struct Guard(PgStore, #[allow(dead_code)] TestSchema);
+
+    impl std::ops::Deref for Guard {
+        type Target = PgStore;
+        fn deref(&self) -> &Self::Target {
+            &self.0
         }
     }
 }

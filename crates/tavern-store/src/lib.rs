@@ -34,6 +34,14 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The database cannot be reached now (it is restarting, say); the
+    /// same call may succeed later.
+    #[error("the database is unavailable during {op}")]
+    Unavailable {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("store operation {op} failed")]
     Backend {
         op: &'static str,

@@ -1,0 +1,1192 @@
+//! The one body of both SQL adapters: every query of the Store port,
+//! written once in SQL that SQLite and PostgreSQL both accept (`$N`
+//! parameters, `ON CONFLICT`), and expanded per engine by [`sql_adapter!`].
+//! The engines differ only in how they open, migrate and begin a write.
+
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{Acquire, SqlStr};
+use tavern_store::{StoreError, StoreResult};
+
+// Column lists, as macros so that queries stay string literals.
+macro_rules! user_cols {
+    () => {
+        "id, username, role, password_hash, created_at, tier"
+    };
+}
+
+macro_rules! instance_cols {
+    () => {
+        "id, slug, owner_id, release, runtime, license_id, desired_state, state, idle_timeout_minutes, created_at, updated_at, state_reason, players, world, foundry_version, admin_key_sealed, awaits_license_id, last_activity_at, sockets, wake_on_visit"
+    };
+}
+
+macro_rules! session_cols {
+    () => {
+        "id, instance_id, license_id, starts_at, ends_at, window_start, window_end, created_by, created_at, prepared_at"
+    };
+}
+
+macro_rules! license_cols {
+    () => {
+        "id, label, key_sealed, key_last4, owner_id, created_at, bound_instance_id"
+    };
+}
+
+/// The error for a failed operation: [`StoreError::Unavailable`] when the
+/// database cannot be reached (it is restarting, the network is down, the
+/// pool waited in vain), else [`StoreError::Backend`].
+pub(crate) fn backend(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| {
+        if unreachable(&e) {
+            StoreError::Unavailable {
+                op,
+                source: Box::new(e),
+            }
+        } else {
+            StoreError::Backend {
+                op,
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+/// Whether an error means the database is out of reach, not that the
+/// operation was wrong.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's classes 08 (connection exception) and 57P
+        // (operator intervention: shutting down, starting up), and too
+        // many connections.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
+/// Brings a schema up to date with an engine's migrations (`(version,
+/// name, sql)`, append-only).
+pub(crate) async fn migrate<'a, A>(
+    migrations: &[(i64, &str, &'static str)],
+    to: A,
+) -> StoreResult<()>
+where
+    A: Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: Migrate,
+{
+    let migrator = Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).to_owned().into(),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    );
+    migrator.run(to).await.map_err(|e| match e {
+        MigrateError::Execute(e) => backend("migrate database")(e),
+        e => StoreError::Backend {
+            op: "migrate database",
+            source: Box::new(e),
+        },
+    })
+}
+
+/// PostgreSQL's code for a row that an exclusion constraint refuses.
+pub(crate) const EXCLUSION_VIOLATION: &str = "23P01";
+
+pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+pub(crate) fn ts(micros: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_microsecond(micros).map_err(|e| corrupt("timestamp", e))
+}
+
+pub(crate) fn opt_ts(micros: Option<i64>) -> StoreResult<Option<Timestamp>> {
+    micros.map(ts).transpose()
+}
+
+pub(crate) fn parse<T: FromStr>(what: &'static str, s: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| corrupt(what, e))
+}
+
+/// Expands, inside an engine's module, to the `Store` implementation for
+/// `$store`. The module defines `Db`, `DbRow`, `DbPool`, `DbResult` and
+/// `DbArgs` for its engine, and `$store` has a `readers` pool and a
+/// `begin()` that opens a write transaction.
+macro_rules! sql_adapter {
+    ($store:ident) => {
+        mod adapter_body {
+        use async_trait::async_trait;
+        use jiff::Timestamp;
+        use sqlx::{Row, Transaction};
+        use tavern_store::{
+            ApiToken, Event, Instance, License, NewEvent, Observation, Outcome, Session, Store,
+            StoreError, StoreResult, UsageInterval, User,
+        };
+        use tavern_types::{
+            DesiredState, EventId, InstanceId, LicenseId, ObservedState, SessionId, Slug, UserId,
+            Username, WakeOnVisit,
+        };
+
+        use super::{Db, DbArgs, DbPool, DbResult, DbRow};
+        use $crate::adapter::{EXCLUSION_VIOLATION, backend, corrupt, opt_ts, parse, ts};
+
+        fn col<'r, T>(row: &'r DbRow, name: &'static str) -> StoreResult<T>
+        where
+            T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
+        {
+            row.try_get(name).map_err(|e| corrupt(name, e))
+        }
+
+        type DbQuery<'q> = sqlx::query::Query<'q, Db, DbArgs>;
+
+        /// Runs a read on the reader pool and maps the row, if any.
+        async fn read_one<T>(
+            pool: &DbPool,
+            q: DbQuery<'_>,
+            op: &'static str,
+            map: fn(&DbRow) -> StoreResult<T>,
+        ) -> StoreResult<Option<T>> {
+            q.fetch_optional(pool)
+                .await
+                .map_err(backend(op))?
+                .as_ref()
+                .map(map)
+                .transpose()
+        }
+
+        /// Runs a read on the reader pool and maps every row.
+        async fn read_all<T>(
+            pool: &DbPool,
+            q: DbQuery<'_>,
+            op: &'static str,
+            map: fn(&DbRow) -> StoreResult<T>,
+        ) -> StoreResult<Vec<T>> {
+            q.fetch_all(pool)
+                .await
+                .map_err(backend(op))?
+                .iter()
+                .map(map)
+                .collect()
+        }
+
+        /// Finishes an update of one instance row: not found when it changed
+        /// nothing; else writes the event and answers the row as it is now.
+        async fn finish_instance_update(
+            mut tx: Transaction<'static, Db>,
+            done: DbResult,
+            slug: &Slug,
+            event: &NewEvent,
+            op: &'static str,
+        ) -> StoreResult<Instance> {
+            touched(&done, "instance", slug)?;
+            insert_event(&mut tx, event).await?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                instance_cols!(),
+                " FROM instances WHERE slug = $1"
+            ))
+            .bind(slug.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend(op))?;
+            let instance = instance_from(&row)?;
+            commit(tx).await?;
+            Ok(instance)
+        }
+
+        /// Not found when an update or delete touched no row.
+        fn touched(
+            done: &DbResult,
+            what: &'static str,
+            key: impl ToString,
+        ) -> StoreResult<()> {
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound {
+                    what,
+                    key: key.to_string(),
+                });
+            }
+            Ok(())
+        }
+
+        async fn commit(tx: Transaction<'static, Db>) -> StoreResult<()> {
+            tx.commit().await.map_err(backend("commit"))
+        }
+
+        async fn insert_event(tx: &mut Transaction<'static, Db>, e: &NewEvent) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO events (id, at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(EventId::new().to_string())
+            .bind(e.at.as_microsecond())
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(e.outcome.as_str())
+            .bind(&e.detail)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend("insert event"))?;
+            Ok(())
+        }
+
+        fn unique_or(
+            what: &'static str,
+            key: &str,
+            op: &'static str,
+        ) -> impl FnOnce(sqlx::Error) -> StoreError {
+            move |e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict {
+                    what,
+                    key: key.to_owned(),
+                },
+                _ => backend(op)(e),
+            }
+        }
+
+        async fn exists(
+            tx: &mut Transaction<'static, Db>,
+            sql: &'static str,
+            id: String,
+        ) -> StoreResult<bool> {
+            let row = sqlx::query(sql)
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend("check reference"))?;
+            Ok(row.is_some())
+        }
+
+        fn user_from(row: &DbRow) -> StoreResult<User> {
+            Ok(User {
+                id: parse("users.id", &col::<String>(row, "id")?)?,
+                username: Username::parse(&col::<String>(row, "username")?)
+                    .map_err(|e| corrupt("users.username", e))?,
+                role: parse("users.role", &col::<String>(row, "role")?)?,
+                password_hash: col(row, "password_hash")?,
+                created_at: ts(col(row, "created_at")?)?,
+                tier: col(row, "tier")?,
+            })
+        }
+
+        fn session_from(row: &DbRow) -> StoreResult<Session> {
+            Ok(Session {
+                id: parse("sessions.id", &col::<String>(row, "id")?)?,
+                instance: parse("sessions.instance_id", &col::<String>(row, "instance_id")?)?,
+                license: parse("sessions.license_id", &col::<String>(row, "license_id")?)?,
+                starts_at: ts(col(row, "starts_at")?)?,
+                ends_at: ts(col(row, "ends_at")?)?,
+                window_start: ts(col(row, "window_start")?)?,
+                window_end: ts(col(row, "window_end")?)?,
+                created_by: col(row, "created_by")?,
+                created_at: ts(col(row, "created_at")?)?,
+                prepared_at: opt_ts(col(row, "prepared_at")?)?,
+            })
+        }
+
+        fn usage_from(row: &DbRow) -> StoreResult<UsageInterval> {
+            let license: Option<String> = col(row, "license_id")?;
+            Ok(UsageInterval {
+                instance: parse(
+                    "usage_intervals.instance_id",
+                    &col::<String>(row, "instance_id")?,
+                )?,
+                slug: col(row, "slug")?,
+                owner: parse("usage_intervals.owner_id", &col::<String>(row, "owner_id")?)?,
+                license: license
+                    .map(|l| parse("usage_intervals.license_id", &l))
+                    .transpose()?,
+                started_at: ts(col(row, "started_at")?)?,
+                stopped_at: opt_ts(col(row, "stopped_at")?)?,
+                reason: col(row, "reason")?,
+            })
+        }
+
+        fn instance_from(row: &DbRow) -> StoreResult<Instance> {
+            let license: Option<String> = col(row, "license_id")?;
+            let idle: Option<i64> = col(row, "idle_timeout_minutes")?;
+            Ok(Instance {
+                id: parse("instances.id", &col::<String>(row, "id")?)?,
+                slug: Slug::parse(&col::<String>(row, "slug")?)
+                    .map_err(|e| corrupt("instances.slug", e))?,
+                owner: parse("instances.owner_id", &col::<String>(row, "owner_id")?)?,
+                release: col(row, "release")?,
+                runtime: col(row, "runtime")?,
+                license: license
+                    .map(|l| parse("instances.license_id", &l))
+                    .transpose()?,
+                desired_state: parse(
+                    "instances.desired_state",
+                    &col::<String>(row, "desired_state")?,
+                )?,
+                state: parse("instances.state", &col::<String>(row, "state")?)?,
+                idle_timeout_minutes: idle
+                    .map(|m| u32::try_from(m).map_err(|e| corrupt("instances.idle_timeout_minutes", e)))
+                    .transpose()?,
+                created_at: ts(col(row, "created_at")?)?,
+                updated_at: ts(col(row, "updated_at")?)?,
+                state_reason: col(row, "state_reason")?,
+                players: u32::try_from(col::<i64>(row, "players")?)
+                    .map_err(|e| corrupt("instances.players", e))?,
+                world: col(row, "world")?,
+                foundry_version: col(row, "foundry_version")?,
+                admin_key_sealed: col(row, "admin_key_sealed")?,
+                awaits: col::<Option<String>>(row, "awaits_license_id")?
+                    .map(|l| parse("instances.awaits_license_id", &l))
+                    .transpose()?,
+                last_activity_at: opt_ts(col(row, "last_activity_at")?)?,
+                sockets: u32::try_from(col::<i64>(row, "sockets")?)
+                    .map_err(|e| corrupt("instances.sockets", e))?,
+                wake_on_visit: col::<Option<String>>(row, "wake_on_visit")?
+                    .map(|w| parse("instances.wake_on_visit", &w))
+                    .transpose()?,
+            })
+        }
+
+        fn license_from(row: &DbRow) -> StoreResult<License> {
+            let owner: Option<String> = col(row, "owner_id")?;
+            let bound: Option<String> = col(row, "bound_instance_id")?;
+            Ok(License {
+                id: parse("licenses.id", &col::<String>(row, "id")?)?,
+                label: col(row, "label")?,
+                key_sealed: col(row, "key_sealed")?,
+                key_last4: col(row, "key_last4")?,
+                owner: owner.map(|o| parse("licenses.owner_id", &o)).transpose()?,
+                bound_to: bound
+                    .map(|b| parse("licenses.bound_instance_id", &b))
+                    .transpose()?,
+                created_at: ts(col(row, "created_at")?)?,
+            })
+        }
+
+        fn event_from(row: &DbRow) -> StoreResult<Event> {
+            let outcome: String = col(row, "outcome")?;
+            Ok(Event {
+                id: parse("events.id", &col::<String>(row, "id")?)?,
+                actor: col(row, "actor")?,
+                action: col(row, "action")?,
+                target: col(row, "target")?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("events.outcome", &outcome))?,
+                detail: col(row, "detail")?,
+                at: ts(col(row, "at")?)?,
+            })
+        }
+
+        /// Compare-and-set: binds `license` to `instance` if it is free.
+        async fn claim_free(
+            tx: &mut Transaction<'static, Db>,
+            license: LicenseId,
+            instance: InstanceId,
+        ) -> StoreResult<bool> {
+            let done = sqlx::query(
+                "UPDATE licenses SET bound_instance_id = $1 WHERE id = $2 AND bound_instance_id IS NULL",
+            )
+            .bind(instance.to_string())
+            .bind(license.to_string())
+            .execute(&mut **tx)
+            .await;
+            let done = match done {
+                Ok(d) => d,
+                // The instance holds another key already.
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Ok(false),
+                Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                    return Err(StoreError::NotFound {
+                        what: "instance",
+                        key: instance.to_string(),
+                    });
+                }
+                Err(e) => return Err(backend("bind license")(e)),
+            };
+            Ok(done.rows_affected() == 1)
+        }
+
+        #[async_trait]
+        impl Store for super::$store {
+            async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(concat!(
+                    "INSERT INTO users (",
+                    user_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ))
+                .bind(user.id.to_string())
+                .bind(user.username.as_str())
+                .bind(user.role.as_str())
+                .bind(&user.password_hash)
+                .bind(user.created_at.as_microsecond())
+                .bind(&user.tier)
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or("user", user.username.as_str(), "insert user"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+                let q = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                    .bind(id.to_string());
+                read_one(&self.readers, q, "get user", user_from).await
+            }
+
+            async fn user_by_name(&self, name: &Username) -> StoreResult<Option<User>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users WHERE username = $1"
+                ))
+                .bind(name.as_str());
+                read_one(&self.readers, q, "get user", user_from).await
+            }
+
+            async fn list_users(&self) -> StoreResult<Vec<User>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users ORDER BY created_at, id"
+                ));
+                read_all(&self.readers, q, "list users", user_from).await
+            }
+
+            async fn count_users(&self) -> StoreResult<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.readers)
+                    .await
+                    .map_err(backend("count users"))?;
+                u64::try_from(n).map_err(|e| corrupt("users", e))
+            }
+
+            async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(token.id.to_string())
+                .bind(token.user_id.to_string())
+                .bind(&token.token_hash)
+                .bind(&token.label)
+                .bind(token.created_at.as_microsecond())
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or("token", &token.id.to_string(), "insert token"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>> {
+                let row = sqlx::query(
+                    "SELECT t.id AS token_id, t.token_hash, t.label, t.created_at AS token_created_at, \
+                     u.id, u.username, u.role, u.password_hash, u.created_at, u.tier \
+                     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(backend("get token"))?;
+                let Some(row) = row else { return Ok(None) };
+                let user = user_from(&row)?;
+                let token = ApiToken {
+                    id: parse("api_tokens.id", &col::<String>(&row, "token_id")?)?,
+                    user_id: user.id,
+                    token_hash: col(&row, "token_hash")?,
+                    label: col(&row, "label")?,
+                    created_at: ts(col(&row, "token_created_at")?)?,
+                };
+                Ok(Some((token, user)))
+            }
+
+            async fn create_instance(&self, i: &Instance, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                if !exists(
+                    &mut tx,
+                    "SELECT 1 FROM users WHERE id = $1",
+                    i.owner.to_string(),
+                )
+                .await?
+                {
+                    return Err(StoreError::NotFound {
+                        what: "user",
+                        key: i.owner.to_string(),
+                    });
+                }
+                if let Some(license) = i.license
+                    && !exists(
+                        &mut tx,
+                        "SELECT 1 FROM licenses WHERE id = $1",
+                        license.to_string(),
+                    )
+                    .await?
+                {
+                    return Err(StoreError::NotFound {
+                        what: "license",
+                        key: license.to_string(),
+                    });
+                }
+                sqlx::query(concat!(
+                    "INSERT INTO instances (",
+                    instance_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+                ))
+                .bind(i.id.to_string())
+                .bind(i.slug.as_str())
+                .bind(i.owner.to_string())
+                .bind(&i.release)
+                .bind(&i.runtime)
+                .bind(i.license.map(|l| l.to_string()))
+                .bind(i.desired_state.as_str())
+                .bind(i.state.as_str())
+                .bind(i.idle_timeout_minutes.map(i64::from))
+                .bind(i.created_at.as_microsecond())
+                .bind(i.updated_at.as_microsecond())
+                .bind(&i.state_reason)
+                .bind(i64::from(i.players))
+                .bind(&i.world)
+                .bind(&i.foundry_version)
+                .bind(&i.admin_key_sealed)
+                .bind(i.awaits.map(|l| l.to_string()))
+                .bind(i.last_activity_at.map(|t| t.as_microsecond()))
+                .bind(i64::from(i.sockets))
+                .bind(i.wake_on_visit.map(|w| w.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or("instance", i.slug.as_str(), "insert instance"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn instance(&self, slug: &Slug) -> StoreResult<Option<Instance>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    instance_cols!(),
+                    " FROM instances WHERE slug = $1"
+                ))
+                .bind(slug.as_str());
+                read_one(&self.readers, q, "get instance", instance_from).await
+            }
+
+            async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>> {
+                let q = match owner {
+                    Some(owner) => sqlx::query(concat!(
+                        "SELECT ",
+                        instance_cols!(),
+                        " FROM instances WHERE owner_id = $1 ORDER BY created_at, id"
+                    ))
+                    .bind(owner.to_string()),
+                    None => sqlx::query(concat!(
+                        "SELECT ",
+                        instance_cols!(),
+                        " FROM instances ORDER BY created_at, id"
+                    )),
+                };
+                read_all(&self.readers, q, "list instances", instance_from).await
+            }
+
+            async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "UPDATE licenses SET bound_instance_id = NULL \
+                     WHERE bound_instance_id = (SELECT id FROM instances WHERE slug = $1)",
+                )
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("release license"))?;
+                sqlx::query(
+                    "UPDATE usage_intervals SET stopped_at = $1, reason = 'destroyed' \
+                     WHERE stopped_at IS NULL AND instance_id = (SELECT id FROM instances WHERE slug = $2)",
+                )
+                .bind(event.at.as_microsecond())
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("close usage"))?;
+                let done = sqlx::query("DELETE FROM instances WHERE slug = $1")
+                    .bind(slug.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete instance"))?;
+                touched(&done, "instance", slug)?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn set_desired_state(
+                &self,
+                slug: &Slug,
+                desired: DesiredState,
+                event: &NewEvent,
+            ) -> StoreResult<Instance> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE instances SET desired_state = $1, updated_at = $2, \
+                         awaits_license_id = CASE WHEN $3 = 'running' THEN awaits_license_id END \
+                         WHERE slug = $4",
+                )
+                .bind(desired.as_str())
+                .bind(event.at.as_microsecond())
+                .bind(desired.as_str())
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("set desired state"))?;
+                finish_instance_update(tx, done, slug, event, "set desired state").await
+            }
+
+            async fn update_instance_settings(
+                &self,
+                slug: &Slug,
+                idle_timeout_minutes: Option<Option<u32>>,
+                wake_on_visit: Option<Option<WakeOnVisit>>,
+                event: &NewEvent,
+            ) -> StoreResult<Instance> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE instances SET \
+                     idle_timeout_minutes = CASE WHEN $1 THEN $2 ELSE idle_timeout_minutes END, \
+                     wake_on_visit = CASE WHEN $3 THEN $4 ELSE wake_on_visit END, \
+                     updated_at = $5 WHERE slug = $6",
+                )
+                .bind(idle_timeout_minutes.is_some())
+                .bind(idle_timeout_minutes.flatten().map(i64::from))
+                .bind(wake_on_visit.is_some())
+                .bind(wake_on_visit.flatten().map(|w| w.as_str()))
+                .bind(event.at.as_microsecond())
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("update instance"))?;
+                finish_instance_update(tx, done, slug, event, "update instance").await
+            }
+
+            async fn set_instance_license(
+                &self,
+                slug: &Slug,
+                license: Option<LicenseId>,
+                event: &NewEvent,
+            ) -> StoreResult<Instance> {
+                let mut tx = self.begin().await?;
+                if let Some(l) = license
+                    && !exists(
+                        &mut tx,
+                        "SELECT 1 FROM licenses WHERE id = $1",
+                        l.to_string(),
+                    )
+                    .await?
+                {
+                    return Err(StoreError::NotFound {
+                        what: "license",
+                        key: l.to_string(),
+                    });
+                }
+                let done =
+                    sqlx::query("UPDATE instances SET license_id = $1, updated_at = $2 WHERE slug = $3")
+                        .bind(license.map(|l| l.to_string()))
+                        .bind(event.at.as_microsecond())
+                        .bind(slug.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("set instance license"))?;
+                finish_instance_update(tx, done, slug, event, "set instance license").await
+            }
+
+            async fn record_observation(
+                &self,
+                id: InstanceId,
+                o: &Observation,
+                event: Option<&NewEvent>,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let prev: Option<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT state, slug, owner_id, players + sockets FROM instances WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("record observation"))?;
+                let Some((prev, slug, owner, prev_players)) = prev else {
+                    return Err(StoreError::NotFound {
+                        what: "instance",
+                        key: id.to_string(),
+                    });
+                };
+                let was_running = prev == ObservedState::Running.as_str();
+                let is_running = o.state == ObservedState::Running;
+                // Players (or open tabs) seen now, or until now (the last one just
+                // left).
+                let active =
+                    o.players > 0 || o.sockets > 0 || prev_players > 0 || (is_running && !was_running);
+                sqlx::query(
+                    "UPDATE instances SET state = $1, state_reason = $2, players = $3, sockets = $4, world = $5, foundry_version = $6, updated_at = $7, \
+                     last_activity_at = CASE WHEN $8 THEN $9 ELSE last_activity_at END WHERE id = $10",
+                )
+                .bind(o.state.as_str())
+                .bind(&o.state_reason)
+                .bind(i64::from(o.players))
+                .bind(i64::from(o.sockets))
+                .bind(&o.world)
+                .bind(&o.foundry_version)
+                .bind(o.at.as_microsecond())
+                .bind(active)
+                .bind(o.at.as_microsecond())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("record observation"))?;
+                if is_running && !was_running {
+                    sqlx::query(
+                        "INSERT INTO usage_intervals (instance_id, slug, owner_id, license_id, started_at) \
+                         VALUES ($1, $2, $3, (SELECT id FROM licenses WHERE bound_instance_id = $4), $5) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id.to_string())
+                    .bind(&slug)
+                    .bind(&owner)
+                    .bind(id.to_string())
+                    .bind(o.at.as_microsecond())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("open usage"))?;
+                } else if !is_running {
+                    sqlx::query(
+                        "UPDATE usage_intervals SET stopped_at = $1, reason = $2 \
+                         WHERE instance_id = $3 AND stopped_at IS NULL",
+                    )
+                    .bind(o.at.as_microsecond())
+                    .bind(o.state_reason.as_deref().unwrap_or(o.state.as_str()))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("close usage"))?;
+                }
+                if let Some(e) = event {
+                    insert_event(&mut tx, e).await?;
+                }
+                commit(tx).await
+            }
+
+            async fn bind_license(
+                &self,
+                license: LicenseId,
+                instance: InstanceId,
+                bind_event: &NewEvent,
+                start: Option<&NewEvent>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let current: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT bound_instance_id FROM licenses WHERE id = $1")
+                        .bind(license.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend("bind license"))?;
+                let Some(current) = current else {
+                    return Err(StoreError::NotFound {
+                        what: "license",
+                        key: license.to_string(),
+                    });
+                };
+                if current.as_deref() != Some(instance.to_string().as_str()) {
+                    if !claim_free(&mut tx, license, instance).await? {
+                        return Ok(false);
+                    }
+                    insert_event(&mut tx, bind_event).await?;
+                }
+                sqlx::query("UPDATE instances SET awaits_license_id = NULL WHERE id = $1")
+                    .bind(instance.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("bind license"))?;
+                if let Some(event) = start {
+                    let done = sqlx::query(
+                        "UPDATE instances SET desired_state = 'running', updated_at = $1 \
+                         WHERE id = $2 AND desired_state != 'destroyed'",
+                    )
+                    .bind(event.at.as_microsecond())
+                    .bind(instance.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("start instance"))?;
+                    touched(&done, "instance", instance)?;
+                    insert_event(&mut tx, event).await?;
+                }
+                commit(tx).await?;
+                Ok(true)
+            }
+
+            async fn release_license(
+                &self,
+                instance: InstanceId,
+                event: &NewEvent,
+            ) -> StoreResult<Option<LicenseId>> {
+                let mut tx = self.begin().await?;
+                let held: Option<String> = sqlx::query_scalar(
+                    "SELECT l.id FROM licenses l WHERE l.bound_instance_id = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM instances i WHERE i.id = l.bound_instance_id \
+                      AND i.desired_state = 'running' AND i.state != 'failed')",
+                )
+                .bind(instance.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("release license"))?;
+                let Some(held) = held else { return Ok(None) };
+                sqlx::query("UPDATE licenses SET bound_instance_id = NULL WHERE id = $1")
+                    .bind(&held)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("release license"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await?;
+                parse("licenses.id", &held).map(Some)
+            }
+            async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                if let Some(owner) = l.owner
+                    && !exists(
+                        &mut tx,
+                        "SELECT 1 FROM users WHERE id = $1",
+                        owner.to_string(),
+                    )
+                    .await?
+                {
+                    return Err(StoreError::NotFound {
+                        what: "user",
+                        key: owner.to_string(),
+                    });
+                }
+                sqlx::query(concat!(
+                    "INSERT INTO licenses (",
+                    license_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(l.id.to_string())
+                .bind(&l.label)
+                .bind(&l.key_sealed)
+                .bind(&l.key_last4)
+                .bind(l.owner.map(|o| o.to_string()))
+                .bind(l.created_at.as_microsecond())
+                .bind(l.bound_to.map(|i| i.to_string()))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or("license", &l.id.to_string(), "insert license"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn license(&self, id: LicenseId) -> StoreResult<Option<License>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    license_cols!(),
+                    " FROM licenses WHERE id = $1"
+                ))
+                .bind(id.to_string());
+                read_one(&self.readers, q, "get license", license_from).await
+            }
+
+            async fn list_licenses(&self) -> StoreResult<Vec<License>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    license_cols!(),
+                    " FROM licenses ORDER BY created_at, id"
+                ));
+                read_all(&self.readers, q, "list licenses", license_from).await
+            }
+
+            async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let user: Option<String> = sqlx::query_scalar(
+                    "SELECT slug FROM instances WHERE license_id = $1 OR awaits_license_id = $2 LIMIT 1",
+                )
+                .bind(id.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("check license use"))?;
+                let session: Option<String> = sqlx::query_scalar(
+                    "SELECT i.slug FROM sessions s JOIN instances i ON i.id = s.instance_id \
+                     WHERE s.license_id = $1 AND s.window_end > $2 LIMIT 1",
+                )
+                .bind(id.to_string())
+                .bind(event.at.as_microsecond())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("check license use"))?;
+                if let Some(slug) = session {
+                    return Err(StoreError::InUse {
+                        what: "license",
+                        key: id.to_string(),
+                        by: format!("a session of {slug}"),
+                    });
+                }
+                sqlx::query("DELETE FROM sessions WHERE license_id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete ended sessions"))?;
+                let bound: Option<String> = sqlx::query_scalar(
+                    "SELECT i.slug FROM licenses l JOIN instances i ON i.id = l.bound_instance_id WHERE l.id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("check license use"))?;
+                if let Some(slug) = user.or(bound) {
+                    return Err(StoreError::InUse {
+                        what: "license",
+                        key: id.to_string(),
+                        by: format!("instance {slug}"),
+                    });
+                }
+                let done = sqlx::query("DELETE FROM licenses WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete license"))?;
+                touched(&done, "license", id)?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn set_user_tier(
+                &self,
+                user: UserId,
+                tier: Option<&str>,
+                event: &NewEvent,
+            ) -> StoreResult<User> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE users SET tier = $1 WHERE id = $2")
+                    .bind(tier)
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("set user tier"))?;
+                touched(&done, "user", user)?;
+                insert_event(&mut tx, event).await?;
+                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                    .bind(user.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend("set user tier"))?;
+                let user = user_from(&row)?;
+                commit(tx).await?;
+                Ok(user)
+            }
+
+            async fn promise_license(
+                &self,
+                instance: InstanceId,
+                license: LicenseId,
+                session: Option<SessionId>,
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                if !exists(
+                    &mut tx,
+                    "SELECT 1 FROM licenses WHERE id = $1",
+                    license.to_string(),
+                )
+                .await?
+                {
+                    return Err(StoreError::NotFound {
+                        what: "license",
+                        key: license.to_string(),
+                    });
+                }
+                let done = sqlx::query(
+                    "UPDATE instances SET awaits_license_id = \
+                     CASE WHEN EXISTS (SELECT 1 FROM licenses WHERE bound_instance_id = instances.id) \
+                     THEN NULL ELSE $1 END, desired_state = 'running', updated_at = $2 \
+                     WHERE id = $3 AND desired_state != 'destroyed'",
+                )
+                .bind(license.to_string())
+                .bind(event.at.as_microsecond())
+                .bind(instance.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("promise license"))?;
+                touched(&done, "instance", instance)?;
+                if let Some(session) = session {
+                    let done =
+                        sqlx::query("UPDATE sessions SET prepared_at = $1 WHERE id = $2 AND instance_id = $3")
+                            .bind(event.at.as_microsecond())
+                            .bind(session.to_string())
+                            .bind(instance.to_string())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend("prepare session"))?;
+                    touched(&done, "session", session)?;
+                }
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn create_session(
+                &self,
+                session: &Session,
+                moves: &[(SessionId, LicenseId)],
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                let conflict = || StoreError::Conflict {
+                    what: "reservation",
+                    key: session.id.to_string(),
+                };
+                let mut tx = self.begin().await?;
+                for (id, license) in moves {
+                    let done = sqlx::query(
+                        "UPDATE sessions SET license_id = $1 WHERE id = $2 AND prepared_at IS NULL",
+                    )
+                    .bind(license.to_string())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("move session"))?;
+                    if done.rows_affected() == 0 {
+                        return Err(conflict());
+                    }
+                }
+                let inserted = sqlx::query(concat!(
+                    "INSERT INTO sessions (",
+                    session_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
+                .bind(session.id.to_string())
+                .bind(session.instance.to_string())
+                .bind(session.license.to_string())
+                .bind(session.starts_at.as_microsecond())
+                .bind(session.ends_at.as_microsecond())
+                .bind(session.window_start.as_microsecond())
+                .bind(session.window_end.as_microsecond())
+                .bind(&session.created_by)
+                .bind(session.created_at.as_microsecond())
+                .bind(session.prepared_at.map(|t| t.as_microsecond()))
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                        return Err(StoreError::NotFound {
+                            what: "instance or license",
+                            key: format!("{} / {}", session.instance, session.license),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(unique_or(
+                            "session",
+                            &session.id.to_string(),
+                            "insert session",
+                        )(e));
+                    }
+                }
+                // The rule itself, checked on every key this transaction touched.
+                let touched = std::iter::once(session.license).chain(moves.iter().map(|(_, l)| *l));
+                for license in touched {
+                    let overlap: Option<String> = sqlx::query_scalar(
+                        "SELECT a.id FROM sessions a JOIN sessions b \
+                         ON a.license_id = b.license_id AND a.id < b.id \
+                         AND a.window_start < b.window_end AND b.window_start < a.window_end \
+                         WHERE a.license_id = $1 LIMIT 1",
+                    )
+                    .bind(license.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("check reservations"))?;
+                    if overlap.is_some() {
+                        return Err(conflict());
+                    }
+                }
+                insert_event(&mut tx, event).await?;
+                // PostgreSQL's exclusion constraint checks again at commit.
+                tx.commit().await.map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.code().as_deref() == Some(EXCLUSION_VIOLATION) => {
+                        conflict()
+                    }
+                    _ => backend("commit")(e),
+                })
+            }
+
+            async fn session(&self, id: SessionId) -> StoreResult<Option<Session>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE id = $1"
+                ))
+                .bind(id.to_string());
+                read_one(&self.readers, q, "get session", session_from).await
+            }
+
+            async fn list_sessions(&self, after: Timestamp) -> StoreResult<Vec<Session>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    session_cols!(),
+                    " FROM sessions WHERE window_end > $1 ORDER BY starts_at, id"
+                ))
+                .bind(after.as_microsecond());
+                read_all(&self.readers, q, "list sessions", session_from).await
+            }
+
+            async fn delete_session(&self, id: SessionId, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete session"))?;
+                touched(&done, "session", id)?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn list_usage(
+                &self,
+                owner: Option<UserId>,
+                from: Timestamp,
+                to: Timestamp,
+            ) -> StoreResult<Vec<UsageInterval>> {
+                let q = sqlx::query(
+                    "SELECT instance_id, slug, owner_id, license_id, started_at, stopped_at, reason \
+                     FROM usage_intervals WHERE started_at < $1 AND (stopped_at IS NULL OR stopped_at > $2) \
+                     AND ($3 IS NULL OR owner_id = $4) ORDER BY started_at, id",
+                )
+                .bind(to.as_microsecond())
+                .bind(from.as_microsecond())
+                .bind(owner.map(|o| o.to_string()))
+                .bind(owner.map(|o| o.to_string()));
+                read_all(&self.readers, q, "list usage", usage_from).await
+            }
+
+            async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn list_events(&self, limit: u32) -> StoreResult<Vec<Event>> {
+                let q = sqlx::query(
+                    "SELECT id, at, actor, action, target, outcome, detail FROM events ORDER BY seq DESC LIMIT $1",
+                )        .bind(i64::from(limit));
+                read_all(&self.readers, q, "list events", event_from).await
+            }
+        }
+        }
+    };
+}

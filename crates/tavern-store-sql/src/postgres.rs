@@ -1,0 +1,80 @@
+//! The PostgreSQL adapter: one connection pool; every write transaction
+//! first takes a transaction-level advisory lock of its schema, so writes
+//! are serialized as SQLite's one writer serializes them, across every
+//! Tavern that shares the database. Beneath that, the schema's own
+//! constraints (unique slugs, one world per key, no overlapping
+//! reservations) refuse what the adapter should never write.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Transaction;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tavern_store::{StoreError, StoreResult};
+
+use crate::adapter::{backend, migrate};
+
+type Db = sqlx::Postgres;
+type DbRow = sqlx::postgres::PgRow;
+type DbPool = sqlx::PgPool;
+type DbResult = sqlx::postgres::PgQueryResult;
+type DbArgs = sqlx::postgres::PgArguments;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// How long a call waits for a connection before answering
+/// [`StoreError::Unavailable`].
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    readers: DbPool,
+}
+
+/// Checks a `postgres://` URL without connecting. The error never repeats
+/// the URL (it may hold a password).
+pub fn check_url(url: &str) -> Result<(), String> {
+    PgConnectOptions::from_str(url)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl PgStore {
+    /// Connects to the database at `url` with a pool of at most
+    /// `pool_size` connections and brings its schema up to date.
+    pub async fn connect(url: &str, pool_size: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Backend {
+            op: "read the database URL",
+            source: Box::new(e),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(backend("connect to the database"))?;
+        migrate(MIGRATIONS, &pool).await?;
+        Ok(Self { readers: pool })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.readers.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
+        let mut tx = self.readers.begin().await.map_err(backend("begin"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("begin"))?;
+        Ok(tx)
+    }
+}
+
+sql_adapter!(PgStore);
