@@ -28,6 +28,12 @@ pub enum CoreError {
     Conflict { code: &'static str, message: String },
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
+    /// The database is out of reach for now (it is restarting, say).
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable {
+        #[source]
+        source: StoreError,
+    },
     #[error("internal error during {op}")]
     Internal {
         op: &'static str,
@@ -65,6 +71,7 @@ impl CoreError {
             CoreError::Quota(_) => "quota_exceeded",
             CoreError::NotFound { .. } => "not_found",
             CoreError::NotImplemented(_) => "not_implemented",
+            CoreError::Unavailable { .. } => "store_unavailable",
             CoreError::Internal { .. } => "internal",
         }
     }
@@ -92,6 +99,7 @@ impl From<StoreError> for CoreError {
                 code: "in_use",
                 message: format!("{what} {key} is still used by {by}"),
             },
+            e @ StoreError::Unavailable { .. } => CoreError::Unavailable { source: e },
             e @ (StoreError::Corrupt { .. } | StoreError::Backend { .. }) => {
                 CoreError::internal("store", e)
             }

@@ -64,6 +64,10 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             CoreError::Conflict { .. } => StatusCode::CONFLICT,
             CoreError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            CoreError::Unavailable { .. } => {
+                tracing::warn!(error = %chain(&e), "request failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             CoreError::Internal { .. } => {
                 tracing::error!(error = %chain(&e), "request failed");
                 return ApiError::new(

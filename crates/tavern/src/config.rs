@@ -194,11 +194,49 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH`; default `sqlite://DATA_DIR/tavern.db`.
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE?…`;
+    /// default `sqlite://DATA_DIR/tavern.db`.
     pub url: Option<String>,
+    /// Connections to PostgreSQL, at most.
+    pub pool_size: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 10,
+        }
+    }
+}
+
+/// Where Tavern keeps its state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreTarget {
+    Sqlite(PathBuf),
+    Postgres { url: String, pool_size: u32 },
+}
+
+/// A database URL fit for messages: the password, if any, hidden.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -377,11 +415,25 @@ impl Config {
             "invalid configuration: runtime.crash_limit, stop_grace_seconds, start_timeout_seconds and resync_seconds must be at least 1"
         );
         if let Some(url) = &self.store.url {
-            anyhow::ensure!(
-                url.starts_with("sqlite://"),
-                "invalid configuration: store.url {url:?}: only sqlite:// is supported in this version"
-            );
+            if is_postgres(url) {
+                tavern_store_sql::check_postgres_url(url).map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid configuration: store.url {:?}: {e}",
+                        redact_url(url)
+                    )
+                })?;
+            } else {
+                anyhow::ensure!(
+                    url.starts_with("sqlite://"),
+                    "invalid configuration: store.url {:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE",
+                    redact_url(url)
+                );
+            }
         }
+        anyhow::ensure!(
+            self.store.pool_size >= 1,
+            "invalid configuration: store.pool_size must be at least 1"
+        );
         if let Some(url) = &self.server.public_url {
             public_parts(url)?;
         }
@@ -516,11 +568,15 @@ impl Config {
         }
     }
 
-    /// The SQLite database file.
-    pub fn database_path(&self) -> PathBuf {
+    /// The database: a PostgreSQL URL, or a SQLite file.
+    pub fn store_target(&self) -> StoreTarget {
         match &self.store.url {
-            Some(url) => PathBuf::from(url.trim_start_matches("sqlite://")),
-            None => self.server.data_dir.join("tavern.db"),
+            Some(url) if is_postgres(url) => StoreTarget::Postgres {
+                url: url.clone(),
+                pool_size: self.store.pool_size,
+            },
+            Some(url) => StoreTarget::Sqlite(PathBuf::from(url.trim_start_matches("sqlite://"))),
+            None => StoreTarget::Sqlite(self.server.data_dir.join("tavern.db")),
         }
     }
 
@@ -616,7 +672,10 @@ mod tests {
         let c = with_env(&[], || Config::load(None, Overrides::default()).unwrap());
         assert_eq!(c, Config::default());
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_path(), PathBuf::from("tavern-data/tavern.db"));
+        assert_eq!(
+            c.store_target(),
+            StoreTarget::Sqlite(PathBuf::from("tavern-data/tavern.db"))
+        );
     }
 
     #[test]
@@ -672,10 +731,60 @@ mod tests {
             e.to_string().to_lowercase().contains("server.body_limit"),
             "{e}"
         );
-        let e = with_env(&[("TAVERN_STORE_URL", "postgres://x")], || {
+        let e = with_env(&[("TAVERN_STORE_URL", "mysql://x")], || {
             Config::load(None, Overrides::default()).unwrap_err()
         });
         assert!(e.to_string().contains("store.url"), "{e}");
+        // A bad PostgreSQL URL is named without its password.
+        let e = with_env(
+            &[(
+                "TAVERN_STORE_URL",
+                "postgres://tavern:hunter2@db:notaport/tavern",
+            )],
+            || Config::load(None, Overrides::default()).unwrap_err(),
+        );
+        let e = e.to_string();
+        assert!(
+            e.contains("store.url") && e.contains("tavern:***@db"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = with_env(&[("TAVERN_STORE_POOL_SIZE", "0")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("store.pool_size"), "{e}");
+        let c = with_env(
+            &[
+                ("TAVERN_STORE_URL", "postgresql://tavern@127.0.0.1/tavern"),
+                ("TAVERN_STORE_POOL_SIZE", "3"),
+            ],
+            || Config::load(None, Overrides::default()).unwrap(),
+        );
+        assert_eq!(
+            c.store_target(),
+            StoreTarget::Postgres {
+                url: "postgresql://tavern@127.0.0.1/tavern".into(),
+                pool_size: 3
+            }
+        );
+    }
+
+    #[test]
+    fn database_urls_lose_their_passwords_in_messages() {
+        for (url, shown) in [
+            (
+                "postgres://tavern:s3cret@db.example:5432/tavern?sslmode=require",
+                "postgres://tavern:***@db.example:5432/tavern?sslmode=require",
+            ),
+            (
+                "postgresql://tavern@db/tavern",
+                "postgresql://tavern@db/tavern",
+            ),
+            ("postgres://a:p@ss@db/x", "postgres://a:***@db/x"),
+            ("sqlite:///var/lib/tavern.db", "sqlite:///var/lib/tavern.db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
     }
 
     #[test]

@@ -15,11 +15,51 @@ use tavern_http::HttpSettings;
 use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
-use tavern_store_sql::SqliteStore;
+use tavern_store::Store;
+use tavern_store_sql::{PgStore, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, TlsMode};
+use crate::config::{
+    AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode, redact_url,
+};
+
+/// The open database, of either engine.
+enum Database {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Database {
+    async fn open(target: &StoreTarget) -> anyhow::Result<Self> {
+        Ok(match target {
+            StoreTarget::Sqlite(path) => Self::Sqlite(
+                SqliteStore::open(path)
+                    .await
+                    .with_context(|| format!("cannot open the database {}", path.display()))?,
+            ),
+            StoreTarget::Postgres { url, pool_size } => Self::Postgres(
+                PgStore::connect(url, *pool_size)
+                    .await
+                    .with_context(|| format!("cannot open the database {}", redact_url(url)))?,
+            ),
+        })
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::load(
@@ -45,10 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve {}", config.server.data_dir.display()))?;
     let data_dir = &config.server.data_dir;
     let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
-    let db = config.database_path();
-    let store = SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let database = Database::open(&config.store_target()).await?;
     let certificates = tavern_proxy::acme::Certificates::default();
     let tls = match config.tls.mode {
         TlsMode::Files => {
@@ -82,7 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.runtime.ports()?,
     );
     let tavern = Tavern::new(
-        Arc::new(store.clone()),
+        database.store(),
         secrets.clone(),
         Settings {
             public_scheme,
@@ -222,7 +259,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Worlds keep running while Tavern is away; the next start adopts them.
     let _ = reconciling.await;
     let _ = scheduling.await;
-    store.close().await;
+    database.close().await;
     tracing::info!("tavern stopped");
     Ok(())
 }

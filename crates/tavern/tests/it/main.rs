@@ -6,6 +6,7 @@ mod bad_input;
 mod economy;
 mod idle;
 mod isolation;
+mod postgres;
 mod proxy;
 mod releases;
 mod runtime;

@@ -8,8 +8,23 @@ use crate::support::*;
 const KEY: &str = "ABCD-EFGH-JKLM-NPQR-STUV-WXYZ";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fresh_server_end_to_end_and_state_survives_restart() {
-    let mut server = Server::start();
+async fn fresh_server_end_to_end_and_state_survives_restart_on_sqlite() {
+    end_to_end(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_server_end_to_end_and_state_survives_restart_on_postgres() {
+    let Some(schema) = tavern_store_sql::testing::TestSchema::create().await else {
+        return;
+    };
+    end_to_end(&[("TAVERN_STORE_URL", &schema.url())]).await;
+}
+
+/// The whole first-day story, on the store that `env` chooses (SQLite in
+/// DATA_DIR when it chooses none).
+async fn end_to_end(env: &[(&str, &str)]) {
+    let on_sqlite = env.is_empty();
+    let mut server = Server::start_with_env(&[], env);
     let data = server.data_dir();
 
     // First start: admin token printed once and kept, private.
@@ -24,7 +39,7 @@ async fn fresh_server_end_to_end_and_state_survives_restart() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(data.join("tavern.db").is_file());
+    assert_eq!(data.join("tavern.db").is_file(), on_sqlite);
 
     let (status, health) = server.api(None).get("/healthz").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));

@@ -1,0 +1,70 @@
+//! Tavern on PostgreSQL through a database restart: while the server is
+//! down, API calls answer 503 `store_unavailable` (Tavern keeps running and
+//! so do the worlds); when it is back, Tavern carries on by itself.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_restart_answers_503_and_tavern_recovers_by_itself() {
+    let Some(db) = tavern_store_sql::testing::Cluster::start() else {
+        return;
+    };
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_STORE_URL", &db.url()),
+            ("TAVERN_STORE_POOL_SIZE", "4"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", &key_for("keep")).await;
+    add_world(&admin, "keep", "stub").await;
+    let (s, b) = admin.post("/api/v1/instances/keep/start", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, "keep", "running").await;
+    let world = server_pid(&server, "keep");
+
+    db.stop();
+    let down = admin.get("/api/v1/instances").await;
+    assert_eq!(
+        (down.0, code(&down)),
+        (503, "store_unavailable"),
+        "{}",
+        down.1
+    );
+    let write = admin
+        .post(
+            "/api/v1/users",
+            &json!({"username": "carol", "role": "gm", "password": "carol-password"}),
+        )
+        .await;
+    assert_eq!(
+        (write.0, code(&write)),
+        (503, "store_unavailable"),
+        "{}",
+        write.1
+    );
+    let message = down.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("database"), "{message}");
+    // Tavern itself still answers, and the world still runs.
+    assert_eq!(server.api(None).get("/healthz").await.0, 200);
+    assert!(process_alive(world), "the world died with the database");
+
+    db.start_again();
+    wait_until("the API answers again", || async {
+        admin.get("/api/v1/instances").await.0 == 200
+    })
+    .await;
+    admin.create_user("carol", "gm", "carol-password").await;
+    let (body, _) = wait_for_state(&admin, "keep", "running").await;
+    assert_eq!(body["desired_state"], "running", "{body}");
+    assert_eq!(
+        server_pid(&server, "keep"),
+        world,
+        "the world was not restarted"
+    );
+    let log = server.output();
+    assert!(!log.contains("panicked"), "{log}");
+}
