@@ -8,7 +8,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Transaction;
+use sqlx::{Connection, PgConnection, Transaction};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tavern_store::{StoreError, StoreResult};
 
@@ -52,12 +52,21 @@ impl PgStore {
             op: "read the database URL",
             source: Box::new(e),
         })?;
+        // One connection first: its error says what is wrong (refused,
+        // unknown host, TLS, authentication) where the pool's would only
+        // say that it waited in vain.
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(backend("connect"))?
+            .close()
+            .await
+            .map_err(backend("connect"))?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(backend("connect to the database"))?;
+            .map_err(backend("connect"))?;
         migrate(MIGRATIONS, &pool).await?;
         Ok(Self { readers: pool })
     }

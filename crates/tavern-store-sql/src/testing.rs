@@ -138,6 +138,16 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
+/// Writes `dir/name` (mode 0600), owned by whoever owns `dir`.
+fn write_as_owner_of(dir: &Path, name: &str, text: &str) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(dir).expect("the directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("a file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).expect("chown");
+}
+
 fn check(what: &str, c: &mut Command) {
     let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
@@ -151,6 +161,16 @@ fn check(what: &str, c: &mut Command) {
 impl Cluster {
     /// Creates and starts a server; `None` when PostgreSQL is not installed.
     pub fn start() -> Option<Self> {
+        Self::create(None)
+    }
+
+    /// Like [`Cluster::start`], with TLS from this certificate chain and
+    /// key (PEM), and refusing every connection without TLS.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Option<Self> {
+        Self::create(Some((cert_pem, key_pem)))
+    }
+
+    fn create(tls: Option<(&str, &str)>) -> Option<Self> {
         let Some(bin) = server_programs() else {
             unavailable("PostgreSQL's server programs are not in /usr/lib/postgresql");
             return None;
@@ -168,6 +188,21 @@ impl Cluster {
                 .args(["-A", "trust", "-U", "tavern", "--no-sync", "-D"])
                 .arg(dir.path().join("data")),
         );
+        if let Some((cert, key)) = tls {
+            let data = dir.path().join("data");
+            let conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("a config");
+            for (name, text) in [
+                ("server.crt", cert),
+                ("server.key", key),
+                ("postgresql.conf", &format!("{conf}\nssl = on\n")),
+                (
+                    "pg_hba.conf",
+                    "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                ),
+            ] {
+                write_as_owner_of(&data, name, text);
+            }
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")

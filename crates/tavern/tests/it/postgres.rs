@@ -68,3 +68,49 @@ async fn a_database_restart_answers_503_and_tavern_recovers_by_itself() {
     let log = server.output();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tavern_reaches_postgres_over_verified_tls_only() {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let Some(db) = tavern_store_sql::testing::Cluster::start_tls(
+        &made.cert.pem(),
+        &made.signing_key.serialize_pem(),
+    ) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = certs.path().join("db-ca.pem");
+    std::fs::write(&ca, made.cert.pem()).unwrap();
+
+    // The server refuses connections without TLS, and a certificate from
+    // an unknown CA fails verification: either way Tavern stops at once and
+    // says which database it could not open.
+    for (params, why) in [
+        ("sslmode=disable", "no TLS"),
+        ("sslmode=verify-full", "an unknown CA"),
+    ] {
+        let mut c = tavern(certs.path());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(certs.path().join("data"))
+            .env("TAVERN_STORE_URL", format!("{}?{params}", db.url()));
+        let out = run(c, None);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "Tavern started with {why}");
+        assert!(
+            err.contains("cannot open the database postgres://tavern@127.0.0.1"),
+            "with {why}: {err}"
+        );
+    }
+
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        db.url(),
+        ca.display()
+    );
+    let server = Server::start_with_env(&[], &[("TAVERN_STORE_URL", &url)]);
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("dora", "gm", "dora-password").await;
+    let (status, users) = admin.get("/api/v1/users").await;
+    assert_eq!(status, 200, "{users}");
+    assert!(users.to_string().contains("dora"), "{users}");
+}
