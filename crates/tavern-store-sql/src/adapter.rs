@@ -267,17 +267,27 @@ macro_rules! sql_adapter {
             }
         }
 
-        async fn exists(
+        /// What [`must_exist`] looks for: a name for errors, and the query.
+        type Referent = (&'static str, &'static str);
+        const USER: Referent = ("user", "SELECT 1 FROM users WHERE id = $1");
+        const LICENSE: Referent = ("license", "SELECT 1 FROM licenses WHERE id = $1");
+
+        /// Not found unless the row a write refers to exists.
+        async fn must_exist(
             tx: &mut Transaction<'static, Db>,
-            sql: &'static str,
-            id: String,
-        ) -> StoreResult<bool> {
+            (what, sql): Referent,
+            id: impl ToString,
+        ) -> StoreResult<()> {
+            let key = id.to_string();
             let row = sqlx::query(sql)
-                .bind(id)
+                .bind(&key)
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(backend("check reference"))?;
-            Ok(row.is_some())
+            match row {
+                Some(_) => Ok(()),
+                None => Err(StoreError::NotFound { what, key }),
+            }
         }
 
         fn user_from(row: &DbRow) -> StoreResult<User> {
@@ -519,30 +529,9 @@ macro_rules! sql_adapter {
 
             async fn create_instance(&self, i: &Instance, event: &NewEvent) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                if !exists(
-                    &mut tx,
-                    "SELECT 1 FROM users WHERE id = $1",
-                    i.owner.to_string(),
-                )
-                .await?
-                {
-                    return Err(StoreError::NotFound {
-                        what: "user",
-                        key: i.owner.to_string(),
-                    });
-                }
-                if let Some(license) = i.license
-                    && !exists(
-                        &mut tx,
-                        "SELECT 1 FROM licenses WHERE id = $1",
-                        license.to_string(),
-                    )
-                    .await?
-                {
-                    return Err(StoreError::NotFound {
-                        what: "license",
-                        key: license.to_string(),
-                    });
+                must_exist(&mut tx, USER, i.owner).await?;
+                if let Some(license) = i.license {
+                    must_exist(&mut tx, LICENSE, license).await?;
                 }
                 sqlx::query(concat!(
                     "INSERT INTO instances (",
@@ -687,18 +676,8 @@ macro_rules! sql_adapter {
                 event: &NewEvent,
             ) -> StoreResult<Instance> {
                 let mut tx = self.begin().await?;
-                if let Some(l) = license
-                    && !exists(
-                        &mut tx,
-                        "SELECT 1 FROM licenses WHERE id = $1",
-                        l.to_string(),
-                    )
-                    .await?
-                {
-                    return Err(StoreError::NotFound {
-                        what: "license",
-                        key: l.to_string(),
-                    });
+                if let Some(l) = license {
+                    must_exist(&mut tx, LICENSE, l).await?;
                 }
                 let done =
                     sqlx::query("UPDATE instances SET license_id = $1, updated_at = $2 WHERE slug = $3")
@@ -861,18 +840,8 @@ macro_rules! sql_adapter {
             }
             async fn create_license(&self, l: &License, event: &NewEvent) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                if let Some(owner) = l.owner
-                    && !exists(
-                        &mut tx,
-                        "SELECT 1 FROM users WHERE id = $1",
-                        owner.to_string(),
-                    )
-                    .await?
-                {
-                    return Err(StoreError::NotFound {
-                        what: "user",
-                        key: owner.to_string(),
-                    });
+                if let Some(owner) = l.owner {
+                    must_exist(&mut tx, USER, owner).await?;
                 }
                 sqlx::query(concat!(
                     "INSERT INTO licenses (",
@@ -1000,18 +969,7 @@ macro_rules! sql_adapter {
                 event: &NewEvent,
             ) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                if !exists(
-                    &mut tx,
-                    "SELECT 1 FROM licenses WHERE id = $1",
-                    license.to_string(),
-                )
-                .await?
-                {
-                    return Err(StoreError::NotFound {
-                        what: "license",
-                        key: license.to_string(),
-                    });
-                }
+                must_exist(&mut tx, LICENSE, license).await?;
                 let done = sqlx::query(
                     "UPDATE instances SET awaits_license_id = \
                      CASE WHEN EXISTS (SELECT 1 FROM licenses WHERE bound_instance_id = instances.id) \

@@ -8,8 +8,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, Transaction};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Transaction};
 use tavern_store::{StoreError, StoreResult};
 
 use crate::adapter::{backend, migrate};

@@ -1,5 +1,5 @@
 //! Throwaway PostgreSQL for tests (feature `testing`): a schema of its own
-//! in the database that `TAVERN_TEST_PG_URL` names (`.ci/run` starts one),
+//! in the database that `TEST_POSTGRES_URL` names (`.ci/run` starts one),
 //! or a private server that a test starts, stops and starts again.
 //! Without PostgreSQL, tests fail under `CI=true` and skip elsewhere.
 
@@ -8,8 +8,9 @@ use std::process::Command;
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-/// The variable that names the test database.
-pub const URL_VAR: &str = "TAVERN_TEST_PG_URL";
+/// The variable that names the test database (not `TAVERN_*`: those are
+/// Tavern's own configuration, and an unknown one stops it).
+pub const URL_VAR: &str = "TEST_POSTGRES_URL";
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
