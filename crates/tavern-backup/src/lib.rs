@@ -1,0 +1,29 @@
+//! Backups of worlds: archives of a data directory with their manifests and
+//! verification (`archive`), where archives are kept (`target`: a local
+//! directory or S3-compatible object storage), and which backups a retention
+//! policy keeps (`retention`, pure).
+
+pub mod archive;
+pub mod retention;
+pub mod target;
+
+/// What reading or writing an archive can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("cannot {context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The archive is damaged, or does not match its manifest or checksum.
+    #[error("the archive is corrupt: {detail}")]
+    Corrupt { detail: String },
+    /// An entry that could land outside the directory, or is no file,
+    /// directory or inside link.
+    #[error("the archive holds an entry that is refused, {path}: {why}")]
+    Unsafe { path: String, why: String },
+    /// A file changed size while it was copied (a live copy of a busy world).
+    #[error("{path} changed while it was copied; try again, or stop the world first")]
+    Changed { path: String },
+}

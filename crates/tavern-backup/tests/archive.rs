@@ -1,0 +1,233 @@
+//! Archives round-trip byte for byte; damage, tampering and entries that
+//! would land outside the directory are refused, and a refused restore
+//! leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tavern_backup::ArchiveError;
+use tavern_backup::archive::{self, MANIFEST};
+
+/// Every file, link and directory under `root`, with contents or targets.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap();
+                out.insert(rel, format!("link {}", target.display()));
+            } else if t.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &e.path(), out);
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap();
+                out.insert(rel, format!("file {}", hex(&bytes)));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A small world: nested JSON, an empty file, an empty directory, binary
+/// data, a link inside and one leading outside.
+fn world(root: &Path) {
+    let worlds = root.join("Data/worlds/dragon-heist");
+    std::fs::create_dir_all(worlds.join("data")).unwrap();
+    std::fs::create_dir_all(root.join("Config")).unwrap();
+    std::fs::create_dir_all(root.join("Data/empty")).unwrap();
+    std::fs::write(root.join("Config/options.json"), br#"{"port":30000}"#).unwrap();
+    std::fs::write(worlds.join("world.json"), br#"{"title":"Dragon Heist"}"#).unwrap();
+    std::fs::write(worlds.join("data/actors.db"), b"").unwrap();
+    let noise: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("Data/map.webp"), &noise).unwrap();
+    std::os::unix::fs::symlink("worlds/dragon-heist/world.json", root.join("Data/current"))
+        .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("Data/escape")).unwrap();
+}
+
+#[test]
+fn an_archive_restores_byte_for_byte_and_skips_links_that_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    world(&src);
+    let file = dir.path().join("w.tar.zst");
+    let written = archive::write(&src, std::fs::File::create(&file).unwrap(), 2).unwrap();
+    assert_eq!(written.size, std::fs::metadata(&file).unwrap().len());
+    assert_eq!(written.manifest.files.len(), 4);
+    assert_eq!(written.manifest.skipped, ["Data/escape"]);
+    assert_eq!(written.manifest.total_bytes(), 300_000 + 14 + 24);
+
+    let out = dir.path().join("out");
+    let read = archive::read_file(&file, Some(&out)).unwrap();
+    assert_eq!(read, written, "what was read is what was written");
+    let mut want = tree(&src);
+    want.remove("Data/escape");
+    assert_eq!(tree(&out), want);
+}
+
+#[test]
+fn damage_is_detected_and_nothing_is_left_unpacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    world(&src);
+    let file = dir.path().join("w.tar.zst");
+    archive::write(&src, std::fs::File::create(&file).unwrap(), 1).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    for at in [good.len() / 3, good.len() / 2, good.len() - 20] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        let out = dir.path().join(format!("out-{at}"));
+        let err = archive::read(bad.as_slice(), Some(&out)).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::Corrupt { .. }),
+            "byte {at}: {err:?}"
+        );
+        assert!(!out.exists(), "a damaged archive left files behind");
+    }
+    // Cut short.
+    let err = archive::read(&good[..good.len() / 2], None).unwrap_err();
+    assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err:?}");
+}
+
+/// A tar header whose name is written as given, past the tar crate's own
+/// checks (which would refuse `..` and absolute paths).
+fn raw_header(name: &str, kind: tar::EntryType, size: u64, link: Option<&str>) -> tar::Header {
+    let mut h = tar::Header::new_old();
+    let bytes = name.as_bytes();
+    h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    if let Some(link) = link {
+        let l = link.as_bytes();
+        h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+    }
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h
+}
+
+/// One raw entry: name, kind, contents, link target.
+type Raw<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+/// An archive of these raw entries and a manifest that lists exactly its
+/// regular files under `data/`.
+fn crafted(entries: &[Raw]) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut body = Vec::new();
+    for (name, kind, data, link) in entries {
+        let h = raw_header(name, *kind, data.len() as u64, *link);
+        body.extend_from_slice(h.as_bytes());
+        body.extend_from_slice(data);
+        body.resize(body.len().div_ceil(512) * 512, 0);
+        if *kind == tar::EntryType::Regular {
+            use sha2::Digest;
+            files.push(serde_json::json!({
+                "path": name.trim_start_matches("data/"),
+                "size": data.len(),
+                "sha256": hex(&sha2::Sha256::digest(data)),
+            }));
+        }
+    }
+    let manifest =
+        serde_json::to_vec(&serde_json::json!({"files": files, "links": [], "skipped": []}))
+            .unwrap();
+    let h = raw_header(
+        MANIFEST,
+        tar::EntryType::Regular,
+        manifest.len() as u64,
+        None,
+    );
+    body.extend_from_slice(h.as_bytes());
+    body.extend_from_slice(&manifest);
+    body.resize(body.len().div_ceil(512) * 512 + 1024, 0);
+    let mut z = zstd::Encoder::new(Vec::new(), 3).unwrap();
+    z.write_all(&body).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn entries_that_could_land_outside_are_refused() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<Raw>)> = vec![
+        (
+            "climbs with ..",
+            vec![("data/../../evil", Regular, b"x", None)],
+        ),
+        ("absolute", vec![("/tmp/evil", Regular, b"x", None)]),
+        ("outside data/", vec![("evil", Regular, b"x", None)]),
+        (
+            "link leaving",
+            vec![("data/l", Symlink, b"", Some("../../etc"))],
+        ),
+        (
+            "absolute link",
+            vec![("data/l", Symlink, b"", Some("/etc"))],
+        ),
+        ("hard link", vec![("data/h", Link, b"", Some("data/x"))]),
+        (
+            "write through a link",
+            vec![
+                ("data/sub", Directory, b"", None),
+                ("data/l", Symlink, b"", Some("sub")),
+                ("data/l/f", Regular, b"x", None),
+            ],
+        ),
+    ];
+    for (what, entries) in cases {
+        let bytes = crafted(&entries);
+        let out = dir.path().join("out");
+        let err = archive::read(bytes.as_slice(), Some(&out)).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::Unsafe { .. }),
+            "{what}: {err:?}"
+        );
+        assert!(!out.exists(), "{what}: a refused archive left files behind");
+        assert!(!dir.path().join("evil").exists() && !Path::new("/tmp/evil").exists());
+    }
+    // The crafting itself is sound: a harmless archive made the same way
+    // is read.
+    let ok = crafted(&[("data/a.json", Regular, b"{}", None)]);
+    let out: PathBuf = dir.path().join("fine");
+    archive::read(ok.as_slice(), Some(&out)).unwrap();
+    assert_eq!(std::fs::read(out.join("a.json")).unwrap(), b"{}");
+}
+
+#[test]
+fn a_file_that_does_not_match_the_manifest_is_refused() {
+    use tar::EntryType::Regular;
+    let mut bytes = crafted(&[("data/a.json", Regular, b"{}", None)]);
+    // Same archive, but the manifest promises other contents: re-craft with
+    // a file whose data differs from what the manifest of the first lists.
+    let other = crafted(&[("data/a.json", Regular, b"[]", None)]);
+    assert_ne!(bytes, other);
+    // Splice: the first archive's entries with the second's manifest.
+    let a = zstd::decode_all(bytes.as_slice()).unwrap();
+    let b = zstd::decode_all(other.as_slice()).unwrap();
+    let mut spliced = a[..1024].to_vec();
+    spliced.extend_from_slice(&b[1024..]);
+    bytes = zstd::encode_all(spliced.as_slice(), 3).unwrap();
+    let err = archive::read(bytes.as_slice(), None).unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::Corrupt { detail } if detail.contains("a.json")),
+        "{err:?}"
+    );
+}
