@@ -20,11 +20,18 @@ type DbPool = sqlx::PgPool;
 type DbResult = sqlx::postgres::PgQueryResult;
 type DbArgs = sqlx::postgres::PgArguments;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "backups",
+        include_str!("../migrations/postgres/0002_backups.sql"),
+    ),
+];
 
 /// How long a call waits for a connection before answering
 /// [`StoreError::Unavailable`].

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "wake_on_visit",
         include_str!("../migrations/sqlite/0006_wake_on_visit.sql"),
     ),
+    (
+        7,
+        "backups",
+        include_str!("../migrations/sqlite/0007_backups.sql"),
+    ),
 ];
 
 /// The SQLite store.

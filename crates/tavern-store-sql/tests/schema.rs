@@ -17,6 +17,25 @@ type Schema = BTreeSet<String>;
 
 const EXPECTED: &str = "
 fk api_tokens.user_id -> users.id
+backups.archive_key text
+backups.bytes integer
+backups.created_at integer not null
+backups.created_by text not null
+backups.error text
+backups.files integer
+backups.finished_at integer
+backups.id text not null
+backups.instance_id text not null
+backups.kind text not null
+backups.live boolean not null
+backups.locked boolean not null
+backups.owner_id text not null
+backups.sha256 text
+backups.size integer
+backups.slug text not null
+backups.status text not null
+backups.target text not null
+unique backups(id)
 fk instances.awaits_license_id -> licenses.id
 fk instances.license_id -> licenses.id
 fk instances.owner_id -> users.id
@@ -117,6 +136,7 @@ fn kind(t: &str) -> &'static str {
         "text" => "text",
         "integer" | "bigint" => "integer",
         "blob" | "bytea" => "bytes",
+        "boolean" => "boolean",
         other => panic!("a column of unexpected type {other}"),
     }
 }

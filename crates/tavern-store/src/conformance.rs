@@ -4,13 +4,13 @@
 
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
-    DesiredState, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId, UserId,
-    Username, WakeOnVisit,
+    BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, LicenseId, ObservedState, Role,
+    SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
 use crate::{
-    ApiToken, Instance, License, NewEvent, Observation, Outcome, Session, Store, StoreError, User,
-    now,
+    ApiToken, ArchiveFacts, Backup, Instance, License, NewEvent, Observation, Outcome, Session,
+    Store, StoreError, User, now,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
@@ -35,7 +35,8 @@ macro_rules! conformance_tests {
             moving_sessions_is_all_or_nothing, a_promised_key_is_awaited_until_bound,
             running_intervals_are_counted, a_reserved_key_cannot_be_removed,
             instance_settings_change_one_at_a_time, concurrent_creates_never_share_a_slug,
-            concurrent_sessions_never_overlap_on_one_key);
+            concurrent_sessions_never_overlap_on_one_key, backups_finish_once_and_outlive_their_world,
+            backups_fail_with_a_reason_lock_and_go);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -1205,4 +1206,144 @@ pub async fn instance_settings_change_one_at_a_time(store: &dyn Store) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+fn backup_of(i: &Instance, kind: BackupKind, at: jiff::Timestamp) -> Backup {
+    Backup {
+        id: BackupId::new(),
+        instance: i.id,
+        slug: i.slug.clone(),
+        owner: i.owner,
+        kind,
+        status: BackupStatus::InProgress,
+        live: kind == BackupKind::Manual,
+        locked: false,
+        created_by: "tester".into(),
+        created_at: at,
+        finished_at: None,
+        target: "/var/lib/tavern/backups".into(),
+        archive: None,
+        error: None,
+    }
+}
+
+pub async fn backups_finish_once_and_outlive_their_world(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let b = add_user(store, "bob", Role::Gm).await;
+    let wa = add_instance(store, instance("alpha", a.id, None)).await;
+    let wb = add_instance(store, instance("beta", b.id, None)).await;
+    let base = now();
+    let first = backup_of(&wa, BackupKind::Manual, base);
+    let second = backup_of(
+        &wa,
+        BackupKind::AfterStop,
+        base + SignedDuration::from_mins(5),
+    );
+    let bobs = backup_of(
+        &wb,
+        BackupKind::Scheduled,
+        base + SignedDuration::from_mins(1),
+    );
+    for x in [&first, &second, &bobs] {
+        store
+            .create_backup(x, &ev("backup.create", "instance:x"))
+            .await
+            .unwrap();
+    }
+    let facts = ArchiveFacts {
+        key: format!("alpha/{}.tar.zst", first.id),
+        size: 5_000_000_000,
+        sha256: "ab".repeat(32),
+        files: 12_345,
+        bytes: 9_000_000_000,
+    };
+    let done_at = base + SignedDuration::from_mins(2);
+    let done = store
+        .finish_backup(first.id, done_at, Ok(&facts), &ev("backup.complete", "x"))
+        .await
+        .unwrap();
+    assert_eq!(done.status, BackupStatus::Complete);
+    assert_eq!(done.archive.as_ref(), Some(&facts));
+    assert_eq!(done.finished_at, Some(done_at));
+    // Once ended, it stays ended.
+    let again = store
+        .finish_backup(first.id, done_at, Err("late"), &ev("backup.fail", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::NotFound { .. }), "{again:?}");
+    assert_eq!(store.backup(first.id).await.unwrap(), Some(done.clone()));
+
+    // Newest first; by owner; by world.
+    let ids = |v: Vec<Backup>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_backups(None, None).await.unwrap()),
+        [second.id, bobs.id, first.id]
+    );
+    assert_eq!(
+        ids(store.list_backups(Some(b.id), None).await.unwrap()),
+        [bobs.id]
+    );
+    assert_eq!(
+        ids(store.list_backups(None, Some(&wa.slug)).await.unwrap()),
+        [second.id, first.id]
+    );
+    assert!(
+        store
+            .list_backups(Some(b.id), Some(&wa.slug))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The world goes; its backups stay.
+    store
+        .delete_instance(&wa.slug, &ev("instance.destroy", "instance:alpha"))
+        .await
+        .unwrap();
+    assert_eq!(store.backup(first.id).await.unwrap(), Some(done));
+}
+
+pub async fn backups_fail_with_a_reason_lock_and_go(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let w = add_instance(store, instance("alpha", a.id, None)).await;
+    let b = backup_of(&w, BackupKind::PreDestroy, now());
+    store
+        .create_backup(&b, &ev("backup.create", "instance:alpha"))
+        .await
+        .unwrap();
+    let failed = store
+        .finish_backup(
+            b.id,
+            now(),
+            Err("tavern stopped during it"),
+            &ev("backup.fail", "x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, BackupStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("tavern stopped during it"));
+    assert_eq!(failed.archive, None);
+    let locked = store
+        .set_backup_locked(b.id, true, &ev("backup.lock", "x"))
+        .await
+        .unwrap();
+    assert!(locked.locked);
+    let events = store.list_events(100).await.unwrap().len();
+    store
+        .delete_backup(b.id, &ev("backup.delete", "x"))
+        .await
+        .unwrap();
+    assert_eq!(store.backup(b.id).await.unwrap(), None);
+    assert_eq!(store.list_events(100).await.unwrap().len(), events + 1);
+    for err in [
+        store
+            .delete_backup(b.id, &ev("backup.delete", "x"))
+            .await
+            .unwrap_err(),
+        store
+            .set_backup_locked(b.id, false, &ev("backup.lock", "x"))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    }
 }

@@ -16,7 +16,7 @@ pub use records::*;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use tavern_types::{
-    DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username, WakeOnVisit,
+    BackupId, DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username, WakeOnVisit,
 };
 
 /// What a store can fail with. Messages never contain secrets.
@@ -194,6 +194,35 @@ pub trait Store: Send + Sync + 'static {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<UsageInterval>>;
+
+    /// Inserts a backup (normally `in_progress`).
+    async fn create_backup(&self, backup: &Backup, event: &NewEvent) -> StoreResult<()>;
+    /// Ends a backup that is in progress: complete with its archive, or
+    /// failed with a reason (`Err`). [`StoreError::NotFound`] when there is
+    /// no such backup in progress (it ended already).
+    async fn finish_backup(
+        &self,
+        id: BackupId,
+        at: Timestamp,
+        outcome: Result<&ArchiveFacts, &str>,
+        event: &NewEvent,
+    ) -> StoreResult<Backup>;
+    async fn backup(&self, id: BackupId) -> StoreResult<Option<Backup>>;
+    /// Backups, newest first: only `owner`'s and only of `slug` when given.
+    async fn list_backups(
+        &self,
+        owner: Option<UserId>,
+        slug: Option<&Slug>,
+    ) -> StoreResult<Vec<Backup>>;
+    /// Locks a backup against retention, or unlocks it.
+    async fn set_backup_locked(
+        &self,
+        id: BackupId,
+        locked: bool,
+        event: &NewEvent,
+    ) -> StoreResult<Backup>;
+    /// Removes a backup's row (its archive is the caller's to remove).
+    async fn delete_backup(&self, id: BackupId, event: &NewEvent) -> StoreResult<()>;
 
     /// Records an event that goes with no other change.
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;

@@ -3,8 +3,8 @@
 
 use jiff::Timestamp;
 use tavern_types::{
-    DesiredState, EventId, InstanceId, LicenseId, ObservedState, Role, SessionId, Slug, TokenId,
-    UserId, Username, WakeOnVisit,
+    BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, LicenseId,
+    ObservedState, Role, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,4 +201,44 @@ pub struct Event {
     pub outcome: Outcome,
     pub detail: Option<String>,
     pub at: Timestamp,
+}
+
+/// A snapshot of a world's data directory. Kept after its world is
+/// destroyed (the owner may still want it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub id: BackupId,
+    pub instance: InstanceId,
+    pub slug: Slug,
+    pub owner: UserId,
+    pub kind: BackupKind,
+    pub status: BackupStatus,
+    /// Copied while its world ran (and verified); else taken while it was
+    /// stopped.
+    pub live: bool,
+    /// Never pruned by retention.
+    pub locked: bool,
+    /// The username (or `system`) that asked for it.
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// The backup target it went to (a directory or `s3://…`).
+    pub target: String,
+    /// Set once complete.
+    pub archive: Option<ArchiveFacts>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What a complete backup's archive is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveFacts {
+    /// Its key in the target.
+    pub key: String,
+    /// Bytes of the compressed archive, and its SHA-256 (hex).
+    pub size: u64,
+    pub sha256: String,
+    /// Files in it, and their bytes before compression.
+    pub files: u64,
+    pub bytes: u64,
 }

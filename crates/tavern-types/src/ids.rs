@@ -74,3 +74,7 @@ id_type!(
     /// A scheduled play session (and the key window it reserves).
     SessionId
 );
+id_type!(
+    /// A snapshot of a world's data directory.
+    BackupId
+);

@@ -9,7 +9,9 @@ mod license;
 mod names;
 mod state;
 
-pub use ids::{EventId, InstanceId, LicenseId, SessionId, TokenId, UserId};
+pub use ids::{BackupId, EventId, InstanceId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, Slug, Username};
-pub use state::{DesiredState, ObservedState, ParseEnumError, Role, WakeOnVisit};
+pub use state::{
+    BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role, WakeOnVisit,
+};

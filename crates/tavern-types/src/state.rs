@@ -82,6 +82,28 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// Why a backup was taken.
+    BackupKind, "backup kind" {
+        Manual => "manual",
+        Scheduled => "scheduled",
+        AfterStop => "after_stop",
+        PreDestroy => "pre_destroy",
+        PreUpgrade => "pre_upgrade",
+        PreRestore => "pre_restore",
+    }
+);
+
+string_enum!(
+    /// Where a backup is in its life: being written, whole and verified,
+    /// or given up.
+    BackupStatus, "backup status" {
+        InProgress => "in_progress",
+        Complete => "complete",
+        Failed => "failed",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +118,12 @@ mod tests {
         }
         for s in DesiredState::ALL {
             assert_eq!(s.to_string().parse::<DesiredState>().unwrap(), *s);
+        }
+        for k in BackupKind::ALL {
+            assert_eq!(k.to_string().parse::<BackupKind>().unwrap(), *k);
+        }
+        for s in BackupStatus::ALL {
+            assert_eq!(s.to_string().parse::<BackupStatus>().unwrap(), *s);
         }
     }
 
