@@ -6,6 +6,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod backups;
 mod error;
 pub mod policy;
 pub mod reconciler;
@@ -15,6 +16,7 @@ pub mod secrets;
 mod service;
 mod sessions;
 
+pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
 pub use service::{
     Caller, Economy, InstanceUpdate, InstanceView, LicenseView, NewInstance, NewLicense, NewUser,

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tavern_runtime::{FoundryStatus, Observed};
+use tavern_runtime::{Disposal, FoundryStatus, Observed};
 use tavern_store::{Instance, NewEvent, Observation, Outcome, now};
 use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
 use tokio_util::sync::CancellationToken;
@@ -472,6 +472,12 @@ impl Reconciler {
                 .remove(&i.id);
         }
 
+        // A world whose data is being backed up or restored starts once
+        // that is done (a later pass), never over it.
+        if self.tavern.backup_holds(&i.slug) {
+            status.busy = true;
+            return Ok(());
+        }
         // One license, one server: the world must hold a key (the store
         // hands a key to one world at a time, and takes it back only once
         // that world's server is confirmed gone).
@@ -523,8 +529,30 @@ impl Reconciler {
         let grace = self.settings.stop_grace;
         tokio::spawn(async move {
             let runtime = tavern.runtime().clone();
-            let result = if remove {
-                runtime.remove(&slug, grace).await
+            let destroying = instance
+                .as_ref()
+                .is_some_and(|i| i.desired_state == DesiredState::Destroyed);
+            let result = if destroying {
+                // Stopped first, then a last backup takes the place of the
+                // raw archive; without one (no backups, no data, a failed
+                // backup) the data directory is archived as before.
+                match runtime.stop(&slug, grace).await {
+                    Ok(()) => {
+                        let kept = match instance.as_ref() {
+                            Some(i) => tavern.last_backup(i).await,
+                            None => false,
+                        };
+                        let disposal = if kept {
+                            Disposal::Delete
+                        } else {
+                            Disposal::Archive
+                        };
+                        runtime.remove(&slug, grace, disposal).await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else if remove {
+                runtime.remove(&slug, grace, Disposal::Archive).await
             } else {
                 runtime.stop(&slug, grace).await
             };
@@ -537,7 +565,7 @@ impl Reconciler {
                         &slug,
                         "instance.destroyed",
                         Outcome::Success,
-                        "server stopped, data archived",
+                        "server stopped, data kept (a last backup, or the archive)",
                     );
                     if let Err(err) = tavern.store().delete_instance(&slug, &e).await {
                         tracing::warn!(slug = %slug, error = %err, "removing the destroyed instance failed");
@@ -557,6 +585,7 @@ impl Reconciler {
                     if let Err(err) = tavern.store().record_observation(i.id, &o, Some(&e)).await {
                         tracing::warn!(slug = %slug, error = %err, "recording the stop failed");
                     }
+                    tavern.after_stop(&i).await;
                 }
                 (Ok(()), None) if remove => {
                     tavern

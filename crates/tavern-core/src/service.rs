@@ -53,6 +53,8 @@ pub struct Settings {
     /// A running world without players sleeps after this long, unless it
     /// has a timeout of its own.
     pub idle_timeout: SignedDuration,
+    /// Backups (none: this server takes none).
+    pub backups: Option<crate::BackupSettings>,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and
@@ -226,10 +228,10 @@ pub struct Overview {
 #[derive(Clone)]
 pub struct Tavern {
     pub(crate) store: Arc<dyn Store>,
-    secrets: SecretBox,
+    pub(crate) secrets: SecretBox,
     passwords: Passwords,
     pub(crate) settings: Arc<Settings>,
-    runtime: Arc<dyn Runtime>,
+    pub(crate) runtime: Arc<dyn Runtime>,
     releases: Arc<Releases>,
     /// Wakes the reconciler when desired state changes.
     pub(crate) wake: Arc<Notify>,
@@ -239,6 +241,8 @@ pub struct Tavern {
     pub(crate) activity: crate::activity::Activity,
     /// Where worlds answer, for the proxy (the reconciler publishes it).
     pub(crate) routes: Arc<tokio::sync::watch::Sender<Arc<crate::routes::RouteTable>>>,
+    /// Backups and restores under way.
+    pub(crate) backup_work: Arc<crate::backups::BackupWork>,
 }
 
 /// What license decisions are made from: read once, decided on purely.
@@ -365,6 +369,7 @@ impl Tavern {
             schedule_wake: Arc::new(Notify::new()),
             routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
             activity: crate::activity::Activity::default(),
+            backup_work: Arc::default(),
         }
     }
 

@@ -336,3 +336,98 @@ impl From<tavern_core::Overview> for OverviewJson {
         }
     }
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct BackupJson {
+    pub id: String,
+    /// The world it is of (which may have been destroyed since).
+    pub instance: String,
+    pub owner: String,
+    /// manual, scheduled, after_stop, pre_destroy, pre_upgrade or pre_restore.
+    pub kind: String,
+    /// in_progress, complete or failed.
+    pub status: String,
+    /// Copied while the world ran (and verified).
+    pub live: bool,
+    /// Never removed by retention.
+    pub locked: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// Bytes of the compressed archive.
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub files: Option<u64>,
+    /// Bytes of the files before compression.
+    pub bytes: Option<u64>,
+    pub error: Option<String>,
+    /// The latest restore from it since the server started.
+    pub restore: Option<RestoreJson>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RestoreJson {
+    pub to: String,
+    /// running, done or failed.
+    pub state: String,
+    pub error: Option<String>,
+    pub at: String,
+}
+
+impl From<tavern_core::BackupView> for BackupJson {
+    fn from(v: tavern_core::BackupView) -> Self {
+        let b = v.backup;
+        let facts = b.archive.as_ref();
+        Self {
+            id: b.id.to_string(),
+            instance: b.slug.to_string(),
+            owner: v.owner.to_string(),
+            kind: b.kind.to_string(),
+            status: b.status.to_string(),
+            live: b.live,
+            locked: b.locked,
+            created_by: b.created_by,
+            created_at: b.created_at.to_string(),
+            finished_at: b.finished_at.map(|t| t.to_string()),
+            size: facts.map(|f| f.size),
+            sha256: facts.map(|f| f.sha256.clone()),
+            files: facts.map(|f| f.files),
+            bytes: facts.map(|f| f.bytes),
+            error: b.error,
+            restore: v.restore.map(|r| {
+                let (state, error) = match r.state {
+                    tavern_core::RestoreState::Running => ("running", None),
+                    tavern_core::RestoreState::Done => ("done", None),
+                    tavern_core::RestoreState::Failed(e) => ("failed", Some(e)),
+                };
+                RestoreJson {
+                    to: r.to.to_string(),
+                    state: state.into(),
+                    error,
+                    at: r.at.to_string(),
+                }
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// A new world to restore into; without it, the backup's own world
+    /// (stopped first, its current data backed up first).
+    pub to: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupUpdate {
+    pub locked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinkJson {
+    /// A path on this server that downloads the backup without a token.
+    pub url: String,
+    pub expires_at: String,
+}

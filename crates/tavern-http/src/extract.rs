@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use tavern_core::{Caller, CoreError};
@@ -27,15 +28,19 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(CoreError::Unauthenticated)?;
-        Ok(Authed(state.tavern.authenticate(token).await?))
+        Ok(Authed(caller_from(&parts.headers, state).await?))
     }
+}
+
+/// The caller a request's bearer token names.
+pub async fn caller_from(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(CoreError::Unauthenticated)?;
+    Ok(state.tavern.authenticate(token).await?)
 }
 
 /// The peer's address, when the server was started with connect info.

@@ -100,6 +100,15 @@ impl RuntimeError {
     }
 }
 
+/// What becomes of a removed world's data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// Moved aside into the archive directory (no backup has it).
+    Archive,
+    /// Deleted: a verified backup holds it.
+    Delete,
+}
+
 /// A place where Foundry servers run. All methods are idempotent.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -109,8 +118,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops the world: SIGTERM (Foundry flushes), then after `grace` a
     /// forced kill. Answers once it is gone. A stopped world is fine.
     async fn stop(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError>;
-    /// Stops the world and forgets it. Its data is archived, never deleted.
-    async fn remove(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError>;
+    /// Stops the world and forgets it. Its data is archived, or deleted
+    /// when a backup of it has been made (`data`).
+    async fn remove(
+        &self,
+        slug: &Slug,
+        grace: Duration,
+        data: Disposal,
+    ) -> Result<(), RuntimeError>;
+    /// Where the world's data directory is on this machine (backups read
+    /// and restore it there); `None` when it lives elsewhere.
+    fn data_dir(&self, slug: &Slug) -> Option<std::path::PathBuf>;
     /// Every server this driver manages now, alive or recently gone.
     async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError>;
     /// Asks a running world for its status; `None` when it does not answer.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tavern_types::{InstanceId, Slug};
 
 use crate::foundry_config::write_config;
-use crate::{FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError};
+use crate::{Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError};
 
 /// Rotate a server's log beyond this size; one older file is kept.
 const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
@@ -402,10 +402,19 @@ impl Runtime for ProcessRuntime {
         }
     }
 
-    async fn remove(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError> {
+    async fn remove(
+        &self,
+        slug: &Slug,
+        grace: Duration,
+        data: Disposal,
+    ) -> Result<(), RuntimeError> {
         self.stop(slug, grace).await?;
         let dir = self.instance_dir(slug);
-        if dir.exists() {
+        if dir.exists() && data == Disposal::Delete {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| RuntimeError::io("delete the data directory", slug, e))?;
+            tracing::info!(slug = %slug, "deleted the data directory (a backup holds it)");
+        } else if dir.exists() {
             std::fs::create_dir_all(&self.archive)
                 .map_err(|e| RuntimeError::io("create the archive", slug, e))?;
             let stamp = std::time::SystemTime::now()
@@ -426,6 +435,10 @@ impl Runtime for ProcessRuntime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(slug);
         Ok(())
+    }
+
+    fn data_dir(&self, slug: &Slug) -> Option<PathBuf> {
+        Some(ProcessRuntime::data_dir(self, slug))
     }
 
     async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError> {

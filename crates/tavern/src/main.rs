@@ -43,6 +43,9 @@ enum Command {
     /// Book, list and cancel play sessions.
     #[command(subcommand)]
     Session(client::SessionCommand),
+    /// Take, list, download and restore backups of worlds.
+    #[command(subcommand)]
+    Backup(client::BackupCommand),
     /// Manage users.
     #[command(subcommand)]
     User(client::UserCommand),
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::Instance(cmd) => client::instance(cmd).await,
             Command::License(cmd) => client::license(cmd).await,
             Command::Session(cmd) => client::session(cmd).await,
+            Command::Backup(cmd) => client::backup(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,

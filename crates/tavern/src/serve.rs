@@ -132,6 +132,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             idle_timeout: jiff::SignedDuration::from_mins(
                 i64::try_from(config.idle.timeout_minutes).unwrap_or(30),
             ),
+            backups: Some(config.backup_settings()?),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),
@@ -156,6 +157,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         set_up_demo(&tavern).await?;
     }
+    // Backups an earlier run left unfinished are failed, not listed as
+    // whole.
+    tavern.tidy_backups().await?;
 
     tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
     println!("Tavern is listening on {}", config.api_url(addr));
@@ -177,6 +181,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let scheduling = tokio::spawn(tavern_core::scheduler::run(
         tavern.clone(),
         Duration::from_secs(rc.resync_seconds),
+        shutdown.clone(),
+    ));
+    let backing_up = tokio::spawn(tavern_core::backups::run_schedule(
+        tavern.clone(),
         shutdown.clone(),
     ));
     tokio::spawn({
@@ -259,6 +267,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Worlds keep running while Tavern is away; the next start adopts them.
     let _ = reconciling.await;
     let _ = scheduling.await;
+    let _ = backing_up.await;
     database.close().await;
     tracing::info!("tavern stopped");
     Ok(())

@@ -226,7 +226,7 @@ pub enum InstanceCommand {
     },
 }
 
-fn path_part(s: &str) -> anyhow::Result<&str> {
+pub(crate) fn path_part(s: &str) -> anyhow::Result<&str> {
     if s.is_empty()
         || !s
             .chars()
@@ -803,10 +803,29 @@ fn local_releases(local: &Local) -> anyhow::Result<tavern_runtime::releases::Rel
     ))
 }
 
+/// Writes a response's body to `path` with a progress bar.
+pub(crate) async fn save_body(
+    mut resp: reqwest::Response,
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let pb = bar(resp.content_length().unwrap_or(0), what);
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    while let Some(chunk) = resp.chunk().await.context("the download was cut off")? {
+        file.write_all(&chunk).await?;
+        pb.inc(chunk.len() as u64);
+    }
+    file.flush().await?;
+    pb.finish_and_clear();
+    Ok(())
+}
+
 /// Downloads `url` into `dir` with a progress bar; a failed download
 /// leaves nothing behind.
 async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    use tokio::io::AsyncWriteExt as _;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         bail!("the URL {url:?} must start with http:// or https://");
     }
@@ -819,16 +838,7 @@ async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
         if !resp.status().is_success() {
             bail!("downloading the release failed: HTTP {}", resp.status());
         }
-        let pb = bar(resp.content_length().unwrap_or(0), "downloading");
-        let mut file = tokio::fs::File::create(&path).await?;
-        let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.context("the download was cut off")? {
-            file.write_all(&chunk).await?;
-            pb.inc(chunk.len() as u64);
-        }
-        file.flush().await?;
-        pb.finish_and_clear();
-        Ok(())
+        save_body(resp, &path, "downloading").await
     }
     .await;
     match result {

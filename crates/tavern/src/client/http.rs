@@ -103,12 +103,14 @@ impl Api {
         Self::new(&server, Some(token))
     }
 
-    pub async fn call(
+    /// Sends a request; answers the response when it succeeded, else the
+    /// server's error (code and message).
+    pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(t) = &self.token {
@@ -122,21 +124,35 @@ impl Api {
             .await
             .with_context(|| format!("cannot reach the Tavern server at {}", self.base))?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let bytes = resp
             .bytes()
             .await
             .context("the server's answer was cut off")?;
-        if status.is_success() {
-            if bytes.is_empty() || status == StatusCode::NO_CONTENT {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_slice(&bytes)
-                .context("the server answered something that is not JSON");
-        }
         match serde_json::from_slice::<tavern_error::Body>(&bytes) {
             Ok(b) => bail!("{} ({})", b.error.message, b.error.code),
             Err(_) => bail!("{method} {path} failed: HTTP {status}"),
         }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .context("the server's answer was cut off")?;
+        if bytes.is_empty() || status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the server answered something that is not JSON")
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {

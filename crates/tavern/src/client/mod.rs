@@ -3,8 +3,10 @@
 //! Server and token come from flags, `TAVERN_SERVER`/`TAVERN_TOKEN`, or what
 //! `tavern login` stored in the user's config directory (mode 0600).
 
+mod backups;
 mod commands;
 mod http;
 mod output;
 
+pub use backups::{BackupCommand, backup};
 pub use commands::*;

@@ -2,6 +2,7 @@
 //! loopback port, driven through its CLI and HTTP API.
 
 mod acme;
+mod backups;
 mod bad_input;
 mod economy;
 mod idle;

@@ -1,0 +1,219 @@
+//! `tavern backup`: take, list, download (with a progress bar), restore,
+//! lock and delete backups of worlds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::commands::{path_part, save_body};
+use super::http::{Api, Conn};
+use super::output::{Column, print};
+
+const BACKUP_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("WORLD", "instance"),
+    ("KIND", "kind"),
+    ("STATUS", "status"),
+    ("LIVE", "live"),
+    ("LOCKED", "locked"),
+    ("CREATED", "created_at"),
+    ("SIZE", "size"),
+    ("FILES", "files"),
+    ("ERROR", "error"),
+];
+
+#[derive(clap::Subcommand)]
+pub enum BackupCommand {
+    /// Back a world up now (a copy marked live when it runs).
+    Create {
+        slug: String,
+        /// Wait until the backup is complete (or failed).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Backups, newest first: all you may see, or one world's.
+    List {
+        slug: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One backup.
+    Show {
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Download a backup's archive (tar + zstd).
+    Download {
+        id: String,
+        /// Where to write it; an existing file is not overwritten.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Restore a backup into its own world (stopped first; its current
+    /// data backed up first) or, with --to, into a new world.
+    Restore {
+        id: String,
+        /// A new world to restore into.
+        #[arg(long)]
+        to: Option<String>,
+        /// Wait until the restore is done (or failed).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Keep a backup whatever the retention policy says.
+    Lock {
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Let retention remove a backup again.
+    Unlock {
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a backup and its archive.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Polls a backup until `done` says its JSON is final (at most an hour).
+async fn wait_for(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let path = format!("/api/v1/backups/{}", path_part(id)?);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let b = api.get(&path).await?;
+        if done(&b) {
+            return Ok(b);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("gave up waiting after an hour; `tavern backup show {id}` tells how it goes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
+    match cmd {
+        BackupCommand::Create { slug, wait, conn } => {
+            let api = Api::from_conn(&conn)?;
+            let mut b = api
+                .post(
+                    &format!("/api/v1/instances/{}/backups", path_part(&slug)?),
+                    &json!({}),
+                )
+                .await?;
+            if wait {
+                let id = b["id"].as_str().unwrap_or_default().to_owned();
+                b = wait_for(&api, &id, |b| b["status"] != "in_progress").await?;
+                if b["status"] == "failed" {
+                    bail!(
+                        "the backup failed: {}",
+                        b["error"].as_str().unwrap_or("no reason given")
+                    );
+                }
+            }
+            print(conn.json, &b, BACKUP_COLUMNS);
+        }
+        BackupCommand::List { slug, conn } => {
+            let path = match slug {
+                Some(s) => format!("/api/v1/instances/{}/backups", path_part(&s)?),
+                None => "/api/v1/backups".to_owned(),
+            };
+            let list = Api::from_conn(&conn)?.get(&path).await?;
+            print(conn.json, &list, BACKUP_COLUMNS);
+        }
+        BackupCommand::Show { id, conn } => {
+            let b = Api::from_conn(&conn)?
+                .get(&format!("/api/v1/backups/{}", path_part(&id)?))
+                .await?;
+            print(conn.json, &b, BACKUP_COLUMNS);
+        }
+        BackupCommand::Download { id, output, conn } => {
+            if output.exists() {
+                bail!("{} exists already; choose another file", output.display());
+            }
+            let api = Api::from_conn(&conn)?;
+            let resp = api
+                .send(
+                    Method::GET,
+                    &format!("/api/v1/backups/{}/download", path_part(&id)?),
+                    None,
+                )
+                .await?;
+            let partial = output.with_extension("partial");
+            let saved = save_body(resp, &partial, "downloading").await;
+            match saved {
+                Ok(()) => std::fs::rename(&partial, &output)
+                    .with_context(|| format!("cannot write {}", output.display()))?,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e);
+                }
+            }
+            if !conn.json {
+                println!("Saved backup {id} to {}.", output.display());
+            }
+        }
+        BackupCommand::Restore { id, to, wait, conn } => {
+            let api = Api::from_conn(&conn)?;
+            let mut b = api
+                .post(
+                    &format!("/api/v1/backups/{}/restore", path_part(&id)?),
+                    &json!({ "to": to }),
+                )
+                .await?;
+            if wait {
+                b = wait_for(&api, &id, |b| b["restore"]["state"] != "running").await?;
+                if b["restore"]["state"] == "failed" {
+                    bail!(
+                        "the restore failed: {}",
+                        b["restore"]["error"].as_str().unwrap_or("no reason given")
+                    );
+                }
+            }
+            if conn.json {
+                print(true, &b, BACKUP_COLUMNS);
+            } else {
+                let into = b["restore"]["to"].as_str().unwrap_or("its world");
+                let state = b["restore"]["state"].as_str().unwrap_or("running");
+                println!("Restoring backup {id} into {into}: {state}.");
+            }
+        }
+        BackupCommand::Lock { id, conn } => set_locked(&id, true, &conn).await?,
+        BackupCommand::Unlock { id, conn } => set_locked(&id, false, &conn).await?,
+        BackupCommand::Delete { id, conn } => {
+            Api::from_conn(&conn)?
+                .delete(&format!("/api/v1/backups/{}", path_part(&id)?))
+                .await?;
+            if !conn.json {
+                println!("Deleted backup {id}.");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_locked(id: &str, locked: bool, conn: &Conn) -> anyhow::Result<()> {
+    let b = Api::from_conn(conn)?
+        .patch(
+            &format!("/api/v1/backups/{}", path_part(id)?),
+            &json!({ "locked": locked }),
+        )
+        .await?;
+    print(conn.json, &b, BACKUP_COLUMNS);
+    Ok(())
+}

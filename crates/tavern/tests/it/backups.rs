@@ -1,0 +1,487 @@
+//! Backups through the real binary: backup, wipe and restore give the same
+//! bytes; downloads (CLI with a progress bar, signed links) are the
+//! archive; damage is caught before anything is replaced; nobody else sees a
+//! game master's backups; retention keeps what its policy says; destroy
+//! leaves a last backup; a SIGKILL mid-backup leaves nothing half-written.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tavern_backup::archive::{self, Manifest};
+
+use crate::support::*;
+
+/// What a directory holds, file by file (paths, sizes, SHA-256) and link
+/// by link: equal manifests mean byte-identical trees.
+fn contents(dir: &Path) -> Manifest {
+    archive::write(dir, std::io::sink(), 1).unwrap().manifest
+}
+
+fn data_dir(server: &Server, slug: &str) -> PathBuf {
+    server.data_dir().join("instances").join(slug).join("data")
+}
+
+/// Bytes that do not compress (xorshift), so archives have real size.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A world of `owner`'s (made by the admin) that has run once, so it has
+/// data, and is stopped again; some files of our own are added.
+async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option<&str>) {
+    add_key(admin, slug, &key_for(slug)).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": slug, "release": "stub", "owner": owner}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(admin, slug, "running").await;
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(admin, slug, "stopped").await;
+    let data = data_dir(server, slug);
+    let scenes = data.join("Data/worlds/campaign/data");
+    std::fs::create_dir_all(&scenes).unwrap();
+    for n in 0..40 {
+        std::fs::write(
+            scenes.join(format!("scene-{n}.json")),
+            format!(r#"{{"name":"Scene {n}","walls":[{n},{n}]}}"#),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        data.join("Data/map.webp"),
+        noise(3_000_000, slug.len() as u64),
+    )
+    .unwrap();
+}
+
+/// Polls a backup until `done` says its JSON is final (at most 60 s).
+async fn wait_backup(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (s, b) = api.get(&format!("/api/v1/backups/{id}")).await;
+        assert_eq!(s, 200, "{b}");
+        if done(&b) {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup {id} never got done: {b}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Backs a world up by hand and waits until it is complete.
+async fn backup_now(api: &Api, slug: &str) -> Value {
+    let (s, b) = api
+        .post(&format!("/api/v1/instances/{slug}/backups"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["status"], "in_progress");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let b = wait_backup(api, &id, |b| b["status"] != "in_progress").await;
+    assert_eq!(b["status"], "complete", "{b}");
+    b
+}
+
+fn kinds(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap().to_owned(),
+                b["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_wipe_and_restore_give_back_the_same_bytes() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "keep", None).await;
+    // Stopping it made an after-stop backup.
+    let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
+    assert_eq!(kinds(&list), [("after_stop".into(), "complete".into())]);
+
+    let before = contents(&data_dir(&server, "keep"));
+    assert!(before.files.len() > 40, "{before:?}");
+    // Through the CLI, waiting for it.
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "create", "keep", "--wait", "--json"],
+        None,
+    );
+    let made = ok_json(&out);
+    assert_eq!(
+        (made["status"].as_str(), made["live"].as_bool()),
+        (Some("complete"), Some(false))
+    );
+    assert_eq!(made["files"].as_u64(), Some(before.files.len() as u64));
+    let id = made["id"].as_str().unwrap().to_owned();
+
+    // The download is the archive the server describes.
+    let file = server.home().join("keep.tar.zst");
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "download", &id, "-o", file.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = archive::read_file(&file, None).unwrap();
+    assert_eq!(Some(read.sha256.as_str()), made["sha256"].as_str());
+    assert_eq!(Some(read.size), made["size"].as_u64());
+    assert_eq!(read.manifest, before);
+    // Not over an existing file.
+    let again = server.cli(
+        Some(&server.admin_token),
+        &["backup", "download", &id, "-o", file.to_str().unwrap()],
+        None,
+    );
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // Wipe: the world's data is gone or garbage.
+    let data = data_dir(&server, "keep");
+    std::fs::remove_dir_all(data.join("Data/worlds")).unwrap();
+    std::fs::write(data.join("Data/map.webp"), b"garbage").unwrap();
+    assert_ne!(contents(&data), before);
+
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "restore", &id, "--wait"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(contents(&data), before, "the restore is byte for byte");
+    // What was there before the restore was kept.
+    let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
+    assert_eq!(list[0]["kind"], "pre_restore", "{list}");
+    assert_eq!(list[0]["status"], "complete", "{list}");
+    assert!(
+        !server
+            .data_dir()
+            .join("instances/keep/data.restoring")
+            .exists()
+    );
+    assert!(
+        !server
+            .data_dir()
+            .join("instances/keep/data.replaced")
+            .exists()
+    );
+    // No staging file stays behind.
+    let staging = server.data_dir().join("tmp/backups");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_links_download_for_a_while_and_nothing_else() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "linked", None).await;
+    let b = backup_now(&admin, "linked").await;
+    let id = b["id"].as_str().unwrap();
+    let (s, link) = admin
+        .post(&format!("/api/v1/backups/{id}/link"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{link}");
+    let url = format!("{}{}", server.url, link["url"].as_str().unwrap());
+    let http = reqwest::Client::new();
+    let got = http.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("linked-")
+    );
+    let bytes = got.bytes().await.unwrap();
+    let read = archive::read(bytes.as_ref(), None).unwrap();
+    assert_eq!(Some(read.sha256.as_str()), b["sha256"].as_str());
+    // A token for another backup, a changed token, or none at all: refused.
+    let other = backup_now(&admin, "linked").await;
+    let wrong_id = url.replace(id, other["id"].as_str().unwrap());
+    let token = url.rsplit('=').next().unwrap();
+    let mut changed = token.as_bytes().to_vec();
+    changed[10] = if changed[10] == b'A' { b'B' } else { b'A' };
+    let changed = url.replace(token, std::str::from_utf8(&changed).unwrap());
+    let bare = format!("{}/api/v1/backups/{id}/download", server.url);
+    for u in [wrong_id, changed, bare] {
+        let status = http.get(&u).send().await.unwrap().status();
+        assert_eq!(status, 401, "{u}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_archive_is_refused_and_the_world_is_left_as_it_was() {
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "fragile", None).await;
+    let b = backup_now(&admin, "fragile").await;
+    let id = b["id"].as_str().unwrap();
+    let archive_file = server
+        .data_dir()
+        .join("backups/fragile")
+        .join(format!("{id}.tar.zst"));
+    let mut bytes = std::fs::read(&archive_file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&archive_file, bytes).unwrap();
+    let data = data_dir(&server, "fragile");
+    std::fs::write(data.join("Data/notes.json"), b"{\"after\":true}").unwrap();
+    let now = contents(&data);
+
+    let (s, r) = admin
+        .post(&format!("/api/v1/backups/{id}/restore"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&admin, id, |b| b["restore"]["state"] != "running").await;
+    assert_eq!(r["restore"]["state"], "failed", "{r}");
+    let why = r["restore"]["error"].as_str().unwrap();
+    assert!(why.contains("corrupt"), "{why}");
+    assert_eq!(contents(&data), now, "a refused restore changed the world");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_game_master_cannot_see_or_touch_a_backup() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("alice", "gm", "alice-password").await;
+    admin.create_user("bob", "gm", "bob-password").await;
+    world_with_data(&server, &admin, "alices", Some("alice")).await;
+    let alice = server.api(None).login("alice", "alice-password").await;
+    let bob = server.api(None).login("bob", "bob-password").await;
+    let b = backup_now(&alice, "alices").await;
+    let id = b["id"].as_str().unwrap();
+
+    let (s, mine) = alice.get("/api/v1/backups").await;
+    assert_eq!(s, 200);
+    assert!(mine.as_array().unwrap().iter().any(|x| x["id"] == *id));
+    let (s, theirs) = bob.get("/api/v1/backups").await;
+    assert_eq!((s, theirs), (200, json!([])));
+    for (method, path) in [
+        ("GET", format!("/api/v1/backups/{id}")),
+        ("GET", format!("/api/v1/backups/{id}/download")),
+        ("POST", format!("/api/v1/backups/{id}/link")),
+        ("POST", format!("/api/v1/backups/{id}/restore")),
+        ("PATCH", format!("/api/v1/backups/{id}")),
+        ("DELETE", format!("/api/v1/backups/{id}")),
+        ("GET", "/api/v1/instances/alices/backups".to_owned()),
+        ("POST", "/api/v1/instances/alices/backups".to_owned()),
+    ] {
+        let body = match method {
+            "PATCH" => br#"{"locked":true}"#.to_vec(),
+            "POST" => b"{}".to_vec(),
+            _ => Vec::new(),
+        };
+        let answer = bob
+            .send(method, &path, Some("application/json"), body)
+            .await;
+        assert_eq!(
+            (answer.0, code(&answer)),
+            (404, "not_found"),
+            "{method} {path}: {}",
+            answer.1
+        );
+    }
+    // And the CLI says so too.
+    let out = server.cli(
+        Some(bob.token()),
+        &["backup", "download", id, "-o", "x"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Alice is throttled; the admin is not.
+    let again = alice
+        .post("/api/v1/instances/alices/backups", &json!({}))
+        .await;
+    assert_eq!(
+        (again.0, code(&again)),
+        (409, "backup_throttled"),
+        "{}",
+        again.1
+    );
+    backup_now(&admin, "alices").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_keeps_the_newest_and_the_locked() {
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_BACKUPS_KEEP_LAST", "2"),
+            ("TAVERN_BACKUPS_KEEP_DAILY", "0"),
+            ("TAVERN_BACKUPS_KEEP_WEEKLY", "0"),
+            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "kept", None).await;
+    let first = backup_now(&admin, "kept").await;
+    let first_id = first["id"].as_str().unwrap();
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "lock", first_id],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut ids = vec![first_id.to_owned()];
+    for _ in 0..3 {
+        ids.push(
+            backup_now(&admin, "kept").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (_, list) = admin.get("/api/v1/instances/kept/backups").await;
+    let left: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [ids[3].as_str(), ids[2].as_str(), ids[0].as_str()]);
+    let files: Vec<_> = std::fs::read_dir(server.data_dir().join("backups/kept"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(!files.contains(&format!("{}.tar.zst", ids[1])));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroying_a_world_keeps_a_last_backup_in_place_of_its_data() {
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "doomed", None).await;
+    let before = contents(&data_dir(&server, "doomed"));
+    let (s, b) = admin.delete("/api/v1/instances/doomed").await;
+    assert_eq!(s, 202, "{b}");
+    wait_until("the world is gone", || async {
+        admin.get("/api/v1/instances/doomed").await.0 == 404
+    })
+    .await;
+    assert!(!server.data_dir().join("instances/doomed").exists());
+    let archived = std::fs::read_dir(server.data_dir().join("archive"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(archived, 0, "the raw data was archived as well");
+    let (_, list) = admin.get("/api/v1/backups").await;
+    assert_eq!(kinds(&list), [("pre_destroy".into(), "complete".into())]);
+    // It restores into a new world.
+    let id = list[0]["id"].as_str().unwrap();
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "restore", id, "--to", "reborn", "--wait"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(contents(&data_dir(&server, "reborn")), before);
+    let (s, reborn) = admin.get("/api/v1/instances/reborn").await;
+    assert_eq!((s, reborn["state"].as_str()), (200, Some("stopped")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_cut_off_by_sigkill_is_never_listed_whole() {
+    let mut server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "big", None).await;
+    // Enough incompressible data that the backup takes a while.
+    let data = data_dir(&server, "big");
+    for n in 0..6 {
+        std::fs::write(
+            data.join(format!("Data/video-{n}.webm")),
+            noise(40_000_000, n),
+        )
+        .unwrap();
+    }
+    let (s, b) = admin
+        .post("/api/v1/instances/big/backups", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    let staging = server.data_dir().join("tmp/backups");
+    wait_until("the archive is being written", || async {
+        std::fs::read_dir(&staging)
+            .map(|mut d| d.any(|e| e.is_ok_and(|e| e.metadata().is_ok_and(|m| m.len() > 0))))
+            .unwrap_or(false)
+    })
+    .await;
+    server.kill();
+    let published = server
+        .data_dir()
+        .join("backups/big")
+        .join(format!("{id}.tar.zst"));
+    assert!(!published.exists(), "a half-written archive was published");
+
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    let (s, b) = admin.get(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "failed", "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("Tavern stopped"),
+        "{b}"
+    );
+    assert_eq!(b["size"], Value::Null);
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "staging files remain"
+    );
+    let (s, _) = admin.get(&format!("/api/v1/backups/{id}/download")).await;
+    assert_eq!(s, 409);
+    // The next backup works.
+    backup_now(&admin, "big").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_backup_settings_are_named_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value, named) in [
+        ("TAVERN_BACKUPS_SCHEDULE", "every night", "backups.schedule"),
+        ("TAVERN_BACKUPS_TARGET", "relative/dir", "backups.target"),
+        ("TAVERN_BACKUPS_TARGET", "s3://", "backups.target"),
+        ("TAVERN_BACKUPS_KEEP_LAST", "0", "backups.keep_last"),
+    ] {
+        let mut c = tavern(dir.path());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env(var, value);
+        let out = run(c, None);
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let err = text(&out.stderr);
+        assert!(err.contains(named), "{var}={value}: {err}");
+    }
+}
