@@ -4,7 +4,7 @@
 //! without a restart; certificates are cached (keys sealed), served again
 //! after a restart, and renewed before they expire.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,13 +52,6 @@ struct Pebble {
 
 /// `N` distinct ports free right now (all held until all are chosen, so
 /// none is handed out twice).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
-}
-
 fn find(program: &str) -> PathBuf {
     std::env::var_os("PATH")
         .iter()

@@ -485,3 +485,92 @@ async fn bad_backup_settings_are_named_and_nothing_starts() {
         assert!(err.contains(named), "{var}={value}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_round_trip_through_s3_compatible_storage() {
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let made = http
+        .put(format!("{}/tavern-test", s3.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{made:?}");
+    let server = Server::start_with_env(
+        &[],
+        &[
+            (
+                "TAVERN_BACKUPS_TARGET",
+                "s3://tavern-test/community/backups",
+            ),
+            ("TAVERN_BACKUPS_S3_ENDPOINT", &s3.endpoint),
+            ("TAVERN_BACKUPS_S3_REGION", "us-east-1"),
+            ("TAVERN_BACKUPS_S3_ACCESS_KEY_ID", "tavern"),
+            ("TAVERN_BACKUPS_S3_SECRET_ACCESS_KEY", "tavern-secret-key"),
+            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "cloudy", None).await;
+    // Big enough for an upload in several parts.
+    let data = data_dir(&server, "cloudy");
+    std::fs::write(data.join("Data/battlemap.webp"), noise(20_000_000, 7)).unwrap();
+    let before = contents(&data);
+    let b = backup_now(&admin, "cloudy").await;
+    let id = b["id"].as_str().unwrap();
+    assert!(b["size"].as_u64().unwrap() > 16_000_000, "{b}");
+
+    // It is in the bucket, under the prefix, and nothing else is.
+    let listing = http
+        .get(format!("{}/tavern-test?list-type=2", s3.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = format!("<Key>community/backups/cloudy/{id}.tar.zst</Key>");
+    assert!(listing.contains(&key), "{listing}");
+    assert_eq!(listing.matches("<Key>").count(), 1, "{listing}");
+    assert!(!server.data_dir().join("backups").exists());
+
+    // Downloaded through Tavern, it is the archive the server describes.
+    let (s, bytes) = {
+        let r = http
+            .get(format!("{}/api/v1/backups/{id}/download", server.url))
+            .bearer_auth(&server.admin_token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.bytes().await.unwrap())
+    };
+    assert_eq!(s, 200);
+    let read = archive::read(bytes.as_ref(), None).unwrap();
+    assert_eq!(Some(read.sha256.as_str()), b["sha256"].as_str());
+    assert_eq!(read.manifest, before);
+
+    // Restored into a new world from the bucket.
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "restore", id, "--to", "cloudy-copy", "--wait"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(contents(&data_dir(&server, "cloudy-copy")), before);
+
+    // Deleting removes the object too; the secret key is in no log.
+    let (s, _) = admin.delete(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(s, 204);
+    let listing = http
+        .get(format!("{}/tavern-test?list-type=2", s3.endpoint))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(listing.matches("<Key>").count(), 0, "{listing}");
+    assert!(!server.output().contains("tavern-secret-key"));
+}

@@ -578,3 +578,70 @@ pub fn read_port(server: &Server, slug: &str) -> u16 {
     .unwrap();
     u16::try_from(v["port"].as_u64().unwrap()).unwrap()
 }
+
+/// `N` distinct loopback ports free a moment ago.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+/// An S3-compatible server (moto's server mode, from PyPI) on a loopback
+/// port, stopped by its pid when dropped; `None` (the test skips) where
+/// moto is not installed, except under `CI=true`, where that fails.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> Option<Self> {
+        let installed = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but moto is not installed: `pip install 'moto[server]'` (bash .ci/run does it)"
+            );
+            eprintln!(
+                "skipped: moto is not installed (`pip install 'moto[server]'`; bash .ci/run does it)"
+            );
+            return None;
+        }
+        let [port] = free_ports::<1>();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
