@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The backup benchmark, run on demand (not in CI): Tavern's archiver against
+# `tar czf` on the same generated world; prints throughput, sizes and the
+# ratios. FILES, IMAGES, IMAGE_MB and RUNS size it (see the bench's source,
+# crates/tavern-backup/benches/archive.rs).
+#
+#   bash bench/backup.sh
+#   FILES=20000 IMAGES=50 bash bench/backup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo bench -q -p tavern-backup --bench archive

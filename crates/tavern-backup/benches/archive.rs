@@ -1,0 +1,122 @@
+//! The backup benchmark, run on demand (`bash bench/backup.sh` or `cargo
+//! bench -p tavern-backup`): archives a generated world (thousands of small
+//! JSON files and some large images) with Tavern's archiver (tar + zstd on
+//! every core, with a manifest and a verifying read-back) and with
+//! `tar czf`, and prints throughput, size and the Tavern / tar ratios.
+//! `FILES`, `IMAGES` and `IMAGE_MB` size the world; `RUNS` repeats.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A world like a busy Foundry one: scenes, actors and journal entries as
+/// small JSON files in many folders, and large images (already compressed,
+/// so they do not shrink).
+fn generate(root: &Path, files: usize, images: usize, image_mb: usize) -> u64 {
+    let mut total = 0u64;
+    for n in 0..files {
+        let dir = root.join(format!("Data/worlds/campaign/data/pack-{:03}", n % 200));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = format!(
+            r#"{{"_id":"{n:016x}","name":"Entry {n}","type":"npc","system":{{"hp":{{"value":{},"max":{}}},"notes":"{}"}},"flags":{{}},"sort":{n}}}"#,
+            n % 97,
+            n % 113,
+            "the party rests at the inn and hears rumours of the dragon ".repeat(1 + n % 30)
+        );
+        total += body.len() as u64;
+        std::fs::write(dir.join(format!("{n}.json")), body).unwrap();
+    }
+    let images_dir = root.join("Data/assets/maps");
+    std::fs::create_dir_all(&images_dir).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for n in 0..images {
+        let bytes: Vec<u8> = (0..image_mb * 1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        total += bytes.len() as u64;
+        std::fs::write(images_dir.join(format!("map-{n}.webp")), bytes).unwrap();
+    }
+    total
+}
+
+fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut out = None;
+    let mut fastest = Duration::MAX;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = f();
+        fastest = fastest.min(t.elapsed());
+        out = Some(r);
+    }
+    (fastest, out.expect("at least one run"))
+}
+
+fn main() {
+    let (files, images, image_mb, runs) = (
+        env("FILES", 5000),
+        env("IMAGES", 20),
+        env("IMAGE_MB", 4),
+        env("RUNS", 3),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let world = work.path().join("world");
+    let bytes = generate(&world, files, images, image_mb);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "world: {files} JSON files and {images} images of {image_mb} MiB, {mb:.1} MB; {threads} threads; best of {runs}"
+    );
+
+    let ours = work.path().join("ours.tar.zst");
+    let (write_time, summary) = best(runs, || {
+        let file = std::fs::File::create(&ours).unwrap();
+        tavern_backup::archive::write(&world, std::io::BufWriter::new(file), threads).unwrap()
+    });
+    let (verify_time, _) = best(runs, || tavern_backup::archive::read_file(&ours, None).unwrap());
+    let theirs = work.path().join("theirs.tar.gz");
+    let (tar_time, ()) = best(runs, || {
+        let status = Command::new("tar")
+            .arg("czf")
+            .arg(&theirs)
+            .arg("-C")
+            .arg(&world)
+            .arg(".")
+            .status()
+            .expect("tar runs");
+        assert!(status.success());
+    });
+    let tar_size = std::fs::metadata(&theirs).unwrap().len();
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    println!("| archiver | seconds | MB/s | archive MB | of the data |");
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, d: Duration, size: u64| {
+        println!(
+            "| {name} | {:.2} | {:.0} | {:.1} | {:.0} % |",
+            d.as_secs_f64(),
+            rate(d),
+            size as f64 / 1e6,
+            100.0 * size as f64 / bytes as f64
+        )
+    };
+    row("tavern (write)", write_time, summary.size);
+    row("tavern (write + verify)", write_time + verify_time, summary.size);
+    row("tar czf", tar_time, tar_size);
+    println!(
+        "tavern / tar czf: throughput {:.2}× (with verification {:.2}×), size {:.2}×",
+        tar_time.as_secs_f64() / write_time.as_secs_f64(),
+        tar_time.as_secs_f64() / (write_time + verify_time).as_secs_f64(),
+        summary.size as f64 / tar_size as f64
+    );
+}
