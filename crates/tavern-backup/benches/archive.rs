@@ -84,7 +84,9 @@ fn main() {
         let file = std::fs::File::create(&ours).unwrap();
         tavern_backup::archive::write(&world, std::io::BufWriter::new(file), threads).unwrap()
     });
-    let (verify_time, _) = best(runs, || tavern_backup::archive::read_file(&ours, None).unwrap());
+    let (verify_time, _) = best(runs, || {
+        tavern_backup::archive::read_file(&ours, None).unwrap()
+    });
     let theirs = work.path().join("theirs.tar.gz");
     let (tar_time, ()) = best(runs, || {
         let status = Command::new("tar")
@@ -111,7 +113,11 @@ fn main() {
         )
     };
     row("tavern (write)", write_time, summary.size);
-    row("tavern (write + verify)", write_time + verify_time, summary.size);
+    row(
+        "tavern (write + verify)",
+        write_time + verify_time,
+        summary.size,
+    );
     row("tar czf", tar_time, tar_size);
     println!(
         "tavern / tar czf: throughput {:.2}× (with verification {:.2}×), size {:.2}×",

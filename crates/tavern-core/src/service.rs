@@ -169,6 +169,9 @@ pub struct NewInstance {
 pub struct InstanceUpdate {
     pub idle_timeout_minutes: Option<Option<u32>>,
     pub wake_on_visit: Option<Option<String>>,
+    /// Another Foundry release: the world must be stopped; a pre-upgrade
+    /// backup is taken first.
+    pub release: Option<String>,
 }
 
 fn check_idle_minutes(m: u32) -> Result<u32, CoreError> {
@@ -775,7 +778,10 @@ impl Tavern {
         slug: &str,
         update: InstanceUpdate,
     ) -> Result<InstanceView, CoreError> {
-        let i = self.visible_instance(caller, slug).await?;
+        let mut i = self.visible_instance(caller, slug).await?;
+        if let Some(release) = &update.release {
+            i = self.change_release(caller, &i, release).await?;
+        }
         let idle = update
             .idle_timeout_minutes
             .map(|m| m.map(check_idle_minutes).transpose())
@@ -813,6 +819,47 @@ impl Tavern {
             .await?;
         self.wake.notify_one();
         self.view(i, None, None).await
+    }
+
+    /// Moves a stopped world to another release, after a pre-upgrade
+    /// backup of its data (when backups are on and it has data).
+    async fn change_release(
+        &self,
+        caller: &Caller,
+        i: &Instance,
+        release: &str,
+    ) -> Result<Instance, CoreError> {
+        let release = check_release(release)?;
+        if i.release.as_deref() == Some(release.as_str()) {
+            return Ok(i.clone());
+        }
+        self.releases
+            .resolve(&release)
+            .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
+        if i.desired_state != DesiredState::Stopped || i.state != ObservedState::Stopped {
+            return Err(CoreError::Conflict {
+                code: "instance_running",
+                message: format!("stop {} before changing its release", i.slug),
+            });
+        }
+        if self.settings.backups.is_some() {
+            self.backup_now(i, tavern_types::BackupKind::PreUpgrade)
+                .await?;
+        }
+        let from = i.release.as_deref().unwrap_or("none").to_owned();
+        Ok(self
+            .store
+            .set_instance_release(
+                &i.slug,
+                &release,
+                &NewEvent::success(
+                    caller.name(),
+                    "instance.upgrade",
+                    format!("instance:{}", i.slug),
+                )
+                .with_detail(format!("{from} → {release}")),
+            )
+            .await?)
     }
 
     /// Asks for an instance to be destroyed: the reconciler stops its

@@ -225,6 +225,7 @@ async fn update_instance(
             InstanceUpdate {
                 idle_timeout_minutes: req.idle_timeout_minutes,
                 wake_on_visit: req.wake_on_visit,
+                release: req.release,
             },
         )
         .await?;

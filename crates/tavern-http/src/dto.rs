@@ -107,6 +107,9 @@ pub struct UpdateInstanceRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub wake_on_visit: Option<Option<String>>,
+    /// Another installed Foundry release (the world must be stopped; its
+    /// data is backed up first).
+    pub release: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

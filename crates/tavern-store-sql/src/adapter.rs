@@ -721,6 +721,23 @@ macro_rules! sql_adapter {
                 finish_instance_update(tx, done, slug, event, "update instance").await
             }
 
+            async fn set_instance_release(
+                &self,
+                slug: &Slug,
+                release: &str,
+                event: &NewEvent,
+            ) -> StoreResult<Instance> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE instances SET release = $1, updated_at = $2 WHERE slug = $3")
+                    .bind(release)
+                    .bind(event.at.as_microsecond())
+                    .bind(slug.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("set instance release"))?;
+                finish_instance_update(tx, done, slug, event, "set instance release").await
+            }
+
             async fn set_instance_license(
                 &self,
                 slug: &Slug,

@@ -102,6 +102,13 @@ pub trait Store: Send + Sync + 'static {
         wake_on_visit: Option<Option<WakeOnVisit>>,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
+    /// Sets the Foundry release an instance runs (from its next start).
+    async fn set_instance_release(
+        &self,
+        slug: &Slug,
+        release: &str,
+        event: &NewEvent,
+    ) -> StoreResult<Instance>;
     /// Sets the key an instance is configured to run with (`None`: any).
     async fn set_instance_license(
         &self,

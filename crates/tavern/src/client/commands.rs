@@ -177,6 +177,10 @@ pub enum InstanceCommand {
         /// owner, anyone, off, or `default`.
         #[arg(long)]
         wake_on_visit: Option<String>,
+        /// Another installed Foundry release (stop the world first; its
+        /// data is backed up before the change).
+        #[arg(long)]
+        release: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -275,9 +279,13 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             slug,
             idle_timeout,
             wake_on_visit,
+            release,
             conn,
         } => {
             let mut body = json!({});
+            if let Some(r) = release {
+                body["release"] = Value::String(r);
+            }
             if let Some(m) = idle_timeout {
                 body["idle_timeout_minutes"] = if m == "default" {
                     Value::Null

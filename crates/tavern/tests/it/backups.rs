@@ -574,3 +574,75 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     assert_eq!(listing.matches("<Key>").count(), 0, "{listing}");
     assert!(!server.output().contains("tavern-secret-key"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_a_release_backs_the_world_up_first() {
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "upgraded", None).await;
+    let release =
+        crate::releases::install_fake(&server, 13, 345, crate::releases::FAKE_MAIN_JS, false);
+    let before = contents(&data_dir(&server, "upgraded"));
+    let out = server.cli(
+        Some(&server.admin_token),
+        &[
+            "instance",
+            "set",
+            "upgraded",
+            "--release",
+            &release,
+            "--json",
+        ],
+        None,
+    );
+    let world = ok_json(&out);
+    assert_eq!(world["release"], "13.345");
+    let (_, list) = admin.get("/api/v1/instances/upgraded/backups").await;
+    assert_eq!(kinds(&list), [("pre_upgrade".into(), "complete".into())]);
+    let b = &list[0];
+    let file = server
+        .data_dir()
+        .join("backups/upgraded")
+        .join(format!("{}.tar.zst", b["id"].as_str().unwrap()));
+    assert_eq!(archive::read_file(&file, None).unwrap().manifest, before);
+
+    // Not while it runs, and not to a release that is not installed.
+    let (s, _) = admin
+        .post("/api/v1/instances/upgraded/start", &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    let running = admin
+        .send(
+            "PATCH",
+            "/api/v1/instances/upgraded",
+            Some("application/json"),
+            br#"{"release":"stub"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (running.0, code(&running)),
+        (409, "instance_running"),
+        "{}",
+        running.1
+    );
+    let unknown = admin
+        .send(
+            "PATCH",
+            "/api/v1/instances/upgraded",
+            Some("application/json"),
+            br#"{"release":"99.1"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (unknown.0, code(&unknown)),
+        (422, "unknown_release"),
+        "{}",
+        unknown.1
+    );
+    let (_, list) = admin.get("/api/v1/instances/upgraded/backups").await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "a refused change made a backup"
+    );
+}

@@ -303,11 +303,18 @@ async fn end_to_end(env: &[(&str, &str)]) {
         !process_alive(pid_before),
         "the destroyed world's server still runs"
     );
-    let archived: Vec<_> = std::fs::read_dir(data.join("archive")).unwrap().collect();
+    // Its data lives on in a last backup, which its owner still sees.
+    assert!(!data.join("instances/dragon-heist").exists());
+    let backups = ok_json(&server.cli_in(&alice_home, None, &["backup", "list", "--json"], None));
+    let last = backups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "pre_destroy")
+        .unwrap_or_else(|| panic!("no last backup: {backups}"));
     assert_eq!(
-        archived.len(),
-        1,
-        "the data directory is archived, not deleted"
+        (last["instance"].as_str(), last["status"].as_str()),
+        (Some("dragon-heist"), Some("complete"))
     );
 
     // Licenses can be removed once no instance uses them.
