@@ -646,3 +646,64 @@ async fn changing_a_release_backs_the_world_up_first() {
         "a refused change made a backup"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_backs_up_every_world_and_a_running_one_live() {
+    // Cron with an optional seconds field: every two seconds.
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_BACKUPS_SCHEDULE", "*/2 * * * * *"),
+            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "night", None).await;
+    world_with_data(&server, &admin, "day", None).await;
+    let (s, _) = admin.post("/api/v1/instances/day/start", &json!({})).await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "day", "running").await;
+    let scheduled = |list: &Value, slug: &str, live: bool| {
+        list.as_array().unwrap().iter().any(|b| {
+            b["instance"] == slug
+                && b["kind"] == "scheduled"
+                && b["status"] == "complete"
+                && b["live"] == live
+        })
+    };
+    wait_until("both worlds have a scheduled backup", || async {
+        let (_, list) = admin.get("/api/v1/backups").await;
+        scheduled(&list, "night", false) && scheduled(&list, "day", true)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroyed_worlds_last_backup_goes_after_its_time() {
+    let mut server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_BACKUPS_KEEP_DESTROYED_DAYS", "0"),
+            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "brief", None).await;
+    let (s, _) = admin.delete("/api/v1/instances/brief").await;
+    assert_eq!(s, 202);
+    wait_until("the world is gone", || async {
+        admin.get("/api/v1/instances/brief").await.0 == 404
+    })
+    .await;
+    let (_, list) = admin.get("/api/v1/backups").await;
+    assert_eq!(kinds(&list), [("pre_destroy".into(), "complete".into())]);
+    // Its time (zero days) is up: the next start removes it, archive and all.
+    server.restart();
+    let admin = server.api(Some(&server.admin_token));
+    let (_, list) = admin.get("/api/v1/backups").await;
+    assert_eq!(list, json!([]));
+    let left = std::fs::read_dir(server.data_dir().join("backups/brief"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+}
