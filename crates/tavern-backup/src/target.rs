@@ -34,8 +34,8 @@ pub enum TargetError {
 }
 
 /// How to reach S3-compatible storage; unset values come from the usual
-/// `AWS_*` environment variables.
-#[derive(Debug, Clone, Default)]
+/// `AWS_*` environment variables. Its `Debug` hides the secret key.
+#[derive(Clone, Default)]
 pub struct S3Settings {
     /// e.g. `https://s3.eu-central-003.backblazeb2.com` or
     /// `http://127.0.0.1:9000`; AWS itself when unset.
@@ -43,6 +43,20 @@ pub struct S3Settings {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
 }
 
 /// A place archives are kept.

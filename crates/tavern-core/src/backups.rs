@@ -162,6 +162,12 @@ impl BackupWork {
             .insert(id, status);
     }
 
+    /// Whether a restore from this backup is under way.
+    fn restoring(&self, id: BackupId) -> bool {
+        self.restore(id)
+            .is_some_and(|r| r.state == RestoreState::Running)
+    }
+
     fn restore(&self, id: BackupId) -> Option<RestoreStatus> {
         self.restores
             .lock()
@@ -444,9 +450,12 @@ impl Tavern {
         }
     }
 
-    /// After a world stopped: a backup of it, when the settings ask for one.
+    /// After a world stopped: a backup of it, when the settings ask for one
+    /// (not when a restore stopped it: that takes its own backup first).
     pub(crate) async fn after_stop(&self, i: &Instance) {
-        if !self.settings.backups.as_ref().is_some_and(|b| b.after_stop) {
+        if !self.settings.backups.as_ref().is_some_and(|b| b.after_stop)
+            || self.backup_holds(&i.slug)
+        {
             return;
         }
         let mut stopped = i.clone();
@@ -481,12 +490,13 @@ impl Tavern {
             .into_iter()
             .filter(|b| b.status == BackupStatus::Complete && b.kind != BackupKind::PreDestroy)
             .collect();
+        // A backup being restored from is kept like a locked one.
         let candidates: Vec<Candidate<BackupId>> = backups
             .iter()
             .map(|b| Candidate {
                 id: b.id,
                 created_at: b.created_at,
-                locked: b.locked,
+                locked: b.locked || self.backup_work.restoring(b.id),
             })
             .collect();
         let tz = TimeZone::system();
@@ -558,6 +568,20 @@ impl Tavern {
             while let Ok(Some(e)) = entries.next_entry().await {
                 let _ = tokio::fs::remove_file(e.path()).await;
             }
+        }
+        // A restore cut off between its two renames: the world's data is
+        // put back where it was.
+        for i in self.store.list_instances(None).await? {
+            let Some(data) = self.runtime.data_dir(&i.slug) else {
+                continue;
+            };
+            let (incoming, outgoing) = swap_names(&data);
+            if !data.exists() && outgoing.exists() {
+                tracing::warn!(slug = %i.slug, "a restore was cut off; the world's data is put back");
+                std::fs::rename(&outgoing, &data)
+                    .map_err(|e| CoreError::internal("put a world's data back", e))?;
+            }
+            let _ = std::fs::remove_dir_all(&incoming);
         }
         self.expire_destroyed_backups().await
     }
@@ -651,10 +675,10 @@ impl Tavern {
     /// Deletes a backup and its archive.
     pub async fn delete_backup(&self, caller: &Caller, id: &str) -> Result<(), CoreError> {
         let b = self.visible_backup(caller, id).await?;
-        if b.status == BackupStatus::InProgress {
+        if b.status == BackupStatus::InProgress || self.backup_work.restoring(b.id) {
             return Err(CoreError::Conflict {
                 code: "backup_in_progress",
-                message: format!("backup {} is still being written", b.id),
+                message: format!("backup {} is still being written or restored from", b.id),
             });
         }
         self.remove_backup(&b, &caller.name(), "asked for").await
@@ -999,6 +1023,16 @@ async fn write_verified(
     .map_err(|e| format!("the archiver stopped: {e}"))?
 }
 
+/// Where a restore unpacks beside a world's data, and where it moves the
+/// data it replaces until the swap is done.
+fn swap_names(data: &Path) -> (PathBuf, PathBuf) {
+    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
+    (
+        data.with_file_name(format!("{name}.restoring")),
+        data.with_file_name(format!("{name}.replaced")),
+    )
+}
+
 /// Unpacks a verified archive in place of `data`: into a sibling first,
 /// then swapped in. A damaged or refused archive changes nothing.
 async fn unpack_verified(archive_file: &Path, data: &Path, sha256: &str) -> Result<(), CoreError> {
@@ -1012,9 +1046,7 @@ async fn unpack_verified(archive_file: &Path, data: &Path, sha256: &str) -> Resu
             code: "backup_corrupt",
             message: e,
         };
-        let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
-        let incoming = data.with_file_name(format!("{name}.restoring"));
-        let outgoing = data.with_file_name(format!("{name}.replaced"));
+        let (incoming, outgoing) = swap_names(&data);
         let _ = std::fs::remove_dir_all(&incoming);
         let _ = std::fs::remove_dir_all(&outgoing);
         if let Some(parent) = incoming.parent() {

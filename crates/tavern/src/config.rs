@@ -107,7 +107,7 @@ impl Default for TlsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupsConfig {
     /// Where archives go: a directory (default `DATA_DIR/backups`) or
@@ -134,6 +134,30 @@ pub struct BackupsConfig {
     pub manual_interval_minutes: u32,
     /// Threads that compress (0: one per core).
     pub threads: u32,
+}
+
+/// Shows everything but the S3 secret key.
+impl std::fmt::Debug for BackupsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupsConfig")
+            .field("target", &self.target)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field(
+                "s3_secret_access_key",
+                &self.s3_secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field("schedule", &self.schedule)
+            .field("keep_last", &self.keep_last)
+            .field("keep_daily", &self.keep_daily)
+            .field("keep_weekly", &self.keep_weekly)
+            .field("after_stop", &self.after_stop)
+            .field("keep_destroyed_days", &self.keep_destroyed_days)
+            .field("manual_interval_minutes", &self.manual_interval_minutes)
+            .field("threads", &self.threads)
+            .finish()
+    }
 }
 
 impl Default for BackupsConfig {

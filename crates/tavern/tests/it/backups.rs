@@ -235,6 +235,10 @@ async fn signed_links_download_for_a_while_and_nothing_else() {
         let status = http.get(&u).send().await.unwrap().status();
         assert_eq!(status, 401, "{u}");
     }
+    // The token is a credential: it is in no log line.
+    let log = server.output();
+    assert!(log.contains("/download"), "requests are logged");
+    assert!(!log.contains(token), "the link's token was logged");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -706,4 +710,23 @@ async fn a_destroyed_worlds_last_backup_goes_after_its_time() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_cut_off_between_its_renames_is_undone_at_the_next_start() {
+    let mut server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "halfway", None).await;
+    let data = data_dir(&server, "halfway");
+    let before = contents(&data);
+    // As if Tavern died after moving the data aside and before moving the
+    // restored data in.
+    server.kill();
+    let aside = data.with_file_name("data.replaced");
+    std::fs::rename(&data, &aside).unwrap();
+    let incoming = data.with_file_name("data.restoring");
+    std::fs::create_dir_all(incoming.join("Data")).unwrap();
+    server.relaunch();
+    assert_eq!(contents(&data), before);
+    assert!(!aside.exists() && !incoming.exists());
 }
