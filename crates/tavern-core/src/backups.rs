@@ -378,20 +378,7 @@ impl Tavern {
             }
             Err(why) => {
                 tracing::warn!(slug = %b.slug, id = %b.id, error = %why, "backup failed");
-                self.store
-                    .finish_backup(
-                        b.id,
-                        now(),
-                        Err(&why),
-                        &backup_event(
-                            "system",
-                            "backup.complete",
-                            &b,
-                            Outcome::Failure,
-                            Some(why.clone()),
-                        ),
-                    )
-                    .await?;
+                self.fail_backup(&b, &why).await?;
                 Err(CoreError::Conflict {
                     code: "backup_failed",
                     message: format!("the backup of {} failed: {why}", b.slug),
@@ -463,6 +450,21 @@ impl Tavern {
         if let Err(e) = self.backup_now(&stopped, BackupKind::AfterStop).await {
             tracing::warn!(slug = %i.slug, error = %e, "the backup after stopping failed");
         }
+    }
+
+    /// Records that a backup in progress failed, and why.
+    async fn fail_backup(&self, b: &Backup, why: &str) -> Result<Backup, CoreError> {
+        let event = backup_event(
+            "system",
+            "backup.complete",
+            b,
+            Outcome::Failure,
+            Some(why.to_owned()),
+        );
+        Ok(self
+            .store
+            .finish_backup(b.id, now(), Err(why), &event)
+            .await?)
     }
 
     /// Takes a backup of a stopped world and waits for it (before it is
@@ -547,20 +549,7 @@ impl Tavern {
         for b in self.store.list_backups(None, None).await? {
             if b.status == BackupStatus::InProgress {
                 let why = "Tavern stopped while it was being written";
-                self.store
-                    .finish_backup(
-                        b.id,
-                        now(),
-                        Err(why),
-                        &backup_event(
-                            "system",
-                            "backup.complete",
-                            &b,
-                            Outcome::Failure,
-                            Some(why.into()),
-                        ),
-                    )
-                    .await?;
+                self.fail_backup(&b, why).await?;
                 tracing::warn!(slug = %b.slug, id = %b.id, "a backup left unfinished is marked failed");
             }
         }

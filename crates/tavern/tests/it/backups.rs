@@ -17,6 +17,14 @@ fn contents(dir: &Path) -> Manifest {
     archive::write(dir, std::io::sink(), 1).unwrap().manifest
 }
 
+/// A server that takes no backup when a world stops (the tests count
+/// backups), with more settings from `env`.
+fn quiet_server(env: &[(&str, &str)]) -> Server {
+    let mut all = vec![("TAVERN_BACKUPS_AFTER_STOP", "false")];
+    all.extend_from_slice(env);
+    Server::start_with_env(&[], &all)
+}
+
 fn data_dir(server: &Server, slug: &str) -> PathBuf {
     server.data_dir().join("instances").join(slug).join("data")
 }
@@ -243,7 +251,7 @@ async fn signed_links_download_for_a_while_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_archive_is_refused_and_the_world_is_left_as_it_was() {
-    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let server = quiet_server(&[]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "fragile", None).await;
     let b = backup_now(&admin, "fragile").await;
@@ -340,15 +348,11 @@ async fn another_game_master_cannot_see_or_touch_a_backup() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retention_keeps_the_newest_and_the_locked() {
-    let server = Server::start_with_env(
-        &[],
-        &[
-            ("TAVERN_BACKUPS_KEEP_LAST", "2"),
-            ("TAVERN_BACKUPS_KEEP_DAILY", "0"),
-            ("TAVERN_BACKUPS_KEEP_WEEKLY", "0"),
-            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
-        ],
-    );
+    let server = quiet_server(&[
+        ("TAVERN_BACKUPS_KEEP_LAST", "2"),
+        ("TAVERN_BACKUPS_KEEP_DAILY", "0"),
+        ("TAVERN_BACKUPS_KEEP_WEEKLY", "0"),
+    ]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "kept", None).await;
     let first = backup_now(&admin, "kept").await;
@@ -386,7 +390,7 @@ async fn retention_keeps_the_newest_and_the_locked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn destroying_a_world_keeps_a_last_backup_in_place_of_its_data() {
-    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let server = quiet_server(&[]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "doomed", None).await;
     let before = contents(&data_dir(&server, "doomed"));
@@ -418,7 +422,7 @@ async fn destroying_a_world_keeps_a_last_backup_in_place_of_its_data() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_cut_off_by_sigkill_is_never_listed_whole() {
-    let mut server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let mut server = quiet_server(&[]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "big", None).await;
     // Enough incompressible data that the backup takes a while.
@@ -502,20 +506,16 @@ async fn backups_round_trip_through_s3_compatible_storage() {
         .await
         .unwrap();
     assert!(made.status().is_success(), "{made:?}");
-    let server = Server::start_with_env(
-        &[],
-        &[
-            (
-                "TAVERN_BACKUPS_TARGET",
-                "s3://tavern-test/community/backups",
-            ),
-            ("TAVERN_BACKUPS_S3_ENDPOINT", &s3.endpoint),
-            ("TAVERN_BACKUPS_S3_REGION", "us-east-1"),
-            ("TAVERN_BACKUPS_S3_ACCESS_KEY_ID", "tavern"),
-            ("TAVERN_BACKUPS_S3_SECRET_ACCESS_KEY", "tavern-secret-key"),
-            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
-        ],
-    );
+    let server = quiet_server(&[
+        (
+            "TAVERN_BACKUPS_TARGET",
+            "s3://tavern-test/community/backups",
+        ),
+        ("TAVERN_BACKUPS_S3_ENDPOINT", &s3.endpoint),
+        ("TAVERN_BACKUPS_S3_REGION", "us-east-1"),
+        ("TAVERN_BACKUPS_S3_ACCESS_KEY_ID", "tavern"),
+        ("TAVERN_BACKUPS_S3_SECRET_ACCESS_KEY", "tavern-secret-key"),
+    ]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "cloudy", None).await;
     // Big enough for an upload in several parts.
@@ -581,7 +581,7 @@ async fn backups_round_trip_through_s3_compatible_storage() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_a_release_backs_the_world_up_first() {
-    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let server = quiet_server(&[]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "upgraded", None).await;
     let release =
@@ -616,12 +616,7 @@ async fn changing_a_release_backs_the_world_up_first() {
         .await;
     assert_eq!(s, 202);
     let running = admin
-        .send(
-            "PATCH",
-            "/api/v1/instances/upgraded",
-            Some("application/json"),
-            br#"{"release":"stub"}"#.to_vec(),
-        )
+        .patch("/api/v1/instances/upgraded", &json!({"release":"stub"}))
         .await;
     assert_eq!(
         (running.0, code(&running)),
@@ -630,12 +625,7 @@ async fn changing_a_release_backs_the_world_up_first() {
         running.1
     );
     let unknown = admin
-        .send(
-            "PATCH",
-            "/api/v1/instances/upgraded",
-            Some("application/json"),
-            br#"{"release":"99.1"}"#.to_vec(),
-        )
+        .patch("/api/v1/instances/upgraded", &json!({"release":"99.1"}))
         .await;
     assert_eq!(
         (unknown.0, code(&unknown)),
@@ -654,13 +644,7 @@ async fn changing_a_release_backs_the_world_up_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schedule_backs_up_every_world_and_a_running_one_live() {
     // Cron with an optional seconds field: every two seconds.
-    let server = Server::start_with_env(
-        &[],
-        &[
-            ("TAVERN_BACKUPS_SCHEDULE", "*/2 * * * * *"),
-            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
-        ],
-    );
+    let server = quiet_server(&[("TAVERN_BACKUPS_SCHEDULE", "*/2 * * * * *")]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "night", None).await;
     world_with_data(&server, &admin, "day", None).await;
@@ -684,13 +668,7 @@ async fn the_schedule_backs_up_every_world_and_a_running_one_live() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_destroyed_worlds_last_backup_goes_after_its_time() {
-    let mut server = Server::start_with_env(
-        &[],
-        &[
-            ("TAVERN_BACKUPS_KEEP_DESTROYED_DAYS", "0"),
-            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
-        ],
-    );
+    let mut server = quiet_server(&[("TAVERN_BACKUPS_KEEP_DESTROYED_DAYS", "0")]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "brief", None).await;
     let (s, _) = admin.delete("/api/v1/instances/brief").await;
@@ -714,7 +692,7 @@ async fn a_destroyed_worlds_last_backup_goes_after_its_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restore_cut_off_between_its_renames_is_undone_at_the_next_start() {
-    let mut server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let mut server = quiet_server(&[]);
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "halfway", None).await;
     let data = data_dir(&server, "halfway");

@@ -341,21 +341,11 @@ async fn tiers_set_quotas() {
 
     // Only admins move users between tiers, and only to configured ones.
     let (s, e) = alice
-        .send(
-            "PATCH",
-            "/api/v1/users/alice",
-            Some("application/json"),
-            br#"{"tier":"big"}"#.to_vec(),
-        )
+        .patch("/api/v1/users/alice", &json!({"tier":"big"}))
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("forbidden")));
     let (s, e) = admin
-        .send(
-            "PATCH",
-            "/api/v1/users/alice",
-            Some("application/json"),
-            br#"{"tier":"gold"}"#.to_vec(),
-        )
+        .patch("/api/v1/users/alice", &json!({"tier":"gold"}))
         .await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
@@ -395,12 +385,7 @@ async fn tiers_set_quotas() {
     assert_eq!(s, 202);
     wait_for_state(&alice, "one", "stopped").await;
     let (s, u) = admin
-        .send(
-            "PATCH",
-            "/api/v1/users/alice",
-            Some("application/json"),
-            br#"{"tier":"capped"}"#.to_vec(),
-        )
+        .patch("/api/v1/users/alice", &json!({"tier":"capped"}))
         .await;
     assert_eq!((s, &u["tier"]), (200, &json!("capped")), "{u}");
     let over = alice.post("/api/v1/instances/one/start", &json!({})).await;

@@ -489,11 +489,9 @@ async fn with_wake_on_visit_anyone_a_visit_wakes_the_world() {
         "stopped"
     );
     let bad = admin
-        .send(
-            "PATCH",
+        .patch(
             "/api/v1/instances/closed",
-            Some("application/json"),
-            br#"{"wake_on_visit":"sometimes"}"#.to_vec(),
+            &json!({"wake_on_visit":"sometimes"}),
         )
         .await;
     assert_eq!((bad.0, code(&bad)), (422, "invalid_field"), "{}", bad.1);

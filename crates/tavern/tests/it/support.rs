@@ -418,6 +418,16 @@ impl Api {
         .await
     }
 
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        self.send(
+            "PATCH",
+            path,
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> Answer {
         self.send("DELETE", path, None, Vec::new()).await
     }
