@@ -45,38 +45,42 @@ pub struct BackupSettings {
     pub schedule: Option<croner::Cron>,
 }
 
-/// Backs every world up on the schedule (and removes destroyed worlds'
-/// last backups past their time) until `cancel`.
+/// Backs every world up on the schedule, and removes destroyed worlds'
+/// last backups past their time (then, or hourly without a schedule),
+/// until `cancel`.
 pub async fn run_schedule(tavern: Tavern, cancel: tokio_util::sync::CancellationToken) {
-    let Some(cron) = tavern
-        .settings
-        .backups
-        .as_ref()
-        .and_then(|b| b.schedule.clone())
-    else {
+    let Some(settings) = tavern.settings.backups.clone() else {
         return;
     };
     loop {
         let now = jiff::Zoned::now();
-        let next = match cron.find_next_occurrence(&now, false) {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::warn!(error = %e, "the backup schedule has no next time");
-                return;
-            }
+        let next = match &settings.schedule {
+            Some(cron) => match cron.find_next_occurrence(&now, false) {
+                Ok(next) => Some(next),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the backup schedule has no next time");
+                    return;
+                }
+            },
+            None => None,
         };
-        let wait = now
-            .timestamp()
-            .duration_until(next.timestamp())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
+        let wait = match &next {
+            Some(next) => now
+                .timestamp()
+                .duration_until(next.timestamp())
+                .try_into()
+                .unwrap_or(Duration::ZERO),
+            None => Duration::from_secs(3600),
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
-        match tavern.scheduled_backups().await {
-            Ok(n) => tracing::info!(worlds = n, "scheduled backups done"),
-            Err(e) => tracing::warn!(error = %e, "scheduled backups failed"),
+        if next.is_some() {
+            match tavern.scheduled_backups().await {
+                Ok(n) => tracing::info!(worlds = n, "scheduled backups done"),
+                Err(e) => tracing::warn!(error = %e, "scheduled backups failed"),
+            }
         }
         if let Err(e) = tavern.expire_destroyed_backups().await {
             tracing::warn!(error = %e, "removing old backups of destroyed worlds failed");
