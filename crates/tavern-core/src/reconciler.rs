@@ -10,7 +10,6 @@
 //! [`Reconciler::activate`] directly or wait on the state through the API.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -230,7 +229,7 @@ impl Reconciler {
                     .iter()
                     .find(|o| o.id == i.id && o.alive)
                     .filter(|_| i.state == ObservedState::Running)
-                    .map(|o| SocketAddr::from(([127, 0, 0, 1], o.port)));
+                    .map(|o| o.addr);
                 let route = Route {
                     slug: i.slug.clone(),
                     upstream,

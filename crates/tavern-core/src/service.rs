@@ -26,7 +26,7 @@ use crate::policy::quotas::{self, Tier};
 use crate::secrets::SecretBox;
 
 /// The runtime drivers this version has (docker and kubernetes come later).
-pub const RUNTIME_KINDS: &[&str] = &["process"];
+pub const RUNTIME_KINDS: &[&str] = &["process", "docker"];
 
 /// The longest idle timeout one may set: a week.
 const MAX_IDLE_MINUTES: u32 = 7 * 24 * 60;
@@ -42,6 +42,9 @@ pub struct Settings {
     pub public_port: Option<u16>,
     /// The runtime a new instance gets when none is named.
     pub default_runtime: String,
+    /// The runtimes this server offers (`process`, and `docker` when a
+    /// Docker engine is configured).
+    pub runtimes: Vec<String>,
     /// Where the `license.json` Foundry signed for each key is kept, sealed
     /// (`DATA_DIR/licenses`).
     pub license_vault: std::path::PathBuf,
@@ -172,6 +175,9 @@ pub struct InstanceUpdate {
     /// Another Foundry release: the world must be stopped; a pre-upgrade
     /// backup is taken first.
     pub release: Option<String>,
+    /// Another runtime (`process` or `docker`): the world must be stopped;
+    /// its data stays.
+    pub runtime: Option<String>,
 }
 
 fn check_idle_minutes(m: u32) -> Result<u32, CoreError> {
@@ -564,26 +570,15 @@ impl Tavern {
             }
             _ => caller.user.clone(),
         };
-        let release = new.release.as_deref().map(check_release).transpose()?;
-        if let Some(r) = &release {
-            self.releases
-                .resolve(r)
-                .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
-        }
-        let runtime = match new.runtime {
-            Some(r) if RUNTIME_KINDS.contains(&r.as_str()) => r,
-            Some(r) => {
-                return Err(CoreError::invalid(
-                    "invalid_runtime",
-                    "runtime",
-                    format!(
-                        "{r:?} is not a runtime; expected one of: {}",
-                        RUNTIME_KINDS.join(", ")
-                    ),
-                ));
-            }
+        let runtime = match &new.runtime {
+            Some(r) => self.check_runtime(r)?,
             None => self.settings.default_runtime.clone(),
         };
+        let release = new.release.as_deref().map(check_release).transpose()?;
+        if let Some(r) = &release {
+            self.check_release_for(&runtime, r)
+                .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
+        }
         let idle_timeout_minutes = new
             .idle_timeout_minutes
             .map(check_idle_minutes)
@@ -779,8 +774,15 @@ impl Tavern {
         update: InstanceUpdate,
     ) -> Result<InstanceView, CoreError> {
         let mut i = self.visible_instance(caller, slug).await?;
-        if let Some(release) = &update.release {
-            i = self.change_release(caller, &i, release).await?;
+        if update.release.is_some() || update.runtime.is_some() {
+            i = self
+                .change_launch(
+                    caller,
+                    &i,
+                    update.release.as_deref(),
+                    update.runtime.as_deref(),
+                )
+                .await?;
         }
         let idle = update
             .idle_timeout_minutes
@@ -821,45 +823,96 @@ impl Tavern {
         self.view(i, None, None).await
     }
 
-    /// Moves a stopped world to another release, after a pre-upgrade
-    /// backup of its data (when backups are on and it has data).
-    async fn change_release(
+    /// Moves a stopped world to another release or runtime (its data stays
+    /// where it is); a new release comes after a pre-upgrade backup of its
+    /// data (when backups are on and it has data).
+    async fn change_launch(
         &self,
         caller: &Caller,
         i: &Instance,
-        release: &str,
+        release: Option<&str>,
+        runtime: Option<&str>,
     ) -> Result<Instance, CoreError> {
-        let release = check_release(release)?;
-        if i.release.as_deref() == Some(release.as_str()) {
+        let runtime = match runtime {
+            Some(r) => self.check_runtime(r)?,
+            None => i.runtime.clone(),
+        };
+        let release = match release {
+            Some(r) => check_release(r)?,
+            None => i.release.clone().unwrap_or_default(),
+        };
+        let new_release = i.release.as_deref() != Some(release.as_str());
+        if !new_release && runtime == i.runtime {
             return Ok(i.clone());
         }
-        self.releases
-            .resolve(&release)
-            .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
+        if release.is_empty() {
+            return Err(CoreError::invalid(
+                "invalid_field",
+                "release",
+                format!("{} has no release: name one with the runtime", i.slug),
+            ));
+        }
+        self.check_release_for(&runtime, &release)
+            .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
         if i.desired_state != DesiredState::Stopped || i.state != ObservedState::Stopped {
             return Err(CoreError::Conflict {
                 code: "instance_running",
-                message: format!("stop {} before changing its release", i.slug),
+                message: format!("stop {} before changing its release or runtime", i.slug),
             });
         }
-        if self.settings.backups.is_some() {
+        if new_release && self.settings.backups.is_some() {
             self.backup_now(i, tavern_types::BackupKind::PreUpgrade)
                 .await?;
         }
-        let from = i.release.as_deref().unwrap_or("none").to_owned();
+        let from = format!(
+            "{} on {}",
+            i.release.as_deref().unwrap_or("none"),
+            i.runtime
+        );
         Ok(self
             .store
-            .set_instance_release(
+            .set_instance_launch(
                 &i.slug,
                 &release,
+                &runtime,
                 &NewEvent::success(
                     caller.name(),
                     "instance.upgrade",
                     format!("instance:{}", i.slug),
                 )
-                .with_detail(format!("{from} → {release}")),
+                .with_detail(format!("{from} → {release} on {runtime}")),
             )
             .await?)
+    }
+
+    /// A runtime this server runs worlds on.
+    fn check_runtime(&self, runtime: &str) -> Result<String, CoreError> {
+        if self.settings.runtimes.iter().any(|r| r == runtime) {
+            return Ok(runtime.to_owned());
+        }
+        let why = if RUNTIME_KINDS.contains(&runtime) {
+            format!("this server is not set up for the {runtime} runtime")
+        } else {
+            format!("{runtime:?} is not a runtime")
+        };
+        Err(CoreError::invalid(
+            "invalid_runtime",
+            "runtime",
+            format!("{why}; it offers: {}", self.settings.runtimes.join(", ")),
+        ))
+    }
+
+    /// Whether a release can run on a runtime: installed here for
+    /// processes; any version for containers (its image is pulled at the
+    /// first start).
+    fn check_release_for(&self, runtime: &str, release: &str) -> Result<(), String> {
+        if runtime == "docker" {
+            return Ok(());
+        }
+        self.releases
+            .resolve(release)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Asks for an instance to be destroyed: the reconciler stops its
@@ -984,11 +1037,10 @@ impl Tavern {
                 i.slug
             ),
         })?;
-        self.releases
-            .resolve(release)
-            .map_err(|e| CoreError::Conflict {
+        self.check_release_for(&i.runtime, release)
+            .map_err(|message| CoreError::Conflict {
                 code: "release_missing",
-                message: e.to_string(),
+                message,
             })?;
         Ok(())
     }
@@ -1391,7 +1443,12 @@ impl Tavern {
         i: &Instance,
     ) -> Result<tavern_runtime::InstanceSpec, String> {
         let release = i.release.as_deref().ok_or("the instance has no release")?;
-        let launch = self.releases.resolve(release).map_err(|e| e.to_string())?;
+        let launch = match i.runtime.as_str() {
+            "docker" => tavern_runtime::Launch::Container {
+                release: release.to_owned(),
+            },
+            _ => self.releases.resolve(release).map_err(|e| e.to_string())?,
+        };
         let held = self
             .store
             .list_licenses()

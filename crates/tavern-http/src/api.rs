@@ -226,6 +226,7 @@ async fn update_instance(
                 idle_timeout_minutes: req.idle_timeout_minutes,
                 wake_on_visit: req.wake_on_visit,
                 release: req.release,
+                runtime: req.runtime,
             },
         )
         .await?;

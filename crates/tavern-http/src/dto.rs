@@ -107,9 +107,12 @@ pub struct UpdateInstanceRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub wake_on_visit: Option<Option<String>>,
-    /// Another installed Foundry release (the world must be stopped; its
-    /// data is backed up first).
+    /// Another Foundry release (the world must be stopped; its data is
+    /// backed up first).
     pub release: Option<String>,
+    /// Another runtime, `process` or `docker` (the world must be stopped;
+    /// its data stays).
+    pub runtime: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

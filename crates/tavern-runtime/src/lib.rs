@@ -1,8 +1,11 @@
 //! The Runtime port: how Tavern makes a Foundry server run, stops it, and
 //! finds the servers that exist now. Every method is idempotent and speaks
 //! only Tavern's types, so the reconciler can drive any driver the same way.
-//! Drivers: [`process`] (supervised child processes on this machine).
+//! Drivers: [`process`] (supervised child processes on this machine) and
+//! [`docker`] (one container per world); [`Runtimes`] sends each world to
+//! its driver.
 
+pub mod docker;
 pub mod foundry_config;
 pub mod process;
 pub mod releases;
@@ -20,6 +23,8 @@ pub enum Launch {
     Node { node: PathBuf, main_js: PathBuf },
     /// `EXE foundry-stub …`: Tavern's stand-in.
     Stub { exe: PathBuf },
+    /// A container of this release's image (the docker driver's).
+    Container { release: String },
 }
 
 /// What Tavern writes into `Config/` before a start.
@@ -52,8 +57,8 @@ pub struct InstanceSpec {
 pub struct Observed {
     pub id: InstanceId,
     pub slug: Slug,
-    pub port: u16,
-    pub pid: u32,
+    /// Where the server answers HTTP (the proxy forwards there).
+    pub addr: std::net::SocketAddr,
     /// `false` once the process has gone; `exit` says how, when known.
     pub alive: bool,
     pub exit: Option<String>,
@@ -142,4 +147,153 @@ pub trait Runtime: Send + Sync + 'static {
     async fn license_file(&self, slug: &Slug) -> Option<String>;
     /// The last `tail` lines of the world's output.
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError>;
+}
+
+/// Asks a server at `addr` for `[/prefix]/api/status`; `None` when it does
+/// not answer as Foundry would.
+pub(crate) async fn probe_status(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    route_prefix: Option<&str>,
+) -> Option<FoundryStatus> {
+    let prefix = route_prefix
+        .map(|p| format!("/{}", p.trim_matches('/')))
+        .unwrap_or_default();
+    let resp = http
+        .get(format!("http://{addr}{prefix}/api/status"))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// Disposes of a removed world's directory: deleted when a backup holds
+/// it, else moved into `archive` as `<slug>-<unix time>`.
+pub(crate) fn dispose_data(
+    dir: &std::path::Path,
+    archive: &std::path::Path,
+    slug: &Slug,
+    data: Disposal,
+) -> Result<(), RuntimeError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if data == Disposal::Delete {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| RuntimeError::io("delete the data directory", slug, e))?;
+        tracing::info!(slug = %slug, "deleted the data directory (a backup holds it)");
+        return Ok(());
+    }
+    std::fs::create_dir_all(archive)
+        .map_err(|e| RuntimeError::io("create the archive", slug, e))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dest = archive.join(format!("{slug}-{stamp}"));
+    std::fs::rename(dir, &dest)
+        .map_err(|e| RuntimeError::io("archive the data directory", slug, e))?;
+    tracing::info!(slug = %slug, archive = %dest.display(), "archived the data directory");
+    Ok(())
+}
+
+/// Every driver this server has, behind one [`Runtime`]: a world goes to
+/// the driver its launch names; what is asked by slug alone (stop, remove,
+/// logs) goes to every driver, each of which ignores worlds it does not
+/// have, so a world moved from one runtime to the other is stopped where it
+/// ran.
+pub struct Runtimes {
+    pub process: process::ProcessRuntime,
+    pub docker: Option<docker::DockerRuntime>,
+}
+
+impl Runtimes {
+    fn drivers(&self) -> impl Iterator<Item = &dyn Runtime> {
+        std::iter::once(&self.process as &dyn Runtime)
+            .chain(self.docker.as_ref().map(|d| d as &dyn Runtime))
+    }
+}
+
+#[async_trait]
+impl Runtime for Runtimes {
+    async fn ensure(&self, spec: &InstanceSpec) -> Result<Observed, RuntimeError> {
+        match (&spec.launch, &self.docker) {
+            (Launch::Container { .. }, Some(docker)) => {
+                // Off the process driver first, should it have run there.
+                self.process
+                    .stop(&spec.slug, std::time::Duration::from_secs(30))
+                    .await?;
+                docker.ensure(spec).await
+            }
+            (Launch::Container { .. }, None) => Err(RuntimeError::Refused {
+                slug: spec.slug.to_string(),
+                message: "this server has no Docker engine configured (runtime.docker)".into(),
+            }),
+            (_, docker) => {
+                if let Some(docker) = docker {
+                    docker
+                        .stop(&spec.slug, std::time::Duration::from_secs(30))
+                        .await?;
+                }
+                self.process.ensure(spec).await
+            }
+        }
+    }
+
+    async fn stop(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError> {
+        for d in self.drivers() {
+            d.stop(slug, grace).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        slug: &Slug,
+        grace: Duration,
+        data: Disposal,
+    ) -> Result<(), RuntimeError> {
+        if let Some(docker) = &self.docker {
+            docker.stop(slug, grace).await?;
+        }
+        self.process.remove(slug, grace, data).await
+    }
+
+    fn data_dir(&self, slug: &Slug) -> Option<PathBuf> {
+        // Both drivers keep a world's data in the same place.
+        Runtime::data_dir(&self.process, slug)
+    }
+
+    async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError> {
+        let mut all = self.process.observe_all().await?;
+        if let Some(docker) = &self.docker {
+            all.extend(docker.observe_all().await?);
+        }
+        Ok(all)
+    }
+
+    async fn status(
+        &self,
+        observed: &Observed,
+        route_prefix: Option<&str>,
+    ) -> Option<FoundryStatus> {
+        self.process.status(observed, route_prefix).await
+    }
+
+    async fn license_file(&self, slug: &Slug) -> Option<String> {
+        self.process.license_file(slug).await
+    }
+
+    async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        if let Some(docker) = &self.docker {
+            let lines = docker.logs(slug, tail).await?;
+            if !lines.is_empty() {
+                return Ok(lines);
+            }
+        }
+        self.process.logs(slug, tail).await
+    }
 }

@@ -26,7 +26,10 @@ use serde::{Deserialize, Serialize};
 use tavern_types::{InstanceId, Slug};
 
 use crate::foundry_config::write_config;
-use crate::{Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError};
+use crate::{
+    Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data,
+    probe_status,
+};
 
 /// Rotate a server's log beyond this size; one older file is kept.
 const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
@@ -120,8 +123,7 @@ impl ProcessRuntime {
         Observed {
             id: pf.instance_id,
             slug: slug.clone(),
-            port: pf.port,
-            pid: pf.pid,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], pf.port)),
             alive,
             exit,
         }
@@ -193,6 +195,7 @@ impl ProcessRuntime {
                 c.arg("foundry-stub");
                 c
             }
+            Launch::Container { .. } => unreachable!("refused above"),
         };
         cmd.arg(format!("--dataPath={}", data.display()))
             .arg(format!("--port={port}"))
@@ -347,6 +350,12 @@ fn tail_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
 #[async_trait]
 impl Runtime for ProcessRuntime {
     async fn ensure(&self, spec: &InstanceSpec) -> Result<Observed, RuntimeError> {
+        if let Launch::Container { .. } = spec.launch {
+            return Err(RuntimeError::Refused {
+                slug: spec.slug.to_string(),
+                message: "a container world does not run as a process".into(),
+            });
+        }
         let lock = self.lock(&spec.slug);
         let _held = lock.lock().await;
         if let Some(pf) = self.read_pid(&spec.slug)
@@ -409,23 +418,7 @@ impl Runtime for ProcessRuntime {
         data: Disposal,
     ) -> Result<(), RuntimeError> {
         self.stop(slug, grace).await?;
-        let dir = self.instance_dir(slug);
-        if dir.exists() && data == Disposal::Delete {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| RuntimeError::io("delete the data directory", slug, e))?;
-            tracing::info!(slug = %slug, "deleted the data directory (a backup holds it)");
-        } else if dir.exists() {
-            std::fs::create_dir_all(&self.archive)
-                .map_err(|e| RuntimeError::io("create the archive", slug, e))?;
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let dest = self.archive.join(format!("{slug}-{stamp}"));
-            std::fs::rename(&dir, &dest)
-                .map_err(|e| RuntimeError::io("archive the data directory", slug, e))?;
-            tracing::info!(slug = %slug, archive = %dest.display(), "archived the data directory");
-        }
+        dispose_data(&self.instance_dir(slug), &self.archive, slug, data)?;
         self.exits
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -456,15 +449,7 @@ impl Runtime for ProcessRuntime {
         observed: &Observed,
         route_prefix: Option<&str>,
     ) -> Option<FoundryStatus> {
-        let prefix = route_prefix
-            .map(|p| format!("/{}", p.trim_matches('/')))
-            .unwrap_or_default();
-        let url = format!("http://127.0.0.1:{}{prefix}/api/status", observed.port);
-        let resp = self.http.get(url).send().await.ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        resp.json().await.ok()
+        probe_status(&self.http, observed.addr, route_prefix).await
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {

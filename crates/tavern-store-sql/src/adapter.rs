@@ -721,21 +721,25 @@ macro_rules! sql_adapter {
                 finish_instance_update(tx, done, slug, event, "update instance").await
             }
 
-            async fn set_instance_release(
+            async fn set_instance_launch(
                 &self,
                 slug: &Slug,
                 release: &str,
+                runtime: &str,
                 event: &NewEvent,
             ) -> StoreResult<Instance> {
                 let mut tx = self.begin().await?;
-                let done = sqlx::query("UPDATE instances SET release = $1, updated_at = $2 WHERE slug = $3")
+                let done = sqlx::query(
+                    "UPDATE instances SET release = $1, runtime = $4, updated_at = $2 WHERE slug = $3",
+                )
                     .bind(release)
                     .bind(event.at.as_microsecond())
                     .bind(slug.as_str())
+                    .bind(runtime)
                     .execute(&mut *tx)
                     .await
-                    .map_err(backend("set instance release"))?;
-                finish_instance_update(tx, done, slug, event, "set instance release").await
+                    .map_err(backend("set instance launch"))?;
+                finish_instance_update(tx, done, slug, event, "set instance launch").await
             }
 
             async fn set_instance_license(

@@ -36,7 +36,7 @@ macro_rules! conformance_tests {
             running_intervals_are_counted, a_reserved_key_cannot_be_removed,
             instance_settings_change_one_at_a_time, concurrent_creates_never_share_a_slug,
             concurrent_sessions_never_overlap_on_one_key, backups_finish_once_and_outlive_their_world,
-            backups_fail_with_a_reason_lock_and_go, instance_release_can_change);
+            backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -1348,18 +1348,29 @@ pub async fn backups_fail_with_a_reason_lock_and_go(store: &dyn Store) {
     }
 }
 
-pub async fn instance_release_can_change(store: &dyn Store) {
+pub async fn instance_release_and_runtime_can_change(store: &dyn Store) {
     let a = add_user(store, "alice", Role::Gm).await;
     let i = add_instance(store, instance("w", a.id, None)).await;
     let got = store
-        .set_instance_release(&i.slug, "13.345", &ev("instance.upgrade", "instance:w"))
+        .set_instance_launch(
+            &i.slug,
+            "13.345",
+            "docker",
+            &ev("instance.upgrade", "instance:w"),
+        )
         .await
         .unwrap();
     assert_eq!(got.release.as_deref(), Some("13.345"));
+    assert_eq!(got.runtime, "docker");
     assert_eq!(store.instance(&i.slug).await.unwrap(), Some(got));
     let missing = Slug::parse("nope").unwrap();
     let err = store
-        .set_instance_release(&missing, "13.345", &ev("instance.upgrade", "instance:nope"))
+        .set_instance_launch(
+            &missing,
+            "13.345",
+            "process",
+            &ev("instance.upgrade", "instance:nope"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");

@@ -102,11 +102,13 @@ pub trait Store: Send + Sync + 'static {
         wake_on_visit: Option<Option<WakeOnVisit>>,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
-    /// Sets the Foundry release an instance runs (from its next start).
-    async fn set_instance_release(
+    /// Sets the Foundry release an instance runs and the runtime it runs
+    /// on (from its next start).
+    async fn set_instance_launch(
         &self,
         slug: &Slug,
         release: &str,
+        runtime: &str,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
     /// Sets the key an instance is configured to run with (`None`: any).

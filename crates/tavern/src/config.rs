@@ -316,8 +316,29 @@ fn is_postgres(url: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// The runtime new instances get (only `process` in this version).
+    /// The runtime new instances get: `process` or `docker`.
     pub kind: String,
+    /// Run worlds in containers too (always on when `kind` is `docker`).
+    pub docker_enabled: bool,
+    /// Names this Tavern's containers (label `tavern.installation`, and in
+    /// their names), so several Taverns can share one engine; default: from
+    /// DATA_DIR's path.
+    pub docker_installation: Option<String>,
+    /// A release's image; `{version}` is replaced by the release.
+    pub docker_image: String,
+    /// The `stub` release's image (`scripts/stub-image.sh` builds it).
+    pub docker_stub_image: String,
+    /// The private network the containers and Tavern's proxy share.
+    pub docker_network: String,
+    /// Mounted read-only at `/data/Data/shared` in every container
+    /// (default `DATA_DIR/shared`).
+    pub docker_shared_dir: Option<PathBuf>,
+    /// Memory and CPUs of each container.
+    pub docker_memory_mb: u32,
+    pub docker_cpus: f64,
+    /// Publish each container's port on 127.0.0.1 (when Tavern cannot
+    /// reach the private network, e.g. Docker Desktop).
+    pub docker_publish: bool,
     /// Offer the `stub` release (the built-in stand-in for Foundry).
     pub stub_release: bool,
     /// Ports worlds listen on, `FROM-TO` (loopback; players come through Tavern).
@@ -341,6 +362,15 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             kind: "process".into(),
+            docker_enabled: false,
+            docker_installation: None,
+            docker_image: "felddy/foundryvtt:{version}".into(),
+            docker_stub_image: "tavern-foundry-stub:latest".into(),
+            docker_network: "tavern".into(),
+            docker_shared_dir: None,
+            docker_memory_mb: 1024,
+            docker_cpus: 1.0,
+            docker_publish: false,
             stub_release: false,
             port_range: "30000-30999".into(),
             node: "node".into(),
@@ -355,6 +385,41 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// Whether worlds may run in containers.
+    pub fn docker(&self) -> bool {
+        self.docker_enabled || self.kind == "docker"
+    }
+
+    /// The runtimes this server offers.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds = vec!["process".to_owned()];
+        if self.docker() {
+            kinds.push("docker".to_owned());
+        }
+        kinds
+    }
+
+    /// How the docker driver makes containers.
+    pub fn docker_settings(&self, data_dir: &Path) -> tavern_runtime::docker::DockerSettings {
+        let installation = self
+            .docker_installation
+            .clone()
+            .unwrap_or_else(|| tavern_runtime::docker::installation_for(data_dir));
+        tavern_runtime::docker::DockerSettings {
+            installation,
+            image: self.docker_image.clone(),
+            stub_image: self.docker_stub_image.clone(),
+            network: self.docker_network.clone(),
+            shared_dir: self
+                .docker_shared_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("shared")),
+            memory_bytes: i64::from(self.docker_memory_mb) * 1024 * 1024,
+            nano_cpus: (self.docker_cpus * 1e9) as i64,
+            publish: self.docker_publish,
+        }
+    }
+
     /// `port_range` as (from, to).
     pub fn ports(&self) -> anyhow::Result<(u16, u16)> {
         let bad = || {
@@ -481,6 +546,25 @@ impl Config {
             tavern_core::RUNTIME_KINDS.join(", ")
         );
         self.runtime.ports()?;
+        anyhow::ensure!(
+            self.runtime.docker_memory_mb >= 64
+                && self.runtime.docker_cpus > 0.0
+                && self.runtime.docker_cpus <= 256.0,
+            "invalid configuration: runtime.docker_memory_mb must be at least 64 and runtime.docker_cpus between 0 and 256"
+        );
+        if let Some(id) = &self.runtime.docker_installation {
+            anyhow::ensure!(
+                !id.is_empty()
+                    && id.len() <= 32
+                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "invalid configuration: runtime.docker_installation {id:?}: use up to 32 letters, digits and -"
+            );
+        }
+        anyhow::ensure!(
+            self.runtime.docker_image.contains("{version}"),
+            "invalid configuration: runtime.docker_image {:?} must contain {{version}}",
+            self.runtime.docker_image
+        );
         anyhow::ensure!(
             self.runtime.crash_limit >= 1
                 && self.runtime.stop_grace_seconds >= 1

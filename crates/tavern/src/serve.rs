@@ -13,6 +13,8 @@ use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
 use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
+use tavern_runtime::Runtimes;
+use tavern_runtime::docker::DockerRuntime;
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store::Store;
@@ -113,11 +115,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let (public_scheme, public_port) = config.public_scheme_and_port(addr);
-    let runtime = ProcessRuntime::new(
+    let process = ProcessRuntime::new(
         data_dir.join("instances"),
         data_dir.join("archive"),
         config.runtime.ports()?,
     );
+    let docker = if config.runtime.docker() {
+        let docker = DockerRuntime::connect(
+            config.runtime.docker_settings(data_dir),
+            data_dir.join("instances"),
+            data_dir.join("archive"),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (runtime.docker_enabled or runtime.kind = \"docker\")")
+        })?;
+        Some(docker)
+    } else {
+        None
+    };
+    let runtime = Runtimes { process, docker };
     let tavern = Tavern::new(
         database.store(),
         secrets.clone(),
@@ -126,6 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             domain: config.server.domain.clone(),
             public_port,
             default_runtime: config.runtime.kind.clone(),
+            runtimes: config.runtime.kinds(),
             license_vault: data_dir.join("licenses"),
             economy: config.economy(),
             path_routing: config.server.routing == RoutingMode::Path,

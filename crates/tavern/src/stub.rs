@@ -6,7 +6,8 @@
 //! `[/prefix]/socket.io/`, holds a lock on its data directory (two servers
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
-//! runs with (and its data directory), `GET /_stub/config` the options it read,
+//! runs with (and its data directory and hostname), `GET /_stub/config` the
+//! options it read,
 //! `/_stub/echo` what reached it (method, path, headers, body size),
 //! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
 
@@ -407,10 +408,15 @@ async fn join(State(s): State<Arc<Stub>>) -> Html<String> {
     ))
 }
 
-/// The key this server runs with, and which data directory it serves (so
-/// that a test can tell servers apart even when a port is reused).
+/// The key this server runs with, which data directory it serves and the
+/// host it believes it is (so that a test can tell servers apart even when
+/// a port or an address is reused).
 async fn license(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
-    axum::Json(json!({ "license": s.license, "dataPath": s.data_path.display().to_string() }))
+    axum::Json(json!({
+        "license": s.license,
+        "dataPath": s.data_path.display().to_string(),
+        "hostname": s.options.raw.get("hostname"),
+    }))
 }
 
 /// What reached the server: method, path, headers and how many body bytes

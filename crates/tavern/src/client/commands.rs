@@ -177,10 +177,14 @@ pub enum InstanceCommand {
         /// owner, anyone, off, or `default`.
         #[arg(long)]
         wake_on_visit: Option<String>,
-        /// Another installed Foundry release (stop the world first; its
-        /// data is backed up before the change).
+        /// Another Foundry release (stop the world first; its data is
+        /// backed up before the change).
         #[arg(long)]
         release: Option<String>,
+        /// Another runtime: process or docker (stop the world first; its
+        /// data stays).
+        #[arg(long)]
+        runtime: Option<String>,
         #[command(flatten)]
         conn: Conn,
     },
@@ -280,11 +284,15 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             idle_timeout,
             wake_on_visit,
             release,
+            runtime,
             conn,
         } => {
             let mut body = json!({});
             if let Some(r) = release {
                 body["release"] = Value::String(r);
+            }
+            if let Some(r) = runtime {
+                body["runtime"] = Value::String(r);
             }
             if let Some(m) = idle_timeout {
                 body["idle_timeout_minutes"] = if m == "default" {

@@ -122,7 +122,11 @@ async fn stub_plays_foundry_under_a_route_prefix() {
     );
     assert_eq!(
         stub.json("/_stub/license").await,
-        json!({"license": "ABCDEFGHJKLMNPQRSTUVWXYZ", "dataPath": data.display().to_string()})
+        json!({
+            "license": "ABCDEFGHJKLMNPQRSTUVWXYZ",
+            "dataPath": data.display().to_string(),
+            "hostname": "dragon.example.org",
+        })
     );
     let config = stub.json("/_stub/config").await;
     assert_eq!(config["keep"], "me");
