@@ -365,7 +365,10 @@ impl Runtime for DockerRuntime {
         std::fs::create_dir_all(&self.settings.shared_dir)
             .map_err(|e| RuntimeError::io("create the shared directory", slug, e))?;
         // Tavern writes Config/ (options, admin.txt, the key or its signed
-        // license.json); felddy keeps them (CONTAINER_PRESERVE_CONFIG).
+        // license.json); felddy keeps them (CONTAINER_PRESERVE_CONFIG). The
+        // license and admin keys stay out of the environment: Docker keeps a
+        // container's configuration in clear on disk and shows it to anyone
+        // who may inspect containers.
         write_config(&data, CONTAINER_PORT, &spec.config)
             .map_err(|e| RuntimeError::io("write Foundry's Config files", slug, e))?;
         let cfg = &spec.config;
@@ -380,9 +383,6 @@ impl Runtime for DockerRuntime {
         }
         if let Some(prefix) = &cfg.route_prefix {
             env.push(format!("FOUNDRY_ROUTE_PREFIX={prefix}"));
-        }
-        if let Some(k) = &key {
-            env.push(format!("FOUNDRY_LICENSE_KEY={k}"));
         }
         let shared = std::fs::canonicalize(&self.settings.shared_dir)
             .map_err(|e| RuntimeError::io("find the shared directory", slug, e))?;

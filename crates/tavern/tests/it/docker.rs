@@ -52,16 +52,19 @@ struct DockerTavern {
 
 impl DockerTavern {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Self {
         let installation = format!("t{}", std::process::id());
-        let server = Server::start_with_env(
-            &[],
-            &[
-                ("TAVERN_RUNTIME_KIND", "docker"),
-                ("TAVERN_RUNTIME_DOCKER_INSTALLATION", &installation),
-                ("TAVERN_RUNTIME_DOCKER_NETWORK", "tavern-tests"),
-                ("TAVERN_BACKUPS_AFTER_STOP", "false"),
-            ],
-        );
+        let mut all = vec![
+            ("TAVERN_RUNTIME_KIND", "docker"),
+            ("TAVERN_RUNTIME_DOCKER_INSTALLATION", installation.as_str()),
+            ("TAVERN_RUNTIME_DOCKER_NETWORK", "tavern-tests"),
+            ("TAVERN_BACKUPS_AFTER_STOP", "false"),
+        ];
+        all.extend_from_slice(env);
+        let server = Server::start_with_env(&[], &all);
         Self {
             server: Some(server),
             installation,
@@ -458,4 +461,106 @@ async fn a_container_of_no_world_is_removed_and_logs_come_from_the_container() {
     let still = docker(&["inspect", "-f", "{{.State.Running}}", &stranger]);
     docker(&["rm", "-f", &stranger]);
     assert_eq!(still, "true", "another Tavern's container was touched");
+}
+
+/// A container registry (Debian's `docker-registry`, the reference
+/// implementation) on a loopback port, stopped by its pid when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Option<Self> {
+        let program = std::path::Path::new("/usr/bin/docker-registry");
+        if !program.is_file() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but docker-registry is not installed (bash .ci/run installs it)"
+            );
+            eprintln!(
+                "skipped: docker-registry is not installed (apt-get install docker-registry)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let [port] = free_ports::<1>();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("store").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(program)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_pulled_before_the_world_starts() {
+    if !docker_ready() {
+        return;
+    }
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    // The stand-in's image, as release 13.351 of a registry's repository,
+    // present in the registry and not in the engine.
+    let repo = format!("127.0.0.1:{}/foundry-{}", registry.port, std::process::id());
+    let tagged = format!("{repo}:13.351");
+    docker(&["tag", IMAGE, &tagged]);
+    docker(&["push", &tagged]);
+    docker(&["rmi", &tagged]);
+    let template = format!("{repo}:{{version}}");
+    let mut t = DockerTavern::start_with(&[("TAVERN_RUNTIME_DOCKER_IMAGE", &template)]);
+    let server = t.server();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "pulled", &key_for("pulled")).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "pulled", "release": "13.351", "runtime": "docker"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = admin
+        .post("/api/v1/instances/pulled/start", &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "pulled", "running").await;
+    assert_eq!(t.inspect("pulled")["Config"]["Image"], tagged.as_str());
+    let log = t.server().output();
+    assert!(log.contains("pulling the image"), "{log}");
+    drop(t);
+    let _ = Command::new("docker").args(["rmi", &tagged]).output();
 }
