@@ -85,6 +85,15 @@ pub struct DockerRuntime {
     http: reqwest::Client,
     /// The private network's id, once known.
     network: tokio::sync::OnceCell<String>,
+    /// Images being pulled, or whose pull failed, by name.
+    pulls: std::sync::Arc<std::sync::Mutex<HashMap<String, Pull>>>,
+}
+
+/// Where a pull is.
+#[derive(Clone, Debug)]
+enum Pull {
+    Running(String),
+    Failed(String),
 }
 
 /// Errors about the engine itself, not one world, name this slug.
@@ -160,6 +169,7 @@ impl DockerRuntime {
                 .build()
                 .map_err(|e| e.to_string())?,
             network: tokio::sync::OnceCell::new(),
+            pulls: std::sync::Arc::default(),
         })
     }
 
@@ -180,26 +190,85 @@ impl DockerRuntime {
         }
     }
 
-    /// Pulls the image if the engine lacks it, logging the progress.
+    /// Ready when the engine has the image. Otherwise a pull starts in the
+    /// background (one per image; a felddy image is hundreds of MB, and the
+    /// reconciler must not wait on it) and the answer is a transient error
+    /// that tells how far it got; a failed pull is refused once.
     async fn ensure_image(&self, slug: &Slug, image: &str) -> Result<(), RuntimeError> {
         if self.docker.inspect_image(image).await.is_ok() {
+            self.pulls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(image);
             return Ok(());
         }
-        tracing::info!(%image, "pulling the image");
-        let options = CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        let mut pull = self.docker.create_image(Some(options), None, None);
-        let mut last = String::new();
-        while let Some(step) = pull.next().await {
-            let step = step.map_err(|e| refused(slug, &format!("cannot pull {image}"), e))?;
-            let status = step.status.unwrap_or_default();
-            if status != last {
-                tracing::info!(%image, %status, "pulling");
-                last = status;
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        match pulls.get(image).cloned() {
+            Some(Pull::Running(progress)) => {
+                return Err(RuntimeError::io(
+                    "start until its image is pulled",
+                    slug,
+                    std::io::Error::other(format!("pulling {image}: {progress}")),
+                ));
             }
+            Some(Pull::Failed(why)) => {
+                pulls.remove(image);
+                return Err(refused(slug, &format!("cannot pull {image}"), why));
+            }
+            None => {}
         }
-        Ok(())
+        pulls.insert(image.to_owned(), Pull::Running("starting".into()));
+        drop(pulls);
+        tracing::info!(%image, "pulling the image");
+        let (docker, all, pulling) = (self.docker.clone(), self.pulls.clone(), image.to_owned());
+        tokio::spawn(async move {
+            let image = pulling;
+            let options = CreateImageOptionsBuilder::default()
+                .from_image(&image)
+                .build();
+            let mut pull = docker.create_image(Some(options), None, None);
+            let mut last = String::new();
+            let mut outcome = Pull::Running("done".into());
+            while let Some(step) = pull.next().await {
+                match step {
+                    Ok(step) => {
+                        let status = step.status.unwrap_or_default();
+                        let detail = step
+                            .progress_detail
+                            .and_then(|d| Some(format!("{} of {} bytes", d.current?, d.total?)))
+                            .unwrap_or_default();
+                        let progress = format!("{status} {detail}").trim().to_owned();
+                        if status != last {
+                            tracing::info!(%image, %status, "pulling");
+                            last = status;
+                        }
+                        all.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(image.clone(), Pull::Running(progress));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%image, error = %e, "pulling the image failed");
+                        outcome = Pull::Failed(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Pull::Failed(_) => {
+                    all.insert(image, outcome);
+                }
+                Pull::Running(_) => {
+                    tracing::info!(%image, "pulled the image");
+                    all.remove(&image);
+                }
+            }
+        });
+        Err(RuntimeError::io(
+            "start until its image is pulled",
+            slug,
+            std::io::Error::other(format!("pulling {image}")),
+        ))
     }
 
     /// The private network's id: the oldest network of that name (the

@@ -561,6 +561,27 @@ async fn a_missing_image_is_pulled_before_the_world_starts() {
     assert_eq!(t.inspect("pulled")["Config"]["Image"], tagged.as_str());
     let log = t.server().output();
     assert!(log.contains("pulling the image"), "{log}");
+    // A release the registry does not have: the world fails and says why.
+    let server = t.server();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "unpulled", &key_for("unpulled")).await;
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "unpulled", "release": "99.9", "runtime": "docker"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = admin
+        .post("/api/v1/instances/unpulled/start", &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    let (failed, _) = wait_for_state(&admin, "unpulled", "failed").await;
+    let why = failed["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("cannot pull") && why.contains(":99.9"),
+        "{failed}"
+    );
     drop(t);
     let _ = Command::new("docker").args(["rmi", &tagged]).output();
 }
