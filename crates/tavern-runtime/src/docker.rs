@@ -25,7 +25,7 @@ use tavern_types::{InstanceId, Slug};
 use crate::foundry_config::write_config;
 use crate::{
     Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data,
-    probe_status,
+    probe_status, read_license_file,
 };
 
 /// The port Foundry listens on inside its container.
@@ -579,9 +579,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {
-        tokio::fs::read_to_string(self.data_path(slug).join("Config/license.json"))
-            .await
-            .ok()
+        read_license_file(&self.data_path(slug)).await
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

@@ -170,6 +170,14 @@ pub(crate) async fn probe_status(
     resp.json().await.ok()
 }
 
+/// A world's `Config/license.json` as it is now (Foundry signs it when the
+/// EULA is accepted), from its data directory.
+pub(crate) async fn read_license_file(data_dir: &std::path::Path) -> Option<String> {
+    tokio::fs::read_to_string(data_dir.join("Config/license.json"))
+        .await
+        .ok()
+}
+
 /// Disposes of a removed world's directory: deleted when a backup holds
 /// it, else moved into `archive` as `<slug>-<unix time>`.
 pub(crate) fn dispose_data(

@@ -28,7 +28,7 @@ use tavern_types::{InstanceId, Slug};
 use crate::foundry_config::write_config;
 use crate::{
     Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data,
-    probe_status,
+    probe_status, read_license_file,
 };
 
 /// Rotate a server's log beyond this size; one older file is kept.
@@ -453,9 +453,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {
-        tokio::fs::read_to_string(self.data_dir(slug).join("Config/license.json"))
-            .await
-            .ok()
+        read_license_file(&self.data_dir(slug)).await
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

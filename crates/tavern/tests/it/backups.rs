@@ -337,12 +337,7 @@ async fn another_game_master_cannot_see_or_touch_a_backup() {
     let again = alice
         .post("/api/v1/instances/alices/backups", &json!({}))
         .await;
-    assert_eq!(
-        (again.0, code(&again)),
-        (409, "backup_throttled"),
-        "{}",
-        again.1
-    );
+    assert_refused(&again, 409, "backup_throttled");
     backup_now(&admin, "alices").await;
 }
 
@@ -618,21 +613,11 @@ async fn changing_a_release_backs_the_world_up_first() {
     let running = admin
         .patch("/api/v1/instances/upgraded", &json!({"release":"stub"}))
         .await;
-    assert_eq!(
-        (running.0, code(&running)),
-        (409, "instance_running"),
-        "{}",
-        running.1
-    );
+    assert_refused(&running, 409, "instance_running");
     let unknown = admin
         .patch("/api/v1/instances/upgraded", &json!({"release":"99.1"}))
         .await;
-    assert_eq!(
-        (unknown.0, code(&unknown)),
-        (422, "unknown_release"),
-        "{}",
-        unknown.1
-    );
+    assert_refused(&unknown, 422, "unknown_release");
     let (_, list) = admin.get("/api/v1/instances/upgraded/backups").await;
     assert_eq!(
         list.as_array().unwrap().len(),

@@ -333,21 +333,11 @@ async fn a_world_moves_between_process_and_docker_with_its_data() {
     let running = admin
         .patch("/api/v1/instances/dock-move", &json!({"runtime": "docker"}))
         .await;
-    assert_eq!(
-        (running.0, code(&running)),
-        (409, "instance_running"),
-        "{}",
-        running.1
-    );
+    assert_refused(&running, 409, "instance_running");
     let unknown = admin
         .patch("/api/v1/instances/dock-move", &json!({"runtime": "lxc"}))
         .await;
-    assert_eq!(
-        (unknown.0, code(&unknown)),
-        (422, "invalid_runtime"),
-        "{}",
-        unknown.1
-    );
+    assert_refused(&unknown, 422, "invalid_runtime");
 }
 
 /// The license storm of the process runtime, on containers: no key is ever

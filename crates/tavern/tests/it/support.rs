@@ -470,6 +470,11 @@ pub fn code(a: &Answer) -> &str {
     a.1["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
+/// Asserts that an answer is the error `status` with `code`.
+pub fn assert_refused(a: &Answer, status: u16, error_code: &str) {
+    assert_eq!((a.0, code(a)), (status, error_code), "{}", a.1);
+}
+
 /// The pid in a world's pid file.
 pub fn read_pid_file(path: &Path) -> Option<u32> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
