@@ -788,15 +788,18 @@ impl Tavern {
                         .map(|u| u.username.to_string()),
                     false => None,
                 };
+                // The new world runs what the backup's world runs, if that
+                // world is still there.
+                let original = self.store.instance(&b.slug).await?;
                 let created = self
                     .create_instance(
                         caller,
                         NewInstance {
                             slug: slug.to_owned(),
                             owner,
-                            release: None,
+                            release: original.as_ref().and_then(|i| i.release.clone()),
                             license: None,
-                            runtime: None,
+                            runtime: original.map(|i| i.runtime),
                             idle_timeout_minutes: None,
                             wake_on_visit: None,
                         },

@@ -413,6 +413,8 @@ async fn destroying_a_world_keeps_a_last_backup_in_place_of_its_data() {
     assert_eq!(contents(&data_dir(&server, "reborn")), before);
     let (s, reborn) = admin.get("/api/v1/instances/reborn").await;
     assert_eq!((s, reborn["state"].as_str()), (200, Some("stopped")));
+    // The destroyed world's release is not known: the new world needs one.
+    assert_eq!(reborn["release"], Value::Null, "{reborn}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -558,6 +560,9 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(contents(&data_dir(&server, "cloudy-copy")), before);
+    // It runs what the original runs.
+    let (_, copy) = admin.get("/api/v1/instances/cloudy-copy").await;
+    assert_eq!(copy["release"], "stub", "{copy}");
 
     // Deleting removes the object too; the secret key is in no log.
     let (s, _) = admin.delete(&format!("/api/v1/backups/{id}")).await;
