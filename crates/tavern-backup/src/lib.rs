@@ -1,9 +1,11 @@
 //! Backups of worlds: archives of a data directory with their manifests and
-//! verification (`archive`), where archives are kept (`target`: a local
-//! directory or S3-compatible object storage), and which backups a retention
-//! policy keeps (`retention`, pure).
+//! verification (`archive`), writing and restoring them on this machine
+//! (`local`), where archives are kept (`target`: a local directory or
+//! S3-compatible object storage), and which backups a retention policy keeps
+//! (`retention`, pure).
 
 pub mod archive;
+pub mod local;
 pub mod retention;
 pub mod target;
 
@@ -26,4 +28,13 @@ pub enum ArchiveError {
     /// A file changed size while it was copied (a live copy of a busy world).
     #[error("{path} changed while it was copied; try again, or stop the world first")]
     Changed { path: String },
+}
+
+/// Creates a directory (and its parents) readable by this user only.
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }

@@ -15,6 +15,8 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
+use crate::create_private_dir;
+
 /// What storing or fetching an archive can fail with. Messages never hold
 /// credentials.
 #[derive(Debug, thiserror::Error)]
@@ -292,13 +294,4 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe)
     }
-}
-
-/// Creates a directory (and its parents) readable by this user only.
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
 }

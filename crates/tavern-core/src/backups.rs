@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use tavern_backup::archive;
+use tavern_backup::local;
 use tavern_backup::retention::{self, Candidate, Policy};
 use tavern_backup::target::Target;
 use tavern_store::{ArchiveFacts, Backup, Instance, NewEvent, Outcome, now};
@@ -568,13 +568,11 @@ impl Tavern {
             let Some(data) = self.runtime.data_dir(&i.slug) else {
                 continue;
             };
-            let (incoming, outgoing) = swap_names(&data);
-            if !data.exists() && outgoing.exists() {
-                tracing::warn!(slug = %i.slug, "a restore was cut off; the world's data is put back");
-                std::fs::rename(&outgoing, &data)
-                    .map_err(|e| CoreError::internal("put a world's data back", e))?;
+            let put_back = local::undo_interrupted_restore(&data)
+                .map_err(|e| CoreError::internal("put a world's data back", e))?;
+            if put_back {
+                tracing::warn!(slug = %i.slug, "a restore was cut off; the world's data was put back");
             }
-            let _ = std::fs::remove_dir_all(&incoming);
         }
         self.expire_destroyed_backups().await
     }
@@ -989,83 +987,34 @@ fn complete(b: &Backup) -> Result<&ArchiveFacts, CoreError> {
     }
 }
 
-/// Archives `data` into `staged`, then reads the file back and checks it
-/// against what was written.
+/// Archives `data` into `staged` and verifies it, on a blocking thread.
 async fn write_verified(
     data: &Path,
     staged: &Path,
     threads: u32,
-) -> Result<archive::Summary, String> {
+) -> Result<tavern_backup::archive::Summary, String> {
     let (data, staged) = (data.to_path_buf(), staged.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        if let Some(parent) = staged.parent() {
-            crate::secrets::create_private_dir(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        }
-        let file = std::fs::File::create(&staged)
-            .map_err(|e| format!("cannot create {}: {e}", staged.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        let written = archive::write(&data, &mut out, threads).map_err(|e| e.to_string())?;
-        let file = out.into_inner().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
-        let read = archive::read_file(&staged, None)
-            .map_err(|e| format!("the archive did not verify: {e}"))?;
-        if read != written {
-            return Err("the archive read back differs from what was written".to_owned());
-        }
-        Ok(written)
-    })
-    .await
-    .map_err(|e| format!("the archiver stopped: {e}"))?
+    tokio::task::spawn_blocking(move || local::write_verified(&data, &staged, threads))
+        .await
+        .map_err(|e| format!("the archiver stopped: {e}"))?
 }
 
-/// Where a restore unpacks beside a world's data, and where it moves the
-/// data it replaces until the swap is done.
-fn swap_names(data: &Path) -> (PathBuf, PathBuf) {
-    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
-    (
-        data.with_file_name(format!("{name}.restoring")),
-        data.with_file_name(format!("{name}.replaced")),
-    )
-}
-
-/// Unpacks a verified archive in place of `data`: into a sibling first,
-/// then swapped in. A damaged or refused archive changes nothing.
+/// Puts a verified archive in place of `data`, on a blocking thread. A
+/// damaged or refused archive changes nothing.
 async fn unpack_verified(archive_file: &Path, data: &Path, sha256: &str) -> Result<(), CoreError> {
     let (archive_file, data, sha256) = (
         archive_file.to_path_buf(),
         data.to_path_buf(),
         sha256.to_owned(),
     );
-    tokio::task::spawn_blocking(move || {
-        let refused = |e: String| CoreError::Conflict {
-            code: "backup_corrupt",
-            message: e,
-        };
-        let (incoming, outgoing) = swap_names(&data);
-        let _ = std::fs::remove_dir_all(&incoming);
-        let _ = std::fs::remove_dir_all(&outgoing);
-        if let Some(parent) = incoming.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| CoreError::internal("create the world's directory", e))?;
-        }
-        let summary = archive::read_file(&archive_file, Some(&incoming))
-            .map_err(|e| refused(e.to_string()))?;
-        if summary.sha256 != sha256 {
-            let _ = std::fs::remove_dir_all(&incoming);
-            return Err(refused(
-                "the archive's checksum does not match the one recorded when it was made".into(),
-            ));
-        }
-        if data.exists() {
-            std::fs::rename(&data, &outgoing)
-                .map_err(|e| CoreError::internal("move the current data aside", e))?;
-        }
-        std::fs::rename(&incoming, &data)
-            .map_err(|e| CoreError::internal("put the restored data in place", e))?;
-        let _ = std::fs::remove_dir_all(&outgoing);
-        Ok(())
-    })
-    .await
-    .map_err(|e| CoreError::internal("restore", e))?
+    tokio::task::spawn_blocking(move || local::restore_into(&archive_file, &data, &sha256))
+        .await
+        .map_err(|e| CoreError::internal("restore", e))?
+        .map_err(|e| match e {
+            local::RestoreError::Refused(message) => CoreError::Conflict {
+                code: "backup_corrupt",
+                message,
+            },
+            e => CoreError::internal("restore", e),
+        })
 }

@@ -1,0 +1,97 @@
+//! The local file work of a backup and a restore: writing an archive of a
+//! world's directory to a staging file and verifying it, and putting a
+//! verified archive in place of a world's directory (unpacked beside it,
+//! then swapped in; an interrupted swap is undone). Blocking: callers run
+//! it on a blocking thread.
+
+use std::path::{Path, PathBuf};
+
+use crate::archive::{self, Summary};
+
+/// Why a restore did not happen; the world's directory is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The archive is damaged, refused, or not the one recorded.
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot {what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> RestoreError {
+    move |source| RestoreError::Io { what, source }
+}
+
+/// Archives `data` into `staged` (its directory made private if missing),
+/// then reads the file back and checks it against what was written.
+pub fn write_verified(data: &Path, staged: &Path, threads: u32) -> Result<Summary, String> {
+    if let Some(parent) = staged.parent() {
+        crate::create_private_dir(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let file = std::fs::File::create(staged)
+        .map_err(|e| format!("cannot create {}: {e}", staged.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let written = archive::write(data, &mut out, threads).map_err(|e| e.to_string())?;
+    let file = out.into_inner().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())?;
+    let read =
+        archive::read_file(staged, None).map_err(|e| format!("the archive did not verify: {e}"))?;
+    if read != written {
+        return Err("the archive read back differs from what was written".to_owned());
+    }
+    Ok(written)
+}
+
+/// Where a restore unpacks beside a world's data, and where it moves the
+/// data it replaces until the swap is done.
+fn swap_names(data: &Path) -> (PathBuf, PathBuf) {
+    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
+    (
+        data.with_file_name(format!("{name}.restoring")),
+        data.with_file_name(format!("{name}.replaced")),
+    )
+}
+
+/// Puts the archive `archive_file` in place of `data`: unpacked beside it
+/// (every file checked against the manifest), the archive's checksum
+/// checked against `sha256`, then swapped in.
+pub fn restore_into(archive_file: &Path, data: &Path, sha256: &str) -> Result<(), RestoreError> {
+    let (incoming, outgoing) = swap_names(data);
+    let _ = std::fs::remove_dir_all(&incoming);
+    let _ = std::fs::remove_dir_all(&outgoing);
+    if let Some(parent) = incoming.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create the world's directory"))?;
+    }
+    let summary = archive::read_file(archive_file, Some(&incoming))
+        .map_err(|e| RestoreError::Refused(e.to_string()))?;
+    if summary.sha256 != sha256 {
+        let _ = std::fs::remove_dir_all(&incoming);
+        return Err(RestoreError::Refused(
+            "the archive's checksum does not match the one recorded when it was made".into(),
+        ));
+    }
+    if data.exists() {
+        std::fs::rename(data, &outgoing).map_err(io("move the current data aside"))?;
+    }
+    std::fs::rename(&incoming, data).map_err(io("put the restored data in place"))?;
+    let _ = std::fs::remove_dir_all(&outgoing);
+    Ok(())
+}
+
+/// After a restore cut off between its two renames: puts the world's data
+/// back where it was and clears what was being unpacked. Answers whether
+/// data was put back.
+pub fn undo_interrupted_restore(data: &Path) -> std::io::Result<bool> {
+    let (incoming, outgoing) = swap_names(data);
+    let put_back = !data.exists() && outgoing.exists();
+    if put_back {
+        std::fs::rename(&outgoing, data)?;
+    }
+    let _ = std::fs::remove_dir_all(&incoming);
+    Ok(put_back)
+}
