@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod secrets;
 mod service;
 mod sessions;
+mod usage;
 
 pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
@@ -23,3 +24,4 @@ pub use service::{
     Overview, RUNTIME_KINDS, Settings, Tavern,
 };
 pub use sessions::{NewSession, SessionView};
+pub use usage::UsageView;

@@ -58,6 +58,9 @@ pub struct Settings {
     pub idle_timeout: SignedDuration,
     /// Backups (none: this server takes none).
     pub backups: Option<crate::BackupSettings>,
+    /// What an hour of a running world costs, and in which currency.
+    pub usage_rate: f64,
+    pub usage_currency: String,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and
@@ -544,7 +547,11 @@ impl Tavern {
         }
     }
 
-    async fn user_named(&self, field: &'static str, name: &str) -> Result<User, CoreError> {
+    pub(crate) async fn user_named(
+        &self,
+        field: &'static str,
+        name: &str,
+    ) -> Result<User, CoreError> {
         let username = parse_username(field, name)?;
         self.store.user_by_name(&username).await?.ok_or_else(|| {
             CoreError::invalid(

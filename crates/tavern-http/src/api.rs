@@ -61,6 +61,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(download_backup))
         .routes(routes!(backup_link))
         .routes(routes!(restore_backup))
+        .routes(routes!(usage))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -573,4 +574,28 @@ async fn restore_backup(
         .restore_backup(&caller, &id, req.to.as_deref())
         .await?;
     Ok((StatusCode::ACCEPTED, Json(view.into())))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct UsageQuery {
+    /// `YYYY-MM` (UTC); this month when absent.
+    month: Option<String>,
+    /// One user's usage (admins; a game master sees only their own).
+    user: Option<String>,
+}
+
+/// Hours per user and per world, hours per license key, and the cost at the
+/// configured rate less credit, for a month.
+#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery),
+    responses((status = 200, body = UsageJson), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn usage(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<UsageJson>> {
+    let view = s
+        .tavern
+        .usage_report(&caller, q.month.as_deref(), q.user.as_deref())
+        .await?;
+    Ok(Json(view.into()))
 }

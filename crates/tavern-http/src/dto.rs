@@ -437,3 +437,100 @@ pub struct LinkJson {
     pub url: String,
     pub expires_at: String,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageJson {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    pub from: String,
+    pub to: String,
+    pub rate_per_hour: f64,
+    pub currency: String,
+    pub users: Vec<UserUsageJson>,
+    /// Hours each license key ran a world.
+    pub licenses: Vec<LicenseHoursJson>,
+    pub hours: f64,
+    pub cost: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserUsageJson {
+    pub user: String,
+    pub hours: f64,
+    /// The same, in whole seconds.
+    pub seconds: u64,
+    pub worlds: Vec<WorldHoursJson>,
+    pub cost: f64,
+    /// Supporters' credit set against the cost.
+    pub credit: f64,
+    pub due: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorldHoursJson {
+    pub world: String,
+    pub hours: f64,
+    pub seconds: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LicenseHoursJson {
+    /// The key's label (`null`: no key recorded).
+    pub license: Option<String>,
+    pub hours: f64,
+    pub seconds: u64,
+}
+
+/// Hours and money to two decimals, as people read them.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Hours as whole seconds.
+fn seconds(hours: f64) -> u64 {
+    (hours * 3600.0).round() as u64
+}
+
+impl From<tavern_core::UsageView> for UsageJson {
+    fn from(v: tavern_core::UsageView) -> Self {
+        Self {
+            month: v.month,
+            from: v.from.to_string(),
+            to: v.to.to_string(),
+            rate_per_hour: v.rate_per_hour,
+            currency: v.currency,
+            users: v
+                .users
+                .into_iter()
+                .map(|(name, u)| UserUsageJson {
+                    user: name.to_string(),
+                    hours: round2(u.hours),
+                    seconds: seconds(u.hours),
+                    worlds: u
+                        .worlds
+                        .into_iter()
+                        .map(|(world, hours)| WorldHoursJson {
+                            world,
+                            hours: round2(hours),
+                            seconds: seconds(hours),
+                        })
+                        .collect(),
+                    cost: round2(u.cost),
+                    credit: round2(u.credit),
+                    due: round2(u.due),
+                })
+                .collect(),
+            licenses: v
+                .licenses
+                .into_iter()
+                .map(|(license, hours)| LicenseHoursJson {
+                    license,
+                    hours: round2(hours),
+                    seconds: seconds(hours),
+                })
+                .collect(),
+            hours: round2(v.hours),
+            cost: round2(v.cost),
+        }
+    }
+}

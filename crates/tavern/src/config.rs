@@ -23,6 +23,7 @@ pub struct Config {
     pub idle: IdleConfig,
     pub tls: TlsConfig,
     pub backups: BackupsConfig,
+    pub usage: UsageConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -103,6 +104,24 @@ impl Default for TlsConfig {
             acme_email: None,
             acme_ca_file: None,
             acme_challenge: AcmeChallenge::TlsAlpn01,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// What an hour of a running world costs (for the usage report).
+    pub rate_per_hour: f64,
+    /// The currency the rate is in, as shown.
+    pub currency: String,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            rate_per_hour: 0.0,
+            currency: "EUR".into(),
         }
     }
 }
@@ -603,6 +622,14 @@ impl Config {
             }
         }
         anyhow::ensure!(
+            self.usage.rate_per_hour.is_finite() && self.usage.rate_per_hour >= 0.0,
+            "invalid configuration: usage.rate_per_hour must be a number, 0 or more"
+        );
+        anyhow::ensure!(
+            !self.usage.currency.trim().is_empty() && self.usage.currency.len() <= 8,
+            "invalid configuration: usage.currency must be a short name like EUR"
+        );
+        anyhow::ensure!(
             self.backups.keep_last >= 1,
             "invalid configuration: backups.keep_last must be at least 1 (the newest backup is always kept)"
         );
@@ -981,6 +1008,10 @@ mod tests {
             Config::load(None, Overrides::default()).unwrap_err()
         });
         assert!(e.to_string().contains("store.pool_size"), "{e}");
+        let e = with_env(&[("TAVERN_USAGE_RATE_PER_HOUR", "-1")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("usage.rate_per_hour"), "{e}");
         let c = with_env(
             &[
                 ("TAVERN_STORE_URL", "postgresql://tavern@127.0.0.1/tavern"),

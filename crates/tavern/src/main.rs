@@ -55,6 +55,8 @@ enum Command {
     /// What an admin needs at a glance.
     #[command(subcommand)]
     Admin(client::AdminCommand),
+    /// Hours and cost per user, world and license key for a month.
+    Usage(client::UsageArgs),
     /// Read the audit log (admins).
     Events(client::EventsArgs),
     /// A stand-in for a Foundry server, for tests and the demo.
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => client::user(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,
+            Command::Usage(args) => client::usage(args).await,
             Command::Events(args) => client::events(args).await,
             Command::FoundryStub(args) => stub::run(args).await,
         }

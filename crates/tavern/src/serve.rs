@@ -151,6 +151,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 i64::try_from(config.idle.timeout_minutes).unwrap_or(30),
             ),
             backups: Some(config.backup_settings()?),
+            usage_rate: config.usage.rate_per_hour,
+            usage_currency: config.usage.currency.clone(),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

@@ -5,3 +5,4 @@ pub mod idle;
 pub mod licenses;
 pub mod quotas;
 pub mod reservations;
+pub mod usage;

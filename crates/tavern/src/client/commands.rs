@@ -691,6 +691,75 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args)]
+pub struct UsageArgs {
+    /// The month, YYYY-MM (UTC) [default: this month].
+    #[arg(long)]
+    month: Option<String>,
+    /// One user's usage (admins; game masters see only their own).
+    #[arg(long)]
+    user: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
+    let mut query = Vec::new();
+    if let Some(m) = &args.month {
+        query.push(format!("month={}", path_part(m)?));
+    }
+    if let Some(u) = &args.user {
+        query.push(format!("user={}", path_part(u)?));
+    }
+    let path = match query.is_empty() {
+        true => "/api/v1/usage".to_owned(),
+        false => format!("/api/v1/usage?{}", query.join("&")),
+    };
+    let report = Api::from_conn(&args.conn)?.get(&path).await?;
+    if args.conn.json {
+        print(true, &report, &[]);
+        return Ok(());
+    }
+    let currency = report["currency"].as_str().unwrap_or_default();
+    println!(
+        "Usage in {}: {} hours, {} {currency} at {} {currency} an hour.",
+        report["month"].as_str().unwrap_or("?"),
+        report["hours"],
+        report["cost"],
+        report["rate_per_hour"]
+    );
+    let mut users = report["users"].clone();
+    if let Some(list) = users.as_array_mut() {
+        for u in list {
+            let worlds: Vec<String> = u["worlds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|w| format!("{} {}h", w["world"].as_str().unwrap_or("?"), w["hours"]))
+                .collect();
+            u["worlds"] = Value::String(worlds.join(", "));
+        }
+    }
+    print(
+        false,
+        &users,
+        &[
+            ("USER", "user"),
+            ("HOURS", "hours"),
+            ("WORLDS", "worlds"),
+            ("COST", "cost"),
+            ("CREDIT", "credit"),
+            ("DUE", "due"),
+        ],
+    );
+    print(
+        false,
+        &report["licenses"],
+        &[("LICENSE", "license"), ("HOURS", "hours")],
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
 pub struct EventsArgs {
     /// How many of the newest events.
     #[arg(long, default_value_t = 50)]

@@ -17,3 +17,4 @@ mod serve;
 mod stub;
 mod support;
 mod tls;
+mod usage;

@@ -1,0 +1,140 @@
+//! The usage report: a month of running time per user and per world, per
+//! license key, and its cost at the configured rate less each user's
+//! credit. Admins see everyone; a game master only themselves.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use tavern_store::now;
+use tavern_types::{UserId, Username};
+
+use crate::CoreError;
+use crate::policy::usage::{self, UserUsage};
+use crate::service::{Caller, Tavern};
+
+/// A month's usage as people see it.
+#[derive(Clone, Debug)]
+pub struct UsageView {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub rate_per_hour: f64,
+    pub currency: String,
+    pub users: Vec<(Username, UserUsage)>,
+    /// Hours per key label (`None`: no key recorded).
+    pub licenses: Vec<(Option<String>, f64)>,
+    pub hours: f64,
+    pub cost: f64,
+}
+
+/// `YYYY-MM` as the UTC month `[first, next first)`.
+fn parse_month(month: &str) -> Result<(Timestamp, Timestamp), CoreError> {
+    let bad = || {
+        CoreError::invalid(
+            "invalid_month",
+            "month",
+            format!("{month:?} is not a month like 2026-11"),
+        )
+    };
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    if y.len() != 4 || m.len() != 2 {
+        return Err(bad());
+    }
+    let date = Date::new(
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        1,
+    )
+    .map_err(|_| bad())?;
+    let first = date.to_zoned(TimeZone::UTC).map_err(|_| bad())?;
+    let next = first
+        .checked_add(jiff::Span::new().months(1))
+        .map_err(|_| bad())?;
+    Ok((first.timestamp(), next.timestamp()))
+}
+
+impl Tavern {
+    /// Usage in `month` (`YYYY-MM`, default this month, UTC): everyone's,
+    /// or `user`'s. A game master sees only their own (another user's is
+    /// not found).
+    pub async fn usage_report(
+        &self,
+        caller: &Caller,
+        month: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<UsageView, CoreError> {
+        let (from, to) = match month {
+            Some(m) => parse_month(m)?,
+            None => crate::policy::quotas::month_of(now()),
+        };
+        let month = from.to_zoned(TimeZone::UTC).strftime("%Y-%m").to_string();
+        let owner: Option<UserId> = match (user, caller.is_admin()) {
+            (Some(name), true) => Some(self.user_named("user", name).await?.id),
+            (Some(name), false) if name != caller.user.username.as_str() => {
+                return Err(CoreError::NotFound {
+                    what: "user",
+                    key: name.to_owned(),
+                });
+            }
+            (_, false) => Some(caller.user.id),
+            (None, true) => None,
+        };
+        let intervals = self.store.list_usage(owner, from, to).await?;
+        let rate = self.settings.usage_rate;
+        // Supporters' credit arrives with the Ko-fi integration.
+        let summary = usage::summarize(&intervals, from, to, now(), rate, |_| 0.0);
+        let mut users = Vec::with_capacity(summary.users.len());
+        for u in summary.users {
+            let name = match self.store.user(u.user).await? {
+                Some(found) => found.username,
+                None => Username::parse("deleted").expect("a valid name"),
+            };
+            users.push((name, u));
+        }
+        users.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let labels = self.store.list_licenses().await?;
+        let licenses = summary
+            .licenses
+            .into_iter()
+            .map(|(id, h)| {
+                let label = id.map(|id| {
+                    labels
+                        .iter()
+                        .find(|l| l.id == id)
+                        .map_or_else(|| format!("removed key {id}"), |l| l.label.clone())
+                });
+                (label, h)
+            })
+            .collect();
+        Ok(UsageView {
+            month,
+            from,
+            to,
+            rate_per_hour: rate,
+            currency: self.settings.usage_currency.clone(),
+            users,
+            licenses,
+            hours: summary.hours,
+            cost: summary.cost,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_month;
+
+    #[test]
+    fn months_are_read_strictly() {
+        let (from, to) = parse_month("2026-11").unwrap();
+        assert_eq!(from.to_string(), "2026-11-01T00:00:00Z");
+        assert_eq!(to.to_string(), "2026-12-01T00:00:00Z");
+        let (_, to) = parse_month("2026-12").unwrap();
+        assert_eq!(to.to_string(), "2027-01-01T00:00:00Z");
+        for bad in ["2026-13", "2026-1", "26-11", "november", "2026-11-01", ""] {
+            let e = parse_month(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_month", "{bad}");
+        }
+    }
+}
