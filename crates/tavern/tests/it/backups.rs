@@ -46,13 +46,11 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// data, and is stopped again; some files of our own are added.
 async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option<&str>) {
     add_key(admin, slug, &key_for(slug)).await;
-    let (s, b) = admin
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": slug, "release": "stub", "owner": owner}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    create_world(
+        admin,
+        &json!({"slug": slug, "release": "stub", "owner": owner}),
+    )
+    .await;
     let (s, b) = admin
         .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
         .await;

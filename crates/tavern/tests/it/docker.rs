@@ -112,13 +112,11 @@ impl Drop for DockerTavern {
 /// A docker world of the admin's with its own key, started and running.
 async fn running_world(api: &Api, slug: &str) -> Value {
     add_key(api, slug, &key_for(slug)).await;
-    let (s, b) = api
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": slug, "release": "stub", "runtime": "docker"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    let b = create_world(
+        api,
+        &json!({"slug": slug, "release": "stub", "runtime": "docker"}),
+    )
+    .await;
     assert_eq!(b["runtime"], "docker");
     let (s, b) = api
         .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
@@ -536,13 +534,11 @@ async fn a_missing_image_is_pulled_before_the_world_starts() {
     let server = t.server();
     let admin = server.api(Some(&server.admin_token));
     add_key(&admin, "pulled", &key_for("pulled")).await;
-    let (s, b) = admin
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": "pulled", "release": "13.351", "runtime": "docker"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    create_world(
+        &admin,
+        &json!({"slug": "pulled", "release": "13.351", "runtime": "docker"}),
+    )
+    .await;
     let (s, _) = admin
         .post("/api/v1/instances/pulled/start", &json!({}))
         .await;
@@ -555,13 +551,11 @@ async fn a_missing_image_is_pulled_before_the_world_starts() {
     let server = t.server();
     let admin = server.api(Some(&server.admin_token));
     add_key(&admin, "unpulled", &key_for("unpulled")).await;
-    let (s, b) = admin
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": "unpulled", "release": "99.9", "runtime": "docker"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
+    create_world(
+        &admin,
+        &json!({"slug": "unpulled", "release": "99.9", "runtime": "docker"}),
+    )
+    .await;
     let (s, _) = admin
         .post("/api/v1/instances/unpulled/start", &json!({}))
         .await;

@@ -435,13 +435,11 @@ async fn one_license_runs_one_server_at_a_time() {
         .await;
     assert_eq!(s, 201);
     for slug in ["first", "second"] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": "stub", "license": lic["id"]}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
+        create_world(
+            &admin,
+            &json!({"slug": slug, "release": "stub", "license": lic["id"]}),
+        )
+        .await;
     }
     start(&admin, "first").await;
     wait_for_state(&admin, "first", "running").await;

@@ -568,12 +568,13 @@ pub async fn add_key(admin: &Api, label: &str, key: &str) -> String {
 
 /// Creates a world that names no key; answers it.
 pub async fn add_world(admin: &Api, slug: &str, release: &str) -> Value {
-    let (s, b) = admin
-        .post(
-            "/api/v1/instances",
-            &json!({"slug": slug, "release": release}),
-        )
-        .await;
+    create_world(admin, &json!({"slug": slug, "release": release})).await
+}
+
+/// Creates a world as `body` describes it (slug, release, owner, runtime…);
+/// answers it.
+pub async fn create_world(api: &Api, body: &Value) -> Value {
+    let (s, b) = api.post("/api/v1/instances", body).await;
     assert_eq!(s, 201, "{b}");
     b
 }

@@ -29,13 +29,11 @@ async fn usage_counts_running_time_per_user_world_and_key() {
     admin.create_user("bob", "gm", "bob-password").await;
     add_key(&admin, "table", &key_for("table")).await;
     for (slug, owner) in [("keep", "alice"), ("crypt", "bob")] {
-        let (s, b) = admin
-            .post(
-                "/api/v1/instances",
-                &json!({"slug": slug, "release": "stub", "owner": owner}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
+        create_world(
+            &admin,
+            &json!({"slug": slug, "release": "stub", "owner": owner}),
+        )
+        .await;
     }
     // Alice's world runs a while and stops; then Bob's runs and keeps on.
     let (s, _) = admin.post("/api/v1/instances/keep/start", &json!({})).await;
