@@ -104,3 +104,39 @@ async fn usage_counts_running_time_per_user_world_and_key() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interval_cut_off_by_sigkill_is_closed_after_the_restart() {
+    let mut server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k", &key_for("k")).await;
+    add_world(&admin, "cut", "stub").await;
+    let (s, _) = admin.post("/api/v1/instances/cut/start", &json!({})).await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "cut", "running").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Tavern and the world both die while the interval is open.
+    let pid = server_pid(&server, "cut");
+    server.kill();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    wait_until("the world is gone", || async { !process_alive(pid) }).await;
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    // The next Tavern starts the world again; stopped, nothing stays open.
+    wait_for_state(&admin, "cut", "running").await;
+    let (s, _) = admin.post("/api/v1/instances/cut/stop", &json!({})).await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "cut", "stopped").await;
+    let seconds = |r: &Value| user(r, "admin").map(|u| u["seconds"].as_u64().unwrap());
+    let (_, first) = admin.get("/api/v1/usage").await;
+    assert!(seconds(&first).is_some_and(|s| s >= 1), "{first}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, later) = admin.get("/api/v1/usage").await;
+    assert_eq!(
+        seconds(&first),
+        seconds(&later),
+        "an interval is still open: {later}"
+    );
+}
