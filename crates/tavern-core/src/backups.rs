@@ -603,16 +603,19 @@ impl Tavern {
     }
 
     async fn backup_view(&self, backup: Backup) -> Result<BackupView, CoreError> {
-        let owner = match self.store.user(backup.owner).await? {
-            Some(u) => u.username,
-            None => Username::parse("deleted").expect("a valid name"),
-        };
+        let owner = self.store.user(backup.owner).await?.map(|u| u.username);
+        Ok(self.view_with_owner(backup, owner))
+    }
+
+    /// A backup as people see it, its owner's name known (`None`: the
+    /// owner is gone).
+    fn view_with_owner(&self, backup: Backup, owner: Option<Username>) -> BackupView {
         let restore = self.backup_work.restore(backup.id);
-        Ok(BackupView {
+        BackupView {
             backup,
-            owner,
+            owner: owner.unwrap_or_else(|| Username::parse("deleted").expect("a valid name")),
             restore,
-        })
+        }
     }
 
     /// Backups the caller may see, newest first; only `slug`'s when given
@@ -627,11 +630,25 @@ impl Tavern {
             None => None,
         };
         let owner = (!caller.is_admin()).then_some(caller.user.id);
-        let mut out = Vec::new();
-        for b in self.store.list_backups(owner, slug.as_ref()).await? {
-            out.push(self.backup_view(b).await?);
-        }
-        Ok(out)
+        let backups = self.store.list_backups(owner, slug.as_ref()).await?;
+        // Owners' names read once, not once per backup.
+        let names: HashMap<_, _> = match owner {
+            Some(_) => HashMap::from([(caller.user.id, caller.user.username.clone())]),
+            None => self
+                .store
+                .list_users()
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.username))
+                .collect(),
+        };
+        Ok(backups
+            .into_iter()
+            .map(|b| {
+                let name = names.get(&b.owner).cloned();
+                self.view_with_owner(b, name)
+            })
+            .collect())
     }
 
     pub async fn get_backup(&self, caller: &Caller, id: &str) -> Result<BackupView, CoreError> {

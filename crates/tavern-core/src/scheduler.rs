@@ -1,7 +1,8 @@
 //! The scheduler: time-driven work. It prepares sessions whose window has
 //! opened ([`Tavern::prepare_due_sessions`]) and puts idle worlds to sleep
 //! (with a warning event first); it runs on a period and whenever sessions
-//! change. Backups and renewals join it later.
+//! change. Scheduled backups keep their own cron loop
+//! ([`crate::backups::run_schedule`]).
 
 use std::collections::HashMap;
 use std::time::Duration;

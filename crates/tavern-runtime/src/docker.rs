@@ -43,7 +43,7 @@ pub struct DockerSettings {
     /// Which Tavern the containers belong to (labels and names).
     pub installation: String,
     /// The image of a release: `{version}` is replaced by the release
-    /// (default `felddy/foundryvtt:{version}`).
+    /// (the configuration's default is `felddy/foundryvtt:{version}`).
     pub image: String,
     /// The image of the `stub` release (the stand-in).
     pub stub_image: String,
@@ -57,21 +57,6 @@ pub struct DockerSettings {
     /// Publish each container's port on the host's loopback (for a Tavern
     /// that cannot reach the private network, e.g. Docker Desktop).
     pub publish: bool,
-}
-
-impl Default for DockerSettings {
-    fn default() -> Self {
-        Self {
-            installation: "tavern".into(),
-            image: "felddy/foundryvtt:{version}".into(),
-            stub_image: "tavern-foundry-stub:latest".into(),
-            network: "tavern".into(),
-            shared_dir: PathBuf::from("shared"),
-            memory_bytes: 1 << 30,
-            nano_cpus: 1_000_000_000,
-            publish: false,
-        }
-    }
 }
 
 /// The docker driver.

@@ -95,6 +95,17 @@ async fn wait_backup(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Valu
     }
 }
 
+/// Restores a backup through the CLI (into `to`, or its own world) and
+/// waits until the restore is done.
+fn restore_and_wait(server: &Server, id: &str, to: Option<&str>) {
+    let mut args = vec!["backup", "restore", id, "--wait"];
+    if let Some(to) = to {
+        args.extend(["--to", to]);
+    }
+    let out = server.cli(Some(&server.admin_token), &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// Backs a world up by hand and waits until it is complete.
 async fn backup_now(api: &Api, slug: &str) -> Value {
     let (s, b) = api
@@ -177,12 +188,7 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
     std::fs::write(data.join("Data/map.webp"), b"garbage").unwrap();
     assert_ne!(contents(&data), before);
 
-    let out = server.cli(
-        Some(&server.admin_token),
-        &["backup", "restore", &id, "--wait"],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    restore_and_wait(&server, &id, None);
     assert_eq!(contents(&data), before, "the restore is byte for byte");
     // What was there before the restore was kept.
     let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
@@ -402,12 +408,7 @@ async fn destroying_a_world_keeps_a_last_backup_in_place_of_its_data() {
     assert_eq!(kinds(&list), [("pre_destroy".into(), "complete".into())]);
     // It restores into a new world.
     let id = list[0]["id"].as_str().unwrap();
-    let out = server.cli(
-        Some(&server.admin_token),
-        &["backup", "restore", id, "--to", "reborn", "--wait"],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    restore_and_wait(&server, id, Some("reborn"));
     assert_eq!(contents(&data_dir(&server, "reborn")), before);
     let (s, reborn) = admin.get("/api/v1/instances/reborn").await;
     assert_eq!((s, reborn["state"].as_str()), (200, Some("stopped")));
@@ -522,14 +523,7 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     assert!(b["size"].as_u64().unwrap() > 16_000_000, "{b}");
 
     // It is in the bucket, under the prefix, and nothing else is.
-    let listing = http
-        .get(format!("{}/tavern-test?list-type=2", s3.endpoint))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listing = s3.list("tavern-test").await;
     let key = format!("<Key>community/backups/cloudy/{id}.tar.zst</Key>");
     assert!(listing.contains(&key), "{listing}");
     assert_eq!(listing.matches("<Key>").count(), 1, "{listing}");
@@ -551,12 +545,7 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     assert_eq!(read.manifest, before);
 
     // Restored into a new world from the bucket.
-    let out = server.cli(
-        Some(&server.admin_token),
-        &["backup", "restore", id, "--to", "cloudy-copy", "--wait"],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    restore_and_wait(&server, id, Some("cloudy-copy"));
     assert_eq!(contents(&data_dir(&server, "cloudy-copy")), before);
     // It runs what the original runs.
     let (_, copy) = admin.get("/api/v1/instances/cloudy-copy").await;
@@ -565,14 +554,7 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     // Deleting removes the object too; the secret key is in no log.
     let (s, _) = admin.delete(&format!("/api/v1/backups/{id}")).await;
     assert_eq!(s, 204);
-    let listing = http
-        .get(format!("{}/tavern-test?list-type=2", s3.endpoint))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listing = s3.list("tavern-test").await;
     assert_eq!(listing.matches("<Key>").count(), 0, "{listing}");
     assert!(!server.output().contains("tavern-secret-key"));
 }

@@ -569,3 +569,25 @@ async fn a_missing_image_is_pulled_before_the_world_starts() {
     drop(t);
     let _ = Command::new("docker").args(["rmi", &tagged]).output();
 }
+
+/// Where the engine's private network is out of Tavern's reach: the port
+/// is published on the host's loopback, and players still get through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_port_on_loopback_carries_the_players() {
+    if !docker_ready() {
+        return;
+    }
+    let mut t = DockerTavern::start_with(&[("TAVERN_RUNTIME_DOCKER_PUBLISH", "true")]);
+    let server = t.server();
+    let admin = server.api(Some(&server.admin_token));
+    running_world(&admin, "dock-pub").await;
+    let c = t.inspect("dock-pub");
+    let binding = &c["HostConfig"]["PortBindings"]["30000/tcp"][0];
+    assert_eq!(binding["HostIp"], "127.0.0.1", "{c}");
+    let (s, lic) = via_proxy(t.server.as_ref().unwrap(), "dock-pub", "/_stub/license").await;
+    assert_eq!(
+        (s, lic["hostname"].as_str()),
+        (200, Some("dock-pub.localhost")),
+        "{lic}"
+    );
+}

@@ -655,6 +655,18 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// The bucket's listing (S3's XML, `<Key>` per object).
+    pub async fn list(&self, bucket: &str) -> String {
+        reqwest::get(format!("{}/{bucket}?list-type=2", self.endpoint))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
