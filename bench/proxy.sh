@@ -6,13 +6,15 @@
 # (/api/status), a 5 MB asset, and WebSocket echo. Prints req/s (msgs/s for
 # WebSockets) and p99 latency, and the Tavern/nginx ratios.
 #
-#   bash bench/proxy.sh            # DURATION=10 seconds per run by default
+#   bash bench/proxy.sh            # DURATION=10 seconds per run, ROUNDS=3
 #   TESTS=small bash bench/proxy.sh   # some of: small asset ws
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+declare -A M
 TESTS=${TESTS:-small asset ws}
 
 need() {
@@ -115,27 +117,45 @@ measure() {
   esac
 }
 
-printf '%-14s %-9s %14s %10s\n' test via "req/s" "p99 ms"
+# ROUNDS rounds, the three targets taken in turn within each, so that
+# drift on the machine touches all alike; each figure is the median of its
+# rounds (rounds printed as they run).
+printf '%-14s %-9s %5s %14s %10s\n' test via round "req/s" "p99 ms"
 declare -A R
 for t in $TESTS; do
+  for round in $(seq "$ROUNDS"); do
+    for via in direct nginx tavern; do
+      case $via in direct) port=$SPORT ;; nginx) port=$NPORT ;; tavern) port=$TPORT ;; esac
+      PERF_PID=
+      if [ "$via" = tavern ] && [ "$round" = 1 ] && [ -n "${PERF_OUT:-}" ]; then
+        perf record -q -F 999 -g -p "$SERVER_PID" -o "$PERF_OUT.$t" -- sleep "$DURATION" >/dev/null 2>&1 &
+        PERF_PID=$!
+      fi
+      r=$(measure "$t" "$port")
+      [ -n "$PERF_PID" ] && { wait "$PERF_PID" || true; }
+      R[$t.$via]="${R[$t.$via]:-} $r"
+      printf '%-14s %-9s %5s %14s %10s\n' "$t" "$via" "$round" $r
+    done
+  done
+done
+# "rps p99 rps p99 ..." -> "median_rps median_p99"
+median() {
+  python3 -c "import statistics,sys; v=list(map(float,sys.argv[1:])); print(f'{statistics.median(v[0::2]):.0f} {statistics.median(v[1::2]):.2f}')" $1
+}
+echo
+echo "Medians of $ROUNDS rounds of ${DURATION} s"
+printf '%-14s %-9s %14s %10s\n' test via "req/s" "p99 ms"
+for t in $TESTS; do
   for via in direct nginx tavern; do
-    case $via in direct) port=$SPORT ;; nginx) port=$NPORT ;; tavern) port=$TPORT ;; esac
-    PERF_PID=
-    if [ "$via" = tavern ] && [ -n "${PERF_OUT:-}" ]; then
-      perf record -q -F 999 -g -p "$SERVER_PID" -o "$PERF_OUT.$t" -- sleep "$DURATION" >/dev/null 2>&1 &
-      PERF_PID=$!
-    fi
-    r=$(measure "$t" "$port")
-    [ -n "$PERF_PID" ] && { wait "$PERF_PID" || true; }
-    R[$t.$via]=$r
-    printf '%-14s %-9s %14s %10s\n' "$t" "$via" $r
+    M[$t.$via]=$(median "${R[$t.$via]}")
+    printf '%-14s %-9s %14s %10s\n' "$t" "$via" ${M[$t.$via]}
   done
 done
 echo
 echo "Tavern / nginx (throughput: higher is better; p99: lower is better)"
 for t in $TESTS; do
-  read -r tr tp <<<"${R[$t.tavern]}"
-  read -r nr np <<<"${R[$t.nginx]}"
+  read -r tr tp <<<"${M[$t.tavern]}"
+  read -r nr np <<<"${M[$t.nginx]}"
   python3 -c "import sys; tr,tp,nr,np=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<8} throughput {tr/nr:.2f}x   p99 {tp/np:.2f}x')" "$t" "$tr" "$tp" "$nr" "$np"
 done
 echo
