@@ -427,6 +427,7 @@ impl Tavern {
             password_hash: None,
             created_at: now(),
             tier: None,
+            email: None,
         };
         self.store
             .create_user(
@@ -523,6 +524,7 @@ impl Tavern {
             password_hash: Some(self.passwords.hash(new.password).await?),
             created_at: now(),
             tier,
+            email: None,
         };
         self.store
             .create_user(

@@ -13,7 +13,7 @@ use tavern_store::{StoreError, StoreResult};
 // Column lists, as macros so that queries stay string literals.
 macro_rules! user_cols {
     () => {
-        "id, username, role, password_hash, created_at, tier"
+        "id, username, role, password_hash, created_at, tier, email"
     };
 }
 
@@ -32,6 +32,18 @@ macro_rules! session_cols {
 macro_rules! license_cols {
     () => {
         "id, label, key_sealed, key_last4, owner_id, created_at, bound_instance_id"
+    };
+}
+
+macro_rules! payment_cols {
+    () => {
+        "id, message_id, kind, from_name, email, amount_cents, currency, tier_name, first_subscription, paid_at, recorded_at, user_id"
+    };
+}
+
+macro_rules! invite_cols {
+    () => {
+        "id, code_hash, role, tier, max_uses, uses, expires_at, created_by, created_at"
     };
 }
 
@@ -148,11 +160,13 @@ macro_rules! sql_adapter {
         use jiff::Timestamp;
         use sqlx::{Row, Transaction};
         use tavern_store::{
-            ApiToken, ArchiveFacts, Backup, Event, Instance, License, NewEvent, Observation,
-            Outcome, Session, Store, StoreError, StoreResult, UsageInterval, User,
+            ApiToken, ArchiveFacts, Backup, Event, Instance, Invite, License, NewEvent,
+            Observation, Outcome, Payment, PaymentKind, Session, Store, StoreError, StoreResult,
+            UsageInterval, User,
         };
         use tavern_types::{
-            BackupId, BackupStatus, DesiredState, EventId, InstanceId, LicenseId, ObservedState,
+            BackupId, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
+            ObservedState,
             SessionId, Slug, UserId, Username, WakeOnVisit,
         };
 
@@ -305,7 +319,64 @@ macro_rules! sql_adapter {
                 password_hash: col(row, "password_hash")?,
                 created_at: ts(col(row, "created_at")?)?,
                 tier: col(row, "tier")?,
+                email: col(row, "email")?,
             })
+        }
+
+        fn payment_from(row: &DbRow) -> StoreResult<Payment> {
+            let kind: String = col(row, "kind")?;
+            let user: Option<String> = col(row, "user_id")?;
+            Ok(Payment {
+                transaction: col(row, "id")?,
+                message_id: col(row, "message_id")?,
+                kind: PaymentKind::parse(&kind).ok_or_else(|| corrupt("payments.kind", &kind))?,
+                from_name: col(row, "from_name")?,
+                email: col(row, "email")?,
+                amount_cents: col(row, "amount_cents")?,
+                currency: col(row, "currency")?,
+                tier_name: col(row, "tier_name")?,
+                first_subscription: col(row, "first_subscription")?,
+                paid_at: ts(col(row, "paid_at")?)?,
+                recorded_at: ts(col(row, "recorded_at")?)?,
+                user: user.map(|u| parse("payments.user_id", &u)).transpose()?,
+            })
+        }
+
+        fn invite_from(row: &DbRow) -> StoreResult<Invite> {
+            let small = |name: &'static str| -> StoreResult<u32> {
+                u32::try_from(col::<i64>(row, name)?).map_err(|e| corrupt(name, e))
+            };
+            Ok(Invite {
+                id: parse("invites.id", &col::<String>(row, "id")?)?,
+                code_hash: col(row, "code_hash")?,
+                role: parse("invites.role", &col::<String>(row, "role")?)?,
+                tier: col(row, "tier")?,
+                max_uses: small("max_uses")?,
+                uses: small("uses")?,
+                expires_at: ts(col(row, "expires_at")?)?,
+                created_by: col(row, "created_by")?,
+                created_at: ts(col(row, "created_at")?)?,
+            })
+        }
+
+        /// Inserts a user within a transaction.
+        async fn insert_user(tx: &mut Transaction<'static, Db>, user: &User) -> StoreResult<()> {
+            sqlx::query(concat!(
+                "INSERT INTO users (",
+                user_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ))
+            .bind(user.id.to_string())
+            .bind(user.username.as_str())
+            .bind(user.role.as_str())
+            .bind(&user.password_hash)
+            .bind(user.created_at.as_microsecond())
+            .bind(&user.tier)
+            .bind(&user.email)
+            .execute(&mut **tx)
+            .await
+            .map_err(unique_or("user", user.username.as_str(), "insert user"))?;
+            Ok(())
         }
 
         fn session_from(row: &DbRow) -> StoreResult<Session> {
@@ -489,20 +560,7 @@ macro_rules! sql_adapter {
         impl Store for super::$store {
             async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
-                sqlx::query(concat!(
-                    "INSERT INTO users (",
-                    user_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6)"
-                ))
-                .bind(user.id.to_string())
-                .bind(user.username.as_str())
-                .bind(user.role.as_str())
-                .bind(&user.password_hash)
-                .bind(user.created_at.as_microsecond())
-                .bind(&user.tier)
-                .execute(&mut *tx)
-                .await
-                .map_err(unique_or("user", user.username.as_str(), "insert user"))?;
+                insert_user(&mut tx, user).await?;
                 insert_event(&mut tx, event).await?;
                 commit(tx).await
             }
@@ -560,7 +618,7 @@ macro_rules! sql_adapter {
             async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>> {
                 let row = sqlx::query(
                     "SELECT t.id AS token_id, t.token_hash, t.label, t.created_at AS token_created_at, \
-                     u.id, u.username, u.role, u.password_hash, u.created_at, u.tier \
+                     u.id, u.username, u.role, u.password_hash, u.created_at, u.tier, u.email \
                      FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
                 )
                 .bind(token_hash)
@@ -1328,6 +1386,243 @@ macro_rules! sql_adapter {
                 touched(&done, "backup", id)?;
                 insert_event(&mut tx, event).await?;
                 commit(tx).await
+            }
+
+            async fn set_user_email(
+                &self,
+                user: UserId,
+                email: Option<&str>,
+                event: &NewEvent,
+            ) -> StoreResult<User> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+                    .bind(email)
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique_or("e-mail address", email.unwrap_or_default(), "set user email"))?;
+                touched(&done, "user", user)?;
+                insert_event(&mut tx, event).await?;
+                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                    .bind(user.to_string())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend("set user email"))?;
+                let user = user_from(&row)?;
+                commit(tx).await?;
+                Ok(user)
+            }
+
+            async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+                let q = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE email = $1"))
+                    .bind(email);
+                read_one(&self.readers, q, "get user by email", user_from).await
+            }
+
+            async fn create_link_code(
+                &self,
+                code_hash: &str,
+                user: UserId,
+                expires_at: Timestamp,
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                must_exist(&mut tx, USER, user).await?;
+                sqlx::query("INSERT INTO link_codes (code_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+                    .bind(code_hash)
+                    .bind(user.to_string())
+                    .bind(expires_at.as_microsecond())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unique_or("link code", "(hidden)", "insert link code"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn take_link_code(
+                &self,
+                code_hash: &str,
+                now: Timestamp,
+            ) -> StoreResult<Option<UserId>> {
+                let mut tx = self.begin().await?;
+                let user: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 RETURNING user_id",
+                )
+                .bind(code_hash)
+                .bind(now.as_microsecond())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("take link code"))?;
+                sqlx::query("DELETE FROM link_codes WHERE expires_at <= $1")
+                    .bind(now.as_microsecond())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("take link code"))?;
+                commit(tx).await?;
+                user.map(|u| parse("link_codes.user_id", &u)).transpose()
+            }
+
+            async fn record_payment(&self, p: &Payment, event: &NewEvent) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                if let Some(user) = p.user {
+                    must_exist(&mut tx, USER, user).await?;
+                }
+                let done = sqlx::query(concat!(
+                    "INSERT INTO payments (",
+                    payment_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING"
+                ))
+                .bind(&p.transaction)
+                .bind(&p.message_id)
+                .bind(p.kind.as_str())
+                .bind(&p.from_name)
+                .bind(&p.email)
+                .bind(p.amount_cents)
+                .bind(&p.currency)
+                .bind(&p.tier_name)
+                .bind(p.first_subscription)
+                .bind(p.paid_at.as_microsecond())
+                .bind(p.recorded_at.as_microsecond())
+                .bind(p.user.map(|u| u.to_string()))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("insert payment"))?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                insert_event(&mut tx, event).await?;
+                commit(tx).await?;
+                Ok(true)
+            }
+
+            async fn assign_payments(
+                &self,
+                user: UserId,
+                transaction: Option<&str>,
+                email: Option<&str>,
+                event: &NewEvent,
+            ) -> StoreResult<u64> {
+                let mut tx = self.begin().await?;
+                must_exist(&mut tx, USER, user).await?;
+                let done = sqlx::query(
+                    "UPDATE payments SET user_id = $1 WHERE user_id IS NULL AND (id = $2 OR email = $3)",
+                )
+                .bind(user.to_string())
+                .bind(transaction)
+                .bind(email)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("assign payments"))?;
+                if done.rows_affected() > 0 {
+                    insert_event(&mut tx, event).await?;
+                }
+                commit(tx).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn payer(&self, email: &str) -> StoreResult<Option<UserId>> {
+                let user: Option<String> = sqlx::query_scalar(
+                    "SELECT user_id FROM payments WHERE email = $1 AND user_id IS NOT NULL ORDER BY paid_at DESC LIMIT 1",
+                )
+                .bind(email)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(backend("find payer"))?;
+                user.map(|u| parse("payments.user_id", &u)).transpose()
+            }
+
+            async fn list_payments(&self, user: Option<UserId>) -> StoreResult<Vec<Payment>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    payment_cols!(),
+                    " FROM payments WHERE ($1 IS NULL OR user_id = $2) ORDER BY paid_at DESC, id"
+                ))
+                .bind(user.map(|u| u.to_string()))
+                .bind(user.map(|u| u.to_string()));
+                read_all(&self.readers, q, "list payments", payment_from).await
+            }
+
+            async fn create_invite(&self, i: &Invite, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                sqlx::query(concat!(
+                    "INSERT INTO invites (",
+                    invite_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(i.id.to_string())
+                .bind(&i.code_hash)
+                .bind(i.role.as_str())
+                .bind(&i.tier)
+                .bind(i64::from(i.max_uses))
+                .bind(i64::from(i.uses))
+                .bind(i.expires_at.as_microsecond())
+                .bind(&i.created_by)
+                .bind(i.created_at.as_microsecond())
+                .execute(&mut *tx)
+                .await
+                .map_err(unique_or("invite", &i.id.to_string(), "insert invite"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn list_invites(&self) -> StoreResult<Vec<Invite>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    invite_cols!(),
+                    " FROM invites ORDER BY created_at, id"
+                ));
+                read_all(&self.readers, q, "list invites", invite_from).await
+            }
+
+            async fn invite_by_code(&self, code_hash: &str) -> StoreResult<Option<Invite>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    invite_cols!(),
+                    " FROM invites WHERE code_hash = $1"
+                ))
+                .bind(code_hash);
+                read_one(&self.readers, q, "get invite", invite_from).await
+            }
+
+            async fn delete_invite(&self, id: InviteId, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("DELETE FROM invites WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete invite"))?;
+                touched(&done, "invite", id)?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn accept_invite(
+                &self,
+                code_hash: &str,
+                user: &User,
+                event: &NewEvent,
+            ) -> StoreResult<Invite> {
+                let mut tx = self.begin().await?;
+                let row = sqlx::query(concat!(
+                    "UPDATE invites SET uses = uses + 1 WHERE code_hash = $1 AND uses < max_uses AND expires_at > $2 RETURNING ",
+                    invite_cols!()
+                ))
+                .bind(code_hash)
+                .bind(user.created_at.as_microsecond())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend("accept invite"))?;
+                let Some(row) = row else {
+                    return Err(StoreError::NotFound {
+                        what: "invite",
+                        key: "(hidden)".into(),
+                    });
+                };
+                let invite = invite_from(&row)?;
+                insert_user(&mut tx, user).await?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await?;
+                Ok(invite)
             }
 
             async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "backups",
         include_str!("../migrations/postgres/0002_backups.sql"),
     ),
+    (
+        3,
+        "community",
+        include_str!("../migrations/postgres/0003_community.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "backups",
         include_str!("../migrations/sqlite/0007_backups.sql"),
     ),
+    (
+        8,
+        "community",
+        include_str!("../migrations/sqlite/0008_community.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -68,6 +68,7 @@ async fn state_survives_reopening() {
         password_hash: None,
         created_at: now(),
         tier: None,
+        email: None,
     };
     {
         let store = tavern_store_sql::SqliteStore::open(&path).await.unwrap();

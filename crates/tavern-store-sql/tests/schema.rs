@@ -17,6 +17,36 @@ type Schema = BTreeSet<String>;
 
 const EXPECTED: &str = "
 fk api_tokens.user_id -> users.id
+fk link_codes.user_id -> users.id
+fk payments.user_id -> users.id
+link_codes.code_hash text not null
+link_codes.expires_at integer not null
+link_codes.user_id text not null
+unique link_codes(code_hash)
+payments.amount_cents integer not null
+payments.currency text not null
+payments.email text
+payments.first_subscription boolean not null
+payments.from_name text not null
+payments.id text not null
+payments.kind text not null
+payments.message_id text not null
+payments.paid_at integer not null
+payments.recorded_at integer not null
+payments.tier_name text
+payments.user_id text
+unique payments(id)
+invites.code_hash text not null
+invites.created_at integer not null
+invites.created_by text not null
+invites.expires_at integer not null
+invites.id text not null
+invites.max_uses integer not null
+invites.role text not null
+invites.tier text
+invites.uses integer not null
+unique invites(code_hash)
+unique invites(id)
 backups.archive_key text
 backups.bytes integer
 backups.created_at integer not null
@@ -112,9 +142,11 @@ unique licenses(id)
 unique sessions(id)
 unique usage_intervals(id)
 unique usage_intervals(instance_id) partial
+unique users(email) partial
 unique users(id)
 unique users(username)
 users.created_at integer not null
+users.email text
 users.id text not null
 users.password_hash text
 users.role text not null

@@ -4,13 +4,13 @@
 
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
-    BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, LicenseId, ObservedState, Role,
-    SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
+    BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, InviteId, LicenseId,
+    ObservedState, Role, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
 use crate::{
-    ApiToken, ArchiveFacts, Backup, Instance, License, NewEvent, Observation, Outcome, Session,
-    Store, StoreError, User, now,
+    ApiToken, ArchiveFacts, Backup, Instance, Invite, License, NewEvent, Observation, Outcome,
+    Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
@@ -36,7 +36,9 @@ macro_rules! conformance_tests {
             running_intervals_are_counted, a_reserved_key_cannot_be_removed,
             instance_settings_change_one_at_a_time, concurrent_creates_never_share_a_slug,
             concurrent_sessions_never_overlap_on_one_key, backups_finish_once_and_outlive_their_world,
-            backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change);
+            backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change,
+            emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
+            payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -57,6 +59,7 @@ fn user(name: &str, role: Role) -> User {
         password_hash: Some(format!("$argon2id$fake${name}")),
         created_at: now(),
         tier: None,
+        email: None,
     }
 }
 
@@ -1374,4 +1377,280 @@ pub async fn instance_release_and_runtime_can_change(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn emails_are_unique_and_find_their_user(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    let bob = add_user(store, "bob", Role::Gm).await;
+    let set = store
+        .set_user_email(
+            ann.id,
+            Some("ann@example.org"),
+            &ev("user.email", "user:ann"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.email.as_deref(), Some("ann@example.org"));
+    let found = store
+        .user_by_email("ann@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, ann.id);
+    assert_eq!(found.email.as_deref(), Some("ann@example.org"));
+
+    let events = store.list_events(100).await.unwrap().len();
+    let err = store
+        .set_user_email(
+            bob.id,
+            Some("ann@example.org"),
+            &ev("user.email", "user:bob"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(store.list_events(100).await.unwrap().len(), events);
+    assert_eq!(store.user(bob.id).await.unwrap().unwrap().email, None);
+
+    store
+        .set_user_email(ann.id, None, &ev("user.email", "user:ann"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .user_by_email("ann@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = store
+        .set_user_email(
+            UserId::new(),
+            Some("x@example.org"),
+            &ev("user.email", "user:x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn link_codes_work_once_and_expire(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    let at = now();
+    let later = at + SignedDuration::from_mins(10);
+    store
+        .create_link_code("hash-a", ann.id, later, &ev("user.link_code", "user:ann"))
+        .await
+        .unwrap();
+    store
+        .create_link_code("hash-b", ann.id, later, &ev("user.link_code", "user:ann"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_link_code("hash-a", at).await.unwrap(),
+        Some(ann.id)
+    );
+    assert_eq!(store.take_link_code("hash-a", at).await.unwrap(), None);
+    assert_eq!(store.take_link_code("nothing", at).await.unwrap(), None);
+    // Expired: refused, and gone.
+    assert_eq!(store.take_link_code("hash-b", later).await.unwrap(), None);
+    assert_eq!(store.take_link_code("hash-b", at).await.unwrap(), None);
+    let err = store
+        .create_link_code(
+            "hash-c",
+            UserId::new(),
+            later,
+            &ev("user.link_code", "user:x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+fn payment(transaction: &str, email: Option<&str>, kind: PaymentKind) -> Payment {
+    Payment {
+        transaction: transaction.into(),
+        message_id: format!("msg-{transaction}"),
+        kind,
+        from_name: "Jo Example".into(),
+        email: email.map(str::to_owned),
+        amount_cents: 350,
+        currency: "USD".into(),
+        tier_name: (kind == PaymentKind::Subscription).then(|| "Bronze".into()),
+        first_subscription: kind == PaymentKind::Subscription,
+        paid_at: now() - SignedDuration::from_hours(1),
+        recorded_at: now(),
+        user: None,
+    }
+}
+
+pub async fn payments_are_recorded_once_and_assigned_later(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    let p1 = payment("t1", Some("jo@example.org"), PaymentKind::Donation);
+    let p2 = payment("t2", Some("jo@example.org"), PaymentKind::Subscription);
+    let p3 = payment("t3", None, PaymentKind::Donation);
+    let e = ev("payment.record", "payment:x");
+    assert!(store.record_payment(&p1, &e).await.unwrap());
+    let events = store.list_events(100).await.unwrap().len();
+    // A replay changes nothing and writes no event.
+    let mut replay = p1.clone();
+    replay.amount_cents = 99_999;
+    assert!(!store.record_payment(&replay, &e).await.unwrap());
+    assert_eq!(store.list_events(100).await.unwrap().len(), events);
+    assert!(store.record_payment(&p2, &e).await.unwrap());
+    assert!(store.record_payment(&p3, &e).await.unwrap());
+
+    let all = store.list_payments(None).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let t1 = all.iter().find(|p| p.transaction == "t1").unwrap();
+    assert_eq!(t1, &p1, "read back as written");
+    assert!(store.list_payments(Some(ann.id)).await.unwrap().is_empty());
+    assert_eq!(store.payer("jo@example.org").await.unwrap(), None);
+
+    // Assigning by e-mail takes every unassigned payment from it.
+    let e = ev("payment.assign", "user:ann");
+    let n = store
+        .assign_payments(ann.id, None, Some("jo@example.org"), &e)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(store.payer("jo@example.org").await.unwrap(), Some(ann.id));
+    let mine = store.list_payments(Some(ann.id)).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|p| p.user == Some(ann.id)));
+    // By transaction, one without an e-mail; again: nothing left to take.
+    let n = store
+        .assign_payments(ann.id, Some("t3"), None, &e)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let n = store
+        .assign_payments(ann.id, Some("t3"), Some("jo@example.org"), &e)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // A payment recorded with its user already known.
+    let mut p4 = payment("t4", Some("other@example.org"), PaymentKind::Donation);
+    p4.user = Some(ann.id);
+    assert!(
+        store
+            .record_payment(&p4, &ev("payment.record", "payment:t4"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_payments(Some(ann.id)).await.unwrap().len(), 4);
+    let mut p5 = payment("t5", None, PaymentKind::Donation);
+    p5.user = Some(UserId::new());
+    let err = store
+        .record_payment(&p5, &ev("payment.record", "payment:t5"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn invites_create_users_until_used_up(store: &dyn Store) {
+    let at = now();
+    let invite = Invite {
+        id: InviteId::new(),
+        code_hash: "invite-hash".into(),
+        role: Role::Gm,
+        tier: Some("bronze".into()),
+        max_uses: 2,
+        uses: 0,
+        expires_at: at + SignedDuration::from_hours(1),
+        created_by: "admin".into(),
+        created_at: at,
+    };
+    store
+        .create_invite(&invite, &ev("invite.create", "invite:x"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_invites().await.unwrap(), vec![invite.clone()]);
+    assert_eq!(
+        store.invite_by_code("invite-hash").await.unwrap(),
+        Some(invite.clone())
+    );
+
+    let accept = |name: &str| {
+        let u = user(name, Role::Gm);
+        async move {
+            store
+                .accept_invite("invite-hash", &u, &ev("invite.accept", "invite:x"))
+                .await
+        }
+    };
+    let after = accept("ann").await.unwrap();
+    assert_eq!(after.uses, 1);
+    assert!(
+        store
+            .user_by_name(&Username::parse("ann").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A taken name spends no use.
+    let err = accept("ann").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(
+        store
+            .invite_by_code("invite-hash")
+            .await
+            .unwrap()
+            .unwrap()
+            .uses,
+        1
+    );
+    assert_eq!(accept("bob").await.unwrap().uses, 2);
+    // Used up: no more accounts.
+    let err = accept("cy").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(
+        store
+            .user_by_name(&Username::parse("cy").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = store
+        .accept_invite(
+            "no-such",
+            &user("dee", Role::Gm),
+            &ev("invite.accept", "invite:y"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    // Expired.
+    let old = Invite {
+        id: InviteId::new(),
+        code_hash: "old-hash".into(),
+        expires_at: at - SignedDuration::from_secs(1),
+        uses: 0,
+        ..invite.clone()
+    };
+    store
+        .create_invite(&old, &ev("invite.create", "invite:old"))
+        .await
+        .unwrap();
+    let err = store
+        .accept_invite(
+            "old-hash",
+            &user("eve", Role::Gm),
+            &ev("invite.accept", "invite:old"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    store
+        .delete_invite(invite.id, &ev("invite.delete", "invite:x"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_invites().await.unwrap().len(), 1);
+    let err = store
+        .delete_invite(invite.id, &ev("invite.delete", "invite:x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }

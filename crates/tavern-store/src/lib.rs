@@ -16,7 +16,8 @@ pub use records::*;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use tavern_types::{
-    BackupId, DesiredState, InstanceId, LicenseId, SessionId, Slug, UserId, Username, WakeOnVisit,
+    BackupId, DesiredState, InstanceId, InviteId, LicenseId, SessionId, Slug, UserId, Username,
+    WakeOnVisit,
 };
 
 /// What a store can fail with. Messages never contain secrets.
@@ -232,6 +233,66 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Backup>;
     /// Removes a backup's row (its archive is the caller's to remove).
     async fn delete_backup(&self, id: BackupId, event: &NewEvent) -> StoreResult<()>;
+
+    /// Sets or clears a user's e-mail address (lowercase).
+    /// [`StoreError::Conflict`] when another user has it.
+    async fn set_user_email(
+        &self,
+        user: UserId,
+        email: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<User>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+
+    /// Stores a one-time link code for `user`, by the hash of the code.
+    async fn create_link_code(
+        &self,
+        code_hash: &str,
+        user: UserId,
+        expires_at: Timestamp,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// Uses up a link code: the user it was made for, if it exists and has
+    /// not expired at `now`. Either way it cannot be used again; expired
+    /// codes are removed too.
+    async fn take_link_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Option<UserId>>;
+
+    /// Records a payment once per Ko-fi transaction: `Ok(true)` when it is
+    /// new; `Ok(false)` when that transaction is recorded already (nothing
+    /// changes, no event is written).
+    async fn record_payment(&self, payment: &Payment, event: &NewEvent) -> StoreResult<bool>;
+    /// Gives `user` the payments no user has yet that are the transaction
+    /// `transaction` or came from `email`; answers how many. The event is
+    /// written only when there were some.
+    async fn assign_payments(
+        &self,
+        user: UserId,
+        transaction: Option<&str>,
+        email: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<u64>;
+    /// The user the latest assigned payment from `email` went to.
+    async fn payer(&self, email: &str) -> StoreResult<Option<UserId>>;
+    /// Payments, newest first; only `user`'s when given.
+    async fn list_payments(&self, user: Option<UserId>) -> StoreResult<Vec<Payment>>;
+
+    /// Inserts an invitation.
+    async fn create_invite(&self, invite: &Invite, event: &NewEvent) -> StoreResult<()>;
+    /// Invitations, oldest first (used up and expired ones included).
+    async fn list_invites(&self) -> StoreResult<Vec<Invite>>;
+    async fn invite_by_code(&self, code_hash: &str) -> StoreResult<Option<Invite>>;
+    async fn delete_invite(&self, id: InviteId, event: &NewEvent) -> StoreResult<()>;
+    /// Uses one of an invitation's uses to create `user`, in one
+    /// transaction, and answers the invitation as it is now.
+    /// [`StoreError::NotFound`] when there is no such code, or it is used
+    /// up or expired at `user.created_at`; [`StoreError::Conflict`] when
+    /// the username is taken (the use is not spent).
+    async fn accept_invite(
+        &self,
+        code_hash: &str,
+        user: &User,
+        event: &NewEvent,
+    ) -> StoreResult<Invite>;
 
     /// Records an event that goes with no other change.
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;

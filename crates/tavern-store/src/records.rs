@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use tavern_types::{
-    BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, LicenseId,
+    BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
     ObservedState, Role, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
@@ -18,6 +18,9 @@ pub struct User {
     /// The quota tier (a `[tiers.NAME]` of the configuration); `None`: the
     /// default tier.
     pub tier: Option<String>,
+    /// Where Ko-fi payments from this address count for this user
+    /// (lowercase); unique among users.
+    pub email: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,4 +244,74 @@ pub struct ArchiveFacts {
     /// Files in it, and their bytes before compression.
     pub files: u64,
     pub bytes: u64,
+}
+
+/// What a Ko-fi payment was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentKind {
+    Donation,
+    Subscription,
+    Commission,
+    ShopOrder,
+}
+
+impl PaymentKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentKind::Donation => "donation",
+            PaymentKind::Subscription => "subscription",
+            PaymentKind::Commission => "commission",
+            PaymentKind::ShopOrder => "shop_order",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "donation" => Some(PaymentKind::Donation),
+            "subscription" => Some(PaymentKind::Subscription),
+            "commission" => Some(PaymentKind::Commission),
+            "shop_order" => Some(PaymentKind::ShopOrder),
+            _ => None,
+        }
+    }
+}
+
+/// A supporter's payment as Ko-fi reported it, kept once per Ko-fi
+/// transaction; `user` is set once the supporter is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// Ko-fi's `kofi_transaction_id`.
+    pub transaction: String,
+    pub message_id: String,
+    pub kind: PaymentKind,
+    pub from_name: String,
+    /// Lowercase; `None` when Ko-fi sent none.
+    pub email: Option<String>,
+    /// In hundredths of `currency`.
+    pub amount_cents: i64,
+    /// ISO 4217, uppercase.
+    pub currency: String,
+    pub tier_name: Option<String>,
+    pub first_subscription: bool,
+    /// Ko-fi's timestamp.
+    pub paid_at: Timestamp,
+    pub recorded_at: Timestamp,
+    pub user: Option<UserId>,
+}
+
+/// An invitation to create an account. Its code is a secret shown once;
+/// the store keeps its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    pub id: InviteId,
+    /// Hex SHA-256 of the code.
+    pub code_hash: String,
+    pub role: Role,
+    /// The quota tier new accounts get (`None`: the default).
+    pub tier: Option<String>,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub expires_at: Timestamp,
+    pub created_by: String,
+    pub created_at: Timestamp,
 }

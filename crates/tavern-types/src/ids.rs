@@ -78,3 +78,7 @@ id_type!(
     /// A snapshot of a world's data directory.
     BackupId
 );
+id_type!(
+    /// An invitation to create an account (its id, never its code).
+    InviteId
+);

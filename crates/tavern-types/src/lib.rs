@@ -9,7 +9,7 @@ mod license;
 mod names;
 mod state;
 
-pub use ids::{BackupId, EventId, InstanceId, LicenseId, SessionId, TokenId, UserId};
+pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, Slug, Username};
 pub use state::{
