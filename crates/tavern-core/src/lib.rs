@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod secrets;
 mod service;
 mod sessions;
+mod supporters;
 mod usage;
 
 pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
@@ -24,4 +25,5 @@ pub use service::{
     Overview, RUNTIME_KINDS, Settings, Tavern,
 };
 pub use sessions::{NewSession, SessionView};
+pub use supporters::{KofiNotice, KofiReceipt, KofiSettings, LINK_CODE_MINUTES, SupporterView};
 pub use usage::UsageView;

@@ -61,6 +61,8 @@ pub struct Settings {
     /// What an hour of a running world costs, and in which currency.
     pub usage_rate: f64,
     pub usage_currency: String,
+    /// Ko-fi's webhook (none: this server takes no payments).
+    pub kofi: Option<crate::KofiSettings>,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and
@@ -234,6 +236,10 @@ pub struct Overview {
     pub sessions: Vec<crate::SessionView>,
     pub running: Vec<InstanceView>,
     pub failed: Vec<InstanceView>,
+    /// This month's usage, everyone's.
+    pub usage: crate::UsageView,
+    /// Everyone who has paid through Ko-fi, latest first.
+    pub supporters: Vec<crate::SupporterView>,
 }
 
 /// The service. Cheap to clone.
@@ -602,7 +608,7 @@ impl Tavern {
             }
             None => None,
         };
-        if let Some((name, tier)) = self.tier_of(&owner) {
+        if let Some((name, tier)) = self.tier_of(&owner).await? {
             let owned = self.store.list_instances(Some(owner.id)).await?.len();
             quotas::check_create(&name, &tier, owned).map_err(CoreError::from)?;
         }
@@ -1182,19 +1188,22 @@ impl Tavern {
         Ok(true)
     }
 
-    /// The quota tier that applies to `user`: none for admins; the user's
-    /// own if it is configured, else the default tier.
-    pub(crate) fn tier_of(&self, user: &User) -> Option<(String, Tier)> {
+    /// The quota tier that applies to `user`: none for admins; the tier
+    /// a Ko-fi subscription gives them while it lasts; else the user's own
+    /// if it is configured, else the default tier.
+    pub(crate) async fn tier_of(&self, user: &User) -> Result<Option<(String, Tier)>, CoreError> {
         if user.role == Role::Admin {
-            return None;
+            return Ok(None);
         }
         let economy = &self.settings.economy;
-        let name = user
-            .tier
+        let supporter = self.supporter_tier_of(user.id).await?.map(|(t, _)| t);
+        let name = supporter
             .as_ref()
-            .filter(|t| economy.tiers.contains_key(*t))
-            .or(economy.default_tier.as_ref())?;
-        economy.tiers.get(name).map(|t| (name.clone(), t.clone()))
+            .into_iter()
+            .chain(user.tier.as_ref())
+            .find(|t| economy.tiers.contains_key(*t))
+            .or(economy.default_tier.as_ref());
+        Ok(name.and_then(|n| economy.tiers.get(n).map(|t| (n.clone(), t.clone()))))
     }
 
     fn check_tier(&self, name: &str) -> Result<String, CoreError> {
@@ -1222,7 +1231,7 @@ impl Tavern {
         let owner = self.store.user(i.owner).await?.ok_or_else(|| {
             CoreError::internal("check quota", format!("owner of {} is missing", i.slug))
         })?;
-        let Some((name, tier)) = self.tier_of(&owner) else {
+        let Some((name, tier)) = self.tier_of(&owner).await? else {
             return Ok(());
         };
         let running = self
@@ -1263,6 +1272,31 @@ impl Tavern {
                 .with_detail(format!("tier {detail}")),
             )
             .await?)
+    }
+
+    /// Changes a user's tier and e-mail address (admins only); `None`
+    /// leaves one as it is. Both are checked before either changes.
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        tier: Option<Option<String>>,
+        email: Option<Option<String>>,
+    ) -> Result<User, CoreError> {
+        caller.require_admin("change users")?;
+        let mut user = self.user_named("username", username).await?;
+        if let Some(Some(t)) = &tier {
+            self.check_tier(t)?;
+        }
+        if let Some(email) = email {
+            user = self
+                .set_user_email(caller, username, email.as_deref())
+                .await?;
+        }
+        if let Some(tier) = tier {
+            user = self.set_user_tier(caller, username, tier).await?;
+        }
+        Ok(user)
     }
 
     /// Switchover: hands license `license` to the world `slug`. The world on
@@ -1588,7 +1622,8 @@ impl Tavern {
         LicenseKey::parse(&clear).map_err(|e| CoreError::internal("open license key", e))
     }
 
-    /// Every key with the world on it, and the worlds running or failed.
+    /// Every key with the world on it, the worlds running or failed, this
+    /// month's usage and the supporters.
     pub async fn admin_overview(&self, caller: &Caller) -> Result<Overview, CoreError> {
         caller.require_admin("see the overview")?;
         let instances = self.list_instances(caller).await?;
@@ -1618,6 +1653,8 @@ impl Tavern {
             sessions: self.list_sessions(caller).await?,
             running,
             failed,
+            usage: self.usage_report(caller, None, None).await?,
+            supporters: self.supporters(caller).await?,
         })
     }
 

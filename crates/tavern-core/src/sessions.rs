@@ -252,7 +252,7 @@ impl Tavern {
         let Some(owner) = self.store.user(i.owner).await? else {
             return Ok(());
         };
-        let Some((name, tier)) = self.tier_of(&owner) else {
+        let Some((name, tier)) = self.tier_of(&owner).await? else {
             return Ok(());
         };
         let Some(max) = tier.max_running else {

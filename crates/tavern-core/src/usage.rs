@@ -82,8 +82,10 @@ impl Tavern {
         };
         let intervals = self.store.list_usage(owner, from, to).await?;
         let rate = self.settings.usage_rate;
-        // Supporters' credit arrives with the Ko-fi integration.
-        let summary = usage::summarize(&intervals, from, to, now(), rate, |_| 0.0);
+        let credits = self.credits(owner, from, to).await?;
+        let summary = usage::summarize(&intervals, from, to, now(), rate, |u| {
+            credits.get(&u).copied().unwrap_or(0.0)
+        });
         let mut users = Vec::with_capacity(summary.users.len());
         for u in summary.users {
             let name = match self.store.user(u.user).await? {

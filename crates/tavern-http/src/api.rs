@@ -62,6 +62,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backup_link))
         .routes(routes!(restore_backup))
         .routes(routes!(usage))
+        .routes(routes!(link_code))
+        .routes(routes!(list_supporters))
+        .routes(routes!(crate::hooks::kofi))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -147,17 +150,21 @@ async fn list_users(
     Ok(Json(users.iter().map(UserJson::from).collect()))
 }
 
-/// Changes a user's quota tier (admins only).
+/// Changes a user's quota tier or e-mail address (admins only); absent
+/// fields stay as they are.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", params(("username" = String, Path)),
     request_body = UpdateUserRequest,
-    responses((status = 200, body = UserJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = UserJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_user(
     State(s): State<AppState>,
     Authed(caller): Authed,
     Path(username): Path<String>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserJson>> {
-    let user = s.tavern.set_user_tier(&caller, &username, req.tier).await?;
+    let user = s
+        .tavern
+        .update_user(&caller, &username, req.tier, req.email)
+        .await?;
     Ok(Json((&user).into()))
 }
 
@@ -598,4 +605,33 @@ async fn usage(
         .usage_report(&caller, q.month.as_deref(), q.user.as_deref())
         .await?;
     Ok(Json(view.into()))
+}
+
+/// A one-time code, valid for an hour, that ties the caller to a Ko-fi
+/// supporter (written in a Ko-fi message) or a Discord account.
+#[utoipa::path(post, path = "/api/v1/auth/link-code",
+    responses((status = 201, body = LinkCodeJson), (status = 401, body = ErrorBody)))]
+async fn link_code(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<(StatusCode, Json<LinkCodeJson>)> {
+    let (code, expires_at) = s.tavern.new_link_code(&caller).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LinkCodeJson {
+            code,
+            expires_at: expires_at.to_string(),
+        }),
+    ))
+}
+
+/// Everyone who has paid through Ko-fi, latest first (admins only).
+#[utoipa::path(get, path = "/api/v1/supporters",
+    responses((status = 200, body = [SupporterJson]), (status = 403, body = ErrorBody)))]
+async fn list_supporters(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<SupporterJson>>> {
+    let list = s.tavern.supporters(&caller).await?;
+    Ok(Json(list.into_iter().map(SupporterJson::from).collect()))
 }

@@ -47,8 +47,16 @@ pub struct CreateUserRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    /// A configured quota tier, or null for the default tier.
-    pub tier: Option<String>,
+    /// A configured quota tier, or null for the default tier; absent:
+    /// unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub tier: Option<Option<String>>,
+    /// The address Ko-fi payments count for this user from (admins only),
+    /// or null for none; absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,6 +66,8 @@ pub struct UserJson {
     pub role: String,
     /// The user's quota tier; null: the default tier.
     pub tier: Option<String>,
+    /// Where Ko-fi payments count for this user from.
+    pub email: Option<String>,
     pub created_at: String,
 }
 
@@ -68,6 +78,7 @@ impl From<&User> for UserJson {
             username: u.username.to_string(),
             role: u.role.to_string(),
             tier: u.tier.clone(),
+            email: u.email.clone(),
             created_at: u.created_at.to_string(),
         }
     }
@@ -321,6 +332,10 @@ pub struct OverviewJson {
     /// Worlds starting, running or stopping.
     pub running: Vec<InstanceJson>,
     pub failed: Vec<InstanceJson>,
+    /// This month's usage, everyone's.
+    pub usage: UsageJson,
+    /// Everyone who has paid through Ko-fi, latest first.
+    pub supporters: Vec<SupporterJson>,
 }
 
 impl From<tavern_core::Overview> for OverviewJson {
@@ -339,6 +354,8 @@ impl From<tavern_core::Overview> for OverviewJson {
             sessions: o.sessions.into_iter().map(SessionJson::from).collect(),
             running: o.running.into_iter().map(InstanceJson::from).collect(),
             failed: o.failed.into_iter().map(InstanceJson::from).collect(),
+            usage: o.usage.into(),
+            supporters: o.supporters.into_iter().map(SupporterJson::from).collect(),
         }
     }
 }
@@ -533,4 +550,51 @@ impl From<tavern_core::UsageView> for UsageJson {
             cost: round2(v.cost),
         }
     }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SupporterJson {
+    /// The Tavern user their payments count for; null: not matched yet
+    /// (they are kept, and count once the supporter links).
+    pub user: Option<String>,
+    /// As Ko-fi gave it, on the latest payment.
+    pub from_name: String,
+    pub email: Option<String>,
+    pub payments: usize,
+    /// Totals per currency, e.g. `{"USD": 12.5}`.
+    pub totals: std::collections::BTreeMap<String, f64>,
+    pub last_paid_at: String,
+    /// The quota tier a Ko-fi subscription gives them, and until when.
+    pub tier: Option<String>,
+    pub tier_until: Option<String>,
+    /// Credit this month, in the usage currency.
+    pub credit: f64,
+}
+
+impl From<tavern_core::SupporterView> for SupporterJson {
+    fn from(v: tavern_core::SupporterView) -> Self {
+        Self {
+            user: v.user.map(|u| u.to_string()),
+            from_name: v.from_name,
+            email: v.email,
+            payments: v.payments,
+            totals: v
+                .totals
+                .into_iter()
+                .map(|(c, cents)| (c, cents as f64 / 100.0))
+                .collect(),
+            last_paid_at: v.last_paid_at.to_string(),
+            tier_until: v.tier.as_ref().map(|(_, until)| until.to_string()),
+            tier: v.tier.map(|(t, _)| t),
+            credit: round2(v.credit),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LinkCodeJson {
+    /// Put it in a Ko-fi message, or give it to the Discord bot's
+    /// `/tavern link`; it works once.
+    pub code: String,
+    pub expires_at: String,
 }

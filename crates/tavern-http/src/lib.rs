@@ -6,6 +6,7 @@ mod api;
 mod dto;
 mod error;
 mod extract;
+mod hooks;
 mod limits;
 mod metrics;
 

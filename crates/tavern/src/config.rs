@@ -24,6 +24,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub backups: BackupsConfig,
     pub usage: UsageConfig,
+    pub kofi: KofiConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -123,6 +124,62 @@ impl Default for UsageConfig {
             rate_per_hour: 0.0,
             currency: "EUR".into(),
         }
+    }
+}
+
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KofiConfig {
+    /// The token Ko-fi sends with each payment notice (its webhooks page);
+    /// unset: `POST /webhooks/kofi` takes nothing.
+    pub verification_token: Option<String>,
+    /// The same, read from a file.
+    pub verification_token_file: Option<PathBuf>,
+    /// Ko-fi membership tier names to quota tiers (`[tiers.NAME]`).
+    pub tiers: BTreeMap<String, String>,
+}
+
+/// Shows everything but the token.
+impl std::fmt::Debug for KofiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KofiConfig")
+            .field(
+                "verification_token",
+                &self.verification_token.as_ref().map(|_| "<hidden>"),
+            )
+            .field("verification_token_file", &self.verification_token_file)
+            .field("tiers", &self.tiers)
+            .finish()
+    }
+}
+
+impl KofiConfig {
+    /// The webhook's settings, or `None` when no token is configured.
+    pub fn settings(&self) -> anyhow::Result<Option<tavern_core::KofiSettings>> {
+        let token = match (&self.verification_token, &self.verification_token_file) {
+            (Some(t), None) => t.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| {
+                    format!(
+                        "invalid configuration: cannot read kofi.verification_token_file {}",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "invalid configuration: set kofi.verification_token or kofi.verification_token_file, not both"
+            ),
+        };
+        anyhow::ensure!(
+            !token.is_empty(),
+            "invalid configuration: kofi.verification_token is empty"
+        );
+        Ok(Some(tavern_core::KofiSettings {
+            verification_token: token,
+            tiers: self.tiers.clone(),
+        }))
     }
 }
 
@@ -629,6 +686,13 @@ impl Config {
             !self.usage.currency.trim().is_empty() && self.usage.currency.len() <= 8,
             "invalid configuration: usage.currency must be a short name like EUR"
         );
+        self.kofi.settings()?;
+        for (kofi, tier) in &self.kofi.tiers {
+            anyhow::ensure!(
+                self.tiers.contains_key(tier),
+                "invalid configuration: kofi.tiers maps {kofi:?} to {tier:?}, which is no [tiers.NAME]"
+            );
+        }
         anyhow::ensure!(
             self.backups.keep_last >= 1,
             "invalid configuration: backups.keep_last must be at least 1 (the newest backup is always kept)"
@@ -1044,6 +1108,59 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), shown);
         }
+    }
+
+    #[test]
+    fn kofi_token_from_file_env_or_a_secret_file_and_tiers_that_exist() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "k.toml",
+                "[tiers.supporter]\nmax_running = 2\n[kofi.tiers]\nBronze = \"supporter\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap();
+            assert!(c.kofi.settings().unwrap().is_none(), "no token: no webhook");
+
+            jail.set_env("TAVERN_KOFI_VERIFICATION_TOKEN", "tok-from-env");
+            let c = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap();
+            let k = c.kofi.settings().unwrap().unwrap();
+            assert_eq!(k.verification_token, "tok-from-env");
+            assert_eq!(k.tiers["Bronze"], "supporter");
+            assert!(!format!("{:?}", c.kofi).contains("tok-from-env"));
+            assert!(!format!("{k:?}").contains("tok-from-env"));
+
+            jail.create_file("token", "tok-from-file\n")?;
+            jail.set_env("TAVERN_KOFI_VERIFICATION_TOKEN_FILE", "token");
+            let err = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("not both"), "{err}");
+            jail.set_env("TAVERN_KOFI_VERIFICATION_TOKEN", "");
+            // An empty variable still counts as set; a file alone works.
+            let err = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("not both"), "{err}");
+            jail.clear_env();
+            jail.set_env("TAVERN_KOFI_VERIFICATION_TOKEN_FILE", "token");
+            let c = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap();
+            assert_eq!(
+                c.kofi.settings().unwrap().unwrap().verification_token,
+                "tok-from-file"
+            );
+
+            jail.create_file("unmapped.toml", "[kofi.tiers]\nBronze = \"gold\"\n")?;
+            let err =
+                Config::load(Some(Path::new("unmapped.toml")), Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("\"gold\", which is no [tiers.NAME]"),
+                "{err}"
+            );
+            jail.set_env("TAVERN_KOFI_VERIFICATION_TOKEN_FILE", "missing");
+            let err = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("cannot read kofi.verification_token_file"),
+                "{err}"
+            );
+            Ok(())
+        });
     }
 
     #[test]

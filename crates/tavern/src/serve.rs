@@ -153,6 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             backups: Some(config.backup_settings()?),
             usage_rate: config.usage.rate_per_hour,
             usage_currency: config.usage.currency.clone(),
+            kofi: config.kofi.settings()?,
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

@@ -5,4 +5,5 @@ pub mod idle;
 pub mod licenses;
 pub mod quotas;
 pub mod reservations;
+pub mod supporters;
 pub mod usage;

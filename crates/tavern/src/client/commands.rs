@@ -48,7 +48,18 @@ const USER_COLUMNS: &[Column] = &[
     ("USERNAME", "username"),
     ("ROLE", "role"),
     ("TIER", "tier"),
+    ("EMAIL", "email"),
     ("CREATED", "created_at"),
+];
+const SUPPORTER_COLUMNS: &[Column] = &[
+    ("USER", "user"),
+    ("NAME", "from_name"),
+    ("EMAIL", "email"),
+    ("PAYMENTS", "payments"),
+    ("LAST PAID", "last_paid_at"),
+    ("TIER", "tier"),
+    ("UNTIL", "tier_until"),
+    ("CREDIT", "credit"),
 ];
 const SESSION_COLUMNS: &[Column] = &[
     ("ID", "id"),
@@ -569,6 +580,24 @@ pub enum UserCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Set the e-mail address a user's Ko-fi payments come from; those
+    /// already received from it count for them too.
+    SetEmail {
+        name: String,
+        #[arg(required_unless_present = "none")]
+        email: Option<String>,
+        /// Clear it.
+        #[arg(long, conflicts_with = "email")]
+        none: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// A one-time code, valid for an hour, that ties you to your Ko-fi
+    /// payments (write it in a Ko-fi message) or your Discord account.
+    LinkCode {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
@@ -614,6 +643,34 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             print(conn.json, &user, USER_COLUMNS);
+        }
+        UserCommand::SetEmail {
+            name,
+            email,
+            none: _,
+            conn,
+        } => {
+            let user = Api::from_conn(&conn)?
+                .patch(
+                    &format!("/api/v1/users/{}", path_part(&name)?),
+                    &json!({ "email": email }),
+                )
+                .await?;
+            print(conn.json, &user, USER_COLUMNS);
+        }
+        UserCommand::LinkCode { conn } => {
+            let code = Api::from_conn(&conn)?
+                .post("/api/v1/auth/link-code", &json!({}))
+                .await?;
+            if conn.json {
+                print(true, &code, &[]);
+            } else {
+                println!("{}", code["code"].as_str().unwrap_or_default());
+                eprintln!(
+                    "Valid once, until {}. Write it in a Ko-fi message, or give it to the Discord bot: /tavern link.",
+                    code["expires_at"].as_str().unwrap_or("?")
+                );
+            }
         }
     }
     Ok(())
@@ -974,6 +1031,11 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Everyone who has paid through Ko-fi, latest first.
+    Supporters {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
@@ -1011,6 +1073,31 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                     ("REASON", "state_reason"),
                 ],
             );
+            let usage = &o["usage"];
+            let currency = usage["currency"].as_str().unwrap_or_default();
+            println!(
+                "Usage in {}: {} hours, {} {currency}",
+                usage["month"].as_str().unwrap_or("?"),
+                usage["hours"],
+                usage["cost"]
+            );
+            print(
+                false,
+                &usage["users"],
+                &[
+                    ("USER", "user"),
+                    ("HOURS", "hours"),
+                    ("COST", "cost"),
+                    ("CREDIT", "credit"),
+                    ("DUE", "due"),
+                ],
+            );
+            println!("Supporters");
+            print(false, &o["supporters"], SUPPORTER_COLUMNS);
+        }
+        AdminCommand::Supporters { conn } => {
+            let list = Api::from_conn(&conn)?.get("/api/v1/supporters").await?;
+            print(conn.json, &list, SUPPORTER_COLUMNS);
         }
     }
     Ok(())

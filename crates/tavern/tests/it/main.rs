@@ -8,6 +8,7 @@ mod docker;
 mod economy;
 mod idle;
 mod isolation;
+mod kofi;
 mod postgres;
 mod proxy;
 mod releases;
