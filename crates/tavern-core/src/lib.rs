@@ -8,6 +8,7 @@ pub mod activity;
 pub mod auth;
 pub mod backups;
 mod error;
+mod invites;
 pub mod policy;
 pub mod reconciler;
 pub mod routes;
@@ -20,6 +21,7 @@ mod usage;
 
 pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
+pub use invites::{InviteView, NewInvite};
 pub use service::{
     Caller, Economy, InstanceUpdate, InstanceView, LicenseView, NewInstance, NewLicense, NewUser,
     Overview, RUNTIME_KINDS, Settings, Tavern,

@@ -247,7 +247,7 @@ pub struct Overview {
 pub struct Tavern {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) secrets: SecretBox,
-    passwords: Passwords,
+    pub(crate) passwords: Passwords,
     pub(crate) settings: Arc<Settings>,
     pub(crate) runtime: Arc<dyn Runtime>,
     releases: Arc<Releases>,
@@ -326,7 +326,7 @@ fn parse_slug(s: &str) -> Result<Slug, CoreError> {
     })
 }
 
-fn parse_username(field: &'static str, s: &str) -> Result<Username, CoreError> {
+pub(crate) fn parse_username(field: &'static str, s: &str) -> Result<Username, CoreError> {
     Username::parse(s).map_err(|e| CoreError::invalid("invalid_username", field, e.to_string()))
 }
 
@@ -445,7 +445,7 @@ impl Tavern {
         Ok(Some(secret))
     }
 
-    async fn issue_token(&self, user: &User, label: &str) -> Result<String, CoreError> {
+    pub(crate) async fn issue_token(&self, user: &User, label: &str) -> Result<String, CoreError> {
         let (secret, hash) = auth::new_token();
         let token = ApiToken {
             id: TokenId::new(),
@@ -1206,7 +1206,7 @@ impl Tavern {
         Ok(name.and_then(|n| economy.tiers.get(n).map(|t| (n.clone(), t.clone()))))
     }
 
-    fn check_tier(&self, name: &str) -> Result<String, CoreError> {
+    pub(crate) fn check_tier(&self, name: &str) -> Result<String, CoreError> {
         let tiers = &self.settings.economy.tiers;
         if tiers.contains_key(name) {
             return Ok(name.to_owned());

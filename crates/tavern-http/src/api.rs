@@ -65,6 +65,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(link_code))
         .routes(routes!(list_supporters))
         .routes(routes!(crate::hooks::kofi))
+        .routes(routes!(create_invite, list_invites))
+        .routes(routes!(revoke_invite))
+        .routes(routes!(accept_invite))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -634,4 +637,75 @@ async fn list_supporters(
 ) -> ApiResult<Json<Vec<SupporterJson>>> {
     let list = s.tavern.supporters(&caller).await?;
     Ok(Json(list.into_iter().map(SupporterJson::from).collect()))
+}
+
+/// Invites someone to make an account (admins only); the answer holds the
+/// code and the address to give them, this once.
+#[utoipa::path(post, path = "/api/v1/invites", request_body = CreateInviteRequest,
+    responses((status = 201, body = InviteJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_invite(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<CreateInviteRequest>,
+) -> ApiResult<(StatusCode, Json<InviteJson>)> {
+    let view = s
+        .tavern
+        .create_invite(
+            &caller,
+            tavern_core::NewInvite {
+                role: req.role,
+                tier: req.tier,
+                uses: req.uses,
+                expires_in_hours: req.expires_in_hours,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Every invitation, spent ones too, without their codes (admins only).
+#[utoipa::path(get, path = "/api/v1/invites",
+    responses((status = 200, body = [InviteJson]), (status = 403, body = ErrorBody)))]
+async fn list_invites(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<InviteJson>>> {
+    let list = s.tavern.list_invites(&caller).await?;
+    Ok(Json(list.into_iter().map(InviteJson::from).collect()))
+}
+
+/// Withdraws an invitation, by its id (admins only).
+#[utoipa::path(delete, path = "/api/v1/invites/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_invite(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern.revoke_invite(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates the invitee's account and signs them in; no token needed, the
+/// code is the proof. Not found once the invitation is used up, expired
+/// or withdrawn.
+#[utoipa::path(post, path = "/api/v1/invites/{code}/accept", params(("code" = String, Path)),
+    security(()), request_body = AcceptInviteRequest,
+    responses((status = 201, body = LoginResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn accept_invite(
+    State(s): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(req): ApiJson<AcceptInviteRequest>,
+) -> ApiResult<(StatusCode, Json<LoginResponse>)> {
+    let (token, user) = s
+        .tavern
+        .accept_invite(&code, &req.username, &req.password)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(LoginResponse {
+            token,
+            user: (&user).into(),
+        }),
+    ))
 }

@@ -598,3 +598,67 @@ pub struct LinkCodeJson {
     pub code: String,
     pub expires_at: String,
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInviteRequest {
+    /// `gm` (default) or `admin`.
+    pub role: Option<String>,
+    /// The quota tier new accounts get (default: the default tier).
+    pub tier: Option<String>,
+    /// How many accounts it may create (default 1).
+    pub uses: Option<u32>,
+    /// How long it lasts (default 168: a week; at most 90 days).
+    pub expires_in_hours: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteJson {
+    pub id: String,
+    pub role: String,
+    pub tier: Option<String>,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub expires_at: String,
+    /// `open`, or `spent` (used up or expired).
+    pub state: &'static str,
+    pub created_by: String,
+    pub created_at: String,
+    /// The secret code, and the address to give the invitee: only in the
+    /// answer that creates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl From<tavern_core::InviteView> for InviteJson {
+    fn from(v: tavern_core::InviteView) -> Self {
+        let state = if v.spent(tavern_store::now()) {
+            "spent"
+        } else {
+            "open"
+        };
+        let i = v.invite;
+        Self {
+            id: i.id.to_string(),
+            role: i.role.to_string(),
+            tier: i.tier,
+            max_uses: i.max_uses,
+            uses: i.uses,
+            expires_at: i.expires_at.to_string(),
+            state,
+            created_by: i.created_by,
+            created_at: i.created_at.to_string(),
+            code: v.code,
+            url: v.url,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInviteRequest {
+    pub username: String,
+    pub password: String,
+}

@@ -9,6 +9,7 @@ mod extract;
 mod hooks;
 mod limits;
 mod metrics;
+mod pages;
 
 use std::time::Duration;
 
@@ -55,6 +56,7 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let (api, openapi) = api::routes().split_for_parts();
     let openapi_json = std::sync::Arc::new(openapi);
     api.route("/metrics", axum::routing::get(metrics::metrics))
+        .route("/auth/invite/{code}", axum::routing::get(pages::invite))
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {
@@ -74,12 +76,13 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(
             TraceLayer::new_for_http()
-                // The path only: a query may hold a signed link's token.
+                // The path only (a query may hold a signed link's token),
+                // without an invitation's code.
                 .make_span_with(|req: &axum::http::Request<_>| {
                     tracing::info_span!(
                         "request",
                         method = %req.method(),
-                        path = %req.uri().path(),
+                        path = %loggable_path(req.uri().path()),
                         version = ?req.version(),
                     )
                 })
@@ -87,5 +90,41 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
         )
 }
 
+/// A request path as it may be logged: an invitation's code (a secret
+/// that makes accounts) is hidden.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/api/v1/invites/", "/auth/invite/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let (code, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let is_id = prefix.starts_with("/api") && tail.is_empty();
+            if !code.is_empty() && !is_id {
+                return format!("{prefix}***{tail}").into();
+            }
+        }
+    }
+    path.into()
+}
+
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn invitation_codes_are_not_logged() {
+        assert_eq!(
+            loggable_path("/api/v1/invites/s3cret/accept"),
+            "/api/v1/invites/***/accept"
+        );
+        assert_eq!(loggable_path("/auth/invite/s3cret"), "/auth/invite/***");
+        // An invitation's id (to withdraw it) is not a secret.
+        assert_eq!(
+            loggable_path("/api/v1/invites/0190-id"),
+            "/api/v1/invites/0190-id"
+        );
+        assert_eq!(loggable_path("/api/v1/invites"), "/api/v1/invites");
+        assert_eq!(loggable_path("/api/v1/instances/x"), "/api/v1/instances/x");
+    }
+}

@@ -49,6 +49,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(client::UserCommand),
+    /// Invite people to make accounts, and accept an invitation.
+    #[command(subcommand)]
+    Invite(client::InviteCommand),
     /// Install and list Foundry releases on this machine.
     #[command(subcommand)]
     Release(client::ReleaseCommand),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Session(cmd) => client::session(cmd).await,
             Command::Backup(cmd) => client::backup(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
+            Command::Invite(cmd) => client::invite(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,
             Command::Usage(args) => client::usage(args).await,

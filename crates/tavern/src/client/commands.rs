@@ -79,7 +79,7 @@ const EVENT_COLUMNS: &[Column] = &[
 ];
 
 /// Reads one line from standard input, without its line ending.
-fn stdin_line(what: &str) -> anyhow::Result<String> {
+pub(crate) fn stdin_line(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -706,7 +706,7 @@ pub enum SessionCommand {
 }
 
 /// A duration like `4h`, `90m` or `3h30m`, in whole minutes.
-fn parse_minutes(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_minutes(s: &str) -> Result<u32, String> {
     let bad = || format!("{s:?} is not a duration like 4h, 90m or 3h30m");
     let d: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
     if d.is_negative() || d.as_secs() % 60 != 0 {

@@ -6,7 +6,9 @@
 mod backups;
 mod commands;
 mod http;
+mod invites;
 mod output;
 
 pub use backups::{BackupCommand, backup};
 pub use commands::*;
+pub use invites::{InviteCommand, invite};

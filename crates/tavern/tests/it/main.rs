@@ -7,6 +7,7 @@ mod bad_input;
 mod docker;
 mod economy;
 mod idle;
+mod invites;
 mod isolation;
 mod kofi;
 mod postgres;
