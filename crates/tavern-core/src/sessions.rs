@@ -159,6 +159,7 @@ impl Tavern {
                 created_by: caller.name(),
                 created_at: snap.now,
                 prepared_at: None,
+                reminded_at: None,
             };
             let mut detail = format!(
                 "from {} for {} minutes, license {}",

@@ -25,7 +25,7 @@ macro_rules! instance_cols {
 
 macro_rules! session_cols {
     () => {
-        "id, instance_id, license_id, starts_at, ends_at, window_start, window_end, created_by, created_at, prepared_at"
+        "id, instance_id, license_id, starts_at, ends_at, window_start, window_end, created_by, created_at, prepared_at, reminded_at"
     };
 }
 
@@ -44,6 +44,12 @@ macro_rules! payment_cols {
 macro_rules! invite_cols {
     () => {
         "id, code_hash, role, tier, max_uses, uses, expires_at, created_by, created_at"
+    };
+}
+
+macro_rules! notification_cols {
+    () => {
+        "id, kind, destination, message, created_at, attempts, next_attempt_at, last_error, delivered_at, gave_up_at"
     };
 }
 
@@ -160,9 +166,9 @@ macro_rules! sql_adapter {
         use jiff::Timestamp;
         use sqlx::{Row, Transaction};
         use tavern_store::{
-            ApiToken, ArchiveFacts, Backup, Event, Instance, Invite, License, NewEvent,
-            Observation, Outcome, Payment, PaymentKind, Session, Store, StoreError, StoreResult,
-            UsageInterval, User,
+            ApiToken, ArchiveFacts, Backup, Delivery, Event, Instance, Invite, License, NewEvent,
+            NewNotification, Notification, Observation, Outcome, Payment, PaymentKind, Session,
+            Store, StoreError, StoreResult, UsageInterval, User,
         };
         use tavern_types::{
             BackupId, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
@@ -391,6 +397,23 @@ macro_rules! sql_adapter {
                 created_by: col(row, "created_by")?,
                 created_at: ts(col(row, "created_at")?)?,
                 prepared_at: opt_ts(col(row, "prepared_at")?)?,
+                reminded_at: opt_ts(col(row, "reminded_at")?)?,
+            })
+        }
+
+        fn notification_from(row: &DbRow) -> StoreResult<Notification> {
+            Ok(Notification {
+                id: col(row, "id")?,
+                kind: col(row, "kind")?,
+                destination: col(row, "destination")?,
+                message: col(row, "message")?,
+                created_at: ts(col(row, "created_at")?)?,
+                attempts: u32::try_from(col::<i64>(row, "attempts")?)
+                    .map_err(|e| corrupt("outbox.attempts", e))?,
+                next_attempt_at: ts(col(row, "next_attempt_at")?)?,
+                last_error: col(row, "last_error")?,
+                delivered_at: opt_ts(col(row, "delivered_at")?)?,
+                gave_up_at: opt_ts(col(row, "gave_up_at")?)?,
             })
         }
 
@@ -1156,7 +1179,7 @@ macro_rules! sql_adapter {
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO sessions (",
                     session_cols!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 ))
                 .bind(session.id.to_string())
                 .bind(session.instance.to_string())
@@ -1168,6 +1191,7 @@ macro_rules! sql_adapter {
                 .bind(&session.created_by)
                 .bind(session.created_at.as_microsecond())
                 .bind(session.prepared_at.map(|t| t.as_microsecond()))
+                .bind(session.reminded_at.map(|t| t.as_microsecond()))
                 .execute(&mut *tx)
                 .await;
                 match inserted {
@@ -1623,6 +1647,180 @@ macro_rules! sql_adapter {
                 insert_event(&mut tx, event).await?;
                 commit(tx).await?;
                 Ok(invite)
+            }
+
+            async fn set_user_webhook(
+                &self,
+                user: UserId,
+                sealed: Option<&[u8]>,
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("UPDATE users SET webhook_sealed = $1 WHERE id = $2")
+                    .bind(sealed)
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("set user webhook"))?;
+                touched(&done, "user", user)?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn user_webhook(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+                let found: Option<Option<Vec<u8>>> =
+                    sqlx::query_scalar("SELECT webhook_sealed FROM users WHERE id = $1")
+                        .bind(user.to_string())
+                        .fetch_optional(&self.readers)
+                        .await
+                        .map_err(backend("get user webhook"))?;
+                Ok(found.flatten())
+            }
+
+            async fn mark_session_reminded(
+                &self,
+                id: SessionId,
+                event: &NewEvent,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE sessions SET reminded_at = $1 WHERE id = $2 AND reminded_at IS NULL",
+                )
+                .bind(event.at.as_microsecond())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend("mark session reminded"))?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                insert_event(&mut tx, event).await?;
+                commit(tx).await?;
+                Ok(true)
+            }
+
+            async fn events_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<(i64, Event)>> {
+                let rows = sqlx::query(
+                    "SELECT seq, id, at, actor, action, target, outcome, detail FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await
+                .map_err(backend("read events"))?;
+                rows.iter()
+                    .map(|r| Ok((col::<i64>(r, "seq")?, event_from(r)?)))
+                    .collect()
+            }
+
+            async fn last_event_seq(&self) -> StoreResult<i64> {
+                let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+                    .fetch_one(&self.readers)
+                    .await
+                    .map_err(backend("read events"))?;
+                Ok(seq.unwrap_or(0))
+            }
+
+            async fn outbox_cursor(&self) -> StoreResult<Option<i64>> {
+                sqlx::query_scalar("SELECT event_seq FROM outbox_cursor WHERE id = 1")
+                    .fetch_optional(&self.readers)
+                    .await
+                    .map_err(backend("read outbox cursor"))
+            }
+
+            async fn enqueue_notifications(
+                &self,
+                from: Option<i64>,
+                to: i64,
+                items: &[NewNotification],
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin().await?;
+                let moved = match from {
+                    None => sqlx::query(
+                        "INSERT INTO outbox_cursor (id, event_seq) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await,
+                    Some(from) => sqlx::query(
+                        "UPDATE outbox_cursor SET event_seq = $1 WHERE id = 1 AND event_seq = $2",
+                    )
+                    .bind(to)
+                    .bind(from)
+                    .execute(&mut *tx)
+                    .await,
+                }
+                .map_err(backend("move outbox cursor"))?;
+                if moved.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                for n in items {
+                    sqlx::query(
+                        "INSERT INTO outbox (kind, destination, message, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, 0, $5)",
+                    )
+                    .bind(&n.kind)
+                    .bind(&n.destination)
+                    .bind(&n.message)
+                    .bind(n.created_at.as_microsecond())
+                    .bind(n.created_at.as_microsecond())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("enqueue notification"))?;
+                }
+                commit(tx).await?;
+                Ok(true)
+            }
+
+            async fn due_notifications(
+                &self,
+                now: Timestamp,
+                limit: u32,
+            ) -> StoreResult<Vec<Notification>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    notification_cols!(),
+                    " FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(now.as_microsecond())
+                .bind(i64::from(limit));
+                read_all(&self.readers, q, "due notifications", notification_from).await
+            }
+
+            async fn finish_notification(&self, id: i64, outcome: &Delivery) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let q = match outcome {
+                    Delivery::Delivered { at } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2",
+                    )
+                    .bind(at.as_microsecond()),
+                    Delivery::Retry { next_attempt_at, error } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id = $3",
+                    )
+                    .bind(next_attempt_at.as_microsecond())
+                    .bind(error.as_str()),
+                    Delivery::GaveUp { at, error } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, gave_up_at = $1, last_error = $2 WHERE id = $3",
+                    )
+                    .bind(at.as_microsecond())
+                    .bind(error.as_str()),
+                };
+                let done = q
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("finish notification"))?;
+                touched(&done, "notification", id)?;
+                commit(tx).await
+            }
+
+            async fn list_notifications(&self, limit: u32) -> StoreResult<Vec<Notification>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    notification_cols!(),
+                    " FROM outbox ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(i64::from(limit));
+                read_all(&self.readers, q, "list notifications", notification_from).await
             }
 
             async fn append_event(&self, event: &NewEvent) -> StoreResult<()> {

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "community",
         include_str!("../migrations/postgres/0003_community.sql"),
     ),
+    (
+        4,
+        "outbox",
+        include_str!("../migrations/postgres/0004_outbox.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

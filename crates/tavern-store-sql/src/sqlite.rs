@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "community",
         include_str!("../migrations/sqlite/0008_community.sql"),
     ),
+    (
+        9,
+        "outbox",
+        include_str!("../migrations/sqlite/0009_outbox.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -17,6 +17,20 @@ type Schema = BTreeSet<String>;
 
 const EXPECTED: &str = "
 fk api_tokens.user_id -> users.id
+outbox.attempts integer not null
+outbox.created_at integer not null
+outbox.delivered_at integer
+outbox.destination text not null
+outbox.gave_up_at integer
+outbox.id integer not null
+outbox.kind text not null
+outbox.last_error text
+outbox.message text not null
+outbox.next_attempt_at integer not null
+unique outbox(id)
+outbox_cursor.event_seq integer not null
+outbox_cursor.id integer not null
+unique outbox_cursor(id)
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null
@@ -120,6 +134,7 @@ sessions.id text not null
 sessions.instance_id text not null
 sessions.license_id text not null
 sessions.prepared_at integer
+sessions.reminded_at integer
 sessions.starts_at integer not null
 sessions.window_end integer not null
 sessions.window_start integer not null
@@ -147,6 +162,7 @@ unique users(id)
 unique users(username)
 users.created_at integer not null
 users.email text
+users.webhook_sealed bytes
 users.id text not null
 users.password_hash text
 users.role text not null

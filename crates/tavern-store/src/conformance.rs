@@ -12,6 +12,7 @@ use crate::{
     ApiToken, ArchiveFacts, Backup, Instance, Invite, License, NewEvent, Observation, Outcome,
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
+use crate::{Delivery, NewNotification};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
 /// store made by `$make`: an async expression yielding `Some` value that
@@ -38,7 +39,8 @@ macro_rules! conformance_tests {
             concurrent_sessions_never_overlap_on_one_key, backups_finish_once_and_outlive_their_world,
             backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change,
             emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
-            payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up);
+            payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
+            the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -814,6 +816,7 @@ fn session(i: &Instance, license: LicenseId, base: Timestamp, from: i64, hours: 
         created_by: "tester".into(),
         created_at: base,
         prepared_at: None,
+        reminded_at: None,
     }
 }
 
@@ -1653,4 +1656,148 @@ pub async fn invites_create_users_until_used_up(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+fn note(kind: &str, destination: &str) -> NewNotification {
+    NewNotification {
+        kind: kind.into(),
+        destination: destination.into(),
+        message: format!("{kind} happened"),
+        created_at: now(),
+    }
+}
+
+pub async fn the_outbox_follows_the_audit_log_and_records_deliveries(store: &dyn Store) {
+    assert_eq!(store.last_event_seq().await.unwrap(), 0);
+    assert_eq!(store.outbox_cursor().await.unwrap(), None);
+    add_user(store, "ann", Role::Gm).await;
+    add_user(store, "bob", Role::Gm).await;
+    let last = store.last_event_seq().await.unwrap();
+    let all = store.events_after(0, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].0 < all[1].0 && all[1].0 == last, "{all:?}");
+    assert_eq!(all[1].1.target, "user:bob");
+    assert_eq!(store.events_after(all[0].0, 10).await.unwrap().len(), 1);
+    assert!(store.events_after(last, 10).await.unwrap().is_empty());
+
+    // The cursor starts once, then moves only from where it is.
+    assert!(
+        store
+            .enqueue_notifications(None, all[0].0, &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .enqueue_notifications(None, last, &[note("x", "community")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.outbox_cursor().await.unwrap(), Some(all[0].0));
+    let items = [
+        note("world_started", "community"),
+        note("world_started", "user:1"),
+    ];
+    assert!(
+        !store
+            .enqueue_notifications(Some(last + 5), last, &items)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.list_notifications(10).await.unwrap().is_empty(),
+        "nothing added"
+    );
+    assert!(
+        store
+            .enqueue_notifications(Some(all[0].0), last, &items)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.outbox_cursor().await.unwrap(), Some(last));
+
+    let at = now();
+    let due = store.due_notifications(at, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!((due[0].attempts, due[0].delivered_at), (0, None));
+    assert_eq!(due[1].destination, "user:1");
+    let later = at + SignedDuration::from_secs(60);
+    store
+        .finish_notification(
+            due[0].id,
+            &Delivery::Retry {
+                next_attempt_at: later,
+                error: "connection refused".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .finish_notification(due[1].id, &Delivery::Delivered { at })
+        .await
+        .unwrap();
+    assert!(store.due_notifications(at, 10).await.unwrap().is_empty());
+    let again = store.due_notifications(later, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].attempts, again[0].last_error.as_deref()),
+        (1, Some("connection refused"))
+    );
+    store
+        .finish_notification(
+            again[0].id,
+            &Delivery::GaveUp {
+                at: later,
+                error: "still refused".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.due_notifications(later, 10).await.unwrap().is_empty());
+    let listed = store.list_notifications(10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].delivered_at, Some(at), "newest first");
+    assert_eq!((listed[1].gave_up_at, listed[1].attempts), (Some(later), 2));
+    let err = store
+        .finish_notification(9999, &Delivery::Delivered { at })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn webhooks_and_reminders_round_trip(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    assert_eq!(store.user_webhook(ann.id).await.unwrap(), None);
+    store
+        .set_user_webhook(ann.id, Some(b"sealed"), &ev("user.webhook", "user:ann"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_webhook(ann.id).await.unwrap().as_deref(),
+        Some(&b"sealed"[..])
+    );
+    store
+        .set_user_webhook(ann.id, None, &ev("user.webhook", "user:ann"))
+        .await
+        .unwrap();
+    assert_eq!(store.user_webhook(ann.id).await.unwrap(), None);
+    assert_eq!(store.user_webhook(UserId::new()).await.unwrap(), None);
+
+    let key = add_license(store, "k", None).await;
+    let world = add_instance(store, instance("keep", ann.id, None)).await;
+    let s = session(&world, key.id, now(), 1, 2);
+    book(store, &s, &[]).await.unwrap();
+    let e = ev("session.reminder", "instance:keep");
+    assert!(store.mark_session_reminded(s.id, &e).await.unwrap());
+    assert!(!store.mark_session_reminded(s.id, &e).await.unwrap());
+    let got = store.session(s.id).await.unwrap().unwrap();
+    assert!(got.reminded_at.is_some());
+    let events = store.list_events(100).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "session.reminder")
+            .count(),
+        1
+    );
 }

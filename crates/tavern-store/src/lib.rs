@@ -294,6 +294,44 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> StoreResult<Invite>;
 
+    /// Sets or clears a user's own notification webhook (sealed by the
+    /// caller: the address holds Discord's secret).
+    async fn set_user_webhook(
+        &self,
+        user: UserId,
+        sealed: Option<&[u8]>,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    async fn user_webhook(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Marks that a session's owner was reminded of it: `Ok(true)` the
+    /// first time (the event is written then), `Ok(false)` after.
+    async fn mark_session_reminded(&self, id: SessionId, event: &NewEvent) -> StoreResult<bool>;
+
+    /// Events after position `seq` in the audit log, oldest first, with
+    /// their positions.
+    async fn events_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<(i64, Event)>>;
+    /// The position of the newest event (0 when there is none).
+    async fn last_event_seq(&self) -> StoreResult<i64>;
+    /// How far into the audit log the outbox has read (`None`: never).
+    async fn outbox_cursor(&self) -> StoreResult<Option<i64>>;
+    /// Moves the outbox's cursor from `from` to `to` and adds `items`, in
+    /// one transaction: `Ok(false)`, changing nothing, when the cursor was
+    /// not at `from` (another process moved it).
+    async fn enqueue_notifications(
+        &self,
+        from: Option<i64>,
+        to: i64,
+        items: &[NewNotification],
+    ) -> StoreResult<bool>;
+    /// Undelivered notifications due at `now`, oldest first.
+    async fn due_notifications(&self, now: Timestamp, limit: u32)
+    -> StoreResult<Vec<Notification>>;
+    /// Records how an attempt to deliver one ended.
+    async fn finish_notification(&self, id: i64, outcome: &Delivery) -> StoreResult<()>;
+    /// The newest notifications, newest first.
+    async fn list_notifications(&self, limit: u32) -> StoreResult<Vec<Notification>>;
+
     /// Records an event that goes with no other change.
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;
     /// The newest `limit` events, newest first.

@@ -112,6 +112,8 @@ pub struct Session {
     /// When the scheduler started its world; until then its key may still
     /// move to another equal key to fit other sessions.
     pub prepared_at: Option<Timestamp>,
+    /// When its owner was reminded that it begins soon.
+    pub reminded_at: Option<Timestamp>,
 }
 
 /// One observed running interval of a world (open while `stopped_at` is
@@ -314,4 +316,49 @@ pub struct Invite {
     pub expires_at: Timestamp,
     pub created_by: String,
     pub created_at: Timestamp,
+}
+
+/// A message for a Discord webhook, about to join the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewNotification {
+    /// What happened: `world_started`, `backup_failed`, …
+    pub kind: String,
+    /// `community`, or `user:<id>` (that user's own webhook).
+    pub destination: String,
+    pub message: String,
+    pub created_at: Timestamp,
+}
+
+/// A message in the outbox, delivered at least once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub kind: String,
+    pub destination: String,
+    pub message: String,
+    pub created_at: Timestamp,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    /// Set when retrying stopped for good.
+    pub gave_up_at: Option<Timestamp>,
+}
+
+/// How an attempt to deliver a notification ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered {
+        at: Timestamp,
+    },
+    /// Failed; tried again at `next_attempt_at`.
+    Retry {
+        next_attempt_at: Timestamp,
+        error: String,
+    },
+    /// Failed, and no more tries.
+    GaveUp {
+        at: Timestamp,
+        error: String,
+    },
 }

@@ -99,6 +99,7 @@ mod tests {
             created_by: "t".into(),
             created_at: t,
             prepared_at: Some(t),
+            reminded_at: None,
         }
     }
 

@@ -438,6 +438,7 @@ mod tests {
             created_by: "t".into(),
             created_at: t,
             prepared_at: None,
+            reminded_at: None,
         }
     }
 
