@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backups;
 mod error;
 mod invites;
+pub mod notifications;
 pub mod policy;
 pub mod reconciler;
 pub mod routes;

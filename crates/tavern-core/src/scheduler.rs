@@ -1,5 +1,6 @@
 //! The scheduler: time-driven work. It prepares sessions whose window has
-//! opened ([`Tavern::prepare_due_sessions`]) and puts idle worlds to sleep
+//! opened ([`Tavern::prepare_due_sessions`]), reminds owners of sessions
+//! about to begin ([`Tavern::remind_sessions`]) and puts idle worlds to sleep
 //! (with a warning event first); it runs on a period and whenever sessions
 //! change. Scheduled backups keep their own cron loop
 //! ([`crate::backups::run_schedule`]).
@@ -27,6 +28,11 @@ pub async fn run(tavern: Tavern, period: Duration, cancel: CancellationToken) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "preparing sessions failed; will retry"),
+        }
+        match tavern.remind_sessions().await {
+            Ok(n) if n > 0 => tracing::info!(sessions = n, "owners reminded of sessions"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "session reminders failed; will retry"),
         }
         match put_idle_worlds_to_sleep(&tavern, &mut warned).await {
             Ok(slept) if !slept.is_empty() => {

@@ -63,6 +63,8 @@ pub struct Settings {
     pub usage_currency: String,
     /// Ko-fi's webhook (none: this server takes no payments).
     pub kofi: Option<crate::KofiSettings>,
+    /// Where notifications go, and how they are retried.
+    pub notify: crate::notifications::NotifySettings,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and
@@ -1274,23 +1276,40 @@ impl Tavern {
             .await?)
     }
 
-    /// Changes a user's tier and e-mail address (admins only); `None`
-    /// leaves one as it is. Both are checked before either changes.
+    /// Changes a user's tier and e-mail address (admins only) and their
+    /// own notification webhook (themselves, or an admin); `None` leaves
+    /// one as it is. All are checked before any changes.
     pub async fn update_user(
         &self,
         caller: &Caller,
         username: &str,
         tier: Option<Option<String>>,
         email: Option<Option<String>>,
+        webhook_url: Option<Option<String>>,
     ) -> Result<User, CoreError> {
-        caller.require_admin("change users")?;
+        if tier.is_some() || email.is_some() {
+            caller.require_admin("change users")?;
+        }
         let mut user = self.user_named("username", username).await?;
+        if user.id != caller.user.id {
+            caller.require_admin("change other users")?;
+        }
         if let Some(Some(t)) = &tier {
             self.check_tier(t)?;
+        }
+        if let Some(Some(e)) = &email {
+            crate::supporters::check_email(e)?;
+        }
+        if let Some(Some(w)) = &webhook_url {
+            crate::notifications::check_webhook(w)?;
         }
         if let Some(email) = email {
             user = self
                 .set_user_email(caller, username, email.as_deref())
+                .await?;
+        }
+        if let Some(url) = webhook_url {
+            self.set_user_webhook(caller, username, url.as_deref())
                 .await?;
         }
         if let Some(tier) = tier {

@@ -151,6 +151,21 @@ fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
     })
 }
 
+/// An e-mail address as given, checked and lowercased.
+pub(crate) fn check_email(email: &str) -> Result<String, CoreError> {
+    let e = email.trim().to_ascii_lowercase();
+    let (local, domain) = e.split_once('@').unwrap_or_default();
+    if local.is_empty() || !domain.contains('.') || e.len() > 254 || e.contains(char::is_whitespace)
+    {
+        return Err(CoreError::invalid(
+            "invalid_email",
+            "email",
+            format!("{e:?} is not an e-mail address"),
+        ));
+    }
+    Ok(e)
+}
+
 /// `3.50 USD`.
 fn money(cents: i64, currency: &str) -> String {
     format!("{}.{:02} {currency}", cents / 100, cents % 100)
@@ -273,17 +288,7 @@ impl Tavern {
     ) -> Result<User, CoreError> {
         caller.require_admin("set e-mail addresses")?;
         let target = self.user_named("user", username).await?;
-        let email = email.map(|e| e.trim().to_ascii_lowercase());
-        if let Some(e) = &email {
-            let (local, domain) = e.split_once('@').unwrap_or_default();
-            if local.is_empty() || !domain.contains('.') || e.len() > 254 || e.contains(' ') {
-                return Err(CoreError::invalid(
-                    "invalid_email",
-                    "email",
-                    format!("{e:?} is not an e-mail address"),
-                ));
-            }
-        }
+        let email = email.map(check_email).transpose()?;
         let event = NewEvent::success(
             caller.user.username.as_str(),
             "user.email",

@@ -68,6 +68,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_invite, list_invites))
         .routes(routes!(revoke_invite))
         .routes(routes!(accept_invite))
+        .routes(routes!(list_notifications))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -153,8 +154,9 @@ async fn list_users(
     Ok(Json(users.iter().map(UserJson::from).collect()))
 }
 
-/// Changes a user's quota tier or e-mail address (admins only); absent
-/// fields stay as they are.
+/// Changes a user's quota tier or e-mail address (admins only), or their
+/// notification webhook (themselves, or an admin); absent fields stay as
+/// they are.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", params(("username" = String, Path)),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -166,7 +168,7 @@ async fn update_user(
 ) -> ApiResult<Json<UserJson>> {
     let user = s
         .tavern
-        .update_user(&caller, &username, req.tier, req.email)
+        .update_user(&caller, &username, req.tier, req.email, req.webhook_url)
         .await?;
     Ok(Json((&user).into()))
 }
@@ -708,4 +710,26 @@ async fn accept_invite(
             user: (&user).into(),
         }),
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct NotificationsQuery {
+    /// At most this many, newest first (default 100).
+    limit: Option<u32>,
+}
+
+/// The notification outbox, newest first: what went out to the webhooks,
+/// what waits for a retry, what was given up (admins only).
+#[utoipa::path(get, path = "/api/v1/notifications", params(NotificationsQuery),
+    responses((status = 200, body = [NotificationJson]), (status = 403, body = ErrorBody)))]
+async fn list_notifications(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiQuery(q): ApiQuery<NotificationsQuery>,
+) -> ApiResult<Json<Vec<NotificationJson>>> {
+    let list = s
+        .tavern
+        .list_notifications(&caller, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(list.into_iter().map(NotificationJson::from).collect()))
 }

@@ -57,6 +57,12 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
+    /// The user's own Discord webhook for notifications about their
+    /// worlds (themselves or an admin), or null for none; absent:
+    /// unchanged. Kept sealed, never shown.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub webhook_url: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -661,4 +667,42 @@ impl From<tavern_core::InviteView> for InviteJson {
 pub struct AcceptInviteRequest {
     pub username: String,
     pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationJson {
+    pub id: i64,
+    pub kind: String,
+    /// `community`, or `user:<id>`.
+    pub destination: String,
+    pub message: String,
+    pub created_at: String,
+    pub attempts: u32,
+    /// `pending`, `delivered` or `given_up`.
+    pub status: &'static str,
+    pub next_attempt_at: String,
+    pub delivered_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl From<tavern_store::Notification> for NotificationJson {
+    fn from(n: tavern_store::Notification) -> Self {
+        let status = match (n.delivered_at, n.gave_up_at) {
+            (Some(_), _) => "delivered",
+            (None, Some(_)) => "given_up",
+            (None, None) => "pending",
+        };
+        Self {
+            id: n.id,
+            kind: n.kind,
+            destination: n.destination,
+            message: n.message,
+            created_at: n.created_at.to_string(),
+            attempts: n.attempts,
+            status,
+            next_attempt_at: n.next_attempt_at.to_string(),
+            delivered_at: n.delivered_at.map(|t| t.to_string()),
+            last_error: n.last_error,
+        }
+    }
 }

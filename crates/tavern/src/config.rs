@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use figment::Figment;
@@ -25,6 +26,8 @@ pub struct Config {
     pub backups: BackupsConfig,
     pub usage: UsageConfig,
     pub kofi: KofiConfig,
+    pub discord: DiscordConfig,
+    pub notifications: NotificationsConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -129,6 +132,97 @@ impl Default for UsageConfig {
 
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// The community's Discord webhook: notifications go there.
+    pub webhook_url: Option<String>,
+    /// The same, read from a file.
+    pub webhook_url_file: Option<PathBuf>,
+}
+
+/// Shows whether the webhook is set, not the address.
+impl std::fmt::Debug for DiscordConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordConfig")
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "<hidden>"),
+            )
+            .field("webhook_url_file", &self.webhook_url_file)
+            .finish()
+    }
+}
+
+/// A secret from the configuration itself or from a file it names.
+fn secret_value(
+    key: &str,
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    let v = match (value, file) {
+        (Some(v), None) => v.trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| {
+                format!(
+                    "invalid configuration: cannot read {key}_file {}",
+                    path.display()
+                )
+            })?
+            .trim()
+            .to_owned(),
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("invalid configuration: set {key} or {key}_file, not both")
+        }
+    };
+    anyhow::ensure!(!v.is_empty(), "invalid configuration: {key} is empty");
+    Ok(Some(v))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// The first retry of a failed delivery waits this long, doubling up
+    /// to `retry_max_seconds`.
+    pub retry_initial_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// A notification still undelivered this long after it was raised is
+    /// given up.
+    pub give_up_hours: u32,
+    /// Owners are reminded this long before a session begins.
+    pub reminder_minutes: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            retry_initial_seconds: 5,
+            retry_max_seconds: 600,
+            give_up_hours: 48,
+            reminder_minutes: 30,
+        }
+    }
+}
+
+impl Config {
+    /// Where notifications go and how they are retried.
+    pub fn notify_settings(&self) -> anyhow::Result<tavern_core::notifications::NotifySettings> {
+        let n = &self.notifications;
+        Ok(tavern_core::notifications::NotifySettings {
+            community_webhook: secret_value(
+                "discord.webhook_url",
+                &self.discord.webhook_url,
+                &self.discord.webhook_url_file,
+            )?,
+            retry_initial: Duration::from_secs(n.retry_initial_seconds),
+            retry_max: Duration::from_secs(n.retry_max_seconds),
+            give_up_after: jiff::SignedDuration::from_hours(i64::from(n.give_up_hours)),
+            reminder_before: jiff::SignedDuration::from_mins(i64::from(n.reminder_minutes)),
+        })
+    }
+}
+
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct KofiConfig {
     /// The token Ko-fi sends with each payment notice (its webhooks page);
     /// unset: `POST /webhooks/kofi` takes nothing.
@@ -156,26 +250,14 @@ impl std::fmt::Debug for KofiConfig {
 impl KofiConfig {
     /// The webhook's settings, or `None` when no token is configured.
     pub fn settings(&self) -> anyhow::Result<Option<tavern_core::KofiSettings>> {
-        let token = match (&self.verification_token, &self.verification_token_file) {
-            (Some(t), None) => t.trim().to_owned(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| {
-                    format!(
-                        "invalid configuration: cannot read kofi.verification_token_file {}",
-                        path.display()
-                    )
-                })?
-                .trim()
-                .to_owned(),
-            (None, None) => return Ok(None),
-            (Some(_), Some(_)) => anyhow::bail!(
-                "invalid configuration: set kofi.verification_token or kofi.verification_token_file, not both"
-            ),
+        let Some(token) = secret_value(
+            "kofi.verification_token",
+            &self.verification_token,
+            &self.verification_token_file,
+        )?
+        else {
+            return Ok(None);
         };
-        anyhow::ensure!(
-            !token.is_empty(),
-            "invalid configuration: kofi.verification_token is empty"
-        );
         Ok(Some(tavern_core::KofiSettings {
             verification_token: token,
             tiers: self.tiers.clone(),
@@ -687,6 +769,19 @@ impl Config {
             "invalid configuration: usage.currency must be a short name like EUR"
         );
         self.kofi.settings()?;
+        let n = self.notify_settings()?;
+        if let Some(url) = &n.community_webhook {
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "invalid configuration: discord.webhook_url must be an https:// address"
+            );
+        }
+        anyhow::ensure!(
+            self.notifications.retry_initial_seconds >= 1
+                && self.notifications.retry_max_seconds >= self.notifications.retry_initial_seconds
+                && self.notifications.give_up_hours >= 1,
+            "invalid configuration: notifications.retry_initial_seconds and give_up_hours must be at least 1, retry_max_seconds at least retry_initial_seconds"
+        );
         for (kofi, tier) in &self.kofi.tiers {
             anyhow::ensure!(
                 self.tiers.contains_key(tier),

@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod notify;
 mod serve;
 mod signals;
 mod stub;

@@ -154,6 +154,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             usage_rate: config.usage.rate_per_hour,
             usage_currency: config.usage.currency.clone(),
             kofi: config.kofi.settings()?,
+            notify: config.notify_settings()?,
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),
@@ -206,6 +207,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let backing_up = tokio::spawn(tavern_core::backups::run_schedule(
         tavern.clone(),
+        shutdown.clone(),
+    ));
+    let notifying = tokio::spawn(tavern_core::notifications::run_outbox(
+        tavern.clone(),
+        Arc::new(crate::notify::HttpWebhooks::new()?),
+        Duration::from_secs(1),
         shutdown.clone(),
     ));
     tokio::spawn({
@@ -289,6 +296,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = reconciling.await;
     let _ = scheduling.await;
     let _ = backing_up.await;
+    let _ = notifying.await;
     database.close().await;
     tracing::info!("tavern stopped");
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod idle;
 pub mod licenses;
+pub mod notifications;
 pub mod quotas;
 pub mod reservations;
 pub mod supporters;

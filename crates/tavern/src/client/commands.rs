@@ -592,6 +592,20 @@ pub enum UserCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Send notifications about your worlds to your own Discord webhook
+    /// too (kept sealed; never shown again).
+    SetWebhook {
+        #[arg(required_unless_present = "none")]
+        url: Option<String>,
+        /// Stop sending them there.
+        #[arg(long, conflicts_with = "url")]
+        none: bool,
+        /// Another user's (admins).
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// A one-time code, valid for an hour, that ties you to your Ko-fi
     /// payments (write it in a Ko-fi message) or your Discord account.
     LinkCode {
@@ -657,6 +671,34 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             print(conn.json, &user, USER_COLUMNS);
+        }
+        UserCommand::SetWebhook {
+            url,
+            none: _,
+            user,
+            conn,
+        } => {
+            let api = Api::from_conn(&conn)?;
+            let name = match user {
+                Some(u) => u,
+                None => api.get("/api/v1/auth/whoami").await?["username"]
+                    .as_str()
+                    .context("the server did not say who you are")?
+                    .to_owned(),
+            };
+            api.patch(
+                &format!("/api/v1/users/{}", path_part(&name)?),
+                &json!({ "webhook_url": url }),
+            )
+            .await?;
+            eprintln!(
+                "{}",
+                match url {
+                    Some(_) =>
+                        format!("Notifications about {name}'s worlds now also go to that webhook."),
+                    None => format!("{name} has no webhook of their own any more."),
+                }
+            );
         }
         UserCommand::LinkCode { conn } => {
             let code = Api::from_conn(&conn)?
@@ -1036,6 +1078,14 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The notification outbox, newest first: delivered, waiting for a
+    /// retry, or given up.
+    Notifications {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
@@ -1098,6 +1148,25 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Supporters { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/supporters").await?;
             print(conn.json, &list, SUPPORTER_COLUMNS);
+        }
+        AdminCommand::Notifications { limit, conn } => {
+            let list = Api::from_conn(&conn)?
+                .get(&format!("/api/v1/notifications?limit={limit}"))
+                .await?;
+            print(
+                conn.json,
+                &list,
+                &[
+                    ("ID", "id"),
+                    ("KIND", "kind"),
+                    ("TO", "destination"),
+                    ("STATUS", "status"),
+                    ("TRIES", "attempts"),
+                    ("RAISED", "created_at"),
+                    ("MESSAGE", "message"),
+                    ("ERROR", "last_error"),
+                ],
+            );
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ mod idle;
 mod invites;
 mod isolation;
 mod kofi;
+mod notifications;
 mod postgres;
 mod proxy;
 mod releases;
