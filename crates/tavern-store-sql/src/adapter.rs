@@ -1649,6 +1649,41 @@ macro_rules! sql_adapter {
                 Ok(invite)
             }
 
+            async fn link_discord(
+                &self,
+                user: UserId,
+                discord_id: Option<&str>,
+                event: &NewEvent,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                must_exist(&mut tx, USER, user).await?;
+                if let Some(d) = discord_id {
+                    sqlx::query("UPDATE users SET discord_id = NULL WHERE discord_id = $1")
+                        .bind(d)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend("link discord"))?;
+                }
+                sqlx::query("UPDATE users SET discord_id = $1 WHERE id = $2")
+                    .bind(discord_id)
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("link discord"))?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
+            async fn user_by_discord(&self, discord_id: &str) -> StoreResult<Option<User>> {
+                let q = sqlx::query(concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users WHERE discord_id = $1"
+                ))
+                .bind(discord_id);
+                read_one(&self.readers, q, "get user by discord", user_from).await
+            }
+
             async fn set_user_webhook(
                 &self,
                 user: UserId,

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../migrations/postgres/0004_outbox.sql"),
     ),
+    (
+        5,
+        "discord",
+        include_str!("../migrations/postgres/0005_discord.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../migrations/sqlite/0009_outbox.sql"),
     ),
+    (
+        10,
+        "discord",
+        include_str!("../migrations/sqlite/0010_discord.sql"),
+    ),
 ];
 
 /// The SQLite store.

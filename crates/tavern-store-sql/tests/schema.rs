@@ -157,10 +157,12 @@ unique licenses(id)
 unique sessions(id)
 unique usage_intervals(id)
 unique usage_intervals(instance_id) partial
+unique users(discord_id) partial
 unique users(email) partial
 unique users(id)
 unique users(username)
 users.created_at integer not null
+users.discord_id text
 users.email text
 users.webhook_sealed bytes
 users.id text not null

@@ -40,7 +40,8 @@ macro_rules! conformance_tests {
             backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change,
             emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
             payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
-            the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip);
+            the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
+            a_discord_account_acts_as_one_user);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -1800,4 +1801,32 @@ pub async fn webhooks_and_reminders_round_trip(store: &dyn Store) {
             .count(),
         1
     );
+}
+
+pub async fn a_discord_account_acts_as_one_user(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    let bob = add_user(store, "bob", Role::Gm).await;
+    let e = ev("user.discord", "user:x");
+    assert!(store.user_by_discord("1234").await.unwrap().is_none());
+    store.link_discord(ann.id, Some("1234"), &e).await.unwrap();
+    assert_eq!(
+        store.user_by_discord("1234").await.unwrap().unwrap().id,
+        ann.id
+    );
+    // The same Discord account linked to Bob is Bob's now, not Ann's.
+    store.link_discord(bob.id, Some("1234"), &e).await.unwrap();
+    assert_eq!(
+        store.user_by_discord("1234").await.unwrap().unwrap().id,
+        bob.id
+    );
+    // A user has one Discord account: linking another replaces it.
+    store.link_discord(bob.id, Some("5678"), &e).await.unwrap();
+    assert!(store.user_by_discord("1234").await.unwrap().is_none());
+    store.link_discord(bob.id, None, &e).await.unwrap();
+    assert!(store.user_by_discord("5678").await.unwrap().is_none());
+    let err = store
+        .link_discord(UserId::new(), Some("9"), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }

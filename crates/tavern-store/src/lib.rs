@@ -294,6 +294,17 @@ pub trait Store: Send + Sync + 'static {
         event: &NewEvent,
     ) -> StoreResult<Invite>;
 
+    /// Links a Discord account to `user` (moving it from any user it was
+    /// linked to before), or unlinks the user's (`None`).
+    async fn link_discord(
+        &self,
+        user: UserId,
+        discord_id: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// The user a Discord account is linked to.
+    async fn user_by_discord(&self, discord_id: &str) -> StoreResult<Option<User>>;
+
     /// Sets or clears a user's own notification webhook (sealed by the
     /// caller: the address holds Discord's secret).
     async fn set_user_webhook(
