@@ -7,6 +7,7 @@
 pub mod activity;
 pub mod auth;
 pub mod backups;
+pub mod discord;
 mod error;
 mod invites;
 pub mod notifications;

@@ -69,6 +69,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_invite))
         .routes(routes!(accept_invite))
         .routes(routes!(list_notifications))
+        .routes(routes!(crate::hooks::discord))
 }
 
 type ApiResult<T> = Result<T, ApiError>;

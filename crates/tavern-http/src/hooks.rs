@@ -86,3 +86,209 @@ pub(crate) async fn kofi(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Discord's interactions, as configured: the key that signs them, and
+/// the way to answer later.
+#[derive(Clone)]
+pub struct DiscordEdge {
+    pub public_key: [u8; 32],
+    pub api: std::sync::Arc<dyn tavern_core::discord::DiscordApi>,
+}
+
+/// How far an interaction's timestamp may be from now.
+const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+/// Checks Discord's Ed25519 signature over `timestamp || body`, and that
+/// the timestamp is within five minutes of `now` (Unix seconds).
+pub(crate) fn verify_signature(
+    public_key: &[u8; 32],
+    signature_hex: &str,
+    timestamp: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), &'static str> {
+    let signature = hex::decode(signature_hex.trim()).map_err(|_| "the signature is not hex")?;
+    let at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| "the timestamp is not a number")?;
+    if (now - at).abs() > SIGNATURE_WINDOW_SECS {
+        return Err("the timestamp is too old or in the future");
+    }
+    let mut signed = Vec::with_capacity(timestamp.len() + body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.extend_from_slice(body);
+    aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public_key)
+        .verify(&signed, &signature)
+        .map_err(|_| "the signature does not match")
+}
+
+/// The subcommand and its options of `/tavern`, from an interaction.
+fn slash_command(v: &Value) -> Option<tavern_core::discord::SlashCommand> {
+    let user = v["member"]["user"]["id"]
+        .as_str()
+        .or_else(|| v["user"]["id"].as_str())?;
+    let sub = v["data"]["options"].as_array()?.first()?;
+    let text = |o: &Value| match &o["value"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    let options = sub["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| Some((o["name"].as_str()?.to_owned(), text(o)?)))
+        .collect();
+    Some(tavern_core::discord::SlashCommand {
+        discord_user: user.to_owned(),
+        subcommand: sub["name"].as_str()?.to_owned(),
+        options,
+    })
+}
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_signature",
+        format!("not a Discord interaction: {why}"),
+    )
+}
+
+/// Discord's interactions: every request's signature checked (401
+/// otherwise); PING answered PONG; `/tavern …` answered at once, or
+/// acknowledged and answered by a follow-up when the work takes a while.
+/// Answers are seen only by who asked.
+#[utoipa::path(post, path = "/discord/interactions", security(()),
+    request_body(content = String, content_type = "application/json", description = "a Discord interaction"),
+    responses((status = 200, description = "the interaction's answer"),
+        (status = 400, body = crate::dto::ErrorBody), (status = 401, body = crate::dto::ErrorBody),
+        (status = 404, body = crate::dto::ErrorBody)))]
+pub(crate) async fn discord(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(edge) = s.discord.clone() else {
+        return Err(ApiError::not_found(
+            "this server has no Discord bot ([discord] public_key is not configured)",
+        ));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(timestamp)) = (
+        header("x-signature-ed25519"),
+        header("x-signature-timestamp"),
+    ) else {
+        return Err(unauthorized("the signature headers are missing"));
+    };
+    verify_signature(
+        &edge.public_key,
+        signature,
+        timestamp,
+        &body,
+        jiff::Timestamp::now().as_second(),
+    )
+    .map_err(|why| {
+        tracing::warn!(
+            why,
+            "a Discord interaction with a bad signature was refused"
+        );
+        unauthorized(why)
+    })?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    const EPHEMERAL: u64 = 1 << 6;
+    match v["type"].as_u64() {
+        Some(1) => Ok(Json(serde_json::json!({ "type": 1 }))),
+        Some(2) if v["data"]["name"] == "tavern" => {
+            let cmd = slash_command(&v).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_interaction",
+                    "no user or subcommand in the interaction",
+                )
+            })?;
+            match s.tavern.discord_command(cmd).await {
+                tavern_core::discord::BotReply::Now(text) => Ok(Json(serde_json::json!({
+                    "type": 4,
+                    "data": { "content": text, "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } },
+                }))),
+                tavern_core::discord::BotReply::Later(work) => {
+                    let token = v["token"].as_str().unwrap_or_default().to_owned();
+                    tokio::spawn(async move {
+                        let text = work.await;
+                        for attempt in 1..=3u64 {
+                            match edge.api.edit_original(&token, &text).await {
+                                Ok(()) => return,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, attempt, "a Discord follow-up failed");
+                                    tokio::time::sleep(std::time::Duration::from_secs(attempt * 2))
+                                        .await;
+                                }
+                            }
+                        }
+                    });
+                    Ok(Json(
+                        serde_json::json!({ "type": 5, "data": { "flags": EPHEMERAL } }),
+                    ))
+                }
+            }
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_interaction",
+            "an interaction this server does not take",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+
+    use super::verify_signature;
+
+    fn keys(seed: u8) -> (Ed25519KeyPair, [u8; 32]) {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap();
+        let public: [u8; 32] = pair.public_key().as_ref().try_into().unwrap();
+        (pair, public)
+    }
+
+    #[test]
+    fn signatures_are_checked_over_timestamp_and_body() {
+        let (pair, public) = keys(7);
+        let (_, other) = keys(8);
+        let body = br#"{"type":1}"#;
+        let now = 1_800_000_000;
+        let ts = now.to_string();
+        let sign = |ts: &str, body: &[u8]| {
+            let mut m = ts.as_bytes().to_vec();
+            m.extend_from_slice(body);
+            hex::encode(pair.sign(&m).as_ref())
+        };
+        let sig = sign(&ts, body);
+        assert_eq!(verify_signature(&public, &sig, &ts, body, now), Ok(()));
+        assert!(
+            verify_signature(&public, &sig, &ts, br#"{"type":2}"#, now).is_err(),
+            "tampered body"
+        );
+        assert!(
+            verify_signature(&other, &sig, &ts, body, now).is_err(),
+            "wrong key"
+        );
+        let old = (now - 301).to_string();
+        let old_sig = sign(&old, body);
+        assert!(
+            verify_signature(&public, &old_sig, &old, body, now).is_err(),
+            "stale"
+        );
+        assert!(
+            verify_signature(&public, "zz", &ts, body, now).is_err(),
+            "not hex"
+        );
+        assert!(
+            verify_signature(&public, &sig, "soon", body, now).is_err(),
+            "no timestamp"
+        );
+    }
+}

@@ -20,14 +20,17 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
+pub use hooks::DiscordEdge;
 pub use limits::LoginLimits;
 
 /// HTTP knobs with sensible defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpSettings {
     /// Largest accepted request body (default 1 MiB).
     pub body_limit: usize,
     pub login_limits: LoginLimits,
+    /// Discord's interactions (none: `/discord/interactions` is 404).
+    pub discord: Option<DiscordEdge>,
 }
 
 impl Default for HttpSettings {
@@ -35,6 +38,7 @@ impl Default for HttpSettings {
         Self {
             body_limit: 1024 * 1024,
             login_limits: LoginLimits::default(),
+            discord: None,
         }
     }
 }
@@ -44,6 +48,7 @@ impl Default for HttpSettings {
 pub struct AppState {
     pub tavern: Tavern,
     pub(crate) limiter: limits::LoginLimiter,
+    pub(crate) discord: Option<DiscordEdge>,
 }
 
 /// The whole API as a router, ready to serve with client addresses
@@ -52,6 +57,7 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let state = AppState {
         tavern,
         limiter: limits::LoginLimiter::new(&settings.login_limits),
+        discord: settings.discord.clone(),
     };
     let (api, openapi) = api::routes().split_for_parts();
     let openapi_json = std::sync::Arc::new(openapi);

@@ -130,13 +130,70 @@ impl Default for UsageConfig {
     }
 }
 
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DiscordConfig {
     /// The community's Discord webhook: notifications go there.
     pub webhook_url: Option<String>,
     /// The same, read from a file.
     pub webhook_url_file: Option<PathBuf>,
+    /// The bot application's public key (hex, from Discord's developer
+    /// portal): it signs every interaction. Set, the bot answers at
+    /// `/discord/interactions`.
+    #[serde(deserialize_with = "text_or_number")]
+    pub public_key: Option<String>,
+    /// The bot application's id.
+    #[serde(deserialize_with = "text_or_number")]
+    pub application_id: Option<String>,
+    /// The bot's token, for `tavern discord register`.
+    pub bot_token: Option<String>,
+    pub bot_token_file: Option<PathBuf>,
+    /// Discord's REST API.
+    pub api_base: String,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_url_file: None,
+            public_key: None,
+            application_id: None,
+            bot_token: None,
+            bot_token_file: None,
+            api_base: "https://discord.com/api/v10".into(),
+        }
+    }
+}
+
+impl DiscordConfig {
+    /// The bot's settings, or `None` when no public key is configured.
+    pub fn settings(&self) -> anyhow::Result<Option<tavern_core::discord::DiscordSettings>> {
+        let Some(key) = &self.public_key else {
+            return Ok(None);
+        };
+        let public_key: [u8; 32] = hex::decode(key.trim())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .context("invalid configuration: discord.public_key must be 64 hex digits (the application's public key)")?;
+        let application_id = self
+            .application_id
+            .clone()
+            .filter(|a| !a.trim().is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+            .context(
+                "invalid configuration: discord.public_key needs discord.application_id (digits)",
+            )?;
+        anyhow::ensure!(
+            self.api_base.starts_with("https://") || self.api_base.starts_with("http://"),
+            "invalid configuration: discord.api_base must be an http(s) address"
+        );
+        Ok(Some(tavern_core::discord::DiscordSettings {
+            public_key,
+            application_id,
+            bot_token: secret_value("discord.bot_token", &self.bot_token, &self.bot_token_file)?,
+            api_base: self.api_base.trim_end_matches('/').to_owned(),
+        }))
+    }
 }
 
 /// Shows whether the webhook is set, not the address.
@@ -148,8 +205,28 @@ impl std::fmt::Debug for DiscordConfig {
                 &self.webhook_url.as_ref().map(|_| "<hidden>"),
             )
             .field("webhook_url_file", &self.webhook_url_file)
+            .field("public_key", &self.public_key)
+            .field("application_id", &self.application_id)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "<hidden>"))
+            .field("bot_token_file", &self.bot_token_file)
+            .field("api_base", &self.api_base)
             .finish()
     }
+}
+
+/// An optional value people write as text that may look like a number
+/// (Discord's ids are digits; environment variables read as numbers).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Whole(u64),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|r| match r {
+        Raw::Text(s) => s,
+        Raw::Whole(n) => n.to_string(),
+    }))
 }
 
 /// A secret from the configuration itself or from a file it names.
@@ -769,6 +846,7 @@ impl Config {
             "invalid configuration: usage.currency must be a short name like EUR"
         );
         self.kofi.settings()?;
+        self.discord.settings()?;
         let n = self.notify_settings()?;
         if let Some(url) = &n.community_webhook {
             anyhow::ensure!(

@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod discord;
 mod notify;
 mod serve;
 mod signals;
@@ -53,6 +54,9 @@ enum Command {
     /// Invite people to make accounts, and accept an invitation.
     #[command(subcommand)]
     Invite(client::InviteCommand),
+    /// Set up the Discord bot.
+    #[command(subcommand)]
+    Discord(discord::DiscordCommand),
     /// Install and list Foundry releases on this machine.
     #[command(subcommand)]
     Release(client::ReleaseCommand),
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             Command::Backup(cmd) => client::backup(cmd).await,
             Command::User(cmd) => client::user(cmd).await,
             Command::Invite(cmd) => client::invite(cmd).await,
+            Command::Discord(cmd) => discord::discord(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,
             Command::Usage(args) => client::usage(args).await,

@@ -226,6 +226,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tavern.clone(),
         HttpSettings {
             body_limit: config.server.body_limit,
+            discord: match config.discord.settings()? {
+                Some(d) => Some(tavern_http::DiscordEdge {
+                    public_key: d.public_key,
+                    api: Arc::new(crate::discord::DiscordRest::new(d)?),
+                }),
+                None => None,
+            },
             ..HttpSettings::default()
         },
     );

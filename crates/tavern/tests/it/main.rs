@@ -4,6 +4,7 @@
 mod acme;
 mod backups;
 mod bad_input;
+mod discord;
 mod docker;
 mod economy;
 mod idle;
