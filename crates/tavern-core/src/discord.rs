@@ -130,6 +130,25 @@ pub fn parse_duration(s: &str) -> Result<u32, String> {
     u32::try_from(d.as_secs() / 60).map_err(|_| bad())
 }
 
+/// Checks every second, for at most `limit`, until `check` has an answer;
+/// else answers `timed_out`.
+async fn poll<F, Fut>(limit: Duration, timed_out: String, mut check: F) -> String
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return timed_out;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 impl Tavern {
     /// Answers `/tavern …` from a Discord account.
     pub async fn discord_command(&self, cmd: SlashCommand) -> BotReply {
@@ -242,35 +261,29 @@ impl Tavern {
     async fn discord_start(&self, c: &Caller, world: &str) -> Result<BotReply, CoreError> {
         let v = self.set_desired(c, world, DesiredState::Running).await?;
         let (tavern, caller, slug) = (self.clone(), c.clone(), v.instance.slug.to_string());
+        let late =
+            format!("{slug} is still starting; `/tavern status world:{slug}` tells when it runs.");
         Ok(BotReply::Later(Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + START_WAIT;
-            loop {
+            poll(START_WAIT, late, || async {
                 match tavern.get_instance(&caller, &slug).await {
                     Ok(v) if v.instance.state == ObservedState::Running => {
-                        return format!("{slug} is running: {}", v.url);
+                        Some(format!("{slug} is running: {}", v.url))
                     }
-                    Ok(v) if v.instance.state == ObservedState::Failed => {
-                        return format!(
-                            "{slug} failed to start: {}",
-                            v.instance
-                                .state_reason
-                                .as_deref()
-                                .unwrap_or("no reason given")
-                        );
-                    }
+                    Ok(v) if v.instance.state == ObservedState::Failed => Some(format!(
+                        "{slug} failed to start: {}",
+                        v.instance
+                            .state_reason
+                            .as_deref()
+                            .unwrap_or("no reason given")
+                    )),
                     Ok(v) if v.instance.desired_state != DesiredState::Running => {
-                        return format!("{slug} was asked to stop before it was running.");
+                        Some(format!("{slug} was asked to stop before it was running."))
                     }
-                    Ok(_) => {}
-                    Err(e) => return said(&e),
+                    Ok(_) => None,
+                    Err(e) => Some(said(&e)),
                 }
-                if tokio::time::Instant::now() > deadline {
-                    return format!(
-                        "{slug} is still starting; `/tavern status world:{slug}` tells when it runs."
-                    );
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            })
+            .await
         })))
     }
 
@@ -333,31 +346,26 @@ impl Tavern {
             b.backup.id.to_string(),
             b.backup.slug.to_string(),
         );
+        let late = format!("The backup of {slug} is still running (id {id}).");
         Ok(BotReply::Later(Box::pin(async move {
-            let deadline = tokio::time::Instant::now() + BACKUP_WAIT;
-            loop {
+            poll(BACKUP_WAIT, late, || async {
                 match tavern.get_backup(&caller, &id).await {
                     Ok(v) if v.backup.status == BackupStatus::Complete => {
                         let size = v.backup.archive.as_ref().map_or(0, |a| a.size);
-                        return format!(
+                        Some(format!(
                             "The backup of {slug} is complete ({:.1} MB). Id: {id}",
                             size as f64 / 1e6
-                        );
+                        ))
                     }
-                    Ok(v) if v.backup.status == BackupStatus::Failed => {
-                        return format!(
-                            "The backup of {slug} failed: {}",
-                            v.backup.error.as_deref().unwrap_or("no reason given")
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => return said(&e),
+                    Ok(v) if v.backup.status == BackupStatus::Failed => Some(format!(
+                        "The backup of {slug} failed: {}",
+                        v.backup.error.as_deref().unwrap_or("no reason given")
+                    )),
+                    Ok(_) => None,
+                    Err(e) => Some(said(&e)),
                 }
-                if tokio::time::Instant::now() > deadline {
-                    return format!("The backup of {slug} is still running (id {id}).");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            })
+            .await
         })))
     }
 

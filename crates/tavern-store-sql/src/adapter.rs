@@ -243,6 +243,27 @@ macro_rules! sql_adapter {
             Ok(instance)
         }
 
+        /// Finishes an update of one user row: not found when it changed
+        /// nothing; else writes the event and answers the row as it is now.
+        async fn finish_user_update(
+            mut tx: Transaction<'static, Db>,
+            done: DbResult,
+            user: UserId,
+            event: &NewEvent,
+            op: &'static str,
+        ) -> StoreResult<User> {
+            touched(&done, "user", user)?;
+            insert_event(&mut tx, event).await?;
+            let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+                .bind(user.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend(op))?;
+            let user = user_from(&row)?;
+            commit(tx).await?;
+            Ok(user)
+        }
+
         /// Not found when an update or delete touched no row.
         fn touched(
             done: &DbResult,
@@ -1103,16 +1124,7 @@ macro_rules! sql_adapter {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend("set user tier"))?;
-                touched(&done, "user", user)?;
-                insert_event(&mut tx, event).await?;
-                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
-                    .bind(user.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend("set user tier"))?;
-                let user = user_from(&row)?;
-                commit(tx).await?;
-                Ok(user)
+                finish_user_update(tx, done, user, event, "set user tier").await
             }
 
             async fn promise_license(
@@ -1425,16 +1437,7 @@ macro_rules! sql_adapter {
                     .execute(&mut *tx)
                     .await
                     .map_err(unique_or("e-mail address", email.unwrap_or_default(), "set user email"))?;
-                touched(&done, "user", user)?;
-                insert_event(&mut tx, event).await?;
-                let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
-                    .bind(user.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend("set user email"))?;
-                let user = user_from(&row)?;
-                commit(tx).await?;
-                Ok(user)
+                finish_user_update(tx, done, user, event, "set user email").await
             }
 
             async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
