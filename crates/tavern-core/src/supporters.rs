@@ -210,22 +210,41 @@ impl Tavern {
             )
             .await?;
         if !recorded {
+            // Ko-fi sends a notice again when it had no answer: if matching
+            // its supporter failed that first time, it is tried again.
+            let waiting = self
+                .store
+                .list_payments(None)
+                .await?
+                .iter()
+                .any(|p| p.transaction == payment.transaction && p.user.is_none());
+            if waiting
+                && let Some(user) = self.payer_of(&payment, notice.message.as_deref()).await?
+            {
+                self.assign_to(&user, &payment).await?;
+            }
             return Ok(KofiReceipt::Replayed);
         }
         let user = self.payer_of(&payment, notice.message.as_deref()).await?;
         if let Some(user) = &user {
-            self.store
-                .assign_payments(
-                    user.id,
-                    Some(&payment.transaction),
-                    payment.email.as_deref(),
-                    &NewEvent::success("kofi", "payment.assign", format!("user:{}", user.username)),
-                )
-                .await?;
+            self.assign_to(user, &payment).await?;
         }
         Ok(KofiReceipt::Recorded {
             user: user.map(|u| u.username),
         })
+    }
+
+    /// Gives `user` this payment and those waiting from the same address.
+    async fn assign_to(&self, user: &User, payment: &Payment) -> Result<(), CoreError> {
+        self.store
+            .assign_payments(
+                user.id,
+                Some(&payment.transaction),
+                payment.email.as_deref(),
+                &NewEvent::success("kofi", "payment.assign", format!("user:{}", user.username)),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Who a payment is from: the user whose link code its message holds,

@@ -272,6 +272,25 @@ async fn kofi_payments_are_checked_applied_once_and_count_as_credit_and_tier() {
         .find(|s| s["email"] == "stranger@example.com")
         .unwrap();
     assert_eq!(stranger["user"], Value::Null);
+    // A notice sent again whose supporter was not matched the first time is
+    // matched then (and still applied once).
+    let out = server.cli(Some(alice.token()), &["user", "link-code", "--json"], None);
+    let alice_code = ok_json(&out)["code"].as_str().unwrap().to_owned();
+    let again = donation("t-tip-3", "stranger@example.com", "9.00", &alice_code);
+    let (s, body) = send_notice(&anon, &again).await;
+    assert_eq!(
+        (s, &body["status"]),
+        (200, &json!("already_recorded")),
+        "{body}"
+    );
+    let list = supporters(&admin).await;
+    let a = supporter(&list, "alice");
+    assert_eq!(a["payments"].as_u64(), Some(2), "{a}");
+    assert_eq!(a["credit"].as_f64(), Some(12.0), "{a}");
+    assert!(
+        list.iter()
+            .all(|s| s["email"] != "stranger@example.com" || s["user"] == "alice")
+    );
 
     // Alice's credit is set against her month's cost.
     add_key(&admin, "table", &key_for("table")).await;
@@ -285,12 +304,12 @@ async fn kofi_payments_are_checked_applied_once_and_count_as_credit_and_tier() {
     assert_eq!(s, 200, "{usage}");
     let mine = &usage["users"][0];
     assert_eq!(mine["user"], "alice", "{usage}");
-    assert_eq!(mine["credit"].as_f64(), Some(3.0), "{usage}");
+    assert_eq!(mine["credit"].as_f64(), Some(12.0), "{usage}");
     let (cost, due) = (
         mine["cost"].as_f64().unwrap(),
         mine["due"].as_f64().unwrap(),
     );
-    assert!((due - (cost - 3.0).max(0.0)).abs() < 0.02, "{usage}");
+    assert!((due - (cost - 12.0).max(0.0)).abs() < 0.02, "{usage}");
 
     // The overview has the month's usage and the supporters.
     let (s, o) = admin.get("/api/v1/admin/overview").await;
@@ -302,7 +321,7 @@ async fn kofi_payments_are_checked_applied_once_and_count_as_credit_and_tier() {
             .iter()
             .any(|u| u["user"] == "alice")
     );
-    assert_eq!(o["supporters"].as_array().unwrap().len(), 3, "{o}");
+    assert_eq!(o["supporters"].as_array().unwrap().len(), 2, "{o}");
     let out = server.cli(Some(&server.admin_token), &["admin", "overview"], None);
     let shown = text(&out.stdout);
     assert!(out.status.success(), "{shown}");
