@@ -5,25 +5,10 @@
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use sha2::Sha512;
 
 use crate::FoundryConfig;
 
-/// The salt felddy uses when `FOUNDRY_PASSWORD_SALT` is not set.
-pub const DEFAULT_ADMIN_SALT: &str = "17c4f39053ac5a50d5797c665ad1f4e6";
-
-/// `Config/admin.txt`: PBKDF2-HMAC-SHA512 of the trimmed key, 1000
-/// iterations, 64 bytes, lower-case hex, no newline.
-pub fn admin_key_hash(admin_key: &str, salt: &str) -> String {
-    let mut out = [0u8; 64];
-    pbkdf2::pbkdf2_hmac::<Sha512>(admin_key.trim().as_bytes(), salt.as_bytes(), 1000, &mut out);
-    hex::encode(out)
-}
-
-/// The `Config/license.json` that tools write before Foundry signs it.
-pub fn license_json(key_without_dashes: &str) -> String {
-    serde_json::json!({ "license": key_without_dashes }).to_string()
-}
+pub use tavern_foundry::{DEFAULT_ADMIN_SALT, admin_key_hash, license_json};
 
 /// Writes `Config/options.json`, `license.json` and `admin.txt` under
 /// `data_dir` for a start on `port`. Keys of `options.json` that Tavern does

@@ -8,8 +8,6 @@ mod config;
 mod discord;
 mod notify;
 mod serve;
-mod signals;
-mod stub;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,7 +67,7 @@ enum Command {
     Events(client::EventsArgs),
     /// A stand-in for a Foundry server, for tests and the demo.
     #[command(hide = true)]
-    FoundryStub(stub::StubArgs),
+    FoundryStub(tavern_stub::StubArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,7 +119,7 @@ fn main() -> ExitCode {
             Command::Admin(cmd) => client::admin(cmd).await,
             Command::Usage(args) => client::usage(args).await,
             Command::Events(args) => client::events(args).await,
-            Command::FoundryStub(args) => stub::run(args).await,
+            Command::FoundryStub(args) => tavern_stub::run(args).await,
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! Termination signals for `serve` and `foundry-stub`. The handlers are
+//! Termination signals for the stand-in and for `tavern serve` (which uses
+//! these too). The handlers are
 //! installed when [`termination`] is called, so call it before announcing
 //! readiness: a SIGTERM that arrives after that is always a clean stop.
 

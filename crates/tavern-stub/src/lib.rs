@@ -1,4 +1,5 @@
-//! `tavern foundry-stub`: a stand-in for a Foundry VTT server, so that every
+//! `tavern foundry-stub` (and the `foundry-stub` binary of its container
+//! image): a stand-in for a Foundry VTT server, so that every
 //! runtime, the proxy and the tests run on the real code paths without a
 //! license. It takes Foundry's flags and felddy's container environment,
 //! reads and writes `Config/` as they do, serves `[/prefix]/api/status`
@@ -10,6 +11,8 @@
 //! options it read,
 //! `/_stub/echo` what reached it (method, path, headers, body size),
 //! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
+
+pub mod signals;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -133,10 +136,7 @@ impl Felddy {
         if let Some(key) = self.get("FOUNDRY_LICENSE_KEY") {
             let key: String = key.chars().filter(|c| *c != '-').collect();
             if key.len() >= 24 && !license.exists() {
-                write(
-                    &license,
-                    &tavern_runtime::foundry_config::license_json(&key),
-                )?;
+                write(&license, &tavern_foundry::license_json(&key))?;
             }
         }
         let options = config.join("options.json");
@@ -150,11 +150,8 @@ impl Felddy {
                 Some(key) => {
                     let salt = self
                         .get("FOUNDRY_PASSWORD_SALT")
-                        .unwrap_or(tavern_runtime::foundry_config::DEFAULT_ADMIN_SALT);
-                    write(
-                        &admin,
-                        &tavern_runtime::foundry_config::admin_key_hash(key, salt),
-                    )?;
+                        .unwrap_or(tavern_foundry::DEFAULT_ADMIN_SALT);
+                    write(&admin, &tavern_foundry::admin_key_hash(key, salt))?;
                 }
                 None => {
                     let _ = std::fs::remove_file(&admin);
@@ -332,7 +329,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
     });
     stub.write_state(true)?;
 
-    let stop_signal = crate::signals::termination()?;
+    let stop_signal = signals::termination()?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(bind, port))
         .await
         .with_context(|| format!("cannot listen on port {port}"))?;
