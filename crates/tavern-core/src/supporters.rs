@@ -214,10 +214,9 @@ impl Tavern {
             // its supporter failed that first time, it is tried again.
             let waiting = self
                 .store
-                .list_payments(None)
+                .payment(&payment.transaction)
                 .await?
-                .iter()
-                .any(|p| p.transaction == payment.transaction && p.user.is_none());
+                .is_some_and(|p| p.user.is_none());
             if waiting
                 && let Some(user) = self.payer_of(&payment, notice.message.as_deref()).await?
             {

@@ -1,6 +1,7 @@
-//! Webhooks from outside services, authenticated by their own means rather
+//! Calls from outside services, authenticated by their own means rather
 //! than a bearer token: Ko-fi's payment notices (`POST /webhooks/kofi`, a
-//! form whose `data` field is JSON holding the verification token).
+//! form whose `data` field is JSON holding the verification token) and
+//! Discord's interactions (`POST /discord/interactions`, Ed25519-signed).
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;

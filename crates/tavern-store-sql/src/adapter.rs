@@ -1547,6 +1547,12 @@ macro_rules! sql_adapter {
                 Ok(done.rows_affected())
             }
 
+            async fn payment(&self, transaction: &str) -> StoreResult<Option<Payment>> {
+                let q = sqlx::query(concat!("SELECT ", payment_cols!(), " FROM payments WHERE id = $1"))
+                    .bind(transaction);
+                read_one(&self.readers, q, "get payment", payment_from).await
+            }
+
             async fn payer(&self, email: &str) -> StoreResult<Option<UserId>> {
                 let user: Option<String> = sqlx::query_scalar(
                     "SELECT user_id FROM payments WHERE email = $1 AND user_id IS NOT NULL ORDER BY paid_at DESC LIMIT 1",

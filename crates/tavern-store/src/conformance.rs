@@ -1508,6 +1508,8 @@ pub async fn payments_are_recorded_once_and_assigned_later(store: &dyn Store) {
     assert_eq!(all.len(), 3);
     let t1 = all.iter().find(|p| p.transaction == "t1").unwrap();
     assert_eq!(t1, &p1, "read back as written");
+    assert_eq!(store.payment("t1").await.unwrap().as_ref(), Some(&p1));
+    assert_eq!(store.payment("no-such").await.unwrap(), None);
     assert!(store.list_payments(Some(ann.id)).await.unwrap().is_empty());
     assert_eq!(store.payer("jo@example.org").await.unwrap(), None);
 

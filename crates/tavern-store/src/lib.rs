@@ -271,6 +271,8 @@ pub trait Store: Send + Sync + 'static {
         email: Option<&str>,
         event: &NewEvent,
     ) -> StoreResult<u64>;
+    /// The payment of one Ko-fi transaction.
+    async fn payment(&self, transaction: &str) -> StoreResult<Option<Payment>>;
     /// The user the latest assigned payment from `email` went to.
     async fn payer(&self, email: &str) -> StoreResult<Option<UserId>>;
     /// Payments, newest first; only `user`'s when given.

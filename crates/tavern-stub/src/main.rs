@@ -13,19 +13,9 @@ struct Cli {
     args: tavern_stub::StubArgs,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(tavern_stub::run(cli.args)) {
+#[tokio::main]
+async fn main() -> ExitCode {
+    match tavern_stub::run(Cli::parse().args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
