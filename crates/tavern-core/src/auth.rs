@@ -17,6 +17,10 @@ use crate::CoreError;
 /// Prefix of every Tavern API token, so that leaked tokens are recognisable.
 pub const TOKEN_PREFIX: &str = "tvn_";
 
+/// The browser session's cookie (the dashboard and the worlds' standby
+/// pages): it holds an API token.
+pub const SESSION_COOKIE: &str = "tavern_session";
+
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 256;
 

@@ -30,4 +30,4 @@ pub use service::{
 };
 pub use sessions::{NewSession, SessionView};
 pub use supporters::{KofiNotice, KofiReceipt, KofiSettings, LINK_CODE_MINUTES, SupporterView};
-pub use usage::UsageView;
+pub use usage::{Held, LicenseLane, UsageView};

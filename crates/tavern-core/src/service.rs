@@ -176,6 +176,7 @@ pub struct NewInstance {
 
 /// Changes to an instance's own settings: `None` leaves one as it is,
 /// `Some(None)` returns it to the server's setting.
+#[derive(Debug)]
 pub struct InstanceUpdate {
     pub idle_timeout_minutes: Option<Option<u32>>,
     pub wake_on_visit: Option<Option<String>>,
@@ -416,6 +417,11 @@ impl Tavern {
         &self.settings
     }
 
+    /// The Foundry releases this machine has installed.
+    pub fn releases(&self) -> Vec<tavern_runtime::releases::ReleaseInfo> {
+        self.releases.list()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -480,6 +486,24 @@ impl Tavern {
         match self.store.token_by_hash(&auth::token_hash(token)).await? {
             Some((_, user)) => Ok(Caller { user }),
             None => Err(CoreError::Unauthenticated),
+        }
+    }
+
+    /// Signs out: the token stops working at once.
+    pub async fn logout(&self, token: &str) -> Result<(), CoreError> {
+        let caller = self.authenticate(token).await?;
+        let name = caller.name();
+        match self
+            .store
+            .delete_token(
+                &auth::token_hash(token),
+                &NewEvent::success(&name, "auth.logout", format!("user:{name}")),
+            )
+            .await
+        {
+            // Signed out twice at once: the token is gone either way.
+            Ok(()) | Err(tavern_store::StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

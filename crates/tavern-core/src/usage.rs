@@ -123,6 +123,68 @@ impl Tavern {
     }
 }
 
+/// One license key on the licenses board: which world held it, when.
+#[derive(Clone, Debug)]
+pub struct LicenseLane {
+    pub label: String,
+    /// Running intervals on this key, oldest first; `to` is `None` while
+    /// the world still runs.
+    pub held: Vec<Held>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub slug: String,
+    pub from: Timestamp,
+    pub to: Option<Timestamp>,
+}
+
+impl Tavern {
+    /// Every key's running intervals within `[from, to)`, for the admins'
+    /// board: one lane per key, a removed key's lane kept while it shows.
+    pub async fn license_board(
+        &self,
+        caller: &Caller,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LicenseLane>, CoreError> {
+        caller.require_admin("see the licenses board")?;
+        let licenses = self.store.list_licenses().await?;
+        let mut intervals = self.store.list_usage(None, from, to).await?;
+        intervals.sort_by_key(|i| i.started_at);
+        let mut lanes: Vec<(Option<tavern_types::LicenseId>, LicenseLane)> = licenses
+            .iter()
+            .map(|l| {
+                let lane = LicenseLane {
+                    label: l.label.clone(),
+                    held: Vec::new(),
+                };
+                (Some(l.id), lane)
+            })
+            .collect();
+        for i in intervals {
+            let Some(id) = i.license else { continue };
+            let at = match lanes.iter().position(|(l, _)| *l == Some(id)) {
+                Some(at) => at,
+                None => {
+                    let lane = LicenseLane {
+                        label: format!("removed key {id}"),
+                        held: Vec::new(),
+                    };
+                    lanes.push((Some(id), lane));
+                    lanes.len() - 1
+                }
+            };
+            lanes[at].1.held.push(Held {
+                slug: i.slug,
+                from: i.started_at,
+                to: i.stopped_at,
+            });
+        }
+        Ok(lanes.into_iter().map(|(_, lane)| lane).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_month;

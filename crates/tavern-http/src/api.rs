@@ -41,6 +41,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(login))
         .routes(routes!(whoami))
+        .routes(routes!(logout))
         .routes(routes!(create_user, list_users))
         .routes(routes!(update_user))
         .routes(routes!(create_instance, list_instances))
@@ -120,6 +121,17 @@ async fn login(
 #[utoipa::path(get, path = "/api/v1/auth/whoami", responses((status = 200, body = UserJson), (status = 401, body = ErrorBody)))]
 async fn whoami(Authed(caller): Authed) -> Json<UserJson> {
     Json((&caller.user).into())
+}
+
+/// Signs out: the token stops working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204), (status = 401, body = ErrorBody)))]
+async fn logout(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<StatusCode> {
+    let token = crate::extract::bearer(&headers)?;
+    s.tavern.logout(token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Creates a user (admins only).

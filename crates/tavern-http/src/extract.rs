@@ -34,13 +34,17 @@ impl FromRequestParts<AppState> for Authed {
 
 /// The caller a request's bearer token names.
 pub async fn caller_from(headers: &HeaderMap, state: &AppState) -> Result<Caller, ApiError> {
-    let token = headers
+    Ok(state.tavern.authenticate(bearer(headers)?).await?)
+}
+
+/// A request's bearer token.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, CoreError> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or(CoreError::Unauthenticated)?;
-    Ok(state.tavern.authenticate(token).await?)
+        .ok_or(CoreError::Unauthenticated)
 }
 
 /// The peer's address, when the server was started with connect info.

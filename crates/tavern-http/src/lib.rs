@@ -1,15 +1,16 @@
-//! The HTTP API of `tavern serve`: axum handlers over the core service, the
-//! one place where `CoreError` becomes an HTTP status, request limits, bearer
-//! authentication and the OpenAPI document generated from the handlers.
+//! The HTTP side of `tavern serve` on the bare domain: the API (axum
+//! handlers over the core service, the one place where `CoreError` becomes
+//! an HTTP status, request limits, bearer authentication, the OpenAPI
+//! document generated from the handlers) and the web dashboard.
 
 mod api;
+mod dashboard;
 mod dto;
 mod error;
 mod extract;
 mod hooks;
 mod limits;
 mod metrics;
-mod pages;
 
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let (api, openapi) = api::routes().split_for_parts();
     let openapi_json = std::sync::Arc::new(openapi);
     api.route("/metrics", axum::routing::get(metrics::metrics))
-        .route("/auth/invite/{code}", axum::routing::get(pages::invite))
+        .merge(dashboard::routes())
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {

@@ -16,13 +16,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
+use tavern_core::auth::SESSION_COOKIE as COOKIE;
 use tavern_core::routes::Route;
 use tavern_types::{DesiredState, ObservedState, WakeOnVisit};
 
 use crate::forward::{BoxError, Peer, Proxy, ProxyBody};
-
-/// The session cookie: an API token.
-pub const COOKIE: &str = "tavern_session";
 
 #[derive(Template)]
 #[template(path = "standby.html")]

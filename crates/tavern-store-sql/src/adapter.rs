@@ -681,6 +681,18 @@ macro_rules! sql_adapter {
                 Ok(Some((token, user)))
             }
 
+            async fn delete_token(&self, token_hash: &str, event: &NewEvent) -> StoreResult<()> {
+                let mut tx = self.begin().await?;
+                let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("delete token"))?;
+                touched(&done, "token", "(hidden)")?;
+                insert_event(&mut tx, event).await?;
+                commit(tx).await
+            }
+
             async fn create_instance(&self, i: &Instance, event: &NewEvent) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 must_exist(&mut tx, USER, i.owner).await?;

@@ -195,7 +195,7 @@ pub async fn tokens_find_their_user(store: &dyn Store) {
     assert_eq!(store.token_by_hash(&"cd".repeat(32)).await.unwrap(), None);
     let dup = ApiToken {
         id: TokenId::new(),
-        ..t
+        ..t.clone()
     };
     assert!(
         store
@@ -203,6 +203,18 @@ pub async fn tokens_find_their_user(store: &dyn Store) {
             .await
             .is_err()
     );
+    // Signing out forgets the token, once.
+    store
+        .delete_token(&t.token_hash, &ev("auth.logout", "user:alice"))
+        .await
+        .unwrap();
+    assert_eq!(store.token_by_hash(&t.token_hash).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .delete_token(&t.token_hash, &ev("auth.logout", "user:alice"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub async fn instances_round_trip(store: &dyn Store) {

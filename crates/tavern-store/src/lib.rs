@@ -79,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()>;
     /// The token with this secret hash and the user it belongs to.
     async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(ApiToken, User)>>;
+    /// Forgets a token (signing out). [`StoreError::NotFound`] if no token
+    /// has this hash.
+    async fn delete_token(&self, token_hash: &str, event: &NewEvent) -> StoreResult<()>;
 
     /// Inserts an instance. [`StoreError::Conflict`] if the slug is taken,
     /// [`StoreError::NotFound`] if its owner or license does not exist.

@@ -175,6 +175,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             config.api_url(addr),
             path.display()
         );
+        // The dashboard takes a password: the first admin makes their own
+        // account through a one-use admin invitation.
+        let admin = first_admin(&tavern).await?;
+        let invite = tavern
+            .create_invite(
+                &admin,
+                tavern_core::NewInvite {
+                    role: Some("admin".into()),
+                    tier: None,
+                    uses: Some(1),
+                    expires_in_hours: None,
+                },
+            )
+            .await?;
+        if let Some(url) = invite.url {
+            println!();
+            println!(
+                "To use the web dashboard, make your own admin account (once, within 7 days):"
+            );
+            println!();
+            println!("    {url}");
+            println!();
+        }
     }
     if args.demo {
         set_up_demo(&tavern).await?;
@@ -380,15 +403,21 @@ const DEMO_PASSWORD: &str = "demo-password";
 const DEMO_KEY: &str = "DEMO-DEMO-DEMO-DEMO-DEMO-0000";
 
 /// Creates what `--demo` promises, skipping what already exists.
-async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
-    let store = tavern.store();
-    let admin = store
+/// The first admin, to act as on the server's own behalf.
+async fn first_admin(tavern: &Tavern) -> anyhow::Result<Caller> {
+    let admin = tavern
+        .store()
         .list_users()
         .await?
         .into_iter()
         .find(|u| u.role == tavern_types::Role::Admin)
-        .context("the demo needs an admin user")?;
-    let caller = Caller { user: admin };
+        .context("there is no admin user")?;
+    Ok(Caller { user: admin })
+}
+
+async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
+    let store = tavern.store();
+    let caller = first_admin(tavern).await?;
     let demo_name: tavern_types::Username = DEMO_USER.parse()?;
     if store.user_by_name(&demo_name).await?.is_none() {
         tavern

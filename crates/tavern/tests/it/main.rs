@@ -4,6 +4,7 @@
 mod acme;
 mod backups;
 mod bad_input;
+mod dashboard;
 mod discord;
 mod docker;
 mod economy;
@@ -22,3 +23,4 @@ mod stub;
 mod support;
 mod tls;
 mod usage;
+mod web;

@@ -1,0 +1,309 @@
+//! Signing in and out, and accepting an invitation in the browser (which
+//! leads into the onboarding wizard). Sign-in shares the API's rate limits;
+//! the forms before sign-in carry a double-submit token.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tavern_core::CoreError;
+use tavern_types::Role;
+
+use super::{
+    Chrome, Flash, PRE_COOKIE, Posted, SESSION_COOKIE, SESSION_SECONDS, Session, cookie,
+    error_page, foreign_origin, read_form, redirect_with, render, render_status, same, say,
+    set_cookie,
+};
+use crate::AppState;
+use crate::extract::ClientIp;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/auth/login", get(login_page).post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/invite/{code}", get(invite_page).post(accept))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    pre: String,
+    next: String,
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path of this site: a sign-in never sends people elsewhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/dashboard".to_owned(),
+    }
+}
+
+/// A fresh double-submit value, or the one the browser already holds.
+fn pre_token(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, PRE_COOKIE) {
+        Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (v.to_owned(), false)
+        }
+        _ => {
+            let fresh = tavern_core::auth::token_hash(&tavern_core::auth::random_secret());
+            (fresh[..32].to_owned(), true)
+        }
+    }
+}
+
+fn with_pre(
+    state: &AppState,
+    headers: &HeaderMap,
+    mut r: Response,
+    pre: &str,
+    fresh: bool,
+) -> Response {
+    if fresh
+        && let Ok(v) = HeaderValue::from_str(&set_cookie(state, headers, PRE_COOKIE, pre, 3600))
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login_page(
+    State(s): State<AppState>,
+    session: Option<Session>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    if session.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    let (pre, fresh) = pre_token(&headers);
+    let page = LoginPage {
+        chrome: Chrome::anonymous("Sign in", Flash::read(&headers)),
+        pre: pre.clone(),
+        next,
+        username: String::new(),
+    };
+    with_pre(&s, &headers, render(&page.chrome, &page), &pre, fresh)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Checks a form posted before sign-in: same site, and its double-submit
+/// value matches the cookie.
+async fn anonymous_form<T: serde::de::DeserializeOwned>(
+    req: axum::extract::Request,
+) -> Result<T, Response> {
+    if foreign_origin(req.headers()) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "That form was sent from another site.",
+        ));
+    }
+    let expected = cookie(req.headers(), PRE_COOKIE).unwrap_or("").to_owned();
+    let (form, csrf) = read_form::<T>(req).await?;
+    if expected.is_empty() || !same(&csrf, &expected) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "That form has expired. Go back, reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
+fn signed_in(state: &AppState, headers: &HeaderMap, to: &str, token: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(
+        state,
+        headers,
+        SESSION_COOKIE,
+        token,
+        SESSION_SECONDS,
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: axum::extract::Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let form: LoginForm = match anonymous_form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let next = safe_next(form.next.as_deref());
+    let back = format!(
+        "/auth/login?next={}",
+        form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
+    if !s.limiter.allow(&form.username, ip) {
+        tracing::warn!(username = %form.username.escape_debug(), ?ip, "dashboard sign-in rate-limited");
+        return redirect_with(
+            &s,
+            &headers,
+            &back,
+            Err("Too many sign-in attempts; wait a minute and try again.".into()),
+        );
+    }
+    match s.tavern.login(&form.username, &form.password).await {
+        Ok((token, _)) => signed_in(&s, &headers, &next, &token),
+        Err(CoreError::InvalidCredentials) => {
+            tracing::warn!(username = %form.username.escape_debug(), ?ip, "dashboard sign-in failed");
+            redirect_with(
+                &s,
+                &headers,
+                &back,
+                Err("Wrong username or password.".into()),
+            )
+        }
+        Err(e) => redirect_with(&s, &headers, &back, Err(say(e))),
+    }
+}
+
+#[derive(Deserialize)]
+struct Nothing {}
+
+async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    posted: Posted<Nothing>,
+) -> Response {
+    if let Err(e) = s.tavern.logout(&posted.session.token).await {
+        tracing::warn!(error = %e, "signing out failed");
+    }
+    let mut r = redirect_with(
+        &s,
+        &headers,
+        "/auth/login",
+        Ok("You are signed out.".into()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(&s, &headers, SESSION_COOKIE, "", 0)) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+struct InvitePage {
+    chrome: Chrome,
+    pre: String,
+    role: &'static str,
+    until: String,
+    code: String,
+}
+
+/// `GET /auth/invite/{code}`: what the invitation offers, a form that
+/// accepts it, and the command that does the same; 404 once it is used up,
+/// expired or withdrawn.
+async fn invite_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let invite = match s.tavern.invite_by_code(&code).await {
+        Ok(i) => i,
+        Err(CoreError::NotFound { .. }) => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                "This invitation is used up, has expired or was withdrawn. Ask your community's admin for a new one.",
+            );
+        }
+        Err(e) => return super::core_error_page(e),
+    };
+    let (pre, fresh) = pre_token(&headers);
+    let page = InvitePage {
+        chrome: Chrome::anonymous("You are invited", Flash::read(&headers)),
+        pre: pre.clone(),
+        role: if invite.role == Role::Admin {
+            "an admin"
+        } else {
+            "a game master"
+        },
+        until: super::when(invite.expires_at),
+        code,
+    };
+    let status = StatusCode::OK;
+    with_pre(
+        &s,
+        &headers,
+        render_status(status, &page.chrome, &page),
+        &pre,
+        fresh,
+    )
+}
+
+#[derive(Deserialize)]
+struct AcceptForm {
+    username: String,
+    password: String,
+    password_again: String,
+}
+
+async fn accept(
+    State(s): State<AppState>,
+    Path(code): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let form: AcceptForm = match anonymous_form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let back = format!("/auth/invite/{code}");
+    if form.password != form.password_again {
+        return redirect_with(&s, &headers, &back, Err("The two passwords differ.".into()));
+    }
+    match s
+        .tavern
+        .accept_invite(&code, &form.username, &form.password)
+        .await
+    {
+        Ok((token, _)) => signed_in(&s, &headers, "/dashboard/welcome", &token),
+        Err(e @ CoreError::NotFound { .. }) => super::core_error_page(e),
+        Err(e) => redirect_with(&s, &headers, &back, Err(say(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn sign_in_only_returns_to_this_site() {
+        assert_eq!(
+            safe_next(Some("/dashboard/worlds/x")),
+            "/dashboard/worlds/x"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "dashboard",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/dashboard");
+    }
+}

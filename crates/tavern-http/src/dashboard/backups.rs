@@ -1,0 +1,213 @@
+//! Backups in the browser: every backup of mine (an admin's: everyone's),
+//! taking one now, downloading one, and restoring one after a confirmation
+//! page that says what it replaces.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::header::{self, HeaderMap};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tavern_core::{BackupView, RestoreState};
+use tavern_types::BackupStatus;
+
+use super::{Chrome, Posted, Session, redirect_with, render, say, when};
+use crate::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard/backups", get(list))
+        .route("/dashboard/worlds/{slug}/backup", post(create))
+        .route("/dashboard/backups/{id}/download", get(download))
+        .route(
+            "/dashboard/backups/{id}/restore",
+            get(confirm).post(restore),
+        )
+}
+
+/// A backup as the pages list it.
+pub(crate) struct BackupRow {
+    pub id: String,
+    pub slug: String,
+    pub owner: String,
+    pub kind: String,
+    pub status: String,
+    pub taken: String,
+    pub size: String,
+    pub complete: bool,
+    pub restore: String,
+}
+
+/// Bytes as people read them.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+impl From<&BackupView> for BackupRow {
+    fn from(v: &BackupView) -> Self {
+        let b = &v.backup;
+        BackupRow {
+            id: b.id.to_string(),
+            slug: b.slug.to_string(),
+            owner: v.owner.to_string(),
+            kind: b.kind.to_string().replace('_', " "),
+            status: match b.status {
+                BackupStatus::Failed => format!("failed: {}", b.error.clone().unwrap_or_default()),
+                s => s.to_string().replace('_', " "),
+            },
+            taken: when(b.created_at),
+            size: b.archive.as_ref().map(|a| size(a.size)).unwrap_or_default(),
+            complete: b.status == BackupStatus::Complete,
+            restore: match &v.restore {
+                None => String::new(),
+                Some(r) => match &r.state {
+                    RestoreState::Running => format!("restoring into {}", r.to),
+                    RestoreState::Done => format!("restored into {} at {}", r.to, when(r.at)),
+                    RestoreState::Failed(why) => format!("restore into {} failed: {why}", r.to),
+                },
+            },
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "backups.html")]
+struct ListPage {
+    chrome: Chrome,
+    backups: Vec<BackupRow>,
+    enabled: bool,
+}
+
+async fn list(State(s): State<AppState>, session: Session) -> Response {
+    let enabled = s.tavern.settings().backups.is_some();
+    let backups = if enabled {
+        match s.tavern.list_backups(&session.caller, None).await {
+            Ok(list) => list,
+            Err(e) => return session.core_error(e),
+        }
+    } else {
+        Vec::new()
+    };
+    let page = ListPage {
+        chrome: session.chrome("Backups", "backups"),
+        backups: backups.iter().map(BackupRow::from).collect(),
+        enabled,
+    };
+    render(&page.chrome, &page)
+}
+
+#[derive(Deserialize)]
+struct Nothing {}
+
+async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    posted: Posted<Nothing>,
+) -> Response {
+    let done = s
+        .tavern
+        .request_backup(&posted.session.caller, &slug)
+        .await
+        .map(|_| format!("A backup of {slug} is being taken; it shows below when complete."));
+    redirect_with(
+        &s,
+        &headers,
+        &format!("/dashboard/worlds/{slug}"),
+        done.map_err(say),
+    )
+}
+
+/// Streams the archive, as the API does.
+async fn download(State(s): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    match s.tavern.open_backup(&session.caller, &id).await {
+        Ok(d) => {
+            let disposition = format!("attachment; filename=\"{}\"", d.file_name);
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/zstd")
+                .header(header::CONTENT_LENGTH, d.size)
+                .header(header::CONTENT_DISPOSITION, disposition)
+                .body(axum::body::Body::from_stream(d.stream))
+                .unwrap_or_else(|e| {
+                    session.core_error(tavern_core::CoreError::internal("answer a download", e))
+                })
+        }
+        Err(e) => session.core_error(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "restore.html")]
+struct ConfirmPage {
+    chrome: Chrome,
+    backup: BackupRow,
+}
+
+async fn confirm(State(s): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    match s.tavern.get_backup(&session.caller, &id).await {
+        Ok(v) => {
+            let page = ConfirmPage {
+                chrome: session.chrome("Restore a backup", "backups"),
+                backup: BackupRow::from(&v),
+            };
+            render(&page.chrome, &page)
+        }
+        Err(e) => session.core_error(e),
+    }
+}
+
+async fn restore(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    posted: Posted<Nothing>,
+) -> Response {
+    match s
+        .tavern
+        .restore_backup(&posted.session.caller, &id, None)
+        .await
+    {
+        Ok(v) => redirect_with(
+            &s,
+            &headers,
+            &format!("/dashboard/worlds/{}", v.backup.slug),
+            Ok(format!(
+                "Restoring {} from the backup of {}; the world's current data is backed up first.",
+                v.backup.slug,
+                when(v.backup.created_at)
+            )),
+        ),
+        Err(e) => redirect_with(
+            &s,
+            &headers,
+            &format!("/dashboard/backups/{id}/restore"),
+            Err(say(e)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(1500), "1.5 KB");
+        assert_eq!(size(5_000_000), "5.0 MB");
+        assert_eq!(size(3_200_000_000_000_000), "3200.0 TB");
+    }
+}

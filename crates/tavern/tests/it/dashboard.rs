@@ -1,0 +1,460 @@
+//! The web dashboard in a real headless Chromium against the real binary
+//! and the stand-in: sign in, create, start, watch and stop a world, open
+//! it, schedule a session and find it in the calendar, download a backup,
+//! the admins' licenses timeline, invitations into the onboarding wizard,
+//! other people's worlds that do not exist, and every action without
+//! JavaScript. Screenshots of the main pages are saved as artifacts.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::support::{Server, add_key, wait_for_state};
+use crate::web::Browser;
+
+/// The dashboard's address on the bare domain (`localhost`).
+fn site(server: &Server) -> String {
+    server.url.replace("127.0.0.1", "localhost")
+}
+
+async fn sign_in(b: &Browser, base: &str, username: &str, password: &str) {
+    b.goto(&format!("{base}/")).await;
+    assert_eq!(b.path().await, "/auth/login");
+    b.fill("#username", username).await;
+    b.fill("#password", password).await;
+    b.click("form.card button[type=submit]").await;
+}
+
+#[tokio::test]
+async fn a_game_master_runs_a_world_from_the_browser() {
+    let Some(b) = Browser::start(true, false).await else {
+        return;
+    };
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+
+    // A wrong password says so and signs nobody in.
+    sign_in(&b, &base, "alice", "not-her-password").await;
+    assert_eq!(b.path().await, "/auth/login");
+    assert_eq!(b.text(".flash.err").await, "Wrong username or password.");
+
+    sign_in(&b, &base, "alice", "alice-password-1").await;
+    assert_eq!(b.path().await, "/dashboard");
+    assert!(b.text("main").await.contains("You have no world yet"));
+
+    // Create a world: its admin key is shown once.
+    b.click("a[href='/dashboard/new']").await;
+    b.fill("#slug", "dragon").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.text("h1").await, "dragon is ready");
+    let key = b.text("#admin-key").await;
+    assert!(key.len() >= 16, "an admin key: {key:?}");
+    b.screenshot("world-created").await;
+
+    // Start it, and watch it become running without reloading.
+    b.click("form[action='/dashboard/worlds/dragon/start'] button")
+        .await;
+    assert_eq!(b.path().await, "/dashboard/worlds/dragon");
+    assert_eq!(b.text(".flash.ok").await, "dragon is starting.");
+    b.wait_text("[data-field=state]", "dragon runs", |t| t == "running")
+        .await;
+    b.wait_text("#stop", "the Stop button shows", |t| t == "Stop")
+        .await;
+    b.screenshot("world").await;
+
+    // The page's address opens the world itself.
+    let url = b
+        .client
+        .find(Locator::Css("#world-url"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(url.starts_with("http://dragon.localhost:"), "{url}");
+    b.goto(&url).await;
+    assert!(
+        b.text("body").await.contains("Foundry VTT stand-in"),
+        "the world answers through the proxy"
+    );
+
+    // The list shows it running, then Stop puts it to sleep.
+    b.goto(&format!("{base}/dashboard")).await;
+    assert_eq!(
+        b.text("[data-world=dragon] [data-field=state]").await,
+        "running"
+    );
+    b.screenshot("worlds").await;
+    b.goto(&format!("{base}/dashboard/worlds/dragon")).await;
+    b.click("#stop").await;
+    b.wait_text("[data-field=state]", "dragon sleeps", |t| t == "sleeping")
+        .await;
+    let api = admin.login("alice", "alice-password-1").await;
+    wait_for_state(&api, "dragon", "stopped").await;
+
+    // Its log is there to read.
+    b.goto(&format!("{base}/dashboard/worlds/dragon/logs"))
+        .await;
+    assert!(!b.text("#log").await.is_empty(), "the log has lines");
+
+    // Signing out ends the session: the token no longer works.
+    let cookie = b.session_cookie().await;
+    b.goto(&format!("{base}/dashboard")).await;
+    b.click(".signout button").await;
+    assert_eq!(b.path().await, "/auth/login");
+    let after = reqwest::Client::new()
+        .get(format!("{base}/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.url().path(), "/auth/login", "signed out for good");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn sessions_calendar_backups_and_the_admins_board() {
+    let Some(b) = Browser::start(true, false).await else {
+        return;
+    };
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    let alice = admin.login("alice", "alice-password-1").await;
+    let (status, body) = alice
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "dragon", "release": "stub"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    alice
+        .post("/api/v1/instances/dragon/start", &json!({}))
+        .await;
+    wait_for_state(&alice, "dragon", "running").await;
+
+    sign_in(&b, &base, "alice", "alice-password-1").await;
+
+    // Schedule a session in Paris time, the day after tomorrow at 19:00.
+    let day = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Europe/Paris").unwrap())
+        .date()
+        .checked_add(jiff::Span::new().days(2))
+        .unwrap();
+    b.goto(&format!("{base}/dashboard/sessions?tz=Europe/Paris"))
+        .await;
+    b.client
+        .execute(
+            "document.getElementById('date').value = arguments[0];",
+            vec![json!(day.to_string())],
+        )
+        .await
+        .unwrap();
+    b.fill("#time", "19:00").await;
+    b.fill("#zone", "Europe/Paris").await;
+    b.fill("#duration", "180").await;
+    b.click("form[action='/dashboard/sessions'] button").await;
+    assert!(
+        b.text(".flash.ok").await.contains("scheduled"),
+        "{}",
+        b.text("main").await
+    );
+    let entry = b.text(&format!("li.day[data-date='{day}'] .session")).await;
+    assert!(
+        entry.contains("19:00–22:00") && entry.contains("dragon") && entry.contains("main"),
+        "{entry}"
+    );
+    b.screenshot("sessions").await;
+
+    // Back up the world, then download the backup through its link.
+    b.goto(&format!("{base}/dashboard/worlds/dragon")).await;
+    b.click("#backup-now").await;
+    assert!(b.text(".flash.ok").await.contains("being taken"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let href = loop {
+        b.client.refresh().await.unwrap();
+        if let Ok(link) = b.client.find(Locator::Css("a[download]")).await {
+            break link.attr("href").await.unwrap().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "the backup completes");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let got = reqwest::Client::new()
+        .get(format!("{base}{href}"))
+        .header("cookie", b.session_cookie().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"dragon-"),
+    );
+    let bytes = got.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"\x28\xb5\x2f\xfd", "a zstd archive");
+    // Without the session, no download.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{base}{href}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 303);
+    b.goto(&format!("{base}/dashboard/backups")).await;
+    b.screenshot("backups").await;
+
+    // A game master has no admin pages.
+    b.goto(&format!("{base}/admin")).await;
+    assert_eq!(b.text("h1").await, "Not Found");
+
+    // The first start printed a one-use invitation for the admin's own
+    // account (the bootstrap admin has a token, not a password).
+    b.click(".signout button").await;
+    let printed = server.output();
+    let invitation = printed
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("/auth/invite/"))
+        .unwrap_or_else(|| panic!("an invitation address in:\n{printed}"))
+        .replace("127.0.0.1", "localhost");
+    b.goto(&invitation).await;
+    assert!(b.text("main").await.contains("as an admin"));
+    b.fill("#username", "root").await;
+    b.fill("#password", "root-password-1").await;
+    b.fill("#password_again", "root-password-1").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.path().await, "/dashboard/welcome");
+
+    // An admin sees which world held which key on the timeline.
+    b.click("nav a[href='/admin']").await;
+    let titles: Vec<String> = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#license-timeline .held title')].map(t => t.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with("dragon on main") && t.ends_with("now")),
+        "{titles:?}"
+    );
+    assert!(b.text("main").await.contains("Reservations ahead"));
+    assert!(
+        b.texts("section[aria-labelledby=ahead-h] td")
+            .await
+            .iter()
+            .any(|t| t == "dragon"),
+        "the session's reservation is listed"
+    );
+    b.screenshot("admin-licenses").await;
+    for (path, name) in [
+        ("/admin/usage", "admin-usage"),
+        ("/admin/audit?action=instance", "admin-audit"),
+        ("/admin/users", "admin-users"),
+    ] {
+        b.goto(&format!("{base}{path}")).await;
+        b.screenshot(name).await;
+    }
+    assert!(
+        b.texts("td").await.iter().any(|t| t == "alice"),
+        "the users page lists alice"
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
+    let Some(b) = Browser::start(true, true).await else {
+        return;
+    };
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    let alice = admin.login("alice", "alice-password-1").await;
+    alice
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "secret-lair", "release": "stub"}),
+        )
+        .await;
+    let (status, invite) = admin.post("/api/v1/invites", &json!({"role": "gm"})).await;
+    assert_eq!(status, 201, "{invite}");
+    let url = invite["url"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1", "localhost");
+
+    // On a phone: accept the invitation, make a first world.
+    b.goto(&url).await;
+    assert!(b.text("main").await.contains("a game master"));
+    b.screenshot("invitation").await;
+    b.fill("#username", "bob").await;
+    b.fill("#password", "bob-password-1").await;
+    b.fill("#password_again", "bob-password-2").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.text(".flash.err").await, "The two passwords differ.");
+    b.fill("#username", "bob").await;
+    b.fill("#password", "bob-password-1").await;
+    b.fill("#password_again", "bob-password-1").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.path().await, "/dashboard/welcome");
+    assert_eq!(b.text("h1").await, "Welcome to Tavern");
+    b.screenshot("welcome").await;
+    b.fill("#slug", "bobs-keep").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.text("h1").await, "bobs-keep is ready");
+    assert!(
+        b.text(".steps [aria-current=step]")
+            .await
+            .contains("admin key")
+    );
+
+    // A taken name is refused with the reason, and nothing is made.
+    b.goto(&format!("{base}/dashboard/new")).await;
+    b.fill("#slug", "secret-lair").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.path().await, "/dashboard/new");
+    assert!(
+        b.text(".flash.err").await.contains("secret-lair"),
+        "says why"
+    );
+
+    // Alice's world does not exist for Bob: 404, nothing about it.
+    b.goto(&format!("{base}/dashboard/worlds/secret-lair"))
+        .await;
+    assert_eq!(b.text("h1").await, "Not Found");
+    let cookie = b.session_cookie().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in [
+        "/dashboard/worlds/secret-lair",
+        "/dashboard/worlds/secret-lair/logs",
+        "/dashboard/worlds/secret-lair/logs.txt",
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let names: Vec<String> = b.texts("body").await;
+    assert!(
+        !names.concat().contains("alice"),
+        "nothing of alice's shows"
+    );
+    // And a form posted to it changes nothing.
+    b.goto(&format!("{base}/dashboard")).await;
+    let csrf: String = b
+        .client
+        .execute(
+            "return document.querySelector('input[name=csrf]').value",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{base}/dashboard/worlds/secret-lair/start"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (_, lair) = alice.get("/api/v1/instances/secret-lair").await;
+    assert_eq!(lair["desired_state"], "stopped");
+    // A form without the page's token is refused.
+    let r = http
+        .post(format!("{base}/dashboard/worlds/bobs-keep/start"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", "0".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn every_action_works_without_javascript() {
+    let Some(b) = Browser::start(false, false).await else {
+        return;
+    };
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    sign_in(&b, &base, "alice", "alice-password-1").await;
+    b.goto(&format!("{base}/dashboard/new")).await;
+    b.fill("#slug", "plain").await;
+    b.click("form.card button[type=submit]").await;
+    b.click("form[action='/dashboard/worlds/plain/start'] button")
+        .await;
+    // No script: the state changes only when the page is loaded again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        b.client.refresh().await.unwrap();
+        if b.text("[data-field=state]").await == "running" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "plain runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.fill("#idle", "45").await;
+    b.click("form[action='/dashboard/worlds/plain/settings'] button")
+        .await;
+    assert_eq!(b.text(".flash.ok").await, "Settings saved.");
+    assert_eq!(
+        b.client
+            .find(Locator::Css("#idle"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("45")
+    );
+    b.click("#stop").await;
+    // Destroying asks for the name first.
+    b.fill("#confirm", "wrong").await;
+    b.click("form[action='/dashboard/worlds/plain/destroy'] button")
+        .await;
+    assert!(b.text(".flash.err").await.contains("type its name"));
+    b.fill("#confirm", "plain").await;
+    b.click("form[action='/dashboard/worlds/plain/destroy'] button")
+        .await;
+    assert_eq!(b.path().await, "/dashboard");
+    assert!(b.text(".flash.ok").await.contains("being destroyed"));
+    b.close().await;
+}
