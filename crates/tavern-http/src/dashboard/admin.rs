@@ -463,7 +463,7 @@ async fn audit(
             .filter(|e| passes(e, &q))
             .take(500)
             .map(|e| EventRow {
-                at: when(e.at),
+                at: e.at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
                 actor: e.actor.clone(),
                 action: e.action.clone(),
                 target: e.target.clone(),

@@ -64,6 +64,7 @@ async fn a_game_master_runs_a_world_from_the_browser() {
         .await;
     b.wait_text("#stop", "the Stop button shows", |t| t == "Stop")
         .await;
+    b.assert_accessible().await;
     b.screenshot("world").await;
 
     // The page's address opens the world itself.
@@ -89,6 +90,7 @@ async fn a_game_master_runs_a_world_from_the_browser() {
         b.text("[data-world=dragon] [data-field=state]").await,
         "running"
     );
+    b.assert_accessible().await;
     b.screenshot("worlds").await;
     b.goto(&format!("{base}/dashboard/worlds/dragon")).await;
     b.click("#stop").await;
@@ -101,6 +103,14 @@ async fn a_game_master_runs_a_world_from_the_browser() {
     b.goto(&format!("{base}/dashboard/worlds/dragon/logs"))
         .await;
     assert!(!b.text("#log").await.is_empty(), "the log has lines");
+    // Following it fetches the tail again and again.
+    b.client
+        .execute("document.getElementById('log').textContent = '';", vec![])
+        .await
+        .unwrap();
+    b.el("#follow").await.click().await.unwrap();
+    b.wait_text("#log", "the followed log fills", |t| !t.is_empty())
+        .await;
 
     // Signing out ends the session: the token no longer works.
     let cookie = b.session_cookie().await;
@@ -150,14 +160,8 @@ async fn sessions_calendar_backups_and_the_admins_board() {
         .unwrap();
     b.goto(&format!("{base}/dashboard/sessions?tz=Europe/Paris"))
         .await;
-    b.client
-        .execute(
-            "document.getElementById('date').value = arguments[0];",
-            vec![json!(day.to_string())],
-        )
-        .await
-        .unwrap();
-    b.fill("#time", "19:00").await;
+    b.set("#date", &day.to_string()).await;
+    b.set("#time", "19:00").await;
     b.fill("#zone", "Europe/Paris").await;
     b.fill("#duration", "180").await;
     b.click("form[action='/dashboard/sessions'] button").await;
@@ -171,7 +175,26 @@ async fn sessions_calendar_backups_and_the_admins_board() {
         entry.contains("19:00–22:00") && entry.contains("dragon") && entry.contains("main"),
         "{entry}"
     );
+    b.assert_accessible().await;
     b.screenshot("sessions").await;
+
+    // Another session, cancelled from the calendar.
+    let later = day.checked_add(jiff::Span::new().days(1)).unwrap();
+    b.set("#date", &later.to_string()).await;
+    b.set("#time", "20:30").await;
+    b.fill("#zone", "Europe/Paris").await;
+    b.click("form[action='/dashboard/sessions'] button").await;
+    let cancel = format!("li.day[data-date='{later}'] .session button");
+    b.click(&cancel).await;
+    assert_eq!(b.text(".flash.ok").await, "Session cancelled.");
+    assert!(
+        b.texts(&format!("li.day[data-date='{later}'] .session"))
+            .await
+            .is_empty(),
+        "the cancelled session is gone"
+    );
+    let (_, sessions) = alice.get("/api/v1/sessions").await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
 
     // Back up the world, then download the backup through its link.
     b.goto(&format!("{base}/dashboard/worlds/dragon")).await;
@@ -211,7 +234,21 @@ async fn sessions_calendar_backups_and_the_admins_board() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 303);
+    // Restore it, after a page that says what that does.
+    b.click("a[href$='/restore']").await;
+    assert_eq!(b.text("h1").await, "Restore dragon?");
+    b.assert_accessible().await;
+    b.click("form[action$='/restore'] button").await;
+    assert_eq!(b.path().await, "/dashboard/worlds/dragon");
+    assert!(b.text(".flash.ok").await.starts_with("Restoring dragon"));
     b.goto(&format!("{base}/dashboard/backups")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !b.text("main").await.contains("restored into dragon") {
+        assert!(std::time::Instant::now() < deadline, "the restore ends");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.client.refresh().await.unwrap();
+    }
+    wait_for_state(&alice, "dragon", "running").await;
     b.screenshot("backups").await;
 
     // A game master has no admin pages.
@@ -265,7 +302,29 @@ async fn sessions_calendar_backups_and_the_admins_board() {
             .any(|t| t == "dragon"),
         "the session's reservation is listed"
     );
+    b.assert_accessible().await;
     b.screenshot("admin-licenses").await;
+
+    // An invitation made in the browser shows its address once.
+    b.click("nav.sub a[href='/admin/invites']").await;
+    b.fill("#uses", "2").await;
+    b.fill("#days", "3").await;
+    b.click("form[action='/admin/invites'] button").await;
+    let address = b.text("#invite-url").await;
+    assert!(address.contains("/auth/invite/"), "{address}");
+    assert!(b.texts("td").await.iter().any(|t| t == "0 of 2"));
+    b.assert_accessible().await;
+    b.goto(&format!("{base}/admin/invites")).await;
+    assert!(
+        !b.text("main").await.contains(&address),
+        "the address is not shown again"
+    );
+    b.click("form[action$='/revoke'] button").await;
+    assert_eq!(b.text(".flash.ok").await, "Invitation withdrawn.");
+    let gone = reqwest::get(address.replace("127.0.0.1", "localhost"))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
     for (path, name) in [
         ("/admin/usage", "admin-usage"),
         ("/admin/audit?action=instance", "admin-audit"),
@@ -320,6 +379,7 @@ async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
     b.click("form.card button[type=submit]").await;
     assert_eq!(b.path().await, "/dashboard/welcome");
     assert_eq!(b.text("h1").await, "Welcome to Tavern");
+    b.assert_accessible().await;
     b.screenshot("welcome").await;
     b.fill("#slug", "bobs-keep").await;
     b.click("form.card button[type=submit]").await;
@@ -457,4 +517,76 @@ async fn every_action_works_without_javascript() {
     assert_eq!(b.path().await, "/dashboard");
     assert!(b.text(".flash.ok").await.contains("being destroyed"));
     b.close().await;
+}
+
+/// The cookie `name`'s value among an answer's `Set-Cookie` headers.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn sign_in_forms_are_rate_limited_and_need_their_token() {
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(format!("{base}/auth/login")).send().await.unwrap();
+    let pre = set_cookie(&page, "tavern_pre").expect("a sign-in token cookie");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&format!("name=\"csrf\" value=\"{pre}\"")),
+        "{html}"
+    );
+    let post = |csrf: String, cookie: Option<String>, password: &str| {
+        let mut r = http
+            .post(format!("{base}/auth/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}&username=alice&password={password}"));
+        if let Some(c) = cookie {
+            r = r.header("cookie", format!("tavern_pre={c}"));
+        }
+        r.send()
+    };
+
+    // Without the token, or with another, nothing is checked: 403.
+    let r = post(pre.clone(), None, "alice-password-1").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post("f".repeat(32), Some(pre.clone()), "alice-password-1")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(set_cookie(&r, "tavern_session"), None);
+
+    // Five wrong passwords a minute, then even the right one waits.
+    for _ in 0..5 {
+        let r = post(pre.clone(), Some(pre.clone()), "wrong-password")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(set_cookie(&r, "tavern_flash").unwrap().contains("Wrong"));
+    }
+    let r = post(pre.clone(), Some(pre.clone()), "alice-password-1")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        set_cookie(&r, "tavern_flash")
+            .unwrap()
+            .contains("Too%20many")
+            || set_cookie(&r, "tavern_flash").unwrap().contains("Too+many"),
+        "{:?}",
+        set_cookie(&r, "tavern_flash")
+    );
+    assert_eq!(set_cookie(&r, "tavern_session"), None, "not signed in");
+    // The answers never name the password.
+    assert!(!server.output().contains("alice-password-1"));
 }

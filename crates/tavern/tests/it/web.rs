@@ -140,6 +140,19 @@ impl Browser {
         }
     }
 
+    /// Sets a field's value directly (date and time fields take typing
+    /// in the browser's own format).
+    pub async fn set(&self, css: &str, value: &str) {
+        self.el(css).await;
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).value = arguments[1];",
+                vec![json!(css), json!(value)],
+            )
+            .await
+            .unwrap();
+    }
+
     /// Clicks a button or link and waits (up to 10 s) for the page it
     /// leads to: until the old page's root is gone.
     pub async fn click(&self, css: &str) {
@@ -180,6 +193,32 @@ impl Browser {
         }
     }
 
+    /// Every field of the page has a label (or an accessible name), and
+    /// the first thing the keyboard reaches is the skip link.
+    pub async fn assert_accessible(&self) {
+        let unlabelled = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]\
+                 .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+                 .map(e => e.outerHTML)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let path = self.path().await;
+        assert_eq!(unlabelled, json!([]), "fields without a label on {path}");
+        let first = self
+            .client
+            .execute(
+                "return document.querySelector('a[href], button, input:not([type=hidden]), select').className",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(first, json!("skip"), "the skip link comes first on {path}");
+    }
+
     /// The session cookie the browser holds, as a `Cookie:` header.
     pub async fn session_cookie(&self) -> String {
         let c = self
@@ -192,7 +231,7 @@ impl Browser {
 
     /// Saves a screenshot of the page as a test artifact
     /// (`target/screenshots/NAME.png`), and as the README's picture under
-    /// `docs/screenshots/` when `TAVERN_UPDATE_SCREENSHOTS=1`.
+    /// `docs/screenshots/` when `UPDATE_SCREENSHOTS=1`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
@@ -200,7 +239,7 @@ impl Browser {
         let dir = root.join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
-        if std::env::var("TAVERN_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
             let docs = root.join("docs/screenshots");
             std::fs::create_dir_all(&docs).unwrap();
             std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
