@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tavern_core::NewInvite;
 
 use super::charts::{self, HourBars, Timeline};
-use super::{Chrome, Posted, Session, redirect_with, render, say, when};
+use super::{Chrome, NoFields, Posted, Session, redirect_with, render, say, when};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -292,14 +292,11 @@ async fn invite(
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn revoke(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
 ) -> Response {
     let done = s
         .tavern

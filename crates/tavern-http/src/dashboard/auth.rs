@@ -14,7 +14,7 @@ use tavern_core::CoreError;
 use tavern_types::Role;
 
 use super::{
-    Chrome, Flash, PRE_COOKIE, Posted, SESSION_COOKIE, SESSION_SECONDS, Session, cookie,
+    Chrome, Flash, NoFields, PRE_COOKIE, Posted, SESSION_COOKIE, SESSION_SECONDS, Session, cookie,
     error_page, foreign_origin, read_form, redirect_with, render, render_status, same, say,
     set_cookie,
 };
@@ -181,13 +181,10 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn logout(
     State(s): State<AppState>,
     headers: HeaderMap,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
 ) -> Response {
     if let Err(e) = s.tavern.logout(&posted.session.token).await {
         tracing::warn!(error = %e, "signing out failed");

@@ -8,11 +8,10 @@ use axum::extract::{Path, State};
 use axum::http::header::{self, HeaderMap};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
 use tavern_core::{BackupView, RestoreState};
 use tavern_types::BackupStatus;
 
-use super::{Chrome, Posted, Session, redirect_with, render, say, when};
+use super::{Chrome, NoFields, Posted, Session, redirect_with, render, say, when};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -108,14 +107,11 @@ async fn list(State(s): State<AppState>, session: Session) -> Response {
     render(&page.chrome, &page)
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn create(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
 ) -> Response {
     let done = s
         .tavern
@@ -172,7 +168,7 @@ async fn restore(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
 ) -> Response {
     match s
         .tavern

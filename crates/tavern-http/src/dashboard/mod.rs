@@ -227,6 +227,10 @@ pub(crate) struct Posted<T> {
     pub form: T,
 }
 
+/// A form that is only its button (and its CSRF token).
+#[derive(serde::Deserialize)]
+pub(crate) struct NoFields {}
+
 /// The largest form the dashboard takes.
 const FORM_LIMIT: usize = 64 * 1024;
 

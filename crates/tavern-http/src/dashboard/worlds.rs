@@ -14,7 +14,7 @@ use tavern_core::{BackupView, InstanceUpdate, InstanceView, NewInstance};
 use tavern_types::{DesiredState, ObservedState};
 
 use super::backups::BackupRow;
-use super::{Chrome, Posted, Session, redirect_with, render, say, when};
+use super::{Chrome, NoFields, Posted, Session, redirect_with, render, say, when};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -299,35 +299,57 @@ fn world_path(slug: &str) -> String {
     format!("/dashboard/worlds/{slug}")
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn start(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
 ) -> Response {
-    let done = s
-        .tavern
-        .set_desired(&posted.session.caller, &slug, DesiredState::Running)
-        .await
-        .map(|_| format!("{slug} is starting."));
-    redirect_with(&s, &headers, &world_path(&slug), done.map_err(say))
+    let said = format!("{slug} is starting.");
+    desire(
+        &s,
+        &headers,
+        &slug,
+        &posted.session,
+        DesiredState::Running,
+        said,
+    )
+    .await
 }
 
 async fn stop(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(slug): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<NoFields>,
+) -> Response {
+    let said = format!("{slug} is going to sleep.");
+    desire(
+        &s,
+        &headers,
+        &slug,
+        &posted.session,
+        DesiredState::Stopped,
+        said,
+    )
+    .await
+}
+
+/// Asks for a world to run or stop; back to its page with what happened.
+async fn desire(
+    s: &AppState,
+    headers: &HeaderMap,
+    slug: &str,
+    session: &Session,
+    desired: DesiredState,
+    said: String,
 ) -> Response {
     let done = s
         .tavern
-        .set_desired(&posted.session.caller, &slug, DesiredState::Stopped)
+        .set_desired(&session.caller, slug, desired)
         .await
-        .map(|_| format!("{slug} is going to sleep."));
-    redirect_with(&s, &headers, &world_path(&slug), done.map_err(say))
+        .map(|_| said);
+    redirect_with(s, headers, &world_path(slug), done.map_err(say))
 }
 
 #[derive(Deserialize)]

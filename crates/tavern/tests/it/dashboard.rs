@@ -10,12 +10,23 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::support::{Server, add_key, wait_for_state};
+use crate::support::{Api, Server, add_key, wait_for_state};
 use crate::web::Browser;
 
 /// The dashboard's address on the bare domain (`localhost`).
 fn site(server: &Server) -> String {
     server.url.replace("127.0.0.1", "localhost")
+}
+
+/// A server with a key and the game master alice (password
+/// `alice-password-1`): itself, the dashboard's address, the admin's API.
+async fn community() -> (Server, String, Api) {
+    let server = Server::start();
+    let base = site(&server);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    (server, base, admin)
 }
 
 async fn sign_in(b: &Browser, base: &str, username: &str, password: &str) {
@@ -31,11 +42,7 @@ async fn a_game_master_runs_a_world_from_the_browser() {
     let Some(b) = Browser::start(true, false).await else {
         return;
     };
-    let server = Server::start();
-    let base = site(&server);
-    let admin = server.api(Some(&server.admin_token));
-    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
-    admin.create_user("alice", "gm", "alice-password-1").await;
+    let (_server, base, admin) = community().await;
 
     // A wrong password says so and signs nobody in.
     sign_in(&b, &base, "alice", "not-her-password").await;
@@ -132,11 +139,7 @@ async fn sessions_calendar_backups_and_the_admins_board() {
     let Some(b) = Browser::start(true, false).await else {
         return;
     };
-    let server = Server::start();
-    let base = site(&server);
-    let admin = server.api(Some(&server.admin_token));
-    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
-    admin.create_user("alice", "gm", "alice-password-1").await;
+    let (server, base, admin) = community().await;
     let alice = admin.login("alice", "alice-password-1").await;
     let (status, body) = alice
         .post(
@@ -345,11 +348,7 @@ async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
     let Some(b) = Browser::start(true, true).await else {
         return;
     };
-    let server = Server::start();
-    let base = site(&server);
-    let admin = server.api(Some(&server.admin_token));
-    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
-    admin.create_user("alice", "gm", "alice-password-1").await;
+    let (_server, base, admin) = community().await;
     let alice = admin.login("alice", "alice-password-1").await;
     alice
         .post(
@@ -469,11 +468,7 @@ async fn every_action_works_without_javascript() {
     let Some(b) = Browser::start(false, false).await else {
         return;
     };
-    let server = Server::start();
-    let base = site(&server);
-    let admin = server.api(Some(&server.admin_token));
-    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
-    admin.create_user("alice", "gm", "alice-password-1").await;
+    let (_server, base, _admin) = community().await;
     sign_in(&b, &base, "alice", "alice-password-1").await;
     b.goto(&format!("{base}/dashboard/new")).await;
     b.fill("#slug", "plain").await;
