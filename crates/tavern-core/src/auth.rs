@@ -21,6 +21,21 @@ pub const TOKEN_PREFIX: &str = "tvn_";
 /// pages): it holds an API token.
 pub const SESSION_COOKIE: &str = "tavern_session";
 
+/// A `Set-Cookie` value as every Tavern cookie is set: HttpOnly,
+/// SameSite=Lax, Secure under TLS, for `domain` and its subdomains when
+/// given (else the host only).
+pub fn cookie_line(
+    name: &str,
+    value: &str,
+    max_age: u32,
+    secure: bool,
+    domain: Option<&str>,
+) -> String {
+    let domain = domain.map(|d| format!("; Domain={d}")).unwrap_or_default();
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/{domain}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 256;
 

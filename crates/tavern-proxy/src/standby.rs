@@ -318,14 +318,12 @@ impl Proxy {
                 match body["token"].as_str() {
                     Some(token) if status == StatusCode::OK => {
                         let mut r = see_other(&back);
-                        let secure = if self.settings.scheme == "https" {
-                            "; Secure"
-                        } else {
-                            ""
-                        };
-                        let c = format!(
-                            "{COOKIE}={token}; Path=/; Domain={}; Max-Age=2592000; HttpOnly; SameSite=Lax{secure}",
-                            self.settings.site.domain
+                        let c = tavern_core::auth::cookie_line(
+                            COOKIE,
+                            token,
+                            30 * 24 * 3600,
+                            self.settings.scheme == "https",
+                            Some(&self.settings.site.domain),
                         );
                         if let Ok(v) = HeaderValue::from_str(&c) {
                             r.headers_mut().insert(header::SET_COOKIE, v);

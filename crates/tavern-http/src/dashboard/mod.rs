@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tavern_core::auth::SESSION_COOKIE;
+use tavern_core::auth::{SESSION_COOKIE, cookie_line};
 use tavern_core::{Caller, CoreError};
 
 use crate::AppState;
@@ -102,31 +102,25 @@ fn set_cookie(
     max_age: u32,
 ) -> String {
     let settings = state.tavern.settings();
-    let secure = if settings.public_scheme == "https" {
-        "; Secure"
-    } else {
-        ""
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let shared = name == SESSION_COOKIE && on_domain(host, &settings.domain);
+    cookie_line(
+        name,
+        value,
+        max_age,
+        settings.public_scheme == "https",
+        shared.then_some(settings.domain.as_str()),
+    )
+}
+
+/// Whether a request's `Host` is the bare domain itself (any port).
+fn on_domain(host: Option<&str>, domain: &str) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':').map_or(h, |(name, port)| {
-                if port.bytes().all(|b| b.is_ascii_digit()) {
-                    name
-                } else {
-                    h
-                }
-            })
-        })
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let domain = if name == SESSION_COOKIE && host == settings.domain {
-        format!("; Domain={}", settings.domain)
-    } else {
-        String::new()
-    };
-    format!("{name}={value}; Path=/{domain}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    name.eq_ignore_ascii_case(domain)
 }
 
 /// The CSRF token of a session: derived from its secret, so a page from
@@ -484,6 +478,24 @@ mod tests {
         assert!(same(&a, &a.clone()));
         assert!(!same(&a, &a[..31]));
         assert!(!same("", &a));
+    }
+
+    #[test]
+    fn cookies_are_http_only_lax_and_secure_under_tls() {
+        assert_eq!(
+            cookie_line("tavern_session", "tvn_x", 60, true, Some("games.example")),
+            "tavern_session=tvn_x; Path=/; Domain=games.example; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            cookie_line("tavern_flash", "ok.x", 60, false, None),
+            "tavern_flash=ok.x; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
+        // Shared with the worlds only when served from the bare domain.
+        assert!(on_domain(Some("Games.Example:8443"), "games.example"));
+        assert!(on_domain(Some("games.example"), "games.example"));
+        assert!(!on_domain(Some("127.0.0.1:8080"), "games.example"));
+        assert!(!on_domain(Some("evil.games.example"), "games.example"));
+        assert!(!on_domain(None, "games.example"));
     }
 
     #[test]
