@@ -152,26 +152,20 @@ impl Tavern {
         let licenses = self.store.list_licenses().await?;
         let mut intervals = self.store.list_usage(None, from, to).await?;
         intervals.sort_by_key(|i| i.started_at);
-        let mut lanes: Vec<(Option<tavern_types::LicenseId>, LicenseLane)> = licenses
+        let lane = |label: String| LicenseLane {
+            label,
+            held: Vec::new(),
+        };
+        let mut lanes: Vec<(tavern_types::LicenseId, LicenseLane)> = licenses
             .iter()
-            .map(|l| {
-                let lane = LicenseLane {
-                    label: l.label.clone(),
-                    held: Vec::new(),
-                };
-                (Some(l.id), lane)
-            })
+            .map(|l| (l.id, lane(l.label.clone())))
             .collect();
         for i in intervals {
             let Some(id) = i.license else { continue };
-            let at = match lanes.iter().position(|(l, _)| *l == Some(id)) {
+            let at = match lanes.iter().position(|(l, _)| *l == id) {
                 Some(at) => at,
                 None => {
-                    let lane = LicenseLane {
-                        label: format!("removed key {id}"),
-                        held: Vec::new(),
-                    };
-                    lanes.push((Some(id), lane));
+                    lanes.push((id, lane(format!("removed key {id}"))));
                     lanes.len() - 1
                 }
             };
