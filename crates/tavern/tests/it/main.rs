@@ -5,6 +5,7 @@ mod acme;
 mod backups;
 mod bad_input;
 mod dashboard;
+mod deploy;
 mod discord;
 mod docker;
 mod economy;
