@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tavern_core::CoreError;
@@ -15,8 +15,7 @@ use tavern_types::Role;
 
 use super::{
     Chrome, Flash, NoFields, PRE_COOKIE, Posted, SESSION_COOKIE, SESSION_SECONDS, Session, cookie,
-    error_page, foreign_origin, read_form, redirect_with, render, render_status, same, say,
-    set_cookie,
+    error_page, foreign_origin, read_form, redirect_with, render, same, say, see_other, set_cookie,
 };
 use crate::AppState;
 use crate::extract::ClientIp;
@@ -34,7 +33,6 @@ struct LoginPage {
     chrome: Chrome,
     pre: String,
     next: String,
-    username: String,
 }
 
 #[derive(Deserialize)]
@@ -50,29 +48,18 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// A fresh double-submit value, or the one the browser already holds.
-fn pre_token(headers: &HeaderMap) -> (String, bool) {
+/// The double-submit value the browser already holds, else a fresh one.
+fn pre_token(headers: &HeaderMap) -> String {
     match cookie(headers, PRE_COOKIE) {
-        Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (v.to_owned(), false)
-        }
-        _ => {
-            let fresh = tavern_core::auth::token_hash(&tavern_core::auth::random_secret());
-            (fresh[..32].to_owned(), true)
-        }
+        Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => v.to_owned(),
+        _ => tavern_core::auth::token_hash(&tavern_core::auth::random_secret())[..32].to_owned(),
     }
 }
 
-fn with_pre(
-    state: &AppState,
-    headers: &HeaderMap,
-    mut r: Response,
-    pre: &str,
-    fresh: bool,
-) -> Response {
-    if fresh
-        && let Ok(v) = HeaderValue::from_str(&set_cookie(state, headers, PRE_COOKIE, pre, 3600))
-    {
+/// A page with a form before sign-in, and its double-submit cookie (set
+/// again each time, so that it lasts an hour from the page).
+fn with_pre(state: &AppState, headers: &HeaderMap, mut r: Response, pre: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(state, headers, PRE_COOKIE, pre, 3600)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -86,16 +73,15 @@ async fn login_page(
 ) -> Response {
     let next = safe_next(q.next.as_deref());
     if session.is_some() {
-        return Redirect::to(&next).into_response();
+        return see_other(&next);
     }
-    let (pre, fresh) = pre_token(&headers);
+    let pre = pre_token(&headers);
     let page = LoginPage {
         chrome: Chrome::anonymous("Sign in", Flash::read(&headers)),
         pre: pre.clone(),
         next,
-        username: String::new(),
     };
-    with_pre(&s, &headers, render(&page.chrome, &page), &pre, fresh)
+    with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }
 
 #[derive(Deserialize)]
@@ -129,7 +115,7 @@ async fn anonymous_form<T: serde::de::DeserializeOwned>(
 }
 
 fn signed_in(state: &AppState, headers: &HeaderMap, to: &str, token: &str) -> Response {
-    let mut r = Redirect::to(to).into_response();
+    let mut r = see_other(to);
     if let Ok(v) = HeaderValue::from_str(&set_cookie(
         state,
         headers,
@@ -229,7 +215,7 @@ async fn invite_page(
         }
         Err(e) => return super::core_error_page(e),
     };
-    let (pre, fresh) = pre_token(&headers);
+    let pre = pre_token(&headers);
     let page = InvitePage {
         chrome: Chrome::anonymous("You are invited", Flash::read(&headers)),
         pre: pre.clone(),
@@ -241,14 +227,7 @@ async fn invite_page(
         until: super::when(invite.expires_at),
         code,
     };
-    let status = StatusCode::OK;
-    with_pre(
-        &s,
-        &headers,
-        render_status(status, &page.chrome, &page),
-        &pre,
-        fresh,
-    )
+    with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -45,11 +45,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(admin::routes())
 }
 
-async fn home(session: Option<Session>) -> Redirect {
-    match session {
-        Some(_) => Redirect::to("/dashboard"),
-        None => Redirect::to("/auth/login"),
-    }
+async fn home(session: Option<Session>) -> Response {
+    see_other(match session {
+        Some(_) => "/dashboard",
+        None => "/auth/login",
+    })
+}
+
+/// `303 See Other` to a path of this site. A path that cannot be a header
+/// (a control character decoded from the address) goes to the dashboard's
+/// start instead: a redirect never fails.
+pub(crate) fn see_other(to: &str) -> Response {
+    let location =
+        HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/dashboard"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 async fn css() -> impl IntoResponse {
@@ -181,7 +190,7 @@ pub(crate) struct SignIn(String);
 impl IntoResponse for SignIn {
     fn into_response(self) -> Response {
         let next: String = form_urlencoded::byte_serialize(self.0.as_bytes()).collect();
-        Redirect::to(&format!("/auth/login?next={next}")).into_response()
+        see_other(&format!("/auth/login?next={next}"))
     }
 }
 
@@ -329,7 +338,7 @@ pub(crate) fn redirect_with(
         Err(t) => ("err", t),
     };
     let value: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
-    let mut r = Redirect::to(to).into_response();
+    let mut r = see_other(to);
     if let Ok(v) = HeaderValue::from_str(&set_cookie(
         state,
         headers,
@@ -496,6 +505,17 @@ mod tests {
         assert!(!on_domain(Some("127.0.0.1:8080"), "games.example"));
         assert!(!on_domain(Some("evil.games.example"), "games.example"));
         assert!(!on_domain(None, "games.example"));
+    }
+
+    #[test]
+    fn a_redirect_to_a_path_with_control_characters_still_answers() {
+        let r = see_other("/dashboard/worlds/a\nb");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/dashboard");
+        assert_eq!(
+            see_other("/dashboard/worlds/ok").headers()[header::LOCATION],
+            "/dashboard/worlds/ok"
+        );
     }
 
     #[test]

@@ -450,6 +450,18 @@ async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
     assert_eq!(r.status(), 303);
     let (_, lair) = alice.get("/api/v1/instances/secret-lair").await;
     assert_eq!(lair["desired_state"], "stopped");
+    // A name that cannot be an address (a line break) is not found, and
+    // the answer still goes somewhere.
+    let r = http
+        .post(format!("{base}/dashboard/worlds/a%0Ab/start"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/dashboard");
     // A form without the page's token is refused.
     let r = http
         .post(format!("{base}/dashboard/worlds/bobs-keep/start"))
