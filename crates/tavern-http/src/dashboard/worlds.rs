@@ -78,7 +78,11 @@ impl From<&InstanceView> for WorldRow {
                 .as_ref()
                 .map(|(_, l)| l.clone())
                 .unwrap_or_default(),
-            reason: i.state_reason.clone().unwrap_or_default(),
+            // Why it failed; other states speak for themselves.
+            reason: match state {
+                "failed" => i.state_reason.clone().unwrap_or_default(),
+                _ => String::new(),
+            },
             can_start: matches!(state, "sleeping" | "failed" | "stopping"),
             can_stop: matches!(state, "running" | "starting" | "failed"),
         }
