@@ -36,6 +36,16 @@ pub fn cookie_line(
     format!("{name}={value}; Path=/{domain}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
+/// The value of cookie `name` among a request's `Cookie` header values.
+pub fn cookie_value<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 256;
 
@@ -127,6 +137,15 @@ pub fn token_hash(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_found_by_name_in_any_header() {
+        let headers = ["a=1; tavern_session=tvn_x", "other=2"];
+        assert_eq!(cookie_value(headers, "tavern_session"), Some("tvn_x"));
+        assert_eq!(cookie_value(headers, "other"), Some("2"));
+        assert_eq!(cookie_value(headers, "tavern"), None);
+        assert_eq!(cookie_value([], "a"), None);
+    }
 
     #[tokio::test]
     async fn passwords_hash_and_verify() {

@@ -97,24 +97,11 @@ async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    if !s.limiter.allow(&req.username, ip) {
-        tracing::warn!(username = %req.username.escape_debug(), ?ip, "login rate-limited");
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many sign-in attempts; wait a minute and try again",
-        ));
-    }
-    match s.tavern.login(&req.username, &req.password).await {
-        Ok((token, user)) => Ok(Json(LoginResponse {
-            token,
-            user: (&user).into(),
-        })),
-        Err(e) => {
-            tracing::warn!(username = %req.username.escape_debug(), ?ip, "sign-in failed");
-            Err(e.into())
-        }
-    }
+    let (token, user) = s.sign_in(&req.username, &req.password, ip).await?;
+    Ok(Json(LoginResponse {
+        token,
+        user: (&user).into(),
+    }))
 }
 
 /// The user the token belongs to.
@@ -560,6 +547,14 @@ async fn download_backup(
             s.tavern.open_backup(&caller, &id).await?
         }
     };
+    archive_download(download)
+}
+
+/// A backup's archive as the answer: streamed, with its size and a file
+/// name (the API's download and the dashboard's).
+pub(crate) fn archive_download(
+    download: tavern_core::BackupDownload,
+) -> ApiResult<axum::response::Response> {
     let disposition = format!("attachment; filename=\"{}\"", download.file_name);
     axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/zstd")

@@ -52,6 +52,31 @@ pub struct AppState {
     pub(crate) discord: Option<DiscordEdge>,
 }
 
+impl AppState {
+    /// Checks a username and password within the sign-in rate limits (the
+    /// API's and the dashboard's sign-in alike), logging refusals without
+    /// the password.
+    pub(crate) async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(String, tavern_store::User), ApiError> {
+        if !self.limiter.allow(username, ip) {
+            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many sign-in attempts; wait a minute and try again",
+            ));
+        }
+        self.tavern.login(username, password).await.map_err(|e| {
+            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
+            e.into()
+        })
+    }
+}
+
 /// The whole API as a router, ready to serve with client addresses
 /// (`into_make_service_with_connect_info::<SocketAddr>()`).
 pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {

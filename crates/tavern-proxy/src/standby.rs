@@ -63,14 +63,9 @@ fn note_text(code: &str) -> &'static str {
 }
 
 fn cookie(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+    let values = req.headers().get_all(header::COOKIE);
+    tavern_core::auth::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), COOKIE)
+        .map(str::to_owned)
 }
 
 fn see_other(location: &str) -> Response<ProxyBody> {

@@ -143,27 +143,18 @@ async fn login(
         "/auth/login?next={}",
         form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
     );
-    if !s.limiter.allow(&form.username, ip) {
-        tracing::warn!(username = %form.username.escape_debug(), ?ip, "dashboard sign-in rate-limited");
-        return redirect_with(
-            &s,
-            &headers,
-            &back,
-            Err("Too many sign-in attempts; wait a minute and try again.".into()),
-        );
-    }
-    match s.tavern.login(&form.username, &form.password).await {
+    match s.sign_in(&form.username, &form.password, ip).await {
         Ok((token, _)) => signed_in(&s, &headers, &next, &token),
-        Err(CoreError::InvalidCredentials) => {
-            tracing::warn!(username = %form.username.escape_debug(), ?ip, "dashboard sign-in failed");
-            redirect_with(
-                &s,
-                &headers,
-                &back,
-                Err("Wrong username or password.".into()),
-            )
+        Err(e) => {
+            let said = match e.code {
+                "invalid_credentials" => "Wrong username or password.".to_owned(),
+                "rate_limited" => {
+                    "Too many sign-in attempts; wait a minute and try again.".to_owned()
+                }
+                _ => e.message,
+            };
+            redirect_with(&s, &headers, &back, Err(said))
         }
-        Err(e) => redirect_with(&s, &headers, &back, Err(say(e))),
     }
 }
 

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::header::{self, HeaderMap};
+use axum::http::header::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use tavern_core::{BackupView, RestoreState};
@@ -128,20 +128,11 @@ async fn create(
 
 /// Streams the archive, as the API does.
 async fn download(State(s): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
-    match s.tavern.open_backup(&session.caller, &id).await {
-        Ok(d) => {
-            let disposition = format!("attachment; filename=\"{}\"", d.file_name);
-            Response::builder()
-                .header(header::CONTENT_TYPE, "application/zstd")
-                .header(header::CONTENT_LENGTH, d.size)
-                .header(header::CONTENT_DISPOSITION, disposition)
-                .body(axum::body::Body::from_stream(d.stream))
-                .unwrap_or_else(|e| {
-                    session.core_error(tavern_core::CoreError::internal("answer a download", e))
-                })
-        }
-        Err(e) => session.core_error(e),
-    }
+    let answer = match s.tavern.open_backup(&session.caller, &id).await {
+        Ok(d) => crate::api::archive_download(d),
+        Err(e) => Err(e.into()),
+    };
+    answer.unwrap_or_else(|e| session.error_page(e.status, &e.message))
 }
 
 #[derive(Template)]

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tavern_core::auth::{SESSION_COOKIE, cookie_line};
+use tavern_core::auth::{SESSION_COOKIE, cookie_line, cookie_value};
 use tavern_core::{Caller, CoreError};
 
 use crate::AppState;
@@ -89,14 +89,8 @@ fn static_file(kind: &'static str, body: &'static str) -> impl IntoResponse {
 
 /// The value of one cookie of a request.
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    let values = headers.get_all(header::COOKIE);
+    cookie_value(values.iter().filter_map(|v| v.to_str().ok()), name)
 }
 
 /// A `Set-Cookie` value with the attributes every Tavern cookie has:

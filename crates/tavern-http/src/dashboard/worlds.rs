@@ -48,7 +48,8 @@ pub(crate) fn state_label(v: &InstanceView) -> &'static str {
     }
 }
 
-/// One world in a list.
+/// One world in a list (and in `worlds.json`).
+#[derive(Serialize)]
 pub(crate) struct WorldRow {
     pub slug: String,
     pub owner: String,
@@ -109,16 +110,6 @@ async fn list(State(s): State<AppState>, session: Session) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct LiveWorld {
-    slug: String,
-    state: &'static str,
-    players: u32,
-    can_start: bool,
-    can_stop: bool,
-    reason: String,
-}
-
 /// `GET /dashboard/worlds.json`: the states of the worlds the user sees,
 /// for the pages' script to keep them current.
 async fn live(State(s): State<AppState>, session: Option<Session>) -> Response {
@@ -127,20 +118,7 @@ async fn live(State(s): State<AppState>, session: Option<Session>) -> Response {
     };
     match s.tavern.list_instances(&session.caller).await {
         Ok(views) => {
-            let rows: Vec<LiveWorld> = views
-                .iter()
-                .map(|v| {
-                    let r = WorldRow::from(v);
-                    LiveWorld {
-                        slug: r.slug,
-                        state: r.state,
-                        players: r.players,
-                        can_start: r.can_start,
-                        can_stop: r.can_stop,
-                        reason: r.reason,
-                    }
-                })
-                .collect();
+            let rows: Vec<WorldRow> = views.iter().map(WorldRow::from).collect();
             ([(header::CACHE_CONTROL, "no-store")], Json(rows)).into_response()
         }
         Err(e) => crate::ApiError::from(e).into_response(),
@@ -270,10 +248,10 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
     };
     let backups_on = s.tavern.settings().backups.is_some();
     let backups: Vec<BackupView> = if backups_on {
-        s.tavern
-            .list_backups(&session.caller, Some(&slug))
-            .await
-            .unwrap_or_default()
+        match s.tavern.list_backups(&session.caller, Some(&slug)).await {
+            Ok(list) => list,
+            Err(e) => return session.core_error(e),
+        }
     } else {
         Vec::new()
     };

@@ -328,14 +328,51 @@ async fn sessions_calendar_backups_and_the_admins_board() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
-    for (path, name) in [
-        ("/admin/usage", "admin-usage"),
-        ("/admin/audit?action=instance", "admin-audit"),
-        ("/admin/users", "admin-users"),
-    ] {
-        b.goto(&format!("{base}{path}")).await;
-        b.screenshot(name).await;
-    }
+    // Usage: a bar of alice's hours this month.
+    b.goto(&format!("{base}/admin/usage")).await;
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let bars: Vec<String> = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#usage-chart title')].map(t => t.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        bars.iter()
+            .any(|t| t.starts_with(&format!("alice, {month}: "))),
+        "{bars:?}"
+    );
+    b.screenshot("admin-usage").await;
+
+    // The audit log, filtered: only what was done to instances, alice's
+    // start among it.
+    b.goto(&format!("{base}/admin/audit?action=instance")).await;
+    let actions = b.texts("table.audit tbody td:nth-child(3)").await;
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a.contains("instance")),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| a == "instance.start"), "{actions:?}");
+    b.screenshot("admin-audit").await;
+
+    // Releases: the stand-in's, with the world on it.
+    b.goto(&format!("{base}/admin/releases")).await;
+    let row = b.texts("tbody tr").await;
+    assert!(
+        row.iter()
+            .any(|r| r.starts_with("stub") && r.contains("dragon")),
+        "{row:?}"
+    );
+
+    b.goto(&format!("{base}/admin/users")).await;
+    b.screenshot("admin-users").await;
     assert!(
         b.texts("td").await.iter().any(|t| t == "alice"),
         "the users page lists alice"
