@@ -26,7 +26,7 @@ use crate::policy::quotas::{self, Tier};
 use crate::secrets::SecretBox;
 
 /// The runtime drivers this version has (docker and kubernetes come later).
-pub const RUNTIME_KINDS: &[&str] = &["process", "docker"];
+pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
 
 /// The longest idle timeout one may set: a week.
 const MAX_IDLE_MINUTES: u32 = 7 * 24 * 60;
@@ -944,10 +944,10 @@ impl Tavern {
     }
 
     /// Whether a release can run on a runtime: installed here for
-    /// processes; any version for containers (its image is pulled at the
-    /// first start).
+    /// processes; any version for containers and pods (its image is
+    /// pulled at the first start).
     fn check_release_for(&self, runtime: &str, release: &str) -> Result<(), String> {
-        if runtime == "docker" {
+        if runtime == "docker" || runtime == "kubernetes" {
             return Ok(());
         }
         self.releases
@@ -1531,6 +1531,9 @@ impl Tavern {
         let release = i.release.as_deref().ok_or("the instance has no release")?;
         let launch = match i.runtime.as_str() {
             "docker" => tavern_runtime::Launch::Container {
+                release: release.to_owned(),
+            },
+            "kubernetes" => tavern_runtime::Launch::Pod {
                 release: release.to_owned(),
             },
             _ => self.releases.resolve(release).map_err(|e| e.to_string())?,

@@ -69,6 +69,71 @@ pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io:
     Ok(())
 }
 
+/// What a world's `Config/` is written from, as it travels to a pod in a
+/// Secret (the kubernetes driver's): [`FoundryConfig`] in JSON. Read back by
+/// `tavern foundry-config`, Tavern's init container, which calls
+/// [`write_config`] in the pod just as the other drivers do on this machine.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedConfig {
+    pub hostname: String,
+    pub route_prefix: Option<String>,
+    #[serde(rename = "proxySSL")]
+    pub proxy_ssl: bool,
+    pub proxy_port: Option<u16>,
+    pub license_key: Option<String>,
+    pub signed_license: Option<String>,
+    pub admin_hash: Option<String>,
+}
+
+impl From<&FoundryConfig> for SeedConfig {
+    fn from(cfg: &FoundryConfig) -> Self {
+        Self {
+            hostname: cfg.hostname.clone(),
+            route_prefix: cfg.route_prefix.clone(),
+            proxy_ssl: cfg.proxy_ssl,
+            proxy_port: cfg.proxy_port,
+            license_key: cfg.license_key.as_ref().map(|k| k.expose().to_owned()),
+            signed_license: cfg.signed_license.clone(),
+            admin_hash: cfg.admin_hash.clone(),
+        }
+    }
+}
+
+impl TryFrom<SeedConfig> for FoundryConfig {
+    type Error = String;
+
+    fn try_from(seed: SeedConfig) -> Result<Self, String> {
+        let license_key = seed
+            .license_key
+            .as_deref()
+            .map(tavern_types::LicenseKey::parse)
+            .transpose()
+            .map_err(|e| format!("the seed's license key: {e}"))?;
+        Ok(Self {
+            hostname: seed.hostname,
+            route_prefix: seed.route_prefix,
+            proxy_ssl: seed.proxy_ssl,
+            proxy_port: seed.proxy_port,
+            license_key,
+            signed_license: seed.signed_license,
+            admin_hash: seed.admin_hash,
+        })
+    }
+}
+
+/// Writes `Config/` under `data_dir` from a seed file, for Foundry on its
+/// own port in a pod ([`crate::kubernetes::objects::FOUNDRY_PORT`]).
+pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(seed)
+        .map_err(|e| format!("cannot read the seed {}: {e}", seed.display()))?;
+    let seed: SeedConfig = serde_json::from_str(&text)
+        .map_err(|e| format!("the seed {} is not Tavern's: {e}", seed.display()))?;
+    let cfg = FoundryConfig::try_from(seed)?;
+    write_config(data_dir, crate::kubernetes::objects::FOUNDRY_PORT, &cfg)
+        .map_err(|e| format!("cannot write {}: {e}", data_dir.join("Config").display()))
+}
+
 /// The key a `license.json` names.
 fn license_in(text: &str) -> Option<String> {
     let v: Value = serde_json::from_str(text).ok()?;
@@ -211,6 +276,30 @@ mod tests {
             "ABCDEFGHJKLMNPQRSTUVWXYZ"
         ));
         assert!(!is_signed_for("nonsense", "ABCDEFGHJKLMNPQRSTUVWXYZ"));
+    }
+
+    #[test]
+    fn a_seed_round_trips_and_writes_the_same_files() {
+        let seed = serde_json::to_string(&SeedConfig::from(&cfg())).unwrap();
+        assert!(seed.contains("\"proxySSL\":true"), "{seed}");
+        let back: FoundryConfig = serde_json::from_str::<SeedConfig>(&seed)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_config(a.path(), 30000, &cfg()).unwrap();
+        write_config(b.path(), 30000, &back).unwrap();
+        for file in ["options.json", "license.json", "admin.txt"] {
+            assert_eq!(
+                std::fs::read_to_string(a.path().join("Config").join(file)).unwrap(),
+                std::fs::read_to_string(b.path().join("Config").join(file)).unwrap(),
+                "{file}"
+            );
+        }
+        let bad = seed.replace("ABCDEFGHJKLMNPQRSTUVWXYZ", "short");
+        let bad: Result<FoundryConfig, _> =
+            serde_json::from_str::<SeedConfig>(&bad).unwrap().try_into();
+        assert!(bad.unwrap_err().contains("license key"));
     }
 
     const KNOWN_SECRET_HASH: &str = "2beaee9d322dbb19b86f191599fe132860bd6ec7275218ab3d39fce57b63a454364811cc07d8852ce802a168953a9aae488d1470a70a0924374c03e24d77aa6c";

@@ -1,12 +1,13 @@
 //! The Runtime port: how Tavern makes a Foundry server run, stops it, and
 //! finds the servers that exist now. Every method is idempotent and speaks
 //! only Tavern's types, so the reconciler can drive any driver the same way.
-//! Drivers: [`process`] (supervised child processes on this machine) and
-//! [`docker`] (one container per world); [`Runtimes`] sends each world to
-//! its driver.
+//! Drivers: [`process`] (supervised child processes on this machine),
+//! [`docker`] (one container per world) and [`kubernetes`] (one Deployment
+//! per world); [`Runtimes`] sends each world to its driver.
 
 pub mod docker;
 pub mod foundry_config;
+pub mod kubernetes;
 pub mod process;
 pub mod releases;
 
@@ -25,6 +26,8 @@ pub enum Launch {
     Stub { exe: PathBuf },
     /// A container of this release's image (the docker driver's).
     Container { release: String },
+    /// A pod of this release's image (the kubernetes driver's).
+    Pod { release: String },
 }
 
 /// What Tavern writes into `Config/` before a start.
@@ -211,44 +214,54 @@ pub(crate) fn dispose_data(
 /// Every driver this server has, behind one [`Runtime`]: a world goes to
 /// the driver its launch names; what is asked by slug alone (stop, remove,
 /// logs) goes to every driver, each of which ignores worlds it does not
-/// have, so a world moved from one runtime to the other is stopped where it
+/// have, so a world moved from one runtime to another is stopped where it
 /// ran.
 pub struct Runtimes {
     pub process: process::ProcessRuntime,
     pub docker: Option<docker::DockerRuntime>,
+    pub kubernetes: Option<kubernetes::KubernetesRuntime>,
 }
 
 impl Runtimes {
     fn drivers(&self) -> impl Iterator<Item = &dyn Runtime> {
         std::iter::once(&self.process as &dyn Runtime)
             .chain(self.docker.as_ref().map(|d| d as &dyn Runtime))
+            .chain(self.kubernetes.as_ref().map(|d| d as &dyn Runtime))
+    }
+
+    /// The driver a launch runs on, or why this server has none.
+    fn driver_for(&self, spec: &InstanceSpec) -> Result<&dyn Runtime, RuntimeError> {
+        let missing = |what: &str| RuntimeError::Refused {
+            slug: spec.slug.to_string(),
+            message: format!("this server has no {what} configured"),
+        };
+        Ok(match &spec.launch {
+            Launch::Container { .. } => self
+                .docker
+                .as_ref()
+                .map(|d| d as &dyn Runtime)
+                .ok_or_else(|| missing("Docker engine (runtime.docker)"))?,
+            Launch::Pod { .. } => self
+                .kubernetes
+                .as_ref()
+                .map(|d| d as &dyn Runtime)
+                .ok_or_else(|| missing("Kubernetes cluster (runtime.kind = \"kubernetes\")"))?,
+            Launch::Node { .. } | Launch::Stub { .. } => &self.process,
+        })
     }
 }
 
 #[async_trait]
 impl Runtime for Runtimes {
     async fn ensure(&self, spec: &InstanceSpec) -> Result<Observed, RuntimeError> {
-        match (&spec.launch, &self.docker) {
-            (Launch::Container { .. }, Some(docker)) => {
-                // Off the process driver first, should it have run there.
-                self.process
-                    .stop(&spec.slug, std::time::Duration::from_secs(30))
-                    .await?;
-                docker.ensure(spec).await
-            }
-            (Launch::Container { .. }, None) => Err(RuntimeError::Refused {
-                slug: spec.slug.to_string(),
-                message: "this server has no Docker engine configured (runtime.docker)".into(),
-            }),
-            (_, docker) => {
-                if let Some(docker) = docker {
-                    docker
-                        .stop(&spec.slug, std::time::Duration::from_secs(30))
-                        .await?;
-                }
-                self.process.ensure(spec).await
+        let target = self.driver_for(spec)?;
+        // Off every other driver first, should it have run there.
+        for d in self.drivers() {
+            if !std::ptr::addr_eq(d, target) {
+                d.stop(&spec.slug, Duration::from_secs(30)).await?;
             }
         }
+        target.ensure(spec).await
     }
 
     async fn stop(&self, slug: &Slug, grace: Duration) -> Result<(), RuntimeError> {
@@ -267,11 +280,15 @@ impl Runtime for Runtimes {
         if let Some(docker) = &self.docker {
             docker.stop(slug, grace).await?;
         }
+        if let Some(kubernetes) = &self.kubernetes {
+            kubernetes.remove(slug, grace, data).await?;
+        }
+        // The process and docker drivers keep the data in one place.
         self.process.remove(slug, grace, data).await
     }
 
     fn data_dir(&self, slug: &Slug) -> Option<PathBuf> {
-        // Both drivers keep a world's data in the same place.
+        // Both local drivers keep a world's data in the same place.
         Runtime::data_dir(&self.process, slug)
     }
 
@@ -279,6 +296,9 @@ impl Runtime for Runtimes {
         let mut all = self.process.observe_all().await?;
         if let Some(docker) = &self.docker {
             all.extend(docker.observe_all().await?);
+        }
+        if let Some(kubernetes) = &self.kubernetes {
+            all.extend(kubernetes.observe_all().await?);
         }
         Ok(all)
     }
@@ -296,8 +316,14 @@ impl Runtime for Runtimes {
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {
-        if let Some(docker) = &self.docker {
-            let lines = docker.logs(slug, tail).await?;
+        for remote in [
+            self.docker.as_ref().map(|d| d as &dyn Runtime),
+            self.kubernetes.as_ref().map(|d| d as &dyn Runtime),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = remote.logs(slug, tail).await?;
             if !lines.is_empty() {
                 return Ok(lines);
             }

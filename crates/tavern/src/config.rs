@@ -19,6 +19,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
+    pub kubernetes: KubernetesConfig,
     pub licenses: LicensesConfig,
     pub sessions: SessionsConfig,
     pub idle: IdleConfig,
@@ -551,7 +552,7 @@ fn is_postgres(url: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// The runtime new instances get: `process` or `docker`.
+    /// The runtime new instances get: `process`, `docker` or `kubernetes`.
     pub kind: String,
     /// Run worlds in containers too (always on when `kind` is `docker`).
     pub docker_enabled: bool,
@@ -631,6 +632,9 @@ impl RuntimeConfig {
         if self.docker() {
             kinds.push("docker".to_owned());
         }
+        if self.kind == "kubernetes" {
+            kinds.push("kubernetes".to_owned());
+        }
         kinds
     }
 
@@ -671,6 +675,222 @@ impl RuntimeConfig {
         anyhow::ensure!(a > 0 && a <= b, bad());
         Ok((a, b))
     }
+}
+
+/// `[kubernetes]`: where and how worlds run when `runtime.kind` is
+/// `kubernetes`. Tavern talks to the cluster as `kube` finds it: in a pod,
+/// its service account; elsewhere `KUBECONFIG` or `~/.kube/config`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// The namespace of the worlds' objects (one Tavern per namespace).
+    pub namespace: String,
+    /// Names this Tavern's objects (label `tavern.io/installation`);
+    /// default: from DATA_DIR's path.
+    pub installation: Option<String>,
+    /// A release's image; `{version}` is replaced by the release.
+    pub image: String,
+    /// The `stub` release's image.
+    pub stub_image: String,
+    /// Tavern's own image: its init container writes each world's Config/.
+    pub tavern_image: String,
+    /// The data claims' storage class (default: the cluster's default).
+    pub storage_class: Option<String>,
+    /// Each world's data claim, e.g. `10Gi`.
+    pub storage_size: String,
+    /// A claim mounted read-only at /data/Data/shared in every world.
+    pub shared_claim: Option<String>,
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+    /// `proxy`: Tavern's proxy forwards to each world's Service. `gateway`:
+    /// an HTTPRoute per world on the cluster's Gateway carries the players.
+    pub routes: RoutesMode,
+    /// The Gateway the HTTPRoutes attach to (with `routes = "gateway"`).
+    pub gateway: String,
+    pub gateway_namespace: Option<String>,
+    pub gateway_section: Option<String>,
+    /// Tavern's own Service: a sleeping world's HTTPRoute points there.
+    pub standby_service: String,
+    pub standby_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutesMode {
+    #[default]
+    Proxy,
+    Gateway,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "tavern".into(),
+            installation: None,
+            image: "felddy/foundryvtt:{version}".into(),
+            stub_image: "tavern-foundry-stub:latest".into(),
+            tavern_image: "tavern:latest".into(),
+            storage_class: None,
+            storage_size: "10Gi".into(),
+            shared_claim: None,
+            // felddy's Kubernetes example's requests and limits.
+            cpu_request: "200m".into(),
+            memory_request: "512Mi".into(),
+            cpu_limit: "1".into(),
+            memory_limit: "1Gi".into(),
+            routes: RoutesMode::Proxy,
+            gateway: "tavern".into(),
+            gateway_namespace: None,
+            gateway_section: None,
+            standby_service: "tavern".into(),
+            standby_port: 80,
+        }
+    }
+}
+
+impl KubernetesConfig {
+    /// How the kubernetes driver makes worlds' objects.
+    pub fn settings(
+        &self,
+        data_dir: &Path,
+    ) -> tavern_runtime::kubernetes::objects::KubernetesSettings {
+        use tavern_runtime::kubernetes::objects::{GatewayRoutes, KubernetesSettings, Routes};
+        KubernetesSettings {
+            namespace: self.namespace.clone(),
+            installation: self
+                .installation
+                .clone()
+                .unwrap_or_else(|| tavern_runtime::docker::installation_for(data_dir)),
+            image: self.image.clone(),
+            stub_image: self.stub_image.clone(),
+            tavern_image: self.tavern_image.clone(),
+            storage_class: self.storage_class.clone(),
+            storage_size: self.storage_size.clone(),
+            shared_claim: self.shared_claim.clone(),
+            cpu_request: self.cpu_request.clone(),
+            memory_request: self.memory_request.clone(),
+            cpu_limit: self.cpu_limit.clone(),
+            memory_limit: self.memory_limit.clone(),
+            routes: match self.routes {
+                RoutesMode::Proxy => Routes::Proxy,
+                RoutesMode::Gateway => Routes::Gateway(GatewayRoutes {
+                    gateway: self.gateway.clone(),
+                    gateway_namespace: self.gateway_namespace.clone(),
+                    section: self.gateway_section.clone(),
+                    standby_service: self.standby_service.clone(),
+                    standby_port: self.standby_port,
+                }),
+            },
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        // Namespaces, Services and Gateways are DNS labels; claims and
+        // storage classes may have dots (DNS subdomains).
+        let name = |what: &str, v: &str, dots: bool| -> anyhow::Result<()> {
+            let ok = !v.is_empty()
+                && v.len() <= if dots { 253 } else { 63 }
+                && v.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+                && (dots || !v.contains('.'));
+            anyhow::ensure!(
+                ok,
+                "invalid configuration: kubernetes.{what} {v:?} is not a Kubernetes name (lowercase letters, digits and -{})",
+                if dots { ", and dots" } else { ", up to 63" }
+            );
+            Ok(())
+        };
+        name("namespace", &self.namespace, false)?;
+        name("gateway", &self.gateway, false)?;
+        name("standby_service", &self.standby_service, false)?;
+        if let Some(v) = &self.gateway_namespace {
+            name("gateway_namespace", v, false)?;
+        }
+        if let Some(v) = &self.gateway_section {
+            name("gateway_section", v, false)?;
+        }
+        if let Some(v) = &self.shared_claim {
+            name("shared_claim", v, true)?;
+        }
+        if let Some(v) = &self.storage_class {
+            name("storage_class", v, true)?;
+        }
+        if let Some(id) = &self.installation {
+            check_installation("kubernetes.installation", id)?;
+        }
+        anyhow::ensure!(
+            self.image.contains("{version}"),
+            "invalid configuration: kubernetes.image {:?} must contain {{version}}",
+            self.image
+        );
+        for (what, v) in [
+            ("storage_size", &self.storage_size),
+            ("cpu_request", &self.cpu_request),
+            ("memory_request", &self.memory_request),
+            ("cpu_limit", &self.cpu_limit),
+            ("memory_limit", &self.memory_limit),
+        ] {
+            anyhow::ensure!(
+                is_quantity(v),
+                "invalid configuration: kubernetes.{what} {v:?} is not a Kubernetes quantity (such as 500m, 2, 512Mi or 10Gi)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An installation name: up to 32 letters, digits and `-` (it goes into
+/// labels and names).
+fn check_installation(key: &str, id: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !id.is_empty()
+            && id.len() <= 32
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "invalid configuration: {key} {id:?}: use up to 32 letters, digits and -"
+    );
+    Ok(())
+}
+
+/// Whether `v` is a Kubernetes quantity: a decimal number and an optional
+/// suffix (`m`, `k`, `M`, `G`, `T`, `P`, `E`, `Ki` … `Ei`, or an exponent).
+fn is_quantity(v: &str) -> bool {
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, suffix) = v.split_at(split);
+    let number_ok = !number.is_empty()
+        && number.chars().filter(|&c| c == '.').count() <= 1
+        && number.chars().any(|c| c.is_ascii_digit());
+    // A decimal exponent: `1e3`, `5E-1`.
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+    number_ok
+        && (exponent
+            || matches!(
+                suffix,
+                "" | "m"
+                    | "k"
+                    | "M"
+                    | "G"
+                    | "T"
+                    | "P"
+                    | "E"
+                    | "Ki"
+                    | "Mi"
+                    | "Gi"
+                    | "Ti"
+                    | "Pi"
+                    | "Ei"
+            ))
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -788,13 +1008,9 @@ impl Config {
             "invalid configuration: runtime.docker_memory_mb must be at least 64 and runtime.docker_cpus between 0 and 256"
         );
         if let Some(id) = &self.runtime.docker_installation {
-            anyhow::ensure!(
-                !id.is_empty()
-                    && id.len() <= 32
-                    && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-                "invalid configuration: runtime.docker_installation {id:?}: use up to 32 letters, digits and -"
-            );
+            check_installation("runtime.docker_installation", id)?;
         }
+        self.kubernetes.validate()?;
         anyhow::ensure!(
             self.runtime.docker_image.contains("{version}"),
             "invalid configuration: runtime.docker_image {:?} must contain {{version}}",
@@ -1263,6 +1479,76 @@ mod tests {
                 pool_size: 3
             }
         );
+    }
+
+    #[test]
+    fn the_kubernetes_section_from_file_and_env_and_its_bad_values_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "k.toml",
+                "[runtime]\nkind = \"kubernetes\"\n[kubernetes]\nnamespace = \"worlds\"\nroutes = \"gateway\"\ngateway = \"public\"\nstorage_class = \"ebs.csi.aws.com\"\n",
+            )?;
+            jail.set_env("TAVERN_KUBERNETES_STORAGE_SIZE", "20Gi");
+            jail.set_env("TAVERN_KUBERNETES_INSTALLATION", "prod");
+            let c = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap();
+            assert_eq!(c.runtime.kinds(), ["process", "kubernetes"]);
+            let s = c.kubernetes.settings(Path::new("/data"));
+            assert_eq!(s.namespace, "worlds");
+            assert_eq!(s.storage_size, "20Gi");
+            assert_eq!(s.installation, "prod");
+            assert_eq!(s.storage_class.as_deref(), Some("ebs.csi.aws.com"));
+            let tavern_runtime::kubernetes::objects::Routes::Gateway(g) = s.routes else {
+                panic!("gateway routes")
+            };
+            assert_eq!(g.gateway, "public");
+            assert_eq!(g.standby_service, "tavern");
+            Ok(())
+        });
+        for (var, value, named) in [
+            (
+                "TAVERN_KUBERNETES_NAMESPACE",
+                "Worlds",
+                "kubernetes.namespace",
+            ),
+            ("TAVERN_KUBERNETES_NAMESPACE", "a.b", "kubernetes.namespace"),
+            (
+                "TAVERN_KUBERNETES_MEMORY_LIMIT",
+                "1GB",
+                "kubernetes.memory_limit",
+            ),
+            (
+                "TAVERN_KUBERNETES_CPU_REQUEST",
+                "m",
+                "kubernetes.cpu_request",
+            ),
+            (
+                "TAVERN_KUBERNETES_IMAGE",
+                "felddy/foundryvtt:13",
+                "kubernetes.image",
+            ),
+            ("TAVERN_KUBERNETES_ROUTES", "ingress", "KUBERNETES.ROUTES"),
+            (
+                "TAVERN_KUBERNETES_INSTALLATION",
+                "a b",
+                "kubernetes.installation",
+            ),
+            (
+                "TAVERN_KUBERNETES_SHARED_CLAIM",
+                "-x",
+                "kubernetes.shared_claim",
+            ),
+        ] {
+            let e = with_env(&[(var, value)], || {
+                Config::load(None, Overrides::default()).unwrap_err()
+            });
+            assert!(e.to_string().contains(named), "{var}={value}: {e}");
+        }
+        for good in ["500m", "2", "0.5", "512Mi", "10Gi", "1e3", "5E-1"] {
+            assert!(is_quantity(good), "{good}");
+        }
+        for bad in ["", "1.2.3", "Gi", "1gi", "1e", "1 Gi", "-1"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
     }
 
     #[test]

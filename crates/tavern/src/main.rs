@@ -68,6 +68,20 @@ enum Command {
     /// A stand-in for a Foundry server, for tests and the demo.
     #[command(hide = true)]
     FoundryStub(tavern_stub::StubArgs),
+    /// Write a world's Config/ from its seed (Tavern's init container in a
+    /// world's pod on Kubernetes).
+    #[command(hide = true)]
+    FoundryConfig(FoundryConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct FoundryConfigArgs {
+    /// The seed: the world's settings as Tavern wrote them into its Secret.
+    #[arg(long)]
+    seed: PathBuf,
+    /// The world's data directory (its volume).
+    #[arg(long)]
+    data: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +134,12 @@ fn main() -> ExitCode {
             Command::Usage(args) => client::usage(args).await,
             Command::Events(args) => client::events(args).await,
             Command::FoundryStub(args) => tavern_stub::run(args).await,
+            Command::FoundryConfig(args) => {
+                tavern_runtime::foundry_config::write_from_seed(&args.seed, &args.data)
+                    .map_err(anyhow::Error::msg)?;
+                println!("wrote {}", args.data.join("Config").display());
+                Ok(())
+            }
         }
     });
     match result {

@@ -15,6 +15,7 @@ use tavern_http::HttpSettings;
 use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
 use tavern_runtime::Runtimes;
 use tavern_runtime::docker::DockerRuntime;
+use tavern_runtime::kubernetes::KubernetesRuntime;
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store::Store;
@@ -134,7 +135,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let runtime = Runtimes { process, docker };
+    let kubernetes = if config.runtime.kind == "kubernetes" {
+        let settings = config.kubernetes.settings(data_dir);
+        let kubernetes = KubernetesRuntime::connect(settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (runtime.kind = \"kubernetes\")"))?;
+        Some(kubernetes)
+    } else {
+        None
+    };
+    let runtime = Runtimes {
+        process,
+        docker,
+        kubernetes,
+    };
     let tavern = Tavern::new(
         database.store(),
         secrets.clone(),
