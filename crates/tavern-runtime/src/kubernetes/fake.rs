@@ -1,13 +1,19 @@
 //! A fake Kubernetes API server for tests (feature `fake-kube`): it speaks
 //! the few endpoints the driver uses on loopback, keeps the objects it is
 //! given, records every request, and answers anything else with 500, so a
-//! test sees exactly what the driver asked of a cluster. A small "kubelet"
-//! gives a Deployment with replicas a pod, which goes away some lists after
-//! the Deployment is scaled to 0.
+//! test sees exactly what the driver asked of a cluster. A Deployment with
+//! replicas gets a pod, which goes away some lists after it is scaled to 0;
+//! with a [`Kubelet`], pods run for real as processes on loopback: the init
+//! container (`tavern foundry-config`) and the stand-in, on the address the
+//! fake gives the world's Service.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -44,6 +50,22 @@ struct State {
     /// Answers forced for the next requests of a method and resource.
     failures: Vec<(String, String, u16)>,
     next_ip: u8,
+    kubelet: Option<Kubelet>,
+    /// The stand-ins the kubelet runs, by pod.
+    children: BTreeMap<String, Child>,
+}
+
+/// Runs pods as processes on this machine: `EXE foundry-config` for the
+/// init container, and `EXE foundry-stub` for a container of the stand-in's
+/// image, bound to the world's Service address on loopback.
+#[derive(Clone, Debug)]
+pub struct Kubelet {
+    /// The `tavern` binary (Tavern's image).
+    pub exe: PathBuf,
+    /// The stand-in's image: other images fail to pull.
+    pub stub_image: String,
+    /// Where claims (`claims/NAME`) and pods' seeds and logs go.
+    pub dir: PathBuf,
 }
 
 /// The fake server; stops when dropped.
@@ -56,16 +78,31 @@ pub struct FakeApiServer {
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
+        // The pods' processes, stopped by their pids.
+        for child in self.state().children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl FakeApiServer {
     /// Listens on 127.0.0.1 for objects in `namespace`.
     pub async fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, None).await
+    }
+
+    /// Like [`Self::start`], with pods that run for real.
+    pub async fn start_with_kubelet(namespace: &str, kubelet: Kubelet) -> Self {
+        Self::start_with(namespace, Some(kubelet)).await
+    }
+
+    async fn start_with(namespace: &str, kubelet: Option<Kubelet>) -> Self {
         let state = Arc::new(Mutex::new(State {
             namespace: namespace.to_owned(),
             linger: 1,
             next_ip: 1,
+            kubelet,
             ..Default::default()
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -307,6 +344,7 @@ fn answer(
         ("GET", None, None) => {
             let selector = param(query, "labelSelector").unwrap_or_default().to_owned();
             let items: Vec<Value> = if plural == "pods" {
+                reap(state);
                 let mut items = Vec::new();
                 for (pod, seen) in state.pods.values_mut() {
                     if matches_selector(pod, &selector) {
@@ -339,14 +377,21 @@ fn answer(
             let tail: usize = param(query, "tailLines")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(usize::MAX);
-            let lines: Vec<String> = (1..=5)
-                .map(|i| {
-                    format!(
-                        "{} log line {i}",
-                        pod["metadata"]["name"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect();
+            let lines: Vec<String> = match &state.kubelet {
+                Some(k) => std::fs::read_to_string(k.dir.join("pods").join(&name).join("log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
+                None => (1..=5)
+                    .map(|i| {
+                        format!(
+                            "{} log line {i}",
+                            pod["metadata"]["name"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect(),
+            };
             let skip = lines.len().saturating_sub(tail);
             (200, lines[skip..].join("\n").into_response())
         }
@@ -365,8 +410,14 @@ fn answer(
                     object["spec"]["clusterIP"] = ip.clone();
                 }
             } else if plural == "services" {
-                object["spec"]["clusterIP"] = json!(format!("10.96.0.{}", state.next_ip));
-                state.next_ip += 1;
+                let ip = if state.kubelet.is_some() {
+                    free_loopback(&mut state.next_ip).to_string()
+                } else {
+                    let ip = format!("10.96.0.{}", state.next_ip);
+                    state.next_ip += 1;
+                    ip
+                };
+                object["spec"]["clusterIP"] = json!(ip);
             }
             state.objects.insert(key(&name), object.clone());
             refresh_pods(state);
@@ -386,6 +437,9 @@ fn answer(
         }
         ("DELETE", Some(name), None) => match state.objects.remove(&key(&name)) {
             Some(o) => {
+                if let (Some(k), "persistentvolumeclaims") = (&state.kubelet, plural.as_str()) {
+                    let _ = std::fs::remove_dir_all(k.dir.join("claims").join(&name));
+                }
                 refresh_pods(state);
                 (200, axum::Json(o).into_response())
             }
@@ -448,7 +502,7 @@ fn refresh_pods(state: &mut State) {
         .map(|(_, o)| o.clone())
         .collect();
     let linger = state.linger;
-    for (pod, seen) in state.pods.values_mut() {
+    for (name, (pod, seen)) in state.pods.iter_mut() {
         let owner = pod["metadata"]["annotations"]["fake/deployment"]
             .as_str()
             .unwrap_or_default();
@@ -456,8 +510,20 @@ fn refresh_pods(state: &mut State) {
             d["metadata"]["name"].as_str() == Some(owner)
                 && d["spec"]["replicas"].as_i64().unwrap_or(1) > 0
         });
-        if !wanted && seen.is_none() {
-            *seen = Some(linger);
+        if wanted || seen.is_some() || !pod["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        match state.children.get(name) {
+            // The kubelet's stop: SIGTERM; the pod goes when its process
+            // has (see `reap`).
+            Some(child) => {
+                pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            None => *seen = Some(linger),
         }
     }
     state.pods.retain(|_, (_, seen)| *seen != Some(0));
@@ -474,25 +540,34 @@ fn refresh_pods(state: &mut State) {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let container = match state.waiting.get(&slug) {
-            Some(reason) => json!({
+        let pod_name = format!("{name}-5d8f7c9b4-x2x7q");
+        let waiting = state.waiting.get(&slug).cloned();
+        match state.pods.get(&pod_name) {
+            // The old pod is still going (strategy Recreate).
+            Some((p, _)) if !p["metadata"]["deletionTimestamp"].is_null() => continue,
+            Some((_, None)) if waiting.is_none() => continue,
+            _ => {}
+        }
+        let started = if state.pods.contains_key(&pod_name) {
+            Ok(())
+        } else {
+            run_pod(state, &d, &pod_name)
+        };
+        let container = match (waiting, started) {
+            (Some(reason), _) => json!({
                 "name": "foundry", "ready": false, "restartCount": 3, "image": "", "imageID": "",
                 "state": {"waiting": {"reason": reason}},
                 "lastState": {"terminated": {"exitCode": 1}},
             }),
-            None => json!({
+            (None, Err(reason)) => json!({
+                "name": "foundry", "ready": false, "restartCount": 0, "image": "", "imageID": "",
+                "state": {"waiting": {"reason": reason}},
+            }),
+            (None, Ok(())) => json!({
                 "name": "foundry", "ready": true, "restartCount": 0, "image": "", "imageID": "",
                 "state": {"running": {}},
             }),
         };
-        let pod_name = format!("{name}-5d8f7c9b4-x2x7q");
-        let live = state
-            .pods
-            .get(&pod_name)
-            .is_some_and(|(_, seen)| seen.is_none());
-        if live && !state.waiting.contains_key(&slug) {
-            continue;
-        }
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
@@ -503,4 +578,125 @@ fn refresh_pods(state: &mut State) {
         });
         state.pods.insert(pod_name, (pod, None));
     }
+}
+
+/// Removes the pods whose process has exited after a stop.
+fn reap(state: &mut State) {
+    let gone: Vec<String> = state
+        .children
+        .iter_mut()
+        .filter_map(|(name, c)| (!matches!(c.try_wait(), Ok(None))).then(|| name.clone()))
+        .collect();
+    for name in gone {
+        let terminating = state
+            .pods
+            .get(&name)
+            .is_some_and(|(p, _)| !p["metadata"]["deletionTimestamp"].is_null());
+        if terminating {
+            state.children.remove(&name);
+            state.pods.remove(&name);
+        }
+    }
+}
+
+/// A loopback address whose port 30000 is free, from a range of this
+/// process's own, so that tests running side by side do not meet.
+fn free_loopback(next: &mut u8) -> Ipv4Addr {
+    let base = 20 + (std::process::id() % 200) as u8;
+    loop {
+        let ip = Ipv4Addr::new(127, base, 30, next.saturating_add(1));
+        *next = next.wrapping_add(1);
+        if std::net::TcpListener::bind((ip, super::objects::FOUNDRY_PORT)).is_ok() {
+            return ip;
+        }
+    }
+}
+
+/// The kubelet's start of a pod: its init container, then the stand-in.
+/// `Err` is the reason its container waits with.
+fn run_pod(state: &mut State, deployment: &Value, pod: &str) -> Result<(), String> {
+    let Some(kubelet) = state.kubelet.clone() else {
+        return Ok(());
+    };
+    let config_error = || "CreateContainerConfigError".to_owned();
+    let spec = &deployment["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        spec["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let claim = volume("data")["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .ok_or_else(config_error)?
+        .to_owned();
+    let secret = volume("seed")["secret"]["secretName"]
+        .as_str()
+        .ok_or_else(config_error)?
+        .to_owned();
+    let seed = state
+        .objects
+        .get(&("secrets".to_owned(), secret))
+        .and_then(|s| s["data"]["config.json"].as_str().map(str::to_owned))
+        .ok_or_else(config_error)?;
+    let seed = base64::engine::general_purpose::STANDARD
+        .decode(seed)
+        .map_err(|_| config_error())?;
+    let pod_dir = kubelet.dir.join("pods").join(pod);
+    let data = kubelet.dir.join("claims").join(&claim);
+    std::fs::create_dir_all(pod_dir.join("seed")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    std::fs::write(pod_dir.join("seed/config.json"), seed).map_err(|e| e.to_string())?;
+    // The pod's mounts, as paths on this machine.
+    let mount = |arg: &str| {
+        arg.replace("/seed/", &format!("{}/", pod_dir.join("seed").display()))
+            .replace("=/data", &format!("={}", data.display()))
+    };
+    for init in spec["initContainers"].as_array().into_iter().flatten() {
+        let args: Vec<String> = init["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(mount))
+            .collect();
+        let out = std::process::Command::new(&kubelet.exe)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err("Init:Error".into());
+        }
+    }
+    let main = &spec["containers"][0];
+    if main["image"].as_str() != Some(kubelet.stub_image.as_str()) {
+        return Err("ErrImagePull".into());
+    }
+    let service = deployment["metadata"]["name"].as_str().unwrap_or_default();
+    let ip = state
+        .objects
+        .get(&("services".to_owned(), service.to_owned()))
+        .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
+        .ok_or_else(config_error)?;
+    let log = std::fs::File::create(pod_dir.join("log")).map_err(|e| e.to_string())?;
+    let mut command = std::process::Command::new(&kubelet.exe);
+    command
+        .arg("foundry-stub")
+        .arg(format!("--dataPath={}", data.display()))
+        .arg(format!("--port={}", super::objects::FOUNDRY_PORT))
+        .arg(format!("--bind={ip}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    for var in main["env"].as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (var["name"].as_str(), var["value"].as_str()) {
+            command.env(k, v);
+        }
+    }
+    let child = command.spawn().map_err(|e| e.to_string())?;
+    state.children.insert(pod.to_owned(), child);
+    Ok(())
 }

@@ -13,6 +13,7 @@ mod idle;
 mod invites;
 mod isolation;
 mod kofi;
+mod kubernetes;
 mod notifications;
 mod postgres;
 mod proxy;

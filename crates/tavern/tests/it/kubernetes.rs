@@ -1,0 +1,281 @@
+//! The kubernetes runtime end to end: `tavern serve` with `runtime.kind =
+//! "kubernetes"` against the fake API server (found through KUBECONFIG, as
+//! a cluster is), whose kubelet runs each pod for real on loopback: Tavern's
+//! init container writes Config/ from the world's Secret, the stand-in
+//! serves on the world's Service address. A world is started, reached
+//! through the proxy, adopted by a restarted Tavern, stopped and destroyed;
+//! a world of no instance is cleaned up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tavern_runtime::kubernetes::KubernetesRuntime;
+use tavern_runtime::kubernetes::fake::{FakeApiServer, Kubelet};
+use tavern_runtime::kubernetes::objects::{KubernetesSettings, Routes};
+use tavern_runtime::{FoundryConfig, InstanceSpec, Launch, Runtime};
+use tavern_types::{InstanceId, Slug};
+
+use crate::support::*;
+
+const NS: &str = "worlds";
+const STUB_IMAGE: &str = "tavern-foundry-stub:latest";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    api: FakeApiServer,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let api = FakeApiServer::start_with_kubelet(
+            NS,
+            Kubelet {
+                exe: BIN.into(),
+                stub_image: STUB_IMAGE.into(),
+                dir: dir.path().join("cluster"),
+            },
+        )
+        .await;
+        std::fs::write(dir.path().join("kubeconfig"), api.kubeconfig()).unwrap();
+        Self { dir, api }
+    }
+
+    /// A Tavern whose worlds run on this cluster.
+    fn tavern(&self) -> Server {
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        Server::start_with_env(
+            &[],
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+                ("TAVERN_RUNTIME_KIND", "kubernetes"),
+                ("TAVERN_KUBERNETES_NAMESPACE", NS),
+                ("TAVERN_KUBERNETES_INSTALLATION", "it"),
+                ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE),
+            ],
+        )
+    }
+
+    fn claim_dir(&self, claim: &str) -> PathBuf {
+        self.dir.path().join("cluster/claims").join(claim)
+    }
+
+    /// The data claims of a world, as (name, labels).
+    fn claims(&self) -> Vec<(String, Value)> {
+        self.api
+            .names("persistentvolumeclaims")
+            .into_iter()
+            .map(|n| {
+                let labels =
+                    self.api.object("persistentvolumeclaims", &n).unwrap()["metadata"]["labels"]
+                        .clone();
+                (n, labels)
+            })
+            .collect()
+    }
+
+    fn replicas(&self, slug: &str) -> Option<i64> {
+        self.api
+            .object("deployments", &format!("world-{slug}"))
+            .map(|d| d["spec"]["replicas"].as_i64().unwrap_or(1))
+    }
+}
+
+/// GET through Tavern's proxy, by the world's host.
+async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("host", format!("{slug}.localhost"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
+    let cluster = Cluster::start().await;
+    let mut server = cluster.tavern();
+    let admin = server.api(Some(&server.admin_token));
+    let slug = "kube-world";
+    add_key(&admin, slug, &key_for(slug)).await;
+    let created = create_world(&admin, &json!({"slug": slug, "release": "stub"})).await;
+    assert_eq!(created["runtime"], "kubernetes", "{created}");
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, slug, "running").await;
+    assert_eq!(cluster.replicas(slug), Some(1));
+    assert_eq!(cluster.api.pod_count(), 1);
+
+    // Players reach it through Tavern's proxy, at the Service's address.
+    // The init container wrote Config/ from the Secret: the stand-in runs
+    // with the world's key and host, on the world's own claim.
+    let (s, lic) = via_proxy(&server, slug, "/_stub/license").await;
+    assert_eq!(s, 200, "{lic}");
+    assert_eq!(lic["license"], key_for(slug));
+    assert_eq!(lic["hostname"], format!("{slug}.localhost"));
+    let (claim, labels) = cluster.claims().pop().unwrap();
+    assert_eq!(labels["tavern.io/instance"], slug);
+    assert_eq!(
+        lic["dataPath"],
+        cluster.claim_dir(&claim).display().to_string()
+    );
+    let data = cluster.claim_dir(&claim);
+    assert!(data.join("Config/admin.txt").is_file(), "admin.txt");
+    let options: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("Config/options.json")).unwrap())
+            .unwrap();
+    assert_eq!(options["port"], 30000);
+    assert_eq!(options["hostname"], format!("{slug}.localhost"));
+    // Its output is the pod's log.
+    let (s, logs) = admin
+        .get(&format!("/api/v1/instances/{slug}/logs?tail=20"))
+        .await;
+    assert_eq!(s, 200, "{logs}");
+    assert!(
+        logs.to_string()
+            .contains("Server started and listening on port 30000"),
+        "{logs}"
+    );
+
+    // Tavern dies; the pod does not. The next Tavern adopts it: the same
+    // pod, never a second one, and players still reach it.
+    let pods = cluster.api.names("pods");
+    server.kill();
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    wait_for_state(&admin, slug, "running").await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cluster.api.names("pods"), pods);
+    }
+    let (s, _) = via_proxy(&server, slug, "/api/status").await;
+    assert_eq!(s, 200);
+
+    // Stopped: scaled to 0, the pod gone, its key free, its data kept.
+    let (s, _) = admin
+        .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, slug, "stopped").await;
+    assert_eq!(cluster.replicas(slug), Some(0));
+    assert_eq!(cluster.api.pod_count(), 0);
+    assert!(data.join("Config/license.json").is_file());
+    let (s, page) = via_proxy(&server, slug, "/").await;
+    assert_eq!(s, 503, "the standby page answers: {page}");
+    // The only key is free again: another world starts with it, in a pod
+    // with the same host (the key's), on a claim of its own.
+    let other = "kube-other";
+    create_world(&admin, &json!({"slug": other, "release": "stub"})).await;
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{other}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, other, "running").await;
+    let (_, lic) = via_proxy(&server, other, "/_stub/license").await;
+    assert_eq!(lic["license"], key_for(slug));
+    let hosts: Vec<Value> = ["world-kube-world", "world-kube-other"]
+        .iter()
+        .map(|d| {
+            cluster.api.object("deployments", d).unwrap()["spec"]["template"]["spec"]["hostname"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(hosts[0], hosts[1], "one stable host per license key");
+    assert_eq!(cluster.claims().len(), 2);
+    let (s, _) = admin
+        .post(&format!("/api/v1/instances/{other}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, other, "stopped").await;
+
+    // Destroyed: its objects go; with no backup of it, its claim is kept
+    // and labelled archived (never opened again by a world of this slug).
+    let (s, b) = admin.delete(&format!("/api/v1/instances/{slug}")).await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    wait_until("the world is gone", || async {
+        admin.get(&format!("/api/v1/instances/{slug}")).await.0 == 404
+    })
+    .await;
+    wait_until("its objects are gone", || async {
+        cluster
+            .api
+            .object("deployments", "world-kube-world")
+            .is_none()
+    })
+    .await;
+    for (plural, name) in [
+        ("services", "world-kube-world"),
+        ("secrets", "world-kube-world-config"),
+    ] {
+        assert!(cluster.api.object(plural, name).is_none(), "{plural}");
+    }
+    let labels = cluster
+        .claims()
+        .into_iter()
+        .find(|(n, _)| *n == claim)
+        .unwrap()
+        .1;
+    assert_eq!(labels["tavern.io/archived-from"], slug);
+    assert!(labels.get("tavern.io/instance").is_none(), "{labels}");
+    assert!(data.join("Config/options.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
+    let cluster = Cluster::start().await;
+    // A world this installation left behind (its instance is gone).
+    let settings = KubernetesSettings {
+        namespace: NS.into(),
+        installation: "it".into(),
+        image: "felddy/foundryvtt:{version}".into(),
+        stub_image: STUB_IMAGE.into(),
+        tavern_image: "tavern:latest".into(),
+        storage_class: None,
+        storage_size: "1Gi".into(),
+        shared_claim: None,
+        cpu_request: "100m".into(),
+        memory_request: "128Mi".into(),
+        cpu_limit: "1".into(),
+        memory_limit: "1Gi".into(),
+        routes: Routes::Proxy,
+    };
+    let driver = KubernetesRuntime::with_client(cluster.api.client(), settings).unwrap();
+    let ghost = InstanceSpec {
+        id: InstanceId::new(),
+        slug: Slug::parse("ghost").unwrap(),
+        launch: Launch::Pod {
+            release: "stub".into(),
+        },
+        config: FoundryConfig {
+            hostname: "ghost.localhost".into(),
+            route_prefix: None,
+            proxy_ssl: false,
+            proxy_port: None,
+            license_key: None,
+            signed_license: None,
+            admin_hash: None,
+        },
+    };
+    driver.ensure(&ghost).await.unwrap();
+    assert_eq!(cluster.api.pod_count(), 1);
+
+    let server = cluster.tavern();
+    wait_until("the orphan's claim is archived", || async {
+        cluster.claims()[0].1["tavern.io/archived-from"] == "ghost"
+    })
+    .await;
+    assert!(cluster.api.names("deployments").is_empty());
+    assert_eq!(cluster.api.pod_count(), 0);
+    assert!(cluster.claims()[0].1.get("tavern.io/instance").is_none());
+    let admin = server.api(Some(&server.admin_token));
+    let (_, events) = admin.get("/api/v1/events?limit=50").await;
+    assert!(
+        events.to_string().contains("runtime.orphan_stopped"),
+        "{events}"
+    );
+}
