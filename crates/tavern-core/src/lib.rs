@@ -10,6 +10,7 @@ pub mod backups;
 pub mod discord;
 mod error;
 mod invites;
+pub mod leadership;
 pub mod notifications;
 pub mod policy;
 pub mod reconciler;

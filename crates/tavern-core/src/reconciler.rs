@@ -153,6 +153,28 @@ impl Reconciler {
         }
     }
 
+    /// While another replica leads: where each world answers, for this
+    /// replica's proxy, from the store and the runtime, without acting on
+    /// anything.
+    pub async fn follow(self: Arc<Self>, cancel: CancellationToken) {
+        let wake = self.tavern.wake_handle();
+        loop {
+            match self.tavern.runtime().observe_all().await {
+                Ok(observed) => {
+                    if let Err(e) = self.publish_routes(&observed).await {
+                        tracing::warn!(error = %e, "following: publish routes");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "following: observe servers"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.settings.resync) => {}
+            }
+        }
+    }
+
     fn in_flight(&self, slug: &Slug) -> bool {
         self.in_flight
             .lock()

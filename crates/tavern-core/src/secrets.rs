@@ -61,10 +61,25 @@ impl SecretBox {
             }
             Err(e) => return Err(err("read")(e)),
         };
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| SecretError::BadKeyFile { path: shown })?;
+        Self::from_file_bytes(&bytes, path)
+    }
+
+    /// Loads the key at `path`, which must exist (a key several replicas
+    /// share, e.g. from a Kubernetes Secret): 32 random bytes.
+    pub fn load(path: &Path) -> Result<Self, SecretError> {
+        let bytes = std::fs::read(path).map_err(|source| SecretError::KeyFile {
+            op: "read",
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_file_bytes(&bytes, path)
+    }
+
+    /// A key file's content: exactly 32 bytes.
+    fn from_file_bytes(bytes: &[u8], path: &Path) -> Result<Self, SecretError> {
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKeyFile {
+            path: path.display().to_string(),
+        })?;
         Ok(Self::from_key(key))
     }
 

@@ -481,6 +481,9 @@ pub struct ServerConfig {
     pub routing: RoutingMode,
     /// Largest request body to a world in bytes (Foundry's uploads).
     pub world_body_limit: u64,
+    /// The key secrets are sealed with (32 random bytes), when replicas
+    /// share it; default: `DATA_DIR/secret.key`, made on first start.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -500,6 +503,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             routing: RoutingMode::Host,
             world_body_limit: 300 * 1024 * 1024,
+            secret_key_file: None,
         }
     }
 }
@@ -714,6 +718,17 @@ pub struct KubernetesConfig {
     /// Tavern's own Service: a sleeping world's HTTPRoute points there.
     pub standby_service: String,
     pub standby_port: u16,
+    /// With several replicas of Tavern: the Lease they elect a leader by
+    /// (the leader runs the reconciler and the scheduler; every replica
+    /// serves). Unset: this Tavern leads alone.
+    pub lease: Option<String>,
+    /// This replica's name in the election (default: its host name, which
+    /// in a pod is the pod's name).
+    pub identity: Option<String>,
+    /// A leader that has not renewed for this long loses the lease; it
+    /// renews `lease_grace_seconds` before that.
+    pub lease_duration_seconds: u64,
+    pub lease_grace_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -746,6 +761,10 @@ impl Default for KubernetesConfig {
             gateway_section: None,
             standby_service: "tavern".into(),
             standby_port: 80,
+            lease: None,
+            identity: None,
+            lease_duration_seconds: 15,
+            lease_grace_seconds: 5,
         }
     }
 }
@@ -822,6 +841,13 @@ impl KubernetesConfig {
         if let Some(v) = &self.storage_class {
             name("storage_class", v, true)?;
         }
+        if let Some(v) = &self.lease {
+            name("lease", v, true)?;
+        }
+        anyhow::ensure!(
+            self.lease_grace_seconds >= 1 && self.lease_duration_seconds > self.lease_grace_seconds,
+            "invalid configuration: kubernetes.lease_duration_seconds must be longer than kubernetes.lease_grace_seconds (at least 1)"
+        );
         if let Some(id) = &self.installation {
             check_installation("kubernetes.installation", id)?;
         }
@@ -1011,6 +1037,10 @@ impl Config {
             check_installation("runtime.docker_installation", id)?;
         }
         self.kubernetes.validate()?;
+        anyhow::ensure!(
+            self.kubernetes.lease.is_none() || self.runtime.kind == "kubernetes",
+            "invalid configuration: kubernetes.lease elects a leader among Taverns on a cluster: set runtime.kind = \"kubernetes\""
+        );
         anyhow::ensure!(
             self.runtime.docker_image.contains("{version}"),
             "invalid configuration: runtime.docker_image {:?} must contain {{version}}",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tavern_core::leadership::{Leadership, run_by_leadership};
 use tavern_core::reconciler::{Reconciler, ReconcilerSettings};
 use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
 use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
@@ -87,7 +88,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.server.data_dir = std::fs::canonicalize(&config.server.data_dir)
         .with_context(|| format!("cannot resolve {}", config.server.data_dir.display()))?;
     let data_dir = &config.server.data_dir;
-    let secrets = SecretBox::load_or_create(&data_dir.join("secret.key"))?;
+    let secrets = match &config.server.secret_key_file {
+        Some(shared) => SecretBox::load(shared).with_context(|| {
+            format!(
+                "server.secret_key_file: make it once with `head -c 32 /dev/urandom > {}` and give every replica the same file",
+                shared.display()
+            )
+        })?,
+        None => SecretBox::load_or_create(&data_dir.join("secret.key"))?,
+    };
     let database = Database::open(&config.store_target()).await?;
     let certificates = tavern_proxy::acme::Certificates::default();
     let tls = match config.tls.mode {
@@ -143,6 +152,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(kubernetes)
     } else {
         None
+    };
+    // With several replicas, the holder of a Lease runs the background work.
+    let (leadership, election) = match (&config.kubernetes.lease, &kubernetes) {
+        (Some(lease), Some(cluster)) => {
+            let k = &config.kubernetes;
+            let identity = k
+                .identity
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+                .unwrap_or_else(|| format!("tavern-{}", uuid::Uuid::now_v7().simple()));
+            let (leading, election) = tavern_runtime::kubernetes::lease::elect(
+                cluster.client(),
+                &k.namespace,
+                lease,
+                &identity,
+                Duration::from_secs(k.lease_duration_seconds),
+                Duration::from_secs(k.lease_grace_seconds),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            println!(
+                "Electing a leader by the lease {}/{lease} as {identity}",
+                k.namespace
+            );
+            (Leadership::from_watch(leading), Some(election))
+        }
+        _ => (Leadership::always(), None),
     };
     let runtime = Runtimes {
         process,
@@ -217,8 +253,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         set_up_demo(&tavern).await?;
     }
     // Backups an earlier run left unfinished are failed, not listed as
-    // whole.
-    tavern.tidy_backups().await?;
+    // whole: here when this Tavern is alone, by each new leader otherwise.
+    if election.is_none() {
+        tavern.tidy_backups().await?;
+    }
 
     tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
     println!("Tavern is listening on {}", config.api_url(addr));
@@ -236,21 +274,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             resync: Duration::from_secs(rc.resync_seconds),
         },
     );
-    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
-    let scheduling = tokio::spawn(tavern_core::scheduler::run(
-        tavern.clone(),
-        Duration::from_secs(rc.resync_seconds),
+    // Every replica serves; the leader alone acts on worlds, keeps the
+    // schedules and sends notifications, while the others follow the
+    // routes for their proxy.
+    let reconciling = tokio::spawn(run_by_leadership(
+        leadership.clone(),
         shutdown.clone(),
+        {
+            let reconciler = reconciler.clone();
+            move |token| reconciler.clone().run(token)
+        },
+        move |token| reconciler.clone().follow(token),
     ));
-    let backing_up = tokio::spawn(tavern_core::backups::run_schedule(
-        tavern.clone(),
+    let resync = Duration::from_secs(rc.resync_seconds);
+    let scheduling = tokio::spawn(run_by_leadership(
+        leadership.clone(),
         shutdown.clone(),
+        {
+            let tavern = tavern.clone();
+            move |token| tavern_core::scheduler::run(tavern.clone(), resync, token)
+        },
+        |_| async {},
     ));
-    let notifying = tokio::spawn(tavern_core::notifications::run_outbox(
-        tavern.clone(),
-        Arc::new(crate::notify::HttpWebhooks::new()?),
-        Duration::from_secs(1),
+    let tidy_on_lead = election.is_some();
+    let backing_up = tokio::spawn(run_by_leadership(
+        leadership.clone(),
         shutdown.clone(),
+        {
+            let tavern = tavern.clone();
+            move |token| {
+                let tavern = tavern.clone();
+                async move {
+                    if tidy_on_lead && let Err(e) = tavern.tidy_backups().await {
+                        tracing::warn!(error = %e, "tidying unfinished backups");
+                    }
+                    tavern_core::backups::run_schedule(tavern, token).await;
+                }
+            }
+        },
+        |_| async {},
+    ));
+    let webhooks = Arc::new(crate::notify::HttpWebhooks::new()?);
+    let notifying = tokio::spawn(run_by_leadership(
+        leadership,
+        shutdown.clone(),
+        {
+            let tavern = tavern.clone();
+            move |token| {
+                tavern_core::notifications::run_outbox(
+                    tavern.clone(),
+                    webhooks.clone(),
+                    Duration::from_secs(1),
+                    token,
+                )
+            }
+        },
+        |_| async {},
     ));
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -341,6 +420,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = scheduling.await;
     let _ = backing_up.await;
     let _ = notifying.await;
+    if let Some(election) = election {
+        election.finish().await;
+    }
     database.close().await;
     tracing::info!("tavern stopped");
     Ok(())

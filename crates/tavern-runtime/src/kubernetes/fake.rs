@@ -51,6 +51,10 @@ struct State {
     failures: Vec<(String, String, u16)>,
     next_ip: u8,
     kubelet: Option<Kubelet>,
+    /// Leases' `spec` fields by the field manager that set them: an apply
+    /// that would change another manager's field is a conflict (409), as
+    /// server-side apply has it.
+    owners: BTreeMap<String, BTreeMap<String, String>>,
     /// The stand-ins the kubelet runs, by pod.
     children: BTreeMap<String, Child>,
 }
@@ -402,6 +406,62 @@ fn answer(
                 status(404, "NotFound", format!("{plural} \"{name}\" not found")),
             ),
         },
+        ("POST", None, None) if plural == "leases" => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if state.objects.contains_key(&key(&name)) {
+                return (
+                    409,
+                    status(
+                        409,
+                        "AlreadyExists",
+                        format!("leases \"{name}\" already exists"),
+                    ),
+                );
+            }
+            let mut object = body.clone();
+            object["metadata"]["namespace"] = json!(state.namespace);
+            state.objects.insert(key(&name), object.clone());
+            (
+                201,
+                (StatusCode::CREATED, axum::Json(object)).into_response(),
+            )
+        }
+        ("PATCH", Some(name), None) if plural == "leases" => {
+            let manager = param(query, "fieldManager").unwrap_or_default().to_owned();
+            let force = param(query, "force") == Some("true");
+            let Some(object) = state.objects.get_mut(&key(&name)) else {
+                return (
+                    404,
+                    status(404, "NotFound", format!("leases \"{name}\" not found")),
+                );
+            };
+            let owners = state.owners.entry(name.clone()).or_default();
+            let fields = body["spec"].as_object().cloned().unwrap_or_default();
+            if content_type == "application/apply-patch+yaml" && !force {
+                for (field, value) in &fields {
+                    let theirs = owners.get(field).is_some_and(|m| *m != manager);
+                    if theirs && object["spec"][field] != *value {
+                        let message = format!(
+                            "Apply failed with 1 conflict: conflict with \"{}\": .spec.{field}",
+                            owners[field]
+                        );
+                        return (409, status(409, "Conflict", message));
+                    }
+                }
+            }
+            for (field, value) in &fields {
+                if value.is_null() {
+                    owners.remove(field);
+                } else {
+                    owners.insert(field.clone(), manager.clone());
+                }
+            }
+            merge_patch(object, &json!({"spec": Value::Object(fields)}));
+            (200, axum::Json(object.clone()).into_response())
+        }
         ("PATCH", Some(name), None) if content_type == "application/apply-patch+yaml" => {
             let mut object = body.clone();
             if let Some(old) = state.objects.get(&key(&name)) {

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "fake-kube")]
 pub mod fake;
+pub mod lease;
 pub mod objects;
 
 use std::collections::HashMap;
@@ -92,6 +93,11 @@ impl KubernetesRuntime {
 
     pub fn settings(&self) -> &KubernetesSettings {
         &self.settings
+    }
+
+    /// The client it talks to the cluster with.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     fn api<K>(&self) -> Api<K>

@@ -279,3 +279,92 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
         "{events}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_elect_one_leader_and_another_takes_over() {
+    let Some(db) = tavern_store_sql::testing::TestSchema::create().await else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    // The replicas share a store, a cluster and the key secrets are sealed
+    // with.
+    let secret_key = cluster.dir.path().join("secret.key");
+    std::fs::write(&secret_key, (0..32u8).collect::<Vec<u8>>()).unwrap();
+    let kubeconfig = cluster.dir.path().join("kubeconfig");
+    let url = db.url();
+    let replica = |identity: &'static str| {
+        vec![
+            ("KUBECONFIG", kubeconfig.to_str().unwrap().to_owned()),
+            ("TAVERN_RUNTIME_KIND", "kubernetes".to_owned()),
+            ("TAVERN_KUBERNETES_NAMESPACE", NS.to_owned()),
+            ("TAVERN_KUBERNETES_INSTALLATION", "it".to_owned()),
+            ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE.to_owned()),
+            ("TAVERN_KUBERNETES_LEASE", "tavern-leader".to_owned()),
+            ("TAVERN_KUBERNETES_IDENTITY", identity.to_owned()),
+            ("TAVERN_KUBERNETES_LEASE_DURATION_SECONDS", "3".to_owned()),
+            ("TAVERN_KUBERNETES_LEASE_GRACE_SECONDS", "1".to_owned()),
+            ("TAVERN_STORE_URL", url.clone()),
+            (
+                "TAVERN_SERVER_SECRET_KEY_FILE",
+                secret_key.to_str().unwrap().to_owned(),
+            ),
+        ]
+    };
+    let holder = || {
+        cluster
+            .api
+            .object("leases", "tavern-leader")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    };
+    let env = replica("replica-a");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut a = Server::start_with_env(&[], &env);
+    wait_until("replica-a leads", || async {
+        holder().as_deref() == Some("replica-a")
+    })
+    .await;
+    let env = replica("replica-b");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let b = Server::start_replica(&env);
+
+    // Asked through the follower, the leader starts the world; the
+    // follower's proxy reaches it.
+    let at_b = b.api(Some(&a.admin_token));
+    let slug = "kube-replicas";
+    add_key(&at_b, slug, &key_for(slug)).await;
+    create_world(&at_b, &json!({"slug": slug, "release": "stub"})).await;
+    let (s, body) = at_b
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{body}");
+    wait_for_state(&at_b, slug, "running").await;
+    wait_until("the follower routes to the world", || async {
+        via_proxy(&b, slug, "/_stub/license").await.0 == 200
+    })
+    .await;
+    assert_eq!(holder().as_deref(), Some("replica-a"));
+    assert!(
+        b.output()
+            .contains("another replica leads: this one serves and follows"),
+        "{}",
+        b.output()
+    );
+
+    // The leader stops (its world goes on) and lets the lease go: the
+    // other replica leads at once and acts on the world.
+    let pods = cluster.api.names("pods");
+    let status = a.stop();
+    assert!(status.success(), "{status}");
+    wait_until("replica-b leads", || async {
+        holder().as_deref() == Some("replica-b")
+    })
+    .await;
+    assert_eq!(cluster.api.names("pods"), pods, "the world kept its pod");
+    let (s, _) = at_b
+        .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&at_b, slug, "stopped").await;
+    assert_eq!(cluster.api.pod_count(), 0);
+    assert_eq!(cluster.replicas(slug), Some(0));
+}

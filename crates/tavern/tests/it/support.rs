@@ -110,6 +110,21 @@ impl Server {
 
     /// Like `start_with_env`, listening on `listen`.
     pub fn start_on(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut s = Self::launch_new(listen, extra, env);
+        s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        s
+    }
+
+    /// A second replica on a store another server set up: it makes no
+    /// admin, so it has no token of its own (use the first one's).
+    pub fn start_replica(env: &[(&str, &str)]) -> Self {
+        Self::launch_new("127.0.0.1:0", &[], env)
+    }
+
+    fn launch_new(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -138,10 +153,6 @@ impl Server {
             listen: listen.to_owned(),
         };
         s.launch();
-        s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned();
         s
     }
 
