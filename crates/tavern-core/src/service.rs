@@ -1509,6 +1509,30 @@ impl Tavern {
         Ok(())
     }
 
+    /// The objects the runtime writes for a world, as YAML (admins: they
+    /// describe the cluster). Only worlds on a runtime of declarative
+    /// objects (Kubernetes) have them.
+    pub async fn world_manifests(&self, caller: &Caller, slug: &str) -> Result<String, CoreError> {
+        caller.require_admin("see a world's manifests")?;
+        let i = self.visible_instance(caller, slug).await?;
+        let spec = self
+            .spec_with(&i, false)
+            .await
+            .map_err(|e| CoreError::internal("describe the world", e))?;
+        let running = i.desired_state == DesiredState::Running;
+        match self.runtime.manifests(&spec, running) {
+            Some(Ok(yaml)) => Ok(yaml),
+            Some(Err(e)) => Err(CoreError::internal("render the world's manifests", e)),
+            None => Err(CoreError::Conflict {
+                code: "no_manifests",
+                message: format!(
+                    "{} runs on the {} runtime, which writes no manifests (only kubernetes does)",
+                    i.slug, i.runtime
+                ),
+            }),
+        }
+    }
+
     /// The last `tail` lines of a world's server output.
     pub async fn instance_logs(
         &self,
@@ -1528,6 +1552,16 @@ impl Tavern {
         &self,
         i: &Instance,
     ) -> Result<tavern_runtime::InstanceSpec, String> {
+        self.spec_with(i, true).await
+    }
+
+    /// What the runtime is given for `i`; without `need_key`, a world that
+    /// holds no license key is described without one.
+    async fn spec_with(
+        &self,
+        i: &Instance,
+        need_key: bool,
+    ) -> Result<tavern_runtime::InstanceSpec, String> {
         let release = i.release.as_deref().ok_or("the instance has no release")?;
         let launch = match i.runtime.as_str() {
             "docker" => tavern_runtime::Launch::Container {
@@ -1544,10 +1578,15 @@ impl Tavern {
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
-            .find(|l| l.bound_to == Some(i.id))
-            .ok_or("it holds no license key")?;
-        let license_key = Some(self.license_key(held.id).await.map_err(|e| e.to_string())?);
-        let signed_license = self.signed_license(held.id);
+            .find(|l| l.bound_to == Some(i.id));
+        let (license_key, signed_license) = match held {
+            Some(held) => (
+                Some(self.license_key(held.id).await.map_err(|e| e.to_string())?),
+                self.signed_license(held.id),
+            ),
+            None if need_key => return Err("it holds no license key".into()),
+            None => (None, None),
+        };
         let admin_hash = match &i.admin_key_sealed {
             Some(sealed) => {
                 let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;

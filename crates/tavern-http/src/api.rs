@@ -49,6 +49,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start_instance))
         .routes(routes!(stop_instance))
         .routes(routes!(instance_logs))
+        .routes(routes!(instance_manifests))
         .routes(routes!(add_license, list_licenses))
         .routes(routes!(remove_license))
         .routes(routes!(activate_license))
@@ -373,6 +374,23 @@ async fn instance_logs(
         .instance_logs(&caller, &slug, q.tail.unwrap_or(200))
         .await?;
     Ok(Json(LogsJson { lines }))
+}
+
+/// The Kubernetes objects of a world, as YAML (admins; worlds on the
+/// kubernetes runtime). The Secret is shown without its data.
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/manifests", params(("slug" = String, Path)),
+    responses((status = 200, body = String, content_type = "application/yaml"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn instance_manifests(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<([(axum::http::header::HeaderName, &'static str); 1], String)> {
+    let yaml = s.tavern.world_manifests(&caller, &slug).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+        yaml,
+    ))
 }
 
 /// Switchover: the world now on this key stops (refused while players are

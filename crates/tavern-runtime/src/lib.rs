@@ -150,6 +150,11 @@ pub trait Runtime: Send + Sync + 'static {
     async fn license_file(&self, slug: &Slug) -> Option<String>;
     /// The last `tail` lines of the world's output.
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError>;
+    /// The objects this driver writes for the world, as YAML (a driver of
+    /// declarative objects: Kubernetes); `None` for the others.
+    fn manifests(&self, _spec: &InstanceSpec, _running: bool) -> Option<Result<String, String>> {
+        None
+    }
 }
 
 /// Asks a server at `addr` for `[/prefix]/api/status`; `None` when it does
@@ -329,5 +334,9 @@ impl Runtime for Runtimes {
             }
         }
         self.process.logs(slug, tail).await
+    }
+
+    fn manifests(&self, spec: &InstanceSpec, running: bool) -> Option<Result<String, String>> {
+        self.driver_for(spec).ok()?.manifests(spec, running)
     }
 }

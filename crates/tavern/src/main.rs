@@ -66,6 +66,9 @@ enum Command {
     /// Read the audit log (admins).
     Events(client::EventsArgs),
     /// A stand-in for a Foundry server, for tests and the demo.
+    /// Kubernetes YAML: a world's objects, or Tavern's own installation.
+    #[command(subcommand)]
+    Manifests(client::ManifestsCommand),
     #[command(hide = true)]
     FoundryStub(tavern_stub::StubArgs),
     /// Write a world's Config/ from its seed (Tavern's init container in a
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             Command::Admin(cmd) => client::admin(cmd).await,
             Command::Usage(args) => client::usage(args).await,
             Command::Events(args) => client::events(args).await,
+            Command::Manifests(cmd) => client::manifests(cmd).await,
             Command::FoundryStub(args) => tavern_stub::run(args).await,
             Command::FoundryConfig(args) => {
                 tavern_runtime::foundry_config::write_from_seed(&args.seed, &args.data)

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "fake-kube")]
 pub mod fake;
+pub mod install;
 pub mod lease;
 pub mod objects;
 
@@ -522,5 +523,9 @@ impl Runtime for KubernetesRuntime {
             Err(e) => return Err(api_error(slug, "read the pod's log", e)),
         };
         Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    fn manifests(&self, spec: &InstanceSpec, running: bool) -> Option<Result<String, String>> {
+        Some(objects::render_world(&self.settings, spec, running))
     }
 }

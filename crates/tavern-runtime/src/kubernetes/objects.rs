@@ -430,6 +430,45 @@ pub fn standby_backend(gateway: &GatewayRoutes) -> serde_json::Value {
     json!({"kind": "Service", "name": gateway.standby_service, "port": gateway.standby_port})
 }
 
+/// A world's objects as YAML documents, for review or a GitOps
+/// repository (`tavern manifests world`). The Secret is shown without its
+/// data: it holds the license key, which never leaves Tavern; Tavern writes
+/// it at each start.
+pub fn render_world(
+    settings: &KubernetesSettings,
+    spec: &InstanceSpec,
+    running: bool,
+) -> Result<String, String> {
+    let o = world_objects(settings, spec, running)?;
+    let mut secret = o.secret;
+    secret.data = None;
+    secret.metadata.annotations = Some(BTreeMap::from([(
+        "tavern.io/note".to_owned(),
+        format!(
+            "Tavern writes {SEED_KEY} (the world's settings, its license key and admin key hash) at each start; it is not shown"
+        ),
+    )]));
+    let docs = [
+        serde_json::to_value(&o.claim),
+        serde_json::to_value(&secret),
+        serde_json::to_value(&o.service),
+        serde_json::to_value(&o.deployment),
+    ]
+    .into_iter()
+    .chain(o.route.as_ref().map(serde_json::to_value))
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| e.to_string())?;
+    let mut out = format!(
+        "# The Kubernetes objects of the world {}, as Tavern applies them (field manager {FIELD_MANAGER}).\n",
+        spec.slug
+    );
+    for doc in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&doc).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
 /// Gateway API's HTTPRoute (`gateway.networking.k8s.io/v1`).
 pub fn http_route_resource() -> ApiResource {
     ApiResource {

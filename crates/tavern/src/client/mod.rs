@@ -7,8 +7,10 @@ mod backups;
 mod commands;
 mod http;
 mod invites;
+mod manifests;
 mod output;
 
 pub use backups::{BackupCommand, backup};
 pub use commands::*;
 pub use invites::{InviteCommand, invite};
+pub use manifests::{ManifestsCommand, manifests};

@@ -14,6 +14,7 @@ mod invites;
 mod isolation;
 mod kofi;
 mod kubernetes;
+mod manifests;
 mod notifications;
 mod postgres;
 mod proxy;

@@ -1,0 +1,100 @@
+//! `tavern manifests`: Kubernetes YAML for GitOps users and for installing
+//! Tavern itself. `world` asks a Tavern server for a world's objects;
+//! `install` is printed here, with no server, for `kubectl apply -f -`.
+
+use anyhow::Context as _;
+use reqwest::Method;
+use tavern_runtime::kubernetes::install::{InstallOptions, render};
+
+use super::commands::path_part;
+use super::http::{Api, Conn};
+
+#[derive(clap::Subcommand)]
+pub enum ManifestsCommand {
+    /// Print every Kubernetes object of a world, as Tavern applies them
+    /// (admins; worlds on the kubernetes runtime). The Secret is shown
+    /// without its data.
+    World {
+        slug: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print Tavern's own deployment on a cluster (namespace, service
+    /// account and its rights, Deployment, Service, leader election):
+    /// `tavern manifests install --domain games.example.org | kubectl apply -f -`.
+    Install(InstallArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    /// Worlds live at <slug>.<domain>.
+    #[arg(long)]
+    domain: String,
+    /// The namespace of Tavern and its worlds.
+    #[arg(long, default_value = "tavern")]
+    namespace: String,
+    /// Tavern's image (`scripts/tavern-image.sh` builds it).
+    #[arg(long, default_value = concat!("tavern:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Replicas of Tavern; with more than one, they elect a leader and need
+    /// --store-url-secret and --secret-key-secret.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// A Secret whose key `url` is a postgres:// URL (default: SQLite on a
+    /// claim of Tavern's own, one replica).
+    #[arg(long)]
+    store_url_secret: Option<String>,
+    /// A Secret whose key `secret.key` holds 32 random bytes, the key
+    /// every replica seals secrets with.
+    #[arg(long)]
+    secret_key_secret: Option<String>,
+    /// How players reach Tavern, e.g. https://games.example.org.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The size of Tavern's own data claim (one replica).
+    #[arg(long, default_value = "1Gi")]
+    data_size: String,
+    /// Route players through this Gateway (Gateway API HTTPRoutes) rather
+    /// than Tavern's proxy.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// The Gateway's namespace, when not Tavern's.
+    #[arg(long, requires = "gateway")]
+    gateway_namespace: Option<String>,
+    /// Offer the `stub` release (Tavern's stand-in for Foundry), to try
+    /// Tavern out without a Foundry license.
+    #[arg(long)]
+    stub_release: bool,
+}
+
+pub async fn manifests(cmd: ManifestsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ManifestsCommand::World { slug, conn } => {
+            let api = Api::from_conn(&conn)?;
+            let path = format!("/api/v1/instances/{}/manifests", path_part(&slug)?);
+            let yaml = api
+                .send(Method::GET, &path, None)
+                .await?
+                .text()
+                .await
+                .context("the server's answer was cut off")?;
+            print!("{yaml}");
+        }
+        ManifestsCommand::Install(args) => {
+            let options = InstallOptions {
+                namespace: args.namespace,
+                image: args.image,
+                replicas: args.replicas,
+                domain: args.domain,
+                public_url: args.public_url,
+                store_url_secret: args.store_url_secret,
+                secret_key_secret: args.secret_key_secret,
+                data_size: args.data_size,
+                gateway: args.gateway.map(|g| (g, args.gateway_namespace)),
+                stub_release: args.stub_release,
+            };
+            print!("{}", render(&options).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(())
+}
