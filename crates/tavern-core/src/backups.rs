@@ -284,12 +284,7 @@ impl Tavern {
         busy: Option<Busy>,
     ) -> Result<Job, CoreError> {
         let settings = self.backup_settings()?;
-        let data = self
-            .runtime
-            .data_dir(&i.slug)
-            .ok_or(CoreError::NotImplemented(
-                "backups of worlds whose data is elsewhere",
-            ))?;
+        let data = self.local_data(i)?;
         if !data.is_dir() {
             return Err(CoreError::Conflict {
                 code: "no_data",
@@ -401,7 +396,9 @@ impl Tavern {
             }
             let job = match self.begin_backup(&i, BackupKind::Scheduled, "system").await {
                 Ok(job) => job,
-                Err(e) if e.code() == "no_data" => continue,
+                // Nothing to back up yet, or data Tavern cannot read (a
+                // world on Kubernetes keeps it on its claim).
+                Err(e) if e.code() == "no_data" || e.code() == "not_implemented" => continue,
                 Err(e) => {
                     tracing::warn!(slug = %i.slug, error = %e, "the scheduled backup did not start");
                     continue;
@@ -426,7 +423,7 @@ impl Tavern {
     /// Before a world that has stopped is destroyed: its last backup.
     /// Answers whether a backup now holds its data.
     pub(crate) async fn last_backup(&self, i: &Instance) -> bool {
-        if self.settings.backups.is_none() {
+        if self.settings.backups.is_none() || i.runtime == "kubernetes" {
             return false;
         }
         let mut stopped = i.clone();
@@ -441,11 +438,25 @@ impl Tavern {
         }
     }
 
+    /// Where a world's data is on this machine, for a backup or a restore:
+    /// not for a world on Kubernetes, whose data is on its claim in the
+    /// cluster.
+    fn local_data(&self, i: &Instance) -> Result<std::path::PathBuf, CoreError> {
+        let on_cluster = CoreError::NotImplemented(
+            "backups of worlds on Kubernetes (their data is on the cluster)",
+        );
+        if i.runtime == "kubernetes" {
+            return Err(on_cluster);
+        }
+        self.runtime.data_dir(&i.slug).ok_or(on_cluster)
+    }
+
     /// After a world stopped: a backup of it, when the settings ask for one
     /// (not when a restore stopped it: that takes its own backup first).
     pub(crate) async fn after_stop(&self, i: &Instance) {
         if !self.settings.backups.as_ref().is_some_and(|b| b.after_stop)
             || self.backup_holds(&i.slug)
+            || i.runtime == "kubernetes"
         {
             return;
         }
@@ -898,12 +909,7 @@ impl Tavern {
         _busy: Busy,
     ) -> Result<(), CoreError> {
         let settings = self.backup_settings()?.clone();
-        let data = self
-            .runtime
-            .data_dir(&i.slug)
-            .ok_or(CoreError::NotImplemented(
-                "restores into worlds whose data is elsewhere",
-            ))?;
+        let data = self.local_data(i)?;
         let was_running = !fresh && i.desired_state == DesiredState::Running;
         if !fresh {
             if i.desired_state == DesiredState::Running {

@@ -886,6 +886,18 @@ impl Tavern {
         if !new_release && runtime == i.runtime {
             return Ok(i.clone());
         }
+        // A world on Kubernetes keeps its data on the cluster, the others
+        // on this machine: its data cannot follow it across.
+        if (runtime == "kubernetes") != (i.runtime == "kubernetes") {
+            return Err(CoreError::invalid(
+                "invalid_runtime",
+                "runtime",
+                format!(
+                    "{} cannot move between {} and {}: its data would stay behind (create a new world instead)",
+                    i.slug, i.runtime, runtime
+                ),
+            ));
+        }
         if release.is_empty() {
             return Err(CoreError::invalid(
                 "invalid_field",

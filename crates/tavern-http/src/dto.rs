@@ -128,7 +128,7 @@ pub struct UpdateInstanceRequest {
     /// backed up first).
     pub release: Option<String>,
     /// Another runtime, `process` or `docker` (the world must be stopped;
-    /// its data stays).
+    /// its data stays; a world cannot move to or from `kubernetes`).
     pub runtime: Option<String>,
 }
 

@@ -193,7 +193,7 @@ pub enum InstanceCommand {
         #[arg(long)]
         release: Option<String>,
         /// Another runtime: process or docker (stop the world first; its
-        /// data stays).
+        /// data stays; a world cannot move to or from kubernetes).
         #[arg(long)]
         runtime: Option<String>,
         #[command(flatten)]

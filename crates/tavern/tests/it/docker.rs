@@ -12,6 +12,11 @@ const IMAGE: &str = "tavern-foundry-stub:latest";
 
 /// Whether the engine answers and has the stand-in's image.
 fn docker_ready() -> bool {
+    image_ready(IMAGE, "bash scripts/stub-image.sh")
+}
+
+/// Whether the engine answers and has `image` (which `build` makes).
+pub(crate) fn image_ready(image: &str, build: &str) -> bool {
     let ok = |args: &[&str]| {
         Command::new("docker")
             .args(args)
@@ -20,11 +25,16 @@ fn docker_ready() -> bool {
     };
     let why = if !ok(&["info"]) {
         "no Docker engine answers"
-    } else if !ok(&["image", "inspect", IMAGE]) {
-        "the stand-in's image is missing (bash scripts/stub-image.sh builds it)"
+    } else if !ok(&["image", "inspect", image]) {
+        return missing(&format!("the image {image} is missing ({build} builds it)"));
     } else {
         return true;
     };
+    missing(why)
+}
+
+/// Fails under `CI=true`, else says why the test skips.
+fn missing(why: &str) -> bool {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true but {why}"
@@ -33,7 +43,7 @@ fn docker_ready() -> bool {
     false
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(
         out.status.success(),

@@ -167,6 +167,20 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert!(data.join("Config/license.json").is_file());
     let (s, page) = via_proxy(&server, slug, "/").await;
     assert_eq!(s, 503, "the standby page answers: {page}");
+    // Its data cannot follow it off the cluster.
+    let moved = admin
+        .patch(
+            &format!("/api/v1/instances/{slug}"),
+            &json!({"runtime": "process"}),
+        )
+        .await;
+    assert_refused(&moved, 422, "invalid_runtime");
+    // Its data is on the cluster, where Tavern cannot back it up (yet).
+    let backup = admin
+        .post(&format!("/api/v1/instances/{slug}/backups"), &json!({}))
+        .await;
+    assert_refused(&backup, 501, "not_implemented");
+    assert!(backup.1.to_string().contains("Kubernetes"), "{}", backup.1);
     // The only key is free again: another world starts with it, in a pod
     // with the same host (the key's), on a claim of its own.
     let other = "kube-other";

@@ -10,6 +10,7 @@ mod discord;
 mod docker;
 mod economy;
 mod idle;
+mod image;
 mod invites;
 mod isolation;
 mod kofi;

@@ -1,0 +1,17 @@
+# Tavern's image: the statically linked `tavern` binary on an empty base,
+# with the CA roots for HTTPS, run as an unprivileged user. Its context is
+# prepared by scripts/tavern-image.sh (the binary is built on the host:
+# `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target
+# x86_64-unknown-linux-gnu`), so the build needs no base image to pull.
+#
+# The same image serves Tavern (`serve`) and each world's init container on
+# Kubernetes (`foundry-config`).
+FROM scratch
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY tavern /usr/local/bin/tavern
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    TAVERN_SERVER_DATA_DIR=/var/lib/tavern
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/tavern"]
+CMD ["serve", "--listen=0.0.0.0:8080"]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds Tavern's container image (see ../Dockerfile): the `tavern` binary,
+# statically linked, with the CA roots of this machine, FROM scratch.
+#
+#   bash scripts/tavern-image.sh                         # tags tavern:VERSION, release build
+#   IMAGE=registry.example.org/tavern:1 bash scripts/tavern-image.sh
+#   PROFILE=stub-image IMAGE=tavern:test bash scripts/tavern-image.sh   # quicker, for tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE=${IMAGE:-tavern:$VERSION}
+PROFILE=${PROFILE:-release}
+TARGET=x86_64-unknown-linux-gnu
+CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
+[[ -r "$CA" ]] || { echo "no CA roots at $CA (install ca-certificates, or set CA=FILE)" >&2; exit 1; }
+# Only the final binary is static: the explicit --target keeps build
+# scripts and proc-macros dynamic.
+RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo build -q --profile "$PROFILE" --target "$TARGET" -p tavern --bin tavern
+CONTEXT=$(mktemp -d)
+trap 'rm -rf "$CONTEXT"' EXIT
+cp "target/$TARGET/$PROFILE/tavern" "$CONTEXT/tavern"
+cp "$CA" "$CONTEXT/ca-certificates.crt"
+docker build -q -t "$IMAGE" -f Dockerfile "$CONTEXT" >/dev/null
+echo "built $IMAGE"
