@@ -313,6 +313,8 @@ impl Reconciler {
             return Ok(());
         }
         let alive = seen.is_some_and(|o| o.alive);
+        // A server kept stopped on purpose is no leftover and no crash.
+        let seen = seen.filter(|o| !o.kept);
         match i.desired_state {
             DesiredState::Destroyed => {
                 status.busy = true;

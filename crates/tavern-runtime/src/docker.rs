@@ -364,6 +364,7 @@ impl DockerRuntime {
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             alive,
             exit,
+            kept: false,
         })
     }
 

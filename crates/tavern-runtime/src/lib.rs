@@ -65,6 +65,10 @@ pub struct Observed {
     /// `false` once the process has gone; `exit` says how, when known.
     pub alive: bool,
     pub exit: Option<String>,
+    /// Stopped on purpose, its definition kept for the next start (a
+    /// Deployment at 0 replicas with no pod): neither a crash nor a
+    /// leftover to clear, and its world's key is free.
+    pub kept: bool,
 }
 
 /// What `/api/status` said.

@@ -126,6 +126,7 @@ impl ProcessRuntime {
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], pf.port)),
             alive,
             exit,
+            kept: false,
         }
     }
 

@@ -169,6 +169,10 @@ async fn a_world_is_created_started_stopped_and_started_again() {
     );
     let observed = k8s.observe_all().await.unwrap();
     assert!(!observed[0].alive);
+    assert!(
+        observed[0].kept,
+        "stopped on purpose, kept for its next start"
+    );
     assert_eq!(observed[0].exit.as_deref(), Some("scaled to 0"));
     // A stop of a stopped world, and of a world never made, asks nothing more.
     server.take_requests();
@@ -421,6 +425,7 @@ async fn a_crash_loop_shows_as_not_alive_and_logs_come_from_the_pod() {
     server.set_waiting("ember", "CrashLoopBackOff");
     let o = k8s.observe_all().await.unwrap();
     assert!(!o[0].alive);
+    assert!(!o[0].kept, "a crash is not a stop");
     assert_eq!(o[0].exit.as_deref(), Some("CrashLoopBackOff (exit code 1)"));
     // A world with no pod has no log lines.
     assert!(

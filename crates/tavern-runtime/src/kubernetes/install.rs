@@ -10,10 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, HTTPHeader, Namespace, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretKeySelector, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-use super::objects::{FIELD_MANAGER, http_route_resource};
+use super::objects::{FIELD_MANAGER, claim_spec, env, http_route_resource, yaml_documents};
 
 /// What `tavern manifests install` is asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,14 +111,6 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
 fn probe(domain: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -140,17 +131,14 @@ fn probe(domain: &str, period: i32) -> Probe {
 /// Every object of Tavern's installation, as YAML documents ready for
 /// `kubectl apply -f -`.
 pub fn render(options: &InstallOptions) -> Result<String, String> {
-    check(options)?;
-    let mut out = format!(
-        "# Tavern on Kubernetes: {} replica(s) in the namespace {}, worlds at <slug>.{}.\n\
-         # Apply with: tavern manifests install … | kubectl apply -f -\n",
-        options.replicas, options.namespace, options.domain
-    );
-    for doc in objects(options)? {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&doc).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    yaml_documents(
+        &format!(
+            "# Tavern on Kubernetes: {} replica(s) in the namespace {}, worlds at <slug>.{}.\n\
+             # Apply with: tavern manifests install … | kubectl apply -f -\n",
+            options.replicas, options.namespace, options.domain
+        ),
+        &objects(options)?,
+    )
 }
 
 /// The objects, in the order they are applied.
@@ -237,17 +225,7 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<serde_json::Value>, Strin
     } else {
         docs.push(to_json(serde_json::to_value(PersistentVolumeClaim {
             metadata: meta(options, "tavern-data"),
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec!["ReadWriteOnce".into()]),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "storage".to_owned(),
-                        Quantity(options.data_size.clone()),
-                    )])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            spec: Some(claim_spec(&options.data_size, None)),
             ..Default::default()
         }))?);
         Volume {

@@ -261,6 +261,8 @@ impl KubernetesRuntime {
             addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             alive,
             exit,
+            // Scaled to 0 and its pod gone: stopped, kept for its next start.
+            kept: replicas == 0 && pods.is_empty(),
         })
     }
 
@@ -363,6 +365,7 @@ impl Runtime for KubernetesRuntime {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             alive: true,
             exit: None,
+            kept: false,
         })
     }
 

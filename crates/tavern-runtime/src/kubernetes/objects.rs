@@ -201,12 +201,38 @@ fn probe(path: &str, period: i32, failures: Option<i32>) -> Probe {
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
+pub(crate) fn env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.into()),
         ..Default::default()
     }
+}
+
+/// A claim of one node's disk (ReadWriteOnce) of `size`.
+pub(crate) fn claim_spec(size: &str, class: Option<String>) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".into()]),
+        storage_class_name: class,
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "storage".to_owned(),
+                Quantity(size.to_owned()),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// YAML documents for `kubectl apply -f -`, after a comment.
+pub(crate) fn yaml_documents(comment: &str, docs: &[serde_json::Value]) -> Result<String, String> {
+    let mut out = comment.to_owned();
+    for doc in docs {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(doc).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
@@ -240,18 +266,10 @@ pub fn world_objects(
 
     let claim = PersistentVolumeClaim {
         metadata: meta(claim_name(&spec.slug, spec.id), settings, spec),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: settings.storage_class.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    Quantity(settings.storage_size.clone()),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        spec: Some(claim_spec(
+            &settings.storage_size,
+            settings.storage_class.clone(),
+        )),
         ..Default::default()
     };
 
@@ -458,15 +476,13 @@ pub fn render_world(
     .chain(o.route.as_ref().map(serde_json::to_value))
     .collect::<Result<Vec<_>, _>>()
     .map_err(|e| e.to_string())?;
-    let mut out = format!(
-        "# The Kubernetes objects of the world {}, as Tavern applies them (field manager {FIELD_MANAGER}).\n",
-        spec.slug
-    );
-    for doc in docs {
-        out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(&doc).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    yaml_documents(
+        &format!(
+            "# The Kubernetes objects of the world {}, as Tavern applies them (field manager {FIELD_MANAGER}).\n",
+            spec.slug
+        ),
+        &docs,
+    )
 }
 
 /// Gateway API's HTTPRoute (`gateway.networking.k8s.io/v1`).

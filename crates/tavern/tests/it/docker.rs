@@ -136,7 +136,7 @@ async fn running_world(api: &Api, slug: &str) -> Value {
 }
 
 /// GET through Tavern's proxy, by the world's host.
-async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
+pub(crate) async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .get(format!("{}{path}", server.url))
         .header("host", format!("{slug}.localhost"))

@@ -16,6 +16,7 @@ use tavern_runtime::kubernetes::objects::{KubernetesSettings, Routes};
 use tavern_runtime::{FoundryConfig, InstanceSpec, Launch, Runtime};
 use tavern_types::{InstanceId, Slug};
 
+use crate::docker::via_proxy;
 use crate::support::*;
 
 const NS: &str = "worlds";
@@ -44,17 +45,20 @@ impl Cluster {
 
     /// A Tavern whose worlds run on this cluster.
     fn tavern(&self) -> Server {
+        self.tavern_with(&[])
+    }
+
+    fn tavern_with(&self, more: &[(&str, &str)]) -> Server {
         let kubeconfig = self.dir.path().join("kubeconfig");
-        Server::start_with_env(
-            &[],
-            &[
-                ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-                ("TAVERN_RUNTIME_KIND", "kubernetes"),
-                ("TAVERN_KUBERNETES_NAMESPACE", NS),
-                ("TAVERN_KUBERNETES_INSTALLATION", "it"),
-                ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE),
-            ],
-        )
+        let mut env = vec![
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("TAVERN_RUNTIME_KIND", "kubernetes"),
+            ("TAVERN_KUBERNETES_NAMESPACE", NS),
+            ("TAVERN_KUBERNETES_INSTALLATION", "it"),
+            ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE),
+        ];
+        env.extend_from_slice(more);
+        Server::start_with_env(&[], &env)
     }
 
     fn claim_dir(&self, claim: &str) -> PathBuf {
@@ -80,18 +84,6 @@ impl Cluster {
             .object("deployments", &format!("world-{slug}"))
             .map(|d| d["spec"]["replicas"].as_i64().unwrap_or(1))
     }
-}
-
-/// GET through Tavern's proxy, by the world's host.
-async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
-        .header("host", format!("{slug}.localhost"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,6 +229,45 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert_eq!(labels["tavern.io/archived-from"], slug);
     assert!(labels.get("tavern.io/instance").is_none(), "{labels}");
     assert!(data.join("Config/options.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_whose_image_cannot_be_pulled_fails_and_frees_its_key() {
+    let cluster = Cluster::start().await;
+    let server = cluster.tavern_with(&[("TAVERN_RUNTIME_CRASH_LIMIT", "2")]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "only", &key_for("only")).await;
+    // A release whose image the cluster cannot pull (the fake's kubelet
+    // pulls the stand-in's only).
+    create_world(&admin, &json!({"slug": "kube-broken", "release": "13.351"})).await;
+    let (s, b) = admin
+        .post("/api/v1/instances/kube-broken/start", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let (failed, _) = wait_for_state(&admin, "kube-broken", "failed").await;
+    assert!(
+        failed.to_string().contains("ErrImagePull"),
+        "the reason names the pod's: {failed}"
+    );
+    wait_until("the failed world is scaled to 0", || async {
+        cluster.replicas("kube-broken") == Some(0) && cluster.api.pod_count() == 0
+    })
+    .await;
+    // Once its pod is confirmed gone, its key is free: the next world runs
+    // with it.
+    create_world(&admin, &json!({"slug": "kube-fine", "release": "stub"})).await;
+    wait_until("the key is free for the next world", || async {
+        let (s, b) = admin
+            .post("/api/v1/instances/kube-fine/start", &json!({}))
+            .await;
+        assert!(
+            s == 202 || code(&(s, b.clone())) == "no_license_available",
+            "{s} {b}"
+        );
+        s == 202
+    })
+    .await;
+    wait_for_state(&admin, "kube-fine", "running").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
