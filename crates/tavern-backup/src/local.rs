@@ -39,12 +39,17 @@ pub fn write_verified(data: &Path, staged: &Path, threads: u32) -> Result<Summar
     let written = archive::write(data, &mut out, threads).map_err(|e| e.to_string())?;
     let file = out.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
-    let read =
-        archive::read_file(staged, None).map_err(|e| format!("the archive did not verify: {e}"))?;
+    let read = verify(staged)?;
     if read != written {
         return Err("the archive read back differs from what was written".to_owned());
     }
     Ok(written)
+}
+
+/// Reads an archive made elsewhere (a Kubernetes world's data agent wrote
+/// it) and checks every file against its manifest.
+pub fn verify(staged: &Path) -> Result<Summary, String> {
+    archive::read_file(staged, None).map_err(|e| format!("the archive did not verify: {e}"))
 }
 
 /// Where a restore unpacks beside a world's data, and where it moves the

@@ -284,13 +284,7 @@ impl Tavern {
         busy: Option<Busy>,
     ) -> Result<Job, CoreError> {
         let settings = self.backup_settings()?;
-        let data = self.local_data(i)?;
-        if !data.is_dir() {
-            return Err(CoreError::Conflict {
-                code: "no_data",
-                message: format!("{} has no data yet: start it once first", i.slug),
-            });
-        }
+        let data = self.data_source(i).await?;
         let backup = Backup {
             id: BackupId::new(),
             instance: i.id,
@@ -326,13 +320,43 @@ impl Tavern {
         })
     }
 
+    /// Where a world's data is read from for a backup: its directory here,
+    /// or (on Kubernetes) its claim on the cluster. A world with none yet
+    /// has nothing to back up.
+    async fn data_source(&self, i: &Instance) -> Result<DataSource, CoreError> {
+        let no_data = || CoreError::Conflict {
+            code: "no_data",
+            message: format!("{} has no data yet: start it once first", i.slug),
+        };
+        if i.runtime == "kubernetes" {
+            let has = self
+                .runtime
+                .has_data(&i.slug)
+                .await
+                .map_err(|e| CoreError::internal("look for the world's data", e))?;
+            return if has {
+                Ok(DataSource::Cluster)
+            } else {
+                Err(no_data())
+            };
+        }
+        let data = self.local_data(i)?;
+        if !data.is_dir() {
+            return Err(no_data());
+        }
+        Ok(DataSource::Local(data))
+    }
+
     /// Writes, verifies and publishes a backup, and records how it ended.
     async fn run_backup(&self, job: Job) -> Result<Backup, CoreError> {
         let settings = self.backup_settings()?.clone();
         let b = job.backup.clone();
         let key = archive_key(&b);
         let staged = settings.staging.join(format!("{}.tar.zst.partial", b.id));
-        let made = write_verified(&job.data, &staged, settings.threads).await;
+        let made = match &job.data {
+            DataSource::Local(data) => write_verified(data, &staged, settings.threads).await,
+            DataSource::Cluster => self.export_verified(&b.slug, &staged).await,
+        };
         let published = match made {
             Ok(summary) => settings
                 .target
@@ -396,9 +420,7 @@ impl Tavern {
             }
             let job = match self.begin_backup(&i, BackupKind::Scheduled, "system").await {
                 Ok(job) => job,
-                // Nothing to back up yet, or data Tavern cannot read (a
-                // world on Kubernetes keeps it on its claim).
-                Err(e) if e.code() == "no_data" || e.code() == "not_implemented" => continue,
+                Err(e) if e.code() == "no_data" => continue,
                 Err(e) => {
                     tracing::warn!(slug = %i.slug, error = %e, "the scheduled backup did not start");
                     continue;
@@ -423,7 +445,7 @@ impl Tavern {
     /// Before a world that has stopped is destroyed: its last backup.
     /// Answers whether a backup now holds its data.
     pub(crate) async fn last_backup(&self, i: &Instance) -> bool {
-        if self.settings.backups.is_none() || i.runtime == "kubernetes" {
+        if self.settings.backups.is_none() {
             return false;
         }
         let mut stopped = i.clone();
@@ -438,17 +460,35 @@ impl Tavern {
         }
     }
 
-    /// Where a world's data is on this machine, for a backup or a restore:
-    /// not for a world on Kubernetes, whose data is on its claim in the
-    /// cluster.
+    /// Where a world's data is on this machine.
     fn local_data(&self, i: &Instance) -> Result<std::path::PathBuf, CoreError> {
-        let on_cluster = CoreError::NotImplemented(
-            "backups of worlds on Kubernetes (their data is on the cluster)",
-        );
-        if i.runtime == "kubernetes" {
-            return Err(on_cluster);
+        self.runtime
+            .data_dir(&i.slug)
+            .ok_or(CoreError::NotImplemented(
+                "backups of worlds whose data is elsewhere",
+            ))
+    }
+
+    /// A Kubernetes world's data, as the runtime exports it into `staged`,
+    /// then read back and verified like any archive.
+    async fn export_verified(
+        &self,
+        slug: &tavern_types::Slug,
+        staged: &Path,
+    ) -> Result<tavern_backup::archive::Summary, String> {
+        let settings = self.backup_settings().map_err(|e| e.to_string())?;
+        tokio::fs::create_dir_all(&settings.staging)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", settings.staging.display()))?;
+        match self.runtime.export_archive(slug, staged).await {
+            Ok(true) => {}
+            Ok(false) => return Err("its data claim is gone".into()),
+            Err(e) => return Err(e.to_string()),
         }
-        self.runtime.data_dir(&i.slug).ok_or(on_cluster)
+        let staged = staged.to_path_buf();
+        tokio::task::spawn_blocking(move || local::verify(&staged))
+            .await
+            .map_err(|e| format!("the archiver stopped: {e}"))?
     }
 
     /// After a world stopped: a backup of it, when the settings ask for one
@@ -456,7 +496,6 @@ impl Tavern {
     pub(crate) async fn after_stop(&self, i: &Instance) {
         if !self.settings.backups.as_ref().is_some_and(|b| b.after_stop)
             || self.backup_holds(&i.slug)
-            || i.runtime == "kubernetes"
         {
             return;
         }
@@ -909,7 +948,12 @@ impl Tavern {
         _busy: Busy,
     ) -> Result<(), CoreError> {
         let settings = self.backup_settings()?.clone();
-        let data = self.local_data(i)?;
+        let on_cluster = i.runtime == "kubernetes";
+        let data = if on_cluster {
+            None
+        } else {
+            Some(self.local_data(i)?)
+        };
         let was_running = !fresh && i.desired_state == DesiredState::Running;
         if !fresh {
             if i.desired_state == DesiredState::Running {
@@ -949,7 +993,10 @@ impl Tavern {
             .local_copy(&facts.key, &scratch)
             .await
             .map_err(|e| CoreError::internal("fetch a backup", e))?;
-        let unpacked = unpack_verified(&local, &data, &facts.sha256).await;
+        let unpacked = match &data {
+            Some(data) => unpack_verified(&local, data, &facts.sha256).await,
+            None => self.import_verified(i, &local, &facts.sha256).await,
+        };
         if local == scratch {
             let _ = tokio::fs::remove_file(&scratch).await;
         }
@@ -996,8 +1043,16 @@ pub struct BackupDownload {
 /// A backup in progress and the world it holds.
 struct Job {
     backup: Backup,
-    data: PathBuf,
+    data: DataSource,
     _busy: Option<Busy>,
+}
+
+/// Where a backup reads a world's data.
+enum DataSource {
+    /// Its directory on this machine.
+    Local(PathBuf),
+    /// Its claim on the cluster, through the runtime.
+    Cluster,
 }
 
 fn complete(b: &Backup) -> Result<&ArchiveFacts, CoreError> {
@@ -1020,6 +1075,34 @@ async fn write_verified(
     tokio::task::spawn_blocking(move || local::write_verified(&data, &staged, threads))
         .await
         .map_err(|e| format!("the archiver stopped: {e}"))?
+}
+
+impl Tavern {
+    /// Puts an archive in place of a Kubernetes world's data, through the
+    /// runtime (verified there before anything changes).
+    async fn import_verified(
+        &self,
+        i: &Instance,
+        archive_file: &Path,
+        sha256: &str,
+    ) -> Result<(), CoreError> {
+        let spec = self
+            .spec_with(i, false)
+            .await
+            .map_err(|e| CoreError::internal("describe the world", e))?;
+        match self
+            .runtime
+            .import_archive(&spec, archive_file, sha256)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if !e.is_transient() => Err(CoreError::Conflict {
+                code: "backup_corrupt",
+                message: e.to_string(),
+            }),
+            Err(e) => Err(CoreError::internal("restore", e)),
+        }
+    }
 }
 
 /// Puts a verified archive in place of `data`, on a blocking thread. A

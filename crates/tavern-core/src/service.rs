@@ -1569,7 +1569,7 @@ impl Tavern {
 
     /// What the runtime is given for `i`; without `need_key`, a world that
     /// holds no license key is described without one.
-    async fn spec_with(
+    pub(crate) async fn spec_with(
         &self,
         i: &Instance,
         need_key: bool,

@@ -11,7 +11,7 @@ pub mod kubernetes;
 pub mod process;
 pub mod releases;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,7 +84,7 @@ pub struct FoundryStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot {op} for {slug}")]
+    #[error("cannot {op} for {slug}: {source}")]
     Io {
         op: &'static str,
         slug: String,
@@ -154,10 +154,41 @@ pub trait Runtime: Send + Sync + 'static {
     async fn license_file(&self, slug: &Slug) -> Option<String>;
     /// The last `tail` lines of the world's output.
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError>;
+    /// Whether the world has data where it lives, for a driver that keeps
+    /// it elsewhere than this machine ([`Runtime::data_dir`] is `None`).
+    async fn has_data(&self, _slug: &Slug) -> Result<bool, RuntimeError> {
+        Ok(false)
+    }
+    /// For a driver that keeps a world's data elsewhere: writes it to `to`
+    /// as a Tavern archive (`tavern-backup`'s format). `Ok(false)` when the
+    /// world has no data.
+    async fn export_archive(&self, slug: &Slug, _to: &Path) -> Result<bool, RuntimeError> {
+        Err(local_data(slug))
+    }
+    /// For a driver that keeps a world's data elsewhere: puts the archive
+    /// `from` (whose SHA-256 is `sha256`) in place of the world's data,
+    /// verified first; a refused archive changes nothing.
+    async fn import_archive(
+        &self,
+        spec: &InstanceSpec,
+        _from: &Path,
+        _sha256: &str,
+    ) -> Result<(), RuntimeError> {
+        Err(local_data(&spec.slug))
+    }
     /// The objects this driver writes for the world, as YAML (a driver of
     /// declarative objects: Kubernetes); `None` for the others.
     fn manifests(&self, _spec: &InstanceSpec, _running: bool) -> Option<Result<String, String>> {
         None
+    }
+}
+
+/// The answer of a driver whose worlds' data is on this machine when asked
+/// to move it as an archive.
+fn local_data(slug: &Slug) -> RuntimeError {
+    RuntimeError::Refused {
+        slug: slug.to_string(),
+        message: "its data is on this machine (data_dir)".into(),
     }
 }
 
@@ -342,5 +373,30 @@ impl Runtime for Runtimes {
 
     fn manifests(&self, spec: &InstanceSpec, running: bool) -> Option<Result<String, String>> {
         self.driver_for(spec).ok()?.manifests(spec, running)
+    }
+
+    async fn has_data(&self, slug: &Slug) -> Result<bool, RuntimeError> {
+        match &self.kubernetes {
+            Some(k) => k.has_data(slug).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn export_archive(&self, slug: &Slug, to: &Path) -> Result<bool, RuntimeError> {
+        match &self.kubernetes {
+            Some(k) => k.export_archive(slug, to).await,
+            None => Err(local_data(slug)),
+        }
+    }
+
+    async fn import_archive(
+        &self,
+        spec: &InstanceSpec,
+        from: &Path,
+        sha256: &str,
+    ) -> Result<(), RuntimeError> {
+        self.driver_for(spec)?
+            .import_archive(spec, from, sha256)
+            .await
     }
 }

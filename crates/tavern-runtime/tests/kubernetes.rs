@@ -461,6 +461,26 @@ async fn the_clusters_refusals_are_final_and_its_failures_transient() {
         release: "13.351".into(),
     };
     assert!(!k8s.ensure(&container).await.unwrap_err().is_transient());
+    // A world with no claim has no data to export; without a kubelet the
+    // data agent's pod fails, and the export says so.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.tar.zst");
+    assert!(
+        !k8s.export_archive(&Slug::parse("nothing").unwrap(), &archive)
+            .await
+            .unwrap()
+    );
+    k8s.ensure(&world).await.unwrap();
+    let e = k8s.export_archive(&world.slug, &archive).await.unwrap_err();
+    assert!(e.to_string().contains("data agent"), "{e}");
+    assert!(
+        server.names("pods").iter().all(|p| !p.contains("-agent-"))
+            && server
+                .names("secrets")
+                .iter()
+                .all(|s| !s.contains("-agent-")),
+        "the failed agent was removed"
+    );
     // A stop whose pod does not go says so, and is tried again later.
     k8s.ensure(&world).await.unwrap();
     server.set_linger(u32::MAX);

@@ -5,6 +5,7 @@
 
 mod client;
 mod config;
+mod data_agent;
 mod discord;
 mod notify;
 mod serve;
@@ -75,6 +76,10 @@ enum Command {
     /// world's pod on Kubernetes).
     #[command(hide = true)]
     FoundryConfig(FoundryConfigArgs),
+    /// Serve a world's data claim to Tavern, for a backup or a restore
+    /// (a short-lived pod on Kubernetes).
+    #[command(hide = true)]
+    DataAgent(data_agent::DataAgentArgs),
 }
 
 #[derive(clap::Args)]
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
             Command::Events(args) => client::events(args).await,
             Command::Manifests(cmd) => client::manifests(cmd).await,
             Command::FoundryStub(args) => tavern_stub::run(args).await,
+            Command::DataAgent(args) => data_agent::run(args).await,
             Command::FoundryConfig(args) => {
                 tavern_runtime::foundry_config::write_from_seed(&args.seed, &args.data)
                     .map_err(anyhow::Error::msg)?;

@@ -399,6 +399,45 @@ fn answer(
             let skip = lines.len().saturating_sub(tail);
             (200, lines[skip..].join("\n").into_response())
         }
+        ("PATCH", Some(name), None)
+            if plural == "pods" && content_type == "application/apply-patch+yaml" =>
+        {
+            if state.pods.contains_key(&name) {
+                return (
+                    409,
+                    status(
+                        409,
+                        "AlreadyExists",
+                        format!("pods \"{name}\" already exists"),
+                    ),
+                );
+            }
+            let pod = run_direct_pod(state, body.clone());
+            (200, axum::Json(pod).into_response())
+        }
+        ("GET", Some(name), None) if plural == "pods" => match state.pods.get_mut(&name) {
+            Some((pod, _)) => {
+                probe_readiness(pod);
+                (200, axum::Json(pod.clone()).into_response())
+            }
+            None => (
+                404,
+                status(404, "NotFound", format!("pods \"{name}\" not found")),
+            ),
+        },
+        ("DELETE", Some(name), None) if plural == "pods" => match state.pods.remove(&name) {
+            Some((pod, _)) => {
+                if let Some(mut child) = state.children.remove(&name) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                (200, axum::Json(pod).into_response())
+            }
+            None => (
+                404,
+                status(404, "NotFound", format!("pods \"{name}\" not found")),
+            ),
+        },
         ("GET", Some(name), None) => match state.objects.get(&key(&name)) {
             Some(o) => (200, axum::Json(o.clone()).into_response()),
             None => (
@@ -471,7 +510,7 @@ fn answer(
                 }
             } else if plural == "services" {
                 let ip = if state.kubelet.is_some() {
-                    free_loopback(&mut state.next_ip).to_string()
+                    free_loopback(&mut state.next_ip, super::objects::FOUNDRY_PORT).to_string()
                 } else {
                     let ip = format!("10.96.0.{}", state.next_ip);
                     state.next_ip += 1;
@@ -563,9 +602,10 @@ fn refresh_pods(state: &mut State) {
         .collect();
     let linger = state.linger;
     for (name, (pod, seen)) in state.pods.iter_mut() {
-        let owner = pod["metadata"]["annotations"]["fake/deployment"]
-            .as_str()
-            .unwrap_or_default();
+        // A pod made directly (a data agent) has no Deployment.
+        let Some(owner) = pod["metadata"]["annotations"]["fake/deployment"].as_str() else {
+            continue;
+        };
         let wanted = deployments.iter().any(|d| {
             d["metadata"]["name"].as_str() == Some(owner)
                 && d["spec"]["replicas"].as_i64().unwrap_or(1) > 0
@@ -661,73 +701,130 @@ fn reap(state: &mut State) {
 
 /// A loopback address whose port 30000 is free, from a range of this
 /// process's own, so that tests running side by side do not meet.
-fn free_loopback(next: &mut u8) -> Ipv4Addr {
+fn free_loopback(next: &mut u8, port: u16) -> Ipv4Addr {
     let base = 20 + (std::process::id() % 200) as u8;
     loop {
         let ip = Ipv4Addr::new(127, base, 30, next.saturating_add(1));
         *next = next.wrapping_add(1);
-        if std::net::TcpListener::bind((ip, super::objects::FOUNDRY_PORT)).is_ok() {
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
             return ip;
         }
     }
 }
 
-/// The kubelet's start of a pod: its init container, then the stand-in.
-/// `Err` is the reason its container waits with.
-fn run_pod(state: &mut State, deployment: &Value, pod: &str) -> Result<(), String> {
-    let Some(kubelet) = state.kubelet.clone() else {
-        return Ok(());
-    };
+/// A container's mounts as directories on this machine, longest path
+/// first: a claim is `claims/NAME` (and its `subPath`), a Secret's files are
+/// written under the pod's own directory.
+fn local_mounts(
+    state: &State,
+    kubelet: &Kubelet,
+    spec: &Value,
+    container: &Value,
+    pod: &str,
+) -> Result<Vec<(String, PathBuf)>, String> {
     let config_error = || "CreateContainerConfigError".to_owned();
-    let spec = &deployment["spec"]["template"]["spec"];
-    let volume = |name: &str| {
-        spec["volumes"]
+    let mut mounts = Vec::new();
+    for m in container["volumeMounts"].as_array().into_iter().flatten() {
+        let name = m["name"].as_str().ok_or_else(config_error)?;
+        let path = m["mountPath"].as_str().ok_or_else(config_error)?;
+        let volume = spec["volumes"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|v| v["name"] == name)
-            .cloned()
-            .unwrap_or_default()
+            .ok_or_else(config_error)?;
+        let mut local = if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+            if !state
+                .objects
+                .contains_key(&("persistentvolumeclaims".to_owned(), claim.to_owned()))
+            {
+                return Err("the claim does not exist".into());
+            }
+            kubelet.dir.join("claims").join(claim)
+        } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
+            let data = state
+                .objects
+                .get(&("secrets".to_owned(), secret.to_owned()))
+                .map(|s| s["data"].clone())
+                .ok_or_else(config_error)?;
+            let dir = kubelet.dir.join("pods").join(pod).join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            for (file, value) in data.as_object().into_iter().flatten() {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(value.as_str().unwrap_or_default())
+                    .map_err(|_| config_error())?;
+                std::fs::write(dir.join(file), bytes).map_err(|e| e.to_string())?;
+            }
+            dir
+        } else {
+            return Err(config_error());
+        };
+        if let Some(sub) = m["subPath"].as_str() {
+            local = local.join(sub);
+        }
+        std::fs::create_dir_all(&local).map_err(|e| e.to_string())?;
+        mounts.push((path.to_owned(), local));
+    }
+    mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+    Ok(mounts)
+}
+
+/// An argument with the paths of its mounts made local.
+fn map_arg(arg: &str, mounts: &[(String, PathBuf)]) -> String {
+    for (path, local) in mounts {
+        if let Some((flag, value)) = arg.split_once('=')
+            && let Some(rest) = value.strip_prefix(path.as_str())
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{flag}={}{rest}", local.display());
+        }
+    }
+    arg.to_owned()
+}
+
+/// Runs one container of `exe` with its arguments made local; answers
+/// the child, or waits for it (`wait`) and answers how it ended.
+fn run_container(
+    kubelet: &Kubelet,
+    args: &[String],
+    env: &Value,
+    log: &std::path::Path,
+) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let mut command = std::process::Command::new(&kubelet.exe);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    for var in env.as_array().into_iter().flatten() {
+        if let (Some(k), Some(v)) = (var["name"].as_str(), var["value"].as_str()) {
+            command.env(k, v);
+        }
+    }
+    command.spawn().map_err(|e| e.to_string())
+}
+
+/// The kubelet's start of a world's pod: its init containers, then the
+/// stand-in on the Service's address. `Err` is the reason its container
+/// waits with.
+fn run_pod(state: &mut State, deployment: &Value, pod: &str) -> Result<(), String> {
+    let Some(kubelet) = state.kubelet.clone() else {
+        return Ok(());
     };
-    let claim = volume("data")["persistentVolumeClaim"]["claimName"]
-        .as_str()
-        .ok_or_else(config_error)?
-        .to_owned();
-    let secret = volume("seed")["secret"]["secretName"]
-        .as_str()
-        .ok_or_else(config_error)?
-        .to_owned();
-    let seed = state
-        .objects
-        .get(&("secrets".to_owned(), secret))
-        .and_then(|s| s["data"]["config.json"].as_str().map(str::to_owned))
-        .ok_or_else(config_error)?;
-    let seed = base64::engine::general_purpose::STANDARD
-        .decode(seed)
-        .map_err(|_| config_error())?;
+    let spec = &deployment["spec"]["template"]["spec"];
     let pod_dir = kubelet.dir.join("pods").join(pod);
-    let data = kubelet.dir.join("claims").join(&claim);
-    std::fs::create_dir_all(pod_dir.join("seed")).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-    std::fs::write(pod_dir.join("seed/config.json"), seed).map_err(|e| e.to_string())?;
-    // The pod's mounts, as paths on this machine.
-    let mount = |arg: &str| {
-        arg.replace("/seed/", &format!("{}/", pod_dir.join("seed").display()))
-            .replace("=/data", &format!("={}", data.display()))
-    };
+    std::fs::create_dir_all(&pod_dir).map_err(|e| e.to_string())?;
     for init in spec["initContainers"].as_array().into_iter().flatten() {
+        let mounts = local_mounts(state, &kubelet, spec, init, pod)?;
         let args: Vec<String> = init["args"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|a| a.as_str().map(mount))
+            .filter_map(|a| a.as_str().map(|a| map_arg(a, &mounts)))
             .collect();
-        let out = std::process::Command::new(&kubelet.exe)
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
+        let mut child = run_container(&kubelet, &args, &init["env"], &pod_dir.join("init.log"))?;
+        if !child.wait().map_err(|e| e.to_string())?.success() {
             return Err("Init:Error".into());
         }
     }
@@ -735,28 +832,91 @@ fn run_pod(state: &mut State, deployment: &Value, pod: &str) -> Result<(), Strin
     if main["image"].as_str() != Some(kubelet.stub_image.as_str()) {
         return Err("ErrImagePull".into());
     }
+    let mounts = local_mounts(state, &kubelet, spec, main, pod)?;
+    let data = mounts
+        .iter()
+        .find(|(path, _)| path == "/data")
+        .map(|(_, local)| local.clone())
+        .ok_or("CreateContainerConfigError")?;
     let service = deployment["metadata"]["name"].as_str().unwrap_or_default();
     let ip = state
         .objects
         .get(&("services".to_owned(), service.to_owned()))
         .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned))
-        .ok_or_else(config_error)?;
-    let log = std::fs::File::create(pod_dir.join("log")).map_err(|e| e.to_string())?;
-    let mut command = std::process::Command::new(&kubelet.exe);
-    command
-        .arg("foundry-stub")
-        .arg(format!("--dataPath={}", data.display()))
-        .arg(format!("--port={}", super::objects::FOUNDRY_PORT))
-        .arg(format!("--bind={ip}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
-    for var in main["env"].as_array().into_iter().flatten() {
-        if let (Some(k), Some(v)) = (var["name"].as_str(), var["value"].as_str()) {
-            command.env(k, v);
-        }
-    }
-    let child = command.spawn().map_err(|e| e.to_string())?;
+        .ok_or("CreateContainerConfigError")?;
+    let args = [
+        "foundry-stub".to_owned(),
+        format!("--dataPath={}", data.display()),
+        format!("--port={}", super::objects::FOUNDRY_PORT),
+        format!("--bind={ip}"),
+    ];
+    let child = run_container(&kubelet, &args, &main["env"], &pod_dir.join("log"))?;
     state.children.insert(pod.to_owned(), child);
     Ok(())
+}
+
+/// The kubelet's start of a pod made directly (Tavern's data agent): its
+/// one container, on a loopback address of its own; answers the pod as the
+/// API shows it.
+fn run_direct_pod(state: &mut State, mut pod: Value) -> Value {
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    pod["metadata"]["namespace"] = json!(state.namespace);
+    let started = match state.kubelet.clone() {
+        None => Err("no kubelet".to_owned()),
+        Some(kubelet) => (|| {
+            let spec = pod["spec"].clone();
+            let container = &spec["containers"][0];
+            let mounts = local_mounts(state, &kubelet, &spec, container, &name)?;
+            let port = container["ports"][0]["containerPort"]
+                .as_u64()
+                .unwrap_or(8081) as u16;
+            let ip = free_loopback(&mut state.next_ip, port);
+            // Every interface of the pod is its own loopback address here.
+            let args: Vec<String> = container["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .map(|a| match a.strip_prefix("--listen=0.0.0.0:") {
+                    Some(port) => format!("--listen={ip}:{port}"),
+                    None => map_arg(a, &mounts),
+                })
+                .collect();
+            let dir = kubelet.dir.join("pods").join(&name);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let child = run_container(&kubelet, &args, &container["env"], &dir.join("log"))?;
+            state.children.insert(name.clone(), child);
+            Ok(ip)
+        })(),
+    };
+    pod["status"] = match started {
+        Ok(ip) => json!({
+            "phase": "Running", "podIP": ip.to_string(),
+            "conditions": [{"type": "Ready", "status": "False"}],
+        }),
+        Err(why) => json!({"phase": "Failed", "message": why}),
+    };
+    state.pods.insert(name, (pod.clone(), None));
+    pod
+}
+
+/// The kubelet's readiness probe of a pod made directly: ready once its
+/// container's port takes a connection.
+fn probe_readiness(pod: &mut Value) {
+    if pod["status"]["conditions"][0]["status"] != "False" {
+        return;
+    }
+    let ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+    let port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+        .as_u64()
+        .unwrap_or_default();
+    let Ok(addr) = format!("{ip}:{port}").parse::<SocketAddr>() else {
+        return;
+    };
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)).is_ok() {
+        pod["status"]["conditions"][0]["status"] = json!("True");
+    }
 }

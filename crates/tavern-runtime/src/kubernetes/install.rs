@@ -175,8 +175,13 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<serde_json::Value>, Strin
                 "get", "list", "watch", "create", "update", "patch", "delete",
             ],
         ),
-        // Worlds' pods: whether they run, and their logs.
-        rule("", &["pods"], &["get", "list", "watch"]),
+        // Worlds' pods (whether they run, their logs) and the data
+        // agents' pods that backups and restores read and write claims by.
+        rule(
+            "",
+            &["pods"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
         rule("", &["pods/log"], &["get"]),
         // The leader election.
         rule(

@@ -12,15 +12,17 @@ pub mod objects;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tavern_types::{InstanceId, Slug};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::{Disposal, FoundryStatus, InstanceSpec, Observed, Runtime, RuntimeError, probe_status};
 use objects::{
@@ -36,8 +38,12 @@ pub struct KubernetesRuntime {
     client: kube::Client,
     settings: KubernetesSettings,
     http: reqwest::Client,
+    /// For archives to and from data agents: no time limit on the whole.
+    transfer: reqwest::Client,
     /// How long past its grace a stop waits for the pod to go.
     stop_margin: Duration,
+    /// How long a data agent's pod may take to become ready.
+    agent_wait: Duration,
 }
 
 fn api_error(slug: &Slug, what: &'static str, e: kube::Error) -> RuntimeError {
@@ -82,7 +88,12 @@ impl KubernetesRuntime {
                 .timeout(Duration::from_secs(3))
                 .build()
                 .map_err(|e| e.to_string())?,
+            transfer: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| e.to_string())?,
             stop_margin: Duration::from_secs(30),
+            agent_wait: Duration::from_secs(180),
         })
     }
 
@@ -164,21 +175,7 @@ impl KubernetesRuntime {
     /// Applies the objects that make the world run or keep it stopped.
     async fn apply(&self, slug: &Slug, o: &WorldObjects) -> Result<(), RuntimeError> {
         let pp = Self::apply_params();
-        let claims: Api<PersistentVolumeClaim> = self.api();
-        let claim = o.claim.metadata.name.as_deref().unwrap_or_default();
-        // A claim is made once: its size and class are not changed under a
-        // world that has data.
-        let exists = claims
-            .get_opt(claim)
-            .await
-            .map_err(|e| api_error(slug, "look for the data claim", e))?
-            .is_some();
-        if !exists {
-            claims
-                .patch(claim, &pp, &Patch::Apply(&o.claim))
-                .await
-                .map_err(|e| api_error(slug, "apply the data claim", e))?;
-        }
+        self.ensure_claim(slug, &o.claim).await?;
         let name = o.deployment.metadata.name.as_deref().unwrap_or_default();
         let secret = o.secret.metadata.name.as_deref().unwrap_or_default();
         self.api::<Secret>()
@@ -200,6 +197,174 @@ impl KubernetesRuntime {
                 .map_err(|e| api_error(slug, "apply the HTTPRoute", e))?;
         }
         Ok(())
+    }
+
+    /// Makes the world's data claim if it has none. A claim is made once:
+    /// its size and class are not changed under a world that has data.
+    async fn ensure_claim(
+        &self,
+        slug: &Slug,
+        claim: &PersistentVolumeClaim,
+    ) -> Result<(), RuntimeError> {
+        let claims: Api<PersistentVolumeClaim> = self.api();
+        let name = claim.metadata.name.as_deref().unwrap_or_default();
+        let exists = claims
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(slug, "look for the data claim", e))?
+            .is_some();
+        if !exists {
+            claims
+                .patch(name, &Self::apply_params(), &Patch::Apply(claim))
+                .await
+                .map_err(|e| api_error(slug, "apply the data claim", e))?;
+        }
+        Ok(())
+    }
+
+    /// The world's data claim (the one with its labels), if it has one.
+    async fn current_claim(&self, slug: &Slug) -> Result<Option<String>, RuntimeError> {
+        let claims: Api<PersistentVolumeClaim> = self.api();
+        let found = claims
+            .list(&ListParams::default().labels(&objects::world_selector(&self.settings, slug)))
+            .await
+            .map_err(|e| api_error(slug, "list the data claims", e))?;
+        Ok(found.items.into_iter().find_map(|c| c.metadata.name))
+    }
+
+    /// Runs `work` with a data agent on the world's `claim` (its address
+    /// and token): the agent's pod is made and awaited first, and removed
+    /// with its token afterwards, whatever happened.
+    async fn with_agent<T, F, Fut>(
+        &self,
+        slug: &Slug,
+        claim: &str,
+        work: F,
+    ) -> Result<T, RuntimeError>
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RuntimeError>>,
+    {
+        let pods: Api<Pod> = self.api();
+        let secrets: Api<Secret> = self.api();
+        let by_agent = ListParams::default().labels(&format!(
+            "{}={slug},{}={}",
+            objects::AGENT_LABEL,
+            objects::INSTALLATION_LABEL,
+            self.settings.installation
+        ));
+        // An agent left by an earlier Tavern that stopped midway goes first.
+        for leftover in pods
+            .list(&by_agent)
+            .await
+            .map_err(|e| api_error(slug, "list data agents", e))?
+            .items
+        {
+            let name = leftover.metadata.name.unwrap_or_default();
+            self.delete(&pods, slug, &name, "remove a data agent")
+                .await?;
+            self.delete(&secrets, slug, &name, "remove a data agent's token")
+                .await?;
+        }
+        // Beside the world's pod, if it runs: a claim of one node is
+        // mounted there.
+        let node = self
+            .pods(Some(slug))
+            .await?
+            .into_iter()
+            .find_map(|p| p.spec?.node_name);
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let (secret, mut pod) = objects::agent_objects(&self.settings, slug, claim, &token, node);
+        // A name of its own each time: an old agent may still be going.
+        let name = format!(
+            "{}-{}",
+            objects::agent_name(slug),
+            hex::encode(rand::random::<[u8; 3]>())
+        );
+        let mut secret = secret;
+        secret.metadata.name = Some(name.clone());
+        pod.metadata.name = Some(name.clone());
+        if let Some(volume) = pod
+            .spec
+            .as_mut()
+            .and_then(|s| s.volumes.as_mut())
+            .and_then(|v| v.iter_mut().find(|v| v.name == "token"))
+            .and_then(|v| v.secret.as_mut())
+        {
+            volume.secret_name = Some(name.clone());
+        }
+        let pp = Self::apply_params();
+        secrets
+            .patch(&name, &pp, &Patch::Apply(&secret))
+            .await
+            .map_err(|e| api_error(slug, "apply a data agent's token", e))?;
+        let result = async {
+            pods.patch(&name, &pp, &Patch::Apply(&pod))
+                .await
+                .map_err(|e| api_error(slug, "start a data agent", e))?;
+            let url = self.agent_ready(slug, &pods, &name).await?;
+            work(url, token).await
+        }
+        .await;
+        for (what, outcome) in [
+            (
+                "pod",
+                self.delete(&pods, slug, &name, "remove the data agent")
+                    .await,
+            ),
+            (
+                "token",
+                self.delete(&secrets, slug, &name, "remove the data agent's token")
+                    .await,
+            ),
+        ] {
+            if let Err(e) = outcome {
+                tracing::warn!(slug = %slug, agent = %name, error = %e, "the data agent's {what} was not removed");
+            }
+        }
+        result
+    }
+
+    /// Waits until the agent's pod is ready; answers its address.
+    async fn agent_ready(
+        &self,
+        slug: &Slug,
+        pods: &Api<Pod>,
+        name: &str,
+    ) -> Result<String, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + self.agent_wait;
+        loop {
+            let pod = pods
+                .get_opt(name)
+                .await
+                .map_err(|e| api_error(slug, "read the data agent", e))?;
+            let status = pod.and_then(|p| p.status);
+            let ready = status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            let ip = status.as_ref().and_then(|s| s.pod_ip.clone());
+            if let (true, Some(ip)) = (ready, ip) {
+                return Ok(format!("http://{ip}:{}", objects::AGENT_PORT));
+            }
+            if status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+                return Err(RuntimeError::io(
+                    "reach its data",
+                    slug,
+                    std::io::Error::other("the data agent's pod failed"),
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::io(
+                    "reach its data",
+                    slug,
+                    std::io::Error::other("the data agent's pod did not become ready"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// The world's Deployment, if it has one.
@@ -530,5 +695,106 @@ impl Runtime for KubernetesRuntime {
 
     fn manifests(&self, spec: &InstanceSpec, running: bool) -> Option<Result<String, String>> {
         Some(objects::render_world(&self.settings, spec, running))
+    }
+
+    async fn has_data(&self, slug: &Slug) -> Result<bool, RuntimeError> {
+        Ok(self.current_claim(slug).await?.is_some())
+    }
+
+    async fn export_archive(&self, slug: &Slug, to: &Path) -> Result<bool, RuntimeError> {
+        let Some(claim) = self.current_claim(slug).await? else {
+            return Ok(false);
+        };
+        self.with_agent(slug, &claim, |url, token| async move {
+            let failed = |e: reqwest::Error| {
+                RuntimeError::io("read its data", slug, std::io::Error::other(e))
+            };
+            let resp = self
+                .transfer
+                .get(format!("{url}/archive"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(failed)?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(false);
+            }
+            if !resp.status().is_success() {
+                let why = format!(
+                    "{}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+                return Err(RuntimeError::io(
+                    "read its data",
+                    slug,
+                    std::io::Error::other(why),
+                ));
+            }
+            let mut file = tokio::fs::File::create(to)
+                .await
+                .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                file.write_all(&chunk.map_err(failed)?)
+                    .await
+                    .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
+            }
+            file.sync_all()
+                .await
+                .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn import_archive(
+        &self,
+        spec: &InstanceSpec,
+        from: &Path,
+        sha256: &str,
+    ) -> Result<(), RuntimeError> {
+        let slug = &spec.slug;
+        // A world restored before its first start gets its claim now.
+        let o = objects::world_objects(&self.settings, spec, false).map_err(|e| {
+            RuntimeError::Refused {
+                slug: slug.to_string(),
+                message: e,
+            }
+        })?;
+        self.ensure_claim(slug, &o.claim).await?;
+        let claim = o.claim.metadata.name.clone().unwrap_or_default();
+        self.with_agent(slug, &claim, |url, token| async move {
+            let file = tokio::fs::File::open(from)
+                .await
+                .map_err(|e| RuntimeError::io("read the archive", slug, e))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            let resp = self
+                .transfer
+                // A hex digest of Tavern's own record: nothing to escape.
+                .put(format!("{url}/archive?sha256={sha256}"))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| {
+                    RuntimeError::io("restore its data", slug, std::io::Error::other(e))
+                })?;
+            let status = resp.status();
+            let why = resp.text().await.unwrap_or_default();
+            match status {
+                s if s.is_success() => Ok(()),
+                reqwest::StatusCode::UNPROCESSABLE_ENTITY => Err(RuntimeError::Refused {
+                    slug: slug.to_string(),
+                    message: format!("the archive was refused: {why}"),
+                }),
+                s => Err(RuntimeError::io(
+                    "restore its data",
+                    slug,
+                    std::io::Error::other(format!("{s}: {why}")),
+                )),
+            }
+        })
+        .await
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, SecurityContext,
     Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
@@ -40,7 +40,11 @@ pub const FIELD_MANAGER: &str = "tavern";
 /// The Secret's key that holds what the init container writes.
 pub const SEED_KEY: &str = "config.json";
 /// felddy's images run Foundry as `node` (uid and gid 1000).
-const FOUNDRY_UID: i64 = 1000;
+pub const FOUNDRY_UID: i64 = 1000;
+/// Where Tavern's own containers (the init container, the data agent)
+/// mount a world's claim; Foundry's data is its `data/` directory.
+pub const CLAIM_MOUNT: &str = "/claim";
+pub const CLAIM_DATA: &str = "data";
 
 /// How worlds' objects are made.
 #[derive(Clone, Debug, PartialEq)]
@@ -293,7 +297,12 @@ pub fn world_objects(
         foundry_env.push(env("FOUNDRY_ROUTE_PREFIX", prefix.clone()));
     }
     let status = status_path(cfg.route_prefix.as_deref());
-    let mut foundry_mounts = vec![mount("data", "/data", false)];
+    // Foundry's data is the claim's `data/`, so that a restore can put a
+    // new one beside it and swap (see `data-agent`).
+    let mut foundry_mounts = vec![VolumeMount {
+        sub_path: Some(CLAIM_DATA.into()),
+        ..mount("data", "/data", false)
+    }];
     let mut volumes = vec![
         Volume {
             name: "data".into(),
@@ -330,10 +339,10 @@ pub fn world_objects(
         args: Some(vec![
             "foundry-config".into(),
             format!("--seed=/seed/{SEED_KEY}"),
-            "--data=/data".into(),
+            format!("--data={CLAIM_MOUNT}/{CLAIM_DATA}"),
         ]),
         volume_mounts: Some(vec![
-            mount("data", "/data", false),
+            mount("data", CLAIM_MOUNT, false),
             mount("seed", "/seed", true),
         ]),
         security_context: Some(SecurityContext {
@@ -446,6 +455,127 @@ pub fn world_objects(
 /// Tavern's own Service, which shows the standby page of a sleeping world.
 pub fn standby_backend(gateway: &GatewayRoutes) -> serde_json::Value {
     json!({"kind": "Service", "name": gateway.standby_service, "port": gateway.standby_port})
+}
+
+/// The port Tavern's data agent listens on in its pod.
+pub const AGENT_PORT: u16 = 8081;
+/// On a data agent's pod and Secret: the world whose claim it serves.
+pub const AGENT_LABEL: &str = "tavern.io/data-agent";
+
+/// The name of a world's data agent (its pod and its token's Secret).
+pub fn agent_name(slug: &Slug) -> String {
+    format!("{}-agent", object_name(slug))
+}
+
+/// The short-lived pod through which Tavern reads and writes a world's
+/// claim (`tavern data-agent`, Tavern's image), and the Secret of the token
+/// it asks for. `node`: where the world's pod runs, so that a claim of one
+/// node is mounted there.
+pub fn agent_objects(
+    settings: &KubernetesSettings,
+    slug: &Slug,
+    claim: &str,
+    token: &str,
+    node: Option<String>,
+) -> (Secret, Pod) {
+    let name = agent_name(slug);
+    // Not the world's own labels: its pods are not the world's.
+    let labels = BTreeMap::from([
+        (AGENT_LABEL.to_owned(), slug.to_string()),
+        (INSTALLATION_LABEL.to_owned(), settings.installation.clone()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            FIELD_MANAGER.to_owned(),
+        ),
+    ]);
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(settings.namespace.clone()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let secret = Secret {
+        metadata: meta.clone(),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            "token".to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    };
+    let agent = Container {
+        name: "agent".into(),
+        image: Some(settings.tavern_image.clone()),
+        args: Some(vec![
+            "data-agent".into(),
+            format!("--claim={CLAIM_MOUNT}"),
+            format!("--listen=0.0.0.0:{AGENT_PORT}"),
+            "--token-file=/agent/token".into(),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("agent".into()),
+            container_port: i32::from(AGENT_PORT),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::String("agent".into()),
+                ..Default::default()
+            }),
+            period_seconds: Some(1),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("data", CLAIM_MOUNT, false),
+            mount("token", "/agent", true),
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = Pod {
+        metadata: meta,
+        spec: Some(PodSpec {
+            node_name: node,
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_user: Some(FOUNDRY_UID),
+                run_as_group: Some(FOUNDRY_UID),
+                run_as_non_root: Some(true),
+                fs_group: Some(FOUNDRY_UID),
+                ..Default::default()
+            }),
+            containers: vec![agent],
+            volumes: Some(vec![
+                Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: claim.to_owned(),
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "token".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(name),
+                        default_mode: Some(0o440),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    (secret, pod)
 }
 
 /// A world's objects as YAML documents, for review or a GitOps

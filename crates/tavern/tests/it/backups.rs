@@ -13,7 +13,7 @@ use crate::support::*;
 
 /// What a directory holds, file by file (paths, sizes, SHA-256) and link
 /// by link: equal manifests mean byte-identical trees.
-fn contents(dir: &Path) -> Manifest {
+pub(crate) fn contents(dir: &Path) -> Manifest {
     archive::write(dir, std::io::sink(), 1).unwrap().manifest
 }
 
@@ -79,7 +79,7 @@ async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option
 }
 
 /// Polls a backup until `done` says its JSON is final (at most 60 s).
-async fn wait_backup(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_backup(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (s, b) = api.get(&format!("/api/v1/backups/{id}")).await;
@@ -97,7 +97,7 @@ async fn wait_backup(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Valu
 
 /// Restores a backup through the CLI (into `to`, or its own world) and
 /// waits until the restore is done.
-fn restore_and_wait(server: &Server, id: &str, to: Option<&str>) {
+pub(crate) fn restore_and_wait(server: &Server, id: &str, to: Option<&str>) {
     let mut args = vec!["backup", "restore", id, "--wait"];
     if let Some(to) = to {
         args.extend(["--to", to]);
@@ -107,7 +107,7 @@ fn restore_and_wait(server: &Server, id: &str, to: Option<&str>) {
 }
 
 /// Backs a world up by hand and waits until it is complete.
-async fn backup_now(api: &Api, slug: &str) -> Value {
+pub(crate) async fn backup_now(api: &Api, slug: &str) -> Value {
     let (s, b) = api
         .post(&format!("/api/v1/instances/{slug}/backups"), &json!({}))
         .await;

@@ -121,3 +121,97 @@ async fn the_image_serves_tavern_as_an_unprivileged_user() {
     let logs = docker(&["logs", &container.0]);
     assert!(logs.contains("Created the admin user"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_serves_a_claim_to_backups_as_a_data_agent() {
+    if !image_ready(IMAGE, BUILD) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (claim, token) = (dir.path().join("claim"), dir.path().join("token"));
+    std::fs::create_dir_all(claim.join("data/Data/worlds/w")).unwrap();
+    std::fs::write(
+        claim.join("data/Data/worlds/w/world.json"),
+        b"{\"id\":\"w\"}",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&token).unwrap();
+    std::fs::write(token.join("token"), "the-agents-token\n").unwrap();
+    for d in [
+        &claim,
+        &claim.join("data"),
+        &claim.join("data/Data"),
+        &claim.join("data/Data/worlds"),
+        &claim.join("data/Data/worlds/w"),
+    ] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // As the pod runs it: Foundry's user, a read-only root.
+    let id = docker(&[
+        "run",
+        "-d",
+        "--user=1000:1000",
+        "--read-only",
+        "-v",
+        &format!("{}:/claim", claim.display()),
+        "-v",
+        &format!("{}:/agent:ro", token.display()),
+        "-p",
+        "127.0.0.1::8081",
+        IMAGE,
+        "data-agent",
+        "--claim=/claim",
+        "--listen=0.0.0.0:8081",
+        "--token-file=/agent/token",
+    ]);
+    struct Removed(String);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let container = Removed(id);
+    let port = docker(&["port", &container.0, "8081/tcp"]);
+    let url = format!("http://{}", port.lines().next().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            docker(&["logs", &container.0])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let http = reqwest::Client::new();
+    let anonymous = http.get(format!("{url}/archive")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http
+        .get(format!("{url}/archive"))
+        .bearer_auth("another-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let archive = http
+        .get(format!("{url}/archive"))
+        .bearer_auth("the-agents-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(archive.status(), 200);
+    let bytes = archive.bytes().await.unwrap();
+    let summary = tavern_backup::archive::read(&bytes[..], None).unwrap();
+    let files: Vec<String> = summary
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("worlds/w/world.json")),
+        "{files:?}"
+    );
+}

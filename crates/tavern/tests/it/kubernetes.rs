@@ -16,6 +16,7 @@ use tavern_runtime::kubernetes::objects::{KubernetesSettings, Routes};
 use tavern_runtime::{FoundryConfig, InstanceSpec, Launch, Runtime};
 use tavern_types::{InstanceId, Slug};
 
+use crate::backups::{backup_now, contents, restore_and_wait, wait_backup};
 use crate::docker::via_proxy;
 use crate::support::*;
 
@@ -79,6 +80,15 @@ impl Cluster {
             .collect()
     }
 
+    /// The worlds' pods (not the data agents' of backups).
+    fn world_pods(&self) -> usize {
+        self.api
+            .names("pods")
+            .iter()
+            .filter(|p| !p.contains("-agent-"))
+            .count()
+    }
+
     fn replicas(&self, slug: &str) -> Option<i64> {
         self.api
             .object("deployments", &format!("world-{slug}"))
@@ -101,7 +111,7 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert_eq!(s, 202, "{b}");
     wait_for_state(&admin, slug, "running").await;
     assert_eq!(cluster.replicas(slug), Some(1));
-    assert_eq!(cluster.api.pod_count(), 1);
+    assert_eq!(cluster.world_pods(), 1);
 
     // Players reach it through Tavern's proxy, at the Service's address.
     // The init container wrote Config/ from the Secret: the stand-in runs
@@ -112,11 +122,9 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert_eq!(lic["hostname"], format!("{slug}.localhost"));
     let (claim, labels) = cluster.claims().pop().unwrap();
     assert_eq!(labels["tavern.io/instance"], slug);
-    assert_eq!(
-        lic["dataPath"],
-        cluster.claim_dir(&claim).display().to_string()
-    );
-    let data = cluster.claim_dir(&claim);
+    // Foundry's data is the claim's data/ (a restore swaps it there).
+    let data = cluster.claim_dir(&claim).join("data");
+    assert_eq!(lic["dataPath"], data.display().to_string());
     assert!(data.join("Config/admin.txt").is_file(), "admin.txt");
     let options: Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("Config/options.json")).unwrap())
@@ -155,7 +163,7 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert_eq!(s, 202);
     wait_for_state(&admin, slug, "stopped").await;
     assert_eq!(cluster.replicas(slug), Some(0));
-    assert_eq!(cluster.api.pod_count(), 0);
+    assert_eq!(cluster.world_pods(), 0);
     assert!(data.join("Config/license.json").is_file());
     let (s, page) = via_proxy(&server, slug, "/").await;
     assert_eq!(s, 503, "the standby page answers: {page}");
@@ -167,12 +175,39 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
         )
         .await;
     assert_refused(&moved, 422, "invalid_runtime");
-    // Its data is on the cluster, where Tavern cannot back it up (yet).
-    let backup = admin
-        .post(&format!("/api/v1/instances/{slug}/backups"), &json!({}))
+    // Backed up through a data agent on its claim (after the stop, and by
+    // hand), and restored the same way, byte for byte.
+    let (_, list) = admin
+        .get(&format!("/api/v1/instances/{slug}/backups"))
         .await;
-    assert_refused(&backup, 501, "not_implemented");
-    assert!(backup.1.to_string().contains("Kubernetes"), "{}", backup.1);
+    assert_eq!(list[0]["kind"], "after_stop", "{list}");
+    let after_stop = wait_backup(&admin, list[0]["id"].as_str().unwrap(), |b| {
+        b["status"] != "in_progress"
+    })
+    .await;
+    assert_eq!(after_stop["status"], "complete", "{after_stop}");
+    let backup = backup_now(&admin, slug).await;
+    let before = contents(&data);
+    std::fs::write(data.join("Data/lost.txt"), b"not in the backup").unwrap();
+    std::fs::remove_file(data.join("Config/admin.txt")).unwrap();
+    restore_and_wait(&server, backup["id"].as_str().unwrap(), None);
+    assert_eq!(contents(&data), before, "the restore is byte for byte");
+    assert!(
+        cluster
+            .api
+            .names("pods")
+            .iter()
+            .all(|p| !p.contains("-agent-")),
+        "a data agent was left: {:?}",
+        cluster.api.names("pods")
+    );
+    assert!(
+        cluster
+            .api
+            .names("secrets")
+            .iter()
+            .all(|s| !s.contains("-agent-"))
+    );
     // The only key is free again: another world starts with it, in a pod
     // with the same host (the key's), on a claim of its own.
     let other = "kube-other";
@@ -199,8 +234,8 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     assert_eq!(s, 202);
     wait_for_state(&admin, other, "stopped").await;
 
-    // Destroyed: its objects go; with no backup of it, its claim is kept
-    // and labelled archived (never opened again by a world of this slug).
+    // Destroyed: its objects go, and its claim too once a last backup
+    // holds its data.
     let (s, b) = admin.delete(&format!("/api/v1/instances/{slug}")).await;
     assert!(s == 200 || s == 202, "{s} {b}");
     wait_until("the world is gone", || async {
@@ -220,15 +255,20 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     ] {
         assert!(cluster.api.object(plural, name).is_none(), "{plural}");
     }
-    let labels = cluster
-        .claims()
-        .into_iter()
-        .find(|(n, _)| *n == claim)
-        .unwrap()
-        .1;
-    assert_eq!(labels["tavern.io/archived-from"], slug);
-    assert!(labels.get("tavern.io/instance").is_none(), "{labels}");
-    assert!(data.join("Config/options.json").is_file());
+    wait_until("its claim is deleted", || async {
+        cluster.claims().iter().all(|(n, _)| *n != claim)
+    })
+    .await;
+    assert!(!data.exists(), "the claim's data went with it");
+    let (_, backups) = admin.get("/api/v1/backups").await;
+    assert!(
+        backups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["instance"] == slug && b["kind"] == "pre_destroy"),
+        "{backups}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,7 +290,7 @@ async fn a_world_whose_image_cannot_be_pulled_fails_and_frees_its_key() {
         "the reason names the pod's: {failed}"
     );
     wait_until("the failed world is scaled to 0", || async {
-        cluster.replicas("kube-broken") == Some(0) && cluster.api.pod_count() == 0
+        cluster.replicas("kube-broken") == Some(0) && cluster.world_pods() == 0
     })
     .await;
     // Once its pod is confirmed gone, its key is free: the next world runs
@@ -307,7 +347,7 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
         },
     };
     driver.ensure(&ghost).await.unwrap();
-    assert_eq!(cluster.api.pod_count(), 1);
+    assert_eq!(cluster.world_pods(), 1);
 
     let server = cluster.tavern();
     wait_until("the orphan's claim is archived", || async {
@@ -315,7 +355,7 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
     })
     .await;
     assert!(cluster.api.names("deployments").is_empty());
-    assert_eq!(cluster.api.pod_count(), 0);
+    assert_eq!(cluster.world_pods(), 0);
     assert!(cluster.claims()[0].1.get("tavern.io/instance").is_none());
     let admin = server.api(Some(&server.admin_token));
     let (_, events) = admin.get("/api/v1/events?limit=50").await;
@@ -410,6 +450,6 @@ async fn replicas_elect_one_leader_and_another_takes_over() {
         .await;
     assert_eq!(s, 202);
     wait_for_state(&at_b, slug, "stopped").await;
-    assert_eq!(cluster.api.pod_count(), 0);
+    assert_eq!(cluster.world_pods(), 0);
     assert_eq!(cluster.replicas(slug), Some(0));
 }
