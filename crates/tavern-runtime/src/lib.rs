@@ -352,7 +352,15 @@ impl Runtime for Runtimes {
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {
-        self.process.license_file(slug).await
+        // The local drivers keep it on this machine; a world on Kubernetes,
+        // on its claim.
+        if let Some(text) = self.process.license_file(slug).await {
+            return Some(text);
+        }
+        match &self.kubernetes {
+            Some(k) => k.license_file(slug).await,
+            None => None,
+        }
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

@@ -2,8 +2,9 @@
 //! writes a Kubernetes world's data claim, for backups and restores.
 //! `GET /archive` answers the world's data (the claim's `data/`) as a Tavern
 //! archive; `PUT /archive?sha256=…` puts an archive in its place, verified,
-//! unpacked beside it and swapped in. Every request but `/healthz` carries
-//! the token of the agent's Secret.
+//! unpacked beside it and swapped in; `GET /license` answers the
+//! `license.json` Foundry signed. Every request but `/healthz` carries the
+//! token of the agent's Secret.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,7 @@ pub async fn run(args: DataAgentArgs) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/archive", get(export).put(import))
+        .route("/license", get(license))
         // Archives are as large as worlds.
         .layer(DefaultBodyLimit::disable())
         .with_state(agent);
@@ -89,6 +91,17 @@ pub async fn run(args: DataAgentArgs) -> anyhow::Result<()> {
 
 fn refused(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
+}
+
+/// The world's `Config/license.json`, as Foundry left it.
+async fn license(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
+    if !agent.allowed(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "a token is needed");
+    }
+    match tokio::fs::read_to_string(agent.data().join("Config/license.json")).await {
+        Ok(text) => text.into_response(),
+        Err(_) => refused(StatusCode::NOT_FOUND, "the world has no license.json"),
+    }
 }
 
 /// The world's data as an archive, streamed while it is written.

@@ -253,13 +253,23 @@ impl KubernetesRuntime {
             objects::INSTALLATION_LABEL,
             self.settings.installation
         ));
-        // An agent left by an earlier Tavern that stopped midway goes first.
+        // An agent left an hour ago or more (by a Tavern that stopped
+        // midway) goes first; newer ones may be at work.
+        let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         for leftover in pods
             .list(&by_agent)
             .await
             .map_err(|e| api_error(slug, "list data agents", e))?
             .items
         {
+            let old = leftover
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 < hour_ago);
+            if !old {
+                continue;
+            }
             let name = leftover.metadata.name.unwrap_or_default();
             self.delete(&pods, slug, &name, "remove a data agent")
                 .await?;
@@ -665,10 +675,37 @@ impl Runtime for KubernetesRuntime {
         probe_status(&self.http, observed.addr, route_prefix).await
     }
 
-    async fn license_file(&self, _slug: &Slug) -> Option<String> {
-        // The signed license.json stays on the world's claim, where the next
-        // start of the same key finds it.
-        None
+    async fn license_file(&self, slug: &Slug) -> Option<String> {
+        let claim = match self.current_claim(slug).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(slug = %slug, error = %e, "cannot look for the world's license.json");
+                return None;
+            }
+        };
+        let read = self
+            .with_agent(slug, &claim, |url, token| async move {
+                let failed = |e: reqwest::Error| {
+                    RuntimeError::io("read its license.json", slug, std::io::Error::other(e))
+                };
+                let resp = self
+                    .transfer
+                    .get(format!("{url}/license"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(failed)?;
+                if !resp.status().is_success() {
+                    return Ok(None);
+                }
+                resp.text().await.map(Some).map_err(failed)
+            })
+            .await;
+        read.unwrap_or_else(|e| {
+            tracing::warn!(slug = %slug, error = %e, "cannot read the world's license.json");
+            None
+        })
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

@@ -156,6 +156,11 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     let (s, _) = via_proxy(&server, slug, "/api/status").await;
     assert_eq!(s, 200);
 
+    // The EULA is accepted: Foundry signs license.json on the claim.
+    let signed =
+        json!({"license": key_for(slug), "signature": "c2lnbmVk", "host": "pod"}).to_string();
+    std::fs::write(data.join("Config/license.json"), &signed).unwrap();
+
     // Stopped: scaled to 0, the pod gone, its key free, its data kept.
     let (s, _) = admin
         .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
@@ -192,6 +197,15 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     std::fs::remove_file(data.join("Config/admin.txt")).unwrap();
     restore_and_wait(&server, backup["id"].as_str().unwrap(), None);
     assert_eq!(contents(&data), before, "the restore is byte for byte");
+    // And into a new world, which gets a claim of its own.
+    restore_and_wait(&server, backup["id"].as_str().unwrap(), Some("kube-copy"));
+    let copy = cluster
+        .claims()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.starts_with("world-kube-copy-data-"))
+        .expect("the new world's claim");
+    assert_eq!(contents(&cluster.claim_dir(&copy).join("data")), before);
     assert!(
         cluster
             .api
@@ -219,6 +233,23 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     wait_for_state(&admin, other, "running").await;
     let (_, lic) = via_proxy(&server, other, "/_stub/license").await;
     assert_eq!(lic["license"], key_for(slug));
+    // It starts with the license Foundry signed in the first world, read
+    // from that world's claim by a data agent and carried over.
+    let other_claim = cluster
+        .claims()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.starts_with("world-kube-other-data-"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(
+            cluster
+                .claim_dir(&other_claim)
+                .join("data/Config/license.json")
+        )
+        .unwrap(),
+        signed
+    );
     let hosts: Vec<Value> = ["world-kube-world", "world-kube-other"]
         .iter()
         .map(|d| {
@@ -227,7 +258,8 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
         })
         .collect();
     assert_eq!(hosts[0], hosts[1], "one stable host per license key");
-    assert_eq!(cluster.claims().len(), 2);
+    // The first world's, the copy's and this one's.
+    assert_eq!(cluster.claims().len(), 3);
     let (s, _) = admin
         .post(&format!("/api/v1/instances/{other}/stop"), &json!({}))
         .await;
