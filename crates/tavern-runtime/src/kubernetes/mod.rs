@@ -3,6 +3,8 @@
 //! `Config/` is written from, a Service and, with Gateway API routing, an
 //! HTTPRoute, all written by server-side apply (field manager `tavern`) and
 //! found again by the label `tavern.io/instance`. [`objects`] builds them.
+//! A world's claim is read and written (backups, restores, the signed
+//! `license.json`) through a short-lived data agent's pod.
 
 #[cfg(feature = "fake-kube")]
 pub mod fake;
