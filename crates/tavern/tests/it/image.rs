@@ -13,6 +13,55 @@ use crate::support::*;
 const IMAGE: &str = "tavern:test";
 const BUILD: &str = "PROFILE=stub-image IMAGE=tavern:test bash scripts/tavern-image.sh";
 
+/// A container of the image, detached, removed (by its id) when dropped.
+struct Running {
+    id: String,
+    /// Where its port is published on loopback.
+    url: String,
+    /// What its `/healthz` first answered.
+    healthz_status: u16,
+}
+
+impl Running {
+    /// `docker run -d ARGS`; answers once `/healthz` answers on `port`.
+    async fn start(args: &[&str], port: u16) -> Self {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        let id = docker(&all);
+        let published = docker(&["port", &id, &format!("{port}/tcp")]);
+        let mut running = Running {
+            url: format!("http://{}", published.lines().next().unwrap_or_default()),
+            id,
+            healthz_status: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match reqwest::get(format!("{}/healthz", running.url)).await {
+                Ok(r) => {
+                    running.healthz_status = r.status().as_u16();
+                    return running;
+                }
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{e}: {}",
+                        docker(&["logs", &running.id])
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.id])
+            .output();
+    }
+}
+
 #[test]
 fn the_image_writes_a_worlds_config_as_its_init_container() {
     if !image_ready(IMAGE, BUILD) {
@@ -80,45 +129,22 @@ async fn the_image_serves_tavern_as_an_unprivileged_user() {
         return;
     }
     // Its default command, with its data on a scratch volume.
-    let id = docker(&[
-        "run",
-        "-d",
-        "--read-only",
-        "--tmpfs=/var/lib/tavern:uid=65532,gid=65532",
-        "--tmpfs=/tmp:uid=65532,gid=65532",
-        "-p",
-        "127.0.0.1::8080",
-        IMAGE,
-    ]);
-    struct Removed(String);
-    impl Drop for Removed {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &self.0])
-                .output();
-        }
-    }
-    let container = Removed(id);
-    let port = docker(&["port", &container.0, "8080/tcp"]);
-    let url = format!("http://{}", port.lines().next().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        match reqwest::get(format!("{url}/healthz")).await {
-            Ok(r) => break r,
-            Err(e) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{e}: {}",
-                    docker(&["logs", &container.0])
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    assert_eq!(health.status(), 200);
-    let user = docker(&["inspect", "-f", "{{.Config.User}}", &container.0]);
+    let container = Running::start(
+        &[
+            "--read-only",
+            "--tmpfs=/var/lib/tavern:uid=65532,gid=65532",
+            "--tmpfs=/tmp:uid=65532,gid=65532",
+            "-p",
+            "127.0.0.1::8080",
+            IMAGE,
+        ],
+        8080,
+    )
+    .await;
+    assert_eq!(container.healthz_status, 200);
+    let user = docker(&["inspect", "-f", "{{.Config.User}}", &container.id]);
     assert_eq!(user, "65532:65532");
-    let logs = docker(&["logs", &container.0]);
+    let logs = docker(&["logs", &container.id]);
     assert!(logs.contains("Created the admin user"), "{logs}");
 }
 
@@ -148,43 +174,30 @@ async fn the_image_serves_a_claim_to_backups_as_a_data_agent() {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     // As the pod runs it: Foundry's user, a read-only root.
-    let id = docker(&[
-        "run",
-        "-d",
-        "--user=1000:1000",
-        "--read-only",
-        "-v",
-        &format!("{}:/claim", claim.display()),
-        "-v",
-        &format!("{}:/agent:ro", token.display()),
-        "-p",
-        "127.0.0.1::8081",
-        IMAGE,
-        "data-agent",
-        "--claim=/claim",
-        "--listen=0.0.0.0:8081",
-        "--token-file=/agent/token",
-    ]);
-    struct Removed(String);
-    impl Drop for Removed {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", &self.0])
-                .output();
-        }
-    }
-    let container = Removed(id);
-    let port = docker(&["port", &container.0, "8081/tcp"]);
-    let url = format!("http://{}", port.lines().next().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            docker(&["logs", &container.0])
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (claim_mount, token_mount) = (
+        format!("{}:/claim", claim.display()),
+        format!("{}:/agent:ro", token.display()),
+    );
+    let container = Running::start(
+        &[
+            "--user=1000:1000",
+            "--read-only",
+            "-v",
+            &claim_mount,
+            "-v",
+            &token_mount,
+            "-p",
+            "127.0.0.1::8081",
+            IMAGE,
+            "data-agent",
+            "--claim=/claim",
+            "--listen=0.0.0.0:8081",
+            "--token-file=/agent/token",
+        ],
+        8081,
+    )
+    .await;
+    let url = &container.url;
     let http = reqwest::Client::new();
     let anonymous = http.get(format!("{url}/archive")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
