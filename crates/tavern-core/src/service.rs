@@ -25,7 +25,7 @@ use crate::policy::licenses::{Allocation, Facts, choose_license, choose_preempti
 use crate::policy::quotas::{self, Tier};
 use crate::secrets::SecretBox;
 
-/// The runtime drivers this version has (docker and kubernetes come later).
+/// The runtime drivers this version has.
 pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
 
 /// The longest idle timeout one may set: a week.
