@@ -1,7 +1,8 @@
 //! `tavern`: one binary that is the server (`serve`), the command-line
-//! client (`login`, `instance`, `license`, `user`, `events`) and, hidden, the
-//! stand-in for Foundry (`foundry-stub`). This file is only the command line;
-//! each part lives in its own module.
+//! client (`login`, `instance`, `license`, `user`, `events`, `manifests`…)
+//! and, hidden, the stand-in for Foundry (`foundry-stub`) and the helpers a
+//! world's pods run on Kubernetes (`foundry-config`, `data-agent`). This
+//! file is only the command line; each part lives in its own module.
 
 mod client;
 mod config;
@@ -66,10 +67,10 @@ enum Command {
     Usage(client::UsageArgs),
     /// Read the audit log (admins).
     Events(client::EventsArgs),
-    /// A stand-in for a Foundry server, for tests and the demo.
     /// Kubernetes YAML: a world's objects, or Tavern's own installation.
     #[command(subcommand)]
     Manifests(client::ManifestsCommand),
+    /// A stand-in for a Foundry server, for tests and the demo.
     #[command(hide = true)]
     FoundryStub(tavern_stub::StubArgs),
     /// Write a world's Config/ from its seed (Tavern's init container in a
