@@ -328,7 +328,7 @@ impl Tavern {
             code: "no_data",
             message: format!("{} has no data yet: start it once first", i.slug),
         };
-        if i.runtime == "kubernetes" {
+        if crate::service::data_on_cluster(&i.runtime) {
             let has = self
                 .runtime
                 .has_data(&i.slug)
@@ -948,8 +948,7 @@ impl Tavern {
         _busy: Busy,
     ) -> Result<(), CoreError> {
         let settings = self.backup_settings()?.clone();
-        let on_cluster = i.runtime == "kubernetes";
-        let data = if on_cluster {
+        let data = if crate::service::data_on_cluster(&i.runtime) {
             None
         } else {
             Some(self.local_data(i)?)

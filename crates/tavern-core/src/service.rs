@@ -28,6 +28,13 @@ use crate::secrets::SecretBox;
 /// The runtime drivers this version has.
 pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
 
+/// Whether worlds of `runtime` keep their data on a cluster (Kubernetes
+/// claims) rather than on this machine: backups reach it through the
+/// runtime, and it cannot follow a world to another runtime.
+pub(crate) fn data_on_cluster(runtime: &str) -> bool {
+    runtime == "kubernetes"
+}
+
 /// The longest idle timeout one may set: a week.
 const MAX_IDLE_MINUTES: u32 = 7 * 24 * 60;
 
@@ -888,7 +895,7 @@ impl Tavern {
         }
         // A world on Kubernetes keeps its data on the cluster, the others
         // on this machine: its data cannot follow it across.
-        if (runtime == "kubernetes") != (i.runtime == "kubernetes") {
+        if data_on_cluster(&runtime) != data_on_cluster(&i.runtime) {
             return Err(CoreError::invalid(
                 "invalid_runtime",
                 "runtime",

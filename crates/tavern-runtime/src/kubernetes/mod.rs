@@ -105,10 +105,6 @@ impl KubernetesRuntime {
         self
     }
 
-    pub fn settings(&self) -> &KubernetesSettings {
-        &self.settings
-    }
-
     /// The client it talks to the cluster with.
     pub fn client(&self) -> kube::Client {
         self.client.clone()

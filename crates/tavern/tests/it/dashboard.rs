@@ -278,19 +278,7 @@ async fn sessions_calendar_backups_and_the_admins_board() {
 
     // An admin sees which world held which key on the timeline.
     b.click("nav a[href='/admin']").await;
-    let titles: Vec<String> = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#license-timeline .held title')].map(t => t.textContent)",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let titles = b.text_contents("#license-timeline .held title").await;
     assert!(
         titles
             .iter()
@@ -331,19 +319,7 @@ async fn sessions_calendar_backups_and_the_admins_board() {
     // Usage: a bar of alice's hours this month.
     b.goto(&format!("{base}/admin/usage")).await;
     let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
-    let bars: Vec<String> = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#usage-chart title')].map(t => t.textContent)",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
+    let bars = b.text_contents("#usage-chart title").await;
     assert!(
         bars.iter()
             .any(|t| t.starts_with(&format!("alice, {month}: "))),

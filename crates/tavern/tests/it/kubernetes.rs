@@ -206,6 +206,30 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
         .find(|n| n.starts_with("world-kube-copy-data-"))
         .expect("the new world's claim");
     assert_eq!(contents(&cluster.claim_dir(&copy).join("data")), before);
+    // A damaged archive is refused on the claim, and the data stays.
+    let id = backup["id"].as_str().unwrap();
+    let archive_file = server
+        .data_dir()
+        .join("backups")
+        .join(slug)
+        .join(format!("{id}.tar.zst"));
+    let mut bytes = std::fs::read(&archive_file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&archive_file, bytes).unwrap();
+    std::fs::write(data.join("Data/notes.json"), b"{\"after\":true}").unwrap();
+    let now = contents(&data);
+    let (s, r) = admin
+        .post(&format!("/api/v1/backups/{id}/restore"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&admin, id, |b| b["restore"]["state"] != "running").await;
+    assert_eq!(r["restore"]["state"], "failed", "{r}");
+    assert!(
+        r["restore"]["error"].as_str().unwrap().contains("refused"),
+        "{r}"
+    );
+    assert_eq!(contents(&data), now, "a refused restore changed the world");
     assert!(
         cluster
             .api

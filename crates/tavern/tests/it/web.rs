@@ -177,6 +177,24 @@ impl Browser {
         out
     }
 
+    /// The `textContent` of every element `css` finds, also of those a
+    /// browser does not render (an SVG's `<title>`), whose text WebDriver
+    /// answers empty.
+    pub async fn text_contents(&self, css: &str) -> Vec<String> {
+        self.client
+            .execute(
+                "return [...document.querySelectorAll(arguments[0])].map(t => t.textContent)",
+                vec![css.into()],
+            )
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Waits (up to 30 s) until the text of `css` satisfies `ok`, without
     /// reloading: what the page's own script shows.
     pub async fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
