@@ -10,6 +10,7 @@
 #   TESTS=small bash bench/proxy.sh   # some of: small asset ws
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
+#   BIN=/tmp/tavern-old bash bench/proxy.sh   # another build of Tavern
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -27,8 +28,11 @@ need nginx nginx-light
 need taskset util-linux
 python3 -c 'import websockets' 2>/dev/null || pip install -q websockets
 
-cargo build --release -q -p tavern
-BIN=$PWD/target/release/tavern
+# BIN=path measures that build of Tavern instead (to compare two builds).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p tavern
+  BIN=$PWD/target/release/tavern
+fi
 WORK=$(mktemp -d)
 SERVER_PID= NGINX_PID= STUB_PID=
 cleanup() {
@@ -94,6 +98,11 @@ NGINX
 taskset -c 1 nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
 NGINX_PID=$!
 sleep 0.5
+NGINX_WORKER=$(xargs <"/proc/$NGINX_PID/task/$NGINX_PID/children")
+
+# CPU time (user + system, in clock ticks) a process has used so far.
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # wrk on core 0 (with the world); answers "req/s p99_ms".
 run_wrk() {
@@ -120,8 +129,10 @@ measure() {
 # ROUNDS rounds, the three targets taken in turn within each, so that
 # drift on the machine touches all alike; each figure is the median of its
 # rounds (rounds printed as they run).
-printf '%-14s %-9s %5s %14s %10s\n' test via round "req/s" "p99 ms"
-declare -A R
+# The proxy's CPU time is read around each run: its share of its core and
+# its microseconds per request (a steadier figure than req/s here).
+printf '%-14s %-9s %5s %14s %10s %8s %8s\n' test via round "req/s" "p99 ms" "cpu %" "us/req"
+declare -A R C
 for t in $TESTS; do
   for round in $(seq "$ROUNDS"); do
     for via in direct nginx tavern; do
@@ -131,10 +142,18 @@ for t in $TESTS; do
         perf record -q -F 999 -g -p "$SERVER_PID" -o "$PERF_OUT.$t" -- sleep "$DURATION" >/dev/null 2>&1 &
         PERF_PID=$!
       fi
+      case $via in direct) cpu_pid= ;; nginx) cpu_pid=$NGINX_WORKER ;; tavern) cpu_pid=$SERVER_PID ;; esac
+      [ -n "$cpu_pid" ] && before=$(cpu_ticks "$cpu_pid")
       r=$(measure "$t" "$port")
+      cpu="- -"
+      if [ -n "$cpu_pid" ] && [ -n "${r%% *}" ]; then
+        cpu=$(python3 -c "import sys; t,rps,d,hz=map(float,sys.argv[1:]); s=t/hz; print(f'{100*s/d:.0f} {1e6*s/(rps*d):.1f}' if rps > 0 else '- -')" \
+          "$(( $(cpu_ticks "$cpu_pid") - before ))" "${r%% *}" "$DURATION" "$HZ")
+      fi
       [ -n "$PERF_PID" ] && { wait "$PERF_PID" || true; }
       R[$t.$via]="${R[$t.$via]:-} $r"
-      printf '%-14s %-9s %5s %14s %10s\n' "$t" "$via" "$round" $r
+      C[$t.$via]="${C[$t.$via]:-} ${cpu#* }"
+      printf '%-14s %-9s %5s %14s %10s %8s %8s\n' "$t" "$via" "$round" $r $cpu
     done
   done
 done
@@ -142,21 +161,30 @@ done
 median() {
   python3 -c "import statistics,sys; v=list(map(float,sys.argv[1:])); print(f'{statistics.median(v[0::2]):.0f} {statistics.median(v[1::2]):.2f}')" $1
 }
+# "us us ..." -> median (or - for the direct runs, which have no proxy)
+median_cpu() {
+  python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:] if x != '-']; print(f'{statistics.median(v):.1f}' if v else '-')" $1
+}
 echo
 echo "Medians of $ROUNDS rounds of ${DURATION} s"
-printf '%-14s %-9s %14s %10s\n' test via "req/s" "p99 ms"
+printf '%-14s %-9s %14s %10s %8s\n' test via "req/s" "p99 ms" "us/req"
 for t in $TESTS; do
   for via in direct nginx tavern; do
-    M[$t.$via]=$(median "${R[$t.$via]}")
-    printf '%-14s %-9s %14s %10s\n' "$t" "$via" ${M[$t.$via]}
+    M[$t.$via]="$(median "${R[$t.$via]}") $(median_cpu "${C[$t.$via]}")"
+    printf '%-14s %-9s %14s %10s %8s\n' "$t" "$via" ${M[$t.$via]}
   done
 done
 echo
-echo "Tavern / nginx (throughput: higher is better; p99: lower is better)"
+echo "Tavern / nginx (throughput: higher is better; p99 and CPU per request: lower is better)"
 for t in $TESTS; do
-  read -r tr tp <<<"${M[$t.tavern]}"
-  read -r nr np <<<"${M[$t.nginx]}"
-  python3 -c "import sys; tr,tp,nr,np=map(float,sys.argv[2:]); print(f'{sys.argv[1]:<8} throughput {tr/nr:.2f}x   p99 {tp/np:.2f}x')" "$t" "$tr" "$tp" "$nr" "$np"
+  read -r tr tp tc <<<"${M[$t.tavern]}"
+  read -r nr np nc <<<"${M[$t.nginx]}"
+  python3 -c "
+import sys
+tr, tp, tc, nr, np, nc = sys.argv[2:]
+cpu = f'{float(tc) / float(nc):.2f}x' if '-' not in (tc, nc) else 'n/a'
+print(f'{sys.argv[1]:<8} throughput {float(tr) / float(nr):.2f}x   p99 {float(tp) / float(np):.2f}x   cpu/req {cpu}')" \
+    "$t" "$tr" "$tp" "$tc" "$nr" "$np" "$nc"
 done
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs), $(uname -r)"

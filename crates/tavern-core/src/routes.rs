@@ -27,10 +27,11 @@ pub struct Route {
     pub wake_on_visit: Option<WakeOnVisit>,
 }
 
-/// Every world by slug.
+/// Every world by slug. (Hashed with foldhash: the proxy looks a world up
+/// for every request, and only Tavern puts slugs in the table.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTable {
-    pub routes: HashMap<Slug, Route>,
+    pub routes: HashMap<Slug, Route, foldhash::fast::RandomState>,
 }
 
 impl RouteTable {

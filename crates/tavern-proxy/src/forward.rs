@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Either};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -81,6 +83,13 @@ pub(crate) fn call_api_service(
     })
 }
 
+/// A request the proxy could not take to its world: logged, and answered
+/// with the status alone.
+fn failed(slug: &Slug, upstream: SocketAddr, status: StatusCode, why: &str) -> Response<ProxyBody> {
+    tracing::warn!(%slug, %upstream, error = %why, "proxying failed");
+    plain(status, status.canonical_reason().unwrap_or("Error"))
+}
+
 pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
     let mut r = Response::new(
         Full::new(Bytes::from(format!("{text}\n")))
@@ -96,54 +105,61 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
 }
 
 /// Headers that belong to one hop, never forwarded (RFC 9110 7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-];
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
+
+/// What clients may claim about themselves; the proxy sets these.
+fn forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"
+    )
+}
+
+/// Both of the above: what a client's request loses on its way to a world.
+fn hop_by_hop_or_forwarding(name: &str) -> bool {
+    hop_by_hop(name) || forwarding(name)
+}
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// What clients may claim about themselves; the proxy sets these.
-static FORWARDED: [HeaderName; 4] = [
-    X_FORWARDED_FOR,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_HOST,
-    header::FORWARDED,
-];
-
-/// Removes every header in `sets` and, when `connection_named`, those the
-/// Connection header names. One pass over the (few) headers finds them;
-/// most messages have none to remove.
-fn strip(headers: &mut HeaderMap, sets: &[&[HeaderName]], connection_named: bool) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| sets.iter().any(|set| set.contains(k)))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
+/// Removes every header `doomed` names and, when `connection_named`, those
+/// the Connection header names. One pass over the (few) headers, without
+/// allocating, finds that most messages have none to remove.
+fn strip(headers: &mut HeaderMap, doomed: fn(&str) -> bool, connection_named: bool) {
+    if !headers.keys().any(|k| doomed(k.as_str())) {
         return;
     }
-    let named: Vec<HeaderName> = if connection_named {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for h in doomed.iter().chain(named.iter()) {
+    let mut remove: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| doomed(k.as_str()))
+        .cloned()
+        .collect();
+    if connection_named {
+        remove.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+        );
+    }
+    for h in &remove {
         headers.remove(h);
     }
 }
@@ -260,10 +276,7 @@ impl Proxy {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self;
-        let service = hyper::service::service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-        });
+        let service = hyper::service::service_fn(move |req| proxy.handle(req, peer));
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, service)
             .with_upgrades();
@@ -279,7 +292,16 @@ impl Proxy {
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Where a request goes. Forwarding an ordinary request to a running
+    /// world, nearly every request, is one small future, not boxed;
+    /// everything else (the API, standby pages,
+    /// Tavern's forms, upgrades) is boxed, so that its larger state is not
+    /// copied along with every request (docs/performance.md).
+    fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
         // The Host header (a cheap, shared copy), else the URI's authority.
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
@@ -295,6 +317,29 @@ impl Proxy {
                 &self.settings.site,
             )
         };
+        let response: Either<_, BoxFuture<'static, Response<ProxyBody>>> = match target {
+            Target::World { slug, upstream }
+                if self.own_path(&slug, req.uri().path()).is_none()
+                    && !is_upgrade(req.headers()) =>
+            {
+                match self.outbound(req, peer, host) {
+                    Ok(req) => Either::Left(self.forward(req, slug, upstream)),
+                    Err(refused) => Either::Right(Box::pin(std::future::ready(*refused))),
+                }
+            }
+            target => Either::Right(Box::pin(self.clone().elsewhere(req, peer, host, target))),
+        };
+        response.map(Ok)
+    }
+
+    /// Every request but an ordinary one to a running world.
+    async fn elsewhere(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        host: Option<HeaderValue>,
+        target: Target,
+    ) -> Response<ProxyBody> {
         // The standby page's forms, on the world's own address.
         let world = match &target {
             Target::Standby(r) => Some(r.slug.clone()),
@@ -320,17 +365,14 @@ impl Proxy {
                 let prefix = self.prefix(&route.slug);
                 self.standby(req, peer, &route, &prefix).await
             }
-            Target::World { slug, upstream } => {
-                let result = if is_upgrade(req.headers()) {
-                    self.upgrade(req, peer, host, &slug, upstream).await
-                } else {
-                    self.forward(req, peer, host, upstream).await
-                };
-                result.unwrap_or_else(|(status, why)| {
-                    tracing::warn!(%slug, %upstream, error = %why, "proxying failed");
-                    plain(status, status.canonical_reason().unwrap_or("Error"))
-                })
-            }
+            Target::World { slug, upstream } if is_upgrade(req.headers()) => self
+                .upgrade(req, peer, host, &slug, upstream)
+                .await
+                .unwrap_or_else(|(status, why)| failed(&slug, upstream, status, &why)),
+            Target::World { slug, upstream } => match self.outbound(req, peer, host) {
+                Ok(req) => self.forward(req, slug, upstream).await,
+                Err(refused) => *refused,
+            },
         }
     }
 
@@ -372,9 +414,9 @@ impl Proxy {
         let h = &mut parts.headers;
         if upgrade {
             // Connection and Upgrade go on: the world must see the upgrade.
-            strip(h, &[&FORWARDED], false);
+            strip(h, forwarding, false);
         } else {
-            strip(h, &[&HOP_BY_HOP, &FORWARDED], true);
+            strip(h, hop_by_hop_or_forwarding, true);
         }
         let ip = HeaderValue::from_maybe_shared(address_text(peer.ip())).map_err(|e| bad(&e))?;
         h.insert(X_FORWARDED_FOR, ip);
@@ -392,13 +434,15 @@ impl Proxy {
         Ok(())
     }
 
-    async fn forward(
+    /// An ordinary request as it goes to a world: its body limited, its
+    /// head made by [`Self::upstream_parts`]; or the answer that refuses it
+    /// (a declared body over the limit is refused before it arrives).
+    fn outbound(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         host: Option<HeaderValue>,
-        upstream: SocketAddr,
-    ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
+    ) -> Result<Request<Limited<Incoming>>, Box<Response<ProxyBody>>> {
         let limit = self.settings.body_limit;
         let declared = req
             .headers()
@@ -406,38 +450,45 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            // Decided before the body arrives.
-            return Ok(plain(
+            return Err(Box::new(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the upload is larger than {} MB", limit / 1_000_000),
-            ));
+            )));
         }
         let (mut parts, body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, false)?;
+        if let Err((status, why)) = self.upstream_parts(&mut parts, peer, host, false) {
+            return Err(Box::new(plain(status, &why)));
+        }
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let req = Request::from_parts(parts, Limited::new(body, limit));
-        match self.upstreams.send(upstream, req).await {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                strip(&mut parts.headers, &[&HOP_BY_HOP], true);
-                Ok(Response::from_parts(
-                    parts,
-                    body.map_err(BoxError::from).boxed_unsync(),
-                ))
-            }
-            Err(e) => {
-                let too_large =
-                    std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
-                        e.source()
-                    })
+        Ok(Request::from_parts(parts, Limited::new(body, limit)))
+    }
+
+    /// Sends `req` to the world at `upstream` and answers with its response.
+    fn forward(
+        &self,
+        req: Request<Limited<Incoming>>,
+        slug: Slug,
+        upstream: SocketAddr,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + use<> {
+        let upstreams = Arc::clone(&self.upstreams);
+        async move {
+            match upstreams.send(upstream, req).await {
+                Ok(resp) => {
+                    let (mut parts, body) = resp.into_parts();
+                    strip(&mut parts.headers, hop_by_hop, true);
+                    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+                }
+                Err(e) => {
+                    let too_large = std::iter::successors(
+                        Some(&e as &(dyn std::error::Error + 'static)),
+                        |e| e.source(),
+                    )
                     .any(|e| e.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    Ok(plain(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "the upload is too large",
-                    ))
-                } else {
-                    Err((StatusCode::BAD_GATEWAY, e.to_string()))
+                    if too_large {
+                        plain(StatusCode::PAYLOAD_TOO_LARGE, "the upload is too large")
+                    } else {
+                        failed(&slug, upstream, StatusCode::BAD_GATEWAY, &e.to_string())
+                    }
                 }
             }
         }
@@ -526,12 +577,12 @@ mod tests {
             ("accept", "*/*"),
             ("cookie", "a=b"),
         ]);
-        strip(&mut h, &[&HOP_BY_HOP, &FORWARDED], true);
+        strip(&mut h, hop_by_hop_or_forwarding, true);
         assert_eq!(names(&h), ["accept", "cookie"]);
 
         // Nothing to drop: nothing changes.
         let mut plain = headers(&[("accept", "*/*"), ("host", "w.example")]);
-        strip(&mut plain, &[&HOP_BY_HOP, &FORWARDED], true);
+        strip(&mut plain, hop_by_hop_or_forwarding, true);
         assert_eq!(names(&plain), ["accept", "host"]);
     }
 
@@ -558,7 +609,7 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ]);
-        strip(&mut h, &[&FORWARDED], false);
+        strip(&mut h, forwarding, false);
         assert_eq!(names(&h), ["connection", "sec-websocket-key", "upgrade"]);
         assert!(is_upgrade(&h));
     }

@@ -12,8 +12,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -29,7 +31,9 @@ impl<B: Body<Data = Bytes, Error: Into<crate::BoxError>> + Send + 'static> Reque
 const MAX_IDLE_PER_WORLD: usize = 64;
 
 pub(crate) struct Upstreams<B> {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<B>>>>,
+    /// By the worlds' addresses, which only Tavern chooses (so foldhash,
+    /// not the slower DoS-resistant default).
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<B>>, foldhash::fast::RandomState>>,
 }
 
 impl<B> Default for Upstreams<B> {
@@ -96,7 +100,9 @@ impl<B: RequestBody> Upstreams<B> {
                 return Ok((sender, true));
             }
         }
-        Ok((Self::connect(addr).await?, false))
+        // Boxed: connecting is rare and its state large.
+        let connecting = Box::pin(Self::connect(addr));
+        Ok((connecting.await?, false))
     }
 
     /// Sends `req` to the world at `addr`; the response body hands its
@@ -109,22 +115,40 @@ impl<B: RequestBody> Upstreams<B> {
         let (mut sender, reused) = self.checkout(addr).await?;
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
-            Err(mut e) => match e.take_message() {
-                // A kept connection closed as the request left: it was
-                // never sent, so it goes once more on a new connection.
-                Some(req) if reused => {
-                    sender = Self::connect(addr).await?;
-                    sender.send_request(req).await?
-                }
-                _ => return Err(e.into_error().into()),
-            },
+            Err(unsent) => {
+                let (fresh, resp) = Self::resend(addr, reused, unsent)?.await?;
+                sender = fresh;
+                resp
+            }
         };
         Ok(resp.map(|body| Recycle {
             body,
             back: Some((Arc::clone(self), addr, sender)),
         }))
     }
+
+    /// A request that a kept connection, closing as the request left,
+    /// never sent: it goes once more on a new connection; any other
+    /// failure is the error. (Rare, so boxed: its state stays out of every
+    /// request's future.)
+    fn resend(
+        addr: SocketAddr,
+        reused: bool,
+        mut unsent: TrySendError<Request<B>>,
+    ) -> Result<Resent<B>, UpstreamError> {
+        match unsent.take_message() {
+            Some(req) if reused => Ok(Box::pin(async move {
+                let mut sender = Self::connect(addr).await?;
+                let resp = sender.send_request(req).await?;
+                Ok((sender, resp))
+            })),
+            _ => Err(unsent.into_error().into()),
+        }
+    }
 }
+
+/// A request sent again on a new connection, and its response.
+type Resent<B> = BoxFuture<'static, Result<(SendRequest<B>, Response<Incoming>), UpstreamError>>;
 
 /// A response body from a world; once read to the end, its connection is
 /// idle again and goes back to the pool. Dropped earlier, the connection
