@@ -4,6 +4,7 @@
 //! keep-alive pooled connections upstream), to a standby page, or to a 404.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::acme::ACME_TLS_ALPN;
 use crate::route::{Routing, Site, Target, decide};
 use crate::standby;
-use crate::upstream::Upstreams;
+use crate::upstream::{Outgoing, Upstreams};
 use tavern_types::WakeOnVisit;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -62,7 +63,7 @@ pub struct Proxy {
     activity: Activity,
     routes: watch::Receiver<Arc<RouteTable>>,
     pub(crate) api: ApiService,
-    upstreams: Arc<Upstreams<Limited<Incoming>>>,
+    upstreams: Arc<Upstreams>,
 }
 
 /// Calls the API. (A boxed, `Send` future of a concrete type: the
@@ -164,24 +165,44 @@ fn strip(headers: &mut HeaderMap, doomed: fn(&str) -> bool, connection_named: bo
     }
 }
 
+/// An IP address as text, kept on the stack.
+struct AddressText {
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl AddressText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// `ip` as text. IPv4, by far the common case, is written digit by digit:
 /// `core::fmt` for addresses is a tenth of the proxy's own work per
 /// request otherwise (docs/performance.md).
-fn address_text(ip: IpAddr) -> Bytes {
+fn address_text(ip: IpAddr) -> AddressText {
+    let mut text = AddressText {
+        buf: [0; 45],
+        len: 0,
+    };
+    let mut rest = &mut text.buf[..];
     match ip {
         IpAddr::V4(v4) => {
-            let mut out = Vec::with_capacity(15);
             let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    let _ = rest.write_all(b".");
                 }
-                out.extend_from_slice(digits.format(octet).as_bytes());
+                let _ = rest.write_all(digits.format(octet).as_bytes());
             }
-            Bytes::from(out)
         }
-        IpAddr::V6(v6) => Bytes::from(v6.to_string()),
+        // At most 39 characters.
+        IpAddr::V6(v6) => {
+            let _ = write!(rest, "{v6}");
+        }
     }
+    text.len = 45 - rest.len();
+    text
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -206,7 +227,7 @@ impl Proxy {
             activity,
             routes,
             api,
-            upstreams: Arc::default(),
+            upstreams: Upstreams::new(),
         })
     }
 
@@ -391,17 +412,39 @@ impl Proxy {
             .strip_prefix("/_tavern/")
     }
 
-    /// The request as the world's server gets it: origin-form URI, no
-    /// hop-by-hop headers, X-Forwarded-* set by us (never trusted from the
-    /// client).
-    fn upstream_parts(
+    /// The fields the proxy sets on every request to a world (a client's
+    /// own are dropped first, never trusted): X-Forwarded-For, -Proto and
+    /// -Host, and Host itself when a request in absolute form came without
+    /// one. The first of the array's entries that many are the fields.
+    fn forwarded<'a>(
+        &'a self,
+        ip: &'a AddressText,
+        host: Option<&'a HeaderValue>,
+        has_host: bool,
+    ) -> ([(HeaderName, &'a [u8]); 4], usize) {
+        let host_bytes = host.map_or(&b""[..], HeaderValue::as_bytes);
+        let fields = [
+            (X_FORWARDED_FOR, ip.as_bytes()),
+            (X_FORWARDED_PROTO, self.settings.scheme.as_bytes()),
+            (X_FORWARDED_HOST, host_bytes),
+            (header::HOST, host_bytes),
+        ];
+        let count = match host {
+            None => 2,
+            Some(_) if has_host => 3,
+            Some(_) => 4,
+        };
+        (fields, count)
+    }
+
+    /// An upgrade request as the world's server gets it: origin-form URI,
+    /// the proxy's [`Self::forwarded`] fields; Connection and Upgrade kept.
+    fn upgrade_parts(
         &self,
         parts: &mut http::request::Parts,
         peer: SocketAddr,
         host: Option<HeaderValue>,
-        upgrade: bool,
     ) -> Result<(), (StatusCode, String)> {
-        let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, e.to_string());
         // Origin-form, as a client sends it to a server.
         if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
             let path = parts
@@ -412,37 +455,28 @@ impl Proxy {
             parts.uri = Uri::from(path);
         }
         let h = &mut parts.headers;
-        if upgrade {
-            // Connection and Upgrade go on: the world must see the upgrade.
-            strip(h, forwarding, false);
-        } else {
-            strip(h, hop_by_hop_or_forwarding, true);
-        }
-        let ip = HeaderValue::from_maybe_shared(address_text(peer.ip())).map_err(|e| bad(&e))?;
-        h.insert(X_FORWARDED_FOR, ip);
-        h.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(self.settings.scheme),
-        );
-        if let Some(v) = host {
-            // An absolute-form request may have come without a Host header.
-            if !h.contains_key(header::HOST) {
-                h.insert(header::HOST, v.clone());
-            }
-            h.insert(X_FORWARDED_HOST, v);
+        strip(h, forwarding, false);
+        let ip = address_text(peer.ip());
+        let (fields, count) = self.forwarded(&ip, host.as_ref(), h.contains_key(header::HOST));
+        for (name, value) in &fields[..count] {
+            let value = HeaderValue::from_bytes(value)
+                .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            h.insert(name.clone(), value);
         }
         Ok(())
     }
 
     /// An ordinary request as it goes to a world: its body limited, its
-    /// head made by [`Self::upstream_parts`]; or the answer that refuses it
-    /// (a declared body over the limit is refused before it arrives).
+    /// hop-by-hop and client-claimed forwarding fields dropped, the
+    /// proxy's [`Self::forwarded`] fields written after its own; or the
+    /// answer that refuses it (a declared body over the limit is refused
+    /// before it arrives).
     fn outbound(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         host: Option<HeaderValue>,
-    ) -> Result<Request<Limited<Incoming>>, Box<Response<ProxyBody>>> {
+    ) -> Result<Outgoing<Limited<Incoming>>, Box<Response<ProxyBody>>> {
         let limit = self.settings.body_limit;
         let declared = req
             .headers()
@@ -456,17 +490,19 @@ impl Proxy {
             )));
         }
         let (mut parts, body) = req.into_parts();
-        if let Err((status, why)) = self.upstream_parts(&mut parts, peer, host, false) {
-            return Err(Box::new(plain(status, &why)));
-        }
+        strip(&mut parts.headers, hop_by_hop_or_forwarding, true);
+        let ip = address_text(peer.ip());
+        let has_host = parts.headers.contains_key(header::HOST);
+        let (fields, count) = self.forwarded(&ip, host.as_ref(), has_host);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(Request::from_parts(parts, Limited::new(body, limit)))
+        let req = Request::from_parts(parts, Limited::new(body, limit));
+        Ok(Outgoing::new(req, &fields[..count]))
     }
 
     /// Sends `req` to the world at `upstream` and answers with its response.
     fn forward(
         &self,
-        req: Request<Limited<Incoming>>,
+        req: Outgoing<Limited<Incoming>>,
         slug: Slug,
         upstream: SocketAddr,
     ) -> impl Future<Output = Response<ProxyBody>> + Send + use<> {
@@ -508,7 +544,7 @@ impl Proxy {
         let bad_gateway = |e: &dyn std::fmt::Display| (StatusCode::BAD_GATEWAY, e.to_string());
         let client_side = hyper::upgrade::on(&mut req);
         let (mut parts, _body) = req.into_parts();
-        self.upstream_parts(&mut parts, peer, host, true)?;
+        self.upgrade_parts(&mut parts, peer, host)?;
         let stream = TcpStream::connect(upstream)
             .await
             .map_err(|e| bad_gateway(&e))?;
@@ -595,9 +631,11 @@ mod tests {
             "10.1.20.255",
             "::1",
             "2001:db8::8a2e:370:7334",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(address_text(ip), ip.to_string().as_bytes());
+            assert_eq!(address_text(ip).as_bytes(), ip.to_string().as_bytes());
         }
     }
 

@@ -43,31 +43,45 @@ pub enum Target {
 }
 
 /// The host name of a Host header, lowercased, without port or brackets
-/// (borrowed when it already is lowercase, as it nearly always is).
+/// (borrowed when it already is lowercase, as it nearly always is). Short
+/// strings, looked at byte by byte: this runs for every request.
 pub fn host_name(host: &str) -> Option<Cow<'_, str>> {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
         rest.split_once(']').map(|(v6, _)| v6)?
     } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        match host.bytes().rposition(|b| b == b':') {
+            Some(colon) if host.as_bytes()[colon + 1..].iter().all(u8::is_ascii_digit) => {
+                &host[..colon]
+            }
             Some(_) => return None,
             None => host,
         }
     };
     let name = name.trim_end_matches('.');
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
-    if !ok {
+    let mut upper = false;
+    for b in name.bytes() {
+        upper |= b.is_ascii_uppercase();
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':')) {
+            return None;
+        }
+    }
+    if name.is_empty() {
         None
-    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+    } else if upper {
         Some(Cow::Owned(name.to_ascii_lowercase()))
     } else {
         Some(Cow::Borrowed(name))
     }
+}
+
+/// An IP address literal (which serves the API): only names made of hex
+/// digits, dots and colons are worth parsing as one.
+fn is_ip_literal(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':'))
+        && name.parse::<IpAddr>().is_ok()
 }
 
 fn world(route: &Route) -> Target {
@@ -86,9 +100,8 @@ pub fn decide(host: Option<&str>, path: &str, table: &RouteTable, site: &Site) -
         return Target::NotFound;
     };
     let name = name.as_ref();
-    let is_api_host = name == site.domain
-        || site.api_hosts.iter().any(|h| h == name)
-        || name.parse::<IpAddr>().is_ok();
+    let is_api_host =
+        name == site.domain || site.api_hosts.iter().any(|h| h == name) || is_ip_literal(name);
     if is_api_host {
         if site.routing == Routing::Path {
             let first = path.trim_start_matches('/').split('/').next().unwrap_or("");

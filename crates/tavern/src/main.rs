@@ -20,8 +20,8 @@ use clap::{Parser, Subcommand};
 use crate::config::LogFormat;
 
 /// mimalloc in place of the system allocator: hyper allocates and frees an
-/// 8 KB read buffer for nearly every message the proxy handles, which
-/// glibc serves outside its per-thread cache (docs/performance.md).
+/// 8 KB read buffer for nearly every request the proxy serves, which glibc
+/// serves outside its per-thread cache (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
