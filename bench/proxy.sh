@@ -126,16 +126,20 @@ measure() {
   esac
 }
 
-# ROUNDS rounds, the three targets taken in turn within each, so that
-# drift on the machine touches all alike; each figure is the median of its
-# rounds (rounds printed as they run).
+# ROUNDS rounds, the three targets taken in turn within each (the proxies
+# in alternating order), so that drift on the machine touches all alike;
+# each figure is the median of its rounds (rounds printed as they run).
 # The proxy's CPU time is read around each run: its share of its core and
 # its microseconds per request (a steadier figure than req/s here).
 printf '%-14s %-9s %5s %14s %10s %8s %8s\n' test via round "req/s" "p99 ms" "cpu %" "us/req"
 declare -A R C
 for t in $TESTS; do
   for round in $(seq "$ROUNDS"); do
-    for via in direct nginx tavern; do
+    # The two proxies take turns going first, so that a drift in the
+    # machine's load within a round favours neither.
+    order="direct nginx tavern"
+    [ $((round % 2)) = 0 ] && order="direct tavern nginx"
+    for via in $order; do
       case $via in direct) port=$SPORT ;; nginx) port=$NPORT ;; tavern) port=$TPORT ;; esac
       PERF_PID=
       if [ "$via" = tavern ] && [ "$round" = 1 ] && [ -n "${PERF_OUT:-}" ]; then

@@ -196,7 +196,7 @@ fn address_text(ip: IpAddr) -> AddressText {
                 let _ = rest.write_all(digits.format(octet).as_bytes());
             }
         }
-        // At most 39 characters.
+        // At most 39 characters: the buffer holds any.
         IpAddr::V6(v6) => {
             let _ = write!(rest, "{v6}");
         }
@@ -415,7 +415,7 @@ impl Proxy {
     /// The fields the proxy sets on every request to a world (a client's
     /// own are dropped first, never trusted): X-Forwarded-For, -Proto and
     /// -Host, and Host itself when a request in absolute form came without
-    /// one. The first of the array's entries that many are the fields.
+    /// one; with how many of the array's entries are in use.
     fn forwarded<'a>(
         &'a self,
         ip: &'a AddressText,
