@@ -218,22 +218,23 @@ fn encode_head<B: Body>(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut declared = false;
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH {
-            declared = true;
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in added {
+    let mut field = |name: &HeaderName, value: &[u8]| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    };
+    // The framing fields are the proxy's to write, below.
+    let mut declared = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            declared = true;
+        } else if name != header::TRANSFER_ENCODING {
+            field(name, value.as_bytes());
+        }
+    }
+    for (name, value) in added {
+        field(name, value);
     }
     let length = if body.is_end_stream() {
         let expects_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
@@ -1058,6 +1059,12 @@ mod tests {
             .unwrap();
         let sent = text(pool.send(addr, out(req)).await.unwrap()).await;
         assert_eq!(sent, "POST /empty length=0 te=- fwd=- body=");
+        let req = Request::post("/claimed")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Full::new(Bytes::from("abc")))
+            .unwrap();
+        let sent = text(pool.send(addr, out(req)).await.unwrap()).await;
+        assert_eq!(sent, "POST /claimed length=3 te=- fwd=- body=abc");
     }
 
     #[tokio::test]
