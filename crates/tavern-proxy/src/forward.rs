@@ -390,6 +390,7 @@ impl Proxy {
                 .upgrade(req, peer, host, &slug, upstream)
                 .await
                 .unwrap_or_else(|(status, why)| failed(&slug, upstream, status, &why)),
+            // `handle` forwards these itself; here for completeness only.
             Target::World { slug, upstream } => match self.outbound(req, peer, host) {
                 Ok(req) => self.forward(req, slug, upstream).await,
                 Err(refused) => *refused,

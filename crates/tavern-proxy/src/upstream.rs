@@ -159,11 +159,26 @@ async fn sweep(pool: Weak<Upstreams>) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
         let Some(pool) = pool.upgrade() else { return };
-        let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        pool.let_go_of_closed();
+    }
+}
+
+impl Upstreams {
+    /// Closes the idle connections whose world has closed them (or sent
+    /// something unasked), and forgets worlds left with none.
+    fn let_go_of_closed(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
             list.retain(Conn::looks_open);
             !list.is_empty()
         });
+    }
+
+    /// How many idle connections are kept.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
     }
 }
 
@@ -900,6 +915,53 @@ mod tests {
         };
         assert!(matches!(err, UpstreamError::Closed), "{err}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_lets_go_of_idle_connections_their_world_closed() {
+        // The world answers with keep-alive framing and then hangs up: the
+        // connection sits idle in the pool until the sweep finds it closed.
+        let (addr, _) = raw_server(
+            |_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            1,
+        )
+        .await;
+        let (open_addr, _) = server(true).await;
+        let pool = Upstreams::new();
+        assert_eq!(get(&pool, addr, "/a").await, "ok");
+        assert!(get(&pool, open_addr, "/b").await.starts_with("GET /b "));
+        assert_eq!(pool.idle_count(), 2);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while pool.idle_count() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.let_go_of_closed();
+        }
+        // The closed one is gone; the open one is kept.
+        assert_eq!(pool.idle_count(), 1);
+        assert!(pool.idle.lock().unwrap().contains_key(&open_addr));
+    }
+
+    #[tokio::test]
+    async fn responses_that_end_their_connection_are_not_followed_by_another_request() {
+        // Connection: close, HTTP/1.0, and a response framed both ways:
+        // each connection serves one response only.
+        let answers: [Answer; 3] = [
+            |_| b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            |_| b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            |_| {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 9\r\n\r\n\
+                  2\r\nok\r\n0\r\n\r\n"
+                    .to_vec()
+            },
+        ];
+        for answer in answers {
+            let (addr, accepted) = raw_server(answer, 10).await;
+            let pool = Upstreams::new();
+            for _ in 0..3 {
+                assert_eq!(get(&pool, addr, "/").await, "ok");
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        }
     }
 
     #[tokio::test]
