@@ -17,6 +17,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tavern_core::Tavern;
 use tavern_core::activity::Activity;
@@ -570,8 +571,9 @@ impl Proxy {
                 let _open = open;
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((client, world)) => {
-                        let (mut client, mut world) = (TokioIo::new(client), TokioIo::new(world));
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut world).await;
+                        if let Err(e) = relay(client, world).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
                     }
                     Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
@@ -583,6 +585,33 @@ impl Proxy {
             body.map_err(BoxError::from).boxed_unsync(),
         ))
     }
+}
+
+/// One side of an upgraded connection: the TCP stream itself when it is
+/// one (so that bytes are copied without hyper's I/O layers in between),
+/// else hyper's `Upgraded` (a TLS connection, say).
+type Side = tokio_util::either::Either<TcpStream, TokioIo<Upgraded>>;
+
+/// Unwraps one side, with the bytes hyper had read past the HTTP head
+/// (a client's first frames sent with its request, a world's with its 101).
+fn side(upgraded: Upgraded) -> (Side, Bytes) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => (Side::Left(parts.io.into_inner()), parts.read_buf),
+        // Kept whole, with what it had read still to be read from it.
+        Err(upgraded) => (Side::Right(TokioIo::new(upgraded)), Bytes::new()),
+    }
+}
+
+/// Copies bytes both ways between the two sides of an upgrade, each
+/// side's already-read bytes first, until either closes.
+async fn relay(client: Upgraded, world: Upgraded) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let (mut client, from_client) = side(client);
+    let (mut world, from_world) = side(world);
+    world.write_all(&from_client).await?;
+    client.write_all(&from_world).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut world).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -651,5 +680,134 @@ mod tests {
         strip(&mut h, forwarding, false);
         assert_eq!(names(&h), ["connection", "sec-websocket-key", "upgrade"]);
         assert!(is_upgrade(&h));
+    }
+
+    /// A world that answers an upgrade with its 101 and its first bytes in
+    /// one write, then echoes whatever it reads.
+    async fn upgrading_world() -> SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the upgrade request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: test\r\n\r\nfrom the world;")
+                .await
+                .unwrap();
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    /// Serves `server_end` as the proxy's client side would be, relaying an
+    /// upgrade to `upgrading_world`; from `client_end`, sends the upgrade
+    /// request with the first bytes of the new protocol in the same write,
+    /// and checks that everything arrives, in order, both ways.
+    async fn relays_both_ways<C, S>(mut client_end: C, server_end: S)
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let world = upgrading_world().await;
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| async move {
+            let client_side = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let stream = TcpStream::connect(world).await.unwrap();
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn.with_upgrades());
+                let req = Request::builder()
+                    .uri("/")
+                    .header(header::HOST, "world")
+                    .header(header::CONNECTION, "upgrade")
+                    .header(header::UPGRADE, "test")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let mut resp = sender.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+                let world_side = hyper::upgrade::on(&mut resp).await.unwrap();
+                relay(client_side.await.unwrap(), world_side).await.unwrap();
+            });
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(header::CONNECTION, "upgrade")
+                    .header(header::UPGRADE, "test")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap(),
+            )
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server_end), service)
+                .with_upgrades(),
+        );
+
+        async fn read_until<C: tokio::io::AsyncRead + Unpin>(
+            c: &mut C,
+            got: &mut Vec<u8>,
+            end: &[u8],
+        ) {
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(end) {
+                let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+                    .await
+                    .expect("the relay went quiet")
+                    .unwrap();
+                assert!(
+                    n > 0,
+                    "the relay closed early: {}",
+                    String::from_utf8_lossy(got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        client_end
+            .write_all(b"GET / HTTP/1.1\r\nhost: alpha.localhost\r\nconnection: upgrade\r\nupgrade: test\r\n\r\nearly;")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        read_until(&mut client_end, &mut got, b"early;").await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        let after_head = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        // The world's first bytes, then its echo of the client's.
+        assert_eq!(after_head, "from the world;early;");
+        client_end.write_all(b"later;").await.unwrap();
+        let mut got = Vec::new();
+        read_until(&mut client_end, &mut got, b"later;").await;
+        assert_eq!(got, b"later;");
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_tcp_connection_is_relayed_with_the_bytes_read_past_each_head() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client_end = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server_end, _) = listener.accept().await.unwrap();
+        relays_both_ways(client_end, server_end).await;
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_connection_of_another_kind_is_relayed_the_same() {
+        // Not a TcpStream (as a TLS connection is not): hyper's Upgraded is
+        // kept, with the bytes it had read past the head still in it.
+        let (client_end, server_end) = tokio::io::duplex(4096);
+        relays_both_ways(client_end, server_end).await;
     }
 }
