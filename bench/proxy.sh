@@ -11,6 +11,9 @@
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
 #   BIN=/tmp/tavern-old bash bench/proxy.sh   # another build of Tavern
+#   COUNT=1 TESTS=small bash bench/proxy.sh
+#                                  # and each proxy's system calls, context
+#                                  # switches and TCP segments per request
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -100,9 +103,9 @@ NGINX_PID=$!
 sleep 0.5
 NGINX_WORKER=$(xargs <"/proc/$NGINX_PID/task/$NGINX_PID/children")
 
-# CPU time (user + system, in clock ticks) a process has used so far.
+# CPU time a process has used so far, in clock ticks: "user system".
 HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 # wrk on core 0 (with the world); answers "req/s p99_ms".
 run_wrk() {
@@ -115,6 +118,32 @@ run_wrk() {
 }
 to_ms() {
   python3 -c "import re,sys; v,u=re.match(r'([0-9.]+)(\w+)',sys.argv[1]).groups(); print(f'{float(v)*{\"us\":0.001,\"ms\":1,\"s\":1000}[u]:.2f}')" "$1"
+}
+# COUNT=1: per request, the proxy's system calls (perf's tracepoints) and
+# context switches, and the TCP segments sent on the machine (nstat's
+# TcpOutSegs: all four legs of a proxied exchange, both proxies alike).
+COUNTED=raw_syscalls:sys_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,sched:sched_switch
+if [ -n "${COUNT:-}" ]; then
+  command -v perf >/dev/null || { echo "COUNT=1 needs perf (Debian package linux-perf)" >&2; exit 1; }
+  command -v nstat >/dev/null || { echo "COUNT=1 needs nstat (Debian package iproute2)" >&2; exit 1; }
+fi
+count_line() {
+  local segs
+  segs=$(nstat | awk '$1 == "TcpOutSegs" {print $2}')
+  python3 -c "
+import sys
+rate, d, segs, path = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3] or 0), sys.argv[4]
+n = rate * d
+names = {'raw_syscalls:sys_enter': 'syscalls', 'syscalls:sys_enter_recvfrom': 'recvfrom',
+         'syscalls:sys_enter_sendto': 'sendto', 'syscalls:sys_enter_writev': 'writev',
+         'syscalls:sys_enter_epoll_wait': 'epoll_wait', 'sched:sched_switch': 'switches'}
+seen = {}
+for line in open(path):
+    f = line.strip().split(',')
+    if len(f) > 2 and f[0].isdigit() and f[2] in names:
+        seen[names[f[2]]] = int(f[0])
+print('    per request: ' + '  '.join(f'{k} {v / n:.2f}' for k, v in seen.items()) + f'  TCP segments {segs / n:.2f}')
+" "$1" "$DURATION" "$segs" "$WORK/count"
 }
 run_ws() { taskset -c 0 python3 bench/ws_echo.py 127.0.0.1 "$1" bench.localhost 16 "$DURATION"; }
 
@@ -129,9 +158,10 @@ measure() {
 # ROUNDS rounds, the three targets taken in turn within each (the proxies
 # in alternating order), so that drift on the machine touches all alike;
 # each figure is the median of its rounds (rounds printed as they run).
-# The proxy's CPU time is read around each run: its share of its core and
-# its microseconds per request (a steadier figure than req/s here).
-printf '%-14s %-9s %5s %14s %10s %8s %8s\n' test via round "req/s" "p99 ms" "cpu %" "us/req"
+# The proxy's CPU time is read around each run: its share of its core, the
+# kernel's share of that, and its microseconds per request (a steadier
+# figure than req/s here).
+printf '%-14s %-9s %5s %14s %10s %8s %8s %8s\n' test via round "req/s" "p99 ms" "cpu %" "kernel %" "us/req"
 declare -A R C
 for t in $TESTS; do
   for round in $(seq "$ROUNDS"); do
@@ -148,16 +178,30 @@ for t in $TESTS; do
       fi
       case $via in direct) cpu_pid= ;; nginx) cpu_pid=$NGINX_WORKER ;; tavern) cpu_pid=$SERVER_PID ;; esac
       [ -n "$cpu_pid" ] && before=$(cpu_ticks "$cpu_pid")
+      COUNT_PID=
+      if [ -n "${COUNT:-}" ] && [ -n "$cpu_pid" ]; then
+        nstat -n >/dev/null
+        perf stat -x, -e "$COUNTED" -p "$cpu_pid" -o "$WORK/count" -- sleep "$DURATION" >/dev/null 2>&1 &
+        COUNT_PID=$!
+      fi
       r=$(measure "$t" "$port")
-      cpu="- -"
+      cpu="- - -"
       if [ -n "$cpu_pid" ] && [ -n "${r%% *}" ]; then
-        cpu=$(python3 -c "import sys; t,rps,d,hz=map(float,sys.argv[1:]); s=t/hz; print(f'{100*s/d:.0f} {1e6*s/(rps*d):.1f}' if rps > 0 else '- -')" \
-          "$(( $(cpu_ticks "$cpu_pid") - before ))" "${r%% *}" "$DURATION" "$HZ")
+        cpu=$(python3 -c "
+import sys
+u0, s0, u1, s1, rps, d, hz = map(float, sys.argv[1:])
+t = (u1 - u0 + s1 - s0) / hz
+k = 100 * (s1 - s0) / hz / t if t > 0 else 0
+print(f'{100*t/d:.0f} {k:.0f} {1e6*t/(rps*d):.1f}' if rps > 0 else '- - -')" \
+          $before $(cpu_ticks "$cpu_pid") "${r%% *}" "$DURATION" "$HZ")
       fi
       [ -n "$PERF_PID" ] && { wait "$PERF_PID" || true; }
+      counts=
+      [ -n "$COUNT_PID" ] && { wait "$COUNT_PID" || true; counts=$(count_line "${r%% *}"); }
       R[$t.$via]="${R[$t.$via]:-} $r"
-      C[$t.$via]="${C[$t.$via]:-} ${cpu#* }"
-      printf '%-14s %-9s %5s %14s %10s %8s %8s\n' "$t" "$via" "$round" $r $cpu
+      C[$t.$via]="${C[$t.$via]:-} ${cpu##* }"
+      printf '%-14s %-9s %5s %14s %10s %8s %8s %8s\n' "$t" "$via" "$round" $r $cpu
+      [ -n "$counts" ] && echo "$counts"
     done
   done
 done
