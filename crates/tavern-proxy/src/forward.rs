@@ -534,7 +534,7 @@ impl Proxy {
 
     /// A WebSocket (or other) upgrade: a connection of its own to the
     /// world; once both sides switch protocols, bytes are copied both ways
-    /// until either closes.
+    /// (see [`relay`]).
     async fn upgrade(
         &self,
         mut req: Request<Incoming>,
@@ -603,7 +603,9 @@ fn side(upgraded: Upgraded) -> (Side, Bytes) {
 }
 
 /// Copies bytes both ways between the two sides of an upgrade, each
-/// side's already-read bytes first, until either closes.
+/// side's already-read bytes first. A side's end is passed on to the other
+/// (its writing half shut); copying stops once both directions have ended,
+/// or at the first error.
 async fn relay(client: Upgraded, world: Upgraded) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt as _;
     let (mut client, from_client) = side(client);

@@ -776,6 +776,9 @@ mod tests {
     /// What a raw server answers to its nth request.
     type Answer = fn(usize) -> Vec<u8>;
 
+    /// "ok", framed by its length, on a connection kept open.
+    const KEPT_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
     /// A loopback server that reads each request's head and answers with
     /// the bytes `answer` gives for it (by its number, from 0), closing the
     /// connection after `per_connection` answers. Counts connections.
@@ -870,11 +873,7 @@ mod tests {
     async fn a_kept_connection_the_world_closed_silently_is_not_a_failed_request() {
         // Keep-alive framing, no "Connection: close", and then the world
         // hangs up: the next request must still get its answer.
-        let (addr, accepted) = raw_server(
-            |_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-            1,
-        )
-        .await;
+        let (addr, accepted) = raw_server(|_| KEPT_OK.to_vec(), 1).await;
         let pool = Upstreams::new();
         for i in 0..20 {
             assert_eq!(get(&pool, addr, &format!("/s{i}")).await, "ok");
@@ -897,8 +896,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut head = [0u8; 4096];
                     let _ = stream.read(&mut head).await;
-                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    stream.write_all(ok).await.unwrap();
+                    stream.write_all(KEPT_OK).await.unwrap();
                     let _ = stream.read(&mut head).await;
                 });
             }
@@ -921,11 +919,7 @@ mod tests {
     async fn the_sweep_lets_go_of_idle_connections_their_world_closed() {
         // The world answers with keep-alive framing and then hangs up: the
         // connection sits idle in the pool until the sweep finds it closed.
-        let (addr, _) = raw_server(
-            |_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-            1,
-        )
-        .await;
+        let (addr, _) = raw_server(|_| KEPT_OK.to_vec(), 1).await;
         let (open_addr, _) = server(true).await;
         let pool = Upstreams::new();
         assert_eq!(get(&pool, addr, "/a").await, "ok");
