@@ -318,6 +318,15 @@ fn reserved_error(label: &str, from: Timestamp) -> CoreError {
     }
 }
 
+/// A world's name as a user may see it: its slug for an admin or for its
+/// owner, "another world" for anyone else (a game master never learns the
+/// names of another's worlds).
+pub(crate) fn world_name_for(world: Option<&Instance>, viewer: UserId, admin: bool) -> String {
+    world
+        .filter(|w| admin || w.owner == viewer)
+        .map_or_else(|| "another world".to_owned(), |w| w.slug.to_string())
+}
+
 pub(crate) fn being_destroyed(i: &Instance) -> CoreError {
     CoreError::Conflict {
         code: "being_destroyed",
@@ -1133,11 +1142,12 @@ impl Tavern {
             let id = match choose_license(i, &snap.facts()) {
                 Allocation::Keep(id) | Allocation::Take(id) => id,
                 Allocation::Busy { license, holder } => {
-                    let holder = snap
-                        .instances
-                        .iter()
-                        .find(|o| o.id == holder)
-                        .map_or_else(|| "another world".to_owned(), |o| o.slug.to_string());
+                    // Told to `i`'s owner (also as the world's state later).
+                    let holder = world_name_for(
+                        snap.instances.iter().find(|o| o.id == holder),
+                        i.owner,
+                        false,
+                    );
                     return Err(CoreError::Conflict {
                         code: "license_in_use",
                         message: format!(
@@ -1364,7 +1374,9 @@ impl Tavern {
     /// Switchover: hands license `license` to the world `slug`. The world on
     /// the key now is stopped first (refused while players are connected,
     /// unless `force`); the key moves once that server is confirmed gone,
-    /// and then `slug` starts with it.
+    /// and then `slug` starts with it. Only an admin, or the owner of the
+    /// world that holds (or awaits) the key, may take it from that world;
+    /// anyone else hears that another world has it, never which.
     pub async fn activate_license(
         &self,
         caller: &Caller,
@@ -1415,14 +1427,31 @@ impl Tavern {
                 ),
             });
         }
+        let instances = snap.instances;
+        let taken_from = |holder: &Instance| -> Result<(), CoreError> {
+            if caller.is_admin() || holder.owner == caller.user.id {
+                return Ok(());
+            }
+            Err(CoreError::Conflict {
+                code: "license_in_use",
+                message: format!(
+                    "license {} is in use by another world; only an admin or that world's owner can take it away",
+                    key.label
+                ),
+            })
+        };
+        if let Some(waiting) = instances
+            .iter()
+            .find(|o| o.id != target.id && o.awaits == Some(id))
+        {
+            taken_from(waiting)?;
+        }
         if let Some(holder) = key.bound_to.filter(|h| *h != target.id) {
-            let holder = self
-                .store
-                .list_instances(None)
-                .await?
-                .into_iter()
+            let holder = instances
+                .iter()
                 .find(|o| o.id == holder)
                 .ok_or_else(|| CoreError::internal("switchover", "the key's holder is missing"))?;
+            taken_from(holder)?;
             if holder.players > 0 && !force {
                 return Err(CoreError::Conflict {
                     code: "players_connected",
@@ -1504,7 +1533,7 @@ impl Tavern {
     }
 
     /// The signed `license.json` kept for a key, if any.
-    fn signed_license(&self, id: LicenseId) -> Option<String> {
+    pub(crate) fn signed_license(&self, id: LicenseId) -> Option<String> {
         let sealed = std::fs::read(self.vault_path(id)).ok()?;
         String::from_utf8(self.secrets.open(&sealed).ok()?).ok()
     }
@@ -1606,17 +1635,7 @@ impl Tavern {
             None if need_key => return Err("it holds no license key".into()),
             None => (None, None),
         };
-        let admin_hash = match &i.admin_key_sealed {
-            Some(sealed) => {
-                let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
-                let key = String::from_utf8(key).map_err(|e| e.to_string())?;
-                Some(foundry_config::admin_key_hash(
-                    &key,
-                    foundry_config::DEFAULT_ADMIN_SALT,
-                ))
-            }
-            None => None,
-        };
+        let admin_hash = self.admin_hash(i).map_err(|e| e.to_string())?;
         Ok(tavern_runtime::InstanceSpec {
             id: i.id,
             slug: i.slug.clone(),
@@ -1631,6 +1650,23 @@ impl Tavern {
                 admin_hash,
             },
         })
+    }
+
+    /// What Foundry's `admin.txt` holds for a world: its admin key's hash,
+    /// in felddy's format (none for a world without an admin key).
+    pub(crate) fn admin_hash(&self, i: &Instance) -> Result<Option<String>, CoreError> {
+        let Some(sealed) = &i.admin_key_sealed else {
+            return Ok(None);
+        };
+        let opened = || -> Result<String, String> {
+            let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
+            String::from_utf8(key).map_err(|e| e.to_string())
+        };
+        let key = opened().map_err(|e| CoreError::internal("open the admin key", e))?;
+        Ok(Some(foundry_config::admin_key_hash(
+            &key,
+            foundry_config::DEFAULT_ADMIN_SALT,
+        )))
     }
 
     // ---- licenses ---------------------------------------------------------

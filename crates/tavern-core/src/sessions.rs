@@ -217,12 +217,11 @@ impl Tavern {
             .iter()
             .filter(|s| conflicts.contains(&s.id))
             .map(|s| {
-                let whose = snap
-                    .instances
-                    .iter()
-                    .find(|i| i.id == s.instance)
-                    .filter(|i| caller.is_admin() || i.owner == caller.user.id)
-                    .map_or_else(|| "another world".to_owned(), |i| i.slug.to_string());
+                let whose = crate::service::world_name_for(
+                    snap.instances.iter().find(|i| i.id == s.instance),
+                    caller.user.id,
+                    caller.is_admin(),
+                );
                 format!(
                     "{} holds {} from {} to {}",
                     whose,
