@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use crate::acme::ACME_TLS_ALPN;
 use crate::route::{Routing, Site, Target, decide};
 use crate::standby;
-use crate::upstream::{Outgoing, Upstreams};
+use crate::upstream::{Outgoing, UpstreamError, Upstreams};
 use tavern_types::WakeOnVisit;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -135,6 +135,76 @@ fn hop_by_hop_or_forwarding(name: &str) -> bool {
     hop_by_hop(name) || forwarding(name)
 }
 
+/// The prefix of every cookie Tavern sets (the session, the sign-in
+/// forms' double-submit token, flash messages).
+const TAVERN_COOKIE_PREFIX: &str = "tavern_";
+
+/// Removes Tavern's credentials from a request on its way to a world,
+/// whose server is not trusted with them: Tavern's own cookies (a world's
+/// own cookies are kept, in their order) and an Authorization header that
+/// carries a Tavern token. Most requests carry neither, and are looked at
+/// without allocating.
+fn strip_tavern_credentials(headers: &mut HeaderMap) {
+    if headers
+        .get(header::AUTHORIZATION)
+        .is_some_and(|v| carries_tavern_token(v.as_bytes()))
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let ours = |v: &HeaderValue| {
+        v.as_bytes()
+            .windows(TAVERN_COOKIE_PREFIX.len())
+            .any(|w| w == TAVERN_COOKIE_PREFIX.as_bytes())
+    };
+    if !headers.get_all(header::COOKIE).iter().any(ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| without_tavern_cookies(v.as_bytes()))
+        .filter_map(|v| HeaderValue::from_bytes(&v).ok())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
+    }
+}
+
+/// An Authorization value that holds a Tavern API token (any scheme).
+fn carries_tavern_token(value: &[u8]) -> bool {
+    let prefix = tavern_core::auth::TOKEN_PREFIX.as_bytes();
+    value
+        .split(|b| *b == b' ' || *b == b'\t' || *b == b'=' || *b == b',')
+        .any(|part| part.starts_with(prefix))
+}
+
+/// A Cookie header's value without Tavern's cookies, or `None` when
+/// nothing else is left. Pairs are split on `;` (RFC 6265 5.4); a name is
+/// compared after trimming spaces, as browsers and servers read it.
+fn without_tavern_cookies(value: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(value.len());
+    for pair in value.split(|b| *b == b';') {
+        let trimmed = pair.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let name = trimmed
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        if name.starts_with(TAVERN_COOKIE_PREFIX.as_bytes()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(trimmed);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -204,6 +274,33 @@ fn address_text(ip: IpAddr) -> AddressText {
     }
     text.len = 45 - rest.len();
     text
+}
+
+/// The host a request is for (a cheap, shared copy of its value): the
+/// request target's authority when it is in absolute form, else the Host
+/// header (RFC 9112 3.2). Two Host headers, or a Host header that names
+/// another host than the target, are refused: proxies behind or in front
+/// of Tavern could read either one.
+fn request_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("a request has one Host header");
+    }
+    let Some(authority) = req.uri().authority() else {
+        return Ok(host.cloned());
+    };
+    match host {
+        Some(h)
+            if !h
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+        {
+            Err("the Host header names another host than the request target")
+        }
+        Some(h) => Ok(Some(h.clone())),
+        None => Ok(HeaderValue::from_str(authority.as_str()).ok()),
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -324,12 +421,13 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
-        // The Host header (a cheap, shared copy), else the URI's authority.
-        let host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let refused = |why| -> BoxFuture<'static, Response<ProxyBody>> {
+            Box::pin(std::future::ready(plain(StatusCode::BAD_REQUEST, why)))
+        };
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(why) => return Either::Right(refused(why)).map(Ok),
+        };
         let target = {
             let table = self.routes.borrow();
             decide(
@@ -339,18 +437,22 @@ impl Proxy {
                 &self.settings.site,
             )
         };
-        let response: Either<_, BoxFuture<'static, Response<ProxyBody>>> = match target {
-            Target::World { slug, upstream }
-                if self.own_path(&slug, req.uri().path()).is_none()
-                    && !is_upgrade(req.headers()) =>
-            {
-                match self.outbound(req, peer, host) {
-                    Ok(req) => Either::Left(self.forward(req, slug, upstream)),
-                    Err(refused) => Either::Right(Box::pin(std::future::ready(*refused))),
+        let response =
+            match target {
+                Target::World { slug, upstream }
+                    if self.own_path(&slug, req.uri().path()).is_none()
+                        && !is_upgrade(req.headers()) =>
+                {
+                    match self.outbound(req, peer, host) {
+                        Ok(req) => Either::Left(self.forward(req, slug, upstream)),
+                        Err(refused) => Either::Right(
+                            Box::pin(std::future::ready(*refused)) as BoxFuture<'static, _>
+                        ),
+                    }
                 }
-            }
-            target => Either::Right(Box::pin(self.clone().elsewhere(req, peer, host, target))),
-        };
+                target => Either::Right(Box::pin(self.clone().elsewhere(req, peer, host, target))
+                    as BoxFuture<'static, _>),
+            };
         response.map(Ok)
     }
 
@@ -458,6 +560,7 @@ impl Proxy {
         }
         let h = &mut parts.headers;
         strip(h, forwarding, false);
+        strip_tavern_credentials(h);
         let ip = address_text(peer.ip());
         let (fields, count) = self.forwarded(&ip, host.as_ref(), h.contains_key(header::HOST));
         for (name, value) in &fields[..count] {
@@ -493,6 +596,7 @@ impl Proxy {
         }
         let (mut parts, body) = req.into_parts();
         strip(&mut parts.headers, hop_by_hop_or_forwarding, true);
+        strip_tavern_credentials(&mut parts.headers);
         let ip = address_text(peer.ip());
         let has_host = parts.headers.contains_key(header::HOST);
         let (fields, count) = self.forwarded(&ip, host.as_ref(), has_host);
@@ -516,18 +620,25 @@ impl Proxy {
                     strip(&mut parts.headers, hop_by_hop, true);
                     Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
                 }
-                Err(e) => {
+                // The client's own body failed: too large, or malformed
+                // (a bad chunk), never the world's fault.
+                Err(UpstreamError::Body(cause)) => {
                     let too_large = std::iter::successors(
-                        Some(&e as &(dyn std::error::Error + 'static)),
+                        Some(cause.as_ref() as &(dyn std::error::Error + 'static)),
                         |e| e.source(),
                     )
                     .any(|e| e.is::<http_body_util::LengthLimitError>());
                     if too_large {
                         plain(StatusCode::PAYLOAD_TOO_LARGE, "the upload is too large")
                     } else {
-                        failed(&slug, upstream, StatusCode::BAD_GATEWAY, &e.to_string())
+                        tracing::debug!(%slug, error = %cause, "a client's request body failed");
+                        plain(
+                            StatusCode::BAD_REQUEST,
+                            "the request's body could not be read",
+                        )
                     }
                 }
+                Err(e) => failed(&slug, upstream, StatusCode::BAD_GATEWAY, &e.to_string()),
             }
         }
     }
@@ -652,6 +763,122 @@ mod tests {
         let mut plain = headers(&[("accept", "*/*"), ("host", "w.example")]);
         strip(&mut plain, hop_by_hop_or_forwarding, true);
         assert_eq!(names(&plain), ["accept", "host"]);
+    }
+
+    #[test]
+    fn tavern_credentials_never_reach_a_world() {
+        let mut h = headers(&[
+            (
+                "cookie",
+                "session=foundry1; tavern_session=tvn_secret; theme=dark",
+            ),
+            ("cookie", " tavern_pre=abc ;tavern_flash=x"),
+            ("authorization", "Bearer tvn_secret"),
+            ("accept", "*/*"),
+        ]);
+        strip_tavern_credentials(&mut h);
+        let cookies: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(cookies, ["session=foundry1; theme=dark"]);
+        assert_eq!(names(&h), ["accept", "cookie"]);
+
+        // A world's own credentials are left alone.
+        let mut own = headers(&[
+            ("cookie", "session=abc"),
+            ("authorization", "Basic dXNlcjpwYXNz"),
+        ]);
+        strip_tavern_credentials(&mut own);
+        assert_eq!(own.get(header::COOKIE).unwrap(), "session=abc");
+        assert_eq!(
+            own.get(header::AUTHORIZATION).unwrap(),
+            "Basic dXNlcjpwYXNz"
+        );
+        // Only Tavern's cookie: no Cookie header is left.
+        let mut only = headers(&[("cookie", "tavern_session=tvn_x")]);
+        strip_tavern_credentials(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
+    }
+
+    fn host_of(target: &str, hosts: &[&str]) -> Result<Option<String>, &'static str> {
+        let mut b = Request::builder().uri(target);
+        for h in hosts {
+            b = b.header(header::HOST, *h);
+        }
+        request_host(&b.body(()).unwrap()).map(|h| h.map(|v| v.to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn a_request_names_one_host() {
+        assert_eq!(host_of("/", &["a.example"]), Ok(Some("a.example".into())));
+        assert_eq!(host_of("/", &[]), Ok(None));
+        assert!(host_of("/", &["a.example", "b.example"]).is_err());
+        assert!(host_of("/", &["a.example", "a.example"]).is_err());
+        assert_eq!(
+            host_of("http://a.example/x", &[]),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(
+            host_of("http://a.example:8080/x", &["A.Example:8080"]),
+            Ok(Some("A.Example:8080".into()))
+        );
+        assert!(host_of("http://a.example/x", &["b.example"]).is_err());
+        assert!(host_of("http://a.example:8080/x", &["a.example"]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever hosts a request names, the proxy routes by one only
+        /// when they all agree; absolute form decides when given.
+        #[test]
+        fn one_host_or_a_refusal(
+            authority in proptest::option::of("[a-c]\\.example(:80)?"),
+            hosts in proptest::collection::vec("[a-c]\\.example(:80)?", 0..3),
+        ) {
+            let target = authority
+                .as_ref()
+                .map_or_else(|| "/".to_owned(), |a| format!("http://{a}/"));
+            let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let got = host_of(&target, &refs);
+            match (&authority, hosts.as_slice()) {
+                (_, [_, _, ..]) => proptest::prop_assert!(got.is_err()),
+                (Some(a), [h]) if !a.eq_ignore_ascii_case(h) => proptest::prop_assert!(got.is_err()),
+                (Some(a), _) => proptest::prop_assert_eq!(
+                    got.map(|h| h.map(|h| h.to_ascii_lowercase())),
+                    Ok(Some(a.to_ascii_lowercase()))
+                ),
+                (None, [h]) => proptest::prop_assert_eq!(got, Ok(Some(h.clone()))),
+                (None, []) => proptest::prop_assert_eq!(got, Ok(None)),
+            }
+        }
+
+        /// Whatever a Cookie header holds, what is left has none of
+        /// Tavern's cookies and every other pair, in order.
+        #[test]
+        fn cookies_keep_exactly_the_worlds_own(
+            pairs in proptest::collection::vec(
+                ("(tavern_[a-z]{0,8}|[a-z]{1,8})", "[ -:<-~]{0,12}", "[ ]{0,2}"),
+                0..8,
+            )
+        ) {
+            let value: String = pairs
+                .iter()
+                .map(|(n, v, pad)| format!("{pad}{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(";");
+            let left = without_tavern_cookies(value.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+                .unwrap_or_default();
+            let expected: Vec<String> = pairs
+                .iter()
+                .filter(|(n, _, _)| !n.starts_with(TAVERN_COOKIE_PREFIX))
+                .map(|(n, v, _)| format!("{n}={v}").trim_ascii().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            let got: Vec<&str> = left.split("; ").filter(|p| !p.is_empty()).collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
     }
 
     #[test]

@@ -515,3 +515,112 @@ async fn with_wake_on_visit_anyone_a_visit_wakes_the_world() {
     })
     .await;
 }
+
+/// A world's server is not trusted with Tavern's credentials: Tavern's
+/// cookies and a bearer token are taken off every request and upgrade the
+/// proxy forwards to it; the world's own cookies arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn tavern_credentials_never_reach_a_world() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k1", &key_for("cookiekey")).await;
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let gina = admin.login("gina", "gina-password-1").await;
+    create_world(&gina, &json!({"slug": "cookies", "release": "stub"})).await;
+    start_world(&gina, "cookies").await;
+    let http = client(&server, &["cookies.localhost"]);
+    let echo = world_url(&server, "cookies.localhost", "/_stub/echo");
+    wait_until("the world answers through the proxy", || async {
+        http.get(&echo)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let cookie = format!(
+        "session=foundry-own; tavern_session={}; tavern_pre=x; theme=dark",
+        gina.token()
+    );
+    let seen: Value = http
+        .get(&echo)
+        .header("cookie", &cookie)
+        .bearer_auth(gina.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["cookie"], "session=foundry-own; theme=dark");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    assert!(!seen.to_string().contains(gina.token()), "{seen}");
+
+    // An upgrade request goes to the world on a path of its own: the
+    // stand-in answers it as an ordinary request, showing what arrived.
+    let head = format!(
+        "GET /_stub/echo HTTP/1.1\r\nHost: cookies.localhost\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\nCookie: {cookie}\r\nAuthorization: Bearer {}\r\n\r\n",
+        gina.token()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr(&server)).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("session=foundry-own; theme=dark"), "{reply}");
+    assert!(!reply.contains(gina.token()), "{reply}");
+}
+
+/// RFC 9112 at the proxy: a request names one host, and a client's broken
+/// body is the client's fault (400), not the world's (502).
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_hosts_and_broken_bodies_are_refused() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k1", &key_for("hostkey")).await;
+    add_world(&admin, "alpha", "stub").await;
+    add_world(&admin, "beta", "stub").await;
+    start_world(&admin, "alpha").await;
+    let ok = b"GET /api/status HTTP/1.1\r\nHost: alpha.localhost\r\n\r\n";
+    wait_until("alpha answers through the proxy", || async {
+        raw(&server, ok, &[]).await.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    for (request, expected) in [
+        (
+            &b"GET /api/status HTTP/1.1\r\nHost: alpha.localhost\r\nHost: beta.localhost\r\n\r\n"[..],
+            "HTTP/1.1 400",
+        ),
+        (
+            b"GET /api/status HTTP/1.1\r\nHost: beta.localhost\r\nHost: alpha.localhost\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"GET http://alpha.localhost/api/status HTTP/1.1\r\nHost: beta.localhost\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"GET http://alpha.localhost/api/status HTTP/1.1\r\nHost: ALPHA.localhost\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+        (
+            b"GET http://alpha.localhost/api/status HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 200",
+        ),
+        (
+            b"POST /_stub/echo HTTP/1.1\r\nHost: alpha.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ] {
+        let line = raw(&server, request, &[]).await;
+        assert!(
+            line.starts_with(expected),
+            "{}: {line}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert!(
+        !server.output().contains("proxying failed"),
+        "a client's mistake was blamed on the world"
+    );
+}
