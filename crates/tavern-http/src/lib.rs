@@ -62,18 +62,27 @@ impl AppState {
         password: &str,
         ip: Option<std::net::IpAddr>,
     ) -> Result<(String, tavern_store::User), ApiError> {
-        if !self.limiter.allow(username, ip) {
+        if let Err(wait) = self.limiter.check(username, ip) {
             tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
+            let seconds = wait.as_secs().max(1);
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "too many sign-in attempts; wait a minute and try again",
-            ));
+                format!("too many sign-in attempts; try again in {seconds} s"),
+            )
+            .with_retry_after(seconds));
         }
-        self.tavern.login(username, password).await.map_err(|e| {
-            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
-            e.into()
-        })
+        let result = self.tavern.login(username, password).await;
+        match &result {
+            Ok(_) => self.limiter.record(username, ip, true),
+            // Only a wrong name or password counts against the pair.
+            Err(tavern_core::CoreError::InvalidCredentials) => {
+                self.limiter.record(username, ip, false);
+                tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
+            }
+            Err(_) => {}
+        }
+        result.map_err(ApiError::from)
     }
 }
 

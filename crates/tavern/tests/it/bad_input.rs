@@ -1,6 +1,8 @@
 //! Bad input gets the documented 4xx code and leaves the store exactly as it
 //! was: the whole database is dumped before and after and compared.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -523,38 +525,67 @@ async fn login_attempts_are_rate_limited() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     admin.create_user("alice", "gm", "alice-password").await;
-    let anon = server.api(None);
-    let mut codes = Vec::new();
-    for _ in 0..6 {
-        let a = anon
-            .post(
-                "/api/v1/auth/login",
-                &json!({"username": "alice", "password": "guess-guess"}),
-            )
-            .await;
-        codes.push((a.0, code(&a).to_owned()));
+    // A stranger guesses from 127.0.0.1; Alice signs in from 127.0.0.2.
+    let from = |ip: &str| {
+        server.api_with(
+            None,
+            reqwest::Client::builder()
+                .local_address(ip.parse::<std::net::IpAddr>().ok())
+                .build()
+                .unwrap(),
+        )
+    };
+    let stranger = from("127.0.0.1");
+    let alice = from("127.0.0.2");
+    async fn guess(api: &Api, username: &str, password: &str) -> Answer {
+        let body = json!({"username": username, "password": password});
+        api.post("/api/v1/auth/login", &body).await
     }
-    assert!(
-        codes[..5]
-            .iter()
-            .all(|(s, c)| *s == 401 && c == "invalid_credentials"),
-        "{codes:?}"
-    );
-    assert_eq!(codes[5], (429, "rate_limited".to_owned()));
-    // Even the right password waits now: the budget is the account's.
-    let a = anon
-        .post(
-            "/api/v1/auth/login",
-            &json!({"username": "alice", "password": "alice-password"}),
-        )
-        .await;
-    assert_eq!(a.0, 429);
-    // Another account from the same address still has its own budget.
-    let a = anon
-        .post(
-            "/api/v1/auth/login",
-            &json!({"username": "bob", "password": "guess-guess"}),
-        )
-        .await;
-    assert_eq!(code(&a), "invalid_credentials");
+    for _ in 0..3 {
+        let a = guess(&stranger, "alice", "guess-guess").await;
+        assert_refused(&a, 401, "invalid_credentials");
+    }
+    // From the stranger's address, even the right password waits now,
+    // and the wait is said.
+    let a = guess(&stranger, "alice", "alice-password").await;
+    assert_refused(&a, 429, "rate_limited");
+    let message = a.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("try again in"), "{message}");
+    // Alice, from her own address, is not locked out.
+    let a = guess(&alice, "alice", "alice-password").await;
+    assert_eq!(a.0, 200, "{}", a.1);
+    // Another account from the stranger's address has its own count.
+    let a = guess(&stranger, "bob", "guess-guess").await;
+    assert_refused(&a, 401, "invalid_credentials");
+
+    // Each further failure doubles the wait (2 s, then 4 s).
+    let retry_after = || async {
+        let r = reqwest::Client::builder()
+            .local_address("127.0.0.1".parse::<std::net::IpAddr>().ok())
+            .build()
+            .unwrap()
+            .post(format!("{}/api/v1/auth/login", server.url))
+            .json(&json!({"username": "alice", "password": "guess-guess"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        (status, after)
+    };
+    let (status, first) = retry_after().await;
+    assert_eq!(status, 429);
+    let first = first.expect("Retry-After");
+    assert!((1..=2).contains(&first), "{first}");
+    tokio::time::sleep(Duration::from_secs(first)).await;
+    wait_until("the wait is over", || async {
+        retry_after().await.0 == 401
+    })
+    .await;
+    let (status, second) = retry_after().await;
+    assert_eq!(status, 429);
+    assert!(second.unwrap() >= 3, "{second:?}");
 }
