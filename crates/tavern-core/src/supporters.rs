@@ -89,8 +89,11 @@ fn bad(field: &'static str, message: impl Into<String>) -> CoreError {
 /// Checks a notice's fields and makes the payment to record.
 fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
     let required = |field: &'static str, v: &str| {
-        if v.trim().is_empty() || v.len() > 200 {
-            Err(bad(field, format!("{field} must be 1 to 200 characters")))
+        if v.trim().is_empty() || v.len() > 200 || policy::clean_text(v, 200) != v.trim() {
+            Err(bad(
+                field,
+                format!("{field} must be 1 to 200 characters, without controls"),
+            ))
         } else {
             Ok(v.trim().to_owned())
         }
@@ -122,28 +125,32 @@ fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
             ),
         )
     })?;
-    let email = n
-        .email
-        .as_deref()
-        .map(|e| e.trim().to_ascii_lowercase())
-        .filter(|e| !e.is_empty());
-    if email.as_ref().is_some_and(|e| e.len() > 254) {
-        return Err(bad("email", "email is longer than 254 characters"));
-    }
+    // An address that is not one (controls, spaces, reordering marks) is
+    // not kept: it could match nobody, and would only mislead when shown.
+    let email = match n.email.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) if e.len() > 254 => {
+            return Err(bad("email", "email is longer than 254 characters"));
+        }
+        Some(e) if e.chars().any(|c| c.is_whitespace() || c.is_control()) => None,
+        Some(e) => {
+            let cleaned = policy::clean_text(e, 254);
+            (cleaned == e).then(|| check_email(&cleaned).ok()).flatten()
+        }
+    };
     Ok(Payment {
         transaction: required("kofi_transaction_id", &n.kofi_transaction_id)?,
         message_id: required("message_id", &n.message_id)?,
         kind,
-        from_name: n.from_name.trim().chars().take(200).collect(),
+        from_name: policy::clean_text(&n.from_name, 200),
         email,
         amount_cents,
         currency,
         tier_name: n
             .tier_name
             .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned),
+            .map(|t| policy::clean_text(t, 200))
+            .filter(|t| !t.is_empty()),
         first_subscription: n.is_first_subscription_payment,
         paid_at,
         recorded_at: at,

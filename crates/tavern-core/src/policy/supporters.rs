@@ -89,6 +89,40 @@ pub fn amount_cents(s: &str) -> Option<i64> {
     Some(whole.parse::<i64>().ok()? * 100 + frac)
 }
 
+/// Whether a character may change how text around it is shown or read:
+/// controls (CR, LF, NUL, escapes…), the bidirectional overrides and
+/// isolates that reorder text on screen, and invisible joiners and marks.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// Free text from outside (a supporter's name, say), as Tavern keeps it:
+/// controls and reordering characters become spaces, runs of whitespace
+/// one space, trimmed, at most `max_chars` characters.
+pub fn clean_text(s: &str, max_chars: usize) -> String {
+    let spaced: String = s
+        .chars()
+        .map(|c| if unsafe_char(c) { ' ' } else { c })
+        .collect();
+    spaced
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(max_chars)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
 /// The characters of a link code: no 0/O or 1/I to misread.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 /// Characters after the `TAV-` prefix (50 bits).
@@ -264,6 +298,20 @@ mod tests {
             let code = link_code(random);
             let norm = normalize_link_code(&code).unwrap();
             prop_assert_eq!(find_link_code(&format!("x {code} y")), Some(norm));
+        }
+
+        /// Cleaned text holds no control or reordering character, no
+        /// doubled or outer whitespace, and keeps every other character.
+        #[test]
+        fn cleaned_text_is_safe_to_show(s in any::<String>(), max in 0usize..300) {
+            let c = clean_text(&s, max);
+            prop_assert!(c.chars().count() <= max);
+            prop_assert!(!c.chars().any(unsafe_char));
+            prop_assert_eq!(c.trim(), c.as_str());
+            prop_assert!(!c.contains("  "));
+            let kept: String = s.chars().filter(|c| !unsafe_char(*c) && !c.is_whitespace()).collect();
+            let shown: String = c.chars().filter(|c| !c.is_whitespace()).collect();
+            prop_assert!(kept.starts_with(&shown));
         }
 
         #[test]

@@ -385,3 +385,41 @@ async fn without_a_token_configured_the_webhook_takes_nothing() {
     let gift = donation("t-1", "a@example.org", "3.00", "");
     assert_refused(&send_notice(&anon, &gift).await, 404, "not_found");
 }
+
+/// A supporter's name and address are shown to admins: line breaks, NULs
+/// and characters that reorder text on screen are not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_and_addresses_are_stored_cleaned() {
+    let server = Server::start_with_env(&[], &[("TAVERN_KOFI_VERIFICATION_TOKEN", TOKEN)]);
+    let admin = server.api(Some(&server.admin_token));
+    let anon = server.api(None);
+    let mut notice = donation(
+        "cl3an",
+        "jo@example.org\r\nBcc: all@example.org",
+        "3.00",
+        "",
+    );
+    notice["from_name"] = json!("Jo\r\nExample\u{0000} \u{202E}gpj.exe\u{2066}");
+    let (s, b) = send_notice(&anon, &notice).await;
+    assert_eq!(s, 200, "{b}");
+    let mut bidi = donation("b1d1", "jo\u{202E}@example.org", "1.00", "");
+    bidi["from_name"] = json!("Sam");
+    let (s, b) = send_notice(&anon, &bidi).await;
+    assert_eq!(s, 200, "{b}");
+    let list = supporters(&admin).await;
+    let jo = list
+        .iter()
+        .find(|s| s["from_name"].as_str().unwrap().starts_with("Jo"))
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(jo["from_name"], "Jo Example gpj.exe");
+    assert!(jo["email"].is_null(), "{jo}");
+    let sam = list.iter().find(|s| s["from_name"] == "Sam").unwrap();
+    assert!(sam["email"].is_null(), "{sam}");
+
+    // A transaction id with a line break is malformed: refused, kept out.
+    let mut broken = donation("x\r\ny", "jo@example.org", "1.00", "");
+    broken["message_id"] = json!("m-broken");
+    let a = send_notice(&anon, &broken).await;
+    assert_refused(&a, 400, "malformed_payment");
+    assert_eq!(supporters(&admin).await.len(), 2);
+}
