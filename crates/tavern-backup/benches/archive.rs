@@ -85,7 +85,7 @@ fn main() {
         tavern_backup::archive::write(&world, std::io::BufWriter::new(file), threads).unwrap()
     });
     let (verify_time, _) = best(runs, || {
-        tavern_backup::archive::read_file(&ours, None).unwrap()
+        tavern_backup::archive::read_file(&ours, None, None).unwrap()
     });
     let theirs = work.path().join("theirs.tar.gz");
     let (tar_time, ()) = best(runs, || {

@@ -1,8 +1,11 @@
 //! Archives of a world's data directory: a tar stream compressed with zstd
 //! (on several threads), the directory under `data/` and, last, a manifest
-//! of every file's size and SHA-256. Reading an archive verifies it all and
-//! refuses whatever could land outside its directory; it may unpack at the
-//! same time. Blocking code: callers run it on a blocking thread.
+//! of every file's size and SHA-256. The files Tavern writes from its sealed
+//! secrets ([`WITHHELD`]) are never archived. Reading an archive verifies it
+//! all, refuses whatever could land outside its directory, and never
+//! decompresses more than the [`Limits`] it is given; it may unpack at the
+//! same time, or copy the archive without Tavern's secrets ([`rewrite`]).
+//! Blocking code: callers run it on a blocking thread.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,6 +24,11 @@ const DATA: &str = "data";
 /// zstd's level: fast, and close to gzip's size.
 const LEVEL: i32 = 3;
 
+/// What Tavern writes into a world's `Config/` from its sealed secrets
+/// (the license key, signed or not, and the admin key's hash): left out of
+/// every archive and written again when the world starts.
+pub const WITHHELD: [&str; 2] = ["Config/license.json", "Config/admin.txt"];
+
 /// What an archive holds, written into it last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Manifest {
@@ -31,6 +39,9 @@ pub struct Manifest {
     pub links: Vec<LinkEntry>,
     /// What was left out: links that lead outside, sockets, devices.
     pub skipped: Vec<String>,
+    /// Tavern's secrets that were there and were left out ([`WITHHELD`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +61,16 @@ impl Manifest {
     /// The bytes of all files together.
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+impl Summary {
+    /// The limits this archive keeps to.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            bytes: self.manifest.total_bytes(),
+            files: self.manifest.files.len() as u64,
+        }
     }
 }
 
@@ -115,30 +136,24 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError 
 /// A file that changes size while it is read fails the archive (a live copy
 /// of a busy world; try again).
 pub fn write(src: &Path, out: impl Write, threads: u32) -> Result<Summary, ArchiveError> {
+    let mut tar = tar::Builder::new(encoder(out, threads)?);
+    let mut manifest = Manifest::default();
+    add_dir(&mut tar, src, "", &mut manifest)?;
+    finish(tar, manifest)
+}
+
+/// A zstd stream to `out`, hashed as it is written, compressed on
+/// `threads` threads.
+fn encoder<W: Write>(
+    out: W,
+    threads: u32,
+) -> Result<zstd::Encoder<'static, Hashing<W>>, ArchiveError> {
     let mut zstd = zstd::Encoder::new(Hashing::new(out), LEVEL).map_err(io_err("start zstd"))?;
     if threads > 1 {
         zstd.multithread(threads)
             .map_err(io_err("start zstd's threads"))?;
     }
-    let mut tar = tar::Builder::new(zstd);
-    let mut manifest = Manifest::default();
-    add_dir(&mut tar, src, "", &mut manifest)?;
-    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    let mut header = tar::Header::new_gnu();
-    header.set_size(json.len() as u64);
-    header.set_mode(0o600);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, MANIFEST, json.as_slice())
-        .map_err(io_err("write the manifest"))?;
-    let zstd = tar.into_inner().map_err(io_err("finish the archive"))?;
-    let hashing = zstd.finish().map_err(io_err("finish zstd"))?;
-    let (mut out, size, sha256) = hashing.finish();
-    out.flush().map_err(io_err("flush the archive"))?;
-    Ok(Summary {
-        manifest,
-        size,
-        sha256,
-    })
+    Ok(zstd)
 }
 
 /// Adds the entries of `dir` (its path in the archive below `data/` is
@@ -166,6 +181,10 @@ fn add_dir<W: Write>(
         let rel = format!("{rel}{name}");
         let meta = std::fs::symlink_metadata(&path)
             .map_err(io_err(format!("inspect {}", path.display())))?;
+        if WITHHELD.contains(&rel.as_str()) {
+            manifest.withheld.push(rel);
+            continue;
+        }
         let in_tar = format!("{DATA}/{rel}");
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
@@ -276,128 +295,304 @@ fn no_link_on_the_way(root: &Path, rel: &str) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// How much an archive may hold, as recorded when it was made: reading
+/// stops, refusing the archive, as soon as it holds more files or bytes
+/// than these, or decompresses to more than they allow with tar's framing
+/// (a zstd bomb).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The bytes of all files together.
+    pub bytes: u64,
+    /// The number of files.
+    pub files: u64,
+}
+
+/// Tar's framing allowed per file (a header, padding, a long name) and
+/// in all (directories, links, the manifest), beyond the files' bytes.
+const FRAMING_PER_FILE: u64 = 4 * 1024;
+const FRAMING: u64 = 64 * 1024 * 1024;
+
+impl Limits {
+    /// What the decompressed stream may hold in all.
+    fn stream_bytes(&self) -> u64 {
+        self.bytes
+            .saturating_add(FRAMING_PER_FILE.saturating_mul(self.files.saturating_add(1)))
+            .saturating_add(FRAMING)
+    }
+}
+
+/// Reads at most `left` bytes, then fails (and says so in `hit`).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    hit: bool,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One more byte would be too many; an end is fine.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => {
+                    self.hit = true;
+                    Err(io::Error::other(
+                        "the archive unpacks to more than declared",
+                    ))
+                }
+            };
+        }
+        let room = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..room])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Where the entries of an archive being read go.
+trait Sink {
+    /// A directory, at `rel` below `data/`.
+    fn dir(&mut self, rel: &str, header: &tar::Header) -> Result<(), ArchiveError>;
+    /// A file: `data` must be read to its end.
+    fn file(
+        &mut self,
+        rel: &str,
+        header: &tar::Header,
+        data: &mut dyn Read,
+    ) -> Result<(), ArchiveError>;
+    /// A link that stays inside.
+    fn link(&mut self, rel: &str, header: &tar::Header, target: &str) -> Result<(), ArchiveError>;
+}
+
+/// Reads, checks, and forgets.
+struct Discard;
+
+impl Sink for Discard {
+    fn dir(&mut self, _: &str, _: &tar::Header) -> Result<(), ArchiveError> {
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        rel: &str,
+        _: &tar::Header,
+        data: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        io::copy(data, &mut io::sink())
+            .map(|_| ())
+            .map_err(|e| corrupt(format!("{rel}: {e}")))
+    }
+
+    fn link(&mut self, _: &str, _: &tar::Header, _: &str) -> Result<(), ArchiveError> {
+        Ok(())
+    }
+}
+
+/// Writes every entry below a new directory.
+struct Unpack<'a> {
+    root: &'a Path,
+}
+
+impl Unpack<'_> {
+    /// Where `rel` goes, its parent made; never through a link.
+    fn place(&self, rel: &str) -> Result<PathBuf, ArchiveError> {
+        no_link_on_the_way(self.root, rel)?;
+        let dest = self.root.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("create {}", parent.display())))?;
+        }
+        Ok(dest)
+    }
+}
+
+impl Sink for Unpack<'_> {
+    fn dir(&mut self, rel: &str, _: &tar::Header) -> Result<(), ArchiveError> {
+        let dest = self.place(rel)?;
+        std::fs::create_dir_all(&dest).map_err(io_err(format!("create {}", dest.display())))
+    }
+
+    fn file(
+        &mut self,
+        rel: &str,
+        header: &tar::Header,
+        data: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        let dest = self.place(rel)?;
+        let mut out = File::create(&dest).map_err(io_err(format!("create {}", dest.display())))?;
+        io::copy(data, &mut out).map_err(|e| corrupt(format!("{rel}: {e}")))?;
+        let mode = header.mode().unwrap_or(0o644) & 0o777;
+        set_mode(&dest, mode | 0o600)
+    }
+
+    fn link(&mut self, rel: &str, _: &tar::Header, target: &str) -> Result<(), ArchiveError> {
+        let dest = self.place(rel)?;
+        std::os::unix::fs::symlink(target, &dest)
+            .map_err(io_err(format!("link {}", dest.display())))
+    }
+}
+
+/// Copies every entry into another archive, but Tavern's secrets.
+struct Rewrite<W: Write> {
+    tar: tar::Builder<W>,
+}
+
+impl<W: Write> Sink for Rewrite<W> {
+    fn dir(&mut self, rel: &str, header: &tar::Header) -> Result<(), ArchiveError> {
+        let mut h = header.clone();
+        self.tar
+            .append_data(&mut h, format!("{DATA}/{rel}"), io::empty())
+            .map_err(io_err(format!("copy {rel}")))
+    }
+
+    fn file(
+        &mut self,
+        rel: &str,
+        header: &tar::Header,
+        data: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        if WITHHELD.contains(&rel) {
+            return Discard.file(rel, header, data);
+        }
+        let mut h = header.clone();
+        self.tar
+            .append_data(&mut h, format!("{DATA}/{rel}"), data)
+            .map_err(|e| corrupt(format!("{rel}: {e}")))
+    }
+
+    fn link(&mut self, rel: &str, header: &tar::Header, target: &str) -> Result<(), ArchiveError> {
+        if WITHHELD.contains(&rel) {
+            return Ok(());
+        }
+        let mut h = header.clone();
+        self.tar
+            .append_link(&mut h, format!("{DATA}/{rel}"), target)
+            .map_err(io_err(format!("copy {rel}")))
+    }
+}
+
+fn corrupt(detail: String) -> ArchiveError {
+    ArchiveError::Corrupt { detail }
+}
+
 /// Reads a whole archive, checking every entry against the manifest and the
 /// rules (no absolute paths, no `..`, no links that lead outside, nothing
-/// but files, directories and such links); with `unpack_to` (a directory
-/// that does not exist yet), also writes it there. On any error what was
-/// unpacked is removed.
-pub fn read(input: impl Read, unpack_to: Option<&Path>) -> Result<Summary, ArchiveError> {
-    if let Some(dest) = unpack_to {
-        std::fs::create_dir(dest).map_err(io_err(format!("create {}", dest.display())))?;
-    }
-    let result = read_inner(input, unpack_to);
-    if let (Err(_), Some(dest)) = (&result, unpack_to) {
+/// but files, directories and such links, nothing beyond `limits`); with
+/// `unpack_to` (a directory that does not exist yet), also writes it there.
+/// On any error what was unpacked is removed.
+pub fn read(
+    input: impl Read,
+    unpack_to: Option<&Path>,
+    limits: Option<Limits>,
+) -> Result<Summary, ArchiveError> {
+    let Some(dest) = unpack_to else {
+        return read_into(input, &mut Discard, limits);
+    };
+    std::fs::create_dir(dest).map_err(io_err(format!("create {}", dest.display())))?;
+    let result = read_into(input, &mut Unpack { root: dest }, limits);
+    if result.is_err() {
         let _ = std::fs::remove_dir_all(dest);
     }
     result
 }
 
-fn read_inner(input: impl Read, unpack_to: Option<&Path>) -> Result<Summary, ArchiveError> {
-    let corrupt = |detail: String| ArchiveError::Corrupt { detail };
-    let decoder = zstd::Decoder::new(Hashing::new(input))
-        .map_err(|e| corrupt(format!("not a zstd stream: {e}")))?;
-    let mut tar = tar::Archive::new(decoder);
-    let mut files: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    let mut links: BTreeMap<String, String> = BTreeMap::new();
-    let mut manifest: Option<Manifest> = None;
-    let entries = tar
-        .entries()
-        .map_err(|e| corrupt(format!("unreadable: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| corrupt(format!("unreadable entry: {e}")))?;
-        let raw: PathBuf = entry
-            .path()
-            .map_err(|e| corrupt(format!("unreadable path: {e}")))?
-            .into_owned();
-        let kind = entry.header().entry_type();
-        let Some(rel) = entry_path(&raw)? else {
-            if manifest.is_some() || !kind.is_file() {
-                return Err(corrupt("more than one manifest".into()));
-            }
-            let mut json = Vec::new();
-            entry
-                .read_to_end(&mut json)
-                .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
-            manifest = Some(
-                serde_json::from_slice(&json)
-                    .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?,
-            );
-            continue;
-        };
-        if files.contains_key(&rel) || links.contains_key(&rel) {
-            return Err(corrupt(format!("{rel} appears twice")));
-        }
-        let dest = unpack_to.map(|d| d.join(&rel));
-        if let Some(root) = unpack_to {
-            no_link_on_the_way(root, &rel)?;
-        }
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        match kind {
-            tar::EntryType::Directory => {
-                if let Some(dest) = &dest {
-                    std::fs::create_dir_all(dest)
-                        .map_err(io_err(format!("create {}", dest.display())))?;
-                }
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                let mut reading = Hashing::new(&mut entry);
-                match &dest {
-                    Some(dest) => {
-                        if let Some(parent) = dest.parent() {
-                            std::fs::create_dir_all(parent)
-                                .map_err(io_err(format!("create {}", parent.display())))?;
-                        }
-                        let mut out = File::create(dest)
-                            .map_err(io_err(format!("create {}", dest.display())))?;
-                        io::copy(&mut reading, &mut out)
-                            .map_err(|e| corrupt(format!("{rel}: {e}")))?;
-                        set_mode(dest, mode | 0o600)?;
-                    }
-                    None => {
-                        io::copy(&mut reading, &mut io::sink())
-                            .map_err(|e| corrupt(format!("{rel}: {e}")))?;
-                    }
-                }
-                let (_, read, sha256) = reading.finish();
-                if read != size {
-                    return Err(corrupt(format!("{rel} is cut short")));
-                }
-                files.insert(rel, (size, sha256));
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.to_str().map(str::to_owned))
-                    .unwrap_or_default();
-                if !link_stays_inside(&rel, &target) {
-                    return Err(ArchiveError::Unsafe {
-                        path: rel,
-                        why: format!("it links to {target:?}, outside the directory"),
-                    });
-                }
-                if let Some(dest) = &dest {
-                    if let Some(parent) = dest.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(io_err(format!("create {}", parent.display())))?;
-                    }
-                    std::os::unix::fs::symlink(&target, dest)
-                        .map_err(io_err(format!("link {}", dest.display())))?;
-                }
-                links.insert(rel, target);
-            }
-            other => {
-                return Err(ArchiveError::Unsafe {
-                    path: rel,
-                    why: format!("it is a {other:?} entry, not a file, directory or link"),
-                });
-            }
+/// Copies the archive `input` to `out` as a new archive without Tavern's
+/// secrets ([`WITHHELD`], in archives made before they were left out),
+/// verifying the whole input on the way (within `limits`), then adds the
+/// secrets given in `secrets` (path below the data directory, contents);
+/// answers the summary of what was written. An error leaves `out`
+/// incomplete: the caller discards it.
+pub fn rewrite(
+    input: impl Read,
+    out: impl Write,
+    threads: u32,
+    limits: Option<Limits>,
+    secrets: &[(&str, &[u8])],
+) -> Result<Summary, ArchiveError> {
+    let zstd = encoder(out, threads)?;
+    let mut copy = Rewrite {
+        tar: tar::Builder::new(zstd),
+    };
+    let read = read_into(input, &mut copy, limits)?;
+    let mut manifest = read.manifest;
+    let secret = |path: &String| WITHHELD.contains(&path.as_str());
+    let left_out: Vec<String> = (manifest.files.iter().map(|f| &f.path))
+        .chain(manifest.links.iter().map(|l| &l.path))
+        .filter(|p| secret(p))
+        .cloned()
+        .collect();
+    manifest.files.retain(|f| !secret(&f.path));
+    manifest.links.retain(|l| !secret(&l.path));
+    for path in left_out {
+        if !manifest.withheld.contains(&path) {
+            manifest.withheld.push(path);
         }
     }
-    let decoder = tar.into_inner();
-    let mut hashing = decoder.finish().into_inner();
+    for (rel, contents) in secrets {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        copy.tar
+            .append_data(&mut header, format!("{DATA}/{rel}"), *contents)
+            .map_err(io_err(format!("add {rel}")))?;
+        manifest.withheld.retain(|w| w != rel);
+        manifest.files.push(FileEntry {
+            path: (*rel).to_owned(),
+            size: contents.len() as u64,
+            sha256: hex::encode(Sha256::digest(contents)),
+        });
+    }
+    finish(copy.tar, manifest)
+}
+
+/// Writes the manifest last and finishes the stream.
+fn finish<W: Write>(
+    mut tar: tar::Builder<zstd::Encoder<'static, Hashing<W>>>,
+    manifest: Manifest,
+) -> Result<Summary, ArchiveError> {
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(json.len() as u64);
+    header.set_mode(0o600);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, MANIFEST, json.as_slice())
+        .map_err(io_err("write the manifest"))?;
+    let zstd = tar.into_inner().map_err(io_err("finish the archive"))?;
+    let hashing = zstd.finish().map_err(io_err("finish zstd"))?;
+    let (mut out, size, sha256) = hashing.finish();
+    out.flush().map_err(io_err("flush the archive"))?;
+    Ok(Summary {
+        manifest,
+        size,
+        sha256,
+    })
+}
+
+fn read_into(
+    input: impl Read,
+    sink: &mut dyn Sink,
+    limits: Option<Limits>,
+) -> Result<Summary, ArchiveError> {
+    let decoder = zstd::Decoder::new(Hashing::new(input))
+        .map_err(|e| corrupt(format!("not a zstd stream: {e}")))?;
+    let mut tar = tar::Archive::new(Capped {
+        inner: decoder,
+        left: limits.map_or(u64::MAX, |l| l.stream_bytes()),
+        hit: false,
+    });
+    let result = read_entries(&mut tar, sink, limits);
+    let capped = tar.into_inner();
+    if capped.hit {
+        return Err(corrupt(
+            "it unpacks to more than the bytes recorded for it".into(),
+        ));
+    }
+    let (manifest, files, links) = result?;
+    let mut hashing = capped.inner.finish().into_inner();
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| corrupt(format!("unreadable: {e}")))?;
     let (_, size, sha256) = hashing.finish();
     let manifest = manifest.ok_or_else(|| corrupt("it has no manifest".into()))?;
@@ -432,6 +627,99 @@ fn read_inner(input: impl Read, unpack_to: Option<&Path>) -> Result<Summary, Arc
     })
 }
 
+/// The manifest, files by path (size, SHA-256) and links by path
+/// (target), as read.
+type Entries = (
+    Option<Manifest>,
+    BTreeMap<String, (u64, String)>,
+    BTreeMap<String, String>,
+);
+
+fn read_entries<R: Read>(
+    tar: &mut tar::Archive<R>,
+    sink: &mut dyn Sink,
+    limits: Option<Limits>,
+) -> Result<Entries, ArchiveError> {
+    let mut files: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let mut manifest: Option<Manifest> = None;
+    let mut file_bytes: u64 = 0;
+    let entries = tar
+        .entries()
+        .map_err(|e| corrupt(format!("unreadable: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(format!("unreadable entry: {e}")))?;
+        let raw: PathBuf = entry
+            .path()
+            .map_err(|e| corrupt(format!("unreadable path: {e}")))?
+            .into_owned();
+        let kind = entry.header().entry_type();
+        let Some(rel) = entry_path(&raw)? else {
+            if manifest.is_some() || !kind.is_file() {
+                return Err(corrupt("more than one manifest".into()));
+            }
+            let mut json = Vec::new();
+            entry
+                .read_to_end(&mut json)
+                .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
+            manifest = Some(
+                serde_json::from_slice(&json)
+                    .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?,
+            );
+            continue;
+        };
+        if files.contains_key(&rel) || links.contains_key(&rel) {
+            return Err(corrupt(format!("{rel} appears twice")));
+        }
+        let header = entry.header().clone();
+        match kind {
+            tar::EntryType::Directory => sink.dir(&rel, &header)?,
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                file_bytes = file_bytes.saturating_add(size);
+                if let Some(l) = limits
+                    && (file_bytes > l.bytes || files.len() as u64 >= l.files)
+                {
+                    return Err(corrupt(format!(
+                        "it holds more than the {} files and {} bytes recorded for it",
+                        l.files, l.bytes
+                    )));
+                }
+                let mut reading = Hashing::new(&mut entry);
+                sink.file(&rel, &header, &mut reading)?;
+                let (_, read, sha256) = reading.finish();
+                if read != size {
+                    return Err(corrupt(format!("{rel} is cut short")));
+                }
+                files.insert(rel, (size, sha256));
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.to_str().map(str::to_owned))
+                    .unwrap_or_default();
+                if !link_stays_inside(&rel, &target) {
+                    return Err(ArchiveError::Unsafe {
+                        path: rel,
+                        why: format!("it links to {target:?}, outside the directory"),
+                    });
+                }
+                sink.link(&rel, &header, &target)?;
+                links.insert(rel, target);
+            }
+            other => {
+                return Err(ArchiveError::Unsafe {
+                    path: rel,
+                    why: format!("it is a {other:?} entry, not a file, directory or link"),
+                });
+            }
+        }
+    }
+    Ok((manifest, files, links))
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<(), ArchiveError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -439,7 +727,20 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ArchiveError> {
 }
 
 /// Reads the archive file at `path` (see [`read`]).
-pub fn read_file(path: &Path, unpack_to: Option<&Path>) -> Result<Summary, ArchiveError> {
+pub fn read_file(
+    path: &Path,
+    unpack_to: Option<&Path>,
+    limits: Option<Limits>,
+) -> Result<Summary, ArchiveError> {
     let file = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
-    read(BufReader::new(file), unpack_to)
+    read(BufReader::new(file), unpack_to, limits)
+}
+
+/// The size and SHA-256 of the file at `path`, read once.
+pub fn file_digest(path: &Path) -> Result<(u64, String), ArchiveError> {
+    let file = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut hashing = Hashing::new(BufReader::new(file));
+    io::copy(&mut hashing, &mut io::sink()).map_err(io_err(format!("read {}", path.display())))?;
+    let (_, size, sha256) = hashing.finish();
+    Ok((size, sha256))
 }

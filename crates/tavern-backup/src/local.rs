@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::archive::{self, Summary};
+use crate::archive::{self, Limits, Summary};
 
 /// Why a restore did not happen; the world's directory is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +39,26 @@ pub fn write_verified(data: &Path, staged: &Path, threads: u32) -> Result<Summar
     let written = archive::write(data, &mut out, threads).map_err(|e| e.to_string())?;
     let file = out.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
-    let read = verify(staged)?;
+    let read = verify(staged, Some(written.limits()))?;
     if read != written {
         return Err("the archive read back differs from what was written".to_owned());
     }
     Ok(written)
 }
 
-/// Reads an archive made elsewhere (a Kubernetes world's data agent wrote
-/// it) and checks every file against its manifest.
-pub fn verify(staged: &Path) -> Result<Summary, String> {
-    archive::read_file(staged, None).map_err(|e| format!("the archive did not verify: {e}"))
+/// Reads an archive (made here, or by a Kubernetes world's data agent) and
+/// checks every file against its manifest, within `limits` when known.
+pub fn verify(staged: &Path, limits: Option<Limits>) -> Result<Summary, String> {
+    archive::read_file(staged, None, limits).map_err(|e| format!("the archive did not verify: {e}"))
+}
+
+/// What a restore holds an archive to: what was recorded of it when it was
+/// made.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    pub size: u64,
+    pub sha256: &'a str,
+    pub limits: Limits,
 }
 
 /// Where a restore unpacks beside a world's data, and where it moves the
@@ -62,19 +71,32 @@ fn swap_names(data: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-/// Puts the archive `archive_file` in place of `data`: unpacked beside it
-/// (every file checked against the manifest), the archive's checksum
-/// checked against `sha256`, then swapped in.
-pub fn restore_into(archive_file: &Path, data: &Path, sha256: &str) -> Result<(), RestoreError> {
+/// Puts the archive `archive_file` in place of `data`: its size and
+/// checksum checked against what was recorded before anything is unpacked,
+/// then unpacked beside the data (every file checked against the manifest,
+/// never more than recorded), then swapped in.
+pub fn restore_into(
+    archive_file: &Path,
+    data: &Path,
+    expected: Expected<'_>,
+) -> Result<(), RestoreError> {
+    let (size, sha256) =
+        archive::file_digest(archive_file).map_err(|e| RestoreError::Refused(e.to_string()))?;
+    if size != expected.size || sha256 != expected.sha256 {
+        return Err(RestoreError::Refused(
+            "the archive is not the one recorded when it was made (its size or checksum differs)"
+                .into(),
+        ));
+    }
     let (incoming, outgoing) = swap_names(data);
     let _ = std::fs::remove_dir_all(&incoming);
     let _ = std::fs::remove_dir_all(&outgoing);
     if let Some(parent) = incoming.parent() {
         std::fs::create_dir_all(parent).map_err(io("create the world's directory"))?;
     }
-    let summary = archive::read_file(archive_file, Some(&incoming))
+    let summary = archive::read_file(archive_file, Some(&incoming), Some(expected.limits))
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
-    if summary.sha256 != sha256 {
+    if summary.sha256 != expected.sha256 {
         let _ = std::fs::remove_dir_all(&incoming);
         return Err(RestoreError::Refused(
             "the archive's checksum does not match the one recorded when it was made".into(),

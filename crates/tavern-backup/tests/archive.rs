@@ -75,7 +75,7 @@ fn an_archive_restores_byte_for_byte_and_skips_links_that_leave() {
     assert_eq!(written.manifest.total_bytes(), 300_000 + 14 + 24);
 
     let out = dir.path().join("out");
-    let read = archive::read_file(&file, Some(&out)).unwrap();
+    let read = archive::read_file(&file, Some(&out), None).unwrap();
     assert_eq!(read, written, "what was read is what was written");
     let mut want = tree(&src);
     want.remove("Data/escape");
@@ -95,7 +95,7 @@ fn damage_is_detected_and_nothing_is_left_unpacked() {
         let mut bad = good.clone();
         bad[at] ^= 0x5a;
         let out = dir.path().join(format!("out-{at}"));
-        let err = archive::read(bad.as_slice(), Some(&out)).unwrap_err();
+        let err = archive::read(bad.as_slice(), Some(&out), None).unwrap_err();
         assert!(
             matches!(err, ArchiveError::Corrupt { .. }),
             "byte {at}: {err:?}"
@@ -103,7 +103,7 @@ fn damage_is_detected_and_nothing_is_left_unpacked() {
         assert!(!out.exists(), "a damaged archive left files behind");
     }
     // Cut short.
-    let err = archive::read(&good[..good.len() / 2], None).unwrap_err();
+    let err = archive::read(&good[..good.len() / 2], None, None).unwrap_err();
     assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err:?}");
 }
 
@@ -195,7 +195,7 @@ fn entries_that_could_land_outside_are_refused() {
     for (what, entries) in cases {
         let bytes = crafted(&entries);
         let out = dir.path().join("out");
-        let err = archive::read(bytes.as_slice(), Some(&out)).unwrap_err();
+        let err = archive::read(bytes.as_slice(), Some(&out), None).unwrap_err();
         assert!(
             matches!(err, ArchiveError::Unsafe { .. }),
             "{what}: {err:?}"
@@ -207,7 +207,7 @@ fn entries_that_could_land_outside_are_refused() {
     // is read.
     let ok = crafted(&[("data/a.json", Regular, b"{}", None)]);
     let out: PathBuf = dir.path().join("fine");
-    archive::read(ok.as_slice(), Some(&out)).unwrap();
+    archive::read(ok.as_slice(), Some(&out), None).unwrap();
     assert_eq!(std::fs::read(out.join("a.json")).unwrap(), b"{}");
 }
 
@@ -225,9 +225,255 @@ fn a_file_that_does_not_match_the_manifest_is_refused() {
     let mut spliced = a[..1024].to_vec();
     spliced.extend_from_slice(&b[1024..]);
     bytes = zstd::encode_all(spliced.as_slice(), 3).unwrap();
-    let err = archive::read(bytes.as_slice(), None).unwrap_err();
+    let err = archive::read(bytes.as_slice(), None, None).unwrap_err();
     assert!(
         matches!(&err, ArchiveError::Corrupt { detail } if detail.contains("a.json")),
         "{err:?}"
     );
+}
+
+/// The fake key the secrets below hold.
+const KEY: &[u8] = b"SECRETKEY1234567890ABCDE";
+
+/// A world's data with the files Tavern writes from its secrets.
+fn world_with_secrets(root: &Path) {
+    world(root);
+    std::fs::write(
+        root.join("Config/license.json"),
+        [br#"{"license":""#, KEY, br#""}"#].concat(),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("Config/admin.txt"),
+        b"pbkdf2-hash-of-the-admin-key",
+    )
+    .unwrap();
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn tavern_secrets_are_never_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    world_with_secrets(&src);
+    let file = dir.path().join("w.tar.zst");
+    let written = archive::write(&src, std::fs::File::create(&file).unwrap(), 1).unwrap();
+    assert_eq!(
+        written.manifest.withheld,
+        ["Config/admin.txt", "Config/license.json"]
+    );
+    let plain = zstd::decode_all(std::fs::read(&file).unwrap().as_slice()).unwrap();
+    assert!(!holds(&plain, KEY), "the key is in the archive");
+    assert!(
+        !holds(&plain, b"pbkdf2-hash"),
+        "the admin hash is in the archive"
+    );
+    let out = dir.path().join("out");
+    let read = archive::read_file(&file, Some(&out), Some(written.limits())).unwrap();
+    assert_eq!(read, written);
+    assert!(!out.join("Config/license.json").exists());
+    assert!(out.join("Config/options.json").exists());
+}
+
+/// An archive as Tavern wrote them before secrets were left out: the data
+/// directory whole, with its manifest.
+fn legacy_archive(src: &Path) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut files = Vec::new();
+    for rel in [
+        "Config/license.json",
+        "Config/admin.txt",
+        "Config/options.json",
+    ] {
+        let data = std::fs::read(src.join(rel)).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, format!("data/{rel}"), data.as_slice())
+            .unwrap();
+        use sha2::Digest;
+        files.push(serde_json::json!({
+            "path": rel, "size": data.len(), "sha256": hex(&sha2::Sha256::digest(&data)),
+        }));
+    }
+    let manifest =
+        serde_json::to_vec(&serde_json::json!({"files": files, "links": [], "skipped": []}))
+            .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(manifest.len() as u64);
+    h.set_mode(0o600);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, MANIFEST, manifest.as_slice())
+        .unwrap();
+    zstd::encode_all(tar.into_inner().unwrap().as_slice(), 3).unwrap()
+}
+
+#[test]
+fn a_rewritten_archive_leaves_the_secrets_of_an_old_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    world_with_secrets(&src);
+    let old = legacy_archive(&src);
+    assert!(holds(&zstd::decode_all(old.as_slice()).unwrap(), KEY));
+
+    let mut out = Vec::new();
+    let written = archive::rewrite(old.as_slice(), &mut out, 1, None, &[]).unwrap();
+    assert!(!holds(&zstd::decode_all(out.as_slice()).unwrap(), KEY));
+    assert_eq!(
+        written.manifest.withheld,
+        ["Config/license.json", "Config/admin.txt"]
+    );
+    let paths: Vec<&str> = written
+        .manifest
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(paths, ["Config/options.json"]);
+    // What was written is a whole archive of its own.
+    assert_eq!(archive::read(out.as_slice(), None, None).unwrap(), written);
+
+    // Asked for, the secrets Tavern holds now are put in.
+    let mut with = Vec::new();
+    let license = br#"{"license":"NEWKEY"}"#;
+    let given = archive::rewrite(
+        old.as_slice(),
+        &mut with,
+        2,
+        None,
+        &[("Config/license.json", license)],
+    )
+    .unwrap();
+    assert_eq!(given.manifest.withheld, ["Config/admin.txt"]);
+    let unpacked = dir.path().join("with");
+    archive::read(with.as_slice(), Some(&unpacked), Some(given.limits())).unwrap();
+    assert_eq!(
+        std::fs::read(unpacked.join("Config/license.json")).unwrap(),
+        license
+    );
+    assert!(!unpacked.join("Config/admin.txt").exists());
+
+    // A damaged input is not copied as if it were whole.
+    let mut bad = old.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x5a;
+    assert!(archive::rewrite(bad.as_slice(), &mut Vec::new(), 1, None, &[]).is_err());
+}
+
+#[test]
+fn an_archive_never_unpacks_more_than_recorded() {
+    use tar::EntryType::{Directory, Regular};
+    let dir = tempfile::tempdir().unwrap();
+    let small = archive::Limits {
+        bytes: 10,
+        files: 1,
+    };
+    // A file larger than all the bytes recorded: refused by its header.
+    let big = vec![0u8; 1_000_000];
+    let bytes = crafted(&[("data/big", Regular, &big, None)]);
+    let out = dir.path().join("big");
+    let err = archive::read(bytes.as_slice(), Some(&out), Some(small)).unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::Corrupt { detail } if detail.contains("recorded")),
+        "{err:?}"
+    );
+    assert!(!out.exists());
+    // More files than recorded.
+    let bytes = crafted(&[
+        ("data/a", Regular, b"1", None),
+        ("data/b", Regular, b"2", None),
+    ]);
+    let err = archive::read(bytes.as_slice(), None, Some(small)).unwrap_err();
+    assert!(matches!(err, ArchiveError::Corrupt { .. }), "{err:?}");
+    // A bomb: 200 MB of zeros hidden in a directory entry, a few hundred
+    // kilobytes compressed, refused once its framing allowance is spent.
+    let zeros = vec![0u8; 200 * 1024 * 1024];
+    let bomb = crafted(&[("data/d", Directory, &zeros, None)]);
+    assert!(bomb.len() < 1024 * 1024, "{}", bomb.len());
+    let err = archive::read(bomb.as_slice(), None, Some(small)).unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::Corrupt { detail } if detail.contains("unpacks to more")),
+        "{err:?}"
+    );
+    // Within its record, the same kind of archive reads.
+    let fine = crafted(&[("data/a", Regular, b"1", None)]);
+    archive::read(fine.as_slice(), None, Some(small)).unwrap();
+}
+
+#[test]
+fn a_restore_checks_the_archive_against_its_record_before_unpacking() {
+    use tavern_backup::local::{self, Expected, RestoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    world(&src);
+    let file = dir.path().join("w.tar.zst");
+    let written = archive::write(&src, std::fs::File::create(&file).unwrap(), 1).unwrap();
+    let data = dir.path().join("world/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("mine"), b"as it was").unwrap();
+    // Another archive in its place (same name, other bytes): refused, and
+    // nothing was unpacked beside the data.
+    let swapped = crafted(&[("data/a", tar::EntryType::Regular, b"x", None)]);
+    let other = dir.path().join("other.tar.zst");
+    std::fs::write(&other, &swapped).unwrap();
+    let expected = Expected {
+        size: written.size,
+        sha256: &written.sha256,
+        limits: written.limits(),
+    };
+    let err = local::restore_into(&other, &data, expected).unwrap_err();
+    assert!(matches!(err, RestoreError::Refused(_)), "{err:?}");
+    assert_eq!(std::fs::read(data.join("mine")).unwrap(), b"as it was");
+    assert!(!dir.path().join("world/data.restoring").exists());
+    // The recorded one is restored.
+    local::restore_into(&file, &data, expected).unwrap();
+    assert!(data.join("Config/options.json").exists());
+    assert!(!data.join("mine").exists());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever an archive's bytes are made into, reading it never panics,
+    /// never writes outside its directory, and leaves nothing behind when
+    /// it refuses it.
+    #[test]
+    fn damaged_archives_are_refused_cleanly(
+        flips in proptest::collection::vec((0.0f64..1.0, 1u8..=255), 1..4),
+        cut in 0.0f64..1.0,
+        truncate in proptest::bool::ANY,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        world(&src);
+        let mut good = Vec::new();
+        let written = archive::write(&src, &mut good, 1).unwrap();
+        let mut bytes = good.clone();
+        for (at, x) in flips {
+            let i = ((bytes.len() - 1) as f64 * at) as usize;
+            bytes[i] ^= x;
+        }
+        if truncate {
+            bytes.truncate((bytes.len() as f64 * cut) as usize);
+        }
+        let out = dir.path().join("sub/out");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        match archive::read(bytes.as_slice(), Some(&out), Some(written.limits())) {
+            Ok(read) => proptest::prop_assert_eq!(read.manifest, written.manifest),
+            Err(_) => proptest::prop_assert!(!out.exists()),
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        proptest::prop_assert!(names.iter().all(|n| n == "out"), "{names:?}");
+    }
 }

@@ -11,13 +11,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use tavern_backup::archive::{self, Limits};
 use tavern_backup::local;
 use tavern_backup::retention::{self, Candidate, Policy};
 use tavern_backup::target::Target;
 use tavern_store::{ArchiveFacts, Backup, Instance, NewEvent, Outcome, now};
 use tavern_types::{
-    BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug, Username,
+    ArchiveRecord, BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug, Username,
 };
+
+use tavern_runtime::foundry_config;
 
 use crate::CoreError;
 use crate::service::{Caller, NewInstance, Tavern};
@@ -394,7 +397,11 @@ impl Tavern {
                     )
                     .await?;
                 tracing::info!(slug = %b.slug, id = %b.id, size = facts.size, "backup complete");
-                if let Err(e) = self.apply_retention(&b.slug).await {
+                // A restore's own backup waits for the restore: one that
+                // fails must not push older backups out.
+                if b.kind != BackupKind::PreRestore
+                    && let Err(e) = self.apply_retention(&b.slug).await
+                {
                     tracing::warn!(slug = %b.slug, error = %e, "applying backup retention failed");
                 }
                 Ok(done)
@@ -486,7 +493,7 @@ impl Tavern {
             Err(e) => return Err(e.to_string()),
         }
         let staged = staged.to_path_buf();
-        tokio::task::spawn_blocking(move || local::verify(&staged))
+        tokio::task::spawn_blocking(move || local::verify(&staged, None))
             .await
             .map_err(|e| format!("the archiver stopped: {e}"))?
     }
@@ -743,17 +750,78 @@ impl Tavern {
     }
 
     /// The archive of a complete backup the caller may see, to stream:
-    /// its name for the download, its size and its bytes.
+    /// its name for the download and its bytes. Tavern's secrets are never
+    /// in it, unless an admin asks for them (`with_secrets`): then the
+    /// world's `license.json` and `admin.txt` as Tavern would write them
+    /// now are put in.
     pub async fn open_backup(
         &self,
         caller: &Caller,
         id: &str,
+        with_secrets: bool,
     ) -> Result<BackupDownload, CoreError> {
+        if with_secrets {
+            caller.require_admin("download a backup with its world's license and admin key")?;
+        }
         let b = self.visible_backup(caller, id).await?;
-        self.open_archive(&b).await
+        let secrets = match with_secrets {
+            true => self.world_secrets(&b).await?,
+            false => Vec::new(),
+        };
+        if with_secrets {
+            let event = backup_event(
+                &caller.name(),
+                "backup.download_secrets",
+                &b,
+                Outcome::Success,
+                Some("with the world's license and admin key".into()),
+            );
+            self.store.append_event(&event).await?;
+        }
+        self.open_archive(&b, secrets).await
     }
 
-    async fn open_archive(&self, b: &Backup) -> Result<BackupDownload, CoreError> {
+    /// The files Tavern writes from its sealed secrets into the world a
+    /// backup was taken of, as it would write them now (none once that
+    /// world is gone): `license.json` for the key it holds or is set to
+    /// use (signed, when Foundry signed it), and `admin.txt`.
+    async fn world_secrets(&self, b: &Backup) -> Result<Vec<(&'static str, Vec<u8>)>, CoreError> {
+        let Some(i) = self
+            .store
+            .instance(&b.slug)
+            .await?
+            .filter(|i| i.id == b.instance)
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let held = self
+            .store
+            .list_licenses()
+            .await?
+            .into_iter()
+            .find(|l| l.bound_to == Some(i.id))
+            .map(|l| l.id)
+            .or(i.license);
+        if let Some(id) = held {
+            let key = self.license_key(id).await?;
+            let text = self
+                .signed_license(id)
+                .filter(|t| foundry_config::is_signed_for(t, key.expose()))
+                .unwrap_or_else(|| foundry_config::license_json(key.expose()));
+            out.push((archive::WITHHELD[0], text.into_bytes()));
+        }
+        if let Some(hash) = self.admin_hash(&i)? {
+            out.push((archive::WITHHELD[1], hash.into_bytes()));
+        }
+        Ok(out)
+    }
+
+    async fn open_archive(
+        &self,
+        b: &Backup,
+        secrets: Vec<(&'static str, Vec<u8>)>,
+    ) -> Result<BackupDownload, CoreError> {
         let settings = self.backup_settings()?;
         let facts = complete(b)?;
         if b.target != settings.target.to_string() {
@@ -765,21 +833,33 @@ impl Tavern {
                 ),
             });
         }
-        let (size, stream) = settings
+        let (_, stream) = settings
             .target
             .open(&facts.key)
             .await
             .map_err(|e| CoreError::internal("read a backup", e))?;
+        // Copied as it is read, verified on the way, without the secrets
+        // (archives made before they were left out held them).
+        let input = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
+            futures_util::StreamExt::map(stream, |r| r.map_err(std::io::Error::other)),
+        ));
+        let limits = Limits {
+            bytes: facts.bytes,
+            files: facts.files,
+        };
+        let threads = settings.threads;
+        let stream = tavern_backup::stream::blocking_stream(move |out| {
+            let given: Vec<(&str, &[u8])> =
+                secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
+            archive::rewrite(input, out, threads, Some(limits), &given).map(|_| ())
+        });
         Ok(BackupDownload {
             file_name: format!(
                 "{}-{}.tar.zst",
                 b.slug,
                 b.created_at.strftime("%Y%m%dT%H%M%SZ")
             ),
-            size,
-            stream: Box::pin(futures_util::StreamExt::map(stream, |r| {
-                r.map_err(std::io::Error::other)
-            })),
+            stream: Box::pin(stream),
         })
     }
 
@@ -826,7 +906,7 @@ impl Tavern {
             .backup(parsed)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.open_archive(&b).await
+        self.open_archive(&b, Vec::new()).await
     }
 
     /// Restores a backup: into its own world (`to` = `None`: stopped first,
@@ -939,6 +1019,10 @@ impl Tavern {
         self.backup_view(b).await
     }
 
+    /// A restore, start to end. When it fails, a world that ran is asked
+    /// to run again, and the backup it took of the world first is removed
+    /// if nothing was changed (it only repeats the data still in place, and
+    /// would push an older backup out); after a restore, retention applies.
     async fn run_restore(
         &self,
         caller: &Caller,
@@ -947,6 +1031,45 @@ impl Tavern {
         fresh: bool,
         _busy: Busy,
     ) -> Result<(), CoreError> {
+        let was_running = !fresh && i.desired_state == DesiredState::Running;
+        let mut taken = None;
+        let result = self.restore_steps(caller, b, i, fresh, &mut taken).await;
+        match &result {
+            Ok(()) => {
+                if let Err(e) = self.apply_retention(&i.slug).await {
+                    tracing::warn!(slug = %i.slug, error = %e, "applying backup retention failed");
+                }
+            }
+            Err(failure) => {
+                if let (Some(pre), false) = (&taken, failure.changed) {
+                    let why = "the restore it was taken for failed before changing anything";
+                    if let Err(e) = self.remove_backup(pre, "system", why).await {
+                        tracing::warn!(id = %pre.id, error = %e, "removing a restore's own backup failed");
+                    }
+                }
+                if was_running
+                    && let Err(e) = self
+                        .set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                        .await
+                {
+                    tracing::warn!(slug = %i.slug, error = %e, "starting the world again after a failed restore failed");
+                }
+            }
+        }
+        result.map_err(|failure| failure.error)
+    }
+
+    /// Stops the world and backs it up (unless it is new), then puts the
+    /// backup's archive in place of its data, and starts it again if it
+    /// ran. `taken` is the backup of the world taken first.
+    async fn restore_steps(
+        &self,
+        caller: &Caller,
+        b: &Backup,
+        i: &Instance,
+        fresh: bool,
+        taken: &mut Option<Backup>,
+    ) -> Result<(), RestoreFailure> {
         let settings = self.backup_settings()?.clone();
         let data = if crate::service::data_on_cluster(&i.runtime) {
             None
@@ -971,7 +1094,8 @@ impl Tavern {
                 .await
             {
                 Ok(job) => {
-                    self.run_backup(job)
+                    let done = self
+                        .run_backup(job)
                         .await
                         .map_err(|_| CoreError::Conflict {
                             code: "backup_failed",
@@ -980,12 +1104,19 @@ impl Tavern {
                                 i.slug
                             ),
                         })?;
+                    *taken = Some(done);
                 }
                 Err(e) if e.code() == "no_data" => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         let facts = complete(b)?.clone();
+        let record = ArchiveRecord {
+            size: facts.size,
+            sha256: facts.sha256.clone(),
+            bytes: facts.bytes,
+            files: facts.files,
+        };
         let scratch = settings.staging.join(format!("{}.restore", b.id));
         let local = settings
             .target
@@ -993,8 +1124,8 @@ impl Tavern {
             .await
             .map_err(|e| CoreError::internal("fetch a backup", e))?;
         let unpacked = match &data {
-            Some(data) => unpack_verified(&local, data, &facts.sha256).await,
-            None => self.import_verified(i, &local, &facts.sha256).await,
+            Some(data) => unpack_verified(&local, data, &record).await,
+            None => self.import_verified(i, &local, &record).await,
         };
         if local == scratch {
             let _ = tokio::fs::remove_file(&scratch).await;
@@ -1002,7 +1133,8 @@ impl Tavern {
         unpacked?;
         if was_running {
             self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
-                .await?;
+                .await
+                .map_err(RestoreFailure::after_change)?;
         }
         Ok(())
     }
@@ -1030,10 +1162,41 @@ impl Tavern {
     }
 }
 
-/// A backup's archive, to stream out.
+/// Why a restore failed, and whether the world's data had changed by then.
+struct RestoreFailure {
+    error: CoreError,
+    changed: bool,
+}
+
+impl RestoreFailure {
+    fn after_change(error: CoreError) -> Self {
+        Self {
+            error,
+            changed: true,
+        }
+    }
+}
+
+impl From<tavern_store::StoreError> for RestoreFailure {
+    fn from(error: tavern_store::StoreError) -> Self {
+        CoreError::from(error).into()
+    }
+}
+
+impl From<CoreError> for RestoreFailure {
+    /// A failure before anything changed (a refused archive changes
+    /// nothing either).
+    fn from(error: CoreError) -> Self {
+        Self {
+            error,
+            changed: false,
+        }
+    }
+}
+
+/// A backup's archive, to stream out (its size is known once written).
 pub struct BackupDownload {
     pub file_name: String,
-    pub size: u64,
     pub stream: std::pin::Pin<
         Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
     >,
@@ -1083,43 +1246,80 @@ impl Tavern {
         &self,
         i: &Instance,
         archive_file: &Path,
-        sha256: &str,
-    ) -> Result<(), CoreError> {
+        record: &ArchiveRecord,
+    ) -> Result<(), RestoreFailure> {
         let spec = self
             .spec_with(i, false)
             .await
             .map_err(|e| CoreError::internal("describe the world", e))?;
+        // Checked here first, so that a wrong archive never leaves Tavern.
+        let file = archive_file.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || archive::file_digest(&file))
+            .await
+            .map_err(|e| CoreError::internal("restore", e))?
+            .map_err(|e| CoreError::internal("restore", e))?;
+        if digest != (record.size, record.sha256.clone()) {
+            return Err(not_as_recorded().into());
+        }
         match self
             .runtime
-            .import_archive(&spec, archive_file, sha256)
+            .import_archive(&spec, archive_file, record)
             .await
         {
             Ok(()) => Ok(()),
             Err(e) if !e.is_transient() => Err(CoreError::Conflict {
                 code: "backup_corrupt",
                 message: e.to_string(),
-            }),
-            Err(e) => Err(CoreError::internal("restore", e)),
+            }
+            .into()),
+            // Perhaps cut off while the data was being swapped.
+            Err(e) => Err(RestoreFailure::after_change(CoreError::internal(
+                "restore", e,
+            ))),
         }
+    }
+}
+
+/// An archive that is not the one recorded.
+fn not_as_recorded() -> CoreError {
+    CoreError::Conflict {
+        code: "backup_corrupt",
+        message: "the archive is not the one recorded when it was made (its size or checksum differs); nothing was restored".into(),
     }
 }
 
 /// Puts a verified archive in place of `data`, on a blocking thread. A
 /// damaged or refused archive changes nothing.
-async fn unpack_verified(archive_file: &Path, data: &Path, sha256: &str) -> Result<(), CoreError> {
-    let (archive_file, data, sha256) = (
+async fn unpack_verified(
+    archive_file: &Path,
+    data: &Path,
+    record: &ArchiveRecord,
+) -> Result<(), RestoreFailure> {
+    let (archive_file, data, record) = (
         archive_file.to_path_buf(),
         data.to_path_buf(),
-        sha256.to_owned(),
+        record.clone(),
     );
-    tokio::task::spawn_blocking(move || local::restore_into(&archive_file, &data, &sha256))
-        .await
-        .map_err(|e| CoreError::internal("restore", e))?
-        .map_err(|e| match e {
-            local::RestoreError::Refused(message) => CoreError::Conflict {
-                code: "backup_corrupt",
-                message,
+    tokio::task::spawn_blocking(move || {
+        let expected = local::Expected {
+            size: record.size,
+            sha256: &record.sha256,
+            limits: Limits {
+                bytes: record.bytes,
+                files: record.files,
             },
-            e => CoreError::internal("restore", e),
-        })
+        };
+        local::restore_into(&archive_file, &data, expected)
+    })
+    .await
+    .map_err(|e| CoreError::internal("restore", e))?
+    .map_err(|e| match e {
+        local::RestoreError::Refused(message) => CoreError::Conflict {
+            code: "backup_corrupt",
+            message,
+        }
+        .into(),
+        // Perhaps between moving the data aside and putting the new in.
+        e => RestoreFailure::after_change(CoreError::internal("restore", e)),
+    })
 }

@@ -545,10 +545,16 @@ async fn delete_backup(
 struct DownloadQuery {
     /// A signed link's token, in place of a bearer token.
     token: Option<String>,
+    /// Admins only: put the world's `license.json` and `admin.txt` (as
+    /// Tavern would write them now) into the archive.
+    #[serde(default)]
+    secrets: bool,
 }
 
-/// Streams a complete backup's archive (tar + zstd): with a bearer token,
-/// or with a signed link's `token`.
+/// Streams a complete backup's archive (tar + zstd), without the files
+/// Tavern writes from its secrets (`Config/license.json`,
+/// `Config/admin.txt`) unless an admin asks for them: with a bearer
+/// token, or with a signed link's `token`.
 #[utoipa::path(get, path = "/api/v1/backups/{id}/download", params(("id" = String, Path), DownloadQuery),
     responses((status = 200, content_type = "application/zstd"), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -558,25 +564,31 @@ async fn download_backup(
     ApiQuery(q): ApiQuery<DownloadQuery>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::response::Response> {
-    let download = match q.token {
-        Some(token) => s.tavern.open_backup_by_link(&id, &token).await?,
-        None => {
+    let download = match (q.token, q.secrets) {
+        (Some(_), true) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a download link never carries a world's secrets; download as an admin",
+            ));
+        }
+        (Some(token), false) => s.tavern.open_backup_by_link(&id, &token).await?,
+        (None, secrets) => {
             let caller = crate::extract::caller_from(&headers, &s).await?;
-            s.tavern.open_backup(&caller, &id).await?
+            s.tavern.open_backup(&caller, &id, secrets).await?
         }
     };
     archive_download(download)
 }
 
-/// A backup's archive as the answer: streamed, with its size and a file
-/// name (the API's download and the dashboard's).
+/// A backup's archive as the answer: streamed as it is written, with a
+/// file name (the API's download and the dashboard's).
 pub(crate) fn archive_download(
     download: tavern_core::BackupDownload,
 ) -> ApiResult<axum::response::Response> {
     let disposition = format!("attachment; filename=\"{}\"", download.file_name);
     axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/zstd")
-        .header(axum::http::header::CONTENT_LENGTH, download.size)
         .header(axum::http::header::CONTENT_DISPOSITION, disposition)
         .body(axum::body::Body::from_stream(download.stream))
         .map_err(|e| ApiError::from(tavern_core::CoreError::internal("answer a download", e)))

@@ -166,13 +166,13 @@ pub trait Runtime: Send + Sync + 'static {
         Err(local_data(slug))
     }
     /// For a driver that keeps a world's data elsewhere: puts the archive
-    /// `from` (whose SHA-256 is `sha256`) in place of the world's data,
-    /// verified first; a refused archive changes nothing.
+    /// `from` in place of the world's data, held to what was recorded of it
+    /// (`record`) and verified first; a refused archive changes nothing.
     async fn import_archive(
         &self,
         spec: &InstanceSpec,
         _from: &Path,
-        _sha256: &str,
+        _record: &tavern_types::ArchiveRecord,
     ) -> Result<(), RuntimeError> {
         Err(local_data(&spec.slug))
     }
@@ -401,10 +401,10 @@ impl Runtime for Runtimes {
         &self,
         spec: &InstanceSpec,
         from: &Path,
-        sha256: &str,
+        record: &tavern_types::ArchiveRecord,
     ) -> Result<(), RuntimeError> {
         self.driver_for(spec)?
-            .import_archive(spec, from, sha256)
+            .import_archive(spec, from, record)
             .await
     }
 }

@@ -4,11 +4,13 @@
 //! Pure: no I/O, no async, no HTTP. Every constructor validates, so a value of
 //! one of these types can never be invalid anywhere else in the program.
 
+mod archive;
 mod ids;
 mod license;
 mod names;
 mod state;
 
+pub use archive::ArchiveRecord;
 pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, Slug, Username};

@@ -1,9 +1,10 @@
 //! `tavern data-agent`: the short-lived pod through which Tavern reads and
 //! writes a Kubernetes world's data claim, for backups and restores.
 //! `GET /archive` answers the world's data (the claim's `data/`) as a Tavern
-//! archive; `PUT /archive?sha256=…` puts an archive in its place, verified,
-//! unpacked beside it and swapped in; `GET /license` answers the
-//! `license.json` Foundry signed. Every request but `/healthz` carries the
+//! archive; `PUT /archive?size=…&sha256=…&bytes=…&files=…` puts an
+//! archive in its place, held to that record of it, verified, unpacked
+//! beside it and swapped in; `GET /license` answers the `license.json`
+//! Foundry signed. Every request but `/healthz` carries the
 //! token of the agent's Secret.
 
 use std::net::SocketAddr;
@@ -113,46 +114,10 @@ async fn export(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response
     if !data.is_dir() {
         return refused(StatusCode::NOT_FOUND, "the world has no data yet");
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
-    tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
-        let written = tavern_backup::archive::write(&data, &mut out, 0)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|_| std::io::Write::flush(&mut out));
-        if let Err(e) = written {
-            // The body ends in an error: the reader sees a cut-off archive.
-            let _ = tx.blocking_send(Err(e));
-        }
+    let stream = tavern_backup::stream::blocking_stream(move |out| {
+        tavern_backup::archive::write(&data, out, 0).map(|_| ())
     });
-    let stream = tokio_stream_from(rx);
     Response::new(Body::from_stream(stream))
-}
-
-/// Chunks of the archive handed to the response as they are written.
-struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(buf.to_vec()))
-            .map_err(|_| std::io::Error::other("the reader went away"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-#[derive(serde::Deserialize)]
-struct ImportQuery {
-    sha256: String,
 }
 
 /// An archive in place of the world's data: kept on the claim while it
@@ -160,7 +125,7 @@ struct ImportQuery {
 async fn import(
     State(agent): State<Arc<Agent>>,
     headers: HeaderMap,
-    Query(q): Query<ImportQuery>,
+    Query(record): Query<tavern_types::ArchiveRecord>,
     body: Body,
 ) -> Response {
     if !agent.allowed(&headers) {
@@ -170,14 +135,24 @@ async fn import(
     let received = receive(body, &incoming).await;
     let outcome = match received {
         Ok(()) => {
-            let (file, data, sha) = (incoming.clone(), agent.data(), q.sha256);
-            tokio::task::spawn_blocking(move || local::restore_into(&file, &data, &sha))
-                .await
-                .map_err(|e| RestoreError::Io {
-                    what: "restore",
-                    source: std::io::Error::other(e),
-                })
-                .and_then(|r| r)
+            let (file, data) = (incoming.clone(), agent.data());
+            tokio::task::spawn_blocking(move || {
+                let expected = local::Expected {
+                    size: record.size,
+                    sha256: &record.sha256,
+                    limits: tavern_backup::archive::Limits {
+                        bytes: record.bytes,
+                        files: record.files,
+                    },
+                };
+                local::restore_into(&file, &data, expected)
+            })
+            .await
+            .map_err(|e| RestoreError::Io {
+                what: "restore",
+                source: std::io::Error::other(e),
+            })
+            .and_then(|r| r)
         }
         Err(e) => Err(RestoreError::Io {
             what: "receive the archive",

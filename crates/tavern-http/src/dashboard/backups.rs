@@ -128,7 +128,7 @@ async fn create(
 
 /// Streams the archive, as the API does.
 async fn download(State(s): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
-    let answer = match s.tavern.open_backup(&session.caller, &id).await {
+    let answer = match s.tavern.open_backup(&session.caller, &id, false).await {
         Ok(d) => crate::api::archive_download(d),
         Err(e) => Err(e.into()),
     };

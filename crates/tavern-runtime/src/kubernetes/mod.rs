@@ -787,7 +787,7 @@ impl Runtime for KubernetesRuntime {
         &self,
         spec: &InstanceSpec,
         from: &Path,
-        sha256: &str,
+        record: &tavern_types::ArchiveRecord,
     ) -> Result<(), RuntimeError> {
         let slug = &spec.slug;
         // A world restored before its first start gets its claim now.
@@ -806,8 +806,12 @@ impl Runtime for KubernetesRuntime {
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
             let resp = self
                 .transfer
-                // A hex digest of Tavern's own record: nothing to escape.
-                .put(format!("{url}/archive?sha256={sha256}"))
+                // Numbers and a hex digest of Tavern's own record: nothing
+                // to escape.
+                .put(format!(
+                    "{url}/archive?size={}&sha256={}&bytes={}&files={}",
+                    record.size, record.sha256, record.bytes, record.files
+                ))
                 .bearer_auth(token)
                 .body(body)
                 .send()

@@ -12,9 +12,19 @@ use tavern_backup::archive::{self, Manifest};
 use crate::support::*;
 
 /// What a directory holds, file by file (paths, sizes, SHA-256) and link
-/// by link: equal manifests mean byte-identical trees.
+/// by link, but the files Tavern writes from its secrets when a world
+/// starts (`archive::WITHHELD`): equal manifests mean byte-identical trees
+/// but for those.
 pub(crate) fn contents(dir: &Path) -> Manifest {
-    archive::write(dir, std::io::sink(), 1).unwrap().manifest
+    files_of(archive::write(dir, std::io::sink(), 1).unwrap().manifest)
+}
+
+/// A manifest without its list of withheld secrets.
+pub(crate) fn files_of(manifest: Manifest) -> Manifest {
+    Manifest {
+        withheld: Vec::new(),
+        ..manifest
+    }
 }
 
 /// A server that takes no backup when a world stops (the tests count
@@ -157,7 +167,8 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
     assert_eq!(made["files"].as_u64(), Some(before.files.len() as u64));
     let id = made["id"].as_str().unwrap().to_owned();
 
-    // The download is the archive the server describes.
+    // The download is a whole archive of the world's data (a copy made as
+    // the stored one is read, verified on the way).
     let file = server.home().join("keep.tar.zst");
     let out = server.cli(
         Some(&server.admin_token),
@@ -165,10 +176,8 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let read = archive::read_file(&file, None).unwrap();
-    assert_eq!(Some(read.sha256.as_str()), made["sha256"].as_str());
-    assert_eq!(Some(read.size), made["size"].as_u64());
-    assert_eq!(read.manifest, before);
+    let read = archive::read_file(&file, None, None).unwrap();
+    assert_eq!(files_of(read.manifest), before);
     // Not over an existing file.
     let again = server.cli(
         Some(&server.admin_token),
@@ -233,8 +242,8 @@ async fn signed_links_download_for_a_while_and_nothing_else() {
             .contains("linked-")
     );
     let bytes = got.bytes().await.unwrap();
-    let read = archive::read(bytes.as_ref(), None).unwrap();
-    assert_eq!(Some(read.sha256.as_str()), b["sha256"].as_str());
+    let read = archive::read(bytes.as_ref(), None, None).unwrap();
+    assert_eq!(Some(read.manifest.files.len() as u64), b["files"].as_u64());
     // A token for another backup, a changed token, or none at all: refused.
     let other = backup_now(&admin, "linked").await;
     let wrong_id = url.replace(id, other["id"].as_str().unwrap());
@@ -279,7 +288,7 @@ async fn a_damaged_archive_is_refused_and_the_world_is_left_as_it_was() {
     let r = wait_backup(&admin, id, |b| b["restore"]["state"] != "running").await;
     assert_eq!(r["restore"]["state"], "failed", "{r}");
     let why = r["restore"]["error"].as_str().unwrap();
-    assert!(why.contains("corrupt"), "{why}");
+    assert!(why.contains("not the one recorded"), "{why}");
     assert_eq!(contents(&data), now, "a refused restore changed the world");
 }
 
@@ -529,7 +538,7 @@ async fn backups_round_trip_through_s3_compatible_storage() {
     assert_eq!(listing.matches("<Key>").count(), 1, "{listing}");
     assert!(!server.data_dir().join("backups").exists());
 
-    // Downloaded through Tavern, it is the archive the server describes.
+    // Downloaded through Tavern, it is a whole archive of the world.
     let (s, bytes) = {
         let r = http
             .get(format!("{}/api/v1/backups/{id}/download", server.url))
@@ -540,9 +549,8 @@ async fn backups_round_trip_through_s3_compatible_storage() {
         (r.status(), r.bytes().await.unwrap())
     };
     assert_eq!(s, 200);
-    let read = archive::read(bytes.as_ref(), None).unwrap();
-    assert_eq!(Some(read.sha256.as_str()), b["sha256"].as_str());
-    assert_eq!(read.manifest, before);
+    let read = archive::read(bytes.as_ref(), None, None).unwrap();
+    assert_eq!(files_of(read.manifest), before);
 
     // Restored into a new world from the bucket.
     restore_and_wait(&server, id, Some("cloudy-copy"));
@@ -588,7 +596,10 @@ async fn changing_a_release_backs_the_world_up_first() {
         .data_dir()
         .join("backups/upgraded")
         .join(format!("{}.tar.zst", b["id"].as_str().unwrap()));
-    assert_eq!(archive::read_file(&file, None).unwrap().manifest, before);
+    assert_eq!(
+        files_of(archive::read_file(&file, None, None).unwrap().manifest),
+        before
+    );
 
     // Not while it runs, and not to a release that is not installed.
     let (s, _) = admin
@@ -677,4 +688,184 @@ async fn a_restore_cut_off_between_its_renames_is_undone_at_the_next_start() {
     server.relaunch();
     assert_eq!(contents(&data), before);
     assert!(!aside.exists() && !incoming.exists());
+}
+
+/// Decompresses an archive's bytes (the tar stream inside).
+fn tar_of(bytes: &[u8]) -> Vec<u8> {
+    zstd::decode_all(bytes).unwrap()
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Keys of the pool never reach a game master: not in the backups Tavern
+/// keeps, not in a download; an admin gets them only by asking; a restore
+/// writes them again, so the world starts licensed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_masters_download_never_holds_the_pooled_key() {
+    let server = quiet_server(&[]);
+    let admin = server.api(Some(&server.admin_token));
+    let key = key_for("poolsecretkey");
+    add_key(&admin, "pool", &key).await;
+    admin.create_user("gina", "gm", "gina-password").await;
+    let gina = admin.login("gina", "gina-password").await;
+    create_world(&gina, &json!({"slug": "vault", "release": "stub"})).await;
+    let (s, b) = gina.post("/api/v1/instances/vault/start", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&gina, "vault", "running").await;
+    let data = data_dir(&server, "vault");
+    let license = std::fs::read_to_string(data.join("Config/license.json")).unwrap();
+    assert!(
+        license.contains(&key),
+        "the world runs with the key: {license}"
+    );
+    assert!(data.join("Config/admin.txt").exists());
+
+    let made = backup_now(&gina, "vault").await;
+    let id = made["id"].as_str().unwrap();
+    let stored = std::fs::read(
+        server
+            .data_dir()
+            .join("backups/vault")
+            .join(format!("{id}.tar.zst")),
+    )
+    .unwrap();
+    assert!(
+        !holds(&tar_of(&stored), &key),
+        "the kept archive holds the key"
+    );
+
+    let download = |api_token: String, query: &'static str| {
+        let url = format!("{}/api/v1/backups/{id}/download{query}", server.url);
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(api_token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (s, bytes) = download(gina.token().to_owned(), "").await;
+    assert_eq!(s, 200);
+    let plain = tar_of(&bytes);
+    assert!(
+        !holds(&plain, &key),
+        "a game master's download holds the key"
+    );
+    let unpacked = server.home().join("gina-download");
+    let read = archive::read(bytes.as_slice(), Some(&unpacked), None).unwrap();
+    assert!(!unpacked.join("Config/admin.txt").exists());
+    assert!(unpacked.join("Config/options.json").exists());
+    assert_eq!(
+        read.manifest.withheld,
+        ["Config/admin.txt", "Config/license.json"]
+    );
+    // Through the CLI too.
+    let file = server.home().join("vault.tar.zst");
+    let out = server.cli(
+        Some(gina.token()),
+        &["backup", "download", id, "-o", file.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!holds(&tar_of(&std::fs::read(&file).unwrap()), &key));
+    // Only an admin may ask for the secrets, and gets them.
+    let (s, body) = download(gina.token().to_owned(), "?secrets=true").await;
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    let (s, bytes) = download(server.admin_token.clone(), "?secrets=true").await;
+    assert_eq!(s, 200);
+    let with = server.home().join("with-secrets");
+    archive::read(bytes.as_slice(), Some(&with), None).unwrap();
+    let given = std::fs::read_to_string(with.join("Config/license.json")).unwrap();
+    assert!(given.contains(&key), "{given}");
+    assert!(with.join("Config/admin.txt").exists());
+
+    // Restored into its running world: it starts again, licensed.
+    let (s, r) = gina
+        .post(&format!("/api/v1/backups/{id}/restore"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&gina, id, |b| b["restore"]["state"] != "running").await;
+    assert_eq!(r["restore"]["state"], "done", "{r}");
+    wait_for_state(&gina, "vault", "running").await;
+    let port = read_port(&server, "vault");
+    let running: Value = reqwest::get(format!("http://127.0.0.1:{port}/_stub/license"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(running["license"], key);
+}
+
+/// A restore refused for a bad archive: the world that ran runs again,
+/// the backup taken of it first is not kept (it repeats the data still in
+/// place) and pushes no older backup out; an archive swapped for a
+/// decompression bomb is refused before anything is unpacked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_restore_starts_the_world_again_and_keeps_older_backups() {
+    let server = quiet_server(&[
+        ("TAVERN_BACKUPS_KEEP_LAST", "2"),
+        ("TAVERN_BACKUPS_KEEP_DAILY", "0"),
+        ("TAVERN_BACKUPS_KEEP_WEEKLY", "0"),
+    ]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "phoenix", None).await;
+    let older = backup_now(&admin, "phoenix").await;
+    let newer = backup_now(&admin, "phoenix").await;
+    let older_id = older["id"].as_str().unwrap();
+    // The older archive is swapped for 2 GB of zeros, a few KB compressed.
+    let bomb = {
+        let mut z = zstd::Encoder::new(Vec::new(), 19).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..2048 {
+            std::io::Write::write_all(&mut z, &zeros).unwrap();
+        }
+        z.finish().unwrap()
+    };
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    std::fs::write(
+        server
+            .data_dir()
+            .join("backups/phoenix")
+            .join(format!("{older_id}.tar.zst")),
+        &bomb,
+    )
+    .unwrap();
+    let (s, b) = admin
+        .post("/api/v1/instances/phoenix/start", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, "phoenix", "running").await;
+
+    let (s, r) = admin
+        .post(&format!("/api/v1/backups/{older_id}/restore"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&admin, older_id, |b| b["restore"]["state"] != "running").await;
+    assert_eq!(r["restore"]["state"], "failed", "{r}");
+    let why = r["restore"]["error"].as_str().unwrap();
+    assert!(why.contains("not the one recorded"), "{why}");
+    let (world, _) = wait_for_state(&admin, "phoenix", "running").await;
+    assert_eq!(world["desired_state"], "running");
+    let (_, list) = admin.get("/api/v1/instances/phoenix/backups").await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [newer["id"].as_str().unwrap(), older_id], "{list}");
+    // Nothing was unpacked beside the world.
+    assert!(
+        !server
+            .data_dir()
+            .join("instances/phoenix/data.restoring")
+            .exists()
+    );
 }

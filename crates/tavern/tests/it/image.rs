@@ -216,7 +216,7 @@ async fn the_image_serves_a_claim_to_backups_as_a_data_agent() {
         .unwrap();
     assert_eq!(archive.status(), 200);
     let bytes = archive.bytes().await.unwrap();
-    let summary = tavern_backup::archive::read(&bytes[..], None).unwrap();
+    let summary = tavern_backup::archive::read(&bytes[..], None, None).unwrap();
     let files: Vec<String> = summary
         .manifest
         .files

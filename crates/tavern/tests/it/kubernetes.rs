@@ -206,7 +206,8 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
         .find(|n| n.starts_with("world-kube-copy-data-"))
         .expect("the new world's claim");
     assert_eq!(contents(&cluster.claim_dir(&copy).join("data")), before);
-    // A damaged archive is refused on the claim, and the data stays.
+    // A damaged archive is refused before it leaves Tavern (the data agent
+    // would refuse it too), and the data stays.
     let id = backup["id"].as_str().unwrap();
     let archive_file = server
         .data_dir()
@@ -226,7 +227,10 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
     let r = wait_backup(&admin, id, |b| b["restore"]["state"] != "running").await;
     assert_eq!(r["restore"]["state"], "failed", "{r}");
     assert!(
-        r["restore"]["error"].as_str().unwrap().contains("refused"),
+        r["restore"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the one recorded"),
         "{r}"
     );
     assert_eq!(contents(&data), now, "a refused restore changed the world");
