@@ -59,6 +59,15 @@ pub struct ActivationStatus {
     pub errors: Vec<String>,
     /// Something is starting or stopping: activate again soon.
     pub busy: bool,
+    /// The earliest moment a world waits for to be tried again (after a
+    /// crash, or a start that failed for want of a resource).
+    pub retry_at: Option<Instant>,
+}
+
+impl ActivationStatus {
+    fn retry_at(&mut self, at: Instant) {
+        self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
+    }
 }
 
 /// What the reconciler remembers of a world between activations.
@@ -67,6 +76,10 @@ struct Tracking {
     started_at: Option<Instant>,
     crashes: Vec<Instant>,
     retry_at: Option<Instant>,
+    /// Starts that failed in a row for want of something (a free port,
+    /// file descriptors, the container engine), and when to try again.
+    start_failures: u32,
+    start_retry_at: Option<Instant>,
 }
 
 pub struct Reconciler {
@@ -140,11 +153,14 @@ impl Reconciler {
                     "reconciler acted"
                 );
             }
-            let pause = if status.busy {
+            let mut pause = if status.busy {
                 Duration::from_millis(250)
             } else {
                 self.settings.resync
             };
+            if let Some(at) = status.retry_at {
+                pause = pause.min(at.saturating_duration_since(Instant::now()));
+            }
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = wake.notified() => {}
@@ -477,22 +493,36 @@ impl Reconciler {
                 self.background_stop(i.slug.clone(), None, false);
                 return self.fail(i, reason).await;
             }
-            status.busy = true;
             if new_crash {
                 let reason = format!("restarting after a crash ({how})");
                 let o = observation(ObservedState::Starting, Some(reason), None, i);
                 let e = event(&i.slug, "instance.crashed", Outcome::Failure, how);
                 self.record(i, o, Some(e)).await?;
             }
-            if retry_at.is_some_and(|r| r > now_i) {
+            if let Some(r) = retry_at.filter(|r| *r > now_i) {
+                status.retry_at(r);
                 return Ok(());
             }
+            status.busy = true;
         } else if i.state == ObservedState::Stopped {
             // A fresh start (also after `failed`): forget old crashes.
-            self.tracking
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&i.id);
+            let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+            let t = t.entry(i.id).or_default();
+            t.crashes.clear();
+            t.retry_at = None;
+            t.started_at = None;
+        }
+        // A start that failed for want of something is tried again later,
+        // not at every pass.
+        let start_retry = self
+            .tracking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&i.id)
+            .and_then(|t| t.start_retry_at);
+        if let Some(r) = start_retry.filter(|r| *r > now_i) {
+            status.retry_at(r);
+            return Ok(());
         }
 
         // A world whose data is being backed up or restored starts once
@@ -524,17 +554,46 @@ impl Reconciler {
                     let t = t.entry(i.id).or_default();
                     t.started_at = Some(Instant::now());
                     t.retry_at = None;
+                    t.start_failures = 0;
+                    t.start_retry_at = None;
                 }
                 status.started.push(i.slug.clone());
                 let o = observation(ObservedState::Starting, restart_reason, None, i);
                 self.record(i, o, None).await
             }
-            Err(e) if e.is_transient() => Err(format!("start: {e}")),
+            Err(e) if e.is_transient() => {
+                let wait = self.start_failed(i.id);
+                status.retry_at(Instant::now() + wait);
+                let reason = format!(
+                    "could not start ({e}); trying again in {} s",
+                    wait.as_secs().max(1)
+                );
+                self.record(i, observation(i.state, Some(reason), None, i), None)
+                    .await?;
+                Err(format!("start: {e}"))
+            }
             Err(e) => {
                 let reason = e.to_string();
                 self.fail(i, reason).await
             }
         }
+    }
+
+    /// Counts a start that failed for want of something and answers how
+    /// long to wait before the next try: the restart backoff, doubled with
+    /// each failure in a row, at most a minute.
+    fn start_failed(&self, id: InstanceId) -> Duration {
+        let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        let t = t.entry(id).or_default();
+        t.start_failures = t.start_failures.saturating_add(1);
+        let factor = 2u32.saturating_pow(t.start_failures.saturating_sub(1).min(16));
+        let wait = self
+            .settings
+            .restart_backoff
+            .saturating_mul(factor)
+            .min(Duration::from_secs(60));
+        t.start_retry_at = Some(Instant::now() + wait);
+        wait
     }
 
     /// Stops (and with `remove`, removes) a server in the background;

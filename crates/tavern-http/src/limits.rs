@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tavern_types::client_key;
 
 /// How sign-in attempts are limited.
 #[derive(Clone, Debug)]
@@ -55,21 +56,10 @@ pub(crate) struct LoginLimiter {
 /// Beyond this many remembered keys, forget the ones that recovered.
 const RETAIN_ABOVE: usize = 10_000;
 
-/// The address a client is counted by: IPv4 as it is (also when mapped
-/// into IPv6), IPv6 by its /64, which one subscriber usually holds whole.
-/// No address (a caller in-process) counts as one client.
-fn client_key(addr: Option<IpAddr>) -> IpAddr {
-    match addr {
-        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        Some(IpAddr::V4(v4)) => IpAddr::V4(v4),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
+/// The address a client is counted by ([`client_key`]); no address (a
+/// caller in-process) counts as one client.
+fn client_of(addr: Option<IpAddr>) -> IpAddr {
+    addr.map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), client_key)
 }
 
 impl LoginLimiter {
@@ -98,7 +88,7 @@ impl LoginLimiter {
     /// `Ok` when this attempt may go ahead (it spends the address's
     /// budget); else how long to wait.
     pub(crate) fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
-        let client = client_key(addr);
+        let client = client_of(addr);
         let now = Instant::now();
         {
             let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,7 +110,7 @@ impl LoginLimiter {
     /// Records how an attempt that [`Self::check`] let through ended: a
     /// wrong password makes the next wait longer; signing in clears it.
     pub(crate) fn record(&self, username: &str, addr: Option<IpAddr>, signed_in: bool) {
-        let key = (username.to_ascii_lowercase(), client_key(addr));
+        let key = (username.to_ascii_lowercase(), client_of(addr));
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if signed_in {

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::ACME_TLS_ALPN;
+use crate::admission::{Admission, ConnectionLimits, Ticket, accept_loop, serve_http1};
 use crate::route::{Routing, Site, Target, decide};
 use crate::standby;
 use crate::upstream::{Outgoing, UpstreamError, Upstreams};
@@ -56,6 +57,8 @@ pub struct ProxySettings {
     pub body_limit: u64,
     /// Who wakes a sleeping world by visiting it.
     pub wake_on_visit: WakeOnVisit,
+    /// How many connections the listener keeps, and for how long.
+    pub connections: ConnectionLimits,
 }
 
 pub struct Proxy {
@@ -65,6 +68,7 @@ pub struct Proxy {
     routes: watch::Receiver<Arc<RouteTable>>,
     pub(crate) api: ApiService,
     upstreams: Arc<Upstreams>,
+    admission: Arc<Admission>,
 }
 
 /// Calls the API. (A boxed, `Send` future of a concrete type: the
@@ -319,7 +323,9 @@ impl Proxy {
     pub fn new(settings: ProxySettings, tavern: Tavern, api: ApiService) -> Arc<Self> {
         let routes = tavern.routes();
         let activity = tavern.activity();
+        let admission = Admission::new(settings.connections.clone());
         Arc::new(Self {
+            admission,
             settings,
             tavern,
             activity,
@@ -330,7 +336,8 @@ impl Proxy {
     }
 
     /// Serves connections from `listener` (over TLS with `tls`) until
-    /// `cancel`; then lets open requests finish for up to `grace`.
+    /// `cancel`, within the connection limits (see [`crate::admission`]);
+    /// then lets open requests finish for up to `grace`.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -339,46 +346,40 @@ impl Proxy {
         grace: Duration,
     ) {
         let tracker = TaskTracker::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = cancel.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: pause, go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let cancel = cancel.clone();
-            let tls = tls.clone();
-            tracker.spawn(async move {
-                match tls {
-                    None => proxy.connection(TokioIo::new(stream), peer, cancel).await,
-                    Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
-                        match handshake.await {
-                            Ok(Ok(tls))
-                                if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) =>
-                            {
-                                // A CA validating TLS-ALPN-01: the handshake was the answer.
-                                tracing::debug!(%peer, "TLS-ALPN-01 validation answered");
-                            }
-                            Ok(Ok(tls)) => proxy.connection(TokioIo::new(tls), peer, cancel).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, %peer, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        let plain = tls.is_none();
+        accept_loop(
+            &listener,
+            &self.admission,
+            plain,
+            &cancel,
+            &tracker,
+            |stream, peer, ticket| {
+                let proxy = self.clone();
+                let cancel = cancel.clone();
+                let tls = tls.clone();
+                async move {
+                    let Some(acceptor) = tls else {
+                        let io = TokioIo::new(stream);
+                        return proxy.connection(io, peer, ticket, cancel).await;
+                    };
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                            // A CA validating TLS-ALPN-01: the handshake was the answer.
+                            tracing::debug!(%peer, "TLS-ALPN-01 validation answered");
                         }
+                        Ok(Ok(tls)) => {
+                            let io = TokioIo::new(tls);
+                            proxy.connection(io, peer, ticket, cancel).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-            });
-        }
+            },
+        )
+        .await;
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after the grace period; closing anyway");
@@ -390,24 +391,16 @@ impl Proxy {
         self: Arc<Self>,
         io: TokioIo<I>,
         peer: SocketAddr,
+        ticket: Arc<Ticket>,
         cancel: CancellationToken,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self;
-        let service = hyper::service::service_fn(move |req| proxy.handle(req, peer));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r { tracing::debug!(error = %e, %peer, "connection ended"); }
-            }
-            () = cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        let held = ticket.clone();
+        let service = hyper::service::service_fn(move |req| proxy.handle(req, peer, &held));
+        if let Err(e) = serve_http1(io, service, ticket, cancel).await {
+            tracing::debug!(error = %e, %peer, "connection ended");
         }
     }
 
@@ -420,7 +413,9 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        ticket: &Arc<Ticket>,
     ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + use<> {
+        ticket.request_began();
         let refused = |why| -> BoxFuture<'static, Response<ProxyBody>> {
             Box::pin(std::future::ready(plain(StatusCode::BAD_REQUEST, why)))
         };
@@ -437,22 +432,26 @@ impl Proxy {
                 &self.settings.site,
             )
         };
-        let response =
-            match target {
-                Target::World { slug, upstream }
-                    if self.own_path(&slug, req.uri().path()).is_none()
-                        && !is_upgrade(req.headers()) =>
-                {
-                    match self.outbound(req, peer, host) {
-                        Ok(req) => Either::Left(self.forward(req, slug, upstream)),
-                        Err(refused) => Either::Right(
-                            Box::pin(std::future::ready(*refused)) as BoxFuture<'static, _>
-                        ),
-                    }
+        let response = match target {
+            Target::World { slug, upstream }
+                if self.own_path(&slug, req.uri().path()).is_none()
+                    && !is_upgrade(req.headers()) =>
+            {
+                match self.outbound(req, peer, host) {
+                    Ok(req) => Either::Left(self.forward(req, slug, upstream)),
+                    Err(refused) => Either::Right(
+                        Box::pin(std::future::ready(*refused)) as BoxFuture<'static, _>
+                    ),
                 }
-                target => Either::Right(Box::pin(self.clone().elsewhere(req, peer, host, target))
-                    as BoxFuture<'static, _>),
-            };
+            }
+            target => Either::Right(Box::pin(self.clone().elsewhere(
+                req,
+                peer,
+                host,
+                target,
+                ticket.clone(),
+            )) as BoxFuture<'static, _>),
+        };
         response.map(Ok)
     }
 
@@ -463,6 +462,7 @@ impl Proxy {
         peer: SocketAddr,
         host: Option<HeaderValue>,
         target: Target,
+        ticket: Arc<Ticket>,
     ) -> Response<ProxyBody> {
         // The standby page's forms, on the world's own address.
         let world = match &target {
@@ -490,7 +490,7 @@ impl Proxy {
                 self.standby(req, peer, &route, &prefix).await
             }
             Target::World { slug, upstream } if is_upgrade(req.headers()) => self
-                .upgrade(req, peer, host, &slug, upstream)
+                .upgrade(req, peer, host, &slug, upstream, ticket)
                 .await
                 .unwrap_or_else(|(status, why)| failed(&slug, upstream, status, &why)),
             // `handle` forwards these itself; here for completeness only.
@@ -653,6 +653,7 @@ impl Proxy {
         host: Option<HeaderValue>,
         slug: &Slug,
         upstream: SocketAddr,
+        ticket: Arc<Ticket>,
     ) -> Result<Response<ProxyBody>, (StatusCode, String)> {
         let bad_gateway = |e: &dyn std::fmt::Display| (StatusCode::BAD_GATEWAY, e.to_string());
         let client_side = hyper::upgrade::on(&mut req);
@@ -678,8 +679,12 @@ impl Proxy {
             let upstream_side = hyper::upgrade::on(&mut resp);
             // An open tab: counted while the connection lasts.
             let open = self.activity.socket_opened(slug);
+            // A player's socket keeps its place while it lasts, and is
+            // never given up for another connection.
+            ticket.pin();
             tokio::spawn(async move {
                 let _open = open;
+                let _place = ticket;
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((client, world)) => {
                         if let Err(e) = relay(client, world).await {

@@ -6,11 +6,13 @@
 //! route table the reconciler publishes; the proxy never reads the store.
 
 pub mod acme;
+mod admission;
 mod forward;
 pub mod route;
 mod standby;
 pub mod tls;
 mod upstream;
 
+pub use admission::ConnectionLimits;
 pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
 pub use route::{Routing, Site};

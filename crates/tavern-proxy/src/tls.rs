@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,8 +17,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::acme::Certificates;
+use crate::admission::{Admission, ConnectionLimits, accept_loop, serve_http1};
 use crate::route::host_name;
 
 /// Where the CA fetches HTTP-01 answers (RFC 8555, section 8.3).
@@ -75,73 +76,80 @@ pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsEr
 
 /// Answers every plain-HTTP request with a permanent redirect to the same
 /// address over HTTPS (on `https_port` when it is not 443), until `cancel`;
-/// with `acme`, answers the CA's HTTP-01 challenges first.
+/// with `acme`, answers the CA's HTTP-01 challenges first. Within the same
+/// connection limits as the public listener (its own count).
 pub async fn redirect_to_https(
     listener: TcpListener,
     https_port: Option<u16>,
     acme: Option<Certificates>,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let acme = acme.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let answer = req
-                        .uri()
-                        .path()
-                        .strip_prefix(ACME_CHALLENGE_PATH)
-                        .zip(acme.as_ref())
-                        .and_then(|(token, certs)| certs.http01_answer(token));
-                    let host = req
-                        .headers()
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(host_name)
-                        .map(std::borrow::Cow::into_owned);
-                    let path = req
-                        .uri()
-                        .path_and_query()
-                        .map_or("/", |p| p.as_str())
-                        .to_owned();
-                    async move {
-                        if let Some(answer) = answer {
-                            let mut r = Response::new(Full::new(Bytes::from(answer)));
-                            r.headers_mut().insert(
-                                header::CONTENT_TYPE,
-                                HeaderValue::from_static("application/octet-stream"),
-                            );
-                            return Ok::<_, Infallible>(r);
-                        }
-                        let mut r = Response::new(Full::new(Bytes::new()));
-                        match host {
-                            Some(host) => {
-                                let port = https_port.map(|p| format!(":{p}")).unwrap_or_default();
-                                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                                if let Ok(v) =
-                                    HeaderValue::from_str(&format!("https://{host}{port}{path}"))
-                                {
-                                    r.headers_mut().insert(header::LOCATION, v);
-                                }
-                            }
-                            None => *r.status_mut() = StatusCode::BAD_REQUEST,
-                        }
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+    let admission = Admission::new(limits);
+    let tracker = TaskTracker::new();
+    accept_loop(
+        &listener,
+        &admission,
+        true,
+        &cancel,
+        &tracker,
+        |stream, _, ticket| {
+            let acme = acme.clone();
+            let cancel = cancel.clone();
+            async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        std::future::ready(Ok::<_, Infallible>(redirect(
+                            &req,
+                            https_port,
+                            acme.as_ref(),
+                        )))
+                    });
+                let _ = serve_http1(TokioIo::new(stream), service, ticket, cancel).await;
+            }
+        },
+    )
+    .await;
+    tracker.close();
+}
+
+/// The answer to one plain-HTTP request: an HTTP-01 challenge's, else the
+/// redirect to HTTPS (400 without a usable Host).
+fn redirect(
+    req: &http::Request<hyper::body::Incoming>,
+    https_port: Option<u16>,
+    acme: Option<&Certificates>,
+) -> Response<Full<Bytes>> {
+    let answer = req
+        .uri()
+        .path()
+        .strip_prefix(ACME_CHALLENGE_PATH)
+        .zip(acme)
+        .and_then(|(token, certs)| certs.http01_answer(token));
+    if let Some(answer) = answer {
+        let mut r = Response::new(Full::new(Bytes::from(answer)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        return r;
     }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_name);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut r = Response::new(Full::new(Bytes::new()));
+    match host {
+        Some(host) => {
+            let port = https_port.map(|p| format!(":{p}")).unwrap_or_default();
+            *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+        }
+        None => *r.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    r
 }

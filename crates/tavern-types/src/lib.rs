@@ -5,12 +5,14 @@
 //! one of these types can never be invalid anywhere else in the program.
 
 mod archive;
+mod client;
 mod ids;
 mod license;
 mod names;
 mod state;
 
 pub use archive::ArchiveRecord;
+pub use client::client_key;
 pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, Slug, Username};

@@ -481,6 +481,14 @@ pub struct ServerConfig {
     pub routing: RoutingMode,
     /// Largest request body to a world in bytes (Foundry's uploads).
     pub world_body_limit: u64,
+    /// Connections the public listener keeps at once; default: 10 000, or
+    /// fewer if the process may not open files for so many.
+    pub max_connections: Option<usize>,
+    /// Connections from one client (an IPv4 address, an IPv6 /64).
+    pub max_connections_per_client: usize,
+    /// Seconds a connection may go without a complete request head (the
+    /// first, and each next one on a kept-alive connection).
+    pub header_timeout_seconds: u64,
     /// The key secrets are sealed with (32 random bytes), when replicas
     /// share it; default: `DATA_DIR/secret.key`, made on first start.
     pub secret_key_file: Option<PathBuf>,
@@ -503,6 +511,9 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             routing: RoutingMode::Host,
             world_body_limit: 300 * 1024 * 1024,
+            max_connections: None,
+            max_connections_per_client: 256,
+            header_timeout_seconds: 30,
             secret_key_file: None,
         }
     }
@@ -1027,6 +1038,12 @@ impl Config {
             tavern_core::RUNTIME_KINDS.join(", ")
         );
         self.runtime.ports()?;
+        anyhow::ensure!(
+            self.server.max_connections.is_none_or(|n| n >= 16)
+                && self.server.max_connections_per_client >= 1
+                && (1..=3600).contains(&self.server.header_timeout_seconds),
+            "invalid configuration: server.max_connections must be at least 16, server.max_connections_per_client at least 1, and server.header_timeout_seconds between 1 and 3600"
+        );
         anyhow::ensure!(
             self.runtime.docker_memory_mb >= 64
                 && self.runtime.docker_cpus > 0.0

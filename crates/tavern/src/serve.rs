@@ -388,6 +388,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    let connections = connection_limits(&config.server);
     let proxy = Proxy::new(
         ProxySettings {
             site,
@@ -398,6 +399,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             body_limit: config.server.world_body_limit,
             wake_on_visit: config.idle.wake_on_visit,
+            connections: connections.clone(),
         },
         tavern.clone(),
         api_service(api),
@@ -409,6 +411,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             redirect,
             (addr.port() != 443).then_some(addr.port()),
             acme.then(|| certificates.clone()),
+            connections,
             shutdown.clone(),
         ));
     }
@@ -426,6 +429,49 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     database.close().await;
     tracing::info!("tavern stopped");
     Ok(())
+}
+
+/// File descriptors kept for everything but clients' connections: the
+/// store, logs, worlds' processes and their pipes, backups.
+const RESERVED_FILES: u64 = 256;
+
+/// Connections the listener keeps when `server.max_connections` is not set.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The listener's connection limits: as configured, but never more
+/// connections than this process may open files for (each may hold a
+/// connection to a world too). The process's open-file limit is raised to
+/// its hard limit first.
+fn connection_limits(server: &crate::config::ServerConfig) -> tavern_proxy::ConnectionLimits {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let files = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard))
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() =>
+        {
+            hard
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => u64::MAX,
+    };
+    let afford = usize::try_from(files.saturating_sub(RESERVED_FILES) / 3)
+        .unwrap_or(usize::MAX)
+        .max(16);
+    let wanted = server.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_connections = wanted.min(afford);
+    if server.max_connections.is_some_and(|n| n > afford) {
+        tracing::warn!(
+            configured = wanted,
+            kept = max_connections,
+            open_files = files,
+            "this process may open too few files for server.max_connections; raise its limit (ulimit -n, LimitNOFILE= in systemd) to keep more"
+        );
+    }
+    tracing::debug!(max_connections, open_files = files, "connection limits");
+    tavern_proxy::ConnectionLimits {
+        max_connections,
+        max_per_client: server.max_connections_per_client.min(max_connections),
+        header_timeout: Duration::from_secs(server.header_timeout_seconds),
+    }
 }
 
 /// The API as the proxy calls it: the client's address handed on as axum's

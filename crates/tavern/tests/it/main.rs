@@ -9,6 +9,7 @@ mod deploy;
 mod discord;
 mod docker;
 mod economy;
+mod flood;
 mod idle;
 mod image;
 mod invites;

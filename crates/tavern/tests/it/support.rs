@@ -14,7 +14,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tavern");
 /// A command of the binary with an environment that belongs to the test:
 /// no inherited `TAVERN_*` variables, a private config directory.
 pub fn tavern(home: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    wrapped(home, &[])
+}
+
+/// Like [`tavern`], run through `wrapper` (a command that runs the rest of
+/// its arguments, such as `prlimit`).
+fn wrapped(home: &Path, wrapper: &[String]) -> Command {
+    let mut c = match wrapper.split_first() {
+        None => Command::new(BIN),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(BIN);
+            c
+        }
+    };
     for (k, _) in std::env::vars() {
         if k.starts_with("TAVERN_") || k.starts_with("FOUNDRY_") {
             c.env_remove(k);
@@ -82,6 +95,7 @@ pub struct Server {
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     listen: String,
+    wrapper: Vec<String>,
 }
 
 impl Server {
@@ -110,7 +124,17 @@ impl Server {
 
     /// Like `start_with_env`, listening on `listen`.
     pub fn start_on(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut s = Self::launch_new(listen, extra, env);
+        Self::start_full(listen, &[], extra, env)
+    }
+
+    /// Like `start_on`, run through `wrapper` (e.g. `prlimit
+    /// --nofile=256:256 --`).
+    pub fn start_wrapped(listen: &str, wrapper: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_full(listen, wrapper, &[], env)
+    }
+
+    fn start_full(listen: &str, wrapper: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut s = Self::launch_new(listen, wrapper, extra, env);
         s.admin_token = std::fs::read_to_string(s.data_dir().join("admin-token"))
             .unwrap()
             .trim()
@@ -121,10 +145,10 @@ impl Server {
     /// A second replica on a store another server set up: it makes no
     /// admin, so it has no token of its own (use the first one's).
     pub fn start_replica(env: &[(&str, &str)]) -> Self {
-        Self::launch_new("127.0.0.1:0", &[], env)
+        Self::launch_new("127.0.0.1:0", &[], &[], env)
     }
 
-    fn launch_new(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    fn launch_new(listen: &str, wrapper: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -151,6 +175,7 @@ impl Server {
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             env: all,
             listen: listen.to_owned(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         };
         s.launch();
         s
@@ -162,7 +187,7 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let mut child = tavern(self.home())
+        let mut child = wrapped(self.home(), &self.wrapper)
             .args([
                 "serve",
                 "--listen",
@@ -182,6 +207,11 @@ impl Server {
         let line = capture_until(&mut child, "Tavern is listening on ", self.stdout.clone());
         self.url = line.rsplit(' ').next().unwrap().to_owned();
         self.child = Some(child);
+    }
+
+    /// The pid of Tavern's process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is running").id()
     }
 
     /// SIGKILL: Tavern dies at once, its worlds do not.
