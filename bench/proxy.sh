@@ -3,11 +3,14 @@
 # stand-in world directly, through nginx (1 worker, keepalive pool to the
 # upstream) and through Tavern, the two proxies pinned to the same core and
 # the load generator and the world to the other. Small responses
-# (/api/status), a 5 MB asset, and WebSocket echo. Prints req/s (msgs/s for
-# WebSockets) and p99 latency, and the Tavern/nginx ratios.
+# (/api/status), a 5 MB asset, WebSocket echo, and small responses on a
+# new connection each while 10 000 idle and slow connections flood the
+# proxy (`flood`, not run unless asked; its RSS is printed after). Prints
+# req/s (msgs/s for WebSockets) and p99 latency, and the Tavern/nginx
+# ratios.
 #
 #   bash bench/proxy.sh            # DURATION=10 seconds per run, ROUNDS=3
-#   TESTS=small bash bench/proxy.sh   # some of: small asset ws
+#   TESTS=small bash bench/proxy.sh   # some of: small asset ws flood
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
 #   BIN=/tmp/tavern-old bash bench/proxy.sh   # another build of Tavern
@@ -16,6 +19,8 @@
 #                                  # switches and TCP segments per request
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The flood holds 10 000 connections: every process may open what it can.
+ulimit -n "$(ulimit -Hn)"
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 declare -A M
@@ -73,7 +78,8 @@ worker_processes 1;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
+worker_rlimit_nofile $(ulimit -n);
+events { worker_connections $(($(ulimit -n) - 100)); }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx/body;
@@ -107,10 +113,12 @@ NGINX_WORKER=$(xargs <"/proc/$NGINX_PID/task/$NGINX_PID/children")
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-# wrk on core 0 (with the world); answers "req/s p99_ms".
+# wrk on core 0 (with the world); answers "req/s p99_ms". A fourth
+# argument is one more request header.
 run_wrk() {
-  local out
-  out=$(taskset -c 0 wrk -t1 -c"$2" -d"${DURATION}s" --latency -H "Host: bench.localhost" "http://127.0.0.1:$1$3")
+  local out extra=()
+  [ -n "${4:-}" ] && extra=(-H "$4")
+  out=$(taskset -c 0 wrk -t1 -c"$2" -d"${DURATION}s" --latency -H "Host: bench.localhost" "${extra[@]}" "http://127.0.0.1:$1$3")
   local rps p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -146,12 +154,24 @@ print('    per request: ' + '  '.join(f'{k} {v / n:.2f}' for k, v in seen.items(
 " "$1" "$DURATION" "$segs" "$WORK/count"
 }
 run_ws() { taskset -c 0 python3 bench/ws_echo.py 127.0.0.1 "$1" bench.localhost 16 "$DURATION"; }
+# 10 000 idle and slow connections held against the port (bench/flood.py)
+# while wrk asks for small responses, each on a new connection.
+run_flood() {
+  local flood
+  taskset -c 0 python3 bench/flood.py 127.0.0.1 "$1" 10000 $((DURATION + 5)) >"$WORK/flood.out" &
+  flood=$!
+  for _ in $(seq 300); do grep -q held "$WORK/flood.out" 2>/dev/null && break; sleep 0.1; done
+  run_wrk "$1" 8 /api/status "Connection: close"
+  kill "$flood" 2>/dev/null || true
+  wait "$flood" 2>/dev/null || true
+}
 
 measure() {
   case $1 in
     small) run_wrk "$2" 32 /api/status ;;
     asset) run_wrk "$2" 8 /_stub/blob/5242880 ;;
     ws) run_ws "$2" ;;
+    flood) run_flood "$2" ;;
   esac
 }
 
@@ -234,5 +254,9 @@ cpu = f'{float(tc) / float(nc):.2f}x' if '-' not in (tc, nc) else 'n/a'
 print(f'{sys.argv[1]:<8} throughput {float(tr) / float(nr):.2f}x   p99 {float(tp) / float(np):.2f}x   cpu/req {cpu}')" \
     "$t" "$tr" "$tp" "$tc" "$nr" "$np" "$nc"
 done
+case " $TESTS " in *" flood "*)
+  echo
+  echo "resident memory after the flood: Tavern $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$SERVER_PID/status"), nginx's worker $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$NGINX_WORKER/status")" ;;
+esac
 echo
 echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs), $(uname -r)"
