@@ -353,6 +353,23 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
 }
 
+/// Waits until a new plain connection's client sends something (within
+/// the header timeout), so that a silent one holds a socket and no HTTP
+/// connection's buffers; false when it stayed silent, or was given up or
+/// shut down first.
+pub(crate) async fn first_bytes(
+    stream: &tokio::net::TcpStream,
+    ticket: &Ticket,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let timeout = ticket.admission.limits().header_timeout;
+    tokio::select! {
+        r = tokio::time::timeout(timeout, stream.readable()) => matches!(r, Ok(Ok(()))),
+        _ = ticket.shed() => false,
+        () = cancel.cancelled() => false,
+    }
+}
+
 /// Serves one HTTP/1.1 connection with `service` (upgrades allowed) until
 /// it ends: within the header timeout for each request head, given up
 /// when admission asks (at once if it never sent a request, else after

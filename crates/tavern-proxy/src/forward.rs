@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::ACME_TLS_ALPN;
-use crate::admission::{Admission, ConnectionLimits, Ticket, accept_loop, serve_http1};
+use crate::admission::{
+    Admission, ConnectionLimits, Ticket, accept_loop, first_bytes, serve_http1,
+};
 use crate::route::{Routing, Site, Target, decide};
-use crate::standby;
 use crate::upstream::{Outgoing, UpstreamError, Upstreams};
 use tavern_types::WakeOnVisit;
 
@@ -307,6 +308,76 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<HeaderValue>, &'static str
     }
 }
 
+/// A client's request body that, dropped unread (an early answer: too
+/// large, malformed, refused), is read to its end and thrown away in the
+/// background, up to [`DRAIN_BYTES`] and for [`DRAIN_TIME`]: so that the
+/// client, still sending, reads the answer instead of a connection reset.
+struct Drained(Option<Incoming>);
+
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+impl Drained {
+    fn new(body: Incoming) -> Self {
+        Self(Some(body))
+    }
+}
+
+impl hyper::body::Body for Drained {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        match self.0.as_mut() {
+            Some(body) => std::pin::Pin::new(body)
+                .poll_frame(cx)
+                .map_err(BoxError::from),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.as_ref().map_or_else(
+            || hyper::body::SizeHint::with_exact(0),
+            hyper::body::Body::size_hint,
+        )
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if hyper::body::Body::is_end_stream(&body) {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut left = DRAIN_BYTES;
+            let drain = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    left = left.saturating_sub(n);
+                    if left == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        });
+    }
+}
+
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
@@ -359,6 +430,9 @@ impl Proxy {
                 let tls = tls.clone();
                 async move {
                     let Some(acceptor) = tls else {
+                        if !first_bytes(&stream, &ticket, &cancel).await {
+                            return;
+                        }
                         let io = TokioIo::new(stream);
                         return proxy.connection(io, peer, ticket, cancel).await;
                     };
@@ -482,7 +556,7 @@ impl Proxy {
         match target {
             Target::Api => {
                 req.extensions_mut().insert(Peer(peer));
-                call_api_service(&self.api, req.map(standby::boxed)).await
+                call_api_service(&self.api, req.map(|b| Drained::new(b).boxed_unsync())).await
             }
             Target::NotFound => plain(StatusCode::NOT_FOUND, "Not found"),
             Target::Standby(route) => {
@@ -589,6 +663,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
+            drop(Drained::new(req.into_body()));
             return Err(Box::new(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the upload is larger than {} MB", limit / 1_000_000),

@@ -20,7 +20,7 @@ use tavern_core::auth::SESSION_COOKIE as COOKIE;
 use tavern_core::routes::Route;
 use tavern_types::{DesiredState, ObservedState, WakeOnVisit};
 
-use crate::forward::{BoxError, Peer, Proxy, ProxyBody};
+use crate::forward::{Peer, Proxy, ProxyBody};
 
 #[derive(Template)]
 #[template(path = "standby.html")]
@@ -354,11 +354,6 @@ impl Proxy {
             _ => crate::forward::plain(StatusCode::NOT_FOUND, "Not found"),
         }
     }
-}
-
-/// Boxes a body the proxy hands to the API.
-pub(crate) fn boxed(body: Incoming) -> ProxyBody {
-    body.map_err(BoxError::from).boxed_unsync()
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::Certificates;
-use crate::admission::{Admission, ConnectionLimits, accept_loop, serve_http1};
+use crate::admission::{Admission, ConnectionLimits, accept_loop, first_bytes, serve_http1};
 use crate::route::host_name;
 
 /// Where the CA fetches HTTP-01 answers (RFC 8555, section 8.3).
@@ -105,7 +105,9 @@ pub async fn redirect_to_https(
                             acme.as_ref(),
                         )))
                     });
-                let _ = serve_http1(TokioIo::new(stream), service, ticket, cancel).await;
+                if first_bytes(&stream, &ticket, &cancel).await {
+                    let _ = serve_http1(TokioIo::new(stream), service, ticket, cancel).await;
+                }
             }
         },
     )
