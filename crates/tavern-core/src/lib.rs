@@ -22,6 +22,14 @@ mod sessions;
 mod supporters;
 mod usage;
 
+/// The checks of free-text fields that the API document's patterns
+/// describe (its tests hold the two together).
+pub mod checks {
+    pub use crate::notifications::check_webhook as webhook;
+    pub use crate::service::check_label as label;
+    pub use crate::supporters::check_email as email;
+}
+
 pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
 pub use invites::{InviteView, NewInvite};

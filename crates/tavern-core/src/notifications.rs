@@ -79,11 +79,12 @@ pub trait WebhookSender: Send + Sync + 'static {
     async fn post(&self, url: &str, message: &str) -> Result<(), SendError>;
 }
 
-/// A webhook address as given, checked.
-pub(crate) fn check_webhook(url: &str) -> Result<&str, CoreError> {
-    let u = url.trim();
+/// A webhook address as given, checked: `http(s)://` and no whitespace,
+/// at most 2000 characters (the API document's pattern says the same).
+pub fn check_webhook(url: &str) -> Result<&str, CoreError> {
+    let u = url;
     let ok = (u.starts_with("https://") || u.starts_with("http://"))
-        && u.len() <= 2000
+        && u.chars().count() <= 2000
         && !u.contains(char::is_whitespace);
     if !ok {
         return Err(CoreError::invalid(

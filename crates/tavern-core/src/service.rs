@@ -359,13 +359,20 @@ fn parse_license_id(s: &str) -> Result<LicenseId, CoreError> {
     })
 }
 
-fn check_label(label: &str) -> Result<String, CoreError> {
-    let label = label.trim();
-    if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+/// A key's label: 1 to 64 characters, none a control character, neither
+/// the first nor the last a space (the API document's pattern says the
+/// same).
+pub fn check_label(label: &str) -> Result<String, CoreError> {
+    if label.is_empty()
+        || label.chars().count() > 64
+        || label.chars().any(char::is_control)
+        || label.starts_with(' ')
+        || label.ends_with(' ')
+    {
         return Err(CoreError::invalid(
             "invalid_field",
             "label",
-            "a label needs 1 to 64 printable characters",
+            "a label needs 1 to 64 printable characters, not beginning or ending with a space",
         ));
     }
     Ok(label.to_owned())
@@ -1563,21 +1570,28 @@ impl Tavern {
     pub async fn world_manifests(&self, caller: &Caller, slug: &str) -> Result<String, CoreError> {
         caller.require_admin("see a world's manifests")?;
         let i = self.visible_instance(caller, slug).await?;
+        let none = || CoreError::Conflict {
+            code: "no_manifests",
+            message: format!(
+                "{} runs on the {} runtime, which writes no manifests (only kubernetes does)",
+                i.slug, i.runtime
+            ),
+        };
+        if !data_on_cluster(&i.runtime) {
+            return Err(none());
+        }
         let spec = self
             .spec_with(&i, false)
             .await
-            .map_err(|e| CoreError::internal("describe the world", e))?;
+            .map_err(|why| CoreError::Conflict {
+                code: "no_manifests",
+                message: format!("{} cannot be described yet: {why}", i.slug),
+            })?;
         let running = i.desired_state == DesiredState::Running;
         match self.runtime.manifests(&spec, running) {
             Some(Ok(yaml)) => Ok(yaml),
             Some(Err(e)) => Err(CoreError::internal("render the world's manifests", e)),
-            None => Err(CoreError::Conflict {
-                code: "no_manifests",
-                message: format!(
-                    "{} runs on the {} runtime, which writes no manifests (only kubernetes does)",
-                    i.slug, i.runtime
-                ),
-            }),
+            None => Err(none()),
         }
     }
 

@@ -158,11 +158,20 @@ fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
     })
 }
 
-/// An e-mail address as given, checked and lowercased.
-pub(crate) fn check_email(email: &str) -> Result<String, CoreError> {
-    let e = email.trim().to_ascii_lowercase();
+/// An e-mail address as given, checked and lowercased: one `@`, something
+/// before it, a domain with a dot inside it, no whitespace, at most 254
+/// characters (the API document's pattern says the same).
+pub fn check_email(email: &str) -> Result<String, CoreError> {
+    let e = email.to_ascii_lowercase();
     let (local, domain) = e.split_once('@').unwrap_or_default();
-    if local.is_empty() || !domain.contains('.') || e.len() > 254 || e.contains(char::is_whitespace)
+    let inner_dot = domain
+        .char_indices()
+        .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
+    if local.is_empty()
+        || !inner_dot
+        || domain.contains('@')
+        || e.chars().count() > 254
+        || e.contains(char::is_whitespace)
     {
         return Err(CoreError::invalid(
             "invalid_email",

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use tavern_core::{InstanceUpdate, NewInstance, NewLicense, NewSession, NewUser};
 use tavern_types::DesiredState;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -15,29 +15,8 @@ use crate::dto::*;
 use crate::extract::{ApiJson, ApiQuery, Authed, ClientIp};
 use crate::{ApiError, AppState};
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Tavern API", description = "Hosting Foundry VTT worlds for a community."),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::with_openapi(crate::openapi::document())
         .routes(routes!(healthz))
         .routes(routes!(login))
         .routes(routes!(whoami))
@@ -76,13 +55,32 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A number from the query string, checked against the range the document
+/// gives it (`default` when absent).
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<T>,
+    default: T,
+    (min, max): (T, T),
+) -> ApiResult<T> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{name} must be between {min} and {max}"),
+        ));
+    }
+    Ok(v)
+}
+
 /// `202 Accepted` with the instance: the work goes on in the background.
 fn accepted(view: tavern_core::InstanceView) -> (StatusCode, Json<InstanceJson>) {
     (StatusCode::ACCEPTED, Json(view.into()))
 }
 
 /// Liveness: answers while the server runs.
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", extensions(("x-tavern-access" = json!("public"))), security(()), responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -91,7 +89,7 @@ async fn healthz() -> Json<Health> {
 }
 
 /// Exchanges a username and password for an API token.
-#[utoipa::path(post, path = "/api/v1/auth/login", security(()), request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", extensions(("x-tavern-access" = json!("public"))), security(()), request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn login(
     State(s): State<AppState>,
@@ -106,13 +104,13 @@ async fn login(
 }
 
 /// The user the token belongs to.
-#[utoipa::path(get, path = "/api/v1/auth/whoami", responses((status = 200, body = UserJson), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/auth/whoami", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = UserJson), (status = 401, body = ErrorBody)))]
 async fn whoami(Authed(caller): Authed) -> Json<UserJson> {
     Json((&caller.user).into())
 }
 
 /// Signs out: the token stops working at once.
-#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", extensions(("x-tavern-access" = json!("user"))), responses((status = 204), (status = 401, body = ErrorBody)))]
 async fn logout(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -123,7 +121,7 @@ async fn logout(
 }
 
 /// Creates a user (admins only).
-#[utoipa::path(post, path = "/api/v1/users", request_body = CreateUserRequest,
+#[utoipa::path(post, path = "/api/v1/users", extensions(("x-tavern-access" = json!("admin"))), request_body = CreateUserRequest,
     responses((status = 201, body = UserJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_user(
     State(s): State<AppState>,
@@ -146,7 +144,7 @@ async fn create_user(
 }
 
 /// Users: all of them for an admin, oneself for a game master.
-#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, body = [UserJson])))]
+#[utoipa::path(get, path = "/api/v1/users", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = [UserJson])))]
 async fn list_users(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -158,7 +156,7 @@ async fn list_users(
 /// Changes a user's quota tier or e-mail address (admins only), or their
 /// notification webhook (themselves, or an admin); absent fields stay as
 /// they are.
-#[utoipa::path(patch, path = "/api/v1/users/{username}", params(("username" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/users/{username}", extensions(("x-tavern-access" = json!("self"))), params(("username" = String, Path)),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_user(
@@ -175,8 +173,8 @@ async fn update_user(
 }
 
 /// Creates an instance (stopped).
-#[utoipa::path(post, path = "/api/v1/instances", request_body = CreateInstanceRequest,
-    responses((status = 201, body = InstanceJson), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/instances", extensions(("x-tavern-access" = json!("user"))), request_body = CreateInstanceRequest,
+    responses((status = 201, body = InstanceJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_instance(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -201,7 +199,7 @@ async fn create_instance(
 }
 
 /// Instances the caller may see.
-#[utoipa::path(get, path = "/api/v1/instances", responses((status = 200, body = [InstanceJson])))]
+#[utoipa::path(get, path = "/api/v1/instances", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = [InstanceJson])))]
 async fn list_instances(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -211,7 +209,7 @@ async fn list_instances(
 }
 
 /// One instance.
-#[utoipa::path(get, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/instances/{slug}", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 200, body = InstanceJson), (status = 404, body = ErrorBody)))]
 async fn show_instance(
     State(s): State<AppState>,
@@ -222,7 +220,7 @@ async fn show_instance(
 }
 
 /// Changes an instance's idle timeout or who wakes it by visiting.
-#[utoipa::path(patch, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+#[utoipa::path(patch, path = "/api/v1/instances/{slug}", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     request_body = UpdateInstanceRequest,
     responses((status = 200, body = InstanceJson), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_instance(
@@ -248,7 +246,7 @@ async fn update_instance(
 }
 
 /// Destroys an instance: its server stops, its data is archived, then it is gone.
-#[utoipa::path(delete, path = "/api/v1/instances/{slug}", params(("slug" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/instances/{slug}", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody)))]
 async fn destroy_instance(
     State(s): State<AppState>,
@@ -260,7 +258,7 @@ async fn destroy_instance(
 }
 
 /// Asks for an instance to run; the state goes starting, then running.
-#[utoipa::path(post, path = "/api/v1/instances/{slug}/start", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/start", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn start_instance(
     State(s): State<AppState>,
@@ -275,7 +273,7 @@ async fn start_instance(
 }
 
 /// Asks for an instance to stop; the state goes stopping, then stopped.
-#[utoipa::path(post, path = "/api/v1/instances/{slug}/stop", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/stop", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn stop_instance(
     State(s): State<AppState>,
@@ -290,7 +288,7 @@ async fn stop_instance(
 }
 
 /// Adds a Foundry license key (admins only). The key is never shown again.
-#[utoipa::path(post, path = "/api/v1/licenses", request_body = CreateLicenseRequest,
+#[utoipa::path(post, path = "/api/v1/licenses", extensions(("x-tavern-access" = json!("admin"))), request_body = CreateLicenseRequest,
     responses((status = 201, body = LicenseJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_license(
     State(s): State<AppState>,
@@ -312,7 +310,7 @@ async fn add_license(
 }
 
 /// Licenses: all for an admin; the pool and one's own for a game master.
-#[utoipa::path(get, path = "/api/v1/licenses", responses((status = 200, body = [LicenseJson])))]
+#[utoipa::path(get, path = "/api/v1/licenses", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = [LicenseJson])))]
 async fn list_licenses(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -322,7 +320,7 @@ async fn list_licenses(
 }
 
 /// Removes a license (admins only); refused while an instance uses it.
-#[utoipa::path(delete, path = "/api/v1/licenses/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/licenses/{id}", extensions(("x-tavern-access" = json!("admin"))), params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn remove_license(
     State(s): State<AppState>,
@@ -334,13 +332,15 @@ async fn remove_license(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// How many of the newest events (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The audit log, newest first (admins only).
-#[utoipa::path(get, path = "/api/v1/events", params(EventsQuery),
+#[utoipa::path(get, path = "/api/v1/events", extensions(("x-tavern-access" = json!("admin"))), params(EventsQuery),
     responses((status = 200, body = [EventJson]), (status = 403, body = ErrorBody)))]
 async fn list_events(
     State(s): State<AppState>,
@@ -349,19 +349,21 @@ async fn list_events(
 ) -> ApiResult<Json<Vec<EventJson>>> {
     let events = s
         .tavern
-        .list_events(&caller, q.limit.unwrap_or(100))
+        .list_events(&caller, in_range("limit", q.limit, 100, (1, 1000))?)
         .await?;
     Ok(Json(events.into_iter().map(EventJson::from).collect()))
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
-    /// How many of the last lines (default 200).
+    /// How many of the last lines (default 200, at most 10 000).
+    #[param(minimum = 1, maximum = 10000)]
     tail: Option<usize>,
 }
 
 /// The last lines of the world's server output.
-#[utoipa::path(get, path = "/api/v1/instances/{slug}/logs", params(("slug" = String, Path), LogsQuery),
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/logs", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path), LogsQuery),
     responses((status = 200, body = LogsJson), (status = 404, body = ErrorBody)))]
 async fn instance_logs(
     State(s): State<AppState>,
@@ -371,14 +373,14 @@ async fn instance_logs(
 ) -> ApiResult<Json<LogsJson>> {
     let lines = s
         .tavern
-        .instance_logs(&caller, &slug, q.tail.unwrap_or(200))
+        .instance_logs(&caller, &slug, in_range("tail", q.tail, 200, (1, 10_000))?)
         .await?;
     Ok(Json(LogsJson { lines }))
 }
 
 /// The Kubernetes objects of a world, as YAML (admins; worlds on the
 /// kubernetes runtime). The Secret is shown without its data.
-#[utoipa::path(get, path = "/api/v1/instances/{slug}/manifests", params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/manifests", extensions(("x-tavern-access" = json!("admin"))), params(("slug" = String, Path)),
     responses((status = 200, body = String, content_type = "application/yaml"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn instance_manifests(
@@ -395,7 +397,7 @@ async fn instance_manifests(
 
 /// Switchover: the world now on this key stops (refused while players are
 /// connected, unless `force`), then `instance` starts with the key.
-#[utoipa::path(post, path = "/api/v1/licenses/{id}/activate", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/activate", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
     request_body = ActivateLicenseRequest,
     responses((status = 202, body = InstanceJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn activate_license(
@@ -413,7 +415,7 @@ async fn activate_license(
 
 /// Every key and the world on it, the worlds running and the failed ones
 /// (admins only).
-#[utoipa::path(get, path = "/api/v1/admin/overview",
+#[utoipa::path(get, path = "/api/v1/admin/overview", extensions(("x-tavern-access" = json!("admin"))),
     responses((status = 200, body = OverviewJson), (status = 403, body = ErrorBody)))]
 async fn admin_overview(
     State(s): State<AppState>,
@@ -424,7 +426,7 @@ async fn admin_overview(
 
 /// Books a session: reserves a license key for its window; the world starts
 /// by itself shortly before.
-#[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateSessionRequest,
+#[utoipa::path(post, path = "/api/v1/sessions", extensions(("x-tavern-access" = json!("owner"))), request_body = CreateSessionRequest,
     responses((status = 201, body = SessionJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_session(
@@ -448,7 +450,7 @@ async fn create_session(
 
 /// Sessions to come and under way: all for an admin, one's own for a game
 /// master.
-#[utoipa::path(get, path = "/api/v1/sessions", responses((status = 200, body = [SessionJson])))]
+#[utoipa::path(get, path = "/api/v1/sessions", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = [SessionJson])))]
 async fn list_sessions(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -458,7 +460,7 @@ async fn list_sessions(
 }
 
 /// Cancels a session and frees its key's window.
-#[utoipa::path(delete, path = "/api/v1/sessions/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn cancel_session(
     State(s): State<AppState>,
@@ -471,7 +473,7 @@ async fn cancel_session(
 
 /// Backs a world up now (a `live` copy when it runs); the backup is
 /// `in_progress` until it is complete or failed.
-#[utoipa::path(post, path = "/api/v1/instances/{slug}/backups", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/backups", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 202, body = BackupJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_backup(
     State(s): State<AppState>,
@@ -483,7 +485,7 @@ async fn create_backup(
 }
 
 /// A world's backups, newest first.
-#[utoipa::path(get, path = "/api/v1/instances/{slug}/backups", params(("slug" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/backups", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 200, body = Vec<BackupJson>), (status = 404, body = ErrorBody)))]
 async fn list_instance_backups(
     State(s): State<AppState>,
@@ -496,7 +498,7 @@ async fn list_instance_backups(
 
 /// Every backup the caller may see (an admin all, a game master their own),
 /// newest first.
-#[utoipa::path(get, path = "/api/v1/backups", responses((status = 200, body = Vec<BackupJson>)))]
+#[utoipa::path(get, path = "/api/v1/backups", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = Vec<BackupJson>)))]
 async fn list_backups(
     State(s): State<AppState>,
     Authed(caller): Authed,
@@ -505,7 +507,7 @@ async fn list_backups(
     Ok(Json(views.into_iter().map(Into::into).collect()))
 }
 
-#[utoipa::path(get, path = "/api/v1/backups/{id}", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
     responses((status = 200, body = BackupJson), (status = 404, body = ErrorBody)))]
 async fn show_backup(
     State(s): State<AppState>,
@@ -516,7 +518,7 @@ async fn show_backup(
 }
 
 /// Locks a backup against retention, or unlocks it.
-#[utoipa::path(patch, path = "/api/v1/backups/{id}", params(("id" = String, Path)), request_body = BackupUpdate,
+#[utoipa::path(patch, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)), request_body = BackupUpdate,
     responses((status = 200, body = BackupJson), (status = 404, body = ErrorBody)))]
 async fn update_backup(
     State(s): State<AppState>,
@@ -530,7 +532,7 @@ async fn update_backup(
 }
 
 /// Deletes a backup and its archive.
-#[utoipa::path(delete, path = "/api/v1/backups/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_backup(
     State(s): State<AppState>,
@@ -542,6 +544,7 @@ async fn delete_backup(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DownloadQuery {
     /// A signed link's token, in place of a bearer token.
     token: Option<String>,
@@ -555,9 +558,10 @@ struct DownloadQuery {
 /// Tavern writes from its secrets (`Config/license.json`,
 /// `Config/admin.txt`) unless an admin asks for them: with a bearer
 /// token, or with a signed link's `token`.
-#[utoipa::path(get, path = "/api/v1/backups/{id}/download", params(("id" = String, Path), DownloadQuery),
+#[utoipa::path(get, path = "/api/v1/backups/{id}/download", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path), DownloadQuery),
+    security(("bearer" = []), ()),
     responses((status = 200, content_type = "application/zstd"), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn download_backup(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -595,7 +599,7 @@ pub(crate) fn archive_download(
 }
 
 /// A link that downloads the backup without a token, for a few minutes.
-#[utoipa::path(post, path = "/api/v1/backups/{id}/link", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/backups/{id}/link", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
     responses((status = 200, body = LinkJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn backup_link(
     State(s): State<AppState>,
@@ -611,7 +615,7 @@ async fn backup_link(
 
 /// Restores a backup, into its own world or (with `to`) a new one; the
 /// backup's `restore` tells how it goes.
-#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", params(("id" = String, Path)), request_body = RestoreRequest,
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)), request_body = RestoreRequest,
     responses((status = 202, body = BackupJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn restore_backup(
     State(s): State<AppState>,
@@ -627,16 +631,19 @@ async fn restore_backup(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsageQuery {
     /// `YYYY-MM` (UTC); this month when absent.
+    #[param(value_type = Option<crate::shapes::Month>)]
     month: Option<String>,
     /// One user's usage (admins; a game master sees only their own).
+    #[param(value_type = Option<crate::shapes::Username>)]
     user: Option<String>,
 }
 
 /// Hours per user and per world, hours per license key, and the cost at the
 /// configured rate less credit, for a month.
-#[utoipa::path(get, path = "/api/v1/usage", params(UsageQuery),
+#[utoipa::path(get, path = "/api/v1/usage", extensions(("x-tavern-access" = json!("user"))), params(UsageQuery),
     responses((status = 200, body = UsageJson), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn usage(
     State(s): State<AppState>,
@@ -652,7 +659,7 @@ async fn usage(
 
 /// A one-time code, valid for an hour, that ties the caller to a Ko-fi
 /// supporter (written in a Ko-fi message) or a Discord account.
-#[utoipa::path(post, path = "/api/v1/auth/link-code",
+#[utoipa::path(post, path = "/api/v1/auth/link-code", extensions(("x-tavern-access" = json!("user"))),
     responses((status = 201, body = LinkCodeJson), (status = 401, body = ErrorBody)))]
 async fn link_code(
     State(s): State<AppState>,
@@ -669,7 +676,7 @@ async fn link_code(
 }
 
 /// Everyone who has paid through Ko-fi, latest first (admins only).
-#[utoipa::path(get, path = "/api/v1/supporters",
+#[utoipa::path(get, path = "/api/v1/supporters", extensions(("x-tavern-access" = json!("admin"))),
     responses((status = 200, body = [SupporterJson]), (status = 403, body = ErrorBody)))]
 async fn list_supporters(
     State(s): State<AppState>,
@@ -681,7 +688,7 @@ async fn list_supporters(
 
 /// Invites someone to make an account (admins only); the answer holds the
 /// code and the address to give them, this once.
-#[utoipa::path(post, path = "/api/v1/invites", request_body = CreateInviteRequest,
+#[utoipa::path(post, path = "/api/v1/invites", extensions(("x-tavern-access" = json!("admin"))), request_body = CreateInviteRequest,
     responses((status = 201, body = InviteJson), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_invite(
     State(s): State<AppState>,
@@ -704,7 +711,7 @@ async fn create_invite(
 }
 
 /// Every invitation, spent ones too, without their codes (admins only).
-#[utoipa::path(get, path = "/api/v1/invites",
+#[utoipa::path(get, path = "/api/v1/invites", extensions(("x-tavern-access" = json!("admin"))),
     responses((status = 200, body = [InviteJson]), (status = 403, body = ErrorBody)))]
 async fn list_invites(
     State(s): State<AppState>,
@@ -715,7 +722,7 @@ async fn list_invites(
 }
 
 /// Withdraws an invitation, by its id (admins only).
-#[utoipa::path(delete, path = "/api/v1/invites/{id}", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/api/v1/invites/{id}", extensions(("x-tavern-access" = json!("admin"))), params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_invite(
     State(s): State<AppState>,
@@ -729,7 +736,7 @@ async fn revoke_invite(
 /// Creates the invitee's account and signs them in; no token needed, the
 /// code is the proof. Not found once the invitation is used up, expired
 /// or withdrawn.
-#[utoipa::path(post, path = "/api/v1/invites/{code}/accept", params(("code" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/invites/{code}/accept", extensions(("x-tavern-access" = json!("public"))), params(("code" = String, Path)),
     security(()), request_body = AcceptInviteRequest,
     responses((status = 201, body = LoginResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn accept_invite(
@@ -751,14 +758,16 @@ async fn accept_invite(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct NotificationsQuery {
-    /// At most this many, newest first (default 100).
+    /// At most this many, newest first (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The notification outbox, newest first: what went out to the webhooks,
 /// what waits for a retry, what was given up (admins only).
-#[utoipa::path(get, path = "/api/v1/notifications", params(NotificationsQuery),
+#[utoipa::path(get, path = "/api/v1/notifications", extensions(("x-tavern-access" = json!("admin"))), params(NotificationsQuery),
     responses((status = 200, body = [NotificationJson]), (status = 403, body = ErrorBody)))]
 async fn list_notifications(
     State(s): State<AppState>,
@@ -767,7 +776,7 @@ async fn list_notifications(
 ) -> ApiResult<Json<Vec<NotificationJson>>> {
     let list = s
         .tavern
-        .list_notifications(&caller, q.limit.unwrap_or(100))
+        .list_notifications(&caller, in_range("limit", q.limit, 100, (1, 1000))?)
         .await?;
     Ok(Json(list.into_iter().map(NotificationJson::from).collect()))
 }

@@ -36,11 +36,14 @@ pub struct LoginResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(value_type = crate::shapes::Username)]
     pub username: String,
-    /// `admin` or `gm`.
+    #[schema(value_type = crate::shapes::Role)]
     pub role: String,
+    #[schema(value_type = crate::shapes::Password)]
     pub password: String,
     /// A configured quota tier; omitted: the default tier.
+    #[schema(max_length = 64)]
     pub tier: Option<String>,
 }
 
@@ -50,18 +53,18 @@ pub struct UpdateUserRequest {
     /// A configured quota tier, or null for the default tier; absent:
     /// unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 64)]
     pub tier: Option<Option<String>>,
     /// The address Ko-fi payments count for this user from (admins only),
     /// or null for none; absent: unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::shapes::Email>)]
     pub email: Option<Option<String>>,
     /// The user's own Discord webhook for notifications about their
     /// worlds (themselves or an admin), or null for none; absent:
     /// unchanged. Kept sealed, never shown.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::shapes::Webhook>)]
     pub webhook_url: Option<Option<String>>,
 }
 
@@ -93,14 +96,24 @@ impl From<&User> for UserJson {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstanceRequest {
+    #[schema(value_type = crate::shapes::Slug)]
     pub slug: String,
+    /// Its owner (admins); default: the caller.
+    #[schema(value_type = Option<crate::shapes::Username>)]
     pub owner: Option<String>,
+    #[schema(value_type = Option<crate::shapes::Release>)]
     pub release: Option<String>,
+    /// The id of the one license key it runs with.
+    #[schema(format = Uuid)]
     pub license: Option<String>,
+    #[schema(value_type = Option<crate::shapes::Runtime>)]
     pub runtime: Option<String>,
+    /// Minutes without players before it sleeps (default: the server's).
+    #[schema(minimum = 1, maximum = 10080)]
     pub idle_timeout_minutes: Option<u32>,
-    /// Who wakes it by visiting: `owner`, `anyone` or `off` (default: the
-    /// server's `idle.wake_on_visit`).
+    /// Who wakes it by visiting (default: the server's
+    /// `idle.wake_on_visit`).
+    #[schema(value_type = Option<crate::shapes::WakeOnVisit>)]
     pub wake_on_visit: Option<String>,
 }
 
@@ -118,17 +131,19 @@ where
 pub struct UpdateInstanceRequest {
     /// Minutes without players before it sleeps; `null`: the server's.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10080)]
     pub idle_timeout_minutes: Option<Option<u32>>,
-    /// `owner`, `anyone` or `off`; `null`: the server's.
+    /// Who wakes it by visiting; `null`: the server's.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::shapes::WakeOnVisit>)]
     pub wake_on_visit: Option<Option<String>>,
     /// Another Foundry release (the world must be stopped; its data is
     /// backed up first).
+    #[schema(value_type = Option<crate::shapes::Release>)]
     pub release: Option<String>,
     /// Another runtime, `process` or `docker` (the world must be stopped;
     /// its data stays; a world cannot move to or from `kubernetes`).
+    #[schema(value_type = Option<crate::shapes::Runtime>)]
     pub runtime: Option<String>,
 }
 
@@ -198,10 +213,13 @@ impl From<InstanceView> for InstanceJson {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLicenseRequest {
+    #[schema(value_type = crate::shapes::Label)]
     pub label: String,
     /// The Foundry license key; never shown again.
+    #[schema(value_type = crate::shapes::LicenseKeyText)]
     pub key: String,
     /// Pin the key to this game master; omitted, it joins the shared pool.
+    #[schema(value_type = Option<crate::shapes::Username>)]
     pub owner: Option<String>,
 }
 
@@ -268,6 +286,7 @@ pub struct LogsJson {
 #[serde(deny_unknown_fields)]
 pub struct ActivateLicenseRequest {
     /// The world that gets the key.
+    #[schema(value_type = crate::shapes::Slug)]
     pub instance: String,
     /// Stop the world now on the key even while players are connected.
     #[serde(default)]
@@ -288,9 +307,12 @@ pub struct OverviewLicense {
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// The world's slug.
+    #[schema(value_type = crate::shapes::Slug)]
     pub instance: String,
     /// When play begins: RFC 3339 with an offset (`2026-11-28T19:00:00Z`).
+    #[schema(value_type = crate::shapes::DateTime)]
     pub start: String,
+    #[schema(minimum = 15, maximum = 1440)]
     pub duration_minutes: u32,
 }
 
@@ -445,6 +467,7 @@ impl From<tavern_core::BackupView> for BackupJson {
 pub struct RestoreRequest {
     /// A new world to restore into; without it, the backup's own world
     /// (stopped first, its current data backed up first).
+    #[schema(value_type = Option<crate::shapes::Slug>)]
     pub to: Option<String>,
 }
 
@@ -608,13 +631,17 @@ pub struct LinkCodeJson {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInviteRequest {
-    /// `gm` (default) or `admin`.
+    /// The role of the accounts it makes (default `gm`).
+    #[schema(value_type = Option<crate::shapes::Role>)]
     pub role: Option<String>,
     /// The quota tier new accounts get (default: the default tier).
+    #[schema(max_length = 64)]
     pub tier: Option<String>,
     /// How many accounts it may create (default 1).
+    #[schema(minimum = 1, maximum = 1000)]
     pub uses: Option<u32>,
     /// How long it lasts (default 168: a week; at most 90 days).
+    #[schema(minimum = 1, maximum = 2160)]
     pub expires_in_hours: Option<u32>,
 }
 
@@ -665,7 +692,9 @@ impl From<tavern_core::InviteView> for InviteJson {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInviteRequest {
+    #[schema(value_type = crate::shapes::Username)]
     pub username: String,
+    #[schema(value_type = crate::shapes::Password)]
     pub password: String,
 }
 

@@ -11,10 +11,54 @@ use tavern_core::{Caller, CoreError};
 
 use crate::{ApiError, AppState};
 
-/// `axum::Json`, but failing with our error body.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body, failing with our error body: not JSON is 400, not
+/// an object (or fields that do not fit) 422. Numbers without a fraction
+/// (`620.0`, `1e2`) count as integers, as JSON Schema reads them.
 pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(mut value) =
+            axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        let invalid = |message: String| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                message,
+            )
+        };
+        if !value.is_object() {
+            return Err(invalid("the body must be a JSON object".into()));
+        }
+        whole_numbers(&mut value);
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| invalid(format!("the body does not fit: {e}")))
+    }
+}
+
+/// Turns every number without a fraction into an integer, in place.
+fn whole_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                // Exact: below 2^53 a whole f64 is an integer.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *v = Value::from(i);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
 
 /// `axum::extract::Query`, but failing with our error body.
 #[derive(FromRequestParts)]
@@ -60,5 +104,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_count_as_integers_and_nothing_else_changes() {
+        let mut v = json!({"a": 620.0, "b": [1e2, 2.5, -3.0], "c": "7.0", "d": 1e300});
+        whole_numbers(&mut v);
+        assert_eq!(v["a"], json!(620));
+        assert!(v["a"].is_u64());
+        assert_eq!(v["b"], json!([100, 2.5, -3]));
+        assert_eq!(v["c"], json!("7.0"));
+        assert!(v["d"].is_f64(), "beyond 2^53 it stays a float");
     }
 }

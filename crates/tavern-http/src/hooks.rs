@@ -14,8 +14,10 @@ use utoipa::ToSchema;
 
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+/// Ko-fi's form: one field.
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct KofiForm {
+    /// The notice, as JSON (with the verification token in it).
     data: String,
 }
 
@@ -23,6 +25,15 @@ pub(crate) struct KofiForm {
 pub(crate) struct KofiAnswer {
     /// `recorded`, or `already_recorded` for a notice seen before.
     status: &'static str,
+}
+
+/// A body over the limit, on a route that reads it itself.
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is too large",
+    )
 }
 
 fn malformed(message: impl Into<String>) -> ApiError {
@@ -58,16 +69,24 @@ fn notice_of(data: &Value) -> KofiNotice {
 /// Ko-fi's payment notice: recorded once per transaction. A wrong
 /// verification token is 401 and nothing is recorded; a notice that is not
 /// Ko-fi's shape is 400.
-#[utoipa::path(post, path = "/webhooks/kofi", security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "`data`: the notice as JSON"),
+#[utoipa::path(post, path = "/webhooks/kofi", extensions(("x-tavern-access" = json!("public"))), security(()),
+    request_body(content = KofiForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = KofiAnswer), (status = 400, body = crate::dto::ErrorBody),
-        (status = 401, body = crate::dto::ErrorBody), (status = 404, body = crate::dto::ErrorBody)))]
+        (status = 401, body = crate::dto::ErrorBody), (status = 404, body = crate::dto::ErrorBody),
+        (status = 413, body = crate::dto::ErrorBody), (status = 415, body = crate::dto::ErrorBody)))]
 pub(crate) async fn kofi(
     State(s): State<AppState>,
     form: Result<Form<KofiForm>, FormRejection>,
 ) -> Result<Json<KofiAnswer>, ApiError> {
-    let Form(form) = form.map_err(|e| malformed(format!("not a Ko-fi notice: {e}")))?;
+    let Form(form) = form.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the notice as a form (application/x-www-form-urlencoded), as Ko-fi does",
+        ),
+        _ => malformed(format!("not a Ko-fi notice: {e}")),
+    })?;
     let data: Value = serde_json::from_str(&form.data)
         .map_err(|e| malformed(format!("the data field is not JSON: {e}")))?;
     if !data.is_object() {
@@ -160,27 +179,33 @@ fn unauthorized(why: &str) -> ApiError {
 /// otherwise); PING answered PONG; `/tavern …` answered at once, or
 /// acknowledged and answered by a follow-up when the work takes a while.
 /// Answers are seen only by who asked.
-#[utoipa::path(post, path = "/discord/interactions", security(()),
-    request_body(content = String, content_type = "application/json", description = "a Discord interaction"),
+#[utoipa::path(post, path = "/discord/interactions", extensions(("x-tavern-access" = json!("public"))), security(()),
+    params(("X-Signature-Ed25519" = String, Header, description = "Discord's signature of the timestamp and the body, hex"),
+        ("X-Signature-Timestamp" = String, Header, description = "When Discord signed it")),
+    request_body(content = Object, content_type = "application/json", description = "a Discord interaction"),
     responses((status = 200, description = "the interaction's answer"),
         (status = 400, body = crate::dto::ErrorBody), (status = 401, body = crate::dto::ErrorBody),
         (status = 404, body = crate::dto::ErrorBody)))]
 pub(crate) async fn discord(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
-    body: bytes::Bytes,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(edge) = s.discord.clone() else {
-        return Err(ApiError::not_found(
-            "this server has no Discord bot ([discord] public_key is not configured)",
-        ));
-    };
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
+    })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(signature), Some(timestamp)) = (
         header("x-signature-ed25519"),
         header("x-signature-timestamp"),
     ) else {
         return Err(unauthorized("the signature headers are missing"));
+    };
+    let Some(edge) = s.discord.clone() else {
+        return Err(ApiError::not_found(
+            "this server has no Discord bot ([discord] public_key is not configured)",
+        ));
     };
     verify_signature(
         &edge.public_key,

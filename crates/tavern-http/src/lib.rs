@@ -11,6 +11,8 @@ mod extract;
 mod hooks;
 mod limits;
 mod metrics;
+mod openapi;
+mod shapes;
 
 use std::time::Duration;
 
@@ -94,7 +96,8 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
         limiter: limits::LoginLimiter::new(&settings.login_limits),
         discord: settings.discord.clone(),
     };
-    let (api, openapi) = api::routes().split_for_parts();
+    let (api, mut openapi) = api::routes().split_for_parts();
+    openapi::finish(&mut openapi);
     let openapi_json = std::sync::Arc::new(openapi);
     api.route("/metrics", axum::routing::get(metrics::metrics))
         .merge(dashboard::routes())

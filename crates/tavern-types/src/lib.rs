@@ -15,7 +15,7 @@ pub use archive::ArchiveRecord;
 pub use client::client_key;
 pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
-pub use names::{NameError, Slug, Username};
+pub use names::{NameError, RESERVED_SLUGS, Slug, Username};
 pub use state::{
     BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role, WakeOnVisit,
 };

@@ -19,12 +19,20 @@ pub struct LicenseKey(SecretString);
 
 impl LicenseKey {
     pub const LEN: usize = 24;
+    /// The longest text taken as a key (with its dashes and whitespace).
+    pub const MAX_INPUT: usize = 256;
 
-    /// Accepts the key with or without dashes and surrounding whitespace,
-    /// in any letter case; stores it upper-case without dashes.
+    /// Accepts the key with or without dashes and surrounding ASCII
+    /// whitespace, in any letter case; stores it upper-case without dashes.
     pub fn parse(input: &str) -> Result<Self, LicenseKeyError> {
+        if input.chars().count() > Self::MAX_INPUT {
+            return Err(LicenseKeyError::WrongLength(input.len()));
+        }
         let mut key = String::with_capacity(Self::LEN);
-        for c in input.trim().chars() {
+        for c in input
+            .trim_matches(|c: char| c.is_ascii_whitespace())
+            .chars()
+        {
             match c {
                 '-' => {}
                 c if c.is_ascii_alphanumeric() => key.push(c.to_ascii_uppercase()),

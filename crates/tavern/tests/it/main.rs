@@ -2,6 +2,7 @@
 //! loopback port, driven through its CLI and HTTP API.
 
 mod acme;
+mod authz;
 mod backups;
 mod bad_input;
 mod dashboard;
@@ -18,6 +19,7 @@ mod kofi;
 mod kubernetes;
 mod manifests;
 mod notifications;
+mod openapi;
 mod postgres;
 mod proxy;
 mod releases;
