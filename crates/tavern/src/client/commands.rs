@@ -910,14 +910,16 @@ pub struct Local {
     json: bool,
 }
 
-fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {bytes}/{total_bytes} {eta}")
-    {
+fn bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    let pb =
+        indicatif::ProgressBar::with_draw_target(total, indicatif::ProgressDrawTarget::stderr());
+    // Without a size (a download copied as the server reads it): how much
+    // has come, and how fast.
+    let template = match total {
+        Some(_) => "{msg:12} [{bar:40}] {bytes}/{total_bytes} {eta}",
+        None => "{msg:12} {spinner} {bytes} {bytes_per_sec}",
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(what.to_owned());
@@ -945,7 +947,7 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
             };
             let installing = path.clone();
             let version = tokio::task::spawn_blocking(move || {
-                let pb = bar(0, "unpacking");
+                let pb = bar(Some(0), "unpacking");
                 pb.set_style(
                     indicatif::ProgressStyle::with_template(
                         "{msg:12} [{bar:40}] {pos}/{len} files",
@@ -994,7 +996,7 @@ pub(crate) async fn save_body(
     what: &str,
 ) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt as _;
-    let pb = bar(resp.content_length().unwrap_or(0), what);
+    let pb = bar(resp.content_length(), what);
     let mut file = tokio::fs::File::create(path)
         .await
         .with_context(|| format!("cannot create {}", path.display()))?;

@@ -186,7 +186,8 @@ async fn kofi_payments_are_checked_applied_once_and_count_as_credit_and_tier() {
         400,
         "malformed_payment",
     );
-    let (s, _) = anon
+    // Not a form, as Ko-fi sends: the media type is refused.
+    let a = anon
         .send(
             "POST",
             "/webhooks/kofi",
@@ -194,7 +195,7 @@ async fn kofi_payments_are_checked_applied_once_and_count_as_credit_and_tier() {
             gift.to_string().into_bytes(),
         )
         .await;
-    assert_eq!(s, 400);
+    assert_refused(&a, 415, "unsupported_media_type");
     let list = supporters(&admin).await;
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(supporter(&list, "alice")["payments"].as_u64(), Some(1));
