@@ -20,6 +20,7 @@ mod kubernetes;
 mod manifests;
 mod notifications;
 mod openapi;
+mod pages;
 mod postgres;
 mod proxy;
 mod releases;

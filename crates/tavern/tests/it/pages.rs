@@ -1,0 +1,444 @@
+//! The attacker's view of the dashboard: every page and form, asked for by
+//! nobody, by another game master, by the owner of what it shows and by an
+//! admin. Nobody is sent to sign in; another game master's world, backup
+//! or session does not exist for a game master (404) and the admin's pages
+//! are refused (403); a refused form changes nothing; no page a game
+//! master sees names the other game master or their worlds. A route of
+//! the dashboard without its place here fails the test.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const OWNER: &str = "olive";
+const OTHER: &str = "mallory";
+const OTHER_WORLD: &str = "tower";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Anonymous,
+    Other,
+    Owner,
+    Admin,
+}
+
+/// Who may have a page.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    /// Anyone.
+    Public,
+    /// Anyone signed in (each sees their own).
+    User,
+    /// The owner of the world (backup, session) in it, and admins.
+    Owner,
+    /// Admins.
+    Admin,
+    /// Anyone, but only with the token of the form's own page (the
+    /// double-submit cookie): posted from anywhere else, refused (403).
+    SignInForm,
+}
+
+/// Every page and form of the dashboard, with `{slug}`, `{backup}`,
+/// `{session}`, `{code}`, `{invite}` and `{user}` standing for the owner's.
+const PAGES: &[(&str, &str, Access, &str)] = &[
+    ("GET", "/", Access::User, ""),
+    ("GET", "/static/dashboard.css", Access::Public, ""),
+    ("GET", "/static/dashboard.js", Access::Public, ""),
+    ("GET", "/auth/login", Access::Public, ""),
+    ("GET", "/auth/invite/{code}", Access::Public, ""),
+    ("GET", "/dashboard", Access::User, ""),
+    ("GET", "/dashboard/worlds.json", Access::User, ""),
+    ("GET", "/dashboard/new", Access::User, ""),
+    ("GET", "/dashboard/welcome", Access::User, ""),
+    ("GET", "/dashboard/backups", Access::User, ""),
+    ("GET", "/dashboard/sessions", Access::User, ""),
+    ("GET", "/dashboard/worlds/{slug}", Access::Owner, ""),
+    ("GET", "/dashboard/worlds/{slug}/logs", Access::Owner, ""),
+    (
+        "GET",
+        "/dashboard/worlds/{slug}/logs.txt",
+        Access::Owner,
+        "",
+    ),
+    (
+        "GET",
+        "/dashboard/backups/{backup}/download",
+        Access::Owner,
+        "",
+    ),
+    ("GET", "/admin", Access::Admin, ""),
+    ("GET", "/admin/users", Access::Admin, ""),
+    ("GET", "/admin/invites", Access::Admin, ""),
+    ("GET", "/admin/usage", Access::Admin, ""),
+    ("GET", "/admin/audit", Access::Admin, ""),
+    ("GET", "/admin/releases", Access::Admin, ""),
+    ("POST", "/dashboard/worlds/{slug}/start", Access::Owner, ""),
+    ("POST", "/dashboard/worlds/{slug}/stop", Access::Owner, ""),
+    (
+        "POST",
+        "/dashboard/worlds/{slug}/settings",
+        Access::Owner,
+        "idle_timeout_minutes=45&wake_on_visit=owner&release=stub",
+    ),
+    ("POST", "/dashboard/worlds/{slug}/backup", Access::Owner, ""),
+    (
+        "POST",
+        "/dashboard/worlds/{slug}/destroy",
+        Access::Owner,
+        "confirm={slug}",
+    ),
+    (
+        "POST",
+        "/dashboard/sessions",
+        Access::Owner,
+        "world={slug}&date={date}&time=19:00&zone=UTC&duration_minutes=120",
+    ),
+    (
+        "POST",
+        "/dashboard/sessions/{session}/cancel",
+        Access::Owner,
+        "",
+    ),
+    (
+        "POST",
+        "/dashboard/new",
+        Access::User,
+        "slug=new-{n}&release=stub",
+    ),
+    ("POST", "/admin/users/{user}/tier", Access::Admin, "tier="),
+    (
+        "POST",
+        "/admin/invites",
+        Access::Admin,
+        "role=gm&tier=&uses=1&days=1",
+    ),
+    ("POST", "/admin/invites/{invite}/revoke", Access::Admin, ""),
+    (
+        "POST",
+        "/auth/login",
+        Access::SignInForm,
+        "username=olive&password=olive-password",
+    ),
+    (
+        "POST",
+        "/auth/invite/{code}",
+        Access::SignInForm,
+        "username=new-{n}&password=joiner-password&password_again=joiner-password",
+    ),
+    ("POST", "/auth/logout", Access::User, ""),
+];
+
+struct Target {
+    slug: String,
+    backup: String,
+    session: String,
+}
+
+struct Site {
+    server: Server,
+    admin: Api,
+    owner: Api,
+    other: Api,
+    made: u32,
+}
+
+impl Site {
+    async fn new() -> Self {
+        let server =
+            Server::start_with_env(&[], &[("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0")]);
+        let admin = server.api(Some(&server.admin_token));
+        for name in [OWNER, OTHER] {
+            admin
+                .create_user(name, "gm", &format!("{name}-password"))
+                .await;
+        }
+        // An admin who signs in (and out) with a password.
+        admin
+            .create_user("warden", "admin", "warden-password")
+            .await;
+        let owner = admin.login(OWNER, "olive-password").await;
+        let other = admin.login(OTHER, "mallory-password").await;
+        add_key(&admin, "pool", &key_for("pagespool")).await;
+        create_world(&other, &json!({"slug": OTHER_WORLD, "release": "stub"})).await;
+        Site {
+            server,
+            admin,
+            owner,
+            other,
+            made: 0,
+        }
+    }
+
+    fn next(&mut self) -> u32 {
+        self.made += 1;
+        self.made
+    }
+
+    /// A world of the owner's with data, a backup and a session.
+    async fn target(&mut self) -> Target {
+        let n = self.next();
+        let slug = format!("keep-{n}");
+        create_world(&self.owner, &json!({"slug": slug, "release": "stub"})).await;
+        let data = self
+            .server
+            .data_dir()
+            .join("instances")
+            .join(&slug)
+            .join("data/Data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("notes.json"), "{}").unwrap();
+        let backup = crate::backups::backup_now(&self.owner, &slug).await;
+        let start = (jiff::Timestamp::now()
+            + jiff::SignedDuration::from_hours(24 * 12 + i64::from(n)))
+        .strftime("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+        let (s, session) = self
+            .owner
+            .post(
+                "/api/v1/sessions",
+                &json!({"instance": slug, "start": start, "duration_minutes": 60}),
+            )
+            .await;
+        assert_eq!(s, 201, "{session}");
+        Target {
+            slug,
+            backup: backup["id"].as_str().unwrap().to_owned(),
+            session: session["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn token(&self, role: Role) -> Option<String> {
+        match role {
+            Role::Anonymous => None,
+            Role::Other => Some(self.other.token().to_owned()),
+            Role::Owner => Some(self.owner.token().to_owned()),
+            Role::Admin => Some(self.server.admin_token.clone()),
+        }
+    }
+
+    /// Actions in `name`'s name in the audit log.
+    async fn acts_of(&self, name: &str) -> usize {
+        let (_, events) = self.admin.get("/api/v1/events?limit=1000").await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == name)
+            .count()
+    }
+}
+
+/// A fresh token of `name`'s (password `<name>-password`).
+async fn signed_in(site: &Site, name: &str) -> String {
+    site.server
+        .api(None)
+        .login(name, &format!("{name}-password"))
+        .await
+        .token()
+        .to_owned()
+}
+
+/// A client that does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The CSRF token the dashboard's forms carry for this session.
+async fn csrf(site: &Site, token: &str) -> String {
+    let page = browser()
+        .get(format!("{}/dashboard/new", site.server.url))
+        .header("cookie", format!("tavern_session={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a csrf field");
+    let rest = &page[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
+    let mut site = Site::new().await;
+    let shared = site.target().await;
+    let mut failures = Vec::new();
+    for (method, template, access, form) in PAGES {
+        for role in [Role::Anonymous, Role::Other, Role::Owner, Role::Admin] {
+            let fresh;
+            let t = if *method == "GET" {
+                &shared
+            } else {
+                fresh = site.target().await;
+                &fresh
+            };
+            let n = site.next();
+            let (s, invite) = site
+                .admin
+                .post("/api/v1/invites", &json!({"role": "gm"}))
+                .await;
+            assert_eq!(s, 201, "{invite}");
+            let date = (jiff::Timestamp::now()
+                + jiff::SignedDuration::from_hours(24 * 50 + 24 * i64::from(n)))
+            .strftime("%Y-%m-%d")
+            .to_string();
+            let fill = |s: &str| {
+                s.replace("{slug}", &t.slug)
+                    .replace("{backup}", &t.backup)
+                    .replace("{session}", &t.session)
+                    .replace("{code}", invite["code"].as_str().unwrap())
+                    .replace("{invite}", invite["id"].as_str().unwrap())
+                    .replace("{user}", OWNER)
+                    .replace("{n}", &n.to_string())
+                    .replace("{date}", &date)
+            };
+            let path = fill(template);
+            // Signing out ends the session it is sent with: a fresh one.
+            let token = match (*template, role) {
+                ("/auth/logout", Role::Owner) => Some(signed_in(&site, OWNER).await),
+                ("/auth/logout", Role::Other) => Some(signed_in(&site, OTHER).await),
+                ("/auth/logout", Role::Admin) => Some(signed_in(&site, "warden").await),
+                _ => site.token(role),
+            };
+            let mut request = browser().request(
+                method.parse().unwrap(),
+                format!("{}{path}", site.server.url),
+            );
+            if let Some(t) = &token {
+                request = request.header("cookie", format!("tavern_session={t}"));
+            }
+            if *method == "POST" {
+                let csrf = match &token {
+                    Some(t) => csrf(&site, t).await,
+                    None => "0".repeat(64),
+                };
+                let mut body = format!("csrf={csrf}");
+                if !form.is_empty() {
+                    body.push('&');
+                    body.push_str(&fill(form));
+                }
+                request = request
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body);
+            }
+            let actor = match role {
+                Role::Other => Some(OTHER),
+                Role::Owner => Some(OWNER),
+                _ => None,
+            };
+            let before = match actor {
+                Some(a) => site.acts_of(a).await,
+                None => 0,
+            };
+            let resp = request.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let flash = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let text = format!("{}\n{flash}", resp.text().await.unwrap());
+            // What each caller must get: a page (or a form's redirect), a
+            // redirect to sign in, 404 or 403.
+            // Refused: nobody is sent to sign in (401 for what a script
+            // fetches); a game master finds neither another's world nor the
+            // admins' pages (404); a refused form goes back with its flash
+            // message and does nothing.
+            let refused = match (access, role) {
+                (Access::Public, _) => false,
+                (Access::SignInForm, _) => true,
+                (_, Role::Anonymous) => true,
+                (Access::Admin, Role::Admin) => false,
+                (Access::Admin, _) => true,
+                (Access::Owner, Role::Other) => true,
+                _ => false,
+            };
+            let ok = match (refused, role, *method) {
+                (true, _, _) if matches!(access, Access::SignInForm) => status == 403,
+                // (Signing out ends on the sign-in page.)
+                (false, _, _) => {
+                    (200..400).contains(&status)
+                        && (!location.starts_with("/auth/login") || *template == "/auth/logout")
+                }
+                (true, Role::Anonymous, _) => {
+                    (status == 303 && location.starts_with("/auth/login")) || status == 401
+                }
+                (true, _, "GET") => status == 404,
+                (true, _, _) => matches!(status, 303 | 403 | 404),
+            };
+            if !ok {
+                failures.push(format!(
+                    "{method} {template} ({access:?}) as {role:?}: {status} {location}"
+                ));
+                continue;
+            }
+            if let (true, Some(a)) = (refused, actor)
+                && site.acts_of(a).await != before
+            {
+                failures.push(format!(
+                    "{method} {template} as {role:?} was refused but did something"
+                ));
+            }
+            let forbidden: &[&str] = match role {
+                Role::Owner => &[OTHER, OTHER_WORLD],
+                Role::Other => &[OWNER, "keep-"],
+                _ => &[],
+            };
+            for word in forbidden {
+                // A refusal may repeat what was asked for, never whose it is.
+                let shown = !refused || *word == OWNER || *word == OTHER;
+                if shown && text.contains(word) {
+                    failures.push(format!("{method} {template} as {role:?} shows {word:?}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every route the dashboard's source declares has its place in `PAGES`.
+#[test]
+fn every_route_of_the_dashboard_is_in_the_list() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tavern-http/src/dashboard");
+    let mut declared = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in source.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix(".route(\"") else {
+                continue;
+            };
+            let path = &rest[..rest.find('"').unwrap()];
+            for (call, method) in [("get(", "GET"), ("post(", "POST")] {
+                if rest.contains(call) {
+                    declared.push((method, path.to_owned()));
+                }
+            }
+        }
+    }
+    assert!(declared.len() >= 30, "{declared:?}");
+    for (method, path) in &declared {
+        let listed = PAGES.iter().any(|(m, p, _, _)| {
+            m == method
+                && p.replace("{backup}", "{id}")
+                    .replace("{session}", "{id}")
+                    .replace("{invite}", "{id}")
+                    .replace("{user}", "{name}")
+                    == *path
+        });
+        assert!(listed, "{method} {path} is not in PAGES");
+    }
+}
