@@ -28,14 +28,6 @@ enum Role {
     Admin,
 }
 
-/// What an operation names: a world of the owner's with a backup and a
-/// session, its own key pinned to the owner.
-struct Target {
-    slug: String,
-    backup: String,
-    session: String,
-}
-
 struct World {
     server: Server,
     admin: Api,
@@ -83,37 +75,8 @@ impl World {
         let key = self.key(Some(OWNER)).await;
         let n = self.next();
         let slug = format!("{OWNER_WORLDS}{n}");
-        create_world(
-            &self.owner,
-            &json!({"slug": slug, "release": "stub", "license": key}),
-        )
-        .await;
-        let data = self
-            .server
-            .data_dir()
-            .join("instances")
-            .join(&slug)
-            .join("data/Data");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(data.join("notes.json"), format!("{{\"n\":{n}}}")).unwrap();
-        let backup = crate::backups::backup_now(&self.owner, &slug).await;
-        let start = (jiff::Timestamp::now()
-            + jiff::SignedDuration::from_hours(24 * 10 + i64::from(n)))
-        .strftime("%Y-%m-%dT%H:00:00Z")
-        .to_string();
-        let (s, session) = self
-            .owner
-            .post(
-                "/api/v1/sessions",
-                &json!({"instance": slug, "start": start, "duration_minutes": 60}),
-            )
-            .await;
-        assert_eq!(s, 201, "{session}");
-        Target {
-            slug,
-            backup: backup["id"].as_str().unwrap().to_owned(),
-            session: session["id"].as_str().unwrap().to_owned(),
-        }
+        let body = json!({"slug": slug, "release": "stub", "license": key});
+        owners_target(&self.server, &self.owner, &body, i64::from(n)).await
     }
 
     async fn invite(&self) -> Value {
@@ -309,18 +272,6 @@ fn forbidden_words(w: &World, role: Role) -> Vec<String> {
     words
 }
 
-/// How many events of the audit log name `actor`.
-async fn acts_of(w: &World, actor: &str) -> usize {
-    let (s, events) = w.admin.get("/api/v1/events?limit=1000").await;
-    assert_eq!(s, 200, "{events}");
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["actor"] == actor)
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_each_caller_as_documented_and_leaks_nothing() {
     let mut w = world().await;
@@ -368,7 +319,7 @@ async fn every_operation_answers_each_caller_as_documented_and_leaks_nothing() {
                 _ => None,
             };
             let before = match actor {
-                Some(name) => acts_of(&w, name).await,
+                Some(name) => acts_of(&w.admin, name).await,
                 None => 0,
             };
             let (status, body) = send(&api, &call).await;
@@ -386,7 +337,7 @@ async fn every_operation_answers_each_caller_as_documented_and_leaks_nothing() {
             // A refusal does nothing in the caller's name (every change
             // is recorded with its actor in the audit log).
             if let (Err(_), Some(name)) = (want, actor)
-                && acts_of(&w, name).await != before
+                && acts_of(&w.admin, name).await != before
             {
                 failures.push(format!("{id} as {role:?} was refused but did something"));
             }

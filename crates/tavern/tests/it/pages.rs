@@ -128,12 +128,6 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("POST", "/auth/logout", Access::User, ""),
 ];
 
-struct Target {
-    slug: String,
-    backup: String,
-    session: String,
-}
-
 struct Site {
     server: Server,
     admin: Api,
@@ -177,34 +171,8 @@ impl Site {
     /// A world of the owner's with data, a backup and a session.
     async fn target(&mut self) -> Target {
         let n = self.next();
-        let slug = format!("keep-{n}");
-        create_world(&self.owner, &json!({"slug": slug, "release": "stub"})).await;
-        let data = self
-            .server
-            .data_dir()
-            .join("instances")
-            .join(&slug)
-            .join("data/Data");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(data.join("notes.json"), "{}").unwrap();
-        let backup = crate::backups::backup_now(&self.owner, &slug).await;
-        let start = (jiff::Timestamp::now()
-            + jiff::SignedDuration::from_hours(24 * 12 + i64::from(n)))
-        .strftime("%Y-%m-%dT%H:00:00Z")
-        .to_string();
-        let (s, session) = self
-            .owner
-            .post(
-                "/api/v1/sessions",
-                &json!({"instance": slug, "start": start, "duration_minutes": 60}),
-            )
-            .await;
-        assert_eq!(s, 201, "{session}");
-        Target {
-            slug,
-            backup: backup["id"].as_str().unwrap().to_owned(),
-            session: session["id"].as_str().unwrap().to_owned(),
-        }
+        let body = json!({"slug": format!("keep-{n}"), "release": "stub"});
+        owners_target(&self.server, &self.owner, &body, 2 + i64::from(n)).await
     }
 
     fn token(&self, role: Role) -> Option<String> {
@@ -214,17 +182,6 @@ impl Site {
             Role::Owner => Some(self.owner.token().to_owned()),
             Role::Admin => Some(self.server.admin_token.clone()),
         }
-    }
-
-    /// Actions in `name`'s name in the audit log.
-    async fn acts_of(&self, name: &str) -> usize {
-        let (_, events) = self.admin.get("/api/v1/events?limit=1000").await;
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["actor"] == name)
-            .count()
     }
 }
 
@@ -333,7 +290,7 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
                 _ => None,
             };
             let before = match actor {
-                Some(a) => site.acts_of(a).await,
+                Some(a) => acts_of(&site.admin, a).await,
                 None => 0,
             };
             let resp = request.send().await.unwrap();
@@ -387,7 +344,7 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
                 continue;
             }
             if let (true, Some(a)) = (refused, actor)
-                && site.acts_of(a).await != before
+                && acts_of(&site.admin, a).await != before
             {
                 failures.push(format!(
                     "{method} {template} as {role:?} was refused but did something"

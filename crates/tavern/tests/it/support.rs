@@ -714,3 +714,54 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// What the authorization tests call operations on: a world of the
+/// owner's with data in it, a backup of it and a session of it.
+pub struct Target {
+    pub slug: String,
+    pub backup: String,
+    pub session: String,
+}
+
+/// Makes a [`Target`] as `owner`: the world `body` describes (stopped,
+/// with a file of data), a backup, and a session `day` days and some hours
+/// from now.
+pub async fn owners_target(server: &Server, owner: &Api, body: &Value, day: i64) -> Target {
+    create_world(owner, body).await;
+    let slug = body["slug"].as_str().unwrap().to_owned();
+    let data = server
+        .data_dir()
+        .join("instances")
+        .join(&slug)
+        .join("data/Data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("notes.json"), format!("{{\"day\":{day}}}")).unwrap();
+    let backup = crate::backups::backup_now(owner, &slug).await;
+    let start = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 10 + day))
+        .strftime("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+    let (s, session) = owner
+        .post(
+            "/api/v1/sessions",
+            &json!({"instance": slug, "start": start, "duration_minutes": 60}),
+        )
+        .await;
+    assert_eq!(s, 201, "{session}");
+    Target {
+        slug,
+        backup: backup["id"].as_str().unwrap().to_owned(),
+        session: session["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// How many events of the audit log name `actor` (as an admin reads it).
+pub async fn acts_of(admin: &Api, actor: &str) -> usize {
+    let (s, events) = admin.get("/api/v1/events?limit=1000").await;
+    assert_eq!(s, 200, "{events}");
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == actor)
+        .count()
+}
