@@ -4,13 +4,14 @@
 # upstream) and through Tavern, the two proxies pinned to the same core and
 # the load generator and the world to the other. Small responses
 # (/api/status), a 5 MB asset, WebSocket echo, and small responses on a
-# new connection each while 10 000 idle and slow connections flood the
-# proxy (`flood`, not run unless asked; its RSS is printed after). Prints
+# new connection each (`fresh`), also while 10 000 idle and slow
+# connections flood the proxy (`flood`; its RSS is printed after); those
+# two only when asked. Prints
 # req/s (msgs/s for WebSockets) and p99 latency, and the Tavern/nginx
 # ratios.
 #
 #   bash bench/proxy.sh            # DURATION=10 seconds per run, ROUNDS=3
-#   TESTS=small bash bench/proxy.sh   # some of: small asset ws flood
+#   TESTS=small bash bench/proxy.sh   # some of: small asset ws fresh flood
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
 #   BIN=/tmp/tavern-old bash bench/proxy.sh   # another build of Tavern
@@ -154,11 +155,11 @@ print('    per request: ' + '  '.join(f'{k} {v / n:.2f}' for k, v in seen.items(
 " "$1" "$DURATION" "$segs" "$WORK/count"
 }
 run_ws() { taskset -c 0 python3 bench/ws_echo.py 127.0.0.1 "$1" bench.localhost 16 "$DURATION"; }
-# 10 000 idle and slow connections held against the port (bench/flood.py)
+# 10 000 (FLOOD=N: N) idle and slow connections held against the port (bench/flood.py)
 # while wrk asks for small responses, each on a new connection.
 run_flood() {
   local flood
-  taskset -c 0 python3 bench/flood.py 127.0.0.1 "$1" 10000 $((DURATION + 5)) >"$WORK/flood.out" &
+  taskset -c 0 python3 bench/flood.py 127.0.0.1 "$1" "${FLOOD:-10000}" $((DURATION + 5)) >"$WORK/flood.out" &
   flood=$!
   for _ in $(seq 300); do grep -q held "$WORK/flood.out" 2>/dev/null && break; sleep 0.1; done
   run_wrk "$1" 8 /api/status "Connection: close"
@@ -171,6 +172,7 @@ measure() {
     small) run_wrk "$2" 32 /api/status ;;
     asset) run_wrk "$2" 8 /_stub/blob/5242880 ;;
     ws) run_ws "$2" ;;
+    fresh) run_wrk "$2" 8 /api/status "Connection: close" ;;
     flood) run_flood "$2" ;;
   esac
 }
