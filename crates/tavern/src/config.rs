@@ -486,8 +486,8 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Connections from one client (an IPv4 address, an IPv6 /64).
     pub max_connections_per_client: usize,
-    /// Seconds a connection may go without a complete request head (the
-    /// first, and each next one on a kept-alive connection).
+    /// Seconds a new connection may stay silent, and then take to send a
+    /// complete request head (also after each response, kept alive).
     pub header_timeout_seconds: u64,
     /// The key secrets are sealed with (32 random bytes), when replicas
     /// share it; default: `DATA_DIR/secret.key`, made on first start.
