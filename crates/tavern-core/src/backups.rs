@@ -15,12 +15,11 @@ use tavern_backup::archive::{self, Limits};
 use tavern_backup::local;
 use tavern_backup::retention::{self, Candidate, Policy};
 use tavern_backup::target::Target;
+use tavern_runtime::foundry_config;
 use tavern_store::{ArchiveFacts, Backup, Instance, NewEvent, Outcome, now};
 use tavern_types::{
     ArchiveRecord, BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug, Username,
 };
-
-use tavern_runtime::foundry_config;
 
 use crate::CoreError;
 use crate::service::{Caller, NewInstance, Tavern};
