@@ -13,15 +13,18 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const OWNER: &str = "olive";
-const OTHER: &str = "mallory";
+/// The game master whose things every call names.
+pub(crate) const OWNER: &str = "olive";
+/// The other game master, who must not reach them.
+pub(crate) const OTHER: &str = "mallory";
 /// The other game master's own world: the owner must never read of it.
-const OTHER_WORLD: &str = "tower";
+pub(crate) const OTHER_WORLD: &str = "tower";
 /// Every world of the owner's is named `keep-N`.
-const OWNER_WORLDS: &str = "keep-";
+pub(crate) const OWNER_WORLDS: &str = "keep-";
 
+/// Who calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
+pub(crate) enum Role {
     Anonymous,
     Other,
     Owner,

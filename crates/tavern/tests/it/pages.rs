@@ -8,19 +8,8 @@
 
 use serde_json::json;
 
+use crate::authz::{OTHER, OTHER_WORLD, OWNER, OWNER_WORLDS, Role};
 use crate::support::*;
-
-const OWNER: &str = "olive";
-const OTHER: &str = "mallory";
-const OTHER_WORLD: &str = "tower";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    Anonymous,
-    Other,
-    Owner,
-    Admin,
-}
 
 /// Who may have a page.
 #[derive(Clone, Copy, Debug)]
@@ -171,7 +160,7 @@ impl Site {
     /// A world of the owner's with data, a backup and a session.
     async fn target(&mut self) -> Target {
         let n = self.next();
-        let body = json!({"slug": format!("keep-{n}"), "release": "stub"});
+        let body = json!({"slug": format!("{OWNER_WORLDS}{n}"), "release": "stub"});
         owners_target(&self.server, &self.owner, &body, 2 + i64::from(n)).await
     }
 
@@ -352,7 +341,7 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
             }
             let forbidden: &[&str] = match role {
                 Role::Owner => &[OTHER, OTHER_WORLD],
-                Role::Other => &[OWNER, "keep-"],
+                Role::Other => &[OWNER, OWNER_WORLDS],
                 _ => &[],
             };
             for word in forbidden {
