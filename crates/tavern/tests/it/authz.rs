@@ -92,8 +92,10 @@ impl World {
     }
 }
 
-async fn world() -> World {
-    // Manual backups are not spaced out here: every target takes one.
+/// A server with the two game masters and an admin who signs in with a
+/// password (`warden`), and clients for the admin and each game master.
+/// Manual backups are not spaced out: every target takes one.
+pub(crate) async fn community() -> (Server, Api, Api, Api) {
     let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0")]);
     let admin = server.api(Some(&server.admin_token));
     for name in [OWNER, OTHER] {
@@ -107,6 +109,11 @@ async fn world() -> World {
         .await;
     let owner = admin.login(OWNER, "olive-password").await;
     let other = admin.login(OTHER, "mallory-password").await;
+    (server, admin, owner, other)
+}
+
+async fn world() -> World {
+    let (server, admin, owner, other) = community().await;
     let mut w = World {
         server,
         admin,

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use crate::authz::{OTHER, OTHER_WORLD, OWNER, OWNER_WORLDS, Role};
+use crate::authz::{OTHER, OTHER_WORLD, OWNER, OWNER_WORLDS, Role, community};
 use crate::support::*;
 
 /// Who may have a page.
@@ -127,20 +127,7 @@ struct Site {
 
 impl Site {
     async fn new() -> Self {
-        let server =
-            Server::start_with_env(&[], &[("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0")]);
-        let admin = server.api(Some(&server.admin_token));
-        for name in [OWNER, OTHER] {
-            admin
-                .create_user(name, "gm", &format!("{name}-password"))
-                .await;
-        }
-        // An admin who signs in (and out) with a password.
-        admin
-            .create_user("warden", "admin", "warden-password")
-            .await;
-        let owner = admin.login(OWNER, "olive-password").await;
-        let other = admin.login(OTHER, "mallory-password").await;
+        let (server, admin, owner, other) = community().await;
         add_key(&admin, "pool", &key_for("pagespool")).await;
         create_world(&other, &json!({"slug": OTHER_WORLD, "release": "stub"})).await;
         Site {
