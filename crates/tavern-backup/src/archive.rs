@@ -187,7 +187,9 @@ fn add_dir<W: Write>(
         }
         let in_tar = format!("{DATA}/{rel}");
         let mut header = tar::Header::new_gnu();
-        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        // Each entry keeps its modification time and mode, so that a
+        // restore gives back the files as they were.
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
         if meta.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
@@ -391,9 +393,34 @@ impl Sink for Discard {
     }
 }
 
-/// Writes every entry below a new directory.
+/// Writes every entry below a new directory, with its mode and
+/// modification time.
 struct Unpack<'a> {
     root: &'a Path,
+    /// Directories and their times, set once everything inside them is
+    /// written (writing a file changes its directory's time).
+    dirs: Vec<(PathBuf, Option<u64>)>,
+}
+
+impl Unpack<'_> {
+    /// Sets the directories' times, innermost first.
+    fn finish(&mut self) -> Result<(), ArchiveError> {
+        for (dir, mtime) in self.dirs.drain(..).rev() {
+            if let Some(mtime) = mtime {
+                set_mtime(&dir, mtime)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets the modification time of `path` (a file or a directory) to
+/// `mtime` seconds since the epoch.
+fn set_mtime(path: &Path, mtime: u64) -> Result<(), ArchiveError> {
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+    File::open(path)
+        .and_then(|f| f.set_modified(when))
+        .map_err(io_err(format!("set the time of {}", path.display())))
 }
 
 impl Unpack<'_> {
@@ -410,9 +437,14 @@ impl Unpack<'_> {
 }
 
 impl Sink for Unpack<'_> {
-    fn dir(&mut self, rel: &str, _: &tar::Header) -> Result<(), ArchiveError> {
+    fn dir(&mut self, rel: &str, header: &tar::Header) -> Result<(), ArchiveError> {
         let dest = self.place(rel)?;
-        std::fs::create_dir_all(&dest).map_err(io_err(format!("create {}", dest.display())))
+        std::fs::create_dir_all(&dest).map_err(io_err(format!("create {}", dest.display())))?;
+        // Always open to its owner, who must be able to write into it.
+        let mode = header.mode().unwrap_or(0o755) & 0o777;
+        set_mode(&dest, mode | 0o700)?;
+        self.dirs.push((dest, header.mtime().ok()));
+        Ok(())
     }
 
     fn file(
@@ -424,6 +456,10 @@ impl Sink for Unpack<'_> {
         let dest = self.place(rel)?;
         let mut out = File::create(&dest).map_err(io_err(format!("create {}", dest.display())))?;
         io::copy(data, &mut out).map_err(|e| corrupt(format!("{rel}: {e}")))?;
+        if let Ok(mtime) = header.mtime() {
+            out.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+                .map_err(io_err(format!("set the time of {}", dest.display())))?;
+        }
         let mode = header.mode().unwrap_or(0o644) & 0o777;
         set_mode(&dest, mode | 0o600)
     }
@@ -492,7 +528,14 @@ pub fn read(
         return read_into(input, &mut Discard, limits);
     };
     std::fs::create_dir(dest).map_err(io_err(format!("create {}", dest.display())))?;
-    let result = read_into(input, &mut Unpack { root: dest }, limits);
+    let mut unpack = Unpack {
+        root: dest,
+        dirs: Vec::new(),
+    };
+    let result = read_into(input, &mut unpack, limits).and_then(|summary| {
+        unpack.finish()?;
+        Ok(summary)
+    });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(dest);
     }

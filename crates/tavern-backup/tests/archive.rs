@@ -9,8 +9,15 @@ use std::path::{Path, PathBuf};
 use tavern_backup::ArchiveError;
 use tavern_backup::archive::{self, MANIFEST};
 
-/// Every file, link and directory under `root`, with contents or targets.
+/// Every file, link and directory under `root`, with contents or targets,
+/// and the mode and modification time (to the second) of files and
+/// directories.
 fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn stamp(path: &Path) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).unwrap();
+        format!("{:o} {}", m.mode() & 0o7777, m.mtime())
+    }
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
@@ -25,11 +32,11 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
                 let target = std::fs::read_link(e.path()).unwrap();
                 out.insert(rel, format!("link {}", target.display()));
             } else if t.is_dir() {
-                out.insert(rel, "dir".into());
+                out.insert(rel, format!("dir {}", stamp(&e.path())));
                 walk(root, &e.path(), out);
             } else {
                 let bytes = std::fs::read(e.path()).unwrap();
-                out.insert(rel, format!("file {}", hex(&bytes)));
+                out.insert(rel, format!("file {} {}", stamp(&e.path()), hex(&bytes)));
             }
         }
     }
@@ -59,6 +66,20 @@ fn world(root: &Path) {
     std::os::unix::fs::symlink("worlds/dragon-heist/world.json", root.join("Data/current"))
         .unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("Data/escape")).unwrap();
+    // Files and directories from other days, with modes of their own.
+    use std::os::unix::fs::PermissionsExt;
+    let day = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let dated = |path: PathBuf, secs, mode| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(day(secs))
+            .unwrap();
+    };
+    dated(root.join("Data/map.webp"), 1_614_816_000, 0o640);
+    dated(worlds.join("world.json"), 1_700_000_123, 0o600);
+    dated(root.join("Data/empty"), 1_600_000_000, 0o750);
+    dated(worlds.clone(), 1_650_000_000, 0o755);
 }
 
 #[test]

@@ -19,6 +19,33 @@ pub(crate) fn contents(dir: &Path) -> Manifest {
     files_of(archive::write(dir, std::io::sink(), 1).unwrap().manifest)
 }
 
+/// The mode and modification time (to the second) of every file and
+/// directory below `dir`, but the secrets Tavern writes itself.
+pub(crate) fn stamps(dir: &Path) -> std::collections::BTreeMap<String, (u32, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, (u32, i64)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if m.file_type().is_symlink() || archive::WITHHELD.contains(&rel.as_str()) {
+                continue;
+            }
+            out.insert(rel, (m.mode() & 0o7777, m.mtime()));
+            if m.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
 /// A manifest without its list of withheld secrets.
 pub(crate) fn files_of(manifest: Manifest) -> Manifest {
     Manifest {
@@ -151,7 +178,15 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
     let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
     assert_eq!(kinds(&list), [("after_stop".into(), "complete".into())]);
 
+    // A file from another day, with a mode of its own.
+    let dated = data_dir(&server, "keep").join("Data/map.webp");
+    std::fs::set_permissions(&dated, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    std::fs::File::open(&dated)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_614_816_000))
+        .unwrap();
     let before = contents(&data_dir(&server, "keep"));
+    let dates = stamps(&data_dir(&server, "keep"));
     assert!(before.files.len() > 40, "{before:?}");
     // Through the CLI, waiting for it.
     let out = server.cli(
@@ -199,6 +234,7 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
 
     restore_and_wait(&server, &id, None);
     assert_eq!(contents(&data), before, "the restore is byte for byte");
+    assert_eq!(stamps(&data), dates, "every file keeps its mode and date");
     // What was there before the restore was kept.
     let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
     assert_eq!(list[0]["kind"], "pre_restore", "{list}");
