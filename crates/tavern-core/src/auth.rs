@@ -36,6 +36,17 @@ pub fn cookie_line(
     format!("{name}={value}; Path=/{domain}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
+/// The `Domain` a cookie meant for every world under `domain` may carry:
+/// browsers refuse one for a single-label name (`localhost`) or an IP
+/// address, so there the cookie stays with the host that set it (and a
+/// sign-in is carried over by a handoff code instead).
+pub fn shared_cookie_domain(domain: &str) -> Option<&str> {
+    let shareable = domain.contains('.')
+        && !domain.ends_with('.')
+        && domain.parse::<std::net::IpAddr>().is_err();
+    shareable.then_some(domain)
+}
+
 /// The value of cookie `name` among a request's `Cookie` header values.
 pub fn cookie_value<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
     headers
@@ -145,6 +156,14 @@ mod tests {
         assert_eq!(cookie_value(headers, "other"), Some("2"));
         assert_eq!(cookie_value(headers, "tavern"), None);
         assert_eq!(cookie_value([], "a"), None);
+    }
+
+    #[test]
+    fn only_a_dotted_name_shares_its_cookie_with_its_worlds() {
+        assert_eq!(shared_cookie_domain("games.example"), Some("games.example"));
+        assert_eq!(shared_cookie_domain("localhost"), None);
+        assert_eq!(shared_cookie_domain("127.0.0.1"), None);
+        assert_eq!(shared_cookie_domain("example."), None);
     }
 
     #[tokio::test]

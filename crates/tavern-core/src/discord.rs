@@ -92,7 +92,12 @@ fn cut(mut s: String) -> String {
 /// An error as the person who asked reads it.
 fn said(e: &CoreError) -> String {
     match e {
-        CoreError::NotFound { what, key } => format!("There is no {what} {key} that you can see."),
+        CoreError::NotFound { what, key } => {
+            format!(
+                "There is no {} {key} that you can see.",
+                crate::error::noun(what)
+            )
+        }
         CoreError::Internal { .. } => {
             "Something went wrong on the server; the admins can see what in its log.".into()
         }

@@ -21,7 +21,7 @@ pub enum CoreError {
     /// Beyond a limit of the owner's tier.
     #[error("{0}")]
     Quota(String),
-    #[error("{what} {key:?} not found")]
+    #[error("{} {key:?} not found", noun(.what))]
     NotFound { what: &'static str, key: String },
     /// The request clashes with what exists (`code` names the clash).
     #[error("{message}")]
@@ -40,6 +40,16 @@ pub enum CoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// A record's kind in the words people use (the store says `instance`
+/// where users say world).
+pub(crate) fn noun(what: &str) -> &str {
+    match what {
+        "instance" => "world",
+        "license" => "license key",
+        other => other,
+    }
 }
 
 impl CoreError {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backups;
 pub mod discord;
 mod error;
+mod handoff;
 mod invites;
 pub mod leadership;
 pub mod notifications;
@@ -32,6 +33,7 @@ pub mod checks {
 
 pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
+pub use handoff::HANDOFF_SECONDS;
 pub use invites::{InviteView, NewInvite};
 pub use service::{
     Caller, Economy, InstanceUpdate, InstanceView, LicenseView, NewInstance, NewLicense, NewUser,

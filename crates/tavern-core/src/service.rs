@@ -128,15 +128,28 @@ impl Settings {
     }
 
     pub fn instance_url(&self, slug: &Slug) -> String {
-        let port = self
-            .public_port
-            .map(|p| format!(":{p}"))
-            .unwrap_or_default();
+        let port = self.port_suffix();
         if self.path_routing {
             format!("{}://{}{port}/{slug}/", self.public_scheme, self.domain)
         } else {
             format!("{}://{slug}.{}{port}/", self.public_scheme, self.domain)
         }
+    }
+
+    /// The dashboard's address (the bare domain), ending in `/`.
+    pub fn site_url(&self) -> String {
+        format!(
+            "{}://{}{}/",
+            self.public_scheme,
+            self.domain,
+            self.port_suffix()
+        )
+    }
+
+    fn port_suffix(&self) -> String {
+        self.public_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default()
     }
 }
 
@@ -306,6 +319,23 @@ impl Snapshot {
 /// A time for people: UTC, to the minute.
 pub(crate) fn minutes(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What the caller can do when no key is free: only admins add keys.
+fn advise_on_keys(e: CoreError, caller: &Caller) -> CoreError {
+    match e {
+        CoreError::Conflict { code, message } => CoreError::Conflict {
+            code,
+            message: if caller.is_admin() {
+                format!("{message}; stop a world, or add a key")
+            } else {
+                format!(
+                    "{message}; stop one of your worlds, wait for the key, or ask an admin for another"
+                )
+            },
+        },
+        other => other,
+    }
 }
 
 fn reserved_error(label: &str, from: Timestamp) -> CoreError {
@@ -638,11 +668,28 @@ impl Tavern {
             Some(r) => self.check_runtime(r)?,
             None => self.settings.default_runtime.clone(),
         };
-        let release = new.release.as_deref().map(check_release).transpose()?;
-        if let Some(r) = &release {
-            self.check_release_for(&runtime, r)
-                .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
-        }
+        // Without a release named, the newest installed one: a world
+        // without a release could not start.
+        let release = match new.release.as_deref() {
+            Some(r) => check_release(r)?,
+            None => self
+                .releases
+                .list()
+                .pop()
+                .map(|r| r.version)
+                .ok_or_else(|| {
+                    CoreError::invalid(
+                        "no_release",
+                        "release",
+                        "no Foundry release is installed on this server yet: an admin installs \
+                         one first (`tavern release add --zip FILE`, or the dashboard's \
+                         Releases page), or name one for a docker or kubernetes world",
+                    )
+                })?,
+        };
+        self.check_release_for(&runtime, &release)
+            .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
+        let release = Some(release);
         let idle_timeout_minutes = new
             .idle_timeout_minutes
             .map(check_idle_minutes)
@@ -1058,7 +1105,7 @@ impl Tavern {
                 Err(e) if promised && e.code() == "license_in_use" => {}
                 Err(e) if e.code() == "no_license_available" => {
                     if !self.preempt_for(&i, caller.name(), &start).await? {
-                        return Err(e);
+                        return Err(advise_on_keys(e, caller));
                     }
                 }
                 Err(e) => return Err(e),
@@ -1109,7 +1156,8 @@ impl Tavern {
         let release = i.release.as_deref().ok_or_else(|| CoreError::Conflict {
             code: "no_release",
             message: format!(
-                "{} has no Foundry release; create it with --release",
+                "{0} has no Foundry release: give it one with `tavern instance set {0} \
+                 --release VERSION` (or on its page in the dashboard)",
                 i.slug
             ),
         })?;
@@ -1196,7 +1244,7 @@ impl Tavern {
         Err(CoreError::Conflict {
             code: "no_license_available",
             message: format!(
-                "every license key this world may use runs another world now or is reserved for a session soon{when}; stop a world, or add a key"
+                "every license key this world may use runs another world now or is reserved for a session soon{when}"
             ),
         })
     }

@@ -35,6 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_session, list_sessions))
         .routes(routes!(cancel_session))
         .routes(routes!(list_events))
+        .routes(routes!(list_releases))
         .routes(routes!(admin_overview))
         .routes(routes!(create_backup, list_instance_backups))
         .routes(routes!(list_backups))
@@ -317,6 +318,25 @@ async fn list_licenses(
 ) -> ApiResult<Json<Vec<LicenseJson>>> {
     let views = s.tavern.list_licenses(&caller).await?;
     Ok(Json(views.into_iter().map(LicenseJson::from).collect()))
+}
+
+/// The Foundry releases this server can run, oldest first (a world made
+/// without naming one gets the last).
+#[utoipa::path(get, path = "/api/v1/releases", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = [ReleaseJson])))]
+async fn list_releases(
+    State(s): State<AppState>,
+    Authed(_caller): Authed,
+) -> ApiResult<Json<Vec<ReleaseJson>>> {
+    Ok(Json(
+        s.tavern
+            .releases()
+            .into_iter()
+            .map(|r| ReleaseJson {
+                version: r.version,
+                layout: r.layout,
+            })
+            .collect(),
+    ))
 }
 
 /// Removes a license (admins only); refused while an instance uses it.

@@ -223,6 +223,15 @@ pub struct CreateLicenseRequest {
     pub owner: Option<String>,
 }
 
+/// A Foundry release installed on the server.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseJson {
+    /// Its version, e.g. `13.345` (or `stub`, the stand-in).
+    pub version: String,
+    /// `node` (the Node.js build), `linux` (resources/app) or `stub`.
+    pub layout: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct LicenseJson {
     pub id: String,

@@ -549,16 +549,14 @@ impl Proxy {
         {
             let action = action.to_owned();
             let prefix = self.prefix(&slug);
-            return self
-                .tavern_form(req, peer, slug.as_str(), &prefix, &action)
-                .await;
+            return self.tavern_form(req, peer, &slug, &prefix, &action).await;
         }
         match target {
             Target::Api => {
                 req.extensions_mut().insert(Peer(peer));
                 call_api_service(&self.api, req.map(|b| Drained::new(b).boxed_unsync())).await
             }
-            Target::NotFound => plain(StatusCode::NOT_FOUND, "Not found"),
+            Target::NotFound => crate::standby::not_found(self.tavern.settings().site_url()),
             Target::Standby(route) => {
                 let prefix = self.prefix(&route.slug);
                 self.standby(req, peer, &route, &prefix).await

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tavern_core::auth::SESSION_COOKIE as COOKIE;
 use tavern_core::routes::Route;
-use tavern_types::{DesiredState, ObservedState, WakeOnVisit};
+use tavern_types::{DesiredState, ObservedState, Slug, WakeOnVisit};
 
 use crate::forward::{Peer, Proxy, ProxyBody};
 
@@ -26,40 +26,89 @@ use crate::forward::{Peer, Proxy, ProxyBody};
 #[template(path = "standby.html")]
 struct Page<'a> {
     name: &'a str,
-    what: &'a str,
-    refresh: bool,
+    /// The world's state in the dashboard's words.
+    state: &'static str,
+    /// Seconds until the page looks again by itself, if it should.
+    refresh: Option<u32>,
     /// While it starts: seconds since it began.
     starting_for: Option<i64>,
+    /// While it starts: its server is coming up (a key is held).
+    booting: bool,
     reason: Option<&'a str>,
-    next_session: Option<String>,
-    note: Option<&'a str>,
+    /// When the next session begins: machine-readable, and as people read it.
+    next_session: Option<(String, String)>,
+    note: Option<&'static str>,
+    who_wakes: &'static str,
+    owner: bool,
     can_start: bool,
     sign_in: bool,
+    signed_in_as: Option<String>,
     prefix: &'a str,
+    /// The dashboard's address, ending in `/`.
+    site: String,
 }
 
-/// What people read about the world's state, and whether the page should
-/// look again soon.
-fn describe(route: &Route) -> (&'static str, bool) {
-    match (route.state, route.desired) {
-        (ObservedState::Failed, _) => ("has failed", false),
-        (_, DesiredState::Running) => ("is starting", true),
-        (ObservedState::Stopping, _) => ("is going to sleep", true),
-        _ => ("is sleeping", false),
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound {
+    site: String,
+}
+
+/// The world's state in the dashboard's words, and how soon the page
+/// should look again (`None`: not by itself).
+fn describe(route: &Route) -> (&'static str, Option<u32>) {
+    let word = tavern_types::state_word(route.state, route.desired);
+    (
+        word,
+        matches!(word, "starting" | "stopping" | "running").then_some(3),
+    )
+}
+
+/// Who may wake a sleeping world, as the page says it.
+fn who_wakes(policy: WakeOnVisit) -> &'static str {
+    match policy {
+        WakeOnVisit::Owner => {
+            "Its game master: by visiting this address signed in, or from the Tavern dashboard. \
+             It also starts by itself a little before a scheduled session."
+        }
+        WakeOnVisit::Anyone => "Anyone: a visit to this address wakes it.",
+        WakeOnVisit::Off => {
+            "Its game master, from the Tavern dashboard. \
+             It also starts by itself a little before a scheduled session."
+        }
     }
 }
 
-/// The sentence for a `note` code in the page's query.
-fn note_text(code: &str) -> &'static str {
-    match code {
+/// The sentence for a `note` code in the page's query; `signed_in` is
+/// only worth a word when the sign-in did not take.
+fn note_text(code: &str, signed_in: bool) -> Option<&'static str> {
+    Some(match code {
+        "signed_in" if signed_in => return None,
+        "signed_in" => {
+            "Your browser did not keep the sign-in: it refused Tavern's cookie. \
+             Allow cookies for this site, then sign in again."
+        }
+        "handoff_expired" => {
+            "That sign-in link has expired or is for another world; sign in here instead."
+        }
         "signin_failed" => "Wrong username or password.",
         "rate_limited" => "Too many sign-in attempts; wait a minute.",
-        "no_license_available" => "No license key is free right now; try again later.",
+        "no_license_available" => {
+            "Every license key is in use right now; try again when a session ends."
+        }
         "quota_exceeded" => "Your quota does not allow starting another world now.",
-        "not_found" => "Only its owner can start this world.",
+        "not_found" => "Only its game master can start this world.",
         "unauthenticated" => "Sign in first.",
         _ => "The world could not be started.",
-    }
+    })
+}
+
+/// The styled page for an address where no world lives.
+pub(crate) fn not_found(site: String) -> Response<ProxyBody> {
+    let body = NotFound { site }
+        .render()
+        .unwrap_or_else(|_| "No world lives at this address.".to_owned());
+    html(StatusCode::NOT_FOUND, body)
 }
 
 fn cookie(req: &Request<Incoming>) -> Option<String> {
@@ -146,15 +195,14 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let slug = route.slug.as_str();
         let token = cookie(&req);
-        let mut signed_in = false;
+        let mut signed_in_as = None;
         let mut owner = false;
         if let Some(t) = token.as_deref() {
-            signed_in = self
+            let (status, me) = self
                 .call_api(Method::GET, "/api/v1/auth/whoami", Some(t), None, peer)
-                .await
-                .0
-                == StatusCode::OK;
-            if signed_in {
+                .await;
+            if status == StatusCode::OK {
+                signed_in_as = Some(me["username"].as_str().unwrap_or("").to_owned());
                 owner =
                     self.call_api(
                         Method::GET,
@@ -167,16 +215,18 @@ impl Proxy {
                     .0 == StatusCode::OK;
             }
         }
+        let signed_in = signed_in_as.is_some();
         let query_note = req.uri().query().and_then(|q| {
             form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "note")
-                .map(|(_, v)| note_text(&v))
+                .and_then(|(_, v)| note_text(&v, signed_in))
         });
         let sleeping =
             route.desired == DesiredState::Stopped && route.state == ObservedState::Stopped;
         let mut woke = false;
         let mut note = query_note;
-        let wake = match route.wake_on_visit.unwrap_or(self.settings.wake_on_visit) {
+        let policy = route.wake_on_visit.unwrap_or(self.settings.wake_on_visit);
+        let wake = match policy {
             WakeOnVisit::Owner => owner,
             WakeOnVisit::Anyone => true,
             WakeOnVisit::Off => false,
@@ -207,14 +257,19 @@ impl Proxy {
             };
             match result {
                 Ok(()) => woke = true,
-                Err(code) => note = Some(note_text(&code)),
+                Err(code) => note = note_text(&code, signed_in),
             }
         }
-        let (what, refresh) = if woke {
-            ("is starting", true)
+        let (state, mut refresh) = if woke {
+            ("starting", Some(3))
         } else {
             describe(route)
         };
+        // Someone who cannot wake it waits for its game master: the page
+        // looks again now and then, and opens the world once it runs.
+        if state == "sleeping" && !owner && policy != WakeOnVisit::Anyone {
+            refresh = Some(30);
+        }
         let starting = woke
             || (route.desired == DesiredState::Running
                 && matches!(
@@ -223,7 +278,7 @@ impl Proxy {
                 ));
         let page = Page {
             name: slug,
-            what,
+            state,
             refresh,
             starting_for: starting.then(|| {
                 if woke {
@@ -235,19 +290,27 @@ impl Proxy {
                         .max(0)
                 }
             }),
+            booting: route.state == ObservedState::Starting,
             reason: route
                 .reason
                 .as_deref()
                 .filter(|_| route.state == ObservedState::Failed),
-            next_session: route
-                .next_session
-                .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string()),
+            next_session: route.next_session.map(|t| {
+                (
+                    t.to_string(),
+                    t.strftime("%A %-d %B %Y, %H:%M UTC").to_string(),
+                )
+            }),
             note,
+            who_wakes: who_wakes(policy),
+            owner,
             can_start: owner
                 && !woke
                 && (route.desired != DesiredState::Running || route.state == ObservedState::Failed),
             sign_in: !signed_in,
+            signed_in_as,
             prefix,
+            site: self.tavern.settings().site_url(),
         };
         let body = page.render().unwrap_or_else(|e| {
             tracing::error!(error = %e, "rendering the standby page failed");
@@ -264,10 +327,14 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        slug: &str,
+        slug: &Slug,
         prefix: &str,
         action: &str,
     ) -> Response<ProxyBody> {
+        let back = format!("{prefix}/");
+        if action == "handoff" {
+            return self.handoff(&req, slug, &back);
+        }
         if req.method() != Method::POST {
             return crate::forward::plain(StatusCode::METHOD_NOT_ALLOWED, "Use the form");
         }
@@ -286,7 +353,6 @@ impl Proxy {
         {
             return crate::forward::plain(StatusCode::FORBIDDEN, "Forbidden");
         }
-        let back = format!("{prefix}/");
         match action {
             "login" => {
                 let form = match Limited::new(req.into_body(), 8 * 1024).collect().await {
@@ -311,20 +377,7 @@ impl Proxy {
                     )
                     .await;
                 match body["token"].as_str() {
-                    Some(token) if status == StatusCode::OK => {
-                        let mut r = see_other(&back);
-                        let c = tavern_core::auth::cookie_line(
-                            COOKIE,
-                            token,
-                            30 * 24 * 3600,
-                            self.settings.scheme == "https",
-                            Some(&self.settings.site.domain),
-                        );
-                        if let Ok(v) = HeaderValue::from_str(&c) {
-                            r.headers_mut().insert(header::SET_COOKIE, v);
-                        }
-                        r
-                    }
+                    Some(token) if status == StatusCode::OK => self.signed_in(&back, token),
                     _ if status == StatusCode::TOO_MANY_REQUESTS => {
                         see_other(&format!("{back}?note=rate_limited"))
                     }
@@ -354,11 +407,44 @@ impl Proxy {
             _ => crate::forward::plain(StatusCode::NOT_FOUND, "Not found"),
         }
     }
+
+    /// `GET <prefix>/_tavern/handoff?code=…`: the dashboard's sign-in,
+    /// carried over to this world's address (where the browser would not
+    /// send the dashboard's cookie).
+    fn handoff(&self, req: &Request<Incoming>, slug: &Slug, back: &str) -> Response<ProxyBody> {
+        let code = req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "code")
+                .map(|(_, v)| v.into_owned())
+        });
+        match code.and_then(|c| self.tavern.redeem_handoff(&c, slug)) {
+            Some(token) => self.signed_in(back, &token),
+            None => see_other(&format!("{back}?note=handoff_expired")),
+        }
+    }
+
+    /// Back to the page, holding the session cookie `token`: for every
+    /// world where the browser allows (a dotted domain), else for this
+    /// address. The page is told to expect it, so that a browser that
+    /// drops it is noticed.
+    fn signed_in(&self, back: &str, token: &str) -> Response<ProxyBody> {
+        let mut r = see_other(&format!("{back}?note=signed_in"));
+        let c = tavern_core::auth::cookie_line(
+            COOKIE,
+            token,
+            30 * 24 * 3600,
+            self.settings.scheme == "https",
+            tavern_core::auth::shared_cookie_domain(&self.settings.site.domain),
+        );
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use tavern_types::Slug;
 
     use super::*;
 
@@ -379,38 +465,66 @@ mod tests {
     fn states_read_as_people_say_them() {
         assert_eq!(
             describe(&route(ObservedState::Stopped, DesiredState::Stopped)),
-            ("is sleeping", false)
+            ("sleeping", None)
         );
         assert_eq!(
             describe(&route(ObservedState::Starting, DesiredState::Running)),
-            ("is starting", true)
+            ("starting", Some(3))
         );
         assert_eq!(
             describe(&route(ObservedState::Failed, DesiredState::Running)),
-            ("has failed", false)
+            ("failed", None)
         );
     }
 
     #[test]
-    fn the_page_escapes_what_it_shows() {
-        let page = Page {
+    fn a_sign_in_that_took_needs_no_word_and_one_that_did_not_says_why() {
+        assert_eq!(note_text("signed_in", true), None);
+        assert!(note_text("signed_in", false).unwrap().contains("cookie"));
+        assert!(note_text("anything", false).is_some());
+    }
+
+    fn page<'a>(reason: Option<&'a str>, sign_in: bool, owner: bool) -> Page<'a> {
+        Page {
             name: "dragon",
-            what: "has failed",
-            refresh: false,
+            state: "failed",
+            refresh: None,
             starting_for: None,
-            reason: Some("crashed <5> times"),
+            booting: false,
+            reason,
             next_session: None,
             note: None,
-            can_start: true,
-            sign_in: true,
+            who_wakes: who_wakes(WakeOnVisit::Owner),
+            owner,
+            can_start: owner,
+            sign_in,
+            signed_in_as: None,
             prefix: "",
+            site: "http://localhost:8080/".into(),
         }
-        .render()
-        .unwrap();
+    }
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let page = page(Some("crashed <5> times"), true, true)
+            .render()
+            .unwrap();
         assert!(
             page.contains("crashed &#60;5&#62; times") || page.contains("crashed &lt;5&gt; times"),
             "{page}"
         );
         assert!(page.contains("/_tavern/start") && page.contains("/_tavern/login"));
+    }
+
+    #[test]
+    fn the_page_looks_like_the_dashboard_and_leads_back_to_it() {
+        let html = page(None, true, false).render().unwrap();
+        assert!(html.contains(r#"href="http://localhost:8080/static/dashboard.css""#));
+        assert!(html.contains(r#"href="http://localhost:8080/dashboard""#));
+        assert!(html.contains("auth/handoff?world=dragon"), "{html}");
+        assert!(html.contains("Ask your game master"), "{html}");
+        // Its owner is not told to ask themselves.
+        let own = page(None, false, true).render().unwrap();
+        assert!(!own.contains("Ask your game master"), "{own}");
     }
 }

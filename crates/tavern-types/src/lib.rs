@@ -10,6 +10,7 @@ mod ids;
 mod license;
 mod names;
 mod state;
+pub mod words;
 
 pub use archive::ArchiveRecord;
 pub use client::client_key;
@@ -18,4 +19,5 @@ pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{NameError, RESERVED_SLUGS, Slug, Username};
 pub use state::{
     BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role, WakeOnVisit,
+    state_word,
 };

@@ -21,7 +21,7 @@ pub enum NameError {
     BadCharacter { what: &'static str, found: char },
     #[error("{what} must start and end with a letter or digit")]
     BadEdge { what: &'static str },
-    #[error("the slug {0:?} is reserved")]
+    #[error("the name {0:?} is kept for Tavern itself; choose another")]
     Reserved(String),
 }
 
@@ -79,7 +79,7 @@ impl Slug {
     pub const MAX_LEN: usize = 63;
 
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_label("a slug", s, Self::MAX_LEN)?;
+        check_label("a world's name", s, Self::MAX_LEN)?;
         if RESERVED_SLUGS.contains(&s) {
             return Err(NameError::Reserved(s.to_owned()));
         }
@@ -160,34 +160,49 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_dns_label() {
         let cases = [
-            ("", NameError::Empty { what: "a slug" }),
+            (
+                "",
+                NameError::Empty {
+                    what: "a world's name",
+                },
+            ),
             (
                 "Dragon",
                 NameError::BadCharacter {
-                    what: "a slug",
+                    what: "a world's name",
                     found: 'D',
                 },
             ),
-            ("-abc", NameError::BadEdge { what: "a slug" }),
-            ("abc-", NameError::BadEdge { what: "a slug" }),
+            (
+                "-abc",
+                NameError::BadEdge {
+                    what: "a world's name",
+                },
+            ),
+            (
+                "abc-",
+                NameError::BadEdge {
+                    what: "a world's name",
+                },
+            ),
             (
                 "a.b",
                 NameError::BadCharacter {
-                    what: "a slug",
+                    what: "a world's name",
                     found: '.',
                 },
             ),
             (
                 "a_b",
                 NameError::BadCharacter {
-                    what: "a slug",
+                    what: "a world's name",
                     found: '_',
                 },
             ),
             (
                 &"a".repeat(64),
                 NameError::TooLong {
-                    what: "a slug",
+                    what: "a world's name",
                     max: 63,
                     len: 64,
                 },

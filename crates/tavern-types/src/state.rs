@@ -104,6 +104,23 @@ string_enum!(
     }
 );
 
+/// A world's state as people say it (the dashboard, the CLI, its standby
+/// page): what it is, or what it is on its way to. A world that is not
+/// running is `sleeping`, whether it went idle or was stopped: either way
+/// a visit or a start wakes it (its reason tells which).
+pub fn state_word(state: ObservedState, desired: DesiredState) -> &'static str {
+    match (state, desired) {
+        (_, DesiredState::Destroyed) => "being destroyed",
+        (ObservedState::Failed, _) => "failed",
+        (ObservedState::Running, DesiredState::Stopped) => "stopping",
+        (ObservedState::Running, _) => "running",
+        (ObservedState::Stopped, DesiredState::Running) => "starting",
+        (ObservedState::Starting, _) => "starting",
+        (ObservedState::Stopping, _) => "stopping",
+        (ObservedState::Stopped, _) => "sleeping",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

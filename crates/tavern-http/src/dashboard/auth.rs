@@ -25,6 +25,33 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/auth/login", get(login_page).post(login))
         .route("/auth/logout", post(logout))
         .route("/auth/invite/{code}", get(invite_page).post(accept))
+        .route("/auth/handoff", get(handoff))
+}
+
+#[derive(Deserialize)]
+struct HandoffQuery {
+    world: String,
+}
+
+/// `GET /auth/handoff?world=SLUG`: on to that world's address, signed in
+/// there as here (its standby page links here when the browser cannot
+/// share the dashboard's cookie with it, as under `localhost`). Only ever
+/// to a world's address, which keeps `/_tavern/` paths from its server.
+async fn handoff(
+    State(s): State<AppState>,
+    session: Session,
+    Query(q): Query<HandoffQuery>,
+) -> Response {
+    let code = tavern_types::Slug::parse(&q.world)
+        .ok()
+        .and_then(|slug| Some((s.tavern.handoff_code(&session.token, &slug)?, slug)));
+    match code {
+        Some((code, slug)) => see_other(&format!(
+            "{}_tavern/handoff?code={code}",
+            s.tavern.settings().instance_url(&slug)
+        )),
+        None => error_page(StatusCode::NOT_FOUND, "There is no world at that address."),
+    }
 }
 
 #[derive(Template)]
@@ -105,7 +132,14 @@ async fn anonymous_form<T: serde::de::DeserializeOwned>(
     }
     let expected = cookie(req.headers(), PRE_COOKIE).unwrap_or("").to_owned();
     let (form, csrf) = read_form::<T>(req).await?;
-    if expected.is_empty() || !same(&csrf, &expected) {
+    if expected.is_empty() {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Your browser did not send back Tavern's cookie, so it cannot keep you signed in. \
+             Allow cookies for this site, then reload the page and try again.",
+        ));
+    }
+    if !same(&csrf, &expected) {
         return Err(error_page(
             StatusCode::FORBIDDEN,
             "That form has expired. Go back, reload the page and try again.",

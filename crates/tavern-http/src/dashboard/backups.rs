@@ -38,21 +38,7 @@ pub(crate) struct BackupRow {
     pub restore: String,
 }
 
-/// Bytes as people read them.
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use tavern_types::words::size;
 
 impl From<&BackupView> for BackupRow {
     fn from(v: &BackupView) -> Self {
@@ -182,19 +168,5 @@ async fn restore(
             &format!("/dashboard/backups/{id}/restore"),
             Err(say(e)),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::size;
-
-    #[test]
-    fn sizes_read_as_people_say_them() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(999), "999 B");
-        assert_eq!(size(1500), "1.5 KB");
-        assert_eq!(size(5_000_000), "5.0 MB");
-        assert_eq!(size(3_200_000_000_000_000), "3200.0 TB");
     }
 }

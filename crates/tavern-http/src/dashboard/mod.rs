@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tavern_core::auth::{SESSION_COOKIE, cookie_line, cookie_value};
+use tavern_core::auth::{SESSION_COOKIE, cookie_line, cookie_value, shared_cookie_domain};
 use tavern_core::{Caller, CoreError};
 
 use crate::AppState;
@@ -96,7 +96,8 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// A `Set-Cookie` value with the attributes every Tavern cookie has:
 /// HttpOnly, SameSite=Lax, Secure under TLS; the session cookie is scoped
 /// to the parent domain (so the worlds' standby pages share it) when the
-/// page is served from that domain.
+/// page is served from that domain and browsers allow it (a dotted name;
+/// under `localhost` the standby page asks `/auth/handoff` instead).
 fn set_cookie(
     state: &AppState,
     headers: &HeaderMap,
@@ -112,7 +113,9 @@ fn set_cookie(
         value,
         max_age,
         settings.public_scheme == "https",
-        shared.then_some(settings.domain.as_str()),
+        shared
+            .then(|| shared_cookie_domain(&settings.domain))
+            .flatten(),
     )
 }
 
@@ -465,7 +468,7 @@ impl Session {
 
 /// Times as pages show them.
 pub(crate) fn when(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+    tavern_types::words::instant(t, &jiff::tz::TimeZone::UTC)
 }
 
 #[cfg(test)]

@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tavern_core::{BackupView, InstanceUpdate, InstanceView, NewInstance};
-use tavern_types::{DesiredState, ObservedState};
+use tavern_types::DesiredState;
 
 use super::backups::BackupRow;
-use super::{Chrome, NoFields, Posted, Session, redirect_with, render, say, when};
+use super::{
+    Chrome, Flash, NoFields, Posted, Session, redirect_with, render, render_status, say, when,
+};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -35,17 +37,7 @@ pub(super) fn routes() -> Router<AppState> {
 /// A world's state as people say it: the observed state, or what it is
 /// on its way to.
 pub(crate) fn state_label(v: &InstanceView) -> &'static str {
-    let i = &v.instance;
-    match (i.state, i.desired_state) {
-        (_, DesiredState::Destroyed) => "being destroyed",
-        (ObservedState::Failed, _) => "failed",
-        (ObservedState::Running, DesiredState::Stopped) => "stopping",
-        (ObservedState::Running, _) => "running",
-        (ObservedState::Stopped, DesiredState::Running) => "starting",
-        (ObservedState::Starting, _) => "starting",
-        (ObservedState::Stopping, _) => "stopping",
-        (ObservedState::Stopped, _) => "sleeping",
-    }
+    tavern_types::state_word(v.instance.state, v.instance.desired_state)
 }
 
 /// One world in a list (and in `worlds.json`).
@@ -130,24 +122,56 @@ async fn live(State(s): State<AppState>, session: Option<Session>) -> Response {
 struct NewPage {
     chrome: Chrome,
     welcome: bool,
+    /// Newest first: the one a new world gets unless another is chosen.
     releases: Vec<String>,
     default_idle: i64,
+    /// What was typed, when the form comes back with an error.
+    slug: String,
+    release: String,
 }
 
 fn new_world_page(s: &AppState, session: &Session, welcome: bool) -> Response {
-    let releases = s.tavern.releases().into_iter().map(|r| r.version).collect();
+    new_world_form(s, session, welcome, None)
+}
+
+/// The form, empty, or (`failed`) as it was sent with why it was refused.
+fn new_world_form(
+    s: &AppState,
+    session: &Session,
+    welcome: bool,
+    failed: Option<(&CreateForm, String)>,
+) -> Response {
+    let mut releases: Vec<String> = s.tavern.releases().into_iter().map(|r| r.version).collect();
+    releases.reverse();
     let title = if welcome {
         "Welcome to Tavern"
     } else {
         "A new world"
     };
+    let mut chrome = session.chrome(title, "new");
+    if let Some((_, why)) = &failed {
+        chrome.flash = Some(Flash {
+            ok: false,
+            text: why.clone(),
+        });
+    }
+    let (slug, release) = failed
+        .map(|(form, _)| (form.slug.clone(), form.release.clone()))
+        .unwrap_or_default();
     let page = NewPage {
-        chrome: session.chrome(title, "new"),
+        chrome,
         welcome,
         releases,
         default_idle: s.tavern.settings().idle_timeout.as_mins(),
+        slug,
+        release,
     };
-    render(&page.chrome, &page)
+    let status = if page.chrome.flash.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render_status(status, &page.chrome, &page)
 }
 
 async fn new_page(State(s): State<AppState>, session: Session) -> Response {
@@ -179,11 +203,7 @@ struct CreatedPage {
 }
 
 /// Creates a world and shows its Foundry admin key, this once.
-async fn create(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    posted: Posted<CreateForm>,
-) -> Response {
+async fn create(State(s): State<AppState>, posted: Posted<CreateForm>) -> Response {
     let Posted { session, form } = posted;
     let release = Some(form.release.trim().to_owned()).filter(|r| !r.is_empty());
     let welcome = form.welcome.is_some();
@@ -212,14 +232,8 @@ async fn create(
             };
             render(&page.chrome, &page)
         }
-        Err(e) => {
-            let back = if welcome {
-                "/dashboard/welcome"
-            } else {
-                "/dashboard/new"
-            };
-            redirect_with(&s, &headers, back, Err(say(e)))
-        }
+        // The form again, as it was typed, with what to change.
+        Err(e) => new_world_form(&s, &session, welcome, Some((&form, say(e)))),
     }
 }
 

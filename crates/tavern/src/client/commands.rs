@@ -10,29 +10,27 @@ use super::http::{Api, Conn, Credentials, normalise_server, save_credentials};
 use super::output::{Column, print, print_record};
 
 const INSTANCE_COLUMNS: &[Column] = &[
-    ("SLUG", "slug"),
+    ("WORLD", "slug"),
     ("OWNER", "owner"),
-    ("STATE", "state"),
+    ("STATE", "state_word"),
     ("PLAYERS", "players"),
-    ("DESIRED", "desired_state"),
     ("RELEASE", "release"),
     ("LICENSE", "license.label"),
     ("URL", "url"),
 ];
 /// Every field of one instance, for `instance show`.
 const INSTANCE_FIELDS: &[Column] = &[
-    ("slug", "slug"),
+    ("world", "slug"),
     ("owner", "owner"),
     ("url", "url"),
-    ("state", "state"),
+    ("state", "state_word"),
     ("reason", "state_reason"),
-    ("desired", "desired_state"),
     ("players", "players"),
-    ("world", "world"),
+    ("foundry world", "world"),
     ("foundry", "foundry_version"),
     ("release", "release"),
     ("runtime", "runtime"),
-    ("license", "license.label"),
+    ("license key", "license.label"),
     ("idle timeout (min)", "idle_timeout_minutes"),
     ("wake on visit", "wake_on_visit"),
     ("created", "created_at"),
@@ -163,7 +161,7 @@ pub enum InstanceCommand {
         /// Foundry release, e.g. 12.331 or stub.
         #[arg(long)]
         release: Option<String>,
-        /// License id to pin this instance to.
+        /// The license key (label or id) this world always uses.
         #[arg(long)]
         license: Option<String>,
         /// Runtime: process, docker or kubernetes.
@@ -210,15 +208,21 @@ pub enum InstanceCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Start an instance.
+    /// Start a world; in a terminal, wait until it runs, showing its
+    /// state as it changes.
     Start {
         slug: String,
         #[command(flatten)]
+        wait: Wait,
+        #[command(flatten)]
         conn: Conn,
     },
-    /// Stop an instance.
+    /// Stop a world (it sleeps until started or visited); in a terminal,
+    /// wait until it has stopped.
     Stop {
         slug: String,
+        #[command(flatten)]
+        wait: Wait,
         #[command(flatten)]
         conn: Conn,
     },
@@ -245,6 +249,109 @@ pub enum InstanceCommand {
     },
 }
 
+/// Whether a command waits for what it asked for.
+#[derive(clap::Args)]
+pub struct Wait {
+    /// Wait until it is done, showing the state as it changes [default
+    /// in a terminal].
+    #[arg(long, conflicts_with = "no_wait")]
+    wait: bool,
+    /// Return as soon as the server has the request.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl Wait {
+    fn wanted(&self, json: bool) -> bool {
+        self.wait || (!self.no_wait && !json && std::io::stderr().is_terminal())
+    }
+}
+
+/// Adds `state_word`, the state as people say it (the dashboard's words),
+/// to an instance or to each of a list, for tables.
+fn with_state_words(mut v: Value) -> Value {
+    fn one(i: &mut Value) {
+        let word = match (
+            i["state"].as_str().and_then(|s| s.parse().ok()),
+            i["desired_state"].as_str().and_then(|s| s.parse().ok()),
+        ) {
+            (Some(state), Some(desired)) => tavern_types::state_word(state, desired),
+            _ => return,
+        };
+        i["state_word"] = Value::String(word.to_owned());
+    }
+    match &mut v {
+        Value::Array(list) => list.iter_mut().for_each(one),
+        other => one(other),
+    }
+    v
+}
+
+/// What a command prints: the server's answer as it is for `--json`,
+/// with the state in people's words for a table.
+fn shown(json: bool, v: Value) -> Value {
+    if json { v } else { with_state_words(v) }
+}
+
+/// Follows a world until its state is `goal` (`running` or `sleeping`),
+/// with a spinner in a terminal and a line per change elsewhere; fails
+/// when it fails, or when someone else changes what it is asked to do.
+async fn follow_state(api: &Api, slug: &str, goal: &str) -> anyhow::Result<Value> {
+    let path = format!("/api/v1/instances/{}", path_part(slug)?);
+    let terminal = std::io::stderr().is_terminal();
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    let wanted = if goal == "running" {
+        "running"
+    } else {
+        "stopped"
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(900);
+    let mut last = String::new();
+    let result = loop {
+        let i = with_state_words(api.get(&path).await?);
+        let word = i["state_word"].as_str().unwrap_or("?").to_owned();
+        let line = match i["state_reason"].as_str() {
+            Some(why) if word != goal => format!("{slug}: {word} ({why})"),
+            _ => format!("{slug}: {word}"),
+        };
+        if line != last {
+            if terminal {
+                pb.println(&line);
+            } else {
+                eprintln!("{line}");
+            }
+            pb.set_message(line.clone());
+            last = line;
+        }
+        if word == goal {
+            break Ok(i);
+        }
+        if word == "failed" {
+            break Err(anyhow::anyhow!(
+                "{slug} failed: {}; `tavern instance logs {slug}` shows its server's output",
+                i["state_reason"].as_str().unwrap_or("no reason given")
+            ));
+        }
+        if i["desired_state"].as_str() != Some(wanted) {
+            break Err(anyhow::anyhow!(
+                "{slug} was asked to do something else meanwhile (it is {word})"
+            ));
+        }
+        if tokio::time::Instant::now() > deadline {
+            break Err(anyhow::anyhow!(
+                "gave up waiting after 15 minutes; `tavern instance show {slug}` tells how it goes"
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    pb.finish_and_clear();
+    result
+}
+
 pub(crate) fn path_part(s: &str) -> anyhow::Result<&str> {
     if s.is_empty()
         || !s
@@ -269,6 +376,10 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             conn,
         } => {
             let api = Api::from_conn(&conn)?;
+            let license = match license {
+                Some(key) => Some(license_id(&api, &key).await?),
+                None => None,
+            };
             let mut body = json!({ "slug": slug });
             for (k, v) in [
                 ("owner", owner),
@@ -285,7 +396,11 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 body["idle_timeout_minutes"] = json!(m);
             }
             let created = api.post("/api/v1/instances", &body).await?;
-            print(conn.json, &created, INSTANCE_COLUMNS);
+            print(
+                conn.json,
+                &shown(conn.json, created.clone()),
+                INSTANCE_COLUMNS,
+            );
             if let (false, Some(key)) = (conn.json, created["admin_key"].as_str()) {
                 eprintln!("Foundry admin key for {slug}, shown this once: {key}");
             }
@@ -324,40 +439,56 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             let one = Api::from_conn(&conn)?
                 .patch(&format!("/api/v1/instances/{}", path_part(&slug)?), &body)
                 .await?;
-            print_record(conn.json, &one, INSTANCE_FIELDS);
+            print_record(conn.json, &shown(conn.json, one), INSTANCE_FIELDS);
         }
         InstanceCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/instances").await?;
-            print(conn.json, &list, INSTANCE_COLUMNS);
+            print(conn.json, &shown(conn.json, list), INSTANCE_COLUMNS);
         }
         InstanceCommand::Show { slug, conn } => {
             let one = Api::from_conn(&conn)?
                 .get(&format!("/api/v1/instances/{}", path_part(&slug)?))
                 .await?;
-            print_record(conn.json, &one, INSTANCE_FIELDS);
+            print_record(conn.json, &shown(conn.json, one), INSTANCE_FIELDS);
         }
-        InstanceCommand::Start { slug, conn } => {
-            let one = Api::from_conn(&conn)?
+        InstanceCommand::Start { slug, wait, conn } => {
+            let api = Api::from_conn(&conn)?;
+            let mut one = api
                 .post(
                     &format!("/api/v1/instances/{}/start", path_part(&slug)?),
                     &json!({}),
                 )
                 .await?;
+            let waited = wait.wanted(conn.json);
+            if waited {
+                one = follow_state(&api, &slug, "running").await?;
+            }
             if conn.json {
                 print(true, &one, INSTANCE_COLUMNS);
+            } else if waited {
+                println!("{slug} runs at {}", one["url"].as_str().unwrap_or("?"));
             } else {
                 println!("Starting {slug}; `tavern instance show {slug}` tells when it runs.");
             }
         }
-        InstanceCommand::Stop { slug, conn } => {
-            let one = Api::from_conn(&conn)?
+        InstanceCommand::Stop { slug, wait, conn } => {
+            let api = Api::from_conn(&conn)?;
+            let mut one = api
                 .post(
                     &format!("/api/v1/instances/{}/stop", path_part(&slug)?),
                     &json!({}),
                 )
                 .await?;
+            let waited = wait.wanted(conn.json);
+            if waited {
+                one = follow_state(&api, &slug, "sleeping").await?;
+            }
             if conn.json {
                 print(true, &one, INSTANCE_COLUMNS);
+            } else if waited {
+                println!(
+                    "{slug} has stopped; its world was saved. It sleeps until started or visited."
+                );
             } else {
                 println!("Stopping {slug}; its world is saved before the server exits.");
             }
@@ -465,6 +596,7 @@ pub enum LicenseCommand {
     /// Hand a key to a world: the world now on it stops first, then SLUG
     /// starts with it.
     Activate {
+        /// The key's label or id.
         id: String,
         /// The world that gets the key.
         #[arg(long)]
@@ -475,12 +607,32 @@ pub enum LicenseCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Remove a license.
+    /// Remove a license key.
     Remove {
+        /// The key's label or id.
         id: String,
         #[command(flatten)]
         conn: Conn,
     },
+}
+
+/// The id of the license key `key` names: its id, or its label.
+async fn license_id(api: &Api, key: &str) -> anyhow::Result<String> {
+    if uuid::Uuid::parse_str(key).is_ok() {
+        return Ok(key.to_owned());
+    }
+    let list = api.get("/api/v1/licenses").await?;
+    let found: Vec<&Value> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["label"].as_str() == Some(key))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one["id"].as_str().unwrap_or_default().to_owned()),
+        [] => bail!("no license key is labelled {key:?}; `tavern license list` shows them"),
+        _ => bail!("more than one license key is labelled {key:?}: name it by its id"),
+    }
 }
 
 pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
@@ -521,7 +673,9 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             force,
             conn,
         } => {
-            let one = Api::from_conn(&conn)?
+            let api = Api::from_conn(&conn)?;
+            let id = license_id(&api, &id).await?;
+            let one = api
                 .post(
                     &format!("/api/v1/licenses/{}/activate", path_part(&id)?),
                     &json!({ "instance": instance, "force": force }),
@@ -534,11 +688,13 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             }
         }
         LicenseCommand::Remove { id, conn } => {
-            Api::from_conn(&conn)?
-                .delete(&format!("/api/v1/licenses/{}", path_part(&id)?))
+            let api = Api::from_conn(&conn)?;
+            let named = id;
+            let id = license_id(&api, &named).await?;
+            api.delete(&format!("/api/v1/licenses/{}", path_part(&id)?))
                 .await?;
             if !conn.json {
-                println!("Removed license {id}.");
+                println!("Removed the license key {named}.");
             }
         }
     }
@@ -724,10 +880,14 @@ pub enum SessionCommand {
     /// starts by itself a little before.
     Schedule {
         slug: String,
-        /// When play begins, RFC 3339 with an offset:
-        /// 2026-11-28T19:00:00Z or 2026-11-28T20:00:00+01:00.
+        /// When play begins, in your time zone (or --tz's):
+        /// "2026-11-28 19:00"; or with an offset: 2026-11-28T19:00:00Z.
         #[arg(long)]
         at: String,
+        /// The time zone of --at, e.g. Europe/Berlin [default: this
+        /// computer's].
+        #[arg(long)]
+        tz: Option<String>,
         /// How long it lasts: 4h, 90m, 3h30m.
         #[arg(long, value_parser = parse_minutes)]
         duration: u32,
@@ -757,18 +917,48 @@ pub(crate) fn parse_minutes(s: &str) -> Result<u32, String> {
     u32::try_from(d.as_secs() / 60).map_err(|_| bad())
 }
 
+/// When `at` is: an instant with its offset, or a wall-clock time in
+/// `tz` (an IANA name; default: `system`, this computer's zone).
+pub(crate) fn parse_at(
+    at: &str,
+    tz: Option<&str>,
+    system: &jiff::tz::TimeZone,
+) -> anyhow::Result<jiff::Timestamp> {
+    let at = at.trim();
+    if let Ok(t) = at.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let civil: jiff::civil::DateTime = at.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--at {at:?} is not a time like \"2026-11-28 19:00\" (or 2026-11-28T19:00:00+01:00)"
+        )
+    })?;
+    let zone = match tz {
+        Some(name) => jiff::tz::TimeZone::get(name).map_err(|_| {
+            anyhow::anyhow!("--tz {name:?} is not a time zone like Europe/Berlin or UTC")
+        })?,
+        None => system.clone(),
+    };
+    Ok(civil
+        .to_zoned(zone)
+        .map_err(|e| anyhow::anyhow!("--at {at:?}: {e}"))?
+        .timestamp())
+}
+
 pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
     match cmd {
         SessionCommand::Schedule {
             slug,
             at,
+            tz,
             duration,
             conn,
         } => {
+            let start = parse_at(&at, tz.as_deref(), &jiff::tz::TimeZone::system())?;
             let booked = Api::from_conn(&conn)?
                 .post(
                     "/api/v1/sessions",
-                    &json!({ "instance": slug, "start": at, "duration_minutes": duration }),
+                    &json!({ "instance": slug, "start": start.to_string(), "duration_minutes": duration }),
                 )
                 .await?;
             print(conn.json, &booked, SESSION_COLUMNS);
@@ -889,10 +1079,11 @@ pub enum ReleaseCommand {
         #[command(flatten)]
         local: Local,
     },
-    /// List the installed releases.
+    /// The releases the server can run (newest last: what a world made
+    /// without `--release` gets).
     List {
         #[command(flatten)]
-        local: Local,
+        conn: Conn,
     },
 }
 
@@ -928,11 +1119,10 @@ fn bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
 
 pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
     match cmd {
-        ReleaseCommand::List { local } => {
-            let releases = local_releases(&local)?;
-            let list = serde_json::to_value(releases.list())?;
+        ReleaseCommand::List { conn } => {
+            let list = Api::from_conn(&conn)?.get("/api/v1/releases").await?;
             print(
-                local.json,
+                conn.json,
                 &list,
                 &[("VERSION", "version"), ("LAYOUT", "layout")],
             );
@@ -1038,7 +1228,7 @@ async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{new_lines, parse_minutes};
+    use super::{new_lines, parse_at, parse_minutes};
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
@@ -1052,6 +1242,25 @@ mod tests {
         for bad in ["", "soon", "-1h", "90s", "4"] {
             assert!(parse_minutes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn session_times_are_local_unless_they_say_otherwise() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        let t = |at, tz, zone| parse_at(at, tz, zone).unwrap().to_string();
+        assert_eq!(t("2026-11-28 19:00", None, &berlin), "2026-11-28T18:00:00Z");
+        assert_eq!(t("2026-11-28T19:00", None, &utc), "2026-11-28T19:00:00Z");
+        assert_eq!(
+            t("2026-07-04 19:00", Some("America/New_York"), &utc),
+            "2026-07-04T23:00:00Z"
+        );
+        assert_eq!(
+            t("2026-11-28T20:00:00+01:00", Some("Asia/Tokyo"), &utc),
+            "2026-11-28T19:00:00Z"
+        );
+        assert!(parse_at("tomorrow", None, &utc).is_err());
+        assert!(parse_at("2026-11-28 19:00", Some("Mars/Olympus"), &utc).is_err());
     }
 
     #[test]

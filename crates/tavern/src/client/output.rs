@@ -7,13 +7,28 @@ use serde_json::Value;
 pub type Column = (&'static str, &'static str);
 
 fn cell(v: &Value, field: &str) -> String {
+    cell_in(v, field, &jiff::tz::TimeZone::system())
+}
+
+/// A field as people read it: instants to the second in `zone`, sizes
+/// (`size`, `*_bytes`) in MB and GB, yes and no.
+fn cell_in(v: &Value, field: &str, zone: &jiff::tz::TimeZone) -> String {
     let mut cur = v;
     for part in field.split('.') {
         cur = &cur[part];
     }
+    let last = field.rsplit('.').next().unwrap_or(field);
     match cur {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Number(n) if last == "size" || last.ends_with("bytes") => n
+            .as_u64()
+            .map_or_else(|| n.to_string(), tavern_types::words::size),
+        Value::String(s) => match s.parse::<jiff::Timestamp>() {
+            Ok(t) if s.contains('T') => tavern_types::words::instant(t, zone),
+            _ => s.clone(),
+        },
         other => other.to_string(),
     }
 }
@@ -73,5 +88,19 @@ mod tests {
         assert_eq!(cell(&v, "n"), "3");
         assert_eq!(cell(&v, "x"), "-");
         assert_eq!(cell(&v, "missing.deeper"), "-");
+    }
+
+    #[test]
+    fn cells_read_as_people_say_them() {
+        let v = serde_json::json!({
+            "at": "2026-12-02T08:15:03.123Z", "size": 2_340_000_000u64,
+            "prepared": false, "live": true, "slug": "2026",
+        });
+        let zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(cell_in(&v, "at", &zone), "2026-12-02 09:15:03 CET");
+        assert_eq!(cell_in(&v, "size", &zone), "2.3 GB");
+        assert_eq!(cell_in(&v, "prepared", &zone), "no");
+        assert_eq!(cell_in(&v, "live", &zone), "yes");
+        assert_eq!(cell_in(&v, "slug", &zone), "2026");
     }
 }

@@ -272,11 +272,11 @@ async fn the_bot_checks_signatures_and_acts_with_the_linked_users_rights() {
 
     // Bob cannot stop (or even see) Alice's world through Discord.
     let said = bot.says("d-bob", "stop", &[("world", json!("keep"))]).await;
-    assert!(said.contains("no instance keep"), "{said}");
+    assert!(said.contains("no world keep"), "{said}");
     let said = bot
         .says("d-bob", "status", &[("world", json!("keep"))])
         .await;
-    assert!(said.contains("no instance keep"), "{said}");
+    assert!(said.contains("no world keep"), "{said}");
     let (_, keep) = alice.get("/api/v1/instances/keep").await;
     assert_eq!(keep["desired_state"], "running", "{keep}");
 

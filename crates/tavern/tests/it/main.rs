@@ -27,6 +27,7 @@ mod releases;
 mod runtime;
 mod secrets;
 mod serve;
+mod standby;
 mod stub;
 mod support;
 mod tls;

@@ -35,6 +35,9 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("GET", "/static/dashboard.js", Access::Public, ""),
     ("GET", "/auth/login", Access::Public, ""),
     ("GET", "/auth/invite/{code}", Access::Public, ""),
+    // On to a world's address, signed in there too (any world's: it only
+    // redirects, and the world's server never sees the cookie).
+    ("GET", "/auth/handoff?world={slug}", Access::User, ""),
     ("GET", "/dashboard", Access::User, ""),
     ("GET", "/dashboard/worlds.json", Access::User, ""),
     ("GET", "/dashboard/new", Access::User, ""),
@@ -366,7 +369,10 @@ fn every_route_of_the_dashboard_is_in_the_list() {
     for (method, path) in &declared {
         let listed = PAGES.iter().any(|(m, p, _, _)| {
             m == method
-                && p.replace("{backup}", "{id}")
+                && p.split('?')
+                    .next()
+                    .unwrap_or(p)
+                    .replace("{backup}", "{id}")
                     .replace("{session}", "{id}")
                     .replace("{invite}", "{id}")
                     .replace("{user}", "{name}")

@@ -132,7 +132,7 @@ async fn worlds_are_reached_by_host_and_nothing_else() {
     assert_eq!(beta.status(), 503);
     let page = beta.text().await.unwrap();
     assert!(
-        page.contains("beta") && page.contains("is sleeping"),
+        page.contains("beta") && page.contains(">sleeping<"),
         "{page}"
     );
     for host in ["nobody.localhost", "alpha.localhost.evil"] {
@@ -278,10 +278,9 @@ fn session_cookie(resp: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_owned();
+    // Browsers refuse `Domain=localhost`: the cookie is the host's own.
     assert!(
-        set.contains("Domain=localhost")
-            && set.contains("HttpOnly")
-            && set.contains("SameSite=Lax"),
+        !set.contains("Domain=") && set.contains("HttpOnly") && set.contains("SameSite=Lax"),
         "{set}"
     );
     set.split(';').next().unwrap().to_owned()
@@ -322,7 +321,7 @@ async fn the_owner_signs_in_on_the_standby_page_and_the_visit_wakes_the_world() 
         .await
         .unwrap();
     assert!(
-        page.contains("delta") && page.contains("is sleeping"),
+        page.contains("delta") && page.contains(">sleeping<"),
         "{page}"
     );
     assert!(
@@ -390,7 +389,7 @@ async fn the_owner_signs_in_on_the_standby_page_and_the_visit_wakes_the_world() 
         .await
         .unwrap();
     assert!(
-        page.contains("is starting") && page.contains("refresh") && page.contains("Starting for"),
+        page.contains(">starting<") && page.contains("refresh") && page.contains("Starting for"),
         "{page}"
     );
     wait_for_state(&admin, "delta", "running").await;
@@ -482,7 +481,7 @@ async fn with_wake_on_visit_anyone_a_visit_wakes_the_world() {
             .text()
             .await
             .unwrap();
-        assert!(page.contains("is sleeping"), "{page}");
+        assert!(page.contains(">sleeping<"), "{page}");
     }
     assert_eq!(
         admin.get("/api/v1/instances/closed").await.1["desired_state"],

@@ -1,4 +1,4 @@
-//! `tavern release add|list`: both zip layouts, refusals that leave nothing
+//! `tavern release add|list`: both zip layouts (listed by the server), refusals that leave nothing
 //! behind, downloads from a URL; and fake Node releases for the runtime tests.
 
 use std::io::Write as _;
@@ -99,10 +99,19 @@ async fn release_add_installs_both_layouts_and_refuses_bad_zips() {
         "13.351"
     );
     assert_eq!(install_fake(&server, 12, 331, FAKE_MAIN_JS, true), "12.331");
-    let list = ok_json(&release_cli(&server, &["list", "--json"]));
+    // The server lists them (with the stand-in, which test servers offer).
+    let list = ok_json(&server.cli(
+        Some(&server.admin_token),
+        &["release", "list", "--json"],
+        None,
+    ));
     assert_eq!(
         list,
-        json!([{"version": "12.331", "layout": "linux"}, {"version": "13.351", "layout": "node"}])
+        json!([
+            {"version": "stub", "layout": "stub"},
+            {"version": "12.331", "layout": "linux"},
+            {"version": "13.351", "layout": "node"},
+        ])
     );
     let releases = server.data_dir().join("releases");
     assert!(releases.join("13.351/main.js").is_file());

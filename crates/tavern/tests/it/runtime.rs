@@ -407,20 +407,23 @@ async fn a_stray_server_is_stopped_and_archived() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn start_needs_a_release_and_others_cannot_start_your_world() {
+async fn a_world_gets_the_newest_release_or_is_not_made_without_one() {
+    // With releases installed (here the stand-in): the newest.
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    let (s, _) = admin
+    let made = create_world(&admin, &json!({"slug": "bare"})).await;
+    assert_eq!(made["release"], "stub");
+    // With none: refused, with what to do, and nothing made.
+    let server = Server::start_with_env(&[], &[("TAVERN_RUNTIME_STUB_RELEASE", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    let refused = admin
         .post("/api/v1/instances", &json!({"slug": "bare"}))
         .await;
-    assert_eq!(s, 201);
-    let a = admin.post("/api/v1/instances/bare/start", &json!({})).await;
-    assert_eq!((a.0, code(&a)), (409, "no_release"));
-    let (_, i) = admin.get("/api/v1/instances/bare").await;
-    assert_eq!(
-        i["desired_state"], "stopped",
-        "a refused start changes nothing"
-    );
+    assert_refused(&refused, 422, "no_release");
+    let said = refused.1["error"]["message"].as_str().unwrap();
+    assert!(said.contains("tavern release add"), "{said}");
+    let (s, _) = admin.get("/api/v1/instances/bare").await;
+    assert_eq!(s, 404, "nothing was made");
 }
 
 #[tokio::test(flavor = "multi_thread")]

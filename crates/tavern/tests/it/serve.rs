@@ -158,10 +158,9 @@ async fn end_to_end(env: &[(&str, &str)]) {
             "dragon-heist",
             "--owner",
             "alice",
+            // A key by its label; no release: the newest installed.
             "--license",
-            &lic_id,
-            "--release",
-            "stub",
+            "main",
             "--idle-timeout",
             "45",
             "--json",
@@ -173,6 +172,8 @@ async fn end_to_end(env: &[(&str, &str)]) {
     assert_eq!(inst["state"], "stopped");
     assert_eq!(inst["desired_state"], "stopped");
     assert_eq!(inst["license"]["label"], "main");
+    assert_eq!(inst["license"]["id"], lic_id.as_str());
+    assert_eq!(inst["release"], "stub", "the newest (here, only) release");
     assert_eq!(inst["idle_timeout_minutes"], 45);
     assert_eq!(inst["players"], 0);
     let port = server.url.rsplit(':').next().unwrap();
@@ -185,11 +186,35 @@ async fn end_to_end(env: &[(&str, &str)]) {
     let out = server.cli_in(&admin_home, None, &["instance", "list"], None);
     let table = text(&out.stdout);
     assert!(
-        table.contains("SLUG") && table.contains("dragon-heist") && table.contains("alice"),
+        table.contains("WORLD")
+            && table.contains("dragon-heist")
+            && table.contains("alice")
+            && table.contains("sleeping"),
         "{table}"
     );
     let out = server.cli_in(&admin_home, None, &["license", "list"], None);
-    assert!(text(&out.stdout).contains("WXYZ"));
+    let table = text(&out.stdout);
+    assert!(table.contains("WXYZ"), "{table}");
+    // Times to the second, in the computer's time zone.
+    let added: jiff::Timestamp = lic["created_at"].as_str().unwrap().parse().unwrap();
+    let shown = tavern_types::words::instant(added, &jiff::tz::TimeZone::system());
+    assert!(table.contains(&shown), "{shown} in {table}");
+    // The server's releases, not this directory's.
+    let releases = ok_json(&server.cli_in(&admin_home, None, &["release", "list", "--json"], None));
+    assert_eq!(releases, json!([{"version": "stub", "layout": "stub"}]));
+    // A label that names no key says so.
+    let out = server.cli_in(
+        &admin_home,
+        None,
+        &["license", "activate", "nokey", "--instance", "dragon-heist"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no license key is labelled \"nokey\""),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Alice signs in with her password and sees her world.
     let alice_home = server.home().join("alice");
@@ -217,13 +242,21 @@ async fn end_to_end(env: &[(&str, &str)]) {
 
     // Alice starts her world; it runs, and keeps running across a restart
     // of Tavern.
+    // `--wait` follows it until it runs, a line per state.
     let out = server.cli_in(
         &alice_home,
         None,
-        &["instance", "start", "dragon-heist"],
+        &["instance", "start", "dragon-heist", "--wait"],
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("dragon-heist: starting"), "{said}");
+    assert!(said.ends_with("dragon-heist: running\n"), "{said}");
+    assert_eq!(
+        text(&out.stdout),
+        format!("dragon-heist runs at http://dragon-heist.localhost:{port}/\n")
+    );
     let alice_api = server.api(Some(&server.admin_token));
     let (running, _) = wait_for_state(&alice_api, "dragon-heist", "running").await;
     assert_eq!(running["world"], "stub-world");

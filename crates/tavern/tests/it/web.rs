@@ -31,6 +31,12 @@ impl Browser {
     /// A headless browser, phone-sized when `phone`; with JavaScript off
     /// when `script` is false. `None` (the test skips) without chromedriver.
     pub async fn start(script: bool, phone: bool) -> Option<Browser> {
+        Self::start_with(script, phone, &[]).await
+    }
+
+    /// Like `start`, with more of Chromium's flags (e.g.
+    /// `--host-resolver-rules=…`, to name a domain on loopback).
+    pub async fn start_with(script: bool, phone: bool, flags: &[&str]) -> Option<Browser> {
         let (Some(driver_exe), Some(chromium)) = (
             find(&["chromedriver"]),
             find(&["chromium", "chromium-browser", "google-chrome"]),
@@ -74,6 +80,7 @@ impl Browser {
         if !script {
             args.push("--blink-settings=scriptEnabled=false".to_owned());
         }
+        args.extend(flags.iter().map(|f| f.to_string()));
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": chromium, "args": args },
@@ -235,6 +242,40 @@ impl Browser {
             .await
             .unwrap();
         assert_eq!(first, json!("skip"), "the skip link comes first on {path}");
+    }
+
+    /// A CSS property of the first element `css` finds, as the browser
+    /// computed it (so: whether the page's stylesheet applied).
+    pub async fn style(&self, css: &str, property: &str) -> String {
+        self.el(css).await;
+        self.client
+            .execute(
+                "return getComputedStyle(document.querySelector(arguments[0]))[arguments[1]]",
+                vec![json!(css), json!(property)],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Waits (up to 30 s) until the page's text contains `what`, the page
+    /// reloading itself meanwhile.
+    pub async fn wait_body(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css("body")).await
+                && el.text().await.is_ok_and(|t| t.contains(what))
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                let body = self.text("body").await;
+                panic!("the page never said {what:?}; it says:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The session cookie the browser holds, as a `Cookie:` header.

@@ -1,0 +1,187 @@
+//! A world's own address in a real headless Chromium: the standby page
+//! looks like the dashboard and tells a player what to do; its owner signs
+//! in there (with the default domain, `localhost`, whose cookie browsers
+//! keep to one host, and with a named domain, mapped to loopback, whose
+//! cookie every world shares) and the visit wakes the world; a sign-in on
+//! the dashboard carries over; an address without a world says so.
+
+use serde_json::json;
+
+use crate::support::{Api, Server, add_key, create_world, wait_for_state, wait_until};
+use crate::web::Browser;
+
+/// A server (with `env`) where alice (password `alice-password-1`) owns
+/// the sleeping world `delta`; its admin's API.
+async fn delta(env: &[(&str, &str)]) -> (Server, Api) {
+    let server = Server::start_with_env(&[], env);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "main", "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    create_world(
+        &admin,
+        &json!({"slug": "delta", "owner": "alice", "release": "stub"}),
+    )
+    .await;
+    // The proxy knows the world once the reconciler has looked.
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let domain = env
+        .iter()
+        .find(|(k, _)| *k == "TAVERN_SERVER_DOMAIN")
+        .map_or("localhost", |(_, v)| *v);
+    let host = format!("delta.{domain}");
+    let http = reqwest::Client::builder()
+        .resolve(&host, addr)
+        .build()
+        .unwrap();
+    let page = at(&server, &host);
+    wait_until("delta has a standby page", || async {
+        http.get(&page)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    (server, admin)
+}
+
+/// `http://HOST:PORT` for the server's port.
+fn at(server: &Server, host: &str) -> String {
+    let port = server.url.rsplit(':').next().unwrap();
+    format!("http://{host}:{port}")
+}
+
+async fn sign_in_on_dashboard(b: &Browser, site: &str) {
+    b.goto(&format!("{site}/auth/login")).await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", "alice-password-1").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.path().await, "/dashboard", "signed in on the dashboard");
+}
+
+/// The stand-in answers at the world's address: the page went there by
+/// itself once the world ran.
+async fn the_world_opens(b: &Browser) {
+    b.wait_body("Foundry VTT stand-in").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_localhost_the_owner_signs_in_on_the_worlds_address_and_it_wakes() {
+    let Some(b) = Browser::start(true, false).await else {
+        return;
+    };
+    let (server, admin) = delta(&[]).await;
+    let world = at(&server, "delta.localhost");
+
+    // A visitor sees the dashboard's look, who can wake it, and what a
+    // player does.
+    b.goto(&format!("{world}/")).await;
+    assert_eq!(b.text("h1").await, "delta");
+    assert_eq!(b.text("[data-field=state]").await, "sleeping");
+    assert_eq!(
+        b.style("header.top", "backgroundColor").await,
+        "rgb(29, 27, 25)",
+        "the dashboard's stylesheet applies"
+    );
+    let main = b.text("main").await;
+    assert!(main.contains("Ask your game master to start it"), "{main}");
+    assert!(main.contains("Its game master"), "{main}");
+    assert!(!main.contains("Sign in to start your world"), "{main}");
+    let home = b.el("a.brand").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(home, format!("{}/dashboard", at(&server, "localhost")));
+    b.assert_accessible().await;
+    b.screenshot("standby").await;
+
+    // A wrong password says so.
+    b.fill("#username", "alice").await;
+    b.fill("#password", "not-her-password").await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.text(".flash.err").await, "Wrong username or password.");
+
+    // Her sign-in takes (the browser keeps the cookie for this address)
+    // and her visit wakes the world, which the page follows.
+    b.fill("#username", "alice").await;
+    b.fill("#password", "alice-password-1").await;
+    b.click("form.card button[type=submit]").await;
+    assert!(
+        b.client.get_named_cookie("tavern_session").await.is_ok(),
+        "Chromium kept the session cookie on delta.localhost"
+    );
+    let state = b.text("[data-field=state]").await;
+    assert_eq!(state, "starting", "{}", b.text("main").await);
+    assert!(b.texts(".flash.err").await.is_empty(), "no complaint");
+    b.screenshot("standby-starting").await;
+    the_world_opens(&b).await;
+    wait_for_state(&admin, "delta", "running").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_localhost_the_dashboards_sign_in_carries_over_to_the_world() {
+    let Some(b) = Browser::start(true, false).await else {
+        return;
+    };
+    let (server, admin) = delta(&[]).await;
+    sign_in_on_dashboard(&b, &at(&server, "localhost")).await;
+
+    // A made-up link signs nobody in, and says so.
+    let world = at(&server, "delta.localhost");
+    b.goto(&format!("{world}/_tavern/handoff?code=not-a-code"))
+        .await;
+    assert!(
+        b.text(".flash.err").await.contains("expired"),
+        "{}",
+        b.text("main").await
+    );
+    assert_eq!(b.text("[data-field=state]").await, "sleeping");
+
+    // Chromium does not send the dashboard's cookie to delta.localhost:
+    // the page offers to carry the sign-in over, and that wakes it.
+    b.goto(&format!("{world}/")).await;
+    assert_eq!(b.text("[data-field=state]").await, "sleeping");
+    b.click("#handoff").await;
+    assert_eq!(b.text("[data-field=state]").await, "starting");
+    the_world_opens(&b).await;
+    wait_for_state(&admin, "delta", "running").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_named_domain_one_sign_in_serves_the_dashboard_and_every_world() {
+    let Some(b) = Browser::start_with(
+        true,
+        false,
+        &["--host-resolver-rules=MAP games.test 127.0.0.1, MAP *.games.test 127.0.0.1"],
+    )
+    .await
+    else {
+        return;
+    };
+    let (server, admin) = delta(&[("TAVERN_SERVER_DOMAIN", "games.test")]).await;
+    sign_in_on_dashboard(&b, &at(&server, "games.test")).await;
+
+    // The cookie is the parent domain's: the world's address knows her,
+    // and her visit wakes it straight away.
+    b.goto(&format!("{}/", at(&server, "delta.games.test")))
+        .await;
+    let main = b.text("main").await;
+    assert!(!main.contains("Sign in"), "already signed in: {main}");
+    assert_eq!(b.text("[data-field=state]").await, "starting", "{main}");
+    the_world_opens(&b).await;
+    wait_for_state(&admin, "delta", "running").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_without_a_world_says_so_and_leads_to_the_dashboard() {
+    let Some(b) = Browser::start(true, true).await else {
+        return;
+    };
+    let (server, _admin) = delta(&[]).await;
+    b.goto(&format!("{}/", at(&server, "nowhere.localhost")))
+        .await;
+    assert_eq!(b.text("h1").await, "No world here");
+    let home = b.el("main a").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(home, format!("{}/dashboard", at(&server, "localhost")));
+    b.screenshot("not-found-phone").await;
+    b.close().await;
+}
