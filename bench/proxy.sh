@@ -39,8 +39,8 @@ python3 -c 'import websockets' 2>/dev/null || pip install -q websockets
 
 # BIN=path measures that build of Tavern instead (to compare two builds).
 if [ -z "${BIN:-}" ]; then
-  cargo build --release -q -p tavern
-  BIN=$PWD/target/release/tavern
+  cargo build --profile dist -q -p tavern
+  BIN=$PWD/target/dist/tavern
 fi
 WORK=$(mktemp -d)
 SERVER_PID= NGINX_PID= STUB_PID=

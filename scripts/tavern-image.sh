@@ -2,14 +2,14 @@
 # Builds Tavern's container image (see ../Dockerfile): the `tavern` binary,
 # statically linked, with the CA roots of this machine, FROM scratch.
 #
-#   bash scripts/tavern-image.sh                         # tags tavern:VERSION, release build
+#   bash scripts/tavern-image.sh                         # tags tavern:VERSION, the dist (fat-LTO) build
 #   IMAGE=registry.example.org/tavern:1 bash scripts/tavern-image.sh
 #   PROFILE=stub-image IMAGE=tavern:test bash scripts/tavern-image.sh   # quicker, for tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE=${IMAGE:-tavern:$VERSION}
-PROFILE=${PROFILE:-release}
+PROFILE=${PROFILE:-dist}
 TARGET=x86_64-unknown-linux-gnu
 CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
 [[ -r "$CA" ]] || { echo "no CA roots at $CA (install ca-certificates, or set CA=FILE)" >&2; exit 1; }

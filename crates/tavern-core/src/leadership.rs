@@ -30,6 +30,21 @@ impl Leadership {
     pub fn is_leader(&self) -> bool {
         *self.0.borrow()
     }
+
+    /// Logs this replica's part at the start and at each change, once
+    /// (the work run by [`run_by_leadership`] logs none of its own).
+    pub async fn announce(mut self) {
+        loop {
+            if *self.0.borrow_and_update() {
+                tracing::info!("this replica leads: it runs the background work");
+            } else {
+                tracing::info!("another replica leads: this one serves and follows");
+            }
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -49,7 +64,7 @@ pub async fn run_by_leadership<L, LF, F, FF>(
     F: FnMut(CancellationToken) -> FF,
     FF: Future<Output = ()> + Send + 'static,
 {
-    let mut decided = true;
+    let mut decided;
     loop {
         let leading = *leadership.0.borrow_and_update();
         let token = shutdown.child_token();
@@ -58,11 +73,6 @@ pub async fn run_by_leadership<L, LF, F, FF>(
         } else {
             Box::pin(follow(token.clone()))
         };
-        if leading {
-            tracing::info!("this replica leads: it runs the background work");
-        } else if decided {
-            tracing::info!("another replica leads: this one serves and follows");
-        }
         decided = true;
         let mut done = false;
         loop {

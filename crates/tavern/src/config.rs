@@ -467,7 +467,8 @@ pub struct TierConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address of the one public listener (API now; worlds when the proxy lands).
+    /// Address of the one public listener: the dashboard, the API and
+    /// every world.
     pub listen: SocketAddr,
     /// Worlds live at `<slug>.<domain>`.
     pub domain: String,
@@ -1409,6 +1410,87 @@ fn public_parts(url: &str) -> anyhow::Result<(String, Option<u16>)> {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    /// The keys the settings tables of the docs name (their first column;
+    /// `.key` continues the key before it; `tiers.NAME.…` stands for any
+    /// tier).
+    fn documented() -> std::collections::BTreeSet<String> {
+        let docs = [
+            include_str!("../../../docs/configuration.md"),
+            include_str!("../../../docs/kubernetes.md"),
+        ];
+        let mut out = std::collections::BTreeSet::new();
+        for line in docs.iter().flat_map(|d| d.lines()) {
+            let Some(first) = line.strip_prefix("| `").and_then(|l| l.split(" |").next()) else {
+                continue;
+            };
+            let mut section = String::new();
+            for name in first.split(", ") {
+                let name = name.trim_matches('`');
+                let full = match name.strip_prefix('.') {
+                    Some(key) => format!("{section}.{key}"),
+                    None => name.to_owned(),
+                };
+                section = full
+                    .rsplit_once('.')
+                    .map_or(String::new(), |(s, _)| s.to_owned());
+                out.insert(full);
+            }
+        }
+        out
+    }
+
+    /// Every key of the configuration, as `section.key`.
+    fn keys(prefix: &str, v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    keys(&path, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn the_docs_name_every_setting_and_only_real_ones() {
+        let mut real = std::collections::BTreeSet::new();
+        keys(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut real,
+        );
+        let tier = serde_json::to_value(TierConfig::default()).unwrap();
+        let docs = documented();
+        let missing: Vec<&String> = real
+            .iter()
+            .filter(|k| *k != "tiers" && !docs.contains(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "settings the docs do not name: {missing:?}"
+        );
+        let unknown: Vec<&String> = docs
+            .iter()
+            .filter(|k| match k.strip_prefix("tiers.NAME.") {
+                Some(field) => tier.get(field).is_none(),
+                // A whole section, documented elsewhere.
+                None if k.ends_with(".*") => !real.iter().any(|r| r.starts_with(&k[..k.len() - 1])),
+                None => !real.contains(*k),
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the docs name settings that do not exist: {unknown:?}"
+        );
+    }
 
     fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
         let mut out = None;

@@ -180,6 +180,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => (Leadership::always(), None),
     };
+    tokio::spawn(leadership.clone().announce());
     let runtime = Runtimes {
         process,
         docker,
