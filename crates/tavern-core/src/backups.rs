@@ -233,21 +233,27 @@ impl Tavern {
         if i.desired_state == DesiredState::Destroyed {
             return Err(crate::service::being_destroyed(&i));
         }
+        // A game master's own manual backups are spaced out (an admin's
+        // neither are nor count against the owner's next one).
         if !caller.is_admin() {
+            let me = caller.name();
             let last = self
                 .store
                 .list_backups(None, Some(&i.slug))
                 .await?
                 .into_iter()
-                .find(|b| b.kind == BackupKind::Manual);
+                .find(|b| b.kind == BackupKind::Manual && b.created_by == me);
             if let Some(last) = last {
                 let next = last.created_at + settings.manual_interval;
                 if next > now() {
+                    let at = |t| tavern_types::words::instant(t, &jiff::tz::TimeZone::UTC);
                     return Err(CoreError::Conflict {
                         code: "backup_throttled",
                         message: format!(
-                            "{} was backed up by hand at {}; the next manual backup may start at {next}",
-                            i.slug, last.created_at
+                            "you backed {} up by hand at {}; your next manual backup may start at {}",
+                            i.slug,
+                            at(last.created_at),
+                            at(next)
                         ),
                     });
                 }

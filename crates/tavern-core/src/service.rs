@@ -1809,6 +1809,58 @@ impl Tavern {
         Ok(())
     }
 
+    /// Renames a license key and pins it to a game master or returns it
+    /// to the pool (`owner`: `Some(None)`); absent fields stay as they
+    /// are. Pinning it is refused while someone else's world uses it.
+    pub async fn update_license(
+        &self,
+        caller: &Caller,
+        id: &str,
+        label: Option<String>,
+        owner: Option<Option<String>>,
+    ) -> Result<LicenseView, CoreError> {
+        caller.require_admin("change licenses")?;
+        let not_found = || CoreError::NotFound {
+            what: "license",
+            key: id.to_owned(),
+        };
+        let lid: LicenseId = id.parse().map_err(|_| not_found())?;
+        let current = self.store.license(lid).await?.ok_or_else(not_found)?;
+        let label = match label {
+            Some(l) => check_label(&l)?,
+            None => current.label.clone(),
+        };
+        let owner = match owner {
+            Some(Some(name)) => Some(self.user_named("owner", &name).await?),
+            Some(None) => None,
+            None => match current.owner {
+                Some(o) => self.store.user(o).await?,
+                None => None,
+            },
+        };
+        let detail = format!(
+            "label {label}, {}",
+            owner.as_ref().map_or("the pool".to_owned(), |u| format!(
+                "pinned to {}",
+                u.username
+            ))
+        );
+        let license = self
+            .store
+            .update_license(
+                lid,
+                &label,
+                owner.as_ref().map(|u| u.id),
+                &NewEvent::success(caller.name(), "license.update", format!("license:{lid}"))
+                    .with_detail(detail),
+            )
+            .await?;
+        Ok(LicenseView {
+            license,
+            owner: owner.map(|u| u.username),
+        })
+    }
+
     /// The clear key of a license, for the runtime to hand to Foundry.
     pub async fn license_key(&self, id: LicenseId) -> Result<LicenseKey, CoreError> {
         let license = self.store.license(id).await?.ok_or(CoreError::NotFound {

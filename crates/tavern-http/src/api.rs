@@ -30,7 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instance_logs))
         .routes(routes!(instance_manifests))
         .routes(routes!(add_license, list_licenses))
-        .routes(routes!(remove_license))
+        .routes(routes!(remove_license, update_license))
         .routes(routes!(activate_license))
         .routes(routes!(create_session, list_sessions))
         .routes(routes!(cancel_session))
@@ -337,6 +337,24 @@ async fn list_releases(
             })
             .collect(),
     ))
+}
+
+/// Renames a license key, or pins it to a game master (null: back to the
+/// pool); admins only. Pinning is refused while another's world uses it.
+#[utoipa::path(patch, path = "/api/v1/licenses/{id}", extensions(("x-tavern-access" = json!("admin"))), params(("id" = String, Path)),
+    request_body = UpdateLicenseRequest,
+    responses((status = 200, body = LicenseJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_license(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateLicenseRequest>,
+) -> ApiResult<Json<LicenseJson>> {
+    let view = s
+        .tavern
+        .update_license(&caller, &id, req.label, req.owner)
+        .await?;
+    Ok(Json(view.into()))
 }
 
 /// Removes a license (admins only); refused while an instance uses it.

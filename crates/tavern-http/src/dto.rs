@@ -223,6 +223,19 @@ pub struct CreateLicenseRequest {
     pub owner: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLicenseRequest {
+    /// A new name; absent: unchanged.
+    #[schema(value_type = Option<crate::shapes::Label>)]
+    pub label: Option<String>,
+    /// The game master it is pinned to, or null for the shared pool;
+    /// absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::shapes::Username>)]
+    pub owner: Option<Option<String>>,
+}
+
 /// A Foundry release installed on the server.
 #[derive(Serialize, ToSchema)]
 pub struct ReleaseJson {

@@ -1068,6 +1068,69 @@ macro_rules! sql_adapter {
                 read_all(&self.readers, q, "list licenses", license_from).await
             }
 
+            async fn update_license(
+                &self,
+                id: LicenseId,
+                label: &str,
+                owner: Option<UserId>,
+                event: &NewEvent,
+            ) -> StoreResult<License> {
+                let mut tx = self.begin().await?;
+                if let Some(owner) = owner {
+                    must_exist(&mut tx, USER, owner).await?;
+                    let other: Option<String> = sqlx::query_scalar(
+                        "SELECT i.slug FROM instances i LEFT JOIN licenses l ON l.bound_instance_id = i.id \
+                         WHERE i.owner_id <> $1 AND (i.license_id = $2 OR i.awaits_license_id = $3 OR l.id = $4) \
+                         LIMIT 1",
+                    )
+                    .bind(owner.to_string())
+                    .bind(id.to_string())
+                    .bind(id.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("check license use"))?;
+                    let reserved: Option<String> = sqlx::query_scalar(
+                        "SELECT i.slug FROM sessions s JOIN instances i ON i.id = s.instance_id \
+                         WHERE s.license_id = $1 AND s.window_end > $2 AND i.owner_id <> $3 LIMIT 1",
+                    )
+                    .bind(id.to_string())
+                    .bind(event.at.as_microsecond())
+                    .bind(owner.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend("check license use"))?;
+                    if let Some(slug) = other.or(reserved) {
+                        return Err(StoreError::InUse {
+                            what: "license",
+                            key: id.to_string(),
+                            by: format!("instance {slug}"),
+                        });
+                    }
+                }
+                let done = sqlx::query("UPDATE licenses SET label = $1, owner_id = $2 WHERE id = $3")
+                    .bind(label)
+                    .bind(owner.map(|o| o.to_string()))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend("update license"))?;
+                touched(&done, "license", id)?;
+                insert_event(&mut tx, event).await?;
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    license_cols!(),
+                    " FROM licenses WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend("read license"))?;
+                let license = license_from(&row)?;
+                commit(tx).await?;
+                Ok(license)
+            }
+
             async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()> {
                 let mut tx = self.begin().await?;
                 let user: Option<String> = sqlx::query_scalar(

@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
             instances_round_trip, duplicate_slug_conflicts_and_changes_nothing,
             instance_needs_existing_owner_and_license, list_instances_filters_by_owner,
             delete_instance, licenses_round_trip, license_in_use_cannot_be_deleted,
+            licenses_are_relabelled_and_pinned_only_where_free,
             changes_and_their_events_are_written_together, events_newest_first,
             desired_and_observed_state_round_trip, a_key_binds_to_one_instance,
             concurrent_binds_never_share_a_key, instance_license_can_change,
@@ -369,6 +370,69 @@ pub async fn licenses_round_trip(store: &dyn Store) {
         ),
         "{err:?}"
     );
+}
+
+pub async fn licenses_are_relabelled_and_pinned_only_where_free(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let b = add_user(store, "bob", Role::Gm).await;
+    let l = add_license(store, "main", None).await;
+    let e = ev("license.update", "license:main");
+    // Renamed and pinned to alice, then back to the pool.
+    let got = store
+        .update_license(l.id, "alices", Some(a.id), &e)
+        .await
+        .unwrap();
+    assert_eq!((got.label.as_str(), got.owner), ("alices", Some(a.id)));
+    assert_eq!(store.license(l.id).await.unwrap(), Some(got));
+    let got = store.update_license(l.id, "pool", None, &e).await.unwrap();
+    assert_eq!((got.label.as_str(), got.owner), ("pool", None));
+    // A world of bob's names it: it cannot be pinned to alice, only to bob.
+    add_instance(store, instance("bobs", b.id, Some(l.id))).await;
+    let err = store
+        .update_license(l.id, "alices", Some(a.id), &e)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InUse {
+                what: "license",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.license(l.id).await.unwrap().unwrap().label,
+        "pool",
+        "nothing changed"
+    );
+    store
+        .update_license(l.id, "bobs", Some(b.id), &e)
+        .await
+        .unwrap();
+    // Nobody, and a license that does not exist.
+    let err = store
+        .update_license(l.id, "x", Some(UserId::new()), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let err = store
+        .update_license(LicenseId::new(), "x", None, &e)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                what: "license",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Each change wrote its event (2 users, 1 license, 1 instance, 3 updates).
+    assert_eq!(store.list_events(20).await.unwrap().len(), 7);
 }
 
 pub async fn license_in_use_cannot_be_deleted(store: &dyn Store) {

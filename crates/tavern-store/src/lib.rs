@@ -163,6 +163,17 @@ pub trait Store: Send + Sync + 'static {
     async fn license(&self, id: LicenseId) -> StoreResult<Option<License>>;
     /// Licenses, oldest first.
     async fn list_licenses(&self) -> StoreResult<Vec<License>>;
+    /// Renames a license and pins it to `owner` (`None`: the shared pool).
+    /// Pinning it is [`StoreError::InUse`] while a world of anyone else
+    /// names it, holds it or awaits it, or a session of anyone else's that
+    /// has not ended reserves it.
+    async fn update_license(
+        &self,
+        id: LicenseId,
+        label: &str,
+        owner: Option<UserId>,
+        event: &NewEvent,
+    ) -> StoreResult<License>;
     /// Removes a license. [`StoreError::InUse`] while an instance names it,
     /// holds it or awaits it, or a session that has not ended reserves it.
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()>;

@@ -1,6 +1,7 @@
-//! The admins' pages: the licenses board (a timeline of the last 7 days and
-//! the reservations ahead), users and their tiers, invitations, usage
-//! charts, the audit log with filters, and the installed releases.
+//! The admins' pages: the licenses board (a timeline of the last 7 days,
+//! the reservations ahead, and the keys: add, rename, pin, retire), users
+//! and their tiers, invitations, usage charts, the audit log with filters,
+//! and the installed releases.
 
 use askama::Template;
 use axum::Router;
@@ -21,6 +22,9 @@ use crate::AppState;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin", get(board))
+        .route("/admin/licenses", post(add_key))
+        .route("/admin/licenses/{id}", post(change_key))
+        .route("/admin/licenses/{id}/remove", post(retire_key))
         .route("/admin/users", get(users))
         .route("/admin/users/{name}/tier", post(set_tier))
         .route("/admin/invites", get(invites).post(invite))
@@ -46,7 +50,10 @@ struct Reservation {
 }
 
 struct Holder {
+    id: String,
     label: String,
+    /// The game master it is pinned to (a username), or empty: the pool.
+    owner: String,
     last4: String,
     pinned: String,
     world: String,
@@ -62,6 +69,8 @@ struct BoardPage {
     reservations: Vec<Reservation>,
     running: usize,
     failed: usize,
+    /// Who a key may be pinned to.
+    game_masters: Vec<String>,
 }
 
 async fn board(State(s): State<AppState>, session: Session) -> Response {
@@ -82,6 +91,8 @@ async fn board(State(s): State<AppState>, session: Session) -> Response {
         .licenses
         .iter()
         .map(|(l, holder)| Holder {
+            id: l.license.id.to_string(),
+            owner: l.owner.as_ref().map(|o| o.to_string()).unwrap_or_default(),
             label: l.license.label.clone(),
             last4: l.license.key_last4.clone(),
             pinned: l.owner.as_ref().map(|o| o.to_string()).unwrap_or_default(),
@@ -91,7 +102,7 @@ async fn board(State(s): State<AppState>, session: Session) -> Response {
                 .unwrap_or_default(),
             state: holder
                 .as_ref()
-                .map(|i| i.state.to_string())
+                .map(|i| tavern_types::state_word(i.state, i.desired_state).to_owned())
                 .unwrap_or_default(),
         })
         .collect();
@@ -106,8 +117,17 @@ async fn board(State(s): State<AppState>, session: Session) -> Response {
             by: v.session.created_by.clone(),
         })
         .collect();
+    let game_masters = match s.tavern.list_users(&session.caller).await {
+        Ok(users) => users
+            .into_iter()
+            .filter(|u| u.role == tavern_types::Role::Gm)
+            .map(|u| u.username.to_string())
+            .collect(),
+        Err(e) => return session.core_error(e),
+    };
     let page = BoardPage {
         chrome: session.chrome("Licenses", "admin"),
+        game_masters,
         timeline: charts::timeline(&lanes, from, now, now),
         holders,
         reservations,
@@ -115,6 +135,86 @@ async fn board(State(s): State<AppState>, session: Session) -> Response {
         failed: overview.failed.len(),
     };
     render(&page.chrome, &page)
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    label: String,
+    #[serde(default)]
+    key: String,
+    /// A game master's username, or empty: the pool.
+    #[serde(default)]
+    owner: String,
+}
+
+fn pinned(owner: &str) -> Option<String> {
+    Some(owner.trim().to_owned()).filter(|o| !o.is_empty())
+}
+
+/// Adds a key (its text is sealed at once and never shown again).
+async fn add_key(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    posted: Posted<KeyForm>,
+) -> Response {
+    let form = posted.form;
+    let done = s
+        .tavern
+        .add_license(
+            &posted.session.caller,
+            tavern_core::NewLicense {
+                label: form.label.trim().to_owned(),
+                key: form.key.trim().to_owned(),
+                owner: pinned(&form.owner),
+            },
+        )
+        .await
+        .map(|v| {
+            format!(
+                "The key {} (ending in {}) is added.",
+                v.license.label, v.license.key_last4
+            )
+        });
+    redirect_with(&s, &headers, "/admin", done.map_err(say))
+}
+
+/// Renames a key and pins it (or returns it to the pool).
+async fn change_key(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    posted: Posted<KeyForm>,
+) -> Response {
+    let form = posted.form;
+    let done = s
+        .tavern
+        .update_license(
+            &posted.session.caller,
+            &id,
+            Some(form.label.trim().to_owned()),
+            Some(pinned(&form.owner)),
+        )
+        .await
+        .map(|v| match v.owner {
+            Some(o) => format!("The key {} is pinned to {o}.", v.license.label),
+            None => format!("The key {} is in the shared pool.", v.license.label),
+        });
+    redirect_with(&s, &headers, "/admin", done.map_err(say))
+}
+
+/// Retires a key: refused while a world uses it or a session reserves it.
+async fn retire_key(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> Response {
+    let done = s
+        .tavern
+        .remove_license(&posted.session.caller, &id)
+        .await
+        .map(|()| "The key is retired: its text is gone from Tavern.".to_owned());
+    redirect_with(&s, &headers, "/admin", done.map_err(say))
 }
 
 struct UserRow {

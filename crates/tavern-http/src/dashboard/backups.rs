@@ -1,6 +1,7 @@
 //! Backups in the browser: every backup of mine (an admin's: everyone's),
-//! taking one now, downloading one, and restoring one after a confirmation
-//! page that says what it replaces.
+//! taking one now, downloading one, locking one against retention, and
+//! restoring or deleting one after a confirmation page that says what it
+//! does.
 
 use askama::Template;
 use axum::Router;
@@ -23,6 +24,11 @@ pub(super) fn routes() -> Router<AppState> {
             "/dashboard/backups/{id}/restore",
             get(confirm).post(restore),
         )
+        .route("/dashboard/backups/{id}/lock", post(lock))
+        .route(
+            "/dashboard/backups/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
 }
 
 /// A backup as the pages list it.
@@ -35,6 +41,10 @@ pub(crate) struct BackupRow {
     pub taken: String,
     pub size: String,
     pub complete: bool,
+    /// Taken while the world ran (a copy of files in use).
+    pub live: bool,
+    /// Kept whatever retention says.
+    pub locked: bool,
     pub restore: String,
 }
 
@@ -55,6 +65,8 @@ impl From<&BackupView> for BackupRow {
             taken: when(b.created_at),
             size: b.archive.as_ref().map(|a| size(a.size)).unwrap_or_default(),
             complete: b.status == BackupStatus::Complete,
+            live: b.live,
+            locked: b.locked,
             restore: match &v.restore {
                 None => String::new(),
                 Some(r) => match &r.state {
@@ -168,5 +180,98 @@ async fn restore(
             &format!("/dashboard/backups/{id}/restore"),
             Err(say(e)),
         ),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LockForm {
+    /// `true` to lock, anything else to unlock.
+    locked: String,
+}
+
+/// Where a backup's page sends back to: its world's page.
+fn world_of(row: &tavern_core::BackupView) -> String {
+    format!("/dashboard/worlds/{}", row.backup.slug)
+}
+
+async fn lock(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    posted: Posted<LockForm>,
+) -> Response {
+    let locked = posted.form.locked == "true";
+    match s
+        .tavern
+        .lock_backup(&posted.session.caller, &id, locked)
+        .await
+    {
+        Ok(v) => redirect_with(
+            &s,
+            &headers,
+            &world_of(&v),
+            Ok(if locked {
+                format!(
+                    "The backup of {} is locked: retention keeps it.",
+                    when(v.backup.created_at)
+                )
+            } else {
+                format!(
+                    "The backup of {} is unlocked: retention may remove it.",
+                    when(v.backup.created_at)
+                )
+            }),
+        ),
+        Err(e) => redirect_with(&s, &headers, "/dashboard/backups", Err(say(e))),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "delete_backup.html")]
+struct DeletePage {
+    chrome: Chrome,
+    backup: BackupRow,
+}
+
+async fn confirm_delete(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    match s.tavern.get_backup(&session.caller, &id).await {
+        Ok(v) => {
+            let page = DeletePage {
+                chrome: session.chrome("Delete a backup", "backups"),
+                backup: BackupRow::from(&v),
+            };
+            render(&page.chrome, &page)
+        }
+        Err(e) => session.core_error(e),
+    }
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    posted: Posted<NoFields>,
+) -> Response {
+    let caller = &posted.session.caller;
+    let found = match s.tavern.get_backup(caller, &id).await {
+        Ok(v) => v,
+        Err(e) => return redirect_with(&s, &headers, "/dashboard/backups", Err(say(e))),
+    };
+    match s.tavern.delete_backup(caller, &id).await {
+        Ok(()) => redirect_with(
+            &s,
+            &headers,
+            &world_of(&found),
+            Ok(format!(
+                "The backup of {} from {} is deleted.",
+                found.backup.slug,
+                when(found.backup.created_at)
+            )),
+        ),
+        Err(e) => redirect_with(&s, &headers, &world_of(&found), Err(say(e))),
     }
 }

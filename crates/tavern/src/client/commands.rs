@@ -607,6 +607,23 @@ pub enum LicenseCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Rename a license key, or pin it to a game master (or back to the
+    /// pool).
+    Set {
+        /// The key's label or id.
+        id: String,
+        /// A new label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Pin it to this game master.
+        #[arg(long, conflicts_with = "pool")]
+        owner: Option<String>,
+        /// Back to the shared pool.
+        #[arg(long)]
+        pool: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Remove a license key.
     Remove {
         /// The key's label or id.
@@ -686,6 +703,29 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             } else {
                 println!("The key goes to {instance} once the world now on it has stopped.");
             }
+        }
+        LicenseCommand::Set {
+            id,
+            label,
+            owner,
+            pool,
+            conn,
+        } => {
+            let api = Api::from_conn(&conn)?;
+            let id = license_id(&api, &id).await?;
+            let mut body = json!({});
+            if let Some(l) = label {
+                body["label"] = Value::String(l);
+            }
+            if let Some(o) = owner {
+                body["owner"] = Value::String(o);
+            } else if pool {
+                body["owner"] = Value::Null;
+            }
+            let one = api
+                .patch(&format!("/api/v1/licenses/{}", path_part(&id)?), &body)
+                .await?;
+            print(conn.json, &one, LICENSE_COLUMNS);
         }
         LicenseCommand::Remove { id, conn } => {
             let api = Api::from_conn(&conn)?;

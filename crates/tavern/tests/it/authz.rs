@@ -160,7 +160,7 @@ async fn recipe(
             | "backup_link" | "restore_backup" => t.backup.clone(),
             "cancel_session" => t.session.clone(),
             "activate_license" => w.pool.clone(),
-            "remove_license" => w.key(None).await,
+            "remove_license" | "update_license" => w.key(None).await,
             "revoke_invite" => w.invite().await["id"].as_str().unwrap().to_owned(),
             other => panic!("no id for {other}: add it to authz.rs"),
         };
@@ -189,6 +189,7 @@ async fn recipe(
             Some(json!({"label": format!("added {n}"), "key": key_for(&format!("addedkey{n}"))}))
         }
         "activate_license" => Some(json!({"instance": t.slug, "force": true})),
+        "update_license" => Some(json!({"label": format!("renamed {n}"), "owner": OWNER})),
         "create_session" => {
             Some(json!({"instance": t.slug, "start": start, "duration_minutes": 60}))
         }

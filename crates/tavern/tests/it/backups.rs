@@ -391,6 +391,24 @@ async fn another_game_master_cannot_see_or_touch_a_backup() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_admins_manual_backup_does_not_hold_up_the_owners_next() {
+    let server = quiet_server(&[]);
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("alice", "gm", "alice-password").await;
+    world_with_data(&server, &admin, "hers", Some("alice")).await;
+    let alice = server.api(None).login("alice", "alice-password").await;
+    backup_now(&admin, "hers").await;
+    // Her own is taken all the same; then she waits for her next.
+    backup_now(&alice, "hers").await;
+    let again = alice
+        .post("/api/v1/instances/hers/backups", &json!({}))
+        .await;
+    assert_refused(&again, 409, "backup_throttled");
+    let said = again.1["error"]["message"].as_str().unwrap();
+    assert!(said.starts_with("you backed hers up by hand at "), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn retention_keeps_the_newest_and_the_locked() {
     let server = quiet_server(&[
         ("TAVERN_BACKUPS_KEEP_LAST", "2"),

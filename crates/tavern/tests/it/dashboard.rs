@@ -10,7 +10,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::support::{Api, Server, add_key, wait_for_state};
+use crate::support::{Api, Server, add_key, create_world, wait_for_state, wait_until};
 use crate::web::Browser;
 
 /// The dashboard's address on the bare domain (`localhost`).
@@ -254,6 +254,30 @@ async fn sessions_calendar_backups_and_the_admins_board() {
     wait_for_state(&alice, "dragon", "running").await;
     b.screenshot("backups").await;
 
+    // The backup taken while the world ran is marked live, to the second.
+    let first = b.text("tr[data-backup] td[data-label=Taken]").await;
+    assert_eq!(first.len(), "2026-12-02 09:15:03 UTC".len(), "{first}");
+    assert!(
+        b.texts("tr[data-backup] .badge")
+            .await
+            .iter()
+            .any(|t| t == "live"),
+        "{}",
+        b.text("main").await
+    );
+    // Lock one; delete another after a page that says what that does.
+    let rows = b.texts("tr[data-backup]").await.len();
+    b.click("tr[data-backup] form[action$='/lock'] button")
+        .await;
+    assert!(b.text(".flash.ok").await.contains("is locked"));
+    assert_eq!(b.texts("[data-field=locked]").await.len(), 1);
+    b.click("tr[data-backup]:not(:has([data-field=locked])) a[href$='/delete']")
+        .await;
+    assert_eq!(b.text("h1").await, "Delete this backup of dragon?");
+    b.click("form[action$='/delete'] button").await;
+    assert!(b.text(".flash.ok").await.contains("is deleted"));
+    assert_eq!(b.texts("tr[data-backup]").await.len(), rows - 1);
+
     // A game master has no admin pages.
     b.goto(&format!("{base}/admin")).await;
     assert_eq!(b.text("h1").await, "Not Found");
@@ -295,6 +319,55 @@ async fn sessions_calendar_backups_and_the_admins_board() {
     );
     b.assert_accessible().await;
     b.screenshot("admin-licenses").await;
+
+    // Keys from the web: add one pinned to alice, rename it and return it
+    // to the pool, retire it.
+    b.fill("#new-label", "spare").await;
+    b.fill("#new-key", "GGGG-HHHH-JJJJ-KKKK-LLLL-MMMM").await;
+    b.set("#new-owner", "alice").await;
+    b.click("#add-key button[type=submit]").await;
+    assert_eq!(
+        b.text(".flash.ok").await,
+        "The key spare (ending in MMMM) is added."
+    );
+    assert_eq!(
+        b.text("tr[data-key=spare] td[data-label='Pinned to']")
+            .await,
+        "alice"
+    );
+    assert!(
+        !b.text("main").await.contains("GGGG"),
+        "the key is not shown"
+    );
+    b.el("tr[data-key=spare] summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("tr[data-key=spare] input[name=label]", "spare-2")
+        .await;
+    b.set("tr[data-key=spare] select[name=owner]", "").await;
+    b.click("tr[data-key=spare] form.key-form button").await;
+    assert_eq!(
+        b.text(".flash.ok").await,
+        "The key spare-2 is in the shared pool."
+    );
+    b.el("tr[data-key=spare-2] summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.click("tr[data-key=spare-2] form[action$='/remove'] button")
+        .await;
+    assert!(b.text(".flash.ok").await.contains("retired"));
+    let (_, keys) = admin.get("/api/v1/licenses").await;
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["label"] != "spare-2"),
+        "{keys}"
+    );
 
     // An invitation made in the browser shows its address once.
     b.click("nav.sub a[href='/admin/invites']").await;
@@ -391,6 +464,9 @@ async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
     b.click("form.card button[type=submit]").await;
     assert_eq!(b.path().await, "/dashboard/welcome");
     assert_eq!(b.text("h1").await, "Welcome to Tavern");
+    // The wizard can be left for later.
+    let skip = b.el("#skip-wizard").await.attr("href").await.unwrap();
+    assert_eq!(skip.as_deref(), Some("/dashboard"));
     b.assert_accessible().await;
     b.screenshot("welcome").await;
     b.fill("#slug", "bobs-keep").await;
@@ -411,6 +487,8 @@ async fn an_invitation_leads_into_the_wizard_and_other_worlds_stay_hidden() {
         b.text(".flash.err").await.contains("secret-lair"),
         "says why"
     );
+    let kept = b.el("#slug").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("secret-lair"), "the form keeps it");
 
     // Alice's world does not exist for Bob: 404, nothing about it.
     b.goto(&format!("{base}/dashboard/worlds/secret-lair"))
@@ -610,4 +688,98 @@ async fn sign_in_forms_are_rate_limited_and_need_their_token() {
     assert_eq!(set_cookie(&r, "tavern_session"), None, "not signed in");
     // The answers never name the password.
     assert!(!server.output().contains("alice-password-1"));
+}
+
+/// Every page of the dashboard, and a world's standby and 404 pages, on a
+/// phone (390 px) and a desktop: nothing makes the page scroll sideways
+/// (wide charts scroll in their own box), and each is photographed
+/// (`phone-NAME`, `desktop-NAME`).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_fits_a_phone_and_a_desktop() {
+    let (server, base, admin) = community().await;
+    admin
+        .create_user("warden", "admin", "warden-password-1")
+        .await;
+    let alice = admin.login("alice", "alice-password-1").await;
+    create_world(&alice, &json!({"slug": "dragon", "release": "stub"})).await;
+    create_world(&alice, &json!({"slug": "sleepy", "release": "stub"})).await;
+    alice
+        .post("/api/v1/instances/dragon/start", &json!({}))
+        .await;
+    wait_for_state(&alice, "dragon", "running").await;
+    let (s, backup) = alice
+        .post("/api/v1/instances/dragon/backups", &json!({}))
+        .await;
+    assert_eq!(s, 202, "{backup}");
+    let id = backup["id"].as_str().unwrap().to_owned();
+    wait_until("the backup completes", || async {
+        alice.get(&format!("/api/v1/backups/{id}")).await.1["status"] == "complete"
+    })
+    .await;
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    let pages = [
+        ("sign-in", format!("{base}/auth/login"), false),
+        ("worlds", format!("{base}/dashboard"), true),
+        ("world", format!("{base}/dashboard/worlds/dragon"), true),
+        ("logs", format!("{base}/dashboard/worlds/dragon/logs"), true),
+        ("new-world", format!("{base}/dashboard/new"), true),
+        ("welcome", format!("{base}/dashboard/welcome"), true),
+        ("sessions", format!("{base}/dashboard/sessions"), true),
+        ("backups", format!("{base}/dashboard/backups"), true),
+        (
+            "restore",
+            format!("{base}/dashboard/backups/{id}/restore"),
+            true,
+        ),
+        (
+            "delete-backup",
+            format!("{base}/dashboard/backups/{id}/delete"),
+            true,
+        ),
+        ("admin-licenses", format!("{base}/admin"), true),
+        ("admin-users", format!("{base}/admin/users"), true),
+        ("admin-invites", format!("{base}/admin/invites"), true),
+        ("admin-usage", format!("{base}/admin/usage"), true),
+        ("admin-audit", format!("{base}/admin/audit"), true),
+        ("admin-releases", format!("{base}/admin/releases"), true),
+        ("standby", format!("http://sleepy.localhost:{port}/"), false),
+        (
+            "not-found",
+            format!("http://nowhere.localhost:{port}/"),
+            false,
+        ),
+    ];
+    for (size, phone) in [("phone", true), ("desktop", false)] {
+        let Some(b) = Browser::start(true, phone).await else {
+            return;
+        };
+        let mut wide = Vec::new();
+        for (name, url, signed_in) in &pages {
+            if *signed_in && b.client.get_named_cookie("tavern_session").await.is_err() {
+                sign_in(&b, &base, "warden", "warden-password-1").await;
+            }
+            b.goto(url).await;
+            b.el("main").await;
+            let (scroll, client) = {
+                let v = b
+                    .client
+                    .execute(
+                        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                (v[0].as_i64().unwrap(), v[1].as_i64().unwrap())
+            };
+            if scroll > client {
+                wide.push(format!("{name}: {scroll} px wide in {client}"));
+            }
+            b.screenshot(&format!("{size}-{name}")).await;
+        }
+        assert!(
+            wide.is_empty(),
+            "pages that scroll sideways on a {size}: {wide:?}"
+        );
+        b.close().await;
+    }
 }

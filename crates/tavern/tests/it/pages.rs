@@ -100,6 +100,42 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("POST", "/admin/users/{user}/tier", Access::Admin, "tier="),
     (
         "POST",
+        "/admin/licenses",
+        Access::Admin,
+        "label=added-{n}&key={key}&owner=",
+    ),
+    (
+        "POST",
+        "/admin/licenses/{license}",
+        Access::Admin,
+        "label=renamed-{n}&owner={user}",
+    ),
+    (
+        "POST",
+        "/admin/licenses/{license}/remove",
+        Access::Admin,
+        "",
+    ),
+    (
+        "GET",
+        "/dashboard/backups/{backup}/delete",
+        Access::Owner,
+        "",
+    ),
+    (
+        "POST",
+        "/dashboard/backups/{backup}/delete",
+        Access::Owner,
+        "",
+    ),
+    (
+        "POST",
+        "/dashboard/backups/{backup}/lock",
+        Access::Owner,
+        "locked=true",
+    ),
+    (
+        "POST",
         "/admin/invites",
         Access::Admin,
         "role=gm&tier=&uses=1&days=1",
@@ -224,8 +260,22 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
                 + jiff::SignedDuration::from_hours(24 * 50 + 24 * i64::from(n)))
             .strftime("%Y-%m-%d")
             .to_string();
+            // A key of its own for what changes or retires one.
+            let license = if template.contains("{license}") {
+                add_key(
+                    &site.admin,
+                    &format!("k{n}"),
+                    &key_for(&format!("pagekey{n}")),
+                )
+                .await
+            } else {
+                String::new()
+            };
+            let key = key_for(&format!("addedkey{n}"));
             let fill = |s: &str| {
                 s.replace("{slug}", &t.slug)
+                    .replace("{license}", &license)
+                    .replace("{key}", &key)
                     .replace("{backup}", &t.backup)
                     .replace("{session}", &t.session)
                     .replace("{code}", invite["code"].as_str().unwrap())
@@ -375,6 +425,7 @@ fn every_route_of_the_dashboard_is_in_the_list() {
                     .replace("{backup}", "{id}")
                     .replace("{session}", "{id}")
                     .replace("{invite}", "{id}")
+                    .replace("{license}", "{id}")
                     .replace("{user}", "{name}")
                     == *path
         });
