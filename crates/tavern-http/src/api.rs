@@ -35,7 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_session, list_sessions))
         .routes(routes!(cancel_session))
         .routes(routes!(list_events))
-        .routes(routes!(list_releases))
+        .routes(routes!(list_releases, add_release))
         .routes(routes!(admin_overview))
         .routes(routes!(create_backup, list_instance_backups))
         .routes(routes!(list_backups))
@@ -355,6 +355,64 @@ async fn update_license(
         .update_license(&caller, &id, req.label, req.owner)
         .await?;
     Ok(Json(view.into()))
+}
+
+/// The largest Foundry zip an admin may upload (they are about 200 MB).
+const RELEASE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Installs a Foundry release (admins only): the body is Foundry's zip
+/// (the Linux or the Node.js build), at most 2 GiB, sent as it is read.
+#[utoipa::path(post, path = "/api/v1/releases", extensions(("x-tavern-access" = json!("admin"))),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "Foundry's zip, as application/octet-stream (or application/zip)"),
+    responses((status = 201, body = ReleaseJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_release(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<(StatusCode, Json<ReleaseJson>)> {
+    let zip = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            let t = t.trim();
+            t.eq_ignore_ascii_case("application/zip")
+                || t.eq_ignore_ascii_case("application/octet-stream")
+        });
+    if !zip {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Foundry's zip as the body, with Content-Type: application/zip \
+             (or application/octet-stream)",
+        ));
+    }
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > RELEASE_LIMIT) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "a release's zip may be at most 2 GiB",
+        ));
+    }
+    use futures_util::TryStreamExt as _;
+    let reader =
+        tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let info = s
+        .tavern
+        .install_release(&caller, reader, RELEASE_LIMIT)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReleaseJson {
+            version: info.version,
+            layout: info.layout,
+        }),
+    ))
 }
 
 /// Removes a license (admins only); refused while an instance uses it.

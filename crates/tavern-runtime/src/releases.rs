@@ -68,6 +68,11 @@ impl Releases {
         }
     }
 
+    /// The directory releases are installed in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// How to launch `name`.
     pub fn resolve(&self, name: &str) -> Result<Launch, ReleaseError> {
         if name == STUB {

@@ -1107,17 +1107,18 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Subcommand)]
 pub enum ReleaseCommand {
-    /// Install a Foundry VTT release (the Linux or Node.js zip) on this
-    /// machine, beside the others.
+    /// Install a Foundry VTT release (the Linux or Node.js zip) on the
+    /// server, beside the others (admins).
     Add {
-        /// A Foundry zip on disk.
+        /// A Foundry zip on disk: sent to the server.
         #[arg(long, conflicts_with = "url", required_unless_present = "url")]
         zip: Option<PathBuf>,
-        /// Download the zip first (e.g. a timed URL from foundryvtt.com).
+        /// Download the zip here first (e.g. a timed URL from
+        /// foundryvtt.com), then send it.
         #[arg(long)]
         url: Option<String>,
         #[command(flatten)]
-        local: Local,
+        conn: Conn,
     },
     /// The releases the server can run (newest last: what a world made
     /// without `--release` gets).
@@ -1125,20 +1126,6 @@ pub enum ReleaseCommand {
         #[command(flatten)]
         conn: Conn,
     },
-}
-
-/// Release commands work on this machine's data directory.
-#[derive(clap::Args)]
-pub struct Local {
-    /// Tavern's data directory [default: ./tavern-data].
-    #[arg(long, env = "TAVERN_SERVER_DATA_DIR", default_value = "tavern-data")]
-    data_dir: PathBuf,
-    /// Offer the built-in `stub` release too.
-    #[arg(long, env = "TAVERN_RUNTIME_STUB_RELEASE")]
-    stub_release: bool,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 fn bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
@@ -1167,56 +1154,54 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
                 &[("VERSION", "version"), ("LAYOUT", "layout")],
             );
         }
-        ReleaseCommand::Add { zip, url, local } => {
-            let releases = local_releases(&local)?;
-            let downloads = local.data_dir.join("releases");
+        ReleaseCommand::Add { zip, url, conn } => {
+            let api = Api::from_conn(&conn)?;
             let (path, downloaded) = match (zip, url) {
                 (Some(p), _) => (p, false),
-                (None, Some(url)) => (download(&url, &downloads).await?, true),
+                (None, Some(url)) => (download(&url, &std::env::temp_dir()).await?, true),
                 (None, None) => bail!("pass --zip FILE or --url URL"),
             };
-            let installing = path.clone();
-            let version = tokio::task::spawn_blocking(move || {
-                let pb = bar(Some(0), "unpacking");
-                pb.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:12} [{bar:40}] {pos}/{len} files",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                let result = releases.install_zip(&installing, |done, all| {
-                    pb.set_length(all);
-                    pb.set_position(done);
-                });
-                pb.finish_and_clear();
-                result
-            })
-            .await?;
+            let installed = upload_release(&api, &path).await;
             if downloaded {
                 let _ = std::fs::remove_file(&path);
             }
-            let version = version?;
-            if local.json {
-                println!("{}", json!({ "version": version }));
+            let installed = installed?;
+            if conn.json {
+                print(true, &installed, &[]);
             } else {
-                println!("Installed Foundry VTT {version}.");
+                println!(
+                    "Installed Foundry VTT {} on the server.",
+                    installed["version"].as_str().unwrap_or("?")
+                );
             }
         }
     }
     Ok(())
 }
 
-fn local_releases(local: &Local) -> anyhow::Result<tavern_runtime::releases::Releases> {
-    let stub = if local.stub_release {
-        Some(std::env::current_exe()?)
-    } else {
-        None
-    };
-    Ok(tavern_runtime::releases::Releases::new(
-        local.data_dir.join("releases"),
-        "node".into(),
-        stub,
-    ))
+/// Sends a Foundry zip to the server, with a progress bar.
+async fn upload_release(api: &Api, path: &std::path::Path) -> anyhow::Result<Value> {
+    use futures_util::StreamExt as _;
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file.metadata().await.map(|m| m.len()).ok();
+    let pb = bar(size, "sending");
+    let counted = pb.clone();
+    let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            counted.inc(bytes.len() as u64);
+        }
+    });
+    let answer = api
+        .upload(
+            "/api/v1/releases",
+            "application/zip",
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await;
+    pb.finish_and_clear();
+    answer
 }
 
 /// Writes a response's body to `path` with a progress bar.

@@ -103,6 +103,15 @@ impl Api {
         Self::new(&server, Some(token))
     }
 
+    /// A request to the server with the token.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     /// Sends a request; answers the response when it succeeded, else the
     /// server's error (code and message).
     pub async fn send(
@@ -111,14 +120,19 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.request(method.clone(), path);
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.answer(req, &method, path).await
+    }
+
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+        method: &Method,
+        path: &str,
+    ) -> anyhow::Result<reqwest::Response> {
         let resp = req
             .send()
             .await
@@ -143,16 +157,22 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let resp = self.send(method, path, body).await?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .context("the server's answer was cut off")?;
-        if bytes.is_empty() || status == StatusCode::NO_CONTENT {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).context("the server answered something that is not JSON")
+        json_of(self.send(method, path, body).await?).await
+    }
+
+    /// Posts `body` (of `content_type`, e.g. a zip) as it is read; answers
+    /// the server's JSON.
+    pub async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::Body,
+    ) -> anyhow::Result<Value> {
+        let req = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        json_of(self.answer(req, &Method::POST, path).await?).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -170,6 +190,19 @@ impl Api {
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::DELETE, path, None).await
     }
+}
+
+/// A successful answer's JSON (null for none).
+async fn json_of(resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .context("the server's answer was cut off")?;
+    if bytes.is_empty() || status == StatusCode::NO_CONTENT {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).context("the server answered something that is not JSON")
 }
 
 mod tavern_error {

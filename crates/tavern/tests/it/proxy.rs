@@ -33,7 +33,7 @@ fn world_url(server: &Server, host: &str, path: &str) -> String {
 }
 
 /// Sends raw bytes and answers the status line of the reply.
-async fn raw(server: &Server, request: &[u8], body_chunks: &[Vec<u8>]) -> String {
+pub(crate) async fn raw(server: &Server, request: &[u8], body_chunks: &[Vec<u8>]) -> String {
     let mut s = tokio::net::TcpStream::connect(addr(server)).await.unwrap();
     s.write_all(request).await.unwrap();
     for chunk in body_chunks {

@@ -1,4 +1,4 @@
-//! `tavern release add|list`: both zip layouts (listed by the server), refusals that leave nothing
+//! `tavern release add|list` through the server: both zip layouts, refusals that leave nothing
 //! behind, downloads from a URL; and fake Node releases for the runtime tests.
 
 use std::io::Write as _;
@@ -82,13 +82,11 @@ pub fn install_fake(
     format!("{generation}.{build}")
 }
 
+/// `tavern release ARGS` as the admin, against the server.
 fn release_cli(server: &Server, args: &[&str]) -> std::process::Output {
-    let mut c = tavern(server.home());
-    c.arg("release")
-        .args(args)
-        .arg("--data-dir")
-        .arg(server.data_dir());
-    run(c, None)
+    let mut all = vec!["release"];
+    all.extend_from_slice(args);
+    server.cli(Some(&server.admin_token), &all, None)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,7 +157,38 @@ async fn release_add_installs_both_layouts_and_refuses_bad_zips() {
         "{}",
         text(&out.stderr)
     );
-    // Nothing left behind: the same two releases, no temporary directories,
+    // A game master may not install one, and the server reads none of it.
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let gina = admin.login("gina", "gina-password-1").await;
+    let refused = gina
+        .send(
+            "POST",
+            "/api/v1/releases",
+            Some("application/zip"),
+            std::fs::read(&junk).unwrap(),
+        )
+        .await;
+    assert_refused(&refused, 403, "forbidden");
+    // Only a zip is taken.
+    let refused = admin
+        .send(
+            "POST",
+            "/api/v1/releases",
+            Some("application/json"),
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_refused(&refused, 415, "unsupported_media_type");
+    // One that says it is larger than 2 GiB is refused before it is sent.
+    let head = format!(
+        "POST /api/v1/releases HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/zip\r\nContent-Length: 3000000000\r\n\r\n",
+        server.admin_token
+    );
+    let line = crate::proxy::raw(&server, head.as_bytes(), &[]).await;
+    assert!(line.starts_with("HTTP/1.1 413"), "{line}");
+    // Nothing left behind: the same two releases, no temporary files,
     // nothing escaped.
     let mut names: Vec<String> = std::fs::read_dir(&releases)
         .unwrap()
@@ -171,7 +200,6 @@ async fn release_add_installs_both_layouts_and_refuses_bad_zips() {
     assert!(!server.data_dir().join("escaped.txt").exists());
 
     // An instance names an installed release; an unknown one is refused.
-    let admin = server.api(Some(&server.admin_token));
     let a = admin
         .post(
             "/api/v1/instances",
