@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::commands::{path_part, save_body};
+use super::commands::{path_part, save_body, spinner};
 use super::http::{Api, Conn};
 use super::output::{Column, print};
 
@@ -90,20 +90,32 @@ pub enum BackupCommand {
     },
 }
 
-/// Polls a backup until `done` says its JSON is final (at most an hour).
-async fn wait_for(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+/// Polls a backup until `done` says its JSON is final (at most an hour),
+/// with a spinner saying `what` in a terminal.
+async fn wait_for(
+    api: &Api,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
     let path = format!("/api/v1/backups/{}", path_part(id)?);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
-    loop {
+    let pb = spinner();
+    pb.set_message(what.to_owned());
+    let result = loop {
         let b = api.get(&path).await?;
         if done(&b) {
-            return Ok(b);
+            break Ok(b);
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("gave up waiting after an hour; `tavern backup show {id}` tells how it goes");
+            break Err(anyhow::anyhow!(
+                "gave up waiting after an hour; `tavern backup show {id}` tells how it goes"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    };
+    pb.finish_and_clear();
+    result
 }
 
 pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
@@ -118,7 +130,10 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .await?;
             if wait {
                 let id = b["id"].as_str().unwrap_or_default().to_owned();
-                b = wait_for(&api, &id, |b| b["status"] != "in_progress").await?;
+                b = wait_for(&api, &id, &format!("backing up {slug}"), |b| {
+                    b["status"] != "in_progress"
+                })
+                .await?;
                 if b["status"] == "failed" {
                     bail!(
                         "the backup failed: {}",
@@ -177,7 +192,10 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if wait {
-                b = wait_for(&api, &id, |b| b["restore"]["state"] != "running").await?;
+                b = wait_for(&api, &id, "restoring", |b| {
+                    b["restore"]["state"] != "running"
+                })
+                .await?;
                 if b["restore"]["state"] == "failed" {
                     bail!(
                         "the restore failed: {}",

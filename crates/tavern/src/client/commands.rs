@@ -293,17 +293,24 @@ fn shown(json: bool, v: Value) -> Value {
     if json { v } else { with_state_words(v) }
 }
 
+/// A spinner on stderr with a message and the time so far (drawn only in
+/// a terminal).
+pub(crate) fn spinner() -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
 /// Follows a world until its state is `goal` (`running` or `sleeping`),
 /// with a spinner in a terminal and a line per change elsewhere; fails
 /// when it fails, or when someone else changes what it is asked to do.
 async fn follow_state(api: &Api, slug: &str, goal: &str) -> anyhow::Result<Value> {
     let path = format!("/api/v1/instances/{}", path_part(slug)?);
     let terminal = std::io::stderr().is_terminal();
-    let pb = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        pb.set_style(style);
-    }
-    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    let pb = spinner();
     let wanted = if goal == "running" {
         "running"
     } else {

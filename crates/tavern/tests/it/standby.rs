@@ -142,6 +142,21 @@ async fn on_localhost_the_dashboards_sign_in_carries_over_to_the_world() {
     assert_eq!(b.text("[data-field=state]").await, "starting");
     the_world_opens(&b).await;
     wait_for_state(&admin, "delta", "running").await;
+
+    // Asleep again and signed out there, the dashboard's own button opens
+    // it signed in, which wakes it.
+    let (s, _) = admin.post("/api/v1/instances/delta/stop", &json!({})).await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "delta", "stopped").await;
+    b.client.delete_cookie("tavern_session").await.unwrap();
+    b.goto(&format!(
+        "{}/dashboard/worlds/delta",
+        at(&server, "localhost")
+    ))
+    .await;
+    b.click("#open-world").await;
+    assert_eq!(b.text("[data-field=state]").await, "starting");
+    the_world_opens(&b).await;
     b.close().await;
 }
 
