@@ -913,7 +913,13 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 println!("{}", code["code"].as_str().unwrap_or_default());
                 eprintln!(
                     "Valid once, until {}. Write it in a Ko-fi message, or give it to the Discord bot: /tavern link.",
-                    code["expires_at"].as_str().unwrap_or("?")
+                    code["expires_at"]
+                        .as_str()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map_or_else(
+                            || "?".to_owned(),
+                            |t| tavern_types::words::instant(t, &jiff::tz::TimeZone::system())
+                        )
                 );
             }
         }
