@@ -939,7 +939,7 @@ impl Tavern {
                     false => None,
                 };
                 // The new world runs what the backup's world runs, if that
-                // world is still there.
+                // world is still there (else the newest release).
                 let original = self.store.instance(&b.slug).await?;
                 let created = self
                     .create_instance(
