@@ -1,12 +1,13 @@
-//! What a visitor gets from a world that is not running: the standby page
-//! (its name, its state, its next session; a Start button for its owner or
-//! an admin; a sign-in form when nobody is signed in), the world woken on a
-//! visit as `wake_on_visit` allows, and the forms' endpoints under
-//! `/_tavern/`. Sign-in and starts go through the API itself, so rate
-//! limits, ownership, quotas and the audit log apply; the session cookie
-//! holds an API token and is scoped to the parent domain, so one sign-in
-//! serves every world.
-
+//! What a visitor gets from a world that is not running, and from an
+//! address with no world: the standby page in the dashboard's look (its
+//! state, steps while it starts, its next session, who may wake it and
+//! what a player does; a Start button for its owner or an admin; a sign-in
+//! form when nobody is signed in), the world woken on a visit as
+//! `wake_on_visit` allows, the 404 page, and the endpoints under
+//! `/_tavern/` (sign-in, start, and the dashboard's sign-in handed over).
+//! Sign-in and starts go through the API itself, so rate limits,
+//! ownership, quotas and the audit log apply; the session cookie holds an
+//! API token, the parent domain's where browsers allow it.
 use std::net::SocketAddr;
 
 use askama::Template;
