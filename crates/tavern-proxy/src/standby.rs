@@ -8,6 +8,7 @@
 //! Sign-in and starts go through the API itself, so rate limits,
 //! ownership, quotas and the audit log apply; the session cookie holds an
 //! API token, the parent domain's where browsers allow it.
+
 use std::net::SocketAddr;
 
 use askama::Template;
