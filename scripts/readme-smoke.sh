@@ -35,7 +35,7 @@ pid=$!
 
 # The first release build takes minutes; then the demo world starts.
 deadline=$((SECONDS + 1800))
-until curl -fsS -o /dev/null --resolve "demo.localhost:$port:127.0.0.1" "http://demo.localhost:$port/"; do
+until curl -fsL -o /dev/null --resolve "demo.localhost:$port:127.0.0.1" "http://demo.localhost:$port/"; do
     if ! kill -0 "$pid" 2>/dev/null; then
         echo "the command exited before the demo world answered:" >&2
         tail -n 40 "$work/out.log" >&2
@@ -48,7 +48,7 @@ until curl -fsS -o /dev/null --resolve "demo.localhost:$port:127.0.0.1" "http://
     fi
     sleep 2
 done
-body=$(curl -fsS --resolve "demo.localhost:$port:127.0.0.1" "http://demo.localhost:$port/")
+body=$(curl -fsSL --resolve "demo.localhost:$port:127.0.0.1" "http://demo.localhost:$port/")
 grep -q "Foundry VTT stand-in" <<<"$body" || { echo "demo.localhost did not serve the world: $body" >&2; exit 1; }
 status=$(curl -sS -o /dev/null -w '%{http_code}' --resolve "localhost:$port:127.0.0.1" "http://localhost:$port/auth/login")
 [[ "$status" == 200 ]] || { echo "the dashboard's sign-in page answered $status" >&2; exit 1; }
