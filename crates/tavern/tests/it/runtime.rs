@@ -138,8 +138,23 @@ async fn start_and_stop_round_trip() {
     );
 
     // Stop: SIGTERM, the world is flushed, the state goes stopped.
+    // Through the CLI, which waits until it has stopped.
     let pid = server_pid(&server, "round-trip");
-    stop(&admin, "round-trip").await;
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "stop", "round-trip", "--wait"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).ends_with("round-trip: sleeping\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        admin.get("/api/v1/instances/round-trip").await.1["state"],
+        "stopped"
+    );
     let (stopped, seen) = wait_for_state(&admin, "round-trip", "stopped").await;
     assert_eq!(stopped["desired_state"], "stopped");
     assert!(!seen.iter().any(|s| s == "failed"), "{seen:?}");

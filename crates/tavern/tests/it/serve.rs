@@ -202,6 +202,19 @@ async fn end_to_end(env: &[(&str, &str)]) {
     // The server's releases, not this directory's.
     let releases = ok_json(&server.cli_in(&admin_home, None, &["release", "list", "--json"], None));
     assert_eq!(releases, json!([{"version": "stub", "layout": "stub"}]));
+    // A key is renamed and unpinned by its label.
+    let moved = ok_json(&server.cli_in(
+        &admin_home,
+        None,
+        &[
+            "license", "set", "alices", "--label", "spare", "--pool", "--json",
+        ],
+        None,
+    ));
+    assert_eq!(
+        (&moved["label"], &moved["owner"]),
+        (&json!("spare"), &json!(null))
+    );
     // A label that names no key says so.
     let out = server.cli_in(
         &admin_home,
