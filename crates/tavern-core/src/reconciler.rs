@@ -340,7 +340,9 @@ impl Reconciler {
             DesiredState::Stopped if alive => {
                 status.stopping.push(i.slug.clone());
                 status.busy = true;
-                self.record(i, observation(ObservedState::Stopping, None, None, i), None)
+                // Why it stops (set with the wish) stays with it.
+                let why = i.state_reason.clone();
+                self.record(i, observation(ObservedState::Stopping, why, None, i), None)
                     .await?;
                 self.background_stop(i.slug.clone(), Some(i.clone()), false);
                 Ok(())
@@ -362,7 +364,7 @@ impl Reconciler {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                let o = observation(ObservedState::Stopped, None, None, i);
+                let o = observation(ObservedState::Stopped, i.state_reason.clone(), None, i);
                 let news = (!matches!(i.state, ObservedState::Stopped | ObservedState::Failed))
                     .then(|| {
                         event(
@@ -663,7 +665,7 @@ impl Reconciler {
                         Outcome::Success,
                         "the server is stopped",
                     );
-                    let o = observation(ObservedState::Stopped, None, None, &i);
+                    let o = observation(ObservedState::Stopped, i.state_reason.clone(), None, &i);
                     if let Err(err) = tavern.store().record_observation(i.id, &o, Some(&e)).await {
                         tracing::warn!(slug = %slug, error = %err, "recording the stop failed");
                     }

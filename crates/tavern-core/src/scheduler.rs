@@ -90,6 +90,7 @@ pub async fn put_idle_worlds_to_sleep(
                     .set_desired_state(
                         &i.slug,
                         DesiredState::Stopped,
+                        Some(&format!("asleep after {idle_for} minutes without players")),
                         &NewEvent::success("system", "instance.idle_sleep", target).with_detail(
                             format!("asleep after {idle_for} minutes without players"),
                         ),

@@ -1131,6 +1131,7 @@ impl Tavern {
             .set_desired_state(
                 &i.slug,
                 DesiredState::Destroyed,
+                Some(&format!("being destroyed by {}", caller.name())),
                 &NewEvent::success(
                     caller.name(),
                     "instance.destroy",
@@ -1195,6 +1196,7 @@ impl Tavern {
                 .set_desired_state(
                     &i.slug,
                     desired,
+                    Some(&format!("stopped by {}", caller.name())),
                     &NewEvent::success(
                         caller.name(),
                         "instance.stop",
@@ -1356,6 +1358,9 @@ impl Tavern {
             .set_desired_state(
                 &holder.slug,
                 DesiredState::Stopped,
+                Some(&format!(
+                    "stopped after {idle} minutes without players: another world needed its key"
+                )),
                 &NewEvent::success(
                     actor.clone(),
                     "license.preempt",
@@ -1600,6 +1605,10 @@ impl Tavern {
                 .set_desired_state(
                     &holder.slug,
                     DesiredState::Stopped,
+                    Some(&format!(
+                        "stopped by {}: its key went to another world",
+                        caller.name()
+                    )),
                     &NewEvent::success(
                         caller.name(),
                         "instance.stop",
@@ -1622,6 +1631,7 @@ impl Tavern {
             .set_desired_state(
                 &target.slug,
                 DesiredState::Running,
+                None,
                 &NewEvent::success(
                     caller.name(),
                     "instance.start",

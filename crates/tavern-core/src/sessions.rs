@@ -364,6 +364,7 @@ impl Tavern {
                     .set_desired_state(
                         &h.slug,
                         DesiredState::Stopped,
+                        Some("stopped: its key is reserved for another world's session"),
                         &NewEvent::success(
                             "system",
                             "session.preempt",

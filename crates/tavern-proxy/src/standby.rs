@@ -293,10 +293,12 @@ impl Proxy {
                 }
             }),
             booting: route.state == ObservedState::Starting,
+            // Why it failed, for anyone; why it sleeps (who stopped it, or
+            // how long it went without players), for its game master.
             reason: route
                 .reason
                 .as_deref()
-                .filter(|_| route.state == ObservedState::Failed),
+                .filter(|_| route.state == ObservedState::Failed || (owner && state == "sleeping")),
             next_session: route.next_session.map(|t| {
                 (
                     t.to_string(),

@@ -791,17 +791,21 @@ macro_rules! sql_adapter {
                 &self,
                 slug: &Slug,
                 desired: DesiredState,
+                reason: Option<&str>,
                 event: &NewEvent,
             ) -> StoreResult<Instance> {
                 let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "UPDATE instances SET desired_state = $1, updated_at = $2, \
-                         awaits_license_id = CASE WHEN $3 = 'running' THEN awaits_license_id END \
-                         WHERE slug = $4",
+                         awaits_license_id = CASE WHEN $3 = 'running' THEN awaits_license_id END, \
+                         state_reason = CASE WHEN $4 = 'running' THEN state_reason ELSE $5 END \
+                         WHERE slug = $6",
                 )
                 .bind(desired.as_str())
                 .bind(event.at.as_microsecond())
                 .bind(desired.as_str())
+                .bind(desired.as_str())
+                .bind(reason)
                 .bind(slug.as_str())
                 .execute(&mut *tx)
                 .await

@@ -501,6 +501,7 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
         .set_desired_state(
             &i.slug,
             DesiredState::Running,
+            None,
             &ev("instance.start", "instance:world"),
         )
         .await
@@ -546,10 +547,41 @@ pub async fn desired_and_observed_state_round_trip(store: &dyn Store) {
         store.list_events(10).await.unwrap()[0].action,
         "instance.failed"
     );
+    // Asked to stop, it keeps why as its reason; asked to run again, the
+    // reason stays until the next observation.
+    let got = store
+        .set_desired_state(
+            &i.slug,
+            DesiredState::Stopped,
+            Some("asleep after 30 minutes without players"),
+            &ev("instance.idle_sleep", "instance:world"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.desired_state, got.state_reason.as_deref()),
+        (
+            DesiredState::Stopped,
+            Some("asleep after 30 minutes without players")
+        )
+    );
+    let got = store
+        .set_desired_state(
+            &i.slug,
+            DesiredState::Running,
+            Some("by hand"),
+            &ev("instance.start", "instance:world"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.state_reason.as_deref(),
+        Some("asleep after 30 minutes without players")
+    );
     let missing = Slug::parse("missing").unwrap();
     assert!(matches!(
         store
-            .set_desired_state(&missing, DesiredState::Running, &ev("x", "y"))
+            .set_desired_state(&missing, DesiredState::Running, None, &ev("x", "y"))
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -802,7 +834,12 @@ pub async fn binding_can_start_and_a_running_world_keeps_its_key(store: &dyn Sto
             .unwrap()
     );
     store
-        .set_desired_state(&i.slug, DesiredState::Stopped, &ev("instance.stop", "x"))
+        .set_desired_state(
+            &i.slug,
+            DesiredState::Stopped,
+            None,
+            &ev("instance.stop", "x"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1061,6 +1098,7 @@ pub async fn a_promised_key_is_awaited_until_bound(store: &dyn Store) {
         .set_desired_state(
             &j.slug,
             DesiredState::Stopped,
+            None,
             &ev("instance.stop", "instance:other"),
         )
         .await
@@ -1071,6 +1109,7 @@ pub async fn a_promised_key_is_awaited_until_bound(store: &dyn Store) {
         .set_desired_state(
             &j.slug,
             DesiredState::Destroyed,
+            None,
             &ev("instance.destroy", "instance:other"),
         )
         .await

@@ -90,11 +90,15 @@ pub trait Store: Send + Sync + 'static {
     /// Instances, oldest first; only those of `owner` when given.
     async fn list_instances(&self, owner: Option<UserId>) -> StoreResult<Vec<Instance>>;
     /// Sets what people want of the instance; answers it as it is now.
-    /// Anything but running also withdraws a promised key (`awaits`).
+    /// Anything but running also withdraws a promised key (`awaits`) and
+    /// keeps `reason` (why, in words its owner may read: no other world is
+    /// named) as its `state_reason`, which the reconciler keeps while the
+    /// world stops and sleeps.
     async fn set_desired_state(
         &self,
         slug: &Slug,
         desired: DesiredState,
+        reason: Option<&str>,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
     /// Changes an instance's own settings: its idle timeout and who wakes

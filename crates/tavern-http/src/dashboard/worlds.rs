@@ -71,10 +71,12 @@ impl From<&InstanceView> for WorldRow {
                 .as_ref()
                 .map(|(_, l)| l.clone())
                 .unwrap_or_default(),
-            // Why it failed; other states speak for themselves.
+            // Why it failed, sleeps or stops (who stopped it, or how long
+            // it went without players), or what its start waits for; a
+            // running world speaks for itself.
             reason: match state {
-                "failed" => i.state_reason.clone().unwrap_or_default(),
-                _ => String::new(),
+                "running" => String::new(),
+                _ => i.state_reason.clone().unwrap_or_default(),
             },
             can_start: matches!(state, "sleeping" | "failed" | "stopping"),
             can_stop: matches!(state, "running" | "starting" | "failed"),

@@ -103,8 +103,18 @@ async fn a_game_master_runs_a_world_from_the_browser() {
     b.click("#stop").await;
     b.wait_text("[data-field=state]", "dragon sleeps", |t| t == "sleeping")
         .await;
+    // It says why it sleeps, as it changes and in the list.
+    b.wait_text("[data-field=reason]", "it says who stopped it", |t| {
+        t == "stopped by alice"
+    })
+    .await;
     let api = admin.login("alice", "alice-password-1").await;
     wait_for_state(&api, "dragon", "stopped").await;
+    b.goto(&format!("{base}/dashboard")).await;
+    assert_eq!(
+        b.text("[data-world=dragon] [data-field=reason]").await,
+        "stopped by alice"
+    );
 
     // Its log is there to read.
     b.goto(&format!("{base}/dashboard/worlds/dragon/logs"))

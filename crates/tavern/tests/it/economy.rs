@@ -480,6 +480,13 @@ async fn an_idle_world_is_preempted_when_switched_on() {
         (idle["state"].as_str(), idle["desired_state"].as_str()),
         (Some("stopped"), Some("stopped"))
     );
+    // It says why it sleeps, naming no other world (its owner reads it).
+    let why = idle["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("stopped after ")
+            && why.ends_with("without players: another world needed its key"),
+        "{idle}"
+    );
     assert!(
         actions(&admin)
             .await

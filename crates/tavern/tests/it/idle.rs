@@ -50,7 +50,13 @@ async fn an_idle_world_sleeps_but_not_inside_its_session() {
         assert!(Instant::now() < deadline, "sleepy never went to sleep: {w}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    wait_for_state(&admin, "sleepy", "stopped").await;
+    let (sleepy, _) = wait_for_state(&admin, "sleepy", "stopped").await;
+    // It says why it sleeps, in the API and on the dashboard.
+    let why = sleepy["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("asleep after ") && why.ends_with(" minutes without players"),
+        "{sleepy}"
+    );
     let (_, events) = admin.get("/api/v1/events?limit=1000").await;
     let for_world = |slug: &str| -> Vec<String> {
         let mut v: Vec<String> = events

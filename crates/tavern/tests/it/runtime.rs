@@ -158,6 +158,23 @@ async fn start_and_stop_round_trip() {
     let (stopped, seen) = wait_for_state(&admin, "round-trip", "stopped").await;
     assert_eq!(stopped["desired_state"], "stopped");
     assert!(!seen.iter().any(|s| s == "failed"), "{seen:?}");
+    // It sleeps and says who stopped it, in the API and the CLI.
+    assert_eq!(stopped["state_reason"], "stopped by admin", "{stopped}");
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "show", "round-trip"],
+        None,
+    );
+    let shown = text(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("state") && l.contains("sleeping"))
+            && shown
+                .lines()
+                .any(|l| l.contains("reason") && l.contains("stopped by admin")),
+        "{shown}"
+    );
     assert!(!process_alive(pid));
     let world: Value = serde_json::from_str(
         &std::fs::read_to_string(data.join("Data/worlds/stub-world/data/state.json")).unwrap(),
