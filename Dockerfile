@@ -1,8 +1,9 @@
 # Tavern's image: the statically linked `tavern` binary on an empty base,
 # with the CA roots for HTTPS, run as an unprivileged user. Its context is
 # prepared by scripts/tavern-image.sh (the binary is built on the host:
-# `RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --target
-# x86_64-unknown-linux-gnu`), so the build needs no base image to pull.
+# `RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist
+# --features full --target x86_64-unknown-linux-gnu`), so the build needs
+# no base image to pull.
 #
 # The same image serves Tavern (`serve`) and each world's init container on
 # Kubernetes (`foundry-config`).

@@ -39,7 +39,7 @@ python3 -c 'import websockets' 2>/dev/null || pip install -q websockets
 
 # BIN=path measures that build of Tavern instead (to compare two builds).
 if [ -z "${BIN:-}" ]; then
-  cargo build --profile dist -q -p tavern
+  cargo build --profile dist -q -p tavern --features full
   BIN=$PWD/target/dist/tavern
 fi
 WORK=$(mktemp -d)

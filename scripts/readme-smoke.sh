@@ -2,9 +2,11 @@
 # The README's first command, run as a newcomer runs it (taken from the
 # README itself, so a broken first command fails CI): the demo comes up,
 # its world `demo` answers through Tavern's proxy at demo.localhost, the
-# dashboard answers at localhost, and the server is stopped by its pid.
-# Its data goes to a temporary directory and it listens on a free port
-# (TAVERN_* settings, which the command itself does not name).
+# dashboard answers at localhost, and the server is stopped by its pid;
+# then that build, made without the drivers that are cargo features,
+# refuses one by name. Its data goes to a temporary directory and it
+# listens on a free port (TAVERN_* settings, which the command itself does
+# not name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,3 +58,14 @@ grep -q "Demo ready" "$work/out.log" || { echo "the demo did not say it was read
 leaders=$(grep -c "replica leads" "$work/out.log" || true)
 [[ "$leaders" == 1 ]] || { echo "the leadership line came $leaders times, not once:" >&2; grep "replica leads" "$work/out.log" >&2; exit 1; }
 echo "== the demo world answers at demo.localhost:$port after ${SECONDS}s (the build included; leadership lines: $leaders)"
+
+# That build has no driver beyond processes (Docker, Kubernetes, PostgreSQL
+# and S3 are cargo features): asked for one, it refuses and says how to get
+# a build that has it, and starts nothing.
+bin="${CARGO_TARGET_DIR:-target}/release/tavern"
+if out=$(TAVERN_RUNTIME_KIND=kubernetes "$bin" serve --data-dir "$work/lean" --listen 127.0.0.1:0 2>&1 </dev/null); then
+    echo "the README's build took runtime.kind = \"kubernetes\" without the feature" >&2
+    exit 1
+fi
+grep -q -- "--features kubernetes" <<<"$out" || { echo "the refusal did not name the feature: $out" >&2; exit 1; }
+echo "== without the kubernetes feature, runtime.kind = \"kubernetes\" is refused: ${out#*rror: }"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Tavern's container image (see ../Dockerfile): the `tavern` binary,
-# statically linked, with the CA roots of this machine, FROM scratch.
+# Builds Tavern's container image (see ../Dockerfile): the `tavern` binary
+# with every driver and adapter (`--features full`), statically linked, with
+# the CA roots of this machine, FROM scratch.
 #
 #   bash scripts/tavern-image.sh                         # tags tavern:VERSION, the dist (fat-LTO) build
 #   IMAGE=registry.example.org/tavern:1 bash scripts/tavern-image.sh
@@ -16,7 +17,7 @@ CA=${CA:-/etc/ssl/certs/ca-certificates.crt}
 # Only the final binary is static: the explicit --target keeps build
 # scripts and proc-macros dynamic.
 RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build -q --profile "$PROFILE" --target "$TARGET" -p tavern --bin tavern
+    cargo build -q --profile "$PROFILE" --target "$TARGET" -p tavern --bin tavern --features full
 CONTEXT=$(mktemp -d)
 trap 'rm -rf "$CONTEXT"' EXIT
 cp "target/$TARGET/$PROFILE/tavern" "$CONTEXT/tavern"

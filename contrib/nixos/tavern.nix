@@ -3,7 +3,7 @@
 #   imports = [ ./contrib/nixos/tavern.nix ];
 #   services.tavern = {
 #     enable = true;
-#     package = pkgs.callPackage ./tavern-package.nix { };   # your build of the binary
+#     package = pkgs.callPackage ./tavern-package.nix { };   # your build of the binary (buildFeatures = [ "full" ])
 #     domain = "games.example.org";
 #     listen = "0.0.0.0:443";
 #     settings.tls.mode = "acme";
@@ -64,7 +64,7 @@ in
     dockerRuntime = lib.mkOption {
       type = lib.types.bool;
       default = false;
-      description = "Let Tavern run worlds as Docker containers (it joins the docker group).";
+      description = "Let Tavern run worlds as Docker containers (it joins the docker group; the package needs the `docker` feature).";
     };
 
     openFirewall = lib.mkOption {

@@ -1,15 +1,14 @@
 //! Where archives are kept: a local directory (by default
-//! `DATA_DIR/backups`) or S3-compatible object storage
-//! (`s3://bucket/prefix`). An archive appears under its key only when it is
-//! whole: in a directory by renaming the staged file into place, on S3 by
-//! completing a multipart upload.
+//! `DATA_DIR/backups`) or S3-compatible object storage (`s3://bucket/prefix`,
+//! with the cargo feature `s3`). An archive appears under its key only when
+//! it is whole: in a directory by renaming the staged file into place, on S3
+//! by completing a multipart upload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
@@ -113,25 +112,9 @@ impl Target {
         if bucket.is_empty() {
             return Err(bad("it names no bucket"));
         }
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(endpoint) = &settings.endpoint {
-            b = b
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_virtual_hosted_style_request(false);
-        }
-        if let Some(region) = &settings.region {
-            b = b.with_region(region);
-        }
-        if let Some(id) = &settings.access_key_id {
-            b = b.with_access_key_id(id);
-        }
-        if let Some(secret) = &settings.secret_access_key {
-            b = b.with_secret_access_key(secret);
-        }
-        let store = b.build().map_err(|e| bad(&e.to_string()))?;
+        let store = s3_store(bucket, settings).map_err(|why| bad(&why))?;
         Ok(Self {
-            store: Arc::new(store),
+            store,
             prefix: prefix.trim_matches('/').to_owned(),
             dir: None,
             describe: url.to_owned(),
@@ -288,6 +271,34 @@ impl Target {
         keys.sort();
         Ok(keys)
     }
+}
+
+/// The S3 client of a bucket, or why there is none.
+#[cfg(feature = "s3")]
+fn s3_store(bucket: &str, settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, String> {
+    let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &settings.endpoint {
+        b = b
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    if let Some(region) = &settings.region {
+        b = b.with_region(region);
+    }
+    if let Some(id) = &settings.access_key_id {
+        b = b.with_access_key_id(id);
+    }
+    if let Some(secret) = &settings.secret_access_key {
+        b = b.with_secret_access_key(secret);
+    }
+    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+}
+
+/// A build without the `s3` feature keeps backups in directories only.
+#[cfg(not(feature = "s3"))]
+fn s3_store(_bucket: &str, _settings: &S3Settings) -> Result<Arc<dyn ObjectStore>, String> {
+    Err("this build of Tavern has no S3 storage (its cargo feature `s3`)".into())
 }
 
 impl std::fmt::Display for Target {

@@ -19,7 +19,6 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use tavern_types::{InstanceId, Slug};
 
 use crate::foundry_config::write_config;
@@ -29,7 +28,7 @@ use crate::{
 };
 
 /// The port Foundry listens on inside its container.
-pub const CONTAINER_PORT: u16 = 30000;
+pub const CONTAINER_PORT: u16 = crate::FOUNDRY_PORT;
 /// The label that ties a container to its world.
 pub const INSTANCE_LABEL: &str = "tavern.instance";
 const INSTANCE_ID_LABEL: &str = "tavern.instance-id";
@@ -105,26 +104,6 @@ fn not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
-}
-
-/// The installation name of a Tavern whose data lives in `data_dir`:
-/// stable for that directory, distinct between directories.
-pub fn installation_for(data_dir: &std::path::Path) -> String {
-    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-    hex::encode(digest)[..8].to_owned()
-}
-
-/// A stable hostname for a license key: Foundry signs `license.json` for
-/// its host, so the host must stay the same wherever the key goes, and
-/// must not reveal the key.
-pub fn hostname_for(key: Option<&str>) -> String {
-    match key {
-        Some(k) => {
-            let digest = Sha256::digest(k.as_bytes());
-            format!("foundry-{}", &hex::encode(digest)[..12])
-        }
-        None => "foundry".into(),
-    }
 }
 
 impl DockerRuntime {
@@ -462,7 +441,7 @@ impl Runtime for DockerRuntime {
         }
         let body = ContainerCreateBody {
             image: Some(image.clone()),
-            hostname: Some(hostname_for(key.as_deref())),
+            hostname: Some(crate::hostname_for(key.as_deref())),
             env: Some(env),
             labels: Some(HashMap::from([
                 (INSTANCE_LABEL.to_owned(), slug.to_string()),

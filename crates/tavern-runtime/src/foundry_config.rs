@@ -123,14 +123,14 @@ impl TryFrom<SeedConfig> for FoundryConfig {
 }
 
 /// Writes `Config/` under `data_dir` from a seed file, for Foundry on its
-/// own port in a pod ([`crate::kubernetes::objects::FOUNDRY_PORT`]).
+/// own port in a container or pod ([`crate::FOUNDRY_PORT`]).
 pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(seed)
         .map_err(|e| format!("cannot read the seed {}: {e}", seed.display()))?;
     let seed: SeedConfig = serde_json::from_str(&text)
         .map_err(|e| format!("the seed {} is not Tavern's: {e}", seed.display()))?;
     let cfg = FoundryConfig::try_from(seed)?;
-    write_config(data_dir, crate::kubernetes::objects::FOUNDRY_PORT, &cfg)
+    write_config(data_dir, crate::FOUNDRY_PORT, &cfg)
         .map_err(|e| format!("cannot write {}: {e}", data_dir.join("Config").display()))
 }
 

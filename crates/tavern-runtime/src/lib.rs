@@ -5,8 +5,10 @@
 //! [`docker`] (one container per world) and [`kubernetes`] (one Deployment
 //! per world); [`Runtimes`] sends each world to its driver.
 
+#[cfg(feature = "docker")]
 pub mod docker;
 pub mod foundry_config;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod process;
 pub mod releases;
@@ -15,7 +17,31 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::Digest as _;
 use tavern_types::{InstanceId, LicenseKey, Slug};
+
+/// The port Foundry listens on inside a container or pod (felddy's).
+pub const FOUNDRY_PORT: u16 = 30000;
+
+/// The installation name of a Tavern whose data lives in `data_dir`:
+/// stable for that directory, distinct between directories.
+pub fn installation_for(data_dir: &std::path::Path) -> String {
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    hex::encode(digest)[..8].to_owned()
+}
+
+/// A stable hostname for a license key: Foundry signs `license.json` for
+/// its host, so the host must stay the same wherever the key goes, and
+/// must not reveal the key.
+pub fn hostname_for(key: Option<&str>) -> String {
+    match key {
+        Some(k) => {
+            let digest = sha2::Sha256::digest(k.as_bytes());
+            format!("foundry-{}", &hex::encode(digest)[..12])
+        }
+        None => "foundry".into(),
+    }
+}
 
 /// How to launch a Foundry server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,18 +281,60 @@ pub(crate) fn dispose_data(
 /// the driver its launch names; what is asked by slug alone (stop, remove,
 /// logs) goes to every driver, each of which ignores worlds it does not
 /// have, so a world moved from one runtime to another is stopped where it
-/// ran.
+/// ran. The docker and kubernetes drivers are cargo features of this crate
+/// (`docker`, `kubernetes`); a build without one has no such driver.
 pub struct Runtimes {
-    pub process: process::ProcessRuntime,
-    pub docker: Option<docker::DockerRuntime>,
-    pub kubernetes: Option<kubernetes::KubernetesRuntime>,
+    process: process::ProcessRuntime,
+    #[cfg(feature = "docker")]
+    docker: Option<docker::DockerRuntime>,
+    #[cfg(feature = "kubernetes")]
+    kubernetes: Option<kubernetes::KubernetesRuntime>,
 }
 
 impl Runtimes {
+    /// Worlds run as processes on this machine only, until a driver is added.
+    pub fn new(process: process::ProcessRuntime) -> Self {
+        Self {
+            process,
+            #[cfg(feature = "docker")]
+            docker: None,
+            #[cfg(feature = "kubernetes")]
+            kubernetes: None,
+        }
+    }
+
+    /// Worlds may also run in containers of this Docker engine.
+    #[cfg(feature = "docker")]
+    pub fn with_docker(mut self, docker: docker::DockerRuntime) -> Self {
+        self.docker = Some(docker);
+        self
+    }
+
+    /// Worlds may also run as pods of this cluster.
+    #[cfg(feature = "kubernetes")]
+    pub fn with_kubernetes(mut self, kubernetes: kubernetes::KubernetesRuntime) -> Self {
+        self.kubernetes = Some(kubernetes);
+        self
+    }
+
+    fn docker(&self) -> Option<&dyn Runtime> {
+        #[cfg(feature = "docker")]
+        return self.docker.as_ref().map(|d| d as &dyn Runtime);
+        #[cfg(not(feature = "docker"))]
+        None
+    }
+
+    fn kubernetes(&self) -> Option<&dyn Runtime> {
+        #[cfg(feature = "kubernetes")]
+        return self.kubernetes.as_ref().map(|d| d as &dyn Runtime);
+        #[cfg(not(feature = "kubernetes"))]
+        None
+    }
+
     fn drivers(&self) -> impl Iterator<Item = &dyn Runtime> {
         std::iter::once(&self.process as &dyn Runtime)
-            .chain(self.docker.as_ref().map(|d| d as &dyn Runtime))
-            .chain(self.kubernetes.as_ref().map(|d| d as &dyn Runtime))
+            .chain(self.docker())
+            .chain(self.kubernetes())
     }
 
     /// The driver a launch runs on, or why this server has none.
@@ -277,14 +345,10 @@ impl Runtimes {
         };
         Ok(match &spec.launch {
             Launch::Container { .. } => self
-                .docker
-                .as_ref()
-                .map(|d| d as &dyn Runtime)
+                .docker()
                 .ok_or_else(|| missing("Docker engine (runtime.docker)"))?,
             Launch::Pod { .. } => self
-                .kubernetes
-                .as_ref()
-                .map(|d| d as &dyn Runtime)
+                .kubernetes()
                 .ok_or_else(|| missing("Kubernetes cluster (runtime.kind = \"kubernetes\")"))?,
             Launch::Node { .. } | Launch::Stub { .. } => &self.process,
         })
@@ -317,10 +381,10 @@ impl Runtime for Runtimes {
         grace: Duration,
         data: Disposal,
     ) -> Result<(), RuntimeError> {
-        if let Some(docker) = &self.docker {
+        if let Some(docker) = self.docker() {
             docker.stop(slug, grace).await?;
         }
-        if let Some(kubernetes) = &self.kubernetes {
+        if let Some(kubernetes) = self.kubernetes() {
             kubernetes.remove(slug, grace, data).await?;
         }
         // The process and docker drivers keep the data in one place.
@@ -333,12 +397,9 @@ impl Runtime for Runtimes {
     }
 
     async fn observe_all(&self) -> Result<Vec<Observed>, RuntimeError> {
-        let mut all = self.process.observe_all().await?;
-        if let Some(docker) = &self.docker {
-            all.extend(docker.observe_all().await?);
-        }
-        if let Some(kubernetes) = &self.kubernetes {
-            all.extend(kubernetes.observe_all().await?);
+        let mut all = Vec::new();
+        for d in self.drivers() {
+            all.extend(d.observe_all().await?);
         }
         Ok(all)
     }
@@ -357,20 +418,14 @@ impl Runtime for Runtimes {
         if let Some(text) = self.process.license_file(slug).await {
             return Some(text);
         }
-        match &self.kubernetes {
+        match self.kubernetes() {
             Some(k) => k.license_file(slug).await,
             None => None,
         }
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {
-        for remote in [
-            self.docker.as_ref().map(|d| d as &dyn Runtime),
-            self.kubernetes.as_ref().map(|d| d as &dyn Runtime),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for remote in [self.docker(), self.kubernetes()].into_iter().flatten() {
             let lines = remote.logs(slug, tail).await?;
             if !lines.is_empty() {
                 return Ok(lines);
@@ -384,14 +439,14 @@ impl Runtime for Runtimes {
     }
 
     async fn has_data(&self, slug: &Slug) -> Result<bool, RuntimeError> {
-        match &self.kubernetes {
+        match self.kubernetes() {
             Some(k) => k.has_data(slug).await,
             None => Ok(false),
         }
     }
 
     async fn export_archive(&self, slug: &Slug, to: &Path) -> Result<bool, RuntimeError> {
-        match &self.kubernetes {
+        match self.kubernetes() {
             Some(k) => k.export_archive(slug, to).await,
             None => Err(local_data(slug)),
         }

@@ -1,12 +1,15 @@
 //! SQL adapters of the Store port: SQLite (the default, one file in
-//! DATA_DIR) and PostgreSQL (for communities that outgrow one machine).
+//! DATA_DIR) and PostgreSQL (for communities that outgrow one machine; the
+//! cargo feature `postgres`).
 //! Both run the same queries (`adapter.rs`); each has its own migrations.
 
 #[macro_use]
 mod adapter;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
 pub use postgres::{PgStore, check_url as check_postgres_url};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "testing")]

@@ -561,6 +561,16 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Why a setting cannot be used by this build, and how to get a build
+/// that can: each driver and adapter beyond processes, SQLite and local
+/// backups is a cargo feature, all of them in `full` (the container
+/// image's build).
+pub fn not_built_in(setting: &str, feature: &str) -> String {
+    format!(
+        "invalid configuration: {setting} needs Tavern's `{feature}` feature, which this build was made without; build Tavern with `--features {feature}` or `--features full` (e.g. `cargo install --path crates/tavern --profile dist --features full`), or run its container image, which has them all"
+    )
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -655,11 +665,12 @@ impl RuntimeConfig {
     }
 
     /// How the docker driver makes containers.
+    #[cfg(feature = "docker")]
     pub fn docker_settings(&self, data_dir: &Path) -> tavern_runtime::docker::DockerSettings {
         let installation = self
             .docker_installation
             .clone()
-            .unwrap_or_else(|| tavern_runtime::docker::installation_for(data_dir));
+            .unwrap_or_else(|| tavern_runtime::installation_for(data_dir));
         tavern_runtime::docker::DockerSettings {
             installation,
             image: self.docker_image.clone(),
@@ -783,6 +794,7 @@ impl Default for KubernetesConfig {
 
 impl KubernetesConfig {
     /// How the kubernetes driver makes worlds' objects.
+    #[cfg(feature = "kubernetes")]
     pub fn settings(
         &self,
         data_dir: &Path,
@@ -793,7 +805,7 @@ impl KubernetesConfig {
             installation: self
                 .installation
                 .clone()
-                .unwrap_or_else(|| tavern_runtime::docker::installation_for(data_dir)),
+                .unwrap_or_else(|| tavern_runtime::installation_for(data_dir)),
             image: self.image.clone(),
             stub_image: self.stub_image.clone(),
             tavern_image: self.tavern_image.clone(),
@@ -1019,6 +1031,41 @@ impl Config {
         Ok(config)
     }
 
+    /// A setting that needs a driver or adapter this build was made
+    /// without (its cargo feature) is refused, saying how to get it.
+    fn check_features(&self) -> anyhow::Result<()> {
+        let wanted = [
+            (
+                "runtime.kind = \"docker\" (or runtime.docker_enabled)",
+                "docker",
+                self.runtime.docker(),
+                cfg!(feature = "docker"),
+            ),
+            (
+                "runtime.kind = \"kubernetes\"",
+                "kubernetes",
+                self.runtime.kind == "kubernetes",
+                cfg!(feature = "kubernetes"),
+            ),
+            (
+                "store.url = \"postgres://…\"",
+                "postgres",
+                self.store.url.as_deref().is_some_and(is_postgres),
+                cfg!(feature = "postgres"),
+            ),
+            (
+                "backups.target = \"s3://…\"",
+                "s3",
+                (self.backups.target.as_deref()).is_some_and(|t| t.starts_with("s3://")),
+                cfg!(feature = "s3"),
+            ),
+        ];
+        for (setting, feature, used, built) in wanted {
+            anyhow::ensure!(!used || built, not_built_in(setting, feature));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let d = &self.server.domain;
         anyhow::ensure!(
@@ -1038,6 +1085,7 @@ impl Config {
             self.runtime.kind,
             tavern_core::RUNTIME_KINDS.join(", ")
         );
+        self.check_features()?;
         self.runtime.ports()?;
         anyhow::ensure!(
             self.server.max_connections.is_none_or(|n| n >= 16)
@@ -1073,6 +1121,7 @@ impl Config {
         );
         if let Some(url) = &self.store.url {
             if is_postgres(url) {
+                #[cfg(feature = "postgres")]
                 tavern_store_sql::check_postgres_url(url).map_err(|e| {
                     anyhow::anyhow!(
                         "invalid configuration: store.url {:?}: {e}",
@@ -1572,7 +1621,19 @@ mod tests {
             Config::load(None, Overrides::default()).unwrap_err()
         });
         assert!(e.to_string().contains("store.url"), "{e}");
-        // A bad PostgreSQL URL is named without its password.
+        let e = with_env(&[("TAVERN_STORE_POOL_SIZE", "0")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("store.pool_size"), "{e}");
+        let e = with_env(&[("TAVERN_USAGE_RATE_PER_HOUR", "-1")], || {
+            Config::load(None, Overrides::default()).unwrap_err()
+        });
+        assert!(e.to_string().contains("usage.rate_per_hour"), "{e}");
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn postgres_urls_are_checked_and_named_without_their_password() {
         let e = with_env(
             &[(
                 "TAVERN_STORE_URL",
@@ -1586,14 +1647,6 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
-        let e = with_env(&[("TAVERN_STORE_POOL_SIZE", "0")], || {
-            Config::load(None, Overrides::default()).unwrap_err()
-        });
-        assert!(e.to_string().contains("store.pool_size"), "{e}");
-        let e = with_env(&[("TAVERN_USAGE_RATE_PER_HOUR", "-1")], || {
-            Config::load(None, Overrides::default()).unwrap_err()
-        });
-        assert!(e.to_string().contains("usage.rate_per_hour"), "{e}");
         let c = with_env(
             &[
                 ("TAVERN_STORE_URL", "postgresql://tavern@127.0.0.1/tavern"),
@@ -1610,6 +1663,63 @@ mod tests {
         );
     }
 
+    /// Each driver and adapter beyond processes, SQLite and directories is
+    /// a cargo feature: a build with it takes the setting, a build without
+    /// it refuses the setting and says which feature brings it.
+    #[test]
+    fn settings_need_the_features_this_build_has() {
+        for (env, named, feature, built) in [
+            (
+                [("TAVERN_RUNTIME_KIND", "docker")].as_slice(),
+                "runtime.kind",
+                "docker",
+                cfg!(feature = "docker"),
+            ),
+            (
+                &[("TAVERN_RUNTIME_DOCKER_ENABLED", "true")],
+                "runtime.docker_enabled",
+                "docker",
+                cfg!(feature = "docker"),
+            ),
+            (
+                &[("TAVERN_RUNTIME_KIND", "kubernetes")],
+                "runtime.kind",
+                "kubernetes",
+                cfg!(feature = "kubernetes"),
+            ),
+            (
+                &[("TAVERN_STORE_URL", "postgres://tavern@db/tavern")],
+                "store.url",
+                "postgres",
+                cfg!(feature = "postgres"),
+            ),
+            (
+                &[
+                    ("TAVERN_BACKUPS_TARGET", "s3://bucket/tavern"),
+                    ("TAVERN_BACKUPS_S3_ENDPOINT", "http://127.0.0.1:9"),
+                    ("TAVERN_BACKUPS_S3_REGION", "here"),
+                ],
+                "backups.target",
+                "s3",
+                cfg!(feature = "s3"),
+            ),
+        ] {
+            let loaded = with_env(env, || Config::load(None, Overrides::default()));
+            match (built, loaded) {
+                (true, Ok(_)) => {}
+                (false, Err(e)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(named) && e.contains(&format!("--features {feature}")),
+                        "{env:?}: {e}"
+                    );
+                }
+                (true, Err(e)) => panic!("{env:?} refused by a build with `{feature}`: {e}"),
+                (false, Ok(_)) => panic!("{env:?} taken by a build without `{feature}`"),
+            }
+        }
+    }
+
     #[test]
     fn the_kubernetes_section_from_file_and_env_and_its_bad_values_named() {
         figment::Jail::expect_with(|jail| {
@@ -1619,18 +1729,24 @@ mod tests {
             )?;
             jail.set_env("TAVERN_KUBERNETES_STORAGE_SIZE", "20Gi");
             jail.set_env("TAVERN_KUBERNETES_INSTALLATION", "prod");
-            let c = Config::load(Some(Path::new("k.toml")), Overrides::default()).unwrap();
-            assert_eq!(c.runtime.kinds(), ["process", "kubernetes"]);
-            let s = c.kubernetes.settings(Path::new("/data"));
-            assert_eq!(s.namespace, "worlds");
-            assert_eq!(s.storage_size, "20Gi");
-            assert_eq!(s.installation, "prod");
-            assert_eq!(s.storage_class.as_deref(), Some("ebs.csi.aws.com"));
-            let tavern_runtime::kubernetes::objects::Routes::Gateway(g) = s.routes else {
-                panic!("gateway routes")
-            };
-            assert_eq!(g.gateway, "public");
-            assert_eq!(g.standby_service, "tavern");
+            let loaded = Config::load(Some(Path::new("k.toml")), Overrides::default());
+            #[cfg(not(feature = "kubernetes"))]
+            assert!(loaded.is_err(), "a build without the driver refuses it");
+            #[cfg(feature = "kubernetes")]
+            {
+                let c = loaded.unwrap();
+                assert_eq!(c.runtime.kinds(), ["process", "kubernetes"]);
+                let s = c.kubernetes.settings(Path::new("/data"));
+                assert_eq!(s.namespace, "worlds");
+                assert_eq!(s.storage_size, "20Gi");
+                assert_eq!(s.installation, "prod");
+                assert_eq!(s.storage_class.as_deref(), Some("ebs.csi.aws.com"));
+                let tavern_runtime::kubernetes::objects::Routes::Gateway(g) = s.routes else {
+                    panic!("gateway routes")
+                };
+                assert_eq!(g.gateway, "public");
+                assert_eq!(g.standby_service, "tavern");
+            }
             Ok(())
         });
         for (var, value, named) in [

@@ -15,22 +15,23 @@ use tavern_core::{Caller, NewInstance, NewLicense, NewUser, Settings, Tavern};
 use tavern_http::HttpSettings;
 use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, Routing, Site};
 use tavern_runtime::Runtimes;
-use tavern_runtime::docker::DockerRuntime;
-use tavern_runtime::kubernetes::KubernetesRuntime;
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
 use tavern_store::Store;
-use tavern_store_sql::{PgStore, SqliteStore};
+#[cfg(feature = "postgres")]
+use tavern_store_sql::PgStore;
+use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
 use crate::config::{
-    AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode, redact_url,
+    AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode,
 };
 
 /// The open database, of either engine.
 enum Database {
     Sqlite(SqliteStore),
+    #[cfg(feature = "postgres")]
     Postgres(PgStore),
 }
 
@@ -42,17 +43,27 @@ impl Database {
                     .await
                     .with_context(|| format!("cannot open the database {}", path.display()))?,
             ),
-            StoreTarget::Postgres { url, pool_size } => Self::Postgres(
-                PgStore::connect(url, *pool_size)
-                    .await
-                    .with_context(|| format!("cannot open the database {}", redact_url(url)))?,
-            ),
+            #[cfg(feature = "postgres")]
+            StoreTarget::Postgres { url, pool_size } => {
+                Self::Postgres(PgStore::connect(url, *pool_size).await.with_context(|| {
+                    format!(
+                        "cannot open the database {}",
+                        crate::config::redact_url(url)
+                    )
+                })?)
+            }
+            // Refused when the configuration was read.
+            #[cfg(not(feature = "postgres"))]
+            StoreTarget::Postgres { .. } => {
+                anyhow::bail!(crate::config::not_built_in("store.url", "postgres"))
+            }
         })
     }
 
     fn store(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => Arc::new(s.clone()),
         }
     }
@@ -60,6 +71,7 @@ impl Database {
     async fn close(&self) {
         match self {
             Self::Sqlite(s) => s.close().await,
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => s.close().await,
         }
     }
@@ -130,62 +142,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir.join("archive"),
         config.runtime.ports()?,
     );
-    let docker = if config.runtime.docker() {
-        let docker = DockerRuntime::connect(
-            config.runtime.docker_settings(data_dir),
-            data_dir.join("instances"),
-            data_dir.join("archive"),
-        )
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!("{e} (runtime.docker_enabled or runtime.kind = \"docker\")")
-        })?;
-        Some(docker)
-    } else {
-        None
-    };
-    let kubernetes = if config.runtime.kind == "kubernetes" {
-        let settings = config.kubernetes.settings(data_dir);
-        let kubernetes = KubernetesRuntime::connect(settings)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e} (runtime.kind = \"kubernetes\")"))?;
-        Some(kubernetes)
-    } else {
-        None
-    };
-    // With several replicas, the holder of a Lease runs the background work.
-    let (leadership, election) = match (&config.kubernetes.lease, &kubernetes) {
-        (Some(lease), Some(cluster)) => {
-            let k = &config.kubernetes;
-            let identity = k
-                .identity
-                .clone()
-                .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-                .unwrap_or_else(|| format!("tavern-{}", uuid::Uuid::now_v7().simple()));
-            let (leading, election) = tavern_runtime::kubernetes::lease::elect(
-                cluster.client(),
-                &k.namespace,
-                lease,
-                &identity,
-                Duration::from_secs(k.lease_duration_seconds),
-                Duration::from_secs(k.lease_grace_seconds),
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            println!(
-                "Electing a leader by the lease {}/{lease} as {identity}",
-                k.namespace
-            );
-            (Leadership::from_watch(leading), Some(election))
-        }
-        _ => (Leadership::always(), None),
-    };
+    let (runtime, leadership, election) = drivers(&config, process).await?;
     tokio::spawn(leadership.clone().announce());
-    let runtime = Runtimes {
-        process,
-        docker,
-        kubernetes,
-    };
     let tavern = Tavern::new(
         database.store(),
         secrets.clone(),
@@ -424,8 +382,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = scheduling.await;
     let _ = backing_up.await;
     let _ = notifying.await;
-    if let Some(election) = election {
-        election.finish().await;
+    if let Some(release) = election {
+        release.await;
     }
     database.close().await;
     tracing::info!("tavern stopped");
@@ -622,4 +580,81 @@ async fn set_up_demo(tavern: &Tavern) -> anyhow::Result<()> {
         "Demo ready: sign in as `{DEMO_USER}` with password `{DEMO_PASSWORD}`; its world is `demo`."
     );
     Ok(())
+}
+
+/// Releases a Kubernetes lease held by this replica, at shutdown.
+type Release = futures_util::future::BoxFuture<'static, ()>;
+
+/// The drivers this server runs worlds on, besides processes, and who does
+/// the background work: the holder of a lease when several replicas share
+/// a Kubernetes cluster, else this server. A driver this build was made
+/// without was refused when the configuration was read.
+async fn drivers(
+    config: &Config,
+    process: ProcessRuntime,
+) -> anyhow::Result<(Runtimes, Leadership, Option<Release>)> {
+    #[cfg_attr(
+        not(any(feature = "docker", feature = "kubernetes")),
+        expect(unused_mut)
+    )]
+    let mut runtime = Runtimes::new(process);
+    #[cfg(feature = "docker")]
+    if config.runtime.docker() {
+        let data_dir = &config.server.data_dir;
+        let docker = tavern_runtime::docker::DockerRuntime::connect(
+            config.runtime.docker_settings(data_dir),
+            data_dir.join("instances"),
+            data_dir.join("archive"),
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (runtime.docker_enabled or runtime.kind = \"docker\")")
+        })?;
+        runtime = runtime.with_docker(docker);
+    }
+    #[cfg(feature = "kubernetes")]
+    if config.runtime.kind == "kubernetes" {
+        let k = &config.kubernetes;
+        let cluster = tavern_runtime::kubernetes::KubernetesRuntime::connect(
+            k.settings(&config.server.data_dir),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (runtime.kind = \"kubernetes\")"))?;
+        // With several replicas, the holder of a Lease runs the background work.
+        let elected = match &k.lease {
+            Some(lease) => {
+                let identity = k
+                    .identity
+                    .clone()
+                    .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+                    .unwrap_or_else(|| format!("tavern-{}", uuid::Uuid::now_v7().simple()));
+                let (leading, election) = tavern_runtime::kubernetes::lease::elect(
+                    cluster.client(),
+                    &k.namespace,
+                    lease,
+                    &identity,
+                    Duration::from_secs(k.lease_duration_seconds),
+                    Duration::from_secs(k.lease_grace_seconds),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                println!(
+                    "Electing a leader by the lease {}/{lease} as {identity}",
+                    k.namespace
+                );
+                Some((
+                    Leadership::from_watch(leading),
+                    Box::pin(election.finish()) as Release,
+                ))
+            }
+            None => None,
+        };
+        runtime = runtime.with_kubernetes(cluster);
+        if let Some((leadership, release)) = elected {
+            return Ok((runtime, leadership, Some(release)));
+        }
+    }
+    #[cfg(not(any(feature = "docker", feature = "kubernetes")))]
+    let _ = config;
+    Ok((runtime, Leadership::always(), None))
 }

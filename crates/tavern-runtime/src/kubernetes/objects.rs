@@ -25,8 +25,7 @@ use tavern_types::{InstanceId, Slug};
 use crate::foundry_config::SeedConfig;
 use crate::{InstanceSpec, Launch};
 
-/// The port Foundry listens on in its pod (felddy's).
-pub const FOUNDRY_PORT: u16 = 30000;
+pub use crate::FOUNDRY_PORT;
 /// The label that ties an object to its world (the slug).
 pub const INSTANCE_LABEL: &str = "tavern.io/instance";
 /// The world's id: a new world of an old slug is another world.
@@ -402,7 +401,7 @@ pub fn world_objects(
                 spec: Some(PodSpec {
                     // Foundry signs its license for the host it runs on:
                     // one stable host per license key, wherever it goes.
-                    hostname: Some(crate::docker::hostname_for(key.as_deref())),
+                    hostname: Some(crate::hostname_for(key.as_deref())),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     // Foundry flushes its worlds on SIGTERM.

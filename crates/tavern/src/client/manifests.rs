@@ -1,10 +1,10 @@
 //! `tavern manifests`: Kubernetes YAML for GitOps users and for installing
 //! Tavern itself. `world` asks a Tavern server for a world's objects;
-//! `install` is printed here, with no server, for `kubectl apply -f -`.
+//! `install` is printed here, with no server, for `kubectl apply -f -`
+//! (by a build with the `kubernetes` feature).
 
 use anyhow::Context as _;
 use reqwest::Method;
-use tavern_runtime::kubernetes::install::{InstallOptions, render};
 
 use super::commands::path_part;
 use super::http::{Api, Conn};
@@ -80,21 +80,32 @@ pub async fn manifests(cmd: ManifestsCommand) -> anyhow::Result<()> {
                 .context("the server's answer was cut off")?;
             print!("{yaml}");
         }
-        ManifestsCommand::Install(args) => {
-            let options = InstallOptions {
-                namespace: args.namespace,
-                image: args.image,
-                replicas: args.replicas,
-                domain: args.domain,
-                public_url: args.public_url,
-                store_url_secret: args.store_url_secret,
-                secret_key_secret: args.secret_key_secret,
-                data_size: args.data_size,
-                gateway: args.gateway.map(|g| (g, args.gateway_namespace)),
-                stub_release: args.stub_release,
-            };
-            print!("{}", render(&options).map_err(anyhow::Error::msg)?);
-        }
+        ManifestsCommand::Install(args) => print!("{}", install(args)?),
     }
     Ok(())
+}
+
+#[cfg(feature = "kubernetes")]
+fn install(args: InstallArgs) -> anyhow::Result<String> {
+    use tavern_runtime::kubernetes::install::{InstallOptions, render};
+    let options = InstallOptions {
+        namespace: args.namespace,
+        image: args.image,
+        replicas: args.replicas,
+        domain: args.domain,
+        public_url: args.public_url,
+        store_url_secret: args.store_url_secret,
+        secret_key_secret: args.secret_key_secret,
+        data_size: args.data_size,
+        gateway: args.gateway.map(|g| (g, args.gateway_namespace)),
+        stub_release: args.stub_release,
+    };
+    render(&options).map_err(anyhow::Error::msg)
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn install(_: InstallArgs) -> anyhow::Result<String> {
+    anyhow::bail!(
+        "this build of Tavern has no Kubernetes support: build it with `--features kubernetes` or `--features full`, or run `tavern manifests install` from Tavern's container image"
+    )
 }

@@ -555,6 +555,7 @@ async fn bad_backup_settings_are_named_and_nothing_starts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg(feature = "s3")]
 async fn backups_round_trip_through_s3_compatible_storage() {
     let Some(s3) = S3Server::start() else {
         return;

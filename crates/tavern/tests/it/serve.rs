@@ -13,6 +13,7 @@ async fn fresh_server_end_to_end_and_state_survives_restart_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[cfg(feature = "postgres")]
 async fn fresh_server_end_to_end_and_state_survives_restart_on_postgres() {
     let Some(schema) = tavern_store_sql::testing::TestSchema::create().await else {
         return;

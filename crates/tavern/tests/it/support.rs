@@ -144,6 +144,7 @@ impl Server {
 
     /// A second replica on a store another server set up: it makes no
     /// admin, so it has no token of its own (use the first one's).
+    #[cfg(feature = "kubernetes")]
     pub fn start_replica(env: &[(&str, &str)]) -> Self {
         Self::launch_new("127.0.0.1:0", &[], &[], env)
     }
@@ -647,11 +648,13 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 /// An S3-compatible server (moto's server mode, from PyPI) on a loopback
 /// port, stopped by its pid when dropped; `None` (the test skips) where
 /// moto is not installed, except under `CI=true`, where that fails.
+#[cfg(feature = "s3")]
 pub struct S3Server {
     child: Child,
     pub endpoint: String,
 }
 
+#[cfg(feature = "s3")]
 impl S3Server {
     pub fn start() -> Option<Self> {
         let installed = Command::new("python3")
@@ -696,6 +699,7 @@ impl S3Server {
     }
 }
 
+#[cfg(feature = "s3")]
 impl S3Server {
     /// The bucket's listing (S3's XML, `<Key>` per object).
     pub async fn list(&self, bucket: &str) -> String {
@@ -708,6 +712,7 @@ impl S3Server {
     }
 }
 
+#[cfg(feature = "s3")]
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
