@@ -2,8 +2,9 @@
 //! finds the servers that exist now. Every method is idempotent and speaks
 //! only Tavern's types, so the reconciler can drive any driver the same way.
 //! Drivers: [`process`] (supervised child processes on this machine),
-//! [`docker`] (one container per world) and [`kubernetes`] (one Deployment
-//! per world); [`Runtimes`] sends each world to its driver.
+//! `docker` (one container per world) and `kubernetes` (one Deployment per
+//! world), each of those two a cargo feature of the same name; [`Runtimes`]
+//! sends each world to its driver.
 
 #[cfg(feature = "docker")]
 pub mod docker;
