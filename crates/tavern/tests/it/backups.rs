@@ -98,6 +98,7 @@ async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option
         .await;
     assert_eq!(s, 202, "{b}");
     wait_for_state(admin, slug, "stopped").await;
+    wait_after_stop_backup(admin, slug).await;
     let data = data_dir(server, slug);
     let scenes = data.join("Data/worlds/campaign/data");
     std::fs::create_dir_all(&scenes).unwrap();
@@ -113,6 +114,19 @@ async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option
         noise(3_000_000, slug.len() as u64),
     )
     .unwrap();
+}
+
+/// Waits until the backup a stop makes (`backups.after_stop`), which
+/// begins once the world is stopped, is done: a backup asked for before
+/// then is refused as one in progress.
+pub(crate) async fn wait_after_stop_backup(api: &Api, slug: &str) {
+    wait_until("the backup after the stop is done", || async {
+        let (_, list) = api.get(&format!("/api/v1/instances/{slug}/backups")).await;
+        kinds(&list)
+            .iter()
+            .any(|(kind, status)| kind == "after_stop" && status != "in_progress")
+    })
+    .await;
 }
 
 /// Polls a backup until `done` says its JSON is final (at most 60 s).

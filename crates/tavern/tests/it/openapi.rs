@@ -76,6 +76,7 @@ async fn fixtures(server: &Server) -> Fixtures {
         assert_eq!(s, 202, "{b}");
         wait_for_state(&gina, "ginas", state).await;
     }
+    crate::backups::wait_after_stop_backup(&gina, "ginas").await;
     let backup = crate::backups::backup_now(&gina, "ginas").await;
     let start = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 20))
         .strftime("%Y-%m-%dT19:00:00Z")
