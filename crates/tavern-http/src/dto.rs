@@ -163,7 +163,10 @@ pub struct InstanceJson {
     pub desired_state: String,
     pub state: String,
     pub license: Option<LicenseRef>,
-    /// Why the world is in its state (a failure, a crash), if anything.
+    /// Why the world is in its state, if anything: a failure or a crash, or
+    /// why it stops or sleeps (who stopped it, how long it went without
+    /// players, that another world needed its key), in words that name no
+    /// other world.
     pub state_reason: Option<String>,
     pub players: u32,
     /// Open connections (tabs) through Tavern's proxy.

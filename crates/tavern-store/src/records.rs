@@ -46,7 +46,8 @@ pub struct Instance {
     pub idle_timeout_minutes: Option<u32>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// Why the world is in its state (a failure, a crash), for people.
+    /// Why the world is in its state, for people: a failure or a crash, or
+    /// why it stops or sleeps (kept from `Store::set_desired_state`).
     pub state_reason: Option<String>,
     /// Connected players, from Foundry's `/api/status`.
     pub players: u32,
