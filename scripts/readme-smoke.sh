@@ -17,12 +17,19 @@ command=$(grep -m 1 -E '^    [^ ]' README.md | sed 's/^    //')
 work=$(mktemp -d /tmp/tavern-readme.XXXXXX)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 pid=""
-stop() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -s TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -s KILL "$pid" 2>/dev/null || true
+stop_pid() {
+    if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
+        kill -s TERM "$1" 2>/dev/null || true
+        for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+        kill -s KILL "$1" 2>/dev/null || true
     fi
+}
+stop() {
+    stop_pid "$pid"
+    # Tavern leaves its worlds running when it stops (its next start adopts
+    # them): the demo world's server goes by the pid in its pid file.
+    stop_pid "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' \
+        "$work/data/instances/demo/server.json" 2>/dev/null || true)"
     rm -rf "$work"
 }
 trap stop EXIT
