@@ -623,3 +623,47 @@ async fn ambiguous_hosts_and_broken_bodies_are_refused() {
         "a client's mistake was blamed on the world"
     );
 }
+
+/// A sleeping world's standby page tells its game master why it sleeps
+/// (who stopped it), and a stranger nothing of that.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standby_page_tells_the_owner_why_the_world_sleeps() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k", &key_for("whykey")).await;
+    admin.create_user("alice", "gm", "alice-password").await;
+    let alice = admin.login("alice", "alice-password").await;
+    // Visits do not wake it: its owner sees it sleeping too.
+    create_world(
+        &alice,
+        &json!({"slug": "why", "release": "stub", "wake_on_visit": "off"}),
+    )
+    .await;
+    for (verb, state) in [("start", "running"), ("stop", "stopped")] {
+        let (s, b) = alice
+            .post(&format!("/api/v1/instances/why/{verb}"), &json!({}))
+            .await;
+        assert_eq!(s, 202, "{b}");
+        wait_for_state(&alice, "why", state).await;
+    }
+    let http = client(&server, &["why.localhost"]);
+    let url = world_url(&server, "why.localhost", "/");
+    let owners = http
+        .get(&url)
+        .header("cookie", format!("tavern_session={}", alice.token()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        owners.contains(">sleeping<") && owners.contains("stopped by alice"),
+        "{owners}"
+    );
+    let strangers = http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        strangers.contains(">sleeping<") && !strangers.contains("stopped by alice"),
+        "{strangers}"
+    );
+}
