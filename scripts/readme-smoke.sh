@@ -2,11 +2,11 @@
 # The README's first command, run as a newcomer runs it (taken from the
 # README itself, so a broken first command fails CI): the demo comes up,
 # its world `demo` answers through Tavern's proxy at demo.localhost, the
-# dashboard answers at localhost, and the server is stopped by its pid;
-# then that build, made without the drivers that are cargo features,
-# refuses one by name. Its data goes to a temporary directory and it
-# listens on a free port (TAVERN_* settings, which the command itself does
-# not name).
+# dashboard answers at localhost, and the server and its demo world are
+# stopped by their pids; then that build, made without the drivers that
+# are cargo features, refuses one by name. Its data goes to a temporary
+# directory and it listens on a free port (TAVERN_* settings, which the
+# command itself does not name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
