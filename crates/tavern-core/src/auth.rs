@@ -1,4 +1,4 @@
-//! Credentials: Argon2id for passwords (slow on purpose, so run off the async
+//! Credentials and callers: Argon2id for passwords (slow on purpose, so run off the async
 //! threads with a bound on how many run at once) and random API tokens whose
 //! SHA-256 alone is stored (fast to check on every request).
 
@@ -12,7 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::CoreError;
+use tavern_store::User;
+use tavern_types::Role;
+
+use crate::error::CoreError;
 
 /// Prefix of every Tavern API token, so that leaked tokens are recognisable.
 pub const TOKEN_PREFIX: &str = "tvn_";
@@ -143,6 +146,30 @@ pub fn new_token() -> (String, String) {
 /// Hex SHA-256 of a token's secret: what the store keeps and looks up by.
 pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// An authenticated user on whose behalf the service acts.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: User,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.user.username.to_string()
+    }
+
+    pub(crate) fn require_admin(&self, what: &str) -> Result<(), CoreError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden(format!("only an admin may {what}")))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,11 +15,15 @@ use jiff::{SignedDuration, Timestamp, Zoned};
 use tavern_store::{NewEvent, now};
 use tavern_types::{BackupStatus, DesiredState, ObservedState};
 
+use crate::auth::Caller;
 use crate::auth::token_hash;
+use crate::error::CoreError;
+use crate::invites::NewInvite;
 use crate::notifications::SendError;
 use crate::policy::supporters::normalize_link_code;
-use crate::service::{Caller, Tavern, minutes};
-use crate::{CoreError, NewInvite, NewSession};
+use crate::sessions::NewSession;
+use crate::tavern::Tavern;
+use crate::words::minutes;
 
 /// The subcommands of `/tavern`, as registered with Discord.
 pub const SUBCOMMANDS: &[&str] = &[

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::Slug;
 
-use crate::Tavern;
+use crate::tavern::Tavern;
 
 /// How long a code may be redeemed after it was made: one redirect's time.
 pub const HANDOFF_SECONDS: i64 = 60;

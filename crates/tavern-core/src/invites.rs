@@ -6,9 +6,11 @@ use jiff::{SignedDuration, Timestamp};
 use tavern_store::{Invite, NewEvent, StoreError, User, now};
 use tavern_types::{InviteId, Role, UserId};
 
-use crate::CoreError;
+use crate::auth::Caller;
 use crate::auth::{self, token_hash};
-use crate::service::{Caller, Tavern, parse_username};
+use crate::checks;
+use crate::error::CoreError;
+use crate::tavern::Tavern;
 
 /// The longest an invitation may last, and how many accounts it may make.
 pub const MAX_INVITE_DAYS: u32 = 90;
@@ -177,7 +179,7 @@ impl Tavern {
         password: &str,
     ) -> Result<(String, User), CoreError> {
         let invite = self.invite_by_code(code).await?;
-        let username = parse_username("username", username)?;
+        let username = checks::username("username", username)?;
         auth::check_password(password)?;
         if self.store.user_by_name(&username).await?.is_some() {
             return Err(CoreError::Conflict {

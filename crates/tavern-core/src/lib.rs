@@ -3,42 +3,56 @@
 //! what, validates input, and writes desired state through the Store port
 //! with an audit event; the [`reconciler`] makes the Runtime port follow it.
 //! It never imports a store adapter or an HTTP framework.
+//!
+//! The service is one struct (in `tavern.rs`) with one file per resource, each
+//! `impl Tavern`: users, instances, licenses (with the signed-license vault),
+//! releases, runtime specs, sessions, invitations, backups, usage,
+//! supporters, notifications, Discord, and the admin's overview. Leaf
+//! modules (settings, checks, words, policy, error) import none of them.
 
 pub mod activity;
+mod admin;
 pub mod auth;
 pub mod backups;
+pub mod checks;
 pub mod discord;
 mod error;
 mod handoff;
+mod instances;
 mod invites;
 pub mod leadership;
+mod licenses;
 pub mod notifications;
 pub mod policy;
 pub mod reconciler;
+mod releases;
 pub mod routes;
 pub mod scheduler;
 pub mod secrets;
-mod service;
 mod sessions;
+mod settings;
+mod spec;
 mod supporters;
+mod tavern;
 mod usage;
+mod users;
+mod vault;
+mod words;
+mod work;
 
-/// The checks of free-text fields that the API document's patterns
-/// describe (its tests hold the two together).
-pub mod checks {
-    pub use crate::notifications::check_webhook as webhook;
-    pub use crate::service::check_label as label;
-    pub use crate::supporters::check_email as email;
-}
-
-pub use backups::{BackupDownload, BackupSettings, BackupView, RestoreState, RestoreStatus};
+pub use admin::Overview;
+pub use auth::Caller;
+pub use backups::{BackupDownload, BackupView, RestoreState, RestoreStatus};
 pub use error::CoreError;
 pub use handoff::HANDOFF_SECONDS;
+pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
-pub use service::{
-    Caller, Economy, InstanceUpdate, InstanceView, LicenseView, NewInstance, NewLicense, NewUser,
-    Overview, RUNTIME_KINDS, Settings, Tavern,
-};
+pub use licenses::{LicenseView, NewLicense};
 pub use sessions::{NewSession, SessionView};
-pub use supporters::{KofiNotice, KofiReceipt, KofiSettings, LINK_CODE_MINUTES, SupporterView};
+pub use settings::{
+    BackupSettings, Economy, KofiSettings, NotifySettings, RUNTIME_KINDS, Settings,
+};
+pub use supporters::{KofiNotice, KofiReceipt, LINK_CODE_MINUTES, SupporterView};
+pub use tavern::Tavern;
 pub use usage::{Held, LicenseLane, UsageView};
+pub use users::NewUser;

@@ -13,56 +13,17 @@ use tavern_store::{Delivery, NewEvent, NewNotification, Notification, now};
 use tavern_types::{BackupId, Slug, UserId};
 use tokio_util::sync::CancellationToken;
 
-use crate::CoreError;
+use crate::auth::Caller;
+use crate::checks;
+use crate::error::CoreError;
 use crate::policy::notifications::{backoff, message, notice_for};
-use crate::service::{Caller, Tavern, minutes};
+use crate::tavern::Tavern;
+use crate::words::minutes;
 
 /// Events read from the audit log at a time.
 const BATCH: u32 = 200;
 /// Discord refuses longer messages.
 const MAX_MESSAGE: usize = 2000;
-
-/// How notifications go out.
-#[derive(Clone)]
-pub struct NotifySettings {
-    /// The community's Discord webhook URL (a secret: it holds a token).
-    pub community_webhook: Option<String>,
-    /// The first retry's wait, doubling up to `retry_max`.
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    /// A notification not delivered this long after it was raised is
-    /// given up.
-    pub give_up_after: SignedDuration,
-    /// Owners are reminded this long before a session begins.
-    pub reminder_before: SignedDuration,
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        Self {
-            community_webhook: None,
-            retry_initial: Duration::from_secs(5),
-            retry_max: Duration::from_secs(600),
-            give_up_after: SignedDuration::from_hours(48),
-            reminder_before: SignedDuration::from_mins(30),
-        }
-    }
-}
-
-impl std::fmt::Debug for NotifySettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotifySettings")
-            .field(
-                "community_webhook",
-                &self.community_webhook.as_ref().map(|_| "***"),
-            )
-            .field("retry_initial", &self.retry_initial)
-            .field("retry_max", &self.retry_max)
-            .field("give_up_after", &self.give_up_after)
-            .field("reminder_before", &self.reminder_before)
-            .finish()
-    }
-}
 
 /// Why a delivery failed; never holds the webhook's address.
 #[derive(Debug, thiserror::Error)]
@@ -77,23 +38,6 @@ pub struct SendError {
 #[async_trait::async_trait]
 pub trait WebhookSender: Send + Sync + 'static {
     async fn post(&self, url: &str, message: &str) -> Result<(), SendError>;
-}
-
-/// A webhook address as given, checked: `http(s)://` and no whitespace,
-/// at most 2000 characters (the API document's pattern says the same).
-pub fn check_webhook(url: &str) -> Result<&str, CoreError> {
-    let u = url;
-    let ok = (u.starts_with("https://") || u.starts_with("http://"))
-        && u.chars().count() <= 2000
-        && !u.contains(char::is_whitespace);
-    if !ok {
-        return Err(CoreError::invalid(
-            "invalid_webhook",
-            "webhook_url",
-            "a webhook is an https:// address (Discord: channel settings → Integrations → Webhooks)",
-        ));
-    }
-    Ok(u)
 }
 
 /// Where a notification goes.
@@ -306,7 +250,7 @@ impl Tavern {
         if target.id != caller.user.id {
             caller.require_admin("set another user's webhook")?;
         }
-        let sealed = match url.map(check_webhook).transpose()? {
+        let sealed = match url.map(checks::webhook).transpose()? {
             Some(u) => Some(
                 self.secrets
                     .seal(u.as_bytes())

@@ -18,8 +18,8 @@ use tavern_store::{Instance, NewEvent, Observation, Outcome, now};
 use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
 use tokio_util::sync::CancellationToken;
 
-use crate::Tavern;
 use crate::routes::{Route, RouteTable};
+use crate::tavern::Tavern;
 
 /// Timings and limits of supervision.
 #[derive(Clone, Debug)]

@@ -13,9 +13,10 @@ use tavern_store::{NewEvent, now};
 use tavern_types::{DesiredState, InstanceId, Slug};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::CoreError;
 use crate::policy::idle::{Idle, idle};
-use crate::service::minutes;
-use crate::{CoreError, Tavern};
+use crate::tavern::Tavern;
+use crate::words::minutes;
 
 /// Runs the scheduler until `cancel`.
 pub async fn run(tavern: Tavern, period: Duration, cancel: CancellationToken) {

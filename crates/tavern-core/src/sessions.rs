@@ -9,10 +9,13 @@ use jiff::{SignedDuration, Timestamp};
 use tavern_store::{NewEvent, Session, StoreError, now};
 use tavern_types::{DesiredState, SessionId, Slug};
 
-use crate::CoreError;
+use crate::auth::Caller;
+use crate::error::CoreError;
+use crate::licenses::Snapshot;
 use crate::policy::licenses::{eligible, session_keys};
 use crate::policy::reservations::{self, Booking, Request, Window};
-use crate::service::{Caller, Snapshot, Tavern, being_destroyed, minutes};
+use crate::tavern::Tavern;
+use crate::words::{being_destroyed, minutes};
 
 /// The shortest and longest session one may book.
 const MIN_MINUTES: u32 = 15;
@@ -217,7 +220,7 @@ impl Tavern {
             .iter()
             .filter(|s| conflicts.contains(&s.id))
             .map(|s| {
-                let whose = crate::service::world_name_for(
+                let whose = crate::words::world_name_for(
                     snap.instances.iter().find(|i| i.id == s.instance),
                     caller.user.id,
                     caller.is_admin(),

@@ -10,31 +10,16 @@ use subtle::ConstantTimeEq as _;
 use tavern_store::{NewEvent, Payment, User, now};
 use tavern_types::{UserId, Username};
 
-use crate::CoreError;
+use crate::auth::Caller;
 use crate::auth::token_hash;
+use crate::checks;
+use crate::error::CoreError;
 use crate::policy::supporters as policy;
-use crate::service::{Caller, Tavern};
+use crate::settings::KofiSettings;
+use crate::tavern::Tavern;
 
 /// How long a link code may be used.
 pub const LINK_CODE_MINUTES: i64 = 60;
-
-/// Ko-fi, as configured.
-#[derive(Clone)]
-pub struct KofiSettings {
-    /// The verification token Ko-fi sends with every notice (a secret).
-    pub verification_token: String,
-    /// Ko-fi tier names to quota tiers (`[kofi.tiers]`).
-    pub tiers: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for KofiSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KofiSettings")
-            .field("verification_token", &"***")
-            .field("tiers", &self.tiers)
-            .finish()
-    }
-}
 
 /// A Ko-fi payment notice as it arrived (the JSON of its `data` field),
 /// before it is checked.
@@ -135,7 +120,9 @@ fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
         Some(e) if e.chars().any(|c| c.is_whitespace() || c.is_control()) => None,
         Some(e) => {
             let cleaned = policy::clean_text(e, 254);
-            (cleaned == e).then(|| check_email(&cleaned).ok()).flatten()
+            (cleaned == e)
+                .then(|| checks::email(&cleaned).ok())
+                .flatten()
         }
     };
     Ok(Payment {
@@ -156,30 +143,6 @@ fn payment_of(n: &KofiNotice, at: Timestamp) -> Result<Payment, CoreError> {
         recorded_at: at,
         user: None,
     })
-}
-
-/// An e-mail address as given, checked and lowercased: one `@`, something
-/// before it, a domain with a dot inside it, no whitespace, at most 254
-/// characters (the API document's pattern says the same).
-pub fn check_email(email: &str) -> Result<String, CoreError> {
-    let e = email.to_ascii_lowercase();
-    let (local, domain) = e.split_once('@').unwrap_or_default();
-    let inner_dot = domain
-        .char_indices()
-        .any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len());
-    if local.is_empty()
-        || !inner_dot
-        || domain.contains('@')
-        || e.chars().count() > 254
-        || e.contains(char::is_whitespace)
-    {
-        return Err(CoreError::invalid(
-            "invalid_email",
-            "email",
-            format!("{e:?} is not an e-mail address"),
-        ));
-    }
-    Ok(e)
 }
 
 /// `3.50 USD`.
@@ -322,7 +285,7 @@ impl Tavern {
     ) -> Result<User, CoreError> {
         caller.require_admin("set e-mail addresses")?;
         let target = self.user_named("user", username).await?;
-        let email = email.map(check_email).transpose()?;
+        let email = email.map(checks::email).transpose()?;
         let event = NewEvent::success(
             caller.user.username.as_str(),
             "user.email",

@@ -8,9 +8,10 @@ use jiff::tz::TimeZone;
 use tavern_store::now;
 use tavern_types::{UserId, Username};
 
-use crate::CoreError;
+use crate::auth::Caller;
+use crate::error::CoreError;
 use crate::policy::usage::{self, UserUsage};
-use crate::service::{Caller, Tavern};
+use crate::tavern::Tavern;
 
 /// A month's usage as people see it.
 #[derive(Clone, Debug)]

@@ -283,9 +283,9 @@ impl Default for NotificationsConfig {
 
 impl Config {
     /// Where notifications go and how they are retried.
-    pub fn notify_settings(&self) -> anyhow::Result<tavern_core::notifications::NotifySettings> {
+    pub fn notify_settings(&self) -> anyhow::Result<tavern_core::NotifySettings> {
         let n = &self.notifications;
-        Ok(tavern_core::notifications::NotifySettings {
+        Ok(tavern_core::NotifySettings {
             community_webhook: secret_value(
                 "discord.webhook_url",
                 &self.discord.webhook_url,

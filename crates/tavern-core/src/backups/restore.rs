@@ -1,0 +1,391 @@
+//! Restoring a backup into its own world (stopped first, with a
+//! pre-restore backup) or into a new one: the archive is checked against
+//! its record before anything changes, and a failure says whether the
+//! world's data had changed by then.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tavern_backup::archive::{self, Limits};
+use tavern_backup::local;
+use tavern_store::{Backup, Instance, Outcome, now};
+use tavern_types::{ArchiveRecord, BackupKind, DesiredState, ObservedState, Slug};
+
+use super::{BackupView, backup_event, complete, not_found};
+use crate::auth::Caller;
+use crate::error::CoreError;
+use crate::instances::NewInstance;
+use crate::tavern::Tavern;
+use crate::work::{Busy, RestoreState, RestoreStatus};
+
+/// How long a restore waits for its world to stop.
+const STOP_WAIT: Duration = Duration::from_secs(180);
+
+/// Why a restore failed, and whether the world's data had changed by then.
+struct RestoreFailure {
+    error: CoreError,
+    changed: bool,
+}
+
+impl RestoreFailure {
+    fn after_change(error: CoreError) -> Self {
+        Self {
+            error,
+            changed: true,
+        }
+    }
+}
+
+impl From<tavern_store::StoreError> for RestoreFailure {
+    fn from(error: tavern_store::StoreError) -> Self {
+        CoreError::from(error).into()
+    }
+}
+
+impl From<CoreError> for RestoreFailure {
+    /// A failure before anything changed (a refused archive changes
+    /// nothing either).
+    fn from(error: CoreError) -> Self {
+        Self {
+            error,
+            changed: false,
+        }
+    }
+}
+
+/// An archive that is not the one recorded.
+fn not_as_recorded() -> CoreError {
+    CoreError::Conflict {
+        code: "backup_corrupt",
+        message: "the archive is not the one recorded when it was made (its size or checksum differs); nothing was restored".into(),
+    }
+}
+
+/// Puts a verified archive in place of `data`, on a blocking thread. A
+/// damaged or refused archive changes nothing.
+async fn unpack_verified(
+    archive_file: &Path,
+    data: &Path,
+    record: &ArchiveRecord,
+) -> Result<(), RestoreFailure> {
+    let (archive_file, data, record) = (
+        archive_file.to_path_buf(),
+        data.to_path_buf(),
+        record.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let expected = local::Expected {
+            size: record.size,
+            sha256: &record.sha256,
+            limits: Limits {
+                bytes: record.bytes,
+                files: record.files,
+            },
+        };
+        local::restore_into(&archive_file, &data, expected)
+    })
+    .await
+    .map_err(|e| CoreError::internal("restore", e))?
+    .map_err(|e| match e {
+        local::RestoreError::Refused(message) => CoreError::Conflict {
+            code: "backup_corrupt",
+            message,
+        }
+        .into(),
+        // Perhaps between moving the data aside and putting the new in.
+        e => RestoreFailure::after_change(CoreError::internal("restore", e)),
+    })
+}
+
+impl Tavern {
+    /// Restores a backup: into its own world (`to` = `None`: stopped first,
+    /// its current data backed up first, started again if it ran), or into
+    /// a new world named `to`. Answers at once; the backup's `restore` tells
+    /// how it goes.
+    pub async fn restore_backup(
+        &self,
+        caller: &Caller,
+        id: &str,
+        to: Option<&str>,
+    ) -> Result<BackupView, CoreError> {
+        let b = self.visible_backup(caller, id).await?;
+        complete(&b)?;
+        let (target, fresh) = match to {
+            Some(slug) => {
+                // An admin restores a game master's backup into a world of
+                // theirs; a game master into their own.
+                let owner = match caller.is_admin() {
+                    true => self
+                        .store
+                        .user(b.owner)
+                        .await?
+                        .map(|u| u.username.to_string()),
+                    false => None,
+                };
+                // The new world runs what the backup's world runs, if that
+                // world is still there (else the newest release).
+                let original = self.store.instance(&b.slug).await?;
+                let created = self
+                    .create_instance(
+                        caller,
+                        NewInstance {
+                            slug: slug.to_owned(),
+                            owner,
+                            release: original.as_ref().and_then(|i| i.release.clone()),
+                            license: None,
+                            runtime: original.map(|i| i.runtime),
+                            idle_timeout_minutes: None,
+                            wake_on_visit: None,
+                        },
+                    )
+                    .await?;
+                (created.instance, true)
+            }
+            None => {
+                let i = self
+                    .visible_instance(caller, b.slug.as_str())
+                    .await
+                    .map_err(|_| CoreError::Conflict {
+                        code: "world_gone",
+                        message: format!(
+                            "{} no longer exists: restore into a new world with `to`",
+                            b.slug
+                        ),
+                    })?;
+                if i.desired_state == DesiredState::Destroyed {
+                    return Err(crate::words::being_destroyed(&i));
+                }
+                (i, false)
+            }
+        };
+        let busy = self.backup_work.hold(&target.slug)?;
+        self.backup_work.set_restore(
+            b.id,
+            RestoreStatus {
+                to: target.slug.clone(),
+                state: RestoreState::Running,
+                at: now(),
+            },
+        );
+        let tavern = self.clone();
+        let caller = caller.clone();
+        let backup = b.clone();
+        tokio::spawn(async move {
+            let result = tavern
+                .run_restore(&caller, &backup, &target, fresh, busy)
+                .await;
+            let (state, outcome, detail) = match result {
+                Ok(()) => (
+                    RestoreState::Done,
+                    Outcome::Success,
+                    format!("into {}", target.slug),
+                ),
+                Err(e) => {
+                    let why = e.to_string();
+                    tracing::warn!(id = %backup.id, to = %target.slug, error = %why, "restore failed");
+                    (RestoreState::Failed(why.clone()), Outcome::Failure, why)
+                }
+            };
+            tavern.backup_work.set_restore(
+                backup.id,
+                RestoreStatus {
+                    to: target.slug.clone(),
+                    state,
+                    at: now(),
+                },
+            );
+            let e = backup_event(
+                &caller.name(),
+                "backup.restore",
+                &backup,
+                outcome,
+                Some(detail),
+            );
+            if let Err(err) = tavern.store.append_event(&e).await {
+                tracing::warn!(error = %err, "recording the restore failed");
+            }
+        });
+        self.backup_view(b).await
+    }
+
+    /// A restore, start to end. When it fails, a world that ran is asked
+    /// to run again, and the backup it took of the world first is removed
+    /// if nothing was changed (it only repeats the data still in place, and
+    /// would push an older backup out); after a restore, retention applies.
+    async fn run_restore(
+        &self,
+        caller: &Caller,
+        b: &Backup,
+        i: &Instance,
+        fresh: bool,
+        _busy: Busy,
+    ) -> Result<(), CoreError> {
+        let was_running = !fresh && i.desired_state == DesiredState::Running;
+        let mut taken = None;
+        let result = self.restore_steps(caller, b, i, fresh, &mut taken).await;
+        match &result {
+            Ok(()) => {
+                if let Err(e) = self.apply_retention(&i.slug).await {
+                    tracing::warn!(slug = %i.slug, error = %e, "applying backup retention failed");
+                }
+            }
+            Err(failure) => {
+                if let (Some(pre), false) = (&taken, failure.changed) {
+                    let why = "the restore it was taken for failed before changing anything";
+                    if let Err(e) = self.remove_backup(pre, "system", why).await {
+                        tracing::warn!(id = %pre.id, error = %e, "removing a restore's own backup failed");
+                    }
+                }
+                if was_running
+                    && let Err(e) = self
+                        .set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                        .await
+                {
+                    tracing::warn!(slug = %i.slug, error = %e, "starting the world again after a failed restore failed");
+                }
+            }
+        }
+        result.map_err(|failure| failure.error)
+    }
+
+    /// Stops the world and backs it up (unless it is new), then puts the
+    /// backup's archive in place of its data, and starts it again if it
+    /// ran. `taken` is the backup of the world taken first.
+    async fn restore_steps(
+        &self,
+        caller: &Caller,
+        b: &Backup,
+        i: &Instance,
+        fresh: bool,
+        taken: &mut Option<Backup>,
+    ) -> Result<(), RestoreFailure> {
+        let settings = self.backup_settings()?.clone();
+        let data = if crate::settings::data_on_cluster(&i.runtime) {
+            None
+        } else {
+            Some(self.local_data(i)?)
+        };
+        let was_running = !fresh && i.desired_state == DesiredState::Running;
+        if !fresh {
+            if i.desired_state == DesiredState::Running {
+                self.set_desired(caller, i.slug.as_str(), DesiredState::Stopped)
+                    .await?;
+            }
+            self.wait_stopped(&i.slug).await?;
+            // What is there now is kept first, under this restore's hold.
+            let current = self
+                .store
+                .instance(&i.slug)
+                .await?
+                .ok_or_else(|| not_found(i.slug.as_str()))?;
+            match self
+                .start_job(&current, BackupKind::PreRestore, "system", None)
+                .await
+            {
+                Ok(job) => {
+                    let done = self
+                        .run_backup(job)
+                        .await
+                        .map_err(|_| CoreError::Conflict {
+                            code: "backup_failed",
+                            message: format!(
+                                "{}'s current data could not be backed up, so nothing was restored",
+                                i.slug
+                            ),
+                        })?;
+                    *taken = Some(done);
+                }
+                Err(e) if e.code() == "no_data" => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let facts = complete(b)?.clone();
+        let record = ArchiveRecord {
+            size: facts.size,
+            sha256: facts.sha256.clone(),
+            bytes: facts.bytes,
+            files: facts.files,
+        };
+        let scratch = settings.staging.join(format!("{}.restore", b.id));
+        let local = settings
+            .target
+            .local_copy(&facts.key, &scratch)
+            .await
+            .map_err(|e| CoreError::internal("fetch a backup", e))?;
+        let unpacked = match &data {
+            Some(data) => unpack_verified(&local, data, &record).await,
+            None => self.import_verified(i, &local, &record).await,
+        };
+        if local == scratch {
+            let _ = tokio::fs::remove_file(&scratch).await;
+        }
+        unpacked?;
+        if was_running {
+            self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                .await
+                .map_err(RestoreFailure::after_change)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until a world asked to stop has stopped.
+    async fn wait_stopped(&self, slug: &Slug) -> Result<(), CoreError> {
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        loop {
+            let i = self
+                .store
+                .instance(slug)
+                .await?
+                .ok_or_else(|| not_found(slug.as_str()))?;
+            if matches!(i.state, ObservedState::Stopped | ObservedState::Failed) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(CoreError::Conflict {
+                    code: "instance_running",
+                    message: format!("{slug} did not stop in time; nothing was restored"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Puts an archive in place of a Kubernetes world's data, through the
+    /// runtime (verified there before anything changes).
+    async fn import_verified(
+        &self,
+        i: &Instance,
+        archive_file: &Path,
+        record: &ArchiveRecord,
+    ) -> Result<(), RestoreFailure> {
+        let spec = self
+            .spec_with(i, false)
+            .await
+            .map_err(|e| CoreError::internal("describe the world", e))?;
+        // Checked here first, so that a wrong archive never leaves Tavern.
+        let file = archive_file.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || archive::file_digest(&file))
+            .await
+            .map_err(|e| CoreError::internal("restore", e))?
+            .map_err(|e| CoreError::internal("restore", e))?;
+        if digest != (record.size, record.sha256.clone()) {
+            return Err(not_as_recorded().into());
+        }
+        match self
+            .runtime
+            .import_archive(&spec, archive_file, record)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if !e.is_transient() => Err(CoreError::Conflict {
+                code: "backup_corrupt",
+                message: e.to_string(),
+            }
+            .into()),
+            // Perhaps cut off while the data was being swapped.
+            Err(e) => Err(RestoreFailure::after_change(CoreError::internal(
+                "restore", e,
+            ))),
+        }
+    }
+}

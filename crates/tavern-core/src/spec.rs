@@ -1,0 +1,133 @@
+//! What the runtime is given for a world (its launch, Foundry's
+//! configuration, its key) and what it shows back: the objects it writes
+//! and the server's output.
+
+use tavern_runtime::foundry_config;
+use tavern_store::Instance;
+use tavern_types::DesiredState;
+
+use crate::auth::Caller;
+use crate::error::CoreError;
+use crate::settings::data_on_cluster;
+use crate::tavern::Tavern;
+
+impl Tavern {
+    /// What the runtime needs to start `i`.
+    pub(crate) async fn spec_for(
+        &self,
+        i: &Instance,
+    ) -> Result<tavern_runtime::InstanceSpec, String> {
+        self.spec_with(i, true).await
+    }
+
+    /// What the runtime is given for `i`; without `need_key`, a world that
+    /// holds no license key is described without one.
+    pub(crate) async fn spec_with(
+        &self,
+        i: &Instance,
+        need_key: bool,
+    ) -> Result<tavern_runtime::InstanceSpec, String> {
+        let release = i.release.as_deref().ok_or("the instance has no release")?;
+        let launch = match i.runtime.as_str() {
+            "docker" => tavern_runtime::Launch::Container {
+                release: release.to_owned(),
+            },
+            "kubernetes" => tavern_runtime::Launch::Pod {
+                release: release.to_owned(),
+            },
+            _ => self.releases.resolve(release).map_err(|e| e.to_string())?,
+        };
+        let held = self
+            .store
+            .list_licenses()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|l| l.bound_to == Some(i.id));
+        let (license_key, signed_license) = match held {
+            Some(held) => (
+                Some(self.license_key(held.id).await.map_err(|e| e.to_string())?),
+                self.signed_license(held.id),
+            ),
+            None if need_key => return Err("it holds no license key".into()),
+            None => (None, None),
+        };
+        let admin_hash = self.admin_hash(i).map_err(|e| e.to_string())?;
+        Ok(tavern_runtime::InstanceSpec {
+            id: i.id,
+            slug: i.slug.clone(),
+            launch,
+            config: tavern_runtime::FoundryConfig {
+                hostname: self.settings.instance_host(&i.slug),
+                route_prefix: self.settings.path_routing.then(|| i.slug.to_string()),
+                proxy_ssl: self.settings.public_scheme == "https",
+                proxy_port: Some(self.settings.public_port_or_default()),
+                license_key,
+                signed_license,
+                admin_hash,
+            },
+        })
+    }
+
+    /// What Foundry's `admin.txt` holds for a world: its admin key's hash,
+    /// in felddy's format (none for a world without an admin key).
+    pub(crate) fn admin_hash(&self, i: &Instance) -> Result<Option<String>, CoreError> {
+        let Some(sealed) = &i.admin_key_sealed else {
+            return Ok(None);
+        };
+        let opened = || -> Result<String, String> {
+            let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
+            String::from_utf8(key).map_err(|e| e.to_string())
+        };
+        let key = opened().map_err(|e| CoreError::internal("open the admin key", e))?;
+        Ok(Some(foundry_config::admin_key_hash(
+            &key,
+            foundry_config::DEFAULT_ADMIN_SALT,
+        )))
+    }
+
+    /// The objects the runtime writes for a world, as YAML (admins: they
+    /// describe the cluster). Only worlds on a runtime of declarative
+    /// objects (Kubernetes) have them.
+    pub async fn world_manifests(&self, caller: &Caller, slug: &str) -> Result<String, CoreError> {
+        caller.require_admin("see a world's manifests")?;
+        let i = self.visible_instance(caller, slug).await?;
+        let none = || CoreError::Conflict {
+            code: "no_manifests",
+            message: format!(
+                "{} runs on the {} runtime, which writes no manifests (only kubernetes does)",
+                i.slug, i.runtime
+            ),
+        };
+        if !data_on_cluster(&i.runtime) {
+            return Err(none());
+        }
+        let spec = self
+            .spec_with(&i, false)
+            .await
+            .map_err(|why| CoreError::Conflict {
+                code: "no_manifests",
+                message: format!("{} cannot be described yet: {why}", i.slug),
+            })?;
+        let running = i.desired_state == DesiredState::Running;
+        match self.runtime.manifests(&spec, running) {
+            Some(Ok(yaml)) => Ok(yaml),
+            Some(Err(e)) => Err(CoreError::internal("render the world's manifests", e)),
+            None => Err(none()),
+        }
+    }
+
+    /// The last `tail` lines of a world's server output.
+    pub async fn instance_logs(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        tail: usize,
+    ) -> Result<Vec<String>, CoreError> {
+        let i = self.visible_instance(caller, slug).await?;
+        self.runtime
+            .logs(&i.slug, tail.clamp(1, 10_000))
+            .await
+            .map_err(|e| CoreError::internal("read logs", e))
+    }
+}

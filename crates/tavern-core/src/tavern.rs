@@ -1,0 +1,86 @@
+//! The [`Tavern`] service itself: what it holds (the store, the runtime,
+//! sealed secrets, settings, and the signals between its loops). Each
+//! resource's operations live in a file of their own, each `impl Tavern`.
+
+use std::sync::Arc;
+
+use tavern_runtime::Runtime;
+use tavern_runtime::releases::Releases;
+use tavern_store::Store;
+use tokio::sync::Notify;
+
+use crate::auth::Passwords;
+use crate::secrets::SecretBox;
+use crate::settings::Settings;
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Tavern {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) secrets: SecretBox,
+    pub(crate) passwords: Passwords,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) releases: Arc<Releases>,
+    /// Wakes the reconciler when desired state changes.
+    pub(crate) wake: Arc<Notify>,
+    /// Wakes the scheduler when sessions change.
+    pub(crate) schedule_wake: Arc<Notify>,
+    /// Open connections to each world, counted by the proxy.
+    pub(crate) activity: crate::activity::Activity,
+    /// Where worlds answer, for the proxy (the reconciler publishes it).
+    pub(crate) routes: Arc<tokio::sync::watch::Sender<Arc<crate::routes::RouteTable>>>,
+    /// Backups and restores under way.
+    pub(crate) backup_work: Arc<crate::work::BackupWork>,
+}
+
+impl Tavern {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: SecretBox,
+        settings: Settings,
+        runtime: Arc<dyn Runtime>,
+        releases: Arc<Releases>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            passwords: Passwords::new(2),
+            settings: Arc::new(settings),
+            runtime,
+            releases,
+            wake: Arc::new(Notify::new()),
+            schedule_wake: Arc::new(Notify::new()),
+            routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
+            activity: crate::activity::Activity::default(),
+            backup_work: Arc::default(),
+        }
+    }
+
+    /// The proxy's handle for counting open connections to worlds.
+    pub fn activity(&self) -> crate::activity::Activity {
+        self.activity.clone()
+    }
+
+    /// The route table as it changes.
+    pub fn routes(&self) -> tokio::sync::watch::Receiver<Arc<crate::routes::RouteTable>> {
+        self.routes.subscribe()
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// Resolves when desired state changed (the reconciler waits on it).
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
