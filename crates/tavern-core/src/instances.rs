@@ -3,15 +3,16 @@
 //! masters see only their own; another's world answers "not found".
 
 use tavern_store::{Instance, License, NewEvent, Observation, User, now};
-use tavern_types::{DesiredState, LicenseId, ObservedState, Slug, Username};
+use tavern_types::{DesiredState, LicenseId, ObservedState, RuntimeKind, Slug, Username};
 
 use crate::auth::{self, Caller};
 use crate::checks;
 use crate::error::CoreError;
+use crate::licenses::ClaimError;
 use crate::policy::quotas::{self};
-use crate::settings::{RUNTIME_KINDS, data_on_cluster};
 use crate::tavern::Tavern;
 use crate::words::being_destroyed;
+use tavern_runtime::releases::ReleaseError;
 
 pub struct NewInstance {
     pub slug: String,
@@ -81,7 +82,7 @@ impl Tavern {
         };
         let runtime = match &new.runtime {
             Some(r) => self.check_runtime(r)?,
-            None => self.settings.default_runtime.clone(),
+            None => self.settings.default_runtime,
         };
         // Without a release named, the newest installed one: a world
         // without a release could not start.
@@ -102,8 +103,8 @@ impl Tavern {
                     )
                 })?,
         };
-        self.check_release_for(&runtime, &release)
-            .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
+        self.check_release_for(runtime, &release)
+            .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
         let release = Some(release);
         let idle_timeout_minutes = new
             .idle_timeout_minutes
@@ -329,7 +330,7 @@ impl Tavern {
     ) -> Result<Instance, CoreError> {
         let runtime = match runtime {
             Some(r) => self.check_runtime(r)?,
-            None => i.runtime.clone(),
+            None => i.runtime,
         };
         let release = match release {
             Some(r) => checks::release(r)?,
@@ -341,7 +342,7 @@ impl Tavern {
         }
         // A world on Kubernetes keeps its data on the cluster, the others
         // on this machine: its data cannot follow it across.
-        if data_on_cluster(&runtime) != data_on_cluster(&i.runtime) {
+        if runtime.data_on_cluster() != i.runtime.data_on_cluster() {
             return Err(CoreError::invalid(
                 "invalid_runtime",
                 "runtime",
@@ -358,8 +359,8 @@ impl Tavern {
                 format!("{} has no release: name one with the runtime", i.slug),
             ));
         }
-        self.check_release_for(&runtime, &release)
-            .map_err(|e| CoreError::invalid("unknown_release", "release", e))?;
+        self.check_release_for(runtime, &release)
+            .map_err(|e| CoreError::invalid("unknown_release", "release", e.to_string()))?;
         if i.desired_state != DesiredState::Stopped || i.state != ObservedState::Stopped {
             return Err(CoreError::Conflict {
                 code: "instance_running",
@@ -380,7 +381,7 @@ impl Tavern {
             .set_instance_launch(
                 &i.slug,
                 &release,
-                &runtime,
+                runtime,
                 &NewEvent::success(
                     caller.name(),
                     "instance.upgrade",
@@ -392,33 +393,28 @@ impl Tavern {
     }
 
     /// A runtime this server runs worlds on.
-    fn check_runtime(&self, runtime: &str) -> Result<String, CoreError> {
-        if self.settings.runtimes.iter().any(|r| r == runtime) {
-            return Ok(runtime.to_owned());
-        }
-        let why = if RUNTIME_KINDS.contains(&runtime) {
-            format!("this server is not set up for the {runtime} runtime")
-        } else {
-            format!("{runtime:?} is not a runtime")
+    fn check_runtime(&self, runtime: &str) -> Result<RuntimeKind, CoreError> {
+        let why = match runtime.parse::<RuntimeKind>() {
+            Ok(kind) if self.settings.runtimes.contains(&kind) => return Ok(kind),
+            Ok(kind) => format!("this server is not set up for the {kind} runtime"),
+            Err(_) => format!("{runtime:?} is not a runtime"),
         };
+        let offered: Vec<&str> = self.settings.runtimes.iter().map(|r| r.as_str()).collect();
         Err(CoreError::invalid(
             "invalid_runtime",
             "runtime",
-            format!("{why}; it offers: {}", self.settings.runtimes.join(", ")),
+            format!("{why}; it offers: {}", offered.join(", ")),
         ))
     }
 
     /// Whether a release can run on a runtime: installed here for
     /// processes; any version for containers and pods (its image is
     /// pulled at the first start).
-    fn check_release_for(&self, runtime: &str, release: &str) -> Result<(), String> {
-        if runtime == "docker" || runtime == "kubernetes" {
+    fn check_release_for(&self, runtime: RuntimeKind, release: &str) -> Result<(), ReleaseError> {
+        if runtime.runs_images() {
             return Ok(());
         }
-        self.releases
-            .resolve(release)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.releases.resolve(release).map(|_| ())
     }
 
     /// Asks for an instance to be destroyed: the reconciler stops its
@@ -486,13 +482,13 @@ impl Tavern {
                 Ok(_) => {}
                 // Already on its way: a key was promised to it and the world
                 // holding that key is stopping.
-                Err(e) if promised && e.code() == "license_in_use" => {}
-                Err(e) if e.code() == "no_license_available" => {
+                Err(ClaimError::InUse { .. }) if promised => {}
+                Err(e @ ClaimError::NoneFree { .. }) => {
                     if !self.preempt_for(&i, caller.name(), &start).await? {
-                        return Err(advise_on_keys(e, caller));
+                        return Err(advise_on_keys(e.into(), caller));
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         } else {
             self.store
@@ -546,10 +542,10 @@ impl Tavern {
                 i.slug
             ),
         })?;
-        self.check_release_for(&i.runtime, release)
-            .map_err(|message| CoreError::Conflict {
+        self.check_release_for(i.runtime, release)
+            .map_err(|e| CoreError::Conflict {
                 code: "release_missing",
-                message,
+                message: e.to_string(),
             })?;
         Ok(())
     }

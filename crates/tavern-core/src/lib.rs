@@ -33,6 +33,7 @@ mod sessions;
 mod settings;
 mod spec;
 mod supporters;
+mod switchover;
 mod tavern;
 mod usage;
 mod users;
@@ -49,9 +50,7 @@ pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};
 pub use sessions::{NewSession, SessionView};
-pub use settings::{
-    BackupSettings, Economy, KofiSettings, NotifySettings, RUNTIME_KINDS, Settings,
-};
+pub use settings::{BackupSettings, Economy, KofiSettings, NotifySettings, Settings};
 pub use supporters::{KofiNotice, KofiReceipt, LINK_CODE_MINUTES, SupporterView};
 pub use tavern::Tavern;
 pub use usage::{Held, LicenseLane, UsageView};

@@ -9,10 +9,9 @@ use tavern_types::{DesiredState, LicenseId, LicenseKey, Username};
 use crate::auth::Caller;
 use crate::checks;
 use crate::error::CoreError;
-use crate::instances::InstanceView;
 use crate::policy::licenses::{Allocation, Facts, choose_license, choose_preemption, next_free_at};
 use crate::tavern::Tavern;
-use crate::words::{being_destroyed, minutes, world_name_for};
+use crate::words::{minutes, world_name_for};
 
 pub struct NewLicense {
     pub label: String,
@@ -67,6 +66,73 @@ pub(crate) fn reserved_error(label: &str, from: Timestamp) -> CoreError {
     }
 }
 
+/// Why a world could not have a key now: told to its owner, and to the
+/// start that asked, which may act on it (wait for a promised key, or
+/// pre-empt an idle world when none is free).
+#[derive(Debug)]
+pub(crate) enum ClaimError {
+    /// Its own key runs another world (named as the world's owner may see
+    /// it).
+    InUse { label: String, holder: String },
+    /// Its key is reserved for another world's session from `from`.
+    Reserved { label: String, from: Timestamp },
+    /// Its key no longer exists.
+    Missing(LicenseId),
+    /// Every key it may use runs another world or is reserved soon; `next`
+    /// is when one is expected to be free.
+    NoneFree { next: Option<Timestamp> },
+    /// Reading or writing the store failed.
+    Failed(CoreError),
+}
+
+impl From<CoreError> for ClaimError {
+    fn from(e: CoreError) -> Self {
+        ClaimError::Failed(e)
+    }
+}
+
+impl From<tavern_store::StoreError> for ClaimError {
+    fn from(e: tavern_store::StoreError) -> Self {
+        ClaimError::Failed(e.into())
+    }
+}
+
+impl From<ClaimError> for CoreError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::InUse { label, holder } => CoreError::Conflict {
+                code: "license_in_use",
+                message: format!(
+                    "its license {label} runs {holder} now; one license runs one server at a time"
+                ),
+            },
+            ClaimError::Reserved { label, from } => reserved_error(&label, from),
+            ClaimError::Missing(license) => CoreError::Conflict {
+                code: "license_missing",
+                message: format!("its license {license} no longer exists"),
+            },
+            ClaimError::NoneFree { next } => {
+                let when = next
+                    .map(|t| {
+                        if t <= now() {
+                            "; one is being freed now, try again shortly".to_owned()
+                        } else {
+                            format!("; the next one is expected to free up at {}", minutes(t))
+                        }
+                    })
+                    .unwrap_or_default();
+                CoreError::Conflict {
+                    code: "no_license_available",
+                    message: format!(
+                        "every license key this world may use runs another world now or is reserved for a session soon{when}"
+                    ),
+                }
+            }
+            ClaimError::Failed(e) => e,
+        }
+    }
+}
+
 impl Tavern {
     /// Everything a license decision depends on, read now.
     pub(crate) async fn snapshot(&self) -> Result<Snapshot, CoreError> {
@@ -88,7 +154,7 @@ impl Tavern {
         i: &Instance,
         actor: String,
         start: Option<&NewEvent>,
-    ) -> Result<LicenseId, CoreError> {
+    ) -> Result<LicenseId, ClaimError> {
         // A lost race for one key means trying the next free one.
         let mut last = None;
         for _ in 0..8 {
@@ -102,23 +168,18 @@ impl Tavern {
                         i.owner,
                         false,
                     );
-                    return Err(CoreError::Conflict {
-                        code: "license_in_use",
-                        message: format!(
-                            "its license {} runs {holder} now; one license runs one server at a time",
-                            snap.label(license)
-                        ),
+                    return Err(ClaimError::InUse {
+                        label: snap.label(license),
+                        holder,
                     });
                 }
                 Allocation::Reserved { license, from } => {
-                    return Err(reserved_error(&snap.label(license), from));
-                }
-                Allocation::Missing(license) => {
-                    return Err(CoreError::Conflict {
-                        code: "license_missing",
-                        message: format!("its license {license} no longer exists"),
+                    return Err(ClaimError::Reserved {
+                        label: snap.label(license),
+                        from,
                     });
                 }
+                Allocation::Missing(license) => return Err(ClaimError::Missing(license)),
                 Allocation::NoneFree => {
                     last = Some(snap);
                     break;
@@ -130,21 +191,8 @@ impl Tavern {
                 return Ok(id);
             }
         }
-        let when = last
-            .and_then(|snap| next_free_at(i, &snap.facts()))
-            .map(|t| {
-                if t <= now() {
-                    "; one is being freed now, try again shortly".to_owned()
-                } else {
-                    format!("; the next one is expected to free up at {}", minutes(t))
-                }
-            })
-            .unwrap_or_default();
-        Err(CoreError::Conflict {
-            code: "no_license_available",
-            message: format!(
-                "every license key this world may use runs another world now or is reserved for a session soon{when}"
-            ),
+        Err(ClaimError::NoneFree {
+            next: last.and_then(|snap| next_free_at(i, &snap.facts())),
         })
     }
 
@@ -230,138 +278,6 @@ impl Tavern {
             }
             _ => Ok(license),
         }
-    }
-
-    /// Switchover: hands license `license` to the world `slug`. The world on
-    /// the key now is stopped first (refused while players are connected,
-    /// unless `force`); the key moves once that server is confirmed gone,
-    /// and then `slug` starts with it. Only an admin, or the owner of the
-    /// world that holds (or awaits) the key, may take it from that world;
-    /// anyone else hears that another world has it, never which.
-    pub async fn activate_license(
-        &self,
-        caller: &Caller,
-        license: &str,
-        slug: &str,
-        force: bool,
-    ) -> Result<InstanceView, CoreError> {
-        let target = self.visible_instance(caller, slug).await?;
-        let not_found = || CoreError::NotFound {
-            what: "license",
-            key: license.to_owned(),
-        };
-        let id: LicenseId = license.parse().map_err(|_| not_found())?;
-        let key = self.store.license(id).await?.ok_or_else(not_found)?;
-        if let Some(pinned) = key.owner
-            && pinned != target.owner
-        {
-            return Err(if caller.is_admin() {
-                CoreError::Conflict {
-                    code: "license_pinned",
-                    message: format!("license {id} is pinned to another user"),
-                }
-            } else {
-                not_found()
-            });
-        }
-        if target.desired_state == DesiredState::Destroyed {
-            return Err(being_destroyed(&target));
-        }
-        self.check_startable(&target)?;
-        if target.desired_state != DesiredState::Running {
-            self.check_start_quota(&target).await?;
-        }
-        let snap = self.snapshot().await?;
-        if let Some(s) = snap.facts().reserved_for_other(target.id, id) {
-            return Err(reserved_error(&key.label, s.window_start));
-        }
-        let licenses = snap.licenses;
-        if let Some(other) = licenses
-            .iter()
-            .find(|l| l.bound_to == Some(target.id) && l.id != id)
-        {
-            return Err(CoreError::Conflict {
-                code: "instance_running",
-                message: format!(
-                    "{} runs with license {} now; stop it first",
-                    target.slug, other.label
-                ),
-            });
-        }
-        let instances = snap.instances;
-        let taken_from = |holder: &Instance| -> Result<(), CoreError> {
-            if caller.is_admin() || holder.owner == caller.user.id {
-                return Ok(());
-            }
-            Err(CoreError::Conflict {
-                code: "license_in_use",
-                message: format!(
-                    "license {} is in use by another world; only an admin or that world's owner can take it away",
-                    key.label
-                ),
-            })
-        };
-        if let Some(waiting) = instances
-            .iter()
-            .find(|o| o.id != target.id && o.awaits == Some(id))
-        {
-            taken_from(waiting)?;
-        }
-        if let Some(holder) = key.bound_to.filter(|h| *h != target.id) {
-            let holder = instances
-                .iter()
-                .find(|o| o.id == holder)
-                .ok_or_else(|| CoreError::internal("switchover", "the key's holder is missing"))?;
-            taken_from(holder)?;
-            if holder.players > 0 && !force {
-                return Err(CoreError::Conflict {
-                    code: "players_connected",
-                    message: format!(
-                        "{} players are connected to {}; pass force to stop it anyway",
-                        holder.players, holder.slug
-                    ),
-                });
-            }
-            self.store
-                .set_desired_state(
-                    &holder.slug,
-                    DesiredState::Stopped,
-                    Some(&format!(
-                        "stopped by {}: its key went to another world",
-                        caller.name()
-                    )),
-                    &NewEvent::success(
-                        caller.name(),
-                        "instance.stop",
-                        format!("instance:{}", holder.slug),
-                    )
-                    .with_detail(format!("switchover: its license goes to {}", target.slug)),
-                )
-                .await?;
-        }
-        self.store
-            .set_instance_license(
-                &target.slug,
-                Some(id),
-                &NewEvent::success(caller.name(), "license.activate", format!("license:{id}"))
-                    .with_detail(format!("for instance {}", target.slug)),
-            )
-            .await?;
-        let target = self
-            .store
-            .set_desired_state(
-                &target.slug,
-                DesiredState::Running,
-                None,
-                &NewEvent::success(
-                    caller.name(),
-                    "instance.start",
-                    format!("instance:{}", target.slug),
-                ),
-            )
-            .await?;
-        self.wake.notify_one();
-        self.view(target, None, None).await
     }
 
     /// Frees the key `i` holds, once its server is confirmed gone; first

@@ -18,8 +18,21 @@ use tavern_store::{Instance, NewEvent, Observation, Outcome, now};
 use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::CoreError;
 use crate::routes::{Route, RouteTable};
 use crate::tavern::Tavern;
+
+/// What went wrong while following one world: reported with the pass and
+/// tried again on the next.
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] tavern_store::StoreError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("start: {0}")]
+    Start(tavern_runtime::RuntimeError),
+}
 
 /// Timings and limits of supervision.
 #[derive(Clone, Debug)]
@@ -250,16 +263,10 @@ impl Reconciler {
 
     /// Publishes where each world answers, as things stand after this
     /// activation: a world's server is reachable once it is running.
-    async fn publish_routes(&self, observed: &[Observed]) -> Result<(), String> {
+    async fn publish_routes(&self, observed: &[Observed]) -> Result<(), ReconcileError> {
         let store = self.tavern.store();
-        let instances = store
-            .list_instances(None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sessions = store
-            .list_sessions(now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let instances = store.list_instances(None).await?;
+        let sessions = store.list_sessions(now()).await?;
         let routes = instances
             .into_iter()
             .map(|i| {
@@ -301,18 +308,17 @@ impl Reconciler {
         i: &Instance,
         o: Observation,
         event: Option<NewEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         if changes(i, &o) || event.is_some() {
             self.tavern
                 .store()
                 .record_observation(i.id, &o, event.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         Ok(())
     }
 
-    async fn fail(&self, i: &Instance, reason: String) -> Result<(), String> {
+    async fn fail(&self, i: &Instance, reason: String) -> Result<(), ReconcileError> {
         let o = observation(ObservedState::Failed, Some(reason.clone()), None, i);
         let e = event(&i.slug, "instance.failed", Outcome::Failure, reason);
         self.record(i, o, Some(e)).await
@@ -323,7 +329,7 @@ impl Reconciler {
         i: &Instance,
         seen: Option<&Observed>,
         status: &mut ActivationStatus,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         if self.in_flight(&i.slug) {
             status.busy = true;
             return Ok(());
@@ -359,10 +365,7 @@ impl Reconciler {
                 // Stopped as asked, and confirmed gone: its key is free now.
                 // (A leftover pid file is cleared first, in the background.)
                 if seen.is_none() {
-                    self.tavern
-                        .release_license(i)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.tavern.release_license(i).await?;
                 }
                 let o = observation(ObservedState::Stopped, i.state_reason.clone(), None, i);
                 let news = (!matches!(i.state, ObservedState::Stopped | ObservedState::Failed))
@@ -386,7 +389,7 @@ impl Reconciler {
         i: &Instance,
         seen: Option<&Observed>,
         status: &mut ActivationStatus,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         let Some(o) = seen else { return Ok(()) };
         let prefix = self
             .tavern
@@ -445,14 +448,11 @@ impl Reconciler {
         i: &Instance,
         seen: Option<&Observed>,
         status: &mut ActivationStatus,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReconcileError> {
         if i.state == ObservedState::Failed {
             // Failed and confirmed gone: the key is free for others.
             if seen.is_none() {
-                self.tavern
-                    .release_license(i)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.tavern.release_license(i).await?;
             } else {
                 self.background_stop(i.slug.clone(), None, false);
             }
@@ -538,14 +538,14 @@ impl Reconciler {
         // that world's server is confirmed gone).
         if let Err(e) = self.tavern.claim_license(i, "system".into(), None).await {
             status.busy = true;
-            let reason = format!("waiting for a license key: {e}");
+            let reason = format!("waiting for a license key: {}", CoreError::from(e));
             let o = observation(ObservedState::Stopped, Some(reason), None, i);
             return self.record(i, o, None).await;
         }
         let spec = match self.tavern.spec_for(i).await {
             Ok(spec) => spec,
             Err(reason) => {
-                return self.fail(i, reason).await;
+                return self.fail(i, reason.to_string()).await;
             }
         };
         status.busy = true;
@@ -572,7 +572,7 @@ impl Reconciler {
                 );
                 self.record(i, observation(i.state, Some(reason), None, i), None)
                     .await?;
-                Err(format!("start: {e}"))
+                Err(ReconcileError::Start(e))
             }
             Err(e) => {
                 let reason = e.to_string();

@@ -9,34 +9,24 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use tavern_backup::retention::Policy;
 use tavern_backup::target::Target;
-use tavern_types::Slug;
+use tavern_types::{RuntimeKind, Scheme, Slug};
 
 use crate::policy::quotas::Tier;
-
-/// The runtime drivers this version has.
-pub const RUNTIME_KINDS: &[&str] = &["process", "docker", "kubernetes"];
-
-/// Whether worlds of `runtime` keep their data on a cluster (Kubernetes
-/// claims) rather than on this machine: backups reach it through the
-/// runtime, and it cannot follow a world to another runtime.
-pub(crate) fn data_on_cluster(runtime: &str) -> bool {
-    runtime == "kubernetes"
-}
 
 /// Deployment facts the service needs to describe things.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `http` or `https`: how players reach worlds.
-    pub public_scheme: String,
+    /// How players reach worlds.
+    pub public_scheme: Scheme,
     /// Worlds live at `<slug>.<domain>`.
     pub domain: String,
     /// The public port when it is not the scheme's default.
     pub public_port: Option<u16>,
     /// The runtime a new instance gets when none is named.
-    pub default_runtime: String,
+    pub default_runtime: RuntimeKind,
     /// The runtimes this server offers (`process`, and `docker` when a
     /// Docker engine is configured).
-    pub runtimes: Vec<String>,
+    pub runtimes: Vec<RuntimeKind>,
     /// Where the `license.json` Foundry signed for each key is kept, sealed
     /// (`DATA_DIR/licenses`).
     pub license_vault: std::path::PathBuf,
@@ -105,11 +95,7 @@ impl Settings {
     /// The port players' browsers connect to (Foundry's `proxyPort`).
     pub fn public_port_or_default(&self) -> u16 {
         self.public_port
-            .unwrap_or(if self.public_scheme == "https" {
-                443
-            } else {
-                80
-            })
+            .unwrap_or(self.public_scheme.default_port())
     }
 
     pub fn instance_url(&self, slug: &Slug) -> String {

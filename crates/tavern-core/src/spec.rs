@@ -3,20 +3,36 @@
 //! and the server's output.
 
 use tavern_runtime::foundry_config;
-use tavern_store::Instance;
-use tavern_types::DesiredState;
+use tavern_runtime::releases::ReleaseError;
+use tavern_store::{Instance, StoreError};
+use tavern_types::{DesiredState, RuntimeKind};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
-use crate::settings::data_on_cluster;
 use crate::tavern::Tavern;
+
+/// Why a world cannot be described to the runtime (it fails to start, and
+/// says so).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpecError {
+    #[error("the instance has no release")]
+    NoRelease,
+    #[error("it holds no license key")]
+    NoKey,
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
 
 impl Tavern {
     /// What the runtime needs to start `i`.
     pub(crate) async fn spec_for(
         &self,
         i: &Instance,
-    ) -> Result<tavern_runtime::InstanceSpec, String> {
+    ) -> Result<tavern_runtime::InstanceSpec, SpecError> {
         self.spec_with(i, true).await
     }
 
@@ -26,33 +42,32 @@ impl Tavern {
         &self,
         i: &Instance,
         need_key: bool,
-    ) -> Result<tavern_runtime::InstanceSpec, String> {
-        let release = i.release.as_deref().ok_or("the instance has no release")?;
-        let launch = match i.runtime.as_str() {
-            "docker" => tavern_runtime::Launch::Container {
+    ) -> Result<tavern_runtime::InstanceSpec, SpecError> {
+        let release = i.release.as_deref().ok_or(SpecError::NoRelease)?;
+        let launch = match i.runtime {
+            RuntimeKind::Docker => tavern_runtime::Launch::Container {
                 release: release.to_owned(),
             },
-            "kubernetes" => tavern_runtime::Launch::Pod {
+            RuntimeKind::Kubernetes => tavern_runtime::Launch::Pod {
                 release: release.to_owned(),
             },
-            _ => self.releases.resolve(release).map_err(|e| e.to_string())?,
+            RuntimeKind::Process => self.releases.resolve(release)?,
         };
         let held = self
             .store
             .list_licenses()
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .find(|l| l.bound_to == Some(i.id));
         let (license_key, signed_license) = match held {
             Some(held) => (
-                Some(self.license_key(held.id).await.map_err(|e| e.to_string())?),
+                Some(self.license_key(held.id).await?),
                 self.signed_license(held.id),
             ),
-            None if need_key => return Err("it holds no license key".into()),
+            None if need_key => return Err(SpecError::NoKey),
             None => (None, None),
         };
-        let admin_hash = self.admin_hash(i).map_err(|e| e.to_string())?;
+        let admin_hash = self.admin_hash(i)?;
         Ok(tavern_runtime::InstanceSpec {
             id: i.id,
             slug: i.slug.clone(),
@@ -60,7 +75,7 @@ impl Tavern {
             config: tavern_runtime::FoundryConfig {
                 hostname: self.settings.instance_host(&i.slug),
                 route_prefix: self.settings.path_routing.then(|| i.slug.to_string()),
-                proxy_ssl: self.settings.public_scheme == "https",
+                proxy_ssl: self.settings.public_scheme.is_secure(),
                 proxy_port: Some(self.settings.public_port_or_default()),
                 license_key,
                 signed_license,
@@ -75,11 +90,12 @@ impl Tavern {
         let Some(sealed) = &i.admin_key_sealed else {
             return Ok(None);
         };
-        let opened = || -> Result<String, String> {
-            let key = self.secrets.open(sealed).map_err(|e| e.to_string())?;
-            String::from_utf8(key).map_err(|e| e.to_string())
-        };
-        let key = opened().map_err(|e| CoreError::internal("open the admin key", e))?;
+        let key = self
+            .secrets
+            .open(sealed)
+            .map_err(|e| CoreError::internal("open the admin key", e))?;
+        let key =
+            String::from_utf8(key).map_err(|e| CoreError::internal("open the admin key", e))?;
         Ok(Some(foundry_config::admin_key_hash(
             &key,
             foundry_config::DEFAULT_ADMIN_SALT,
@@ -99,7 +115,7 @@ impl Tavern {
                 i.slug, i.runtime
             ),
         };
-        if !data_on_cluster(&i.runtime) {
+        if !i.runtime.data_on_cluster() {
             return Err(none());
         }
         let spec = self

@@ -192,7 +192,7 @@ impl From<InstanceView> for InstanceJson {
             owner: v.owner.to_string(),
             url: v.url,
             release: i.release,
-            runtime: i.runtime,
+            runtime: i.runtime.to_string(),
             desired_state: i.desired_state.to_string(),
             state: i.state.to_string(),
             license: v.license.map(|(id, label)| LicenseRef {

@@ -14,101 +14,28 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Either};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tavern_core::Tavern;
-use tavern_core::activity::Activity;
-use tavern_core::routes::RouteTable;
 use tavern_types::Slug;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::ACME_TLS_ALPN;
-use crate::admission::{
-    Admission, ConnectionLimits, Ticket, accept_loop, first_bytes, serve_http1,
-};
-use crate::route::{Routing, Site, Target, decide};
-use crate::upstream::{Outgoing, UpstreamError, Upstreams};
-use tavern_types::WakeOnVisit;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-/// Every response body the proxy sends.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-/// The API, as the proxy calls it for the bare domain.
-pub type ApiService =
-    tower::util::BoxCloneSyncService<Request<ProxyBody>, Response<ProxyBody>, Infallible>;
-
-/// The client's address, on every request handed to the API.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
-
-/// How the proxy behaves.
-#[derive(Clone, Debug)]
-pub struct ProxySettings {
-    pub site: Site,
-    /// `http` or `https`: what clients used (X-Forwarded-Proto).
-    pub scheme: &'static str,
-    /// Largest request body to a world (Foundry's uploads).
-    pub body_limit: u64,
-    /// Who wakes a sleeping world by visiting it.
-    pub wake_on_visit: WakeOnVisit,
-    /// How many connections the listener keeps, and for how long.
-    pub connections: ConnectionLimits,
-}
-
-pub struct Proxy {
-    pub(crate) settings: ProxySettings,
-    pub(crate) tavern: Tavern,
-    activity: Activity,
-    routes: watch::Receiver<Arc<RouteTable>>,
-    pub(crate) api: ApiService,
-    upstreams: Arc<Upstreams>,
-    admission: Arc<Admission>,
-}
-
-/// Calls the API. (A boxed, `Send` future of a concrete type: the
-/// compiler cannot prove `Send` for `oneshot` on this service inside the
-/// connection task.)
-pub(crate) fn call_api_service(
-    api: &ApiService,
-    req: Request<ProxyBody>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send>> {
-    use tower::Service as _;
-    let mut service = api.clone();
-    Box::pin(async move {
-        let _ = std::future::poll_fn(|cx| service.poll_ready(cx)).await;
-        match service.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        }
-    })
-}
+use crate::admission::{Ticket, accept_loop, first_bytes, serve_http1};
+use crate::body::{BoxError, ProxyBody, plain};
+use crate::proxy::{Peer, Proxy, call_api_service};
+use crate::route::{Routing, Target, decide};
+use crate::upstream::{Outgoing, UpstreamError};
 
 /// A request the proxy could not take to its world: logged, and answered
 /// with the status alone.
 fn failed(slug: &Slug, upstream: SocketAddr, status: StatusCode, why: &str) -> Response<ProxyBody> {
     tracing::warn!(%slug, %upstream, error = %why, "proxying failed");
     plain(status, status.canonical_reason().unwrap_or("Error"))
-}
-
-pub(crate) fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(format!("{text}\n")))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 /// Headers that belong to one hop, never forwarded (RFC 9110 7.6.1).
@@ -391,21 +318,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 impl Proxy {
-    pub fn new(settings: ProxySettings, tavern: Tavern, api: ApiService) -> Arc<Self> {
-        let routes = tavern.routes();
-        let activity = tavern.activity();
-        let admission = Admission::new(settings.connections.clone());
-        Arc::new(Self {
-            admission,
-            settings,
-            tavern,
-            activity,
-            routes,
-            api,
-            upstreams: Upstreams::new(),
-        })
-    }
-
     /// Serves connections from `listener` (over TLS with `tls`) until
     /// `cancel`, within the connection limits (see [`crate::admission`]);
     /// then lets open requests finish for up to `grace`.
@@ -601,7 +513,7 @@ impl Proxy {
         let host_bytes = host.map_or(&b""[..], HeaderValue::as_bytes);
         let fields = [
             (X_FORWARDED_FOR, ip.as_bytes()),
-            (X_FORWARDED_PROTO, self.settings.scheme.as_bytes()),
+            (X_FORWARDED_PROTO, self.settings.scheme.as_str().as_bytes()),
             (X_FORWARDED_HOST, host_bytes),
             (header::HOST, host_bytes),
         ];

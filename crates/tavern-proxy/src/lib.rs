@@ -7,12 +7,15 @@
 
 pub mod acme;
 mod admission;
+mod body;
 mod forward;
+mod proxy;
 pub mod route;
 mod standby;
 pub mod tls;
 mod upstream;
 
 pub use admission::ConnectionLimits;
-pub use forward::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings};
+pub use body::{BoxError, ProxyBody};
+pub use proxy::{ApiService, Peer, Proxy, ProxySettings};
 pub use route::{Routing, Site};

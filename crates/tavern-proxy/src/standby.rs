@@ -22,7 +22,8 @@ use tavern_core::auth::SESSION_COOKIE as COOKIE;
 use tavern_core::routes::Route;
 use tavern_types::{DesiredState, ObservedState, Slug, WakeOnVisit};
 
-use crate::forward::{Peer, Proxy, ProxyBody};
+use crate::body::{ProxyBody, plain};
+use crate::proxy::{Peer, Proxy, call_api_service};
 
 #[derive(Template)]
 #[template(path = "standby.html")]
@@ -176,7 +177,7 @@ impl Proxy {
             return (StatusCode::BAD_REQUEST, Value::Null);
         };
         req.extensions_mut().insert(Peer(peer));
-        let resp = crate::forward::call_api_service(&self.api, req).await;
+        let resp = call_api_service(&self.api, req).await;
         let status = resp.status();
         let body = resp
             .into_body()
@@ -340,7 +341,7 @@ impl Proxy {
             return self.handoff(&req, slug, &back);
         }
         if req.method() != Method::POST {
-            return crate::forward::plain(StatusCode::METHOD_NOT_ALLOWED, "Use the form");
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "Use the form");
         }
         // Forms are posted from the page itself; SameSite=Lax keeps the
         // cookie off other sites' posts, and a foreign Origin is refused.
@@ -355,14 +356,14 @@ impl Proxy {
         if let (Some(origin), Some(host)) = (origin, host)
             && origin.split_once("://").map(|(_, h)| h) != Some(host)
         {
-            return crate::forward::plain(StatusCode::FORBIDDEN, "Forbidden");
+            return plain(StatusCode::FORBIDDEN, "Forbidden");
         }
         match action {
             "login" => {
                 let form = match Limited::new(req.into_body(), 8 * 1024).collect().await {
                     Ok(c) => c.to_bytes(),
                     Err(_) => {
-                        return crate::forward::plain(StatusCode::PAYLOAD_TOO_LARGE, "Too large");
+                        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Too large");
                     }
                 };
                 let field = |name: &str| {
@@ -408,7 +409,7 @@ impl Proxy {
                     see_other(&format!("{back}?note={code}"))
                 }
             }
-            _ => crate::forward::plain(StatusCode::NOT_FOUND, "Not found"),
+            _ => plain(StatusCode::NOT_FOUND, "Not found"),
         }
     }
 
@@ -437,7 +438,7 @@ impl Proxy {
             COOKIE,
             token,
             30 * 24 * 3600,
-            self.settings.scheme == "https",
+            self.settings.scheme.is_secure(),
             tavern_core::auth::shared_cookie_domain(&self.settings.site.domain),
         );
         if let Ok(v) = HeaderValue::from_str(&c) {

@@ -23,12 +23,14 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
+use crate::body::BoxError;
+
 /// What request bodies must be to go upstream.
 pub(crate) trait RequestBody:
-    Body<Data = Bytes, Error: Into<crate::BoxError>> + Send + 'static
+    Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
 {
 }
-impl<B: Body<Data = Bytes, Error: Into<crate::BoxError>> + Send + 'static> RequestBody for B {}
+impl<B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static> RequestBody for B {}
 
 /// Idle connections kept per world, beyond which they are closed.
 const MAX_IDLE_PER_WORLD: usize = 64;
@@ -61,7 +63,7 @@ pub(crate) enum UpstreamError {
     #[error("the world's server sent an invalid response: {0}")]
     Invalid(&'static str),
     #[error("the request's body could not be read")]
-    Body(#[source] crate::BoxError),
+    Body(#[source] BoxError),
 }
 
 pub(crate) struct Upstreams {

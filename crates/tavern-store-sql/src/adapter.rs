@@ -172,7 +172,7 @@ macro_rules! sql_adapter {
         };
         use tavern_types::{
             BackupId, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
-            ObservedState,
+            ObservedState, RuntimeKind,
             SessionId, Slug, UserId, Username, WakeOnVisit,
         };
 
@@ -465,7 +465,7 @@ macro_rules! sql_adapter {
                     .map_err(|e| corrupt("instances.slug", e))?,
                 owner: parse("instances.owner_id", &col::<String>(row, "owner_id")?)?,
                 release: col(row, "release")?,
-                runtime: col(row, "runtime")?,
+                runtime: parse("instances.runtime", &col::<String>(row, "runtime")?)?,
                 license: license
                     .map(|l| parse("instances.license_id", &l))
                     .transpose()?,
@@ -708,7 +708,7 @@ macro_rules! sql_adapter {
                 .bind(i.slug.as_str())
                 .bind(i.owner.to_string())
                 .bind(&i.release)
-                .bind(&i.runtime)
+                .bind(i.runtime.as_str())
                 .bind(i.license.map(|l| l.to_string()))
                 .bind(i.desired_state.as_str())
                 .bind(i.state.as_str())
@@ -843,7 +843,7 @@ macro_rules! sql_adapter {
                 &self,
                 slug: &Slug,
                 release: &str,
-                runtime: &str,
+                runtime: RuntimeKind,
                 event: &NewEvent,
             ) -> StoreResult<Instance> {
                 let mut tx = self.begin().await?;
@@ -853,7 +853,7 @@ macro_rules! sql_adapter {
                     .bind(release)
                     .bind(event.at.as_microsecond())
                     .bind(slug.as_str())
-                    .bind(runtime)
+                    .bind(runtime.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(backend("set instance launch"))?;

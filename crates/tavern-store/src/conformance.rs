@@ -5,7 +5,7 @@
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
     BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, InviteId, LicenseId,
-    ObservedState, Role, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
+    ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
 use crate::{
@@ -73,7 +73,7 @@ fn instance(slug: &str, owner: UserId, license: Option<LicenseId>) -> Instance {
         slug: Slug::parse(slug).unwrap(),
         owner,
         release: Some("12.331".into()),
-        runtime: "process".into(),
+        runtime: RuntimeKind::Process,
         license,
         desired_state: DesiredState::Stopped,
         state: ObservedState::Stopped,
@@ -1477,20 +1477,20 @@ pub async fn instance_release_and_runtime_can_change(store: &dyn Store) {
         .set_instance_launch(
             &i.slug,
             "13.345",
-            "docker",
+            RuntimeKind::Docker,
             &ev("instance.upgrade", "instance:w"),
         )
         .await
         .unwrap();
     assert_eq!(got.release.as_deref(), Some("13.345"));
-    assert_eq!(got.runtime, "docker");
+    assert_eq!(got.runtime, RuntimeKind::Docker);
     assert_eq!(store.instance(&i.slug).await.unwrap(), Some(got));
     let missing = Slug::parse("nope").unwrap();
     let err = store
         .set_instance_launch(
             &missing,
             "13.345",
-            "process",
+            RuntimeKind::Process,
             &ev("instance.upgrade", "instance:nope"),
         )
         .await

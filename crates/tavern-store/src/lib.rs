@@ -16,8 +16,8 @@ pub use records::*;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use tavern_types::{
-    BackupId, DesiredState, InstanceId, InviteId, LicenseId, SessionId, Slug, UserId, Username,
-    WakeOnVisit,
+    BackupId, DesiredState, InstanceId, InviteId, LicenseId, RuntimeKind, SessionId, Slug, UserId,
+    Username, WakeOnVisit,
 };
 
 /// What a store can fail with. Messages never contain secrets.
@@ -116,7 +116,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         slug: &Slug,
         release: &str,
-        runtime: &str,
+        runtime: RuntimeKind,
         event: &NewEvent,
     ) -> StoreResult<Instance>;
     /// Sets the key an instance is configured to run with (`None`: any).

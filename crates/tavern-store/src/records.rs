@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use tavern_types::{
     BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
-    ObservedState, Role, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
+    ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Instance {
     pub slug: Slug,
     pub owner: UserId,
     pub release: Option<String>,
-    pub runtime: String,
+    pub runtime: RuntimeKind,
     pub license: Option<LicenseId>,
     pub desired_state: DesiredState,
     pub state: ObservedState,

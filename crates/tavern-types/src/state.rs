@@ -63,6 +63,49 @@ string_enum!(
 );
 
 string_enum!(
+    /// How people reach Tavern and its worlds: plain HTTP, or HTTPS.
+    Scheme, "scheme" { Http => "http", Https => "https" }
+);
+
+impl Scheme {
+    /// The port a browser uses when the address names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// Whether it is HTTPS: cookies are `Secure`, Foundry is told its
+    /// proxy speaks TLS.
+    pub fn is_secure(self) -> bool {
+        self == Scheme::Https
+    }
+}
+
+string_enum!(
+    /// Which driver runs a world: a Foundry process on this machine, a
+    /// Docker container, or a Kubernetes pod.
+    RuntimeKind, "runtime" { Process => "process", Docker => "docker", Kubernetes => "kubernetes" }
+);
+
+impl RuntimeKind {
+    /// Whether worlds of this runtime keep their data on a cluster
+    /// (Kubernetes claims) rather than on this machine: backups reach it
+    /// through the runtime, and it cannot follow a world to another
+    /// runtime.
+    pub fn data_on_cluster(self) -> bool {
+        self == RuntimeKind::Kubernetes
+    }
+
+    /// Whether it runs Foundry from an image, pulled at the first start
+    /// (any version will do), rather than from a release installed here.
+    pub fn runs_images(self) -> bool {
+        self != RuntimeKind::Process
+    }
+}
+
+string_enum!(
     /// What people asked an instance to be.
     DesiredState, "desired state" {
         Running => "running",

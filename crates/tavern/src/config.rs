@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use tavern_types::{RuntimeKind, Scheme};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -579,7 +580,7 @@ fn is_postgres(url: &str) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// The runtime new instances get: `process`, `docker` or `kubernetes`.
-    pub kind: String,
+    pub kind: RuntimeKind,
     /// Run worlds in containers too (always on when `kind` is `docker`).
     pub docker_enabled: bool,
     /// Names this Tavern's containers (label `tavern.installation`, and in
@@ -623,7 +624,7 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            kind: "process".into(),
+            kind: RuntimeKind::Process,
             docker_enabled: false,
             docker_installation: None,
             docker_image: "felddy/foundryvtt:{version}".into(),
@@ -649,17 +650,17 @@ impl Default for RuntimeConfig {
 impl RuntimeConfig {
     /// Whether worlds may run in containers.
     pub fn docker(&self) -> bool {
-        self.docker_enabled || self.kind == "docker"
+        self.docker_enabled || self.kind == RuntimeKind::Docker
     }
 
     /// The runtimes this server offers.
-    pub fn kinds(&self) -> Vec<String> {
-        let mut kinds = vec!["process".to_owned()];
+    pub fn kinds(&self) -> Vec<RuntimeKind> {
+        let mut kinds = vec![RuntimeKind::Process];
         if self.docker() {
-            kinds.push("docker".to_owned());
+            kinds.push(RuntimeKind::Docker);
         }
-        if self.kind == "kubernetes" {
-            kinds.push("kubernetes".to_owned());
+        if self.kind == RuntimeKind::Kubernetes {
+            kinds.push(RuntimeKind::Kubernetes);
         }
         kinds
     }
@@ -1044,7 +1045,7 @@ impl Config {
             (
                 "runtime.kind = \"kubernetes\"",
                 "kubernetes",
-                self.runtime.kind == "kubernetes",
+                self.runtime.kind == RuntimeKind::Kubernetes,
                 cfg!(feature = "kubernetes"),
             ),
             (
@@ -1079,12 +1080,6 @@ impl Config {
                 }),
             "invalid configuration: server.domain {d:?} is not a domain name"
         );
-        anyhow::ensure!(
-            tavern_core::RUNTIME_KINDS.contains(&self.runtime.kind.as_str()),
-            "invalid configuration: runtime.kind {:?} is not one of {}",
-            self.runtime.kind,
-            tavern_core::RUNTIME_KINDS.join(", ")
-        );
         self.check_features()?;
         self.runtime.ports()?;
         anyhow::ensure!(
@@ -1104,7 +1099,7 @@ impl Config {
         }
         self.kubernetes.validate()?;
         anyhow::ensure!(
-            self.kubernetes.lease.is_none() || self.runtime.kind == "kubernetes",
+            self.kubernetes.lease.is_none() || self.runtime.kind == RuntimeKind::Kubernetes,
             "invalid configuration: kubernetes.lease elects a leader among Taverns on a cluster: set runtime.kind = \"kubernetes\""
         );
         anyhow::ensure!(
@@ -1387,18 +1382,14 @@ impl Config {
 
     /// Scheme and port people use to reach Tavern; without `public_url`,
     /// plain HTTP on the port actually bound (`bound`).
-    pub fn public_scheme_and_port(&self, bound: SocketAddr) -> (String, Option<u16>) {
-        match &self.server.public_url {
-            Some(url) => public_parts(url).unwrap_or(("http".into(), None)),
-            None if self.tls.mode != TlsMode::Off => {
-                let port = bound.port();
-                ("https".into(), (port != 443).then_some(port))
-            }
-            None => {
-                let port = bound.port();
-                ("http".into(), (port != 80).then_some(port))
-            }
-        }
+    pub fn public_scheme_and_port(&self, bound: SocketAddr) -> (Scheme, Option<u16>) {
+        let scheme = match &self.server.public_url {
+            Some(url) => return public_parts(url).unwrap_or((Scheme::Http, None)),
+            None if self.tls.mode != TlsMode::Off => Scheme::Https,
+            None => Scheme::Http,
+        };
+        let port = bound.port();
+        (scheme, (port != scheme.default_port()).then_some(port))
     }
 }
 
@@ -1433,25 +1424,21 @@ impl Config {
 }
 
 /// `https://host[:port][/]` → ("https", port unless default).
-fn public_parts(url: &str) -> anyhow::Result<(String, Option<u16>)> {
+fn public_parts(url: &str) -> anyhow::Result<(Scheme, Option<u16>)> {
     let bad = || {
         anyhow::anyhow!(
             "invalid configuration: server.public_url {url:?} must look like https://tavern.example.org[:port]"
         )
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    let default_port = match scheme {
-        "http" => 80,
-        "https" => 443,
-        _ => return Err(bad()),
-    };
+    let scheme: Scheme = scheme.parse().map_err(|_| bad())?;
     let host = rest.trim_end_matches('/');
     anyhow::ensure!(!host.is_empty() && !host.contains('/'), bad());
     let port = match host.rsplit_once(':') {
         Some((_, p)) => Some(p.parse::<u16>().map_err(|_| bad())?),
         None => None,
     };
-    Ok((scheme.to_owned(), port.filter(|p| *p != default_port)))
+    Ok((scheme, port.filter(|p| *p != scheme.default_port())))
 }
 
 #[cfg(test)]
@@ -1609,7 +1596,11 @@ mod tests {
         let e = with_env(&[("TAVERN_RUNTIME_KIND", "lxc")], || {
             Config::load(None, Overrides::default()).unwrap_err()
         });
-        assert!(e.to_string().contains("runtime.kind"), "{e}");
+        let e = e.to_string().to_lowercase();
+        assert!(
+            e.contains("runtime.kind") && e.contains("lxc") && e.contains("kubernetes"),
+            "{e}"
+        );
         let e = with_env(&[("TAVERN_SERVER_BODY_LIMIT", "lots")], || {
             Config::load(None, Overrides::default()).unwrap_err()
         });
@@ -1735,7 +1726,10 @@ mod tests {
             #[cfg(feature = "kubernetes")]
             {
                 let c = loaded.unwrap();
-                assert_eq!(c.runtime.kinds(), ["process", "kubernetes"]);
+                assert_eq!(
+                    c.runtime.kinds(),
+                    [RuntimeKind::Process, RuntimeKind::Kubernetes]
+                );
                 let s = c.kubernetes.settings(Path::new("/data"));
                 assert_eq!(s.namespace, "worlds");
                 assert_eq!(s.storage_size, "20Gi");
@@ -1927,15 +1921,15 @@ mod tests {
     fn public_url_sets_scheme_and_port() {
         assert_eq!(
             public_parts("https://t.example.org").unwrap(),
-            ("https".into(), None)
+            (Scheme::Https, None)
         );
         assert_eq!(
             public_parts("https://t.example.org:8443/").unwrap(),
-            ("https".into(), Some(8443))
+            (Scheme::Https, Some(8443))
         );
         assert_eq!(
             public_parts("http://t.example.org:80").unwrap(),
-            ("http".into(), None)
+            (Scheme::Http, None)
         );
         assert!(public_parts("ftp://x").is_err());
         assert!(public_parts("https://x/path").is_err());

@@ -151,7 +151,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             public_scheme,
             domain: config.server.domain.clone(),
             public_port,
-            default_runtime: config.runtime.kind.clone(),
+            default_runtime: config.runtime.kind,
             runtimes: config.runtime.kinds(),
             license_vault: data_dir.join("licenses"),
             economy: config.economy(),
@@ -351,11 +351,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let proxy = Proxy::new(
         ProxySettings {
             site,
-            scheme: if tavern.settings().public_scheme == "https" {
-                "https"
-            } else {
-                "http"
-            },
+            scheme: tavern.settings().public_scheme,
             body_limit: config.server.world_body_limit,
             wake_on_visit: config.idle.wake_on_visit,
             connections: connections.clone(),
@@ -613,7 +609,7 @@ async fn drivers(
         runtime = runtime.with_docker(docker);
     }
     #[cfg(feature = "kubernetes")]
-    if config.runtime.kind == "kubernetes" {
+    if config.runtime.kind == tavern_types::RuntimeKind::Kubernetes {
         let k = &config.kubernetes;
         let cluster = tavern_runtime::kubernetes::KubernetesRuntime::connect(
             k.settings(&config.server.data_dir),

@@ -62,10 +62,7 @@ impl Tavern {
     /// backup was taken of, as it would write them now (none once that
     /// world is gone): `license.json` for the key it holds or is set to
     /// use (signed, when Foundry signed it), and `admin.txt`.
-    async fn world_secrets(
-        &self,
-        b: &Backup,
-    ) -> Result<Vec<(&'static str, Vec<u8>)>, CoreError> {
+    async fn world_secrets(&self, b: &Backup) -> Result<Vec<(&'static str, Vec<u8>)>, CoreError> {
         let Some(i) = self
             .store
             .instance(&b.slug)

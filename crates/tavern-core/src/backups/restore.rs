@@ -133,7 +133,7 @@ impl Tavern {
                             owner,
                             release: original.as_ref().and_then(|i| i.release.clone()),
                             license: None,
-                            runtime: original.map(|i| i.runtime),
+                            runtime: original.map(|i| i.runtime.to_string()),
                             idle_timeout_minutes: None,
                             wake_on_visit: None,
                         },
@@ -260,7 +260,7 @@ impl Tavern {
         taken: &mut Option<Backup>,
     ) -> Result<(), RestoreFailure> {
         let settings = self.backup_settings()?.clone();
-        let data = if crate::settings::data_on_cluster(&i.runtime) {
+        let data = if i.runtime.data_on_cluster() {
             None
         } else {
             Some(self.local_data(i)?)
@@ -282,7 +282,7 @@ impl Tavern {
                 .start_job(&current, BackupKind::PreRestore, "system", None)
                 .await
             {
-                Ok(job) => {
+                Ok(Some(job)) => {
                     let done = self
                         .run_backup(job)
                         .await
@@ -295,7 +295,7 @@ impl Tavern {
                         })?;
                     *taken = Some(done);
                 }
-                Err(e) if e.code() == "no_data" => {}
+                Ok(None) => {}
                 Err(e) => return Err(e.into()),
             }
         }

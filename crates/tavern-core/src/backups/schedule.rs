@@ -67,8 +67,8 @@ impl Tavern {
                 continue;
             }
             let job = match self.begin_backup(&i, BackupKind::Scheduled, "system").await {
-                Ok(job) => job,
-                Err(e) if e.code() == "no_data" => continue,
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(slug = %i.slug, error = %e, "the scheduled backup did not start");
                     continue;

@@ -27,6 +27,14 @@ async fn write_verified(
         .map_err(|e| format!("the archiver stopped: {e}"))?
 }
 
+/// Asked to back up a world that has never run.
+fn no_data(i: &Instance) -> CoreError {
+    CoreError::Conflict {
+        code: "no_data",
+        message: format!("{} has no data yet: start it once first", i.slug),
+    }
+}
+
 impl Tavern {
     /// Asks for a backup of a world now (a copy marked `live` when it
     /// runs). Answers at once with the backup in progress; the work goes on
@@ -69,7 +77,8 @@ impl Tavern {
         }
         let job = self
             .begin_backup(&i, BackupKind::Manual, &caller.name())
-            .await?;
+            .await?
+            .ok_or_else(|| no_data(&i))?;
         let backup = job.backup.clone();
         let tavern = self.clone();
         tokio::spawn(async move {
@@ -78,29 +87,33 @@ impl Tavern {
         self.backup_view(backup).await
     }
 
-    /// Records a backup in progress and holds its world.
+    /// Records a backup in progress and holds its world; `None` when the
+    /// world has no data yet.
     pub(super) async fn begin_backup(
         &self,
         i: &Instance,
         kind: BackupKind,
         by: &str,
-    ) -> Result<Job, CoreError> {
+    ) -> Result<Option<Job>, CoreError> {
         self.backup_settings()?;
         let busy = self.backup_work.hold(&i.slug)?;
         self.start_job(i, kind, by, Some(busy)).await
     }
 
     /// Records a backup in progress of a world the caller holds (`busy`,
-    /// or `None` when it holds it already, as a restore does).
+    /// or `None` when it holds it already, as a restore does); `None` when
+    /// the world has no data yet.
     pub(super) async fn start_job(
         &self,
         i: &Instance,
         kind: BackupKind,
         by: &str,
         busy: Option<Busy>,
-    ) -> Result<Job, CoreError> {
+    ) -> Result<Option<Job>, CoreError> {
         let settings = self.backup_settings()?;
-        let data = self.data_source(i).await?;
+        let Some(data) = self.data_source(i).await? else {
+            return Ok(None);
+        };
         let backup = Backup {
             id: BackupId::new(),
             instance: i.id,
@@ -129,38 +142,27 @@ impl Tavern {
                 ),
             )
             .await?;
-        Ok(Job {
+        Ok(Some(Job {
             backup,
             data,
             _busy: busy,
-        })
+        }))
     }
 
     /// Where a world's data is read from for a backup: its directory here,
     /// or (on Kubernetes) its claim on the cluster. A world with none yet
-    /// has nothing to back up.
-    async fn data_source(&self, i: &Instance) -> Result<DataSource, CoreError> {
-        let no_data = || CoreError::Conflict {
-            code: "no_data",
-            message: format!("{} has no data yet: start it once first", i.slug),
-        };
-        if crate::settings::data_on_cluster(&i.runtime) {
+    /// has nothing to back up (`None`).
+    async fn data_source(&self, i: &Instance) -> Result<Option<DataSource>, CoreError> {
+        if i.runtime.data_on_cluster() {
             let has = self
                 .runtime
                 .has_data(&i.slug)
                 .await
                 .map_err(|e| CoreError::internal("look for the world's data", e))?;
-            return if has {
-                Ok(DataSource::Cluster)
-            } else {
-                Err(no_data())
-            };
+            return Ok(has.then_some(DataSource::Cluster));
         }
         let data = self.local_data(i)?;
-        if !data.is_dir() {
-            return Err(no_data());
-        }
-        Ok(DataSource::Local(data))
+        Ok(data.is_dir().then_some(DataSource::Local(data)))
     }
 
     /// Writes, verifies and publishes a backup, and records how it ended.
@@ -321,10 +323,9 @@ impl Tavern {
         i: &Instance,
         kind: BackupKind,
     ) -> Result<Option<Backup>, CoreError> {
-        match self.begin_backup(i, kind, "system").await {
-            Ok(job) => self.run_backup(job).await.map(Some),
-            Err(e) if e.code() == "no_data" => Ok(None),
-            Err(e) => Err(e),
+        match self.begin_backup(i, kind, "system").await? {
+            Some(job) => self.run_backup(job).await.map(Some),
+            None => Ok(None),
         }
     }
 }

@@ -67,7 +67,7 @@ mod tests {
             slug: "w".parse().unwrap(),
             owner: UserId::new(),
             release: None,
-            runtime: "process".into(),
+            runtime: tavern_types::RuntimeKind::Process,
             license: None,
             desired_state: DesiredState::Running,
             state: ObservedState::Running,

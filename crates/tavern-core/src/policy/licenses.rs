@@ -267,7 +267,7 @@ mod tests {
             slug: "w".parse().unwrap(),
             owner,
             release: None,
-            runtime: "process".into(),
+            runtime: tavern_types::RuntimeKind::Process,
             license,
             desired_state: DesiredState::Stopped,
             state: ObservedState::Stopped,

@@ -112,7 +112,7 @@ fn set_cookie(
         name,
         value,
         max_age,
-        settings.public_scheme == "https",
+        settings.public_scheme.is_secure(),
         shared
             .then(|| shared_cookie_domain(&settings.domain))
             .flatten(),

@@ -283,7 +283,7 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
             .unwrap_or_default(),
         server_idle: s.tavern.settings().idle_timeout.as_mins(),
         wake: i.wake_on_visit.map(|w| w.to_string()).unwrap_or_default(),
-        runtime: i.runtime.clone(),
+        runtime: i.runtime.to_string(),
         foundry_version: i.foundry_version.clone().unwrap_or_default(),
         last_activity: i.last_activity_at.map(when).unwrap_or_default(),
         backups: backups.iter().map(BackupRow::from).collect(),

@@ -22,6 +22,7 @@ mod isolation;
 mod kofi;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
+mod layout;
 #[cfg(feature = "kubernetes")]
 mod manifests;
 mod notifications;
