@@ -26,6 +26,11 @@ pub enum CoreError {
     /// The request clashes with what exists (`code` names the clash).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// What this server was not set up to do (backups without a
+    /// `[backups]` section, say).
+    #[error("{0} are not set up on this server")]
+    NotConfigured(&'static str),
+    /// What this version cannot do.
     #[error("{0} is not implemented yet")]
     NotImplemented(&'static str),
     /// The database is out of reach for now (it is restarting, say).
@@ -80,6 +85,7 @@ impl CoreError {
             CoreError::Forbidden(_) => "forbidden",
             CoreError::Quota(_) => "quota_exceeded",
             CoreError::NotFound { .. } => "not_found",
+            CoreError::NotConfigured(_) => "not_configured",
             CoreError::NotImplemented(_) => "not_implemented",
             CoreError::Unavailable { .. } => "store_unavailable",
             CoreError::Internal { .. } => "internal",

@@ -76,7 +76,9 @@ impl From<CoreError> for ApiError {
             CoreError::Forbidden(_) | CoreError::Quota(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             CoreError::Conflict { .. } => StatusCode::CONFLICT,
-            CoreError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            CoreError::NotConfigured(_) | CoreError::NotImplemented(_) => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             CoreError::Unavailable { .. } => {
                 tracing::warn!(error = %chain(&e), "request failed");
                 StatusCode::SERVICE_UNAVAILABLE

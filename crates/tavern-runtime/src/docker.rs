@@ -22,10 +22,7 @@ use futures_util::StreamExt;
 use tavern_types::{InstanceId, Slug};
 
 use crate::foundry_config::write_config;
-use crate::{
-    Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data,
-    probe_status, read_license_file,
-};
+use crate::{Disposal, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data};
 
 /// The port Foundry listens on inside its container.
 pub const CONTAINER_PORT: u16 = crate::FOUNDRY_PORT;
@@ -66,7 +63,6 @@ pub struct DockerRuntime {
     instances: PathBuf,
     /// Where removed worlds' data goes when no backup holds it.
     archive: PathBuf,
-    http: reqwest::Client,
     /// The private network's id, once known.
     network: tokio::sync::OnceCell<String>,
     /// Images being pulled, or whose pull failed, by name.
@@ -128,10 +124,6 @@ impl DockerRuntime {
             settings,
             instances,
             archive,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()
-                .map_err(|e| e.to_string())?,
             network: tokio::sync::OnceCell::new(),
             pulls: std::sync::Arc::default(),
         })
@@ -533,18 +525,6 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(out)
-    }
-
-    async fn status(
-        &self,
-        observed: &Observed,
-        route_prefix: Option<&str>,
-    ) -> Option<FoundryStatus> {
-        probe_status(&self.http, observed.addr, route_prefix).await
-    }
-
-    async fn license_file(&self, slug: &Slug) -> Option<String> {
-        read_license_file(&self.data_path(slug)).await
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

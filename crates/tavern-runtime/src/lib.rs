@@ -175,10 +175,15 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         observed: &Observed,
         route_prefix: Option<&str>,
-    ) -> Option<FoundryStatus>;
+    ) -> Option<FoundryStatus> {
+        probe_status(observed.addr, route_prefix).await
+    }
     /// The world's `Config/license.json` as it is now (Foundry signs it
-    /// when the EULA is accepted).
-    async fn license_file(&self, slug: &Slug) -> Option<String>;
+    /// when the EULA is accepted); read from its data directory here,
+    /// unless the driver keeps it elsewhere.
+    async fn license_file(&self, slug: &Slug) -> Option<String> {
+        read_license_file(&self.data_dir(slug)?).await
+    }
     /// The last `tail` lines of the world's output.
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError>;
     /// Whether the world has data where it lives, for a driver that keeps
@@ -221,11 +226,19 @@ fn local_data(slug: &Slug) -> RuntimeError {
 
 /// Asks a server at `addr` for `[/prefix]/api/status`; `None` when it does
 /// not answer as Foundry would.
-pub(crate) async fn probe_status(
-    http: &reqwest::Client,
+async fn probe_status(
     addr: std::net::SocketAddr,
     route_prefix: Option<&str>,
 ) -> Option<FoundryStatus> {
+    // One client for every driver's probes: a world that does not answer
+    // within 3 s is not running yet.
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .unwrap_or_default()
+    });
     let prefix = route_prefix
         .map(|p| format!("/{}", p.trim_matches('/')))
         .unwrap_or_default();
@@ -242,7 +255,7 @@ pub(crate) async fn probe_status(
 
 /// A world's `Config/license.json` as it is now (Foundry signs it when the
 /// EULA is accepted), from its data directory.
-pub(crate) async fn read_license_file(data_dir: &std::path::Path) -> Option<String> {
+async fn read_license_file(data_dir: &std::path::Path) -> Option<String> {
     tokio::fs::read_to_string(data_dir.join("Config/license.json"))
         .await
         .ok()
@@ -286,6 +299,8 @@ pub(crate) fn dispose_data(
 /// (`docker`, `kubernetes`); a build without one has no such driver.
 pub struct Runtimes {
     process: process::ProcessRuntime,
+    /// How long a server moved off a driver has to stop before it is killed.
+    stop_grace: Duration,
     #[cfg(feature = "docker")]
     docker: Option<docker::DockerRuntime>,
     #[cfg(feature = "kubernetes")]
@@ -297,11 +312,19 @@ impl Runtimes {
     pub fn new(process: process::ProcessRuntime) -> Self {
         Self {
             process,
+            stop_grace: Duration::from_secs(30),
             #[cfg(feature = "docker")]
             docker: None,
             #[cfg(feature = "kubernetes")]
             kubernetes: None,
         }
+    }
+
+    /// How long a world's server moved to another driver has to stop
+    /// (`runtime.stop_grace_seconds`; 30 s unless set).
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
     }
 
     /// Worlds may also run in containers of this Docker engine.
@@ -363,7 +386,7 @@ impl Runtime for Runtimes {
         // Off every other driver first, should it have run there.
         for d in self.drivers() {
             if !std::ptr::addr_eq(d, target) {
-                d.stop(&spec.slug, Duration::from_secs(30)).await?;
+                d.stop(&spec.slug, self.stop_grace).await?;
             }
         }
         target.ensure(spec).await
@@ -403,14 +426,6 @@ impl Runtime for Runtimes {
             all.extend(d.observe_all().await?);
         }
         Ok(all)
-    }
-
-    async fn status(
-        &self,
-        observed: &Observed,
-        route_prefix: Option<&str>,
-    ) -> Option<FoundryStatus> {
-        self.process.status(observed, route_prefix).await
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {

@@ -26,10 +26,7 @@ use serde::{Deserialize, Serialize};
 use tavern_types::{InstanceId, Slug};
 
 use crate::foundry_config::write_config;
-use crate::{
-    Disposal, FoundryStatus, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data,
-    probe_status, read_license_file,
-};
+use crate::{Disposal, InstanceSpec, Launch, Observed, Runtime, RuntimeError, dispose_data};
 
 /// Rotate a server's log beyond this size; one older file is kept.
 const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
@@ -56,7 +53,6 @@ pub struct ProcessRuntime {
     next_port: Arc<Mutex<u32>>,
     /// One operation at a time per world.
     locks: Arc<Mutex<HashMap<Slug, Arc<tokio::sync::Mutex<()>>>>>,
-    http: reqwest::Client,
 }
 
 impl ProcessRuntime {
@@ -72,10 +68,6 @@ impl ProcessRuntime {
             exits: Arc::default(),
             next_port: Arc::new(Mutex::new(std::process::id())),
             locks: Arc::default(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()
-                .unwrap_or_default(),
         }
     }
 
@@ -443,18 +435,6 @@ impl Runtime for ProcessRuntime {
             out.push(self.observed(&slug, &pf));
         }
         Ok(out)
-    }
-
-    async fn status(
-        &self,
-        observed: &Observed,
-        route_prefix: Option<&str>,
-    ) -> Option<FoundryStatus> {
-        probe_status(&self.http, observed.addr, route_prefix).await
-    }
-
-    async fn license_file(&self, slug: &Slug) -> Option<String> {
-        read_license_file(&self.data_dir(slug)).await
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {

@@ -593,7 +593,8 @@ async fn drivers(
         not(any(feature = "docker", feature = "kubernetes")),
         expect(unused_mut)
     )]
-    let mut runtime = Runtimes::new(process);
+    let mut runtime = Runtimes::new(process)
+        .with_stop_grace(Duration::from_secs(config.runtime.stop_grace_seconds));
     #[cfg(feature = "docker")]
     if config.runtime.docker() {
         let data_dir = &config.server.data_dir;

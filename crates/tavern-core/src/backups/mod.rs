@@ -91,7 +91,7 @@ impl Tavern {
         self.settings
             .backups
             .as_ref()
-            .ok_or(CoreError::NotImplemented("backups on this server"))
+            .ok_or(CoreError::NotConfigured("backups"))
     }
 
     /// A backup the caller may see: an admin any, a game master their own.

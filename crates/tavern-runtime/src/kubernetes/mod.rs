@@ -26,7 +26,7 @@ use serde_json::json;
 use tavern_types::{InstanceId, Slug};
 use tokio::io::AsyncWriteExt as _;
 
-use crate::{Disposal, FoundryStatus, InstanceSpec, Observed, Runtime, RuntimeError, probe_status};
+use crate::{Disposal, InstanceSpec, Observed, Runtime, RuntimeError};
 use objects::{
     ARCHIVED_LABEL, FIELD_MANAGER, FOUNDRY_PORT, INSTANCE_ID_LABEL, INSTANCE_LABEL,
     KubernetesSettings, WorldObjects,
@@ -39,7 +39,6 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 pub struct KubernetesRuntime {
     client: kube::Client,
     settings: KubernetesSettings,
-    http: reqwest::Client,
     /// For archives to and from data agents: no time limit on the whole.
     transfer: reqwest::Client,
     /// How long past its grace a stop waits for the pod to go.
@@ -86,10 +85,6 @@ impl KubernetesRuntime {
         Ok(Self {
             client,
             settings,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()
-                .map_err(|e| e.to_string())?,
             transfer: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
@@ -663,14 +658,6 @@ impl Runtime for KubernetesRuntime {
             }
         }
         Ok(out)
-    }
-
-    async fn status(
-        &self,
-        observed: &Observed,
-        route_prefix: Option<&str>,
-    ) -> Option<FoundryStatus> {
-        probe_status(&self.http, observed.addr, route_prefix).await
     }
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {
