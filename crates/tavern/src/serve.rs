@@ -48,7 +48,7 @@ impl Database {
                 Self::Postgres(PgStore::connect(url, *pool_size).await.with_context(|| {
                     format!(
                         "cannot open the database {}",
-                        crate::config::redact_url(url)
+                        crate::config::store::redact_url(url)
                     )
                 })?)
             }

@@ -16,7 +16,6 @@ const STILL_LONG: &[&str] = &[
     "crates/tavern-http/src/api.rs",
     "crates/tavern-runtime/src/kubernetes/fake.rs",
     "crates/tavern/src/client/commands.rs",
-    "crates/tavern/src/config.rs",
     "crates/tavern-store/src/conformance.rs",
     "crates/tavern-store-sql/src/adapter.rs",
 ];
@@ -214,7 +213,11 @@ fn no_source_file_is_longer_than_a_reader_can_hold() {
         }
     }
     let mut long = Vec::new();
-    let mut shrunk = Vec::new();
+    let mut shrunk: Vec<String> = STILL_LONG
+        .iter()
+        .filter(|f| !root.join(f).is_file())
+        .map(|f| (*f).to_owned())
+        .collect();
     for f in files {
         let rel = f
             .strip_prefix(&root)
@@ -237,6 +240,6 @@ fn no_source_file_is_longer_than_a_reader_can_hold() {
     );
     assert!(
         shrunk.is_empty(),
-        "no longer long, take off STILL_LONG: {shrunk:?}"
+        "no longer long (or gone), take off STILL_LONG: {shrunk:?}"
     );
 }
