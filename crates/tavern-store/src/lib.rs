@@ -1,13 +1,14 @@
 //! The Store port: every piece of Tavern's persistent state goes through the
 //! [`Store`] trait, so that SQLite and PostgreSQL adapters are interchangeable
-//! without touching callers. [`conformance`] is the one test suite that every
-//! adapter runs.
+//! without touching callers. `conformance` (the feature of that name) is the
+//! one test suite that every adapter runs; release builds leave it out.
 //!
 //! Invariants the adapters uphold: a change and its audit [`NewEvent`] are
 //! written in one transaction (both or neither); uniqueness (usernames,
 //! slugs, token hashes) and references (an instance's license) are enforced by
 //! the database, not only by callers.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod records;
 

@@ -1,7 +1,7 @@
-//! Termination signals for the stand-in and for `tavern serve` (which uses
-//! these too). The handlers are
-//! installed when [`termination`] is called, so call it before announcing
-//! readiness: a SIGTERM that arrives after that is always a clean stop.
+//! Termination signals for the stand-in (it plays another program:
+//! `tavern serve` keeps its own). The handlers are installed when
+//! [`termination`] is called, so call it before announcing readiness: a
+//! SIGTERM that arrives after that is always a clean stop.
 
 use std::future::Future;
 

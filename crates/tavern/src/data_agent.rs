@@ -70,7 +70,7 @@ pub async fn run(args: DataAgentArgs) -> anyhow::Result<()> {
     {
         eprintln!("a restore was cut off; the world's data was put back");
     }
-    let stop = tavern_stub::signals::termination()?;
+    let stop = crate::signals::termination()?;
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/archive", get(export).put(import))

@@ -10,6 +10,7 @@ mod data_agent;
 mod discord;
 mod notify;
 mod serve;
+mod signals;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -122,7 +122,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         TlsMode::Acme => Some(certificates.acceptor()),
         TlsMode::Off => None,
     };
-    let stop_signal = tavern_stub::signals::termination()?;
+    let stop_signal = crate::signals::termination()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

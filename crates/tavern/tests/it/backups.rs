@@ -188,6 +188,7 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "keep", None).await;
     // Stopping it made an after-stop backup.
+    wait_after_stop_backup(&admin, "keep").await;
     let (_, list) = admin.get("/api/v1/instances/keep/backups").await;
     assert_eq!(kinds(&list), [("after_stop".into(), "complete".into())]);
 
@@ -274,6 +275,8 @@ async fn signed_links_download_for_a_while_and_nothing_else() {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
     world_with_data(&server, &admin, "linked", None).await;
+    // A manual backup waits for the one the stop made.
+    wait_after_stop_backup(&admin, "linked").await;
     let b = backup_now(&admin, "linked").await;
     let id = b["id"].as_str().unwrap();
     let (s, link) = admin
@@ -348,6 +351,7 @@ async fn another_game_master_cannot_see_or_touch_a_backup() {
     admin.create_user("alice", "gm", "alice-password").await;
     admin.create_user("bob", "gm", "bob-password").await;
     world_with_data(&server, &admin, "alices", Some("alice")).await;
+    wait_after_stop_backup(&admin, "alices").await;
     let alice = server.api(None).login("alice", "alice-password").await;
     let bob = server.api(None).login("bob", "bob-password").await;
     let b = backup_now(&alice, "alices").await;
