@@ -280,15 +280,19 @@ impl Tavern {
         }
     }
 
+    /// The key `i` holds now, if any.
+    pub(crate) async fn held_license(
+        &self,
+        i: &Instance,
+    ) -> Result<Option<License>, tavern_store::StoreError> {
+        let licenses = self.store.list_licenses().await?;
+        Ok(licenses.into_iter().find(|l| l.bound_to == Some(i.id)))
+    }
+
     /// Frees the key `i` holds, once its server is confirmed gone; first
     /// keeps what Foundry signed for it.
     pub(crate) async fn release_license(&self, i: &Instance) -> Result<(), CoreError> {
-        let held = self
-            .store
-            .list_licenses()
-            .await?
-            .into_iter()
-            .find(|l| l.bound_to == Some(i.id));
+        let held = self.held_license(i).await?;
         let Some(held) = held else { return Ok(()) };
         if let Err(e) = self.keep_signed_license(i, &held).await {
             tracing::warn!(slug = %i.slug, error = %e, "could not keep the signed license.json");

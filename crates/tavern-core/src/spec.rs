@@ -53,12 +53,7 @@ impl Tavern {
             },
             RuntimeKind::Process => self.releases.resolve(release)?,
         };
-        let held = self
-            .store
-            .list_licenses()
-            .await?
-            .into_iter()
-            .find(|l| l.bound_to == Some(i.id));
+        let held = self.held_license(i).await?;
         let (license_key, signed_license) = match held {
             Some(held) => (
                 Some(self.license_key(held.id).await?),

@@ -72,14 +72,7 @@ impl Tavern {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        let held = self
-            .store
-            .list_licenses()
-            .await?
-            .into_iter()
-            .find(|l| l.bound_to == Some(i.id))
-            .map(|l| l.id)
-            .or(i.license);
+        let held = self.held_license(&i).await?.map(|l| l.id).or(i.license);
         if let Some(id) = held {
             let key = self.license_key(id).await?;
             let text = self
