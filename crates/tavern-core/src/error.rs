@@ -26,8 +26,8 @@ pub enum CoreError {
     /// The request clashes with what exists (`code` names the clash).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    /// What this server was not set up to do (backups without a
-    /// `[backups]` section, say).
+    /// What this service was set up without (a `Tavern` whose settings
+    /// have no backups, say).
     #[error("{0} are not set up on this server")]
     NotConfigured(&'static str),
     /// What this version cannot do.
