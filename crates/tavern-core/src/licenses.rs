@@ -1,6 +1,7 @@
 //! License keys: the pool, pinning, and who holds which key. Claims go
 //! through the allocation policy and the store's compare-and-set, so no
-//! key ever runs two servers; switchover and pre-emption hand a key on.
+//! key ever runs two servers; pre-emption hands an idle world's key on
+//! (switchover, an asked-for hand-over, has a file of its own).
 
 use jiff::{SignedDuration, Timestamp};
 use tavern_store::{Instance, License, NewEvent, Session, User, now};
