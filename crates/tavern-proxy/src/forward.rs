@@ -317,6 +317,18 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// What `handle` found out about a request it does not forward itself.
+struct Elsewhere {
+    peer: SocketAddr,
+    host: Option<HeaderValue>,
+    target: Target,
+    /// One of Tavern's own paths on a world's address: the world, and the
+    /// action (`login` for `/_tavern/login`).
+    own: Option<(Slug, String)>,
+    /// Whether it asks to upgrade (a WebSocket).
+    upgrade: bool,
+}
+
 impl Proxy {
     /// Serves connections from `listener` (over TLS with `tls`) until
     /// `cancel`, within the connection limits (see [`crate::admission`]);
@@ -418,11 +430,20 @@ impl Proxy {
                 &self.settings.site,
             )
         };
+        // Decided once: one of Tavern's own paths on a world's address (the
+        // standby page's forms), and whether the request upgrades.
+        let world = match &target {
+            Target::Standby(r) => Some(&r.slug),
+            Target::World { slug, .. } => Some(slug),
+            _ => None,
+        };
+        let own = world.and_then(|slug| {
+            let action = self.own_path(slug, req.uri().path())?;
+            Some((slug.clone(), action.to_owned()))
+        });
+        let upgrade = is_upgrade(req.headers());
         let response = match target {
-            Target::World { slug, upstream }
-                if self.own_path(&slug, req.uri().path()).is_none()
-                    && !is_upgrade(req.headers()) =>
-            {
+            Target::World { slug, upstream } if own.is_none() && !upgrade => {
                 match self.outbound(req, peer, host) {
                     Ok(req) => Either::Left(self.forward(req, slug, upstream)),
                     Err(refused) => Either::Right(
@@ -432,34 +453,36 @@ impl Proxy {
             }
             target => Either::Right(Box::pin(self.clone().elsewhere(
                 req,
-                peer,
-                host,
-                target,
+                Elsewhere {
+                    peer,
+                    host,
+                    target,
+                    own,
+                    upgrade,
+                },
                 ticket.clone(),
             )) as BoxFuture<'static, _>),
         };
         response.map(Ok)
     }
 
-    /// Every request but an ordinary one to a running world.
+    /// Every request but an ordinary one to a running world, with what
+    /// `handle` found out about it (`how`).
     async fn elsewhere(
         self: Arc<Self>,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
-        host: Option<HeaderValue>,
-        target: Target,
+        how: Elsewhere,
         ticket: Arc<Ticket>,
     ) -> Response<ProxyBody> {
+        let Elsewhere {
+            peer,
+            host,
+            target,
+            own,
+            upgrade,
+        } = how;
         // The standby page's forms, on the world's own address.
-        let world = match &target {
-            Target::Standby(r) => Some(r.slug.clone()),
-            Target::World { slug, .. } => Some(slug.clone()),
-            _ => None,
-        };
-        if let Some(slug) = world
-            && let Some(action) = self.own_path(&slug, req.uri().path())
-        {
-            let action = action.to_owned();
+        if let Some((slug, action)) = own {
             let prefix = self.prefix(&slug);
             return self.tavern_form(req, peer, &slug, &prefix, &action).await;
         }
@@ -473,7 +496,7 @@ impl Proxy {
                 let prefix = self.prefix(&route.slug);
                 self.standby(req, peer, &route, &prefix).await
             }
-            Target::World { slug, upstream } if is_upgrade(req.headers()) => self
+            Target::World { slug, upstream } if upgrade => self
                 .upgrade(req, peer, host, &slug, upstream, ticket)
                 .await
                 .unwrap_or_else(|(status, why)| failed(&slug, upstream, status, &why)),
