@@ -110,7 +110,7 @@ fn main() {
             rate(d),
             size as f64 / 1e6,
             100.0 * size as f64 / bytes as f64
-        )
+        );
     };
     row("tavern (write)", write_time, summary.size);
     row(

@@ -642,7 +642,7 @@ impl Reconciler {
             };
             match (&result, instance) {
                 (Err(e), _) => {
-                    tracing::warn!(slug = %slug, error = %e, "stopping the server failed; will retry")
+                    tracing::warn!(slug = %slug, error = %e, "stopping the server failed; will retry");
                 }
                 (Ok(()), Some(i)) if i.desired_state == DesiredState::Destroyed => {
                     let e = event(

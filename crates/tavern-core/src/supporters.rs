@@ -463,7 +463,7 @@ mod tests {
             ("currency", |n| n.currency = "dollars".into()),
             ("timestamp", |n| n.timestamp = "yesterday".into()),
             ("kofi_transaction_id", |n| {
-                n.kofi_transaction_id = " ".into()
+                n.kofi_transaction_id = " ".into();
             }),
             ("message_id", |n| n.message_id = String::new()),
         ];

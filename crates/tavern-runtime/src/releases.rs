@@ -336,7 +336,7 @@ mod tests {
         );
         match r.resolve("12.331").unwrap() {
             Launch::Node { main_js, .. } => {
-                assert!(main_js.ends_with("12.331/resources/app/main.js"))
+                assert!(main_js.ends_with("12.331/resources/app/main.js"));
             }
             other => panic!("{other:?}"),
         }

@@ -253,14 +253,11 @@ fn foreign_origin(headers: &HeaderMap) -> bool {
 
 /// Reads a posted form's body: its fields and its `csrf` field.
 async fn read_form<T: DeserializeOwned>(req: Request) -> Result<(T, String), Response> {
-    let bytes = match axum::body::to_bytes(req.into_body(), FORM_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return Err(error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "That form was too large.",
-            ));
-        }
+    let Ok(bytes) = axum::body::to_bytes(req.into_body(), FORM_LIMIT).await else {
+        return Err(error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "That form was too large.",
+        ));
     };
     let csrf = serde_urlencoded::from_bytes::<CsrfField>(&bytes)
         .map(|c| c.csrf)
