@@ -669,6 +669,9 @@ impl Reconciler {
                     if let Err(err) = tavern.store().record_observation(i.id, &o, Some(&e)).await {
                         tracing::warn!(slug = %slug, error = %err, "recording the stop failed");
                     }
+                    // The routes say so now (the standby page), not only
+                    // once the backup after the stop is done.
+                    tavern.wake_handle().notify_one();
                     tavern.after_stop(&i).await;
                 }
                 (Ok(()), None) if remove => {

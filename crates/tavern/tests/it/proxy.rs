@@ -648,19 +648,23 @@ async fn the_standby_page_tells_the_owner_why_the_world_sleeps() {
     }
     let http = client(&server, &["why.localhost"]);
     let url = world_url(&server, "why.localhost", "/");
-    let owners = http
-        .get(&url)
-        .header("cookie", format!("tavern_session={}", alice.token()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        owners.contains(">sleeping<") && owners.contains("stopped by alice"),
-        "{owners}"
-    );
+    let owners_page = || async {
+        http.get(&url)
+            .header("cookie", format!("tavern_session={}", alice.token()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // The proxy's routes follow the store a moment later.
+    wait_until("the standby page says the world sleeps", || async {
+        owners_page().await.contains(">sleeping<")
+    })
+    .await;
+    let owners = owners_page().await;
+    assert!(owners.contains("stopped by alice"), "{owners}");
     let strangers = http.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(
         strangers.contains(">sleeping<") && !strangers.contains("stopped by alice"),
