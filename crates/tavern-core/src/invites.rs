@@ -181,12 +181,7 @@ impl Tavern {
         let invite = self.invite_by_code(code).await?;
         let username = checks::username("username", username)?;
         auth::check_password(password)?;
-        if self.store.user_by_name(&username).await?.is_some() {
-            return Err(CoreError::Conflict {
-                code: "username_taken",
-                message: format!("the username {username} is taken"),
-            });
-        }
+        self.check_username_free(&username).await?;
         let user = User {
             id: UserId::new(),
             username,

@@ -129,12 +129,7 @@ impl Tavern {
             })?;
         auth::check_password(&new.password)?;
         let tier = new.tier.map(|t| self.check_tier(&t)).transpose()?;
-        if self.store.user_by_name(&username).await?.is_some() {
-            return Err(CoreError::Conflict {
-                code: "username_taken",
-                message: format!("the username {username} is taken"),
-            });
-        }
+        self.check_username_free(&username).await?;
         let user = User {
             id: UserId::new(),
             username,
@@ -165,6 +160,18 @@ impl Tavern {
         } else {
             Ok(vec![caller.user.clone()])
         }
+    }
+
+    /// Refuses a username someone has already (an account made by an
+    /// admin, or through an invitation).
+    pub(crate) async fn check_username_free(&self, username: &Username) -> Result<(), CoreError> {
+        if self.store.user_by_name(username).await?.is_some() {
+            return Err(CoreError::Conflict {
+                code: "username_taken",
+                message: format!("the username {username} is taken"),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) async fn user_named(
