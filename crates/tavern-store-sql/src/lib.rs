@@ -1,9 +1,9 @@
 //! SQL adapters of the Store port: SQLite (the default, one file in
 //! DATA_DIR) and PostgreSQL (for communities that outgrow one machine; the
 //! cargo feature `postgres`).
-//! Both run the same queries (`adapter.rs`); each has its own migrations.
+//! Both run the same queries (`queries/`, compiled once for each engine);
+//! each has its own migrations.
 
-#[macro_use]
 mod adapter;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -108,4 +108,13 @@ impl PgStore {
     }
 }
 
-sql_adapter!(PgStore);
+/// The store the shared queries implement the Store port for.
+type Adapter = PgStore;
+
+/// The queries, shared with SQLite, compiled for this engine.
+#[path = "queries/mod.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the same queries, compiled for each engine"
+)]
+mod queries;

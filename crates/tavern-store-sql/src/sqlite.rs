@@ -1,7 +1,7 @@
 //! The SQLite adapter: WAL mode, a busy timeout, one writer connection (all
 //! transactions, so writes are serialized) and a small pool of readers.
 //! Timestamps are stored as microseconds since the Unix epoch, ids as their
-//! UUID text. The queries are shared with PostgreSQL (`adapter.rs`).
+//! UUID text. The queries are shared with PostgreSQL (`queries/`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -114,4 +114,13 @@ impl SqliteStore {
     }
 }
 
-sql_adapter!(SqliteStore);
+/// The store the shared queries implement the Store port for.
+type Adapter = SqliteStore;
+
+/// The queries, shared with PostgreSQL, compiled for this engine.
+#[path = "queries/mod.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the same queries, compiled for each engine"
+)]
+mod queries;

@@ -58,7 +58,7 @@ mod postgres {
 
 #[tokio::test]
 async fn state_survives_reopening() {
-    use tavern_store::{NewEvent, Store, User, now};
+    use tavern_store::{NewEvent, User, UserStore, now};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tavern.db");
     let user = User {

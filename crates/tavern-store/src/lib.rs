@@ -54,13 +54,43 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Persistence for users, tokens, instances, licenses and the audit log.
+/// Persistence for users, tokens, instances, licenses and the audit log:
+/// one trait per resource, all of them together a `Store`.
 ///
 /// Every mutating method takes the [`NewEvent`] that records it and writes
 /// both atomically. Lookups answer `Ok(None)` for absent rows; mutations of
 /// absent rows answer [`StoreError::NotFound`].
+pub trait Store:
+    UserStore
+    + InstanceStore
+    + LicenseStore
+    + SessionStore
+    + BackupStore
+    + PaymentStore
+    + InviteStore
+    + OutboxStore
+    + EventStore
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: UserStore
+        + InstanceStore
+        + LicenseStore
+        + SessionStore
+        + BackupStore
+        + PaymentStore
+        + InviteStore
+        + OutboxStore
+        + EventStore
+        + 'static
+{
+}
+
+/// Users, their API tokens, e-mail addresses, Discord links, webhooks and link codes.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait UserStore: Send + Sync {
     /// Inserts a user. [`StoreError::Conflict`] if the username is taken.
     async fn create_user(&self, user: &User, event: &NewEvent) -> StoreResult<()>;
     async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
@@ -75,7 +105,6 @@ pub trait Store: Send + Sync + 'static {
         tier: Option<&str>,
         event: &NewEvent,
     ) -> StoreResult<User>;
-
     /// Stores a token by the hash of its secret.
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()>;
     /// The token with this secret hash and the user it belongs to.
@@ -83,7 +112,51 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a token (signing out). [`StoreError::NotFound`] if no token
     /// has this hash.
     async fn delete_token(&self, token_hash: &str, event: &NewEvent) -> StoreResult<()>;
+    /// Sets or clears a user's e-mail address (lowercase).
+    /// [`StoreError::Conflict`] when another user has it.
+    async fn set_user_email(
+        &self,
+        user: UserId,
+        email: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<User>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Stores a one-time link code for `user`, by the hash of the code.
+    async fn create_link_code(
+        &self,
+        code_hash: &str,
+        user: UserId,
+        expires_at: Timestamp,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// Uses up a link code: the user it was made for, if it exists and has
+    /// not expired at `now`. Either way it cannot be used again; expired
+    /// codes are removed too.
+    async fn take_link_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Option<UserId>>;
+    /// Links a Discord account to `user` (moving it from any user it was
+    /// linked to before), or unlinks the user's (`None`).
+    async fn link_discord(
+        &self,
+        user: UserId,
+        discord_id: Option<&str>,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// The user a Discord account is linked to.
+    async fn user_by_discord(&self, discord_id: &str) -> StoreResult<Option<User>>;
+    /// Sets or clears a user's own notification webhook (sealed by the
+    /// caller: the address holds Discord's secret).
+    async fn set_user_webhook(
+        &self,
+        user: UserId,
+        sealed: Option<&[u8]>,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    async fn user_webhook(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
+}
 
+/// Instances (worlds): what people want of them, what the runtime saw, and the usage intervals those observations open and close.
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
     /// Inserts an instance. [`StoreError::Conflict`] if the slug is taken,
     /// [`StoreError::NotFound`] if its owner or license does not exist.
     async fn create_instance(&self, instance: &Instance, event: &NewEvent) -> StoreResult<()>;
@@ -139,7 +212,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Removes the instance row for good, freeing any key it holds.
     async fn delete_instance(&self, slug: &Slug, event: &NewEvent) -> StoreResult<()>;
+    /// Observed running intervals that overlap `[from, to)` (open ones
+    /// included), only `owner`'s when given. Intervals open when an
+    /// observation first says `running` and close when one says otherwise,
+    /// or when the instance is deleted.
+    async fn list_usage(
+        &self,
+        owner: Option<UserId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<UsageInterval>>;
+}
 
+/// The license pool, and the binding of keys to instances that keeps a key on one server at a time.
+#[async_trait]
+pub trait LicenseStore: Send + Sync {
     /// Binds a free license to an instance, atomically (compare-and-set):
     /// `Ok(true)` when the instance holds it now (also when it already did),
     /// `Ok(false)` when another instance holds it or the instance holds
@@ -182,7 +269,6 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a license. [`StoreError::InUse`] while an instance names it,
     /// holds it or awaits it, or a session that has not ended reserves it.
     async fn delete_license(&self, id: LicenseId, event: &NewEvent) -> StoreResult<()>;
-
     /// Promises `license` to `instance` and asks the instance to run, in one
     /// transaction: the world takes that key as soon as it is free, and no
     /// other world may take it meanwhile. With `session`, marks that session
@@ -195,7 +281,11 @@ pub trait Store: Send + Sync + 'static {
         session: Option<SessionId>,
         event: &NewEvent,
     ) -> StoreResult<()>;
+}
 
+/// Scheduled sessions and the key windows they reserve.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Writes a new session and, in the same transaction, moves the
     /// not-yet-prepared sessions in `moves` to other keys. Afterwards no two
     /// windows of one key may overlap; if they would, or a session to move
@@ -212,18 +302,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sessions(&self, after: Timestamp) -> StoreResult<Vec<Session>>;
     /// Cancels a session, freeing its window.
     async fn delete_session(&self, id: SessionId, event: &NewEvent) -> StoreResult<()>;
+    /// Marks that a session's owner was reminded of it: `Ok(true)` the
+    /// first time (the event is written then), `Ok(false)` after.
+    async fn mark_session_reminded(&self, id: SessionId, event: &NewEvent) -> StoreResult<bool>;
+}
 
-    /// Observed running intervals that overlap `[from, to)` (open ones
-    /// included), only `owner`'s when given. Intervals open when an
-    /// observation first says `running` and close when one says otherwise,
-    /// or when the instance is deleted.
-    async fn list_usage(
-        &self,
-        owner: Option<UserId>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> StoreResult<Vec<UsageInterval>>;
-
+/// Backups' rows (their archives live in a backup target).
+#[async_trait]
+pub trait BackupStore: Send + Sync {
     /// Inserts a backup (normally `in_progress`).
     async fn create_backup(&self, backup: &Backup, event: &NewEvent) -> StoreResult<()>;
     /// Ends a backup that is in progress: complete with its archive, or
@@ -252,30 +338,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Backup>;
     /// Removes a backup's row (its archive is the caller's to remove).
     async fn delete_backup(&self, id: BackupId, event: &NewEvent) -> StoreResult<()>;
+}
 
-    /// Sets or clears a user's e-mail address (lowercase).
-    /// [`StoreError::Conflict`] when another user has it.
-    async fn set_user_email(
-        &self,
-        user: UserId,
-        email: Option<&str>,
-        event: &NewEvent,
-    ) -> StoreResult<User>;
-    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
-
-    /// Stores a one-time link code for `user`, by the hash of the code.
-    async fn create_link_code(
-        &self,
-        code_hash: &str,
-        user: UserId,
-        expires_at: Timestamp,
-        event: &NewEvent,
-    ) -> StoreResult<()>;
-    /// Uses up a link code: the user it was made for, if it exists and has
-    /// not expired at `now`. Either way it cannot be used again; expired
-    /// codes are removed too.
-    async fn take_link_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<Option<UserId>>;
-
+/// Ko-fi supporters' payments.
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
     /// Records a payment once per Ko-fi transaction: `Ok(true)` when it is
     /// new; `Ok(false)` when that transaction is recorded already (nothing
     /// changes, no event is written).
@@ -296,7 +363,11 @@ pub trait Store: Send + Sync + 'static {
     async fn payer(&self, email: &str) -> StoreResult<Option<UserId>>;
     /// Payments, newest first; only `user`'s when given.
     async fn list_payments(&self, user: Option<UserId>) -> StoreResult<Vec<Payment>>;
+}
 
+/// Invitations, and signing up with one.
+#[async_trait]
+pub trait InviteStore: Send + Sync {
     /// Inserts an invitation.
     async fn create_invite(&self, invite: &Invite, event: &NewEvent) -> StoreResult<()>;
     /// Invitations, oldest first (used up and expired ones included).
@@ -314,37 +385,11 @@ pub trait Store: Send + Sync + 'static {
         user: &User,
         event: &NewEvent,
     ) -> StoreResult<Invite>;
+}
 
-    /// Links a Discord account to `user` (moving it from any user it was
-    /// linked to before), or unlinks the user's (`None`).
-    async fn link_discord(
-        &self,
-        user: UserId,
-        discord_id: Option<&str>,
-        event: &NewEvent,
-    ) -> StoreResult<()>;
-    /// The user a Discord account is linked to.
-    async fn user_by_discord(&self, discord_id: &str) -> StoreResult<Option<User>>;
-
-    /// Sets or clears a user's own notification webhook (sealed by the
-    /// caller: the address holds Discord's secret).
-    async fn set_user_webhook(
-        &self,
-        user: UserId,
-        sealed: Option<&[u8]>,
-        event: &NewEvent,
-    ) -> StoreResult<()>;
-    async fn user_webhook(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
-
-    /// Marks that a session's owner was reminded of it: `Ok(true)` the
-    /// first time (the event is written then), `Ok(false)` after.
-    async fn mark_session_reminded(&self, id: SessionId, event: &NewEvent) -> StoreResult<bool>;
-
-    /// Events after position `seq` in the audit log, oldest first, with
-    /// their positions.
-    async fn events_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<(i64, Event)>>;
-    /// The position of the newest event (0 when there is none).
-    async fn last_event_seq(&self) -> StoreResult<i64>;
+/// The notification outbox that follows the audit log.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// How far into the audit log the outbox has read (`None`: never).
     async fn outbox_cursor(&self) -> StoreResult<Option<i64>>;
     /// Moves the outbox's cursor from `from` to `to` and adds `items`, in
@@ -363,9 +408,18 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_notification(&self, id: i64, outcome: &Delivery) -> StoreResult<()>;
     /// The newest notifications, newest first.
     async fn list_notifications(&self, limit: u32) -> StoreResult<Vec<Notification>>;
+}
 
+/// The audit log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
     /// Records an event that goes with no other change.
     async fn append_event(&self, event: &NewEvent) -> StoreResult<()>;
     /// The newest `limit` events, newest first.
     async fn list_events(&self, limit: u32) -> StoreResult<Vec<Event>>;
+    /// Events after position `seq` in the audit log, oldest first, with
+    /// their positions.
+    async fn events_after(&self, seq: i64, limit: u32) -> StoreResult<Vec<(i64, Event)>>;
+    /// The position of the newest event (0 when there is none).
+    async fn last_event_seq(&self) -> StoreResult<i64>;
 }

@@ -17,7 +17,6 @@ const STILL_LONG: &[&str] = &[
     "crates/tavern-runtime/src/kubernetes/fake.rs",
     "crates/tavern/src/client/commands.rs",
     "crates/tavern-store/src/conformance.rs",
-    "crates/tavern-store-sql/src/adapter.rs",
 ];
 
 fn workspace() -> PathBuf {
