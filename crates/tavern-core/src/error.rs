@@ -16,6 +16,10 @@ pub enum CoreError {
     Unauthenticated,
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// Too many sign-in attempts: the next may come after this many
+    /// seconds.
+    #[error("too many sign-in attempts; try again in {0} s")]
+    RateLimited(u64),
     #[error("{0}")]
     Forbidden(String),
     /// Beyond a limit of the owner's tier.
@@ -26,6 +30,10 @@ pub enum CoreError {
     /// The request clashes with what exists (`code` names the clash).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Every license key the world may use runs another world now or is
+    /// reserved for a session soon.
+    #[error("{0}")]
+    NoLicenseFree(String),
     /// What this service was set up without (a `Tavern` whose settings
     /// have no backups, say).
     #[error("{0} are not set up on this server")]
@@ -82,8 +90,10 @@ impl CoreError {
             CoreError::Invalid { code, .. } | CoreError::Conflict { code, .. } => code,
             CoreError::Unauthenticated => "unauthenticated",
             CoreError::InvalidCredentials => "invalid_credentials",
+            CoreError::RateLimited(_) => "rate_limited",
             CoreError::Forbidden(_) => "forbidden",
             CoreError::Quota(_) => "quota_exceeded",
+            CoreError::NoLicenseFree(_) => "no_license_available",
             CoreError::NotFound { .. } => "not_found",
             CoreError::NotConfigured(_) => "not_configured",
             CoreError::NotImplemented(_) => "not_implemented",

@@ -122,12 +122,9 @@ impl From<ClaimError> for CoreError {
                         }
                     })
                     .unwrap_or_default();
-                CoreError::Conflict {
-                    code: "no_license_available",
-                    message: format!(
-                        "every license key this world may use runs another world now or is reserved for a session soon{when}"
-                    ),
-                }
+                CoreError::NoLicenseFree(format!(
+                    "every license key this world may use runs another world now or is reserved for a session soon{when}"
+                ))
             }
             ClaimError::Failed(e) => e,
         }

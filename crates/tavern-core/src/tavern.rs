@@ -10,6 +10,7 @@ use tavern_store::Store;
 use tokio::sync::Notify;
 
 use crate::auth::Passwords;
+use crate::limits::{LoginLimiter, LoginLimits};
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
 
@@ -19,6 +20,9 @@ pub struct Tavern {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) secrets: SecretBox,
     pub(crate) passwords: Passwords,
+    /// Sign-in attempts, limited per client address and per (username,
+    /// address).
+    pub(crate) logins: LoginLimiter,
     pub(crate) settings: Arc<Settings>,
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) releases: Arc<Releases>,
@@ -46,6 +50,7 @@ impl Tavern {
             store,
             secrets,
             passwords: Passwords::new(2),
+            logins: LoginLimiter::new(&LoginLimits::default()),
             settings: Arc::new(settings),
             runtime,
             releases,

@@ -1,6 +1,8 @@
 //! Users and signing in: the first admin at start-up, tokens, passwords,
 //! accounts and their quota tiers.
 
+use std::net::IpAddr;
+
 use tavern_store::{ApiToken, NewEvent, User, now};
 use tavern_types::{Role, TokenId, UserId, Username};
 
@@ -95,8 +97,35 @@ impl Tavern {
         }
     }
 
+    /// Checks a username and password within the sign-in rate limits (the
+    /// API's, the dashboard's and the worlds' standby pages alike; `ip` is
+    /// the client's address, `None` in-process) and issues a new token.
+    /// Refusals are logged without the password.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(String, User), CoreError> {
+        if let Err(wait) = self.logins.check(username, ip) {
+            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
+            return Err(CoreError::RateLimited(wait.as_secs().max(1)));
+        }
+        let result = self.login(username, password).await;
+        match &result {
+            Ok(_) => self.logins.record(username, ip, true),
+            // Only a wrong name or password counts against the pair.
+            Err(CoreError::InvalidCredentials) => {
+                self.logins.record(username, ip, false);
+                tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
     /// Checks a username and password and issues a new token.
-    pub async fn login(&self, username: &str, password: &str) -> Result<(String, User), CoreError> {
+    async fn login(&self, username: &str, password: &str) -> Result<(String, User), CoreError> {
         let user = match Username::parse(username) {
             Ok(name) => self.store.user_by_name(&name).await?,
             Err(_) => None,

@@ -97,7 +97,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let (token, user) = s.sign_in(&req.username, &req.password, ip).await?;
+    let (token, user) = s.tavern.sign_in(&req.username, &req.password, ip).await?;
     Ok(Json(LoginResponse {
         token,
         user: (&user).into(),

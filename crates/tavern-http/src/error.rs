@@ -73,9 +73,13 @@ impl From<CoreError> for ApiError {
         let status = match &e {
             CoreError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             CoreError::Unauthenticated | CoreError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            CoreError::RateLimited(seconds) => {
+                return ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
+                    .with_retry_after(*seconds);
+            }
             CoreError::Forbidden(_) | CoreError::Quota(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-            CoreError::Conflict { .. } => StatusCode::CONFLICT,
+            CoreError::Conflict { .. } | CoreError::NoLicenseFree(_) => StatusCode::CONFLICT,
             CoreError::NotConfigured(_) | CoreError::NotImplemented(_) => {
                 StatusCode::NOT_IMPLEMENTED
             }

@@ -9,7 +9,6 @@ mod dto;
 mod error;
 mod extract;
 mod hooks;
-mod limits;
 mod metrics;
 mod openapi;
 mod shapes;
@@ -24,14 +23,12 @@ use tracing::Level;
 
 pub use error::ApiError;
 pub use hooks::DiscordEdge;
-pub use limits::LoginLimits;
 
 /// HTTP knobs with sensible defaults.
 #[derive(Clone)]
 pub struct HttpSettings {
     /// Largest accepted request body (default 1 MiB).
     pub body_limit: usize,
-    pub login_limits: LoginLimits,
     /// Discord's interactions (none: `/discord/interactions` is 404).
     pub discord: Option<DiscordEdge>,
 }
@@ -40,7 +37,6 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
-            login_limits: LoginLimits::default(),
             discord: None,
         }
     }
@@ -50,42 +46,7 @@ impl Default for HttpSettings {
 #[derive(Clone)]
 pub struct AppState {
     pub tavern: Tavern,
-    pub(crate) limiter: limits::LoginLimiter,
     pub(crate) discord: Option<DiscordEdge>,
-}
-
-impl AppState {
-    /// Checks a username and password within the sign-in rate limits (the
-    /// API's and the dashboard's sign-in alike), logging refusals without
-    /// the password.
-    pub(crate) async fn sign_in(
-        &self,
-        username: &str,
-        password: &str,
-        ip: Option<std::net::IpAddr>,
-    ) -> Result<(String, tavern_store::User), ApiError> {
-        if let Err(wait) = self.limiter.check(username, ip) {
-            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
-            let seconds = wait.as_secs().max(1);
-            return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many sign-in attempts; try again in {seconds} s"),
-            )
-            .with_retry_after(seconds));
-        }
-        let result = self.tavern.login(username, password).await;
-        match &result {
-            Ok(_) => self.limiter.record(username, ip, true),
-            // Only a wrong name or password counts against the pair.
-            Err(tavern_core::CoreError::InvalidCredentials) => {
-                self.limiter.record(username, ip, false);
-                tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
-            }
-            Err(_) => {}
-        }
-        result.map_err(ApiError::from)
-    }
 }
 
 /// The whole API as a router, ready to serve with client addresses
@@ -93,7 +54,6 @@ impl AppState {
 pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let state = AppState {
         tavern,
-        limiter: limits::LoginLimiter::new(&settings.login_limits),
         discord: settings.discord.clone(),
     };
     let (api, mut openapi) = api::routes().split_for_parts();

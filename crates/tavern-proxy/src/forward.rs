@@ -491,10 +491,10 @@ impl Proxy {
                 req.extensions_mut().insert(Peer(peer));
                 call_api_service(&self.api, req.map(|b| Drained::new(b).boxed_unsync())).await
             }
-            Target::NotFound => crate::standby::not_found(self.tavern.settings().site_url()),
+            Target::NotFound => crate::standby::not_found(self.tavern.site_url()),
             Target::Standby(route) => {
                 let prefix = self.prefix(&route.slug);
-                self.standby(req, peer, &route, &prefix).await
+                self.standby(req, &route, &prefix).await
             }
             Target::World { slug, upstream } if upgrade => self
                 .upgrade(req, peer, host, &slug, upstream, ticket)

@@ -9,6 +9,7 @@ pub mod acme;
 mod admission;
 mod body;
 mod forward;
+mod port;
 mod proxy;
 pub mod route;
 mod standby;
@@ -17,5 +18,6 @@ mod upstream;
 
 pub use admission::ConnectionLimits;
 pub use body::{BoxError, ProxyBody};
+pub use port::{Note, TavernPort, Visitor};
 pub use proxy::{ApiService, Peer, Proxy, ProxySettings};
 pub use route::{Routing, Site};

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use tavern_core::Tavern;
 use tavern_core::activity::Activity;
 use tavern_core::routes::RouteTable;
 use tavern_types::{Scheme, WakeOnVisit};
@@ -16,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::admission::{Admission, ConnectionLimits};
 use crate::body::ProxyBody;
+use crate::port::TavernPort;
 use crate::route::Site;
 use crate::upstream::Upstreams;
 
@@ -43,7 +43,7 @@ pub struct ProxySettings {
 
 pub struct Proxy {
     pub(crate) settings: ProxySettings,
-    pub(crate) tavern: Tavern,
+    pub(crate) tavern: Arc<dyn TavernPort>,
     pub(crate) activity: Activity,
     pub(crate) routes: watch::Receiver<Arc<RouteTable>>,
     pub(crate) api: ApiService,
@@ -52,7 +52,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(settings: ProxySettings, tavern: Tavern, api: ApiService) -> Arc<Self> {
+    pub fn new(settings: ProxySettings, tavern: Arc<dyn TavernPort>, api: ApiService) -> Arc<Self> {
         let routes = tavern.routes();
         let activity = tavern.activity();
         let admission = Admission::new(settings.connections.clone());

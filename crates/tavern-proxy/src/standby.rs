@@ -5,9 +5,10 @@
 //! form when nobody is signed in), the world woken on a visit as
 //! `wake_on_visit` allows, the 404 page, and the endpoints under
 //! `/_tavern/` (sign-in, start, and the dashboard's sign-in handed over).
-//! Sign-in and starts go through the API itself, so rate limits,
-//! ownership, quotas and the audit log apply; the session cookie holds an
-//! API token, the parent domain's where browsers allow it.
+//! Sign-in and starts go to the core through the proxy's port
+//! ([`crate::port`]), so the API's rate limits, ownership, quotas and audit
+//! log apply; the session cookie holds an API token, the parent domain's
+//! where browsers allow it.
 
 use std::net::SocketAddr;
 
@@ -17,13 +18,13 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
 use tavern_core::auth::SESSION_COOKIE as COOKIE;
 use tavern_core::routes::Route;
 use tavern_types::{DesiredState, ObservedState, Slug, WakeOnVisit};
 
 use crate::body::{ProxyBody, plain};
-use crate::proxy::{Peer, Proxy, call_api_service};
+use crate::port::Note;
+use crate::proxy::Proxy;
 
 #[derive(Template)]
 #[template(path = "standby.html")]
@@ -82,28 +83,33 @@ fn who_wakes(policy: WakeOnVisit) -> &'static str {
     }
 }
 
-/// The sentence for a `note` code in the page's query; `signed_in` is
-/// only worth a word when the sign-in did not take.
-fn note_text(code: &str, signed_in: bool) -> Option<&'static str> {
-    Some(match code {
-        "signed_in" if signed_in => return None,
-        "signed_in" => {
+/// The sentence for a note; `signed_in` is only worth a word when the
+/// sign-in did not take.
+fn note_text(note: Note, signed_in: bool) -> Option<&'static str> {
+    Some(match note {
+        Note::SignedIn if signed_in => return None,
+        Note::SignedIn => {
             "Your browser did not keep the sign-in: it refused Tavern's cookie. \
              Allow cookies for this site, then sign in again."
         }
-        "handoff_expired" => {
+        Note::HandoffExpired => {
             "That sign-in link has expired or is for another world; sign in here instead."
         }
-        "signin_failed" => "Wrong username or password.",
-        "rate_limited" => "Too many sign-in attempts; wait a minute.",
-        "no_license_available" => {
+        Note::SignInFailed => "Wrong username or password.",
+        Note::RateLimited => "Too many sign-in attempts; wait a minute.",
+        Note::NoLicenseFree => {
             "Every license key is in use right now; try again when a session ends."
         }
-        "quota_exceeded" => "Your quota does not allow starting another world now.",
-        "not_found" => "Only its game master can start this world.",
-        "unauthenticated" => "Sign in first.",
-        _ => "The world could not be started.",
+        Note::QuotaExceeded => "Your quota does not allow starting another world now.",
+        Note::NotTheirs => "Only its game master can start this world.",
+        Note::Unauthenticated => "Sign in first.",
+        Note::Failed => "The world could not be started.",
     })
+}
+
+/// Back to the page at `back`, with `note` to tell.
+fn see_note(back: &str, note: Note) -> Response<ProxyBody> {
+    see_other(&format!("{back}?note={}", note.code()))
 }
 
 /// The styled page for an address where no world lives.
@@ -150,49 +156,10 @@ fn html(status: StatusCode, body: String) -> Response<ProxyBody> {
 }
 
 impl Proxy {
-    /// Calls the API in-process, as the visitor; answers status and JSON.
-    async fn call_api(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        peer: SocketAddr,
-    ) -> (StatusCode, Value) {
-        let mut b = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let bytes = match &body {
-            Some(v) => {
-                b = b.header(header::CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let body: ProxyBody = Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let Ok(mut req) = b.body(body) else {
-            return (StatusCode::BAD_REQUEST, Value::Null);
-        };
-        req.extensions_mut().insert(Peer(peer));
-        let resp = call_api_service(&self.api, req).await;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-
     /// The page for a world that is not running; a visit may wake it.
     pub(crate) async fn standby(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
         route: &Route,
         prefix: &str,
     ) -> Response<ProxyBody> {
@@ -200,29 +167,17 @@ impl Proxy {
         let token = cookie(&req);
         let mut signed_in_as = None;
         let mut owner = false;
-        if let Some(t) = token.as_deref() {
-            let (status, me) = self
-                .call_api(Method::GET, "/api/v1/auth/whoami", Some(t), None, peer)
-                .await;
-            if status == StatusCode::OK {
-                signed_in_as = Some(me["username"].as_str().unwrap_or("").to_owned());
-                owner =
-                    self.call_api(
-                        Method::GET,
-                        &format!("/api/v1/instances/{slug}"),
-                        Some(t),
-                        None,
-                        peer,
-                    )
-                    .await
-                    .0 == StatusCode::OK;
-            }
+        if let Some(t) = token.as_deref()
+            && let Some(visitor) = self.tavern.visitor(t, &route.slug).await
+        {
+            signed_in_as = Some(visitor.username);
+            owner = visitor.runs_it;
         }
         let signed_in = signed_in_as.is_some();
         let query_note = req.uri().query().and_then(|q| {
             form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "note")
-                .and_then(|(_, v)| note_text(&v, signed_in))
+                .and_then(|(_, v)| note_text(Note::from_code(&v), signed_in))
         });
         let sleeping =
             route.desired == DesiredState::Stopped && route.state == ObservedState::Stopped;
@@ -236,31 +191,12 @@ impl Proxy {
         };
         if sleeping && wake && req.method() == Method::GET {
             let result = match (owner, token.as_deref()) {
-                (true, Some(t)) => {
-                    let (status, body) = self
-                        .call_api(
-                            Method::POST,
-                            &format!("/api/v1/instances/{slug}/start"),
-                            Some(t),
-                            Some(json!({})),
-                            peer,
-                        )
-                        .await;
-                    if status.is_success() {
-                        Ok(())
-                    } else {
-                        Err(body["error"]["code"].as_str().unwrap_or("").to_owned())
-                    }
-                }
-                _ => self
-                    .tavern
-                    .wake_for_visitor(slug)
-                    .await
-                    .map_err(|e| e.code().to_owned()),
+                (true, Some(t)) => self.tavern.start(t, &route.slug).await,
+                _ => self.tavern.wake_for_visitor(&route.slug).await,
             };
             match result {
                 Ok(()) => woke = true,
-                Err(code) => note = note_text(&code, signed_in),
+                Err(refused) => note = note_text(refused, signed_in),
             }
         }
         let (state, mut refresh) = if woke {
@@ -315,7 +251,7 @@ impl Proxy {
             sign_in: !signed_in,
             signed_in_as,
             prefix,
-            site: self.tavern.settings().site_url(),
+            site: self.tavern.site_url(),
         };
         let body = page.render().unwrap_or_else(|e| {
             tracing::error!(error = %e, "rendering the standby page failed");
@@ -372,41 +308,22 @@ impl Proxy {
                         .map(|(_, v)| v.into_owned())
                         .unwrap_or_default()
                 };
-                let (status, body) = self
-                    .call_api(
-                        Method::POST,
-                        "/api/v1/auth/login",
-                        None,
-                        Some(json!({"username": field("username"), "password": field("password")})),
-                        peer,
-                    )
+                let signed_in = self
+                    .tavern
+                    .sign_in(&field("username"), &field("password"), peer.ip())
                     .await;
-                match body["token"].as_str() {
-                    Some(token) if status == StatusCode::OK => self.signed_in(&back, token),
-                    _ if status == StatusCode::TOO_MANY_REQUESTS => {
-                        see_other(&format!("{back}?note=rate_limited"))
-                    }
-                    _ => see_other(&format!("{back}?note=signin_failed")),
+                match signed_in {
+                    Ok(token) => self.signed_in(&back, &token),
+                    Err(refused) => see_note(&back, refused),
                 }
             }
             "start" => {
                 let Some(token) = cookie(&req) else {
-                    return see_other(&format!("{back}?note=unauthenticated"));
+                    return see_note(&back, Note::Unauthenticated);
                 };
-                let (status, body) = self
-                    .call_api(
-                        Method::POST,
-                        &format!("/api/v1/instances/{slug}/start"),
-                        Some(&token),
-                        Some(json!({})),
-                        peer,
-                    )
-                    .await;
-                if status.is_success() {
-                    see_other(&back)
-                } else {
-                    let code = body["error"]["code"].as_str().unwrap_or("failed");
-                    see_other(&format!("{back}?note={code}"))
+                match self.tavern.start(&token, slug).await {
+                    Ok(()) => see_other(&back),
+                    Err(refused) => see_note(&back, refused),
                 }
             }
             _ => plain(StatusCode::NOT_FOUND, "Not found"),
@@ -424,7 +341,7 @@ impl Proxy {
         });
         match code.and_then(|c| self.tavern.redeem_handoff(&c, slug)) {
             Some(token) => self.signed_in(back, &token),
-            None => see_other(&format!("{back}?note=handoff_expired")),
+            None => see_note(back, Note::HandoffExpired),
         }
     }
 
@@ -433,7 +350,7 @@ impl Proxy {
     /// address. The page is told to expect it, so that a browser that
     /// drops it is noticed.
     fn signed_in(&self, back: &str, token: &str) -> Response<ProxyBody> {
-        let mut r = see_other(&format!("{back}?note=signed_in"));
+        let mut r = see_note(back, Note::SignedIn);
         let c = tavern_core::auth::cookie_line(
             COOKIE,
             token,
@@ -484,9 +401,9 @@ mod tests {
 
     #[test]
     fn a_sign_in_that_took_needs_no_word_and_one_that_did_not_says_why() {
-        assert_eq!(note_text("signed_in", true), None);
-        assert!(note_text("signed_in", false).unwrap().contains("cookie"));
-        assert!(note_text("anything", false).is_some());
+        assert_eq!(note_text(Note::SignedIn, true), None);
+        assert!(note_text(Note::SignedIn, false).unwrap().contains("cookie"));
+        assert!(note_text(Note::from_code("anything"), false).is_some());
     }
 
     fn page<'a>(reason: Option<&'a str>, sign_in: bool, owner: bool) -> Page<'a> {

@@ -308,7 +308,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }),
                 None => None,
             },
-            ..HttpSettings::default()
         },
     );
     let site = Site {
@@ -356,7 +355,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             wake_on_visit: config.idle.wake_on_visit,
             connections: connections.clone(),
         },
-        tavern.clone(),
+        Arc::new(tavern.clone()),
         api_service(api),
     );
     if let Some(redirect) = redirect {

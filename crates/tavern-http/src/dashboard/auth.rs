@@ -18,6 +18,7 @@ use super::{
     error_page, foreign_origin, read_form, redirect_with, render, same, say, see_other, set_cookie,
 };
 use crate::AppState;
+use crate::error::ApiError;
 use crate::extract::ClientIp;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -177,15 +178,15 @@ async fn login(
         "/auth/login?next={}",
         form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
     );
-    match s.sign_in(&form.username, &form.password, ip).await {
+    match s.tavern.sign_in(&form.username, &form.password, ip).await {
         Ok((token, _)) => signed_in(&s, &headers, &next, &token),
         Err(e) => {
-            let said = match e.code {
-                "invalid_credentials" => "Wrong username or password.".to_owned(),
-                "rate_limited" => {
+            let said = match e {
+                CoreError::InvalidCredentials => "Wrong username or password.".to_owned(),
+                CoreError::RateLimited(_) => {
                     "Too many sign-in attempts; wait a minute and try again.".to_owned()
                 }
-                _ => e.message,
+                other => ApiError::from(other).message,
             };
             redirect_with(&s, &headers, &back, Err(said))
         }
