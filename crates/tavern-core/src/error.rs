@@ -57,7 +57,7 @@ pub enum CoreError {
 
 /// A record's kind in the words people use (the store says `instance`
 /// where users say world).
-pub(crate) fn noun(what: &str) -> &str {
+pub fn noun(what: &str) -> &str {
     match what {
         "instance" => "world",
         "license" => "license key",

@@ -39,13 +39,14 @@ mod tavern;
 mod usage;
 mod users;
 mod vault;
-mod words;
+pub mod words;
 mod work;
 
 pub use admin::Overview;
 pub use auth::Caller;
 pub use backups::{BackupDownload, BackupView, RestoreState, RestoreStatus};
-pub use error::CoreError;
+pub use discord::DiscordLink;
+pub use error::{CoreError, noun};
 pub use handoff::HANDOFF_SECONDS;
 pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};

@@ -8,7 +8,7 @@ use tavern_types::UserId;
 use crate::error::CoreError;
 
 /// A time for people: UTC, to the minute.
-pub(crate) fn minutes(t: Timestamp) -> String {
+pub fn minutes(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 

@@ -112,7 +112,7 @@ pub(crate) async fn kofi(
 #[derive(Clone)]
 pub struct DiscordEdge {
     pub public_key: [u8; 32],
-    pub api: std::sync::Arc<dyn tavern_core::discord::DiscordApi>,
+    pub api: std::sync::Arc<dyn crate::bot::DiscordApi>,
 }
 
 /// How far an interaction's timestamp may be from now.
@@ -144,7 +144,7 @@ pub(crate) fn verify_signature(
 }
 
 /// The subcommand and its options of `/tavern`, from an interaction.
-fn slash_command(v: &Value) -> Option<tavern_core::discord::SlashCommand> {
+fn slash_command(v: &Value) -> Option<crate::bot::SlashCommand> {
     let user = v["member"]["user"]["id"]
         .as_str()
         .or_else(|| v["user"]["id"].as_str())?;
@@ -160,7 +160,7 @@ fn slash_command(v: &Value) -> Option<tavern_core::discord::SlashCommand> {
         .flatten()
         .filter_map(|o| Some((o["name"].as_str()?.to_owned(), text(o)?)))
         .collect();
-    Some(tavern_core::discord::SlashCommand {
+    Some(crate::bot::SlashCommand {
         discord_user: user.to_owned(),
         subcommand: sub["name"].as_str()?.to_owned(),
         options,
@@ -234,12 +234,12 @@ pub(crate) async fn discord(
                     "no user or subcommand in the interaction",
                 )
             })?;
-            match s.tavern.discord_command(cmd).await {
-                tavern_core::discord::BotReply::Now(text) => Ok(Json(serde_json::json!({
+            match crate::bot::answer(&s.tavern, cmd).await {
+                crate::bot::BotReply::Now(text) => Ok(Json(serde_json::json!({
                     "type": 4,
                     "data": { "content": text, "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } },
                 }))),
-                tavern_core::discord::BotReply::Later(work) => {
+                crate::bot::BotReply::Later(work) => {
                     let token = v["token"].as_str().unwrap_or_default().to_owned();
                     tokio::spawn(async move {
                         let text = work.await;

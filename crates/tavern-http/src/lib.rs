@@ -4,6 +4,7 @@
 //! document generated from the handlers) and the web dashboard.
 
 mod api;
+pub mod bot;
 mod dashboard;
 mod dto;
 mod error;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
-use tavern_core::discord::{DiscordApi, DiscordSettings, SUBCOMMANDS};
 use tavern_core::notifications::SendError;
+use tavern_http::bot::{DiscordApi, SUBCOMMANDS};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, DiscordSettings, Overrides};
 
 /// Calls Discord's REST API at the configured base.
 pub struct DiscordRest {

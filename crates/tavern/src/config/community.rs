@@ -49,7 +49,7 @@ impl Default for DiscordConfig {
 
 impl DiscordConfig {
     /// The bot's settings, or `None` when no public key is configured.
-    pub fn settings(&self) -> anyhow::Result<Option<tavern_core::discord::DiscordSettings>> {
+    pub fn settings(&self) -> anyhow::Result<Option<DiscordSettings>> {
         let Some(key) = &self.public_key else {
             return Ok(None);
         };
@@ -68,7 +68,7 @@ impl DiscordConfig {
             self.api_base.starts_with("https://") || self.api_base.starts_with("http://"),
             "invalid configuration: discord.api_base must be an http(s) address"
         );
-        Ok(Some(tavern_core::discord::DiscordSettings {
+        Ok(Some(DiscordSettings {
             public_key,
             application_id,
             bot_token: secret_value("discord.bot_token", &self.bot_token, &self.bot_token_file)?,
@@ -249,5 +249,27 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// The bot, as configured.
+#[derive(Clone)]
+pub struct DiscordSettings {
+    /// The application's Ed25519 public key (it signs every interaction).
+    pub public_key: [u8; 32],
+    pub application_id: String,
+    /// For `tavern discord register` (a secret).
+    pub bot_token: Option<String>,
+    /// Discord's REST API, e.g. `https://discord.com/api/v10`.
+    pub api_base: String,
+}
+
+impl std::fmt::Debug for DiscordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSettings")
+            .field("application_id", &self.application_id)
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "***"))
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
     }
 }

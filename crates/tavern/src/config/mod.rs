@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tavern_types::RuntimeKind;
 
 pub use backups::BackupsConfig;
-pub use community::{DiscordConfig, KofiConfig, NotificationsConfig};
+pub use community::{DiscordConfig, DiscordSettings, KofiConfig, NotificationsConfig};
 pub use economy::{IdleConfig, LicensesConfig, SessionsConfig, TierConfig, UsageConfig};
 pub use kubernetes::KubernetesConfig;
 pub use log::{LogConfig, LogFormat};

@@ -405,7 +405,7 @@ async fn discord_register_installs_the_command_through_the_rest_api() {
             .iter()
             .map(|o| o["name"].as_str().unwrap())
             .collect();
-        assert_eq!(subs, tavern_core::discord::SUBCOMMANDS);
+        assert_eq!(subs, tavern_http::bot::SUBCOMMANDS);
     }
     // A refused token is a clear error that does not repeat the token.
     let out = register("not-the-token");
