@@ -78,6 +78,37 @@ impl Database {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let server = build(args, &shutdown).await?;
+    let work = server.spawn_work(&shutdown)?;
+    server.serve(work, shutdown).await
+}
+
+/// What `tavern serve` builds before any work starts: the configuration,
+/// the store, Tavern itself, and the listeners, already bound.
+struct Server {
+    config: Config,
+    database: Database,
+    secrets: SecretBox,
+    tavern: Tavern,
+    leadership: Leadership,
+    /// Releases the lease at shutdown, when replicas elect a leader.
+    election: Option<Release>,
+    certificates: tavern_proxy::acme::Certificates,
+    tls: Option<tavern_proxy::tls::TlsAcceptor>,
+    listener: tokio::net::TcpListener,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    redirect: Option<tokio::net::TcpListener>,
+    addr: std::net::SocketAddr,
+}
+
+/// The background work, to wait for at shutdown.
+type Work = Vec<tokio::task::JoinHandle<()>>;
+
+/// Reads the configuration, opens the store, binds the listeners and makes
+/// Tavern (with its first admin, or the demo, on a fresh data directory);
+/// a termination signal from here on cancels `shutdown`.
+async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<Server> {
     let mut config = Config::load(
         args.config.as_deref(),
         Overrides {
@@ -123,6 +154,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         TlsMode::Off => None,
     };
     let stop_signal = crate::signals::termination()?;
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            tracing::info!("{}: shutting down", stop_signal.await);
+            shutdown.cancel();
+        }
+    });
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -170,43 +208,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     if let Some(token) = tavern.bootstrap().await? {
-        let path = data_dir.join("admin-token");
-        let _ = std::fs::remove_file(&path);
-        write_private(&path, format!("{token}\n").as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("Created the admin user `admin`. Its API token, shown this once:");
-        println!();
-        println!("    {token}");
-        println!();
-        println!("It is also in {} (readable by you only).", path.display());
-        println!(
-            "Sign in with: tavern login --server {} --token-stdin < {}",
-            config.api_url(addr),
-            path.display()
-        );
-        // The dashboard takes a password: the first admin makes their own
-        // account through a one-use admin invitation.
-        let admin = first_admin(&tavern).await?;
-        let invite = tavern
-            .create_invite(
-                &admin,
-                tavern_core::NewInvite {
-                    role: Some("admin".into()),
-                    tier: None,
-                    uses: Some(1),
-                    expires_in_hours: None,
-                },
-            )
-            .await?;
-        if let Some(url) = invite.url {
-            println!();
-            println!(
-                "To use the web dashboard, make your own admin account (once, within 7 days):"
-            );
-            println!();
-            println!("    {url}");
-            println!();
-        }
+        announce_first_admin(&tavern, &config, addr, &token).await?;
     }
     if args.demo {
         set_up_demo(&tavern).await?;
@@ -217,172 +219,256 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tavern.tidy_backups().await?;
     }
 
-    tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
-    println!("Tavern is listening on {}", config.api_url(addr));
-
-    let shutdown = CancellationToken::new();
-    let rc = &config.runtime;
-    let reconciler = Reconciler::new(
-        tavern.clone(),
-        ReconcilerSettings {
-            stop_grace: Duration::from_secs(rc.stop_grace_seconds),
-            start_timeout: Duration::from_secs(rc.start_timeout_seconds),
-            crash_limit: rc.crash_limit,
-            crash_window: Duration::from_secs(rc.crash_window_minutes * 60),
-            restart_backoff: Duration::from_millis(rc.restart_backoff_millis),
-            resync: Duration::from_secs(rc.resync_seconds),
-        },
-    );
-    // Every replica serves; the leader alone acts on worlds, keeps the
-    // schedules and sends notifications, while the others follow the
-    // routes for their proxy.
-    let reconciling = tokio::spawn(run_by_leadership(
-        leadership.clone(),
-        shutdown.clone(),
-        {
-            let reconciler = reconciler.clone();
-            move |token| reconciler.clone().run(token)
-        },
-        move |token| reconciler.clone().follow(token),
-    ));
-    let resync = Duration::from_secs(rc.resync_seconds);
-    let scheduling = tokio::spawn(run_by_leadership(
-        leadership.clone(),
-        shutdown.clone(),
-        {
-            let tavern = tavern.clone();
-            move |token| tavern_core::scheduler::run(tavern.clone(), resync, token)
-        },
-        |_| async {},
-    ));
-    let tidy_on_lead = election.is_some();
-    let backing_up = tokio::spawn(run_by_leadership(
-        leadership.clone(),
-        shutdown.clone(),
-        {
-            let tavern = tavern.clone();
-            move |token| {
-                let tavern = tavern.clone();
-                async move {
-                    if tidy_on_lead && let Err(e) = tavern.tidy_backups().await {
-                        tracing::warn!(error = %e, "tidying unfinished backups");
-                    }
-                    tavern_core::backups::run_schedule(tavern, token).await;
-                }
-            }
-        },
-        |_| async {},
-    ));
-    let webhooks = Arc::new(crate::notify::HttpWebhooks::new()?);
-    let notifying = tokio::spawn(run_by_leadership(
+    Ok(Server {
+        config,
+        database,
+        secrets,
+        tavern,
         leadership,
-        shutdown.clone(),
-        {
-            let tavern = tavern.clone();
-            move |token| {
-                tavern_core::notifications::run_outbox(
-                    tavern.clone(),
-                    webhooks.clone(),
-                    Duration::from_secs(1),
-                    token,
-                )
-            }
-        },
-        |_| async {},
-    ));
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            tracing::info!("{}: shutting down", stop_signal.await);
-            shutdown.cancel();
-        }
-    });
-    let api = tavern_http::router(
-        tavern.clone(),
-        HttpSettings {
-            body_limit: config.server.body_limit,
-            discord: match config.discord.settings()? {
-                Some(d) => Some(tavern_http::DiscordEdge {
-                    public_key: d.public_key,
-                    api: Arc::new(crate::discord::DiscordRest::new(d)?),
-                }),
-                None => None,
-            },
-        },
+        election,
+        certificates,
+        tls,
+        listener,
+        redirect,
+        addr,
+    })
+}
+
+/// Tells whoever started a fresh Tavern the first admin's token (once,
+/// and in `admin-token`) and a one-use invitation to make their own
+/// account for the dashboard.
+async fn announce_first_admin(
+    tavern: &Tavern,
+    config: &Config,
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> anyhow::Result<()> {
+    let data_dir = &config.server.data_dir;
+    let path = data_dir.join("admin-token");
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("Created the admin user `admin`. Its API token, shown this once:");
+    println!();
+    println!("    {token}");
+    println!();
+    println!("It is also in {} (readable by you only).", path.display());
+    println!(
+        "Sign in with: tavern login --server {} --token-stdin < {}",
+        config.api_url(addr),
+        path.display()
     );
-    let site = Site {
-        domain: config.server.domain.clone(),
-        api_hosts: config.public_host().into_iter().collect(),
-        routing: match config.server.routing {
-            RoutingMode::Host => Routing::Host,
-            RoutingMode::Path => Routing::Path,
-        },
-    };
-    let acme = config.tls.mode == TlsMode::Acme;
-    if acme {
-        let t = &config.tls;
-        let challenge = match t.acme_challenge {
-            AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
-            AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
-        };
-        println!(
-            "HTTPS certificates come from {} ({}), cached in {}",
-            t.acme_directory,
-            challenge.name(),
-            data_dir.join("acme").display()
-        );
-        tokio::spawn(tavern_proxy::acme::run(
-            certificates.clone(),
-            tavern_proxy::acme::AcmeSettings {
-                directory: t.acme_directory.clone(),
-                email: t.acme_email.clone(),
-                ca_file: t.acme_ca_file.clone(),
-                challenge,
-                cache_dir: data_dir.join("acme"),
+    // The dashboard takes a password: the first admin makes their own
+    // account through a one-use admin invitation.
+    let admin = first_admin(tavern).await?;
+    let invite = tavern
+        .create_invite(
+            &admin,
+            tavern_core::NewInvite {
+                role: Some("admin".into()),
+                tier: None,
+                uses: Some(1),
+                expires_in_hours: None,
             },
-            secrets,
-            site.clone(),
-            tavern.routes(),
-            shutdown.clone(),
-        ));
+        )
+        .await?;
+    if let Some(url) = invite.url {
+        println!();
+        println!("To use the web dashboard, make your own admin account (once, within 7 days):");
+        println!();
+        println!("    {url}");
+        println!();
     }
-    let connections = connection_limits(&config.server);
-    let proxy = Proxy::new(
-        ProxySettings {
-            site,
-            scheme: tavern.settings().public_scheme,
-            body_limit: config.server.world_body_limit,
-            wake_on_visit: config.idle.wake_on_visit,
-            connections: connections.clone(),
-        },
-        Arc::new(tavern.clone()),
-        api_service(api),
-    );
-    if let Some(redirect) = redirect {
-        let bound = redirect.local_addr()?;
-        println!("Redirecting http://{bound} to HTTPS");
-        tokio::spawn(tavern_proxy::tls::redirect_to_https(
-            redirect,
-            (addr.port() != 443).then_some(addr.port()),
-            acme.then(|| certificates.clone()),
-            connections,
-            shutdown.clone(),
-        ));
-    }
-    proxy
-        .serve(listener, tls, shutdown.clone(), tavern_http::SHUTDOWN_GRACE)
-        .await;
-    // Worlds keep running while Tavern is away; the next start adopts them.
-    let _ = reconciling.await;
-    let _ = scheduling.await;
-    let _ = backing_up.await;
-    let _ = notifying.await;
-    if let Some(release) = election {
-        release.await;
-    }
-    database.close().await;
-    tracing::info!("tavern stopped");
     Ok(())
+}
+
+impl Server {
+    /// Spawns the work every replica runs by leadership: the leader
+    /// reconciles worlds, keeps the schedules and backups and sends
+    /// notifications; the others follow the routes for their proxy.
+    fn spawn_work(&self, shutdown: &CancellationToken) -> anyhow::Result<Work> {
+        let Server {
+            config,
+            tavern,
+            leadership,
+            election,
+            ..
+        } = self;
+        let rc = &config.runtime;
+        let reconciler = Reconciler::new(
+            tavern.clone(),
+            ReconcilerSettings {
+                stop_grace: Duration::from_secs(rc.stop_grace_seconds),
+                start_timeout: Duration::from_secs(rc.start_timeout_seconds),
+                crash_limit: rc.crash_limit,
+                crash_window: Duration::from_secs(rc.crash_window_minutes * 60),
+                restart_backoff: Duration::from_millis(rc.restart_backoff_millis),
+                resync: Duration::from_secs(rc.resync_seconds),
+            },
+        );
+        let reconciling = tokio::spawn(run_by_leadership(
+            leadership.clone(),
+            shutdown.clone(),
+            {
+                let reconciler = reconciler.clone();
+                move |token| reconciler.clone().run(token)
+            },
+            move |token| reconciler.clone().follow(token),
+        ));
+        let resync = Duration::from_secs(rc.resync_seconds);
+        let scheduling = tokio::spawn(run_by_leadership(
+            leadership.clone(),
+            shutdown.clone(),
+            {
+                let tavern = tavern.clone();
+                move |token| tavern_core::scheduler::run(tavern.clone(), resync, token)
+            },
+            |_| async {},
+        ));
+        let tidy_on_lead = election.is_some();
+        let backing_up = tokio::spawn(run_by_leadership(
+            leadership.clone(),
+            shutdown.clone(),
+            {
+                let tavern = tavern.clone();
+                move |token| {
+                    let tavern = tavern.clone();
+                    async move {
+                        if tidy_on_lead && let Err(e) = tavern.tidy_backups().await {
+                            tracing::warn!(error = %e, "tidying unfinished backups");
+                        }
+                        tavern_core::backups::run_schedule(tavern, token).await;
+                    }
+                }
+            },
+            |_| async {},
+        ));
+        let webhooks = Arc::new(crate::notify::HttpWebhooks::new()?);
+        let notifying = tokio::spawn(run_by_leadership(
+            leadership.clone(),
+            shutdown.clone(),
+            {
+                let tavern = tavern.clone();
+                move |token| {
+                    tavern_core::notifications::run_outbox(
+                        tavern.clone(),
+                        webhooks.clone(),
+                        Duration::from_secs(1),
+                        token,
+                    )
+                }
+            },
+            |_| async {},
+        ));
+        Ok(vec![reconciling, scheduling, backing_up, notifying])
+    }
+
+    /// Serves the API, the dashboard and the worlds until `shutdown`, then
+    /// waits for the background work and closes the store.
+    async fn serve(self, work: Work, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Server {
+            config,
+            database,
+            secrets,
+            tavern,
+            election,
+            certificates,
+            tls,
+            listener,
+            redirect,
+            addr,
+            ..
+        } = self;
+        let data_dir = &config.server.data_dir;
+        tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
+        println!("Tavern is listening on {}", config.api_url(addr));
+
+        let api = tavern_http::router(
+            tavern.clone(),
+            HttpSettings {
+                body_limit: config.server.body_limit,
+                discord: match config.discord.settings()? {
+                    Some(d) => Some(tavern_http::DiscordEdge {
+                        public_key: d.public_key,
+                        api: Arc::new(crate::discord::DiscordRest::new(d)?),
+                    }),
+                    None => None,
+                },
+            },
+        );
+        let site = Site {
+            domain: config.server.domain.clone(),
+            api_hosts: config.public_host().into_iter().collect(),
+            routing: match config.server.routing {
+                RoutingMode::Host => Routing::Host,
+                RoutingMode::Path => Routing::Path,
+            },
+        };
+        let acme = config.tls.mode == TlsMode::Acme;
+        if acme {
+            let t = &config.tls;
+            let challenge = match t.acme_challenge {
+                AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
+                AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
+            };
+            println!(
+                "HTTPS certificates come from {} ({}), cached in {}",
+                t.acme_directory,
+                challenge.name(),
+                data_dir.join("acme").display()
+            );
+            tokio::spawn(tavern_proxy::acme::run(
+                certificates.clone(),
+                tavern_proxy::acme::AcmeSettings {
+                    directory: t.acme_directory.clone(),
+                    email: t.acme_email.clone(),
+                    ca_file: t.acme_ca_file.clone(),
+                    challenge,
+                    cache_dir: data_dir.join("acme"),
+                },
+                secrets,
+                site.clone(),
+                tavern.routes(),
+                shutdown.clone(),
+            ));
+        }
+        let connections = connection_limits(&config.server);
+        let proxy = Proxy::new(
+            ProxySettings {
+                site,
+                scheme: tavern.settings().public_scheme,
+                body_limit: config.server.world_body_limit,
+                wake_on_visit: config.idle.wake_on_visit,
+                connections: connections.clone(),
+            },
+            Arc::new(tavern.clone()),
+            api_service(api),
+        );
+        if let Some(redirect) = redirect {
+            let bound = redirect.local_addr()?;
+            println!("Redirecting http://{bound} to HTTPS");
+            tokio::spawn(tavern_proxy::tls::redirect_to_https(
+                redirect,
+                (addr.port() != 443).then_some(addr.port()),
+                acme.then(|| certificates.clone()),
+                connections,
+                shutdown.clone(),
+            ));
+        }
+        proxy
+            .serve(listener, tls, shutdown.clone(), tavern_http::SHUTDOWN_GRACE)
+            .await;
+        // Worlds keep running while Tavern is away; the next start adopts them.
+        for task in work {
+            let _ = task.await;
+        }
+        if let Some(release) = election {
+            release.await;
+        }
+        database.close().await;
+        tracing::info!("tavern stopped");
+        Ok(())
+    }
 }
 
 /// File descriptors kept for everything but clients' connections: the
