@@ -118,12 +118,12 @@ impl From<StoreError> for CoreError {
                     "instance" => "slug_taken",
                     _ => "conflict",
                 },
-                message: format!("{what} {key:?} already exists"),
+                message: format!("{} {key:?} already exists", noun(what)),
             },
             StoreError::NotFound { what, key } => CoreError::NotFound { what, key },
             StoreError::InUse { what, key, by } => CoreError::Conflict {
                 code: "in_use",
-                message: format!("{what} {key} is still used by {by}"),
+                message: format!("{} {key} is still used by {by}", noun(what)),
             },
             e @ StoreError::Unavailable { .. } => CoreError::Unavailable { source: e },
             e @ (StoreError::Corrupt { .. } | StoreError::Backend { .. }) => {

@@ -75,7 +75,7 @@ impl Tavern {
         let slug = checks::slug(&new.slug)?;
         let owner = match &new.owner {
             Some(name) if name != caller.user.username.as_str() => {
-                caller.require_admin("create instances for someone else")?;
+                caller.require_admin("create worlds for someone else")?;
                 self.user_named("owner", name).await?
             }
             _ => caller.user.clone(),
@@ -127,7 +127,7 @@ impl Tavern {
         if self.store.instance(&slug).await?.is_some() {
             return Err(CoreError::Conflict {
                 code: "slug_taken",
-                message: format!("an instance named {slug} already exists"),
+                message: format!("a world named {slug} already exists"),
             });
         }
         let admin_key = auth::random_secret()[..24].to_owned();

@@ -184,7 +184,7 @@ impl Tavern {
                 }
             };
             let event = NewEvent::success(actor.clone(), "license.bind", format!("license:{id}"))
-                .with_detail(format!("to instance {}", i.slug));
+                .with_detail(format!("to world {}", i.slug));
             if self.store.bind_license(id, i.id, &event, start).await? {
                 return Ok(id);
             }

@@ -218,7 +218,7 @@ impl Reconciler {
         let instances = match store.list_instances(None).await {
             Ok(i) => i,
             Err(e) => {
-                status.errors.push(format!("list instances: {e}"));
+                status.errors.push(format!("list worlds: {e}"));
                 return status;
             }
         };
@@ -681,7 +681,7 @@ impl Reconciler {
                             &slug,
                             "runtime.orphan_stopped",
                             Outcome::Success,
-                            "a server that belongs to no instance",
+                            "a server that belongs to no world",
                         ))
                         .await
                         .ok();

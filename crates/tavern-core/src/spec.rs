@@ -15,7 +15,7 @@ use crate::tavern::Tavern;
 /// says so).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SpecError {
-    #[error("the instance has no release")]
+    #[error("the world has no release")]
     NoRelease,
     #[error("it holds no license key")]
     NoKey,

@@ -126,7 +126,7 @@ impl Tavern {
                 &target.slug,
                 Some(id),
                 &NewEvent::success(caller.name(), "license.activate", format!("license:{id}"))
-                    .with_detail(format!("for instance {}", target.slug)),
+                    .with_detail(format!("for world {}", target.slug)),
             )
             .await?;
         let target = self

@@ -154,7 +154,8 @@ pub trait UserStore: Send + Sync {
     async fn user_webhook(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
 }
 
-/// Instances (worlds): what people want of them, what the runtime saw, and the usage intervals those observations open and close.
+/// Instances (worlds): what people want of them, what the runtime saw,
+/// and the usage intervals those observations open and close.
 #[async_trait]
 pub trait InstanceStore: Send + Sync {
     /// Inserts an instance. [`StoreError::Conflict`] if the slug is taken,
@@ -224,7 +225,8 @@ pub trait InstanceStore: Send + Sync {
     ) -> StoreResult<Vec<UsageInterval>>;
 }
 
-/// The license pool, and the binding of keys to instances that keeps a key on one server at a time.
+/// The license pool, and the binding of keys to instances that keeps a
+/// key on one server at a time.
 #[async_trait]
 pub trait LicenseStore: Send + Sync {
     /// Binds a free license to an instance, atomically (compare-and-set):

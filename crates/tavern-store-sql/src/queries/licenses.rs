@@ -211,7 +211,7 @@ impl LicenseStore for Adapter {
                 return Err(StoreError::InUse {
                     what: "license",
                     key: id.to_string(),
-                    by: format!("instance {slug}"),
+                    by: format!("world {slug}"),
                 });
             }
         }
@@ -280,7 +280,7 @@ impl LicenseStore for Adapter {
             return Err(StoreError::InUse {
                 what: "license",
                 key: id.to_string(),
-                by: format!("instance {slug}"),
+                by: format!("world {slug}"),
             });
         }
         let done = sqlx::query("DELETE FROM licenses WHERE id = $1")
