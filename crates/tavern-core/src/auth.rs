@@ -60,8 +60,7 @@ pub fn cookie_value<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) 
         .map(|(_, v)| v)
 }
 
-pub const MIN_PASSWORD_LEN: usize = 8;
-pub const MAX_PASSWORD_LEN: usize = 256;
+pub use tavern_types::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
 
 /// Hashes and checks passwords, at most `permits` at a time.
 #[derive(Clone)]

@@ -11,9 +11,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::dto::*;
 use crate::extract::{ApiJson, ApiQuery, Authed, ClientIp};
 use crate::{ApiError, AppState};
+use tavern_api::*;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::document())
@@ -730,10 +730,10 @@ async fn restore_backup(
 #[into_params(parameter_in = Query)]
 struct UsageQuery {
     /// `YYYY-MM` (UTC); this month when absent.
-    #[param(value_type = Option<crate::shapes::Month>)]
+    #[param(value_type = Option<tavern_api::shapes::Month>)]
     month: Option<String>,
     /// One user's usage (admins; a game master sees only their own).
-    #[param(value_type = Option<crate::shapes::Username>)]
+    #[param(value_type = Option<tavern_api::shapes::Username>)]
     user: Option<String>,
 }
 

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tavern_core::CoreError;
 
-use crate::dto::{ErrorBody, ErrorDetail};
+use tavern_api::{ErrorBody, ErrorDetail};
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -71,9 +71,9 @@ fn notice_of(data: &Value) -> KofiNotice {
 /// Ko-fi's shape is 400.
 #[utoipa::path(post, path = "/webhooks/kofi", extensions(("x-tavern-access" = json!("public"))), security(()),
     request_body(content = KofiForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = KofiAnswer), (status = 400, body = crate::dto::ErrorBody),
-        (status = 401, body = crate::dto::ErrorBody), (status = 404, body = crate::dto::ErrorBody),
-        (status = 413, body = crate::dto::ErrorBody), (status = 415, body = crate::dto::ErrorBody)))]
+    responses((status = 200, body = KofiAnswer), (status = 400, body = tavern_api::ErrorBody),
+        (status = 401, body = tavern_api::ErrorBody), (status = 404, body = tavern_api::ErrorBody),
+        (status = 413, body = tavern_api::ErrorBody), (status = 415, body = tavern_api::ErrorBody)))]
 pub(crate) async fn kofi(
     State(s): State<AppState>,
     form: Result<Form<KofiForm>, FormRejection>,
@@ -184,8 +184,8 @@ fn unauthorized(why: &str) -> ApiError {
         ("X-Signature-Timestamp" = String, Header, description = "When Discord signed it")),
     request_body(content = Object, content_type = "application/json", description = "a Discord interaction"),
     responses((status = 200, description = "the interaction's answer"),
-        (status = 400, body = crate::dto::ErrorBody), (status = 401, body = crate::dto::ErrorBody),
-        (status = 404, body = crate::dto::ErrorBody)))]
+        (status = 400, body = tavern_api::ErrorBody), (status = 401, body = tavern_api::ErrorBody),
+        (status = 404, body = tavern_api::ErrorBody)))]
 pub(crate) async fn discord(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,

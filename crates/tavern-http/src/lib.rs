@@ -6,13 +6,11 @@
 mod api;
 pub mod bot;
 mod dashboard;
-mod dto;
 mod error;
 mod extract;
 mod hooks;
 mod metrics;
 mod openapi;
-mod shapes;
 
 use std::time::Duration;
 

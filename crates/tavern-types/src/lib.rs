@@ -16,7 +16,7 @@ pub use archive::ArchiveRecord;
 pub use client::client_key;
 pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, TokenId, UserId};
 pub use license::{LicenseKey, LicenseKeyError};
-pub use names::{NameError, RESERVED_SLUGS, Slug, Username};
+pub use names::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, NameError, RESERVED_SLUGS, Slug, Username};
 pub use state::{
     BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role, RuntimeKind,
     Scheme, WakeOnVisit, state_word,

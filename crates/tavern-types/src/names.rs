@@ -1,5 +1,6 @@
 //! Names people choose: instance slugs (DNS labels that become
-//! `<slug>.<domain>`) and usernames. Both are checked once, here.
+//! `<slug>.<domain>`) and usernames, both checked once, here; and how
+//! long a password may be.
 
 use std::fmt;
 use std::str::FromStr;
@@ -144,6 +145,10 @@ macro_rules! name_impls {
 }
 name_impls!(Slug);
 name_impls!(Username);
+
+/// How long a password may be, in characters.
+pub const MIN_PASSWORD_LEN: usize = 8;
+pub const MAX_PASSWORD_LEN: usize = 256;
 
 #[cfg(test)]
 mod tests {

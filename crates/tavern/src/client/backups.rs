@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tavern_api::{BackupUpdate, RestoreRequest};
 
 use super::commands::{path_part, save_body, spinner};
 use super::http::{Api, Conn};
@@ -123,10 +124,7 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
         BackupCommand::Create { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
             let mut b = api
-                .post(
-                    &format!("/api/v1/instances/{}/backups", path_part(&slug)?),
-                    &json!({}),
-                )
+                .post_empty(&format!("/api/v1/instances/{}/backups", path_part(&slug)?))
                 .await?;
             if wait {
                 let id = b["id"].as_str().unwrap_or_default().to_owned();
@@ -188,7 +186,7 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
             let mut b = api
                 .post(
                     &format!("/api/v1/backups/{}/restore", path_part(&id)?),
-                    &json!({ "to": to }),
+                    &RestoreRequest { to },
                 )
                 .await?;
             if wait {
@@ -229,7 +227,7 @@ async fn set_locked(id: &str, locked: bool, conn: &Conn) -> anyhow::Result<()> {
     let b = Api::from_conn(conn)?
         .patch(
             &format!("/api/v1/backups/{}", path_part(id)?),
-            &json!({ "locked": locked }),
+            &BackupUpdate { locked },
         )
         .await?;
     print(conn.json, &b, BACKUP_COLUMNS);

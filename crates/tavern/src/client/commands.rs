@@ -4,7 +4,12 @@ use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+use tavern_api::{
+    ActivateLicenseRequest, CreateInstanceRequest, CreateLicenseRequest, CreateSessionRequest,
+    CreateUserRequest, LoginRequest, LoginResponse, UpdateInstanceRequest, UpdateLicenseRequest,
+    UpdateUserRequest,
+};
 
 use super::http::{Api, Conn, Credentials, normalise_server, save_credentials};
 use super::output::{Column, print, print_record};
@@ -126,16 +131,10 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             rpassword::prompt_password("Password: ").context("cannot read the password")?
         };
         let api = Api::new(&server, None)?;
-        let answer = api
-            .post(
-                "/api/v1/auth/login",
-                &json!({ "username": username, "password": password }),
-            )
+        let answer: LoginResponse = api
+            .post_for("/api/v1/auth/login", &LoginRequest { username, password })
             .await?;
-        answer["token"]
-            .as_str()
-            .context("the server sent no token")?
-            .to_owned()
+        answer.token
     };
     let me = Api::new(&server, Some(token.clone()))?
         .get("/api/v1/auth/whoami")
@@ -387,21 +386,15 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 Some(key) => Some(license_id(&api, &key).await?),
                 None => None,
             };
-            let mut body = json!({ "slug": slug });
-            for (k, v) in [
-                ("owner", owner),
-                ("release", release),
-                ("license", license),
-                ("runtime", runtime),
-                ("wake_on_visit", wake_on_visit),
-            ] {
-                if let Some(v) = v {
-                    body[k] = Value::String(v);
-                }
-            }
-            if let Some(m) = idle_timeout {
-                body["idle_timeout_minutes"] = json!(m);
-            }
+            let body = CreateInstanceRequest {
+                slug: slug.clone(),
+                owner,
+                release,
+                license,
+                runtime,
+                idle_timeout_minutes: idle_timeout,
+                wake_on_visit,
+            };
             let created = api.post("/api/v1/instances", &body).await?;
             print(
                 conn.json,
@@ -420,29 +413,19 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             runtime,
             conn,
         } => {
-            let mut body = json!({});
-            if let Some(r) = release {
-                body["release"] = Value::String(r);
-            }
-            if let Some(r) = runtime {
-                body["runtime"] = Value::String(r);
-            }
-            if let Some(m) = idle_timeout {
-                body["idle_timeout_minutes"] = if m == "default" {
-                    Value::Null
-                } else {
-                    json!(m.parse::<u32>().map_err(|_| anyhow::anyhow!(
-                        "--idle-timeout takes minutes or `default`"
-                    ))?)
-                };
-            }
-            if let Some(w) = wake_on_visit {
-                body["wake_on_visit"] = if w == "default" {
-                    Value::Null
-                } else {
-                    Value::String(w)
-                };
-            }
+            let idle_timeout_minutes = match idle_timeout.as_deref() {
+                None => None,
+                Some("default") => Some(None),
+                Some(m) => Some(Some(m.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!("--idle-timeout takes minutes or `default`")
+                })?)),
+            };
+            let body = UpdateInstanceRequest {
+                idle_timeout_minutes,
+                wake_on_visit: wake_on_visit.map(|w| (w != "default").then_some(w)),
+                release,
+                runtime,
+            };
             let one = Api::from_conn(&conn)?
                 .patch(&format!("/api/v1/instances/{}", path_part(&slug)?), &body)
                 .await?;
@@ -461,10 +444,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
         InstanceCommand::Start { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
             let mut one = api
-                .post(
-                    &format!("/api/v1/instances/{}/start", path_part(&slug)?),
-                    &json!({}),
-                )
+                .post_empty(&format!("/api/v1/instances/{}/start", path_part(&slug)?))
                 .await?;
             let waited = wait.wanted(conn.json);
             if waited {
@@ -481,10 +461,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
         InstanceCommand::Stop { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
             let mut one = api
-                .post(
-                    &format!("/api/v1/instances/{}/stop", path_part(&slug)?),
-                    &json!({}),
-                )
+                .post_empty(&format!("/api/v1/instances/{}/stop", path_part(&slug)?))
                 .await?;
             let waited = wait.wanted(conn.json);
             if waited {
@@ -680,10 +657,11 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
                     s
                 }
             };
-            let mut body = json!({ "label": label, "key": key.trim() });
-            if let Some(o) = owner {
-                body["owner"] = Value::String(o);
-            }
+            let body = CreateLicenseRequest {
+                label,
+                key: key.trim().to_owned(),
+                owner,
+            };
             let added = api.post("/api/v1/licenses", &body).await?;
             print(conn.json, &added, LICENSE_COLUMNS);
         }
@@ -702,7 +680,10 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             let one = api
                 .post(
                     &format!("/api/v1/licenses/{}/activate", path_part(&id)?),
-                    &json!({ "instance": instance, "force": force }),
+                    &ActivateLicenseRequest {
+                        instance: instance.clone(),
+                        force,
+                    },
                 )
                 .await?;
             if conn.json {
@@ -720,15 +701,13 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
         } => {
             let api = Api::from_conn(&conn)?;
             let id = license_id(&api, &id).await?;
-            let mut body = json!({});
-            if let Some(l) = label {
-                body["label"] = Value::String(l);
-            }
-            if let Some(o) = owner {
-                body["owner"] = Value::String(o);
-            } else if pool {
-                body["owner"] = Value::Null;
-            }
+            let body = UpdateLicenseRequest {
+                label,
+                owner: match owner {
+                    Some(o) => Some(Some(o)),
+                    None => pool.then_some(None),
+                },
+            };
             let one = api
                 .patch(&format!("/api/v1/licenses/{}", path_part(&id)?), &body)
                 .await?;
@@ -839,7 +818,12 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let created = api
                 .post(
                     "/api/v1/users",
-                    &json!({ "username": name, "role": role, "password": password, "tier": tier }),
+                    &CreateUserRequest {
+                        username: name.clone(),
+                        role,
+                        password: password.clone(),
+                        tier,
+                    },
                 )
                 .await?;
             print(conn.json, &created, USER_COLUMNS);
@@ -856,7 +840,10 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let user = Api::from_conn(&conn)?
                 .patch(
                     &format!("/api/v1/users/{}", path_part(&name)?),
-                    &json!({ "tier": tier }),
+                    &UpdateUserRequest {
+                        tier: Some(tier),
+                        ..UpdateUserRequest::default()
+                    },
                 )
                 .await?;
             print(conn.json, &user, USER_COLUMNS);
@@ -870,7 +857,10 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let user = Api::from_conn(&conn)?
                 .patch(
                     &format!("/api/v1/users/{}", path_part(&name)?),
-                    &json!({ "email": email }),
+                    &UpdateUserRequest {
+                        email: Some(email),
+                        ..UpdateUserRequest::default()
+                    },
                 )
                 .await?;
             print(conn.json, &user, USER_COLUMNS);
@@ -891,7 +881,10 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             };
             api.patch(
                 &format!("/api/v1/users/{}", path_part(&name)?),
-                &json!({ "webhook_url": url }),
+                &UpdateUserRequest {
+                    webhook_url: Some(url.clone()),
+                    ..UpdateUserRequest::default()
+                },
             )
             .await?;
             eprintln!(
@@ -905,7 +898,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::LinkCode { conn } => {
             let code = Api::from_conn(&conn)?
-                .post("/api/v1/auth/link-code", &json!({}))
+                .post_empty("/api/v1/auth/link-code")
                 .await?;
             if conn.json {
                 print(true, &code, &[]);
@@ -1011,7 +1004,11 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
             let booked = Api::from_conn(&conn)?
                 .post(
                     "/api/v1/sessions",
-                    &json!({ "instance": slug, "start": start.to_string(), "duration_minutes": duration }),
+                    &CreateSessionRequest {
+                        instance: slug,
+                        start: start.to_string(),
+                        duration_minutes: duration,
+                    },
                 )
                 .await?;
             print(conn.json, &booked, SESSION_COLUMNS);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -179,12 +180,33 @@ impl Api {
         self.call(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::POST, path, Some(body)).await
+    /// POSTs one of the API's requests (`tavern_api`) as JSON.
+    pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
+        let body = serde_json::to_value(body).context("cannot write the request")?;
+        self.call(Method::POST, path, Some(&body)).await
     }
 
-    pub async fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(Method::PATCH, path, Some(body)).await
+    /// POSTs one of the API's requests and reads the answer as the API's
+    /// type for it.
+    pub async fn post_for<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        let answer = self.post(path, body).await?;
+        serde_json::from_value(answer).context("the server's answer is not what Tavern sends")
+    }
+
+    /// POSTs to an operation that takes no fields (`{}`).
+    pub async fn post_empty(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(&Value::Object(Default::default())))
+            .await
+    }
+
+    /// PATCHes with one of the API's requests (`tavern_api`) as JSON.
+    pub async fn patch(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
+        let body = serde_json::to_value(body).context("cannot write the request")?;
+        self.call(Method::PATCH, path, Some(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use tavern_api::{AcceptInviteRequest, CreateInstanceRequest, CreateInviteRequest, LoginResponse};
 
 use super::commands::{parse_minutes, path_part, stdin_line};
 use super::http::{Api, Conn, Credentials, normalise_server, save_credentials};
@@ -126,7 +126,12 @@ pub async fn invite(cmd: InviteCommand) -> anyhow::Result<()> {
             let created = Api::from_conn(&conn)?
                 .post(
                     "/api/v1/invites",
-                    &json!({ "role": role, "tier": tier, "uses": uses, "expires_in_hours": hours }),
+                    &CreateInviteRequest {
+                        role: Some(role.clone()),
+                        tier,
+                        uses: Some(uses),
+                        expires_in_hours: Some(hours),
+                    },
                 )
                 .await?;
             if conn.json {
@@ -190,23 +195,19 @@ async fn accept(
     } else {
         bail!("pass --password-stdin (standard input is not a terminal)");
     };
-    let answer = Api::new(&server, None)?
-        .post(
+    let LoginResponse { token, user } = Api::new(&server, None)?
+        .post_for(
             &format!("/api/v1/invites/{}/accept", path_part(&code)?),
-            &json!({ "username": username, "password": password }),
+            &AcceptInviteRequest { username, password },
         )
         .await?;
-    let token = answer["token"]
-        .as_str()
-        .context("the server sent no token")?
-        .to_owned();
     let path = save_credentials(&Credentials {
         server: server.clone(),
         token: token.clone(),
     })?;
     println!(
         "Welcome, {}! Your account is made and you are signed in to {server} (token stored in {}).",
-        answer["user"]["username"].as_str().unwrap_or(&username),
+        user.username,
         path.display()
     );
 
@@ -231,10 +232,15 @@ async fn accept(
         .filter(|s| !s.is_empty()),
         None => None,
     };
-    let mut body = json!({ "slug": slug });
-    if let Some(r) = &release {
-        body["release"] = Value::String(r.clone());
-    }
+    let body = CreateInstanceRequest {
+        slug: slug.clone(),
+        owner: None,
+        release: release.clone(),
+        license: None,
+        runtime: None,
+        idle_timeout_minutes: None,
+        wake_on_visit: None,
+    };
     let created = Api::new(&server, Some(token))?
         .post("/api/v1/instances", &body)
         .await

@@ -17,15 +17,15 @@ macro_rules! ws {
     };
 }
 
-pub(crate) const SLUG: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
-pub(crate) const USERNAME: &str = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
-pub(crate) const RELEASE: &str = "^[A-Za-z0-9._-]{1,32}$";
-pub(crate) const LABEL: &str =
+pub const SLUG: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+pub const USERNAME: &str = "^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$";
+pub const RELEASE: &str = "^[A-Za-z0-9._-]{1,32}$";
+pub const LABEL: &str =
     r"^[^\x00-\x20\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\x00-\x20\x7f-\x9f])?$";
-pub(crate) const LICENSE_KEY: &str = r"^[\t\n\x0c\r ]*-*([A-Za-z0-9]-*){24}[\t\n\x0c\r ]*$";
-pub(crate) const EMAIL: &str = concat!("^[^@", ws!(), "]+@[^@", ws!(), r"]+\.[^@", ws!(), "]+$");
-pub(crate) const WEBHOOK: &str = concat!("^https?://[^", ws!(), "]*$");
-pub(crate) const MONTH: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
+pub const LICENSE_KEY: &str = r"^[\t\n\x0c\r ]*-*([A-Za-z0-9]-*){24}[\t\n\x0c\r ]*$";
+pub const EMAIL: &str = concat!("^[^@", ws!(), "]+@[^@", ws!(), r"]+\.[^@", ws!(), "]+$");
+pub const WEBHOOK: &str = concat!("^https?://[^", ws!(), "]*$");
+pub const MONTH: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
 
 fn text(pattern: &str, max: usize, what: &str) -> RefOr<Schema> {
     let mut o = Object::with_type(Type::String);
@@ -40,7 +40,7 @@ fn text(pattern: &str, max: usize, what: &str) -> RefOr<Schema> {
 macro_rules! shape {
     ($name:ident, $pattern:expr, $max:expr, $what:expr) => {
         #[doc = $what]
-        pub(crate) struct $name;
+        pub struct $name;
 
         impl PartialSchema for $name {
             fn schema() -> RefOr<Schema> {
@@ -97,13 +97,13 @@ shape!(
 shape!(Month, MONTH, 7, "A month, `YYYY-MM` (UTC).");
 
 /// A password: 8 to 256 characters.
-pub(crate) struct Password;
+pub struct Password;
 
 impl PartialSchema for Password {
     fn schema() -> RefOr<Schema> {
         let mut o = Object::with_type(Type::String);
-        o.min_length = Some(tavern_core::auth::MIN_PASSWORD_LEN);
-        o.max_length = Some(tavern_core::auth::MAX_PASSWORD_LEN);
+        o.min_length = Some(tavern_types::MIN_PASSWORD_LEN);
+        o.max_length = Some(tavern_types::MAX_PASSWORD_LEN);
         o.description = Some("A password: 8 to 256 characters.".to_owned());
         RefOr::T(Schema::Object(o))
     }
@@ -112,7 +112,7 @@ impl PartialSchema for Password {
 impl ToSchema for Password {}
 
 /// A moment: RFC 3339 with an offset.
-pub(crate) struct DateTime;
+pub struct DateTime;
 
 impl PartialSchema for DateTime {
     fn schema() -> RefOr<Schema> {
@@ -129,7 +129,7 @@ impl ToSchema for DateTime {}
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
-pub(crate) enum Role {
+pub enum Role {
     Admin,
     Gm,
 }
@@ -138,7 +138,7 @@ pub(crate) enum Role {
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
-pub(crate) enum WakeOnVisit {
+pub enum WakeOnVisit {
     Owner,
     Anyone,
     Off,
@@ -148,7 +148,7 @@ pub(crate) enum WakeOnVisit {
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
-pub(crate) enum Runtime {
+pub enum Runtime {
     Process,
     Docker,
     Kubernetes,

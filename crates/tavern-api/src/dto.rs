@@ -1,10 +1,10 @@
 //! The JSON shapes of the API (requests and responses), with their OpenAPI
-//! schemas. Responses never carry a secret except the one-time token of a
+//! schemas: what the server reads and answers and what the client sends
+//! and reads. Responses never carry a secret except the one-time token of a
 //! login.
 
 use serde::{Deserialize, Serialize};
-use tavern_core::{InstanceView, LicenseView};
-use tavern_store::{Event, User};
+
 use utoipa::ToSchema;
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -19,21 +19,21 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LoginResponse {
     /// The API token; shown this once.
     pub token: String,
     pub user: UserJson,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     #[schema(value_type = crate::shapes::Username)]
@@ -47,28 +47,40 @@ pub struct CreateUserRequest {
     pub tier: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// A configured quota tier, or null for the default tier; absent:
     /// unchanged.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, max_length = 64)]
     pub tier: Option<Option<String>>,
     /// The address Ko-fi payments count for this user from (admins only),
     /// or null for none; absent: unchanged.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<crate::shapes::Email>)]
     pub email: Option<Option<String>>,
     /// The user's own Discord webhook for notifications about their
     /// worlds (themselves or an admin), or null for none; absent:
     /// unchanged. Kept sealed, never shown.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<crate::shapes::Webhook>)]
     pub webhook_url: Option<Option<String>>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct UserJson {
     pub id: String,
     pub username: String,
@@ -80,20 +92,7 @@ pub struct UserJson {
     pub created_at: String,
 }
 
-impl From<&User> for UserJson {
-    fn from(u: &User) -> Self {
-        Self {
-            id: u.id.to_string(),
-            username: u.username.to_string(),
-            role: u.role.to_string(),
-            tier: u.tier.clone(),
-            email: u.email.clone(),
-            created_at: u.created_at.to_string(),
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstanceRequest {
     #[schema(value_type = crate::shapes::Slug)]
@@ -126,15 +125,23 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInstanceRequest {
     /// Minutes without players before it sleeps; `null`: the server's.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 10080)]
     pub idle_timeout_minutes: Option<Option<u32>>,
     /// Who wakes it by visiting; `null`: the server's.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<crate::shapes::WakeOnVisit>)]
     pub wake_on_visit: Option<Option<String>>,
     /// Another Foundry release (the world must be stopped; its data is
@@ -147,13 +154,13 @@ pub struct UpdateInstanceRequest {
     pub runtime: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LicenseRef {
     pub id: String,
     pub label: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct InstanceJson {
     pub slug: String,
     pub owner: String,
@@ -184,36 +191,7 @@ pub struct InstanceJson {
     pub admin_key: Option<String>,
 }
 
-impl From<InstanceView> for InstanceJson {
-    fn from(v: InstanceView) -> Self {
-        let i = v.instance;
-        Self {
-            slug: i.slug.to_string(),
-            owner: v.owner.to_string(),
-            url: v.url,
-            release: i.release,
-            runtime: i.runtime.to_string(),
-            desired_state: i.desired_state.to_string(),
-            state: i.state.to_string(),
-            license: v.license.map(|(id, label)| LicenseRef {
-                id: id.to_string(),
-                label,
-            }),
-            state_reason: i.state_reason,
-            players: i.players,
-            sockets: i.sockets,
-            world: i.world,
-            foundry_version: i.foundry_version,
-            last_activity_at: i.last_activity_at.map(|t| t.to_string()),
-            idle_timeout_minutes: i.idle_timeout_minutes,
-            wake_on_visit: i.wake_on_visit.map(|w| w.to_string()),
-            created_at: i.created_at.to_string(),
-            admin_key: v.admin_key,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLicenseRequest {
     #[schema(value_type = crate::shapes::Label)]
@@ -226,7 +204,7 @@ pub struct CreateLicenseRequest {
     pub owner: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLicenseRequest {
     /// A new name; absent: unchanged.
@@ -234,13 +212,17 @@ pub struct UpdateLicenseRequest {
     pub label: Option<String>,
     /// The game master it is pinned to, or null for the shared pool;
     /// absent: unchanged.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<crate::shapes::Username>)]
     pub owner: Option<Option<String>>,
 }
 
 /// A Foundry release installed on the server.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ReleaseJson {
     /// Its version, e.g. `13.345` (or `stub`, the stand-in).
     pub version: String,
@@ -248,7 +230,7 @@ pub struct ReleaseJson {
     pub layout: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LicenseJson {
     pub id: String,
     pub label: String,
@@ -259,19 +241,7 @@ pub struct LicenseJson {
     pub created_at: String,
 }
 
-impl From<LicenseView> for LicenseJson {
-    fn from(v: LicenseView) -> Self {
-        Self {
-            id: v.license.id.to_string(),
-            label: v.license.label,
-            last4: v.license.key_last4,
-            owner: v.owner.map(|o| o.to_string()),
-            created_at: v.license.created_at.to_string(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventJson {
     pub id: String,
     pub at: String,
@@ -282,32 +252,18 @@ pub struct EventJson {
     pub detail: Option<String>,
 }
 
-impl From<Event> for EventJson {
-    fn from(e: Event) -> Self {
-        Self {
-            id: e.id.to_string(),
-            at: e.at.to_string(),
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            outcome: e.outcome.as_str().to_owned(),
-            detail: e.detail,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: String,
     pub version: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LogsJson {
     pub lines: Vec<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateLicenseRequest {
     /// The world that gets the key.
@@ -318,7 +274,7 @@ pub struct ActivateLicenseRequest {
     pub force: bool,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct OverviewLicense {
     #[serde(flatten)]
     pub license: LicenseJson,
@@ -328,7 +284,7 @@ pub struct OverviewLicense {
     pub players: Option<u32>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// The world's slug.
@@ -341,7 +297,7 @@ pub struct CreateSessionRequest {
     pub duration_minutes: u32,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SessionJson {
     pub id: String,
     pub instance: String,
@@ -357,27 +313,7 @@ pub struct SessionJson {
     pub created_by: String,
 }
 
-impl From<tavern_core::SessionView> for SessionJson {
-    fn from(v: tavern_core::SessionView) -> Self {
-        let s = v.session;
-        Self {
-            id: s.id.to_string(),
-            instance: v.instance.to_string(),
-            start: s.starts_at.to_string(),
-            end: s.ends_at.to_string(),
-            license: LicenseRef {
-                id: s.license.to_string(),
-                label: v.license_label,
-            },
-            window_start: s.window_start.to_string(),
-            window_end: s.window_end.to_string(),
-            prepared: s.prepared_at.is_some(),
-            created_by: s.created_by,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct OverviewJson {
     pub licenses: Vec<OverviewLicense>,
     /// Sessions to come (and under way), with their keys.
@@ -391,29 +327,7 @@ pub struct OverviewJson {
     pub supporters: Vec<SupporterJson>,
 }
 
-impl From<tavern_core::Overview> for OverviewJson {
-    fn from(o: tavern_core::Overview) -> Self {
-        Self {
-            licenses: o
-                .licenses
-                .into_iter()
-                .map(|(l, on)| OverviewLicense {
-                    license: l.into(),
-                    instance: on.as_ref().map(|i| i.slug.to_string()),
-                    instance_state: on.as_ref().map(|i| i.state.to_string()),
-                    players: on.as_ref().map(|i| i.players),
-                })
-                .collect(),
-            sessions: o.sessions.into_iter().map(SessionJson::from).collect(),
-            running: o.running.into_iter().map(InstanceJson::from).collect(),
-            failed: o.failed.into_iter().map(InstanceJson::from).collect(),
-            usage: o.usage.into(),
-            supporters: o.supporters.into_iter().map(SupporterJson::from).collect(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct BackupJson {
     pub id: String,
     /// The world it is of (which may have been destroyed since).
@@ -441,7 +355,7 @@ pub struct BackupJson {
     pub restore: Option<RestoreJson>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct RestoreJson {
     pub to: String,
     /// running, done or failed.
@@ -450,44 +364,7 @@ pub struct RestoreJson {
     pub at: String,
 }
 
-impl From<tavern_core::BackupView> for BackupJson {
-    fn from(v: tavern_core::BackupView) -> Self {
-        let b = v.backup;
-        let facts = b.archive.as_ref();
-        Self {
-            id: b.id.to_string(),
-            instance: b.slug.to_string(),
-            owner: v.owner.to_string(),
-            kind: b.kind.to_string(),
-            status: b.status.to_string(),
-            live: b.live,
-            locked: b.locked,
-            created_by: b.created_by,
-            created_at: b.created_at.to_string(),
-            finished_at: b.finished_at.map(|t| t.to_string()),
-            size: facts.map(|f| f.size),
-            sha256: facts.map(|f| f.sha256.clone()),
-            files: facts.map(|f| f.files),
-            bytes: facts.map(|f| f.bytes),
-            error: b.error,
-            restore: v.restore.map(|r| {
-                let (state, error) = match r.state {
-                    tavern_core::RestoreState::Running => ("running", None),
-                    tavern_core::RestoreState::Done => ("done", None),
-                    tavern_core::RestoreState::Failed(e) => ("failed", Some(e)),
-                };
-                RestoreJson {
-                    to: r.to.to_string(),
-                    state: state.into(),
-                    error,
-                    at: r.at.to_string(),
-                }
-            }),
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// A new world to restore into; without it, the backup's own world
@@ -496,20 +373,20 @@ pub struct RestoreRequest {
     pub to: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupUpdate {
     pub locked: bool,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LinkJson {
     /// A path on this server that downloads the backup without a token.
     pub url: String,
     pub expires_at: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct UsageJson {
     /// `YYYY-MM` (UTC).
     pub month: String,
@@ -524,7 +401,7 @@ pub struct UsageJson {
     pub cost: f64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct UserUsageJson {
     pub user: String,
     pub hours: f64,
@@ -537,14 +414,14 @@ pub struct UserUsageJson {
     pub due: f64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct WorldHoursJson {
     pub world: String,
     pub hours: f64,
     pub seconds: u64,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LicenseHoursJson {
     /// The key's label (`null`: no key recorded).
     pub license: Option<String>,
@@ -552,61 +429,7 @@ pub struct LicenseHoursJson {
     pub seconds: u64,
 }
 
-/// Hours and money to two decimals, as people read them.
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// Hours as whole seconds.
-fn seconds(hours: f64) -> u64 {
-    (hours * 3600.0).round() as u64
-}
-
-impl From<tavern_core::UsageView> for UsageJson {
-    fn from(v: tavern_core::UsageView) -> Self {
-        Self {
-            month: v.month,
-            from: v.from.to_string(),
-            to: v.to.to_string(),
-            rate_per_hour: v.rate_per_hour,
-            currency: v.currency,
-            users: v
-                .users
-                .into_iter()
-                .map(|(name, u)| UserUsageJson {
-                    user: name.to_string(),
-                    hours: round2(u.hours),
-                    seconds: seconds(u.hours),
-                    worlds: u
-                        .worlds
-                        .into_iter()
-                        .map(|(world, hours)| WorldHoursJson {
-                            world,
-                            hours: round2(hours),
-                            seconds: seconds(hours),
-                        })
-                        .collect(),
-                    cost: round2(u.cost),
-                    credit: round2(u.credit),
-                    due: round2(u.due),
-                })
-                .collect(),
-            licenses: v
-                .licenses
-                .into_iter()
-                .map(|(license, hours)| LicenseHoursJson {
-                    license,
-                    hours: round2(hours),
-                    seconds: seconds(hours),
-                })
-                .collect(),
-            hours: round2(v.hours),
-            cost: round2(v.cost),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct SupporterJson {
     /// The Tavern user their payments count for; null: not matched yet
     /// (they are kept, and count once the supporter links).
@@ -625,27 +448,7 @@ pub struct SupporterJson {
     pub credit: f64,
 }
 
-impl From<tavern_core::SupporterView> for SupporterJson {
-    fn from(v: tavern_core::SupporterView) -> Self {
-        Self {
-            user: v.user.map(|u| u.to_string()),
-            from_name: v.from_name,
-            email: v.email,
-            payments: v.payments,
-            totals: v
-                .totals
-                .into_iter()
-                .map(|(c, cents)| (c, cents as f64 / 100.0))
-                .collect(),
-            last_paid_at: v.last_paid_at.to_string(),
-            tier_until: v.tier.as_ref().map(|(_, until)| until.to_string()),
-            tier: v.tier.map(|(t, _)| t),
-            credit: round2(v.credit),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct LinkCodeJson {
     /// Put it in a Ko-fi message, or give it to the Discord bot's
     /// `/tavern link`; it works once.
@@ -653,7 +456,7 @@ pub struct LinkCodeJson {
     pub expires_at: String,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInviteRequest {
     /// The role of the accounts it makes (default `gm`).
@@ -670,7 +473,7 @@ pub struct CreateInviteRequest {
     pub expires_in_hours: Option<u32>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct InviteJson {
     pub id: String,
     pub role: String,
@@ -679,7 +482,7 @@ pub struct InviteJson {
     pub uses: u32,
     pub expires_at: String,
     /// `open`, or `spent` (used up or expired).
-    pub state: &'static str,
+    pub state: String,
     pub created_by: String,
     pub created_at: String,
     /// The secret code, and the address to give the invitee: only in the
@@ -690,31 +493,7 @@ pub struct InviteJson {
     pub url: Option<String>,
 }
 
-impl From<tavern_core::InviteView> for InviteJson {
-    fn from(v: tavern_core::InviteView) -> Self {
-        let state = if v.spent(tavern_store::now()) {
-            "spent"
-        } else {
-            "open"
-        };
-        let i = v.invite;
-        Self {
-            id: i.id.to_string(),
-            role: i.role.to_string(),
-            tier: i.tier,
-            max_uses: i.max_uses,
-            uses: i.uses,
-            expires_at: i.expires_at.to_string(),
-            state,
-            created_by: i.created_by,
-            created_at: i.created_at.to_string(),
-            code: v.code,
-            url: v.url,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInviteRequest {
     #[schema(value_type = crate::shapes::Username)]
@@ -723,7 +502,7 @@ pub struct AcceptInviteRequest {
     pub password: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct NotificationJson {
     pub id: i64,
     pub kind: String,
@@ -733,30 +512,56 @@ pub struct NotificationJson {
     pub created_at: String,
     pub attempts: u32,
     /// `pending`, `delivered` or `given_up`.
-    pub status: &'static str,
+    pub status: String,
     pub next_attempt_at: String,
     pub delivered_at: Option<String>,
     pub last_error: Option<String>,
 }
 
-impl From<tavern_store::Notification> for NotificationJson {
-    fn from(n: tavern_store::Notification) -> Self {
-        let status = match (n.delivered_at, n.gave_up_at) {
-            (Some(_), _) => "delivered",
-            (None, Some(_)) => "given_up",
-            (None, None) => "pending",
-        };
-        Self {
-            id: n.id,
-            kind: n.kind,
-            destination: n.destination,
-            message: n.message,
-            created_at: n.created_at.to_string(),
-            attempts: n.attempts,
-            status,
-            next_attempt_at: n.next_attempt_at.to_string(),
-            delivered_at: n.delivered_at.map(|t| t.to_string()),
-            last_error: n.last_error,
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn absent_null_and_a_value_stay_apart_on_the_way_there_and_back() {
+        let cases = [
+            (UpdateUserRequest::default(), json!({})),
+            (
+                UpdateUserRequest {
+                    tier: Some(None),
+                    ..UpdateUserRequest::default()
+                },
+                json!({ "tier": null }),
+            ),
+            (
+                UpdateUserRequest {
+                    email: Some(Some("a@example.org".into())),
+                    ..UpdateUserRequest::default()
+                },
+                json!({ "email": "a@example.org" }),
+            ),
+        ];
+        for (request, wire) in cases {
+            let sent = serde_json::to_value(&request).unwrap();
+            assert_eq!(sent, wire);
+            let read: UpdateUserRequest = serde_json::from_value(sent).unwrap();
+            assert_eq!(
+                (read.tier, read.email, read.webhook_url),
+                (request.tier, request.email, request.webhook_url)
+            );
         }
+    }
+
+    #[test]
+    fn requests_refuse_fields_they_do_not_have() {
+        // (No Debug for a request that holds a license key.)
+        let Err(e) = serde_json::from_value::<CreateLicenseRequest>(
+            json!({ "label": "a", "key": "k", "colour": "red" }),
+        ) else {
+            panic!("an unknown field was taken");
+        };
+        assert!(e.to_string().contains("colour"), "{e}");
     }
 }
