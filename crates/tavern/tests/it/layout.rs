@@ -15,7 +15,6 @@ const STILL_LONG: &[&str] = &[
     "crates/tavern-runtime/src/kubernetes/mod.rs",
     "crates/tavern-http/src/api.rs",
     "crates/tavern-runtime/src/kubernetes/fake.rs",
-    "crates/tavern/src/client/commands.rs",
     "crates/tavern-store/src/conformance.rs",
 ];
 

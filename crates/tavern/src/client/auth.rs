@@ -1,0 +1,63 @@
+//! `tavern login`: signing in with a password or a token, and storing it.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use anyhow::Context as _;
+use tavern_api::{LoginRequest, LoginResponse};
+
+use super::commands::stdin_line;
+use super::http::{Api, Credentials, normalise_server, save_credentials};
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    /// The Tavern server, e.g. http://localhost:8080.
+    #[arg(long, env = "TAVERN_SERVER")]
+    server: String,
+    /// Your username (asked for when missing).
+    #[arg(long)]
+    username: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "token_stdin")]
+    password_stdin: bool,
+    /// Store an API token read from standard input instead of signing in
+    /// with a password (e.g. the admin token `tavern serve` printed).
+    #[arg(long)]
+    token_stdin: bool,
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let server = normalise_server(&args.server)?;
+    let token = if args.token_stdin {
+        stdin_line("token")?
+    } else {
+        let username = match args.username {
+            Some(u) => u,
+            None => {
+                eprint!("Username: ");
+                std::io::stderr().flush().ok();
+                stdin_line("username")?
+            }
+        };
+        let password = if args.password_stdin || !std::io::stdin().is_terminal() {
+            stdin_line("password")?
+        } else {
+            rpassword::prompt_password("Password: ").context("cannot read the password")?
+        };
+        let api = Api::new(&server, None)?;
+        let answer: LoginResponse = api
+            .post_for("/api/v1/auth/login", &LoginRequest { username, password })
+            .await?;
+        answer.token
+    };
+    let me = Api::new(&server, Some(token.clone()))?
+        .get("/api/v1/auth/whoami")
+        .await?;
+    let path = save_credentials(&Credentials { server, token })?;
+    println!(
+        "Signed in as {} ({}). Token stored in {}.",
+        me["username"].as_str().unwrap_or("?"),
+        me["role"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
