@@ -1,0 +1,171 @@
+//! Backups: taking, listing, locking, deleting, downloading and restoring.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use tavern_api::*;
+use utoipa::IntoParams;
+
+use super::ApiResult;
+use crate::extract::{ApiJson, ApiQuery, Authed};
+use crate::{ApiError, AppState};
+
+/// Backs a world up now (a `live` copy when it runs); the backup is
+/// `in_progress` until it is complete or failed.
+#[utoipa::path(post, path = "/api/v1/instances/{slug}/backups", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
+    responses((status = 202, body = BackupJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create_backup(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<(StatusCode, Json<BackupJson>)> {
+    let view = s.tavern.request_backup(&caller, &slug).await?;
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
+}
+
+/// A world's backups, newest first.
+#[utoipa::path(get, path = "/api/v1/instances/{slug}/backups", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
+    responses((status = 200, body = Vec<BackupJson>), (status = 404, body = ErrorBody)))]
+pub(super) async fn list_instance_backups(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(slug): Path<String>,
+) -> ApiResult<Json<Vec<BackupJson>>> {
+    let views = s.tavern.list_backups(&caller, Some(&slug)).await?;
+    Ok(Json(views.into_iter().map(Into::into).collect()))
+}
+
+/// Every backup the caller may see (an admin all, a game master their own),
+/// newest first.
+#[utoipa::path(get, path = "/api/v1/backups", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = Vec<BackupJson>)))]
+pub(super) async fn list_backups(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<BackupJson>>> {
+    let views = s.tavern.list_backups(&caller, None).await?;
+    Ok(Json(views.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(get, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
+    responses((status = 200, body = BackupJson), (status = 404, body = ErrorBody)))]
+pub(super) async fn show_backup(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BackupJson>> {
+    Ok(Json(s.tavern.get_backup(&caller, &id).await?.into()))
+}
+
+/// Locks a backup against retention, or unlocks it.
+#[utoipa::path(patch, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)), request_body = BackupUpdate,
+    responses((status = 200, body = BackupJson), (status = 404, body = ErrorBody)))]
+pub(super) async fn update_backup(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BackupUpdate>,
+) -> ApiResult<Json<BackupJson>> {
+    Ok(Json(
+        s.tavern.lock_backup(&caller, &id, req.locked).await?.into(),
+    ))
+}
+
+/// Deletes a backup and its archive.
+#[utoipa::path(delete, path = "/api/v1/backups/{id}", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn delete_backup(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.tavern.delete_backup(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DownloadQuery {
+    /// A signed link's token, in place of a bearer token.
+    token: Option<String>,
+    /// Admins only: put the world's `license.json` and `admin.txt` (as
+    /// Tavern would write them now) into the archive.
+    #[serde(default)]
+    secrets: bool,
+}
+
+/// Streams a complete backup's archive (tar + zstd), without the files
+/// Tavern writes from its secrets (`Config/license.json`,
+/// `Config/admin.txt`) unless an admin asks for them: with a bearer
+/// token, or with a signed link's `token`.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/download", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path), DownloadQuery),
+    security(("bearer" = []), ()),
+    responses((status = 200, content_type = "application/zstd"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn download_backup(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    let download = match (q.token, q.secrets) {
+        (Some(_), true) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a download link never carries a world's secrets; download as an admin",
+            ));
+        }
+        (Some(token), false) => s.tavern.open_backup_by_link(&id, &token).await?,
+        (None, secrets) => {
+            let caller = crate::extract::caller_from(&headers, &s).await?;
+            s.tavern.open_backup(&caller, &id, secrets).await?
+        }
+    };
+    archive_download(download)
+}
+
+/// A backup's archive as the answer: streamed as it is written, with a
+/// file name (the API's download and the dashboard's).
+pub(crate) fn archive_download(
+    download: tavern_core::BackupDownload,
+) -> ApiResult<axum::response::Response> {
+    let disposition = format!("attachment; filename=\"{}\"", download.file_name);
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/zstd")
+        .header(axum::http::header::CONTENT_DISPOSITION, disposition)
+        .body(axum::body::Body::from_stream(download.stream))
+        .map_err(|e| ApiError::from(tavern_core::CoreError::internal("answer a download", e)))
+}
+
+/// A link that downloads the backup without a token, for a few minutes.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/link", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)),
+    responses((status = 200, body = LinkJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn backup_link(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LinkJson>> {
+    let (token, expires) = s.tavern.backup_link(&caller, &id).await?;
+    Ok(Json(LinkJson {
+        url: format!("/api/v1/backups/{id}/download?token={token}"),
+        expires_at: expires.to_string(),
+    }))
+}
+
+/// Restores a backup, into its own world or (with `to`) a new one; the
+/// backup's `restore` tells how it goes.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path)), request_body = RestoreRequest,
+    responses((status = 202, body = BackupJson), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn restore_backup(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RestoreRequest>,
+) -> ApiResult<(StatusCode, Json<BackupJson>)> {
+    let view = s
+        .tavern
+        .restore_backup(&caller, &id, req.to.as_deref())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(view.into())))
+}
