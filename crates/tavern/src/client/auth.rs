@@ -3,7 +3,7 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
-use tavern_api::{LoginRequest, LoginResponse};
+use tavern_api::{LoginRequest, LoginResponse, UserJson};
 
 use super::commands::stdin_line;
 use super::http::{Api, Credentials, normalise_server, save_credentials};
@@ -49,14 +49,14 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             .await?;
         answer.token
     };
-    let me = Api::new(&server, Some(token.clone()))?
-        .get("/api/v1/auth/whoami")
+    let me: UserJson = Api::new(&server, Some(token.clone()))?
+        .get_as("/api/v1/auth/whoami")
         .await?;
     let path = save_credentials(&Credentials { server, token })?;
     println!(
         "Signed in as {} ({}). Token stored in {}.",
-        me["username"].as_str().unwrap_or("?"),
-        me["role"].as_str().unwrap_or("?"),
+        me.username,
+        me.role,
         path.display()
     );
     Ok(())

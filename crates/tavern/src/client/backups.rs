@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::Value;
-use tavern_api::{BackupUpdate, RestoreRequest};
+use tavern_api::{BackupJson, BackupUpdate, RestoreRequest};
 
 use super::commands::{path_part, save_body, spinner};
-use super::http::{Api, Conn};
+use super::http::{Api, Conn, read};
 use super::output::{Column, print};
 
 const BACKUP_COLUMNS: &[Column] = &[
@@ -97,7 +97,7 @@ async fn wait_for(
     api: &Api,
     id: &str,
     what: &str,
-    done: impl Fn(&Value) -> bool,
+    done: impl Fn(&BackupJson) -> bool,
 ) -> anyhow::Result<Value> {
     let path = format!("/api/v1/backups/{}", path_part(id)?);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -105,7 +105,7 @@ async fn wait_for(
     pb.set_message(what.to_owned());
     let result = loop {
         let b = api.get(&path).await?;
-        if done(&b) {
+        if done(&read(&b)?) {
             break Ok(b);
         }
         if tokio::time::Instant::now() > deadline {
@@ -127,15 +127,16 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .post_empty(&format!("/api/v1/instances/{}/backups", path_part(&slug)?))
                 .await?;
             if wait {
-                let id = b["id"].as_str().unwrap_or_default().to_owned();
+                let id = read::<BackupJson>(&b)?.id;
                 b = wait_for(&api, &id, &format!("backing up {slug}"), |b| {
-                    b["status"] != "in_progress"
+                    b.status != "in_progress"
                 })
                 .await?;
-                if b["status"] == "failed" {
+                let done: BackupJson = read(&b)?;
+                if done.status == "failed" {
                     bail!(
                         "the backup failed: {}",
-                        b["error"].as_str().unwrap_or("no reason given")
+                        done.error.as_deref().unwrap_or("no reason given")
                     );
                 }
             }
@@ -191,21 +192,26 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .await?;
             if wait {
                 b = wait_for(&api, &id, "restoring", |b| {
-                    b["restore"]["state"] != "running"
+                    b.restore.as_ref().is_some_and(|r| r.state != "running")
                 })
                 .await?;
-                if b["restore"]["state"] == "failed" {
-                    bail!(
-                        "the restore failed: {}",
-                        b["restore"]["error"].as_str().unwrap_or("no reason given")
-                    );
-                }
+            }
+            let restore = read::<BackupJson>(&b)?.restore;
+            if let Some(r) = &restore
+                && r.state == "failed"
+                && wait
+            {
+                bail!(
+                    "the restore failed: {}",
+                    r.error.as_deref().unwrap_or("no reason given")
+                );
             }
             if conn.json {
                 print(true, &b, BACKUP_COLUMNS);
             } else {
-                let into = b["restore"]["to"].as_str().unwrap_or("its world");
-                let state = b["restore"]["state"].as_str().unwrap_or("running");
+                let (into, state) = restore.as_ref().map_or(("its world", "running"), |r| {
+                    (r.to.as_str(), r.state.as_str())
+                });
                 println!("Restoring backup {id} into {into}: {state}.");
             }
         }

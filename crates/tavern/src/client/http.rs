@@ -180,6 +180,11 @@ impl Api {
         self.call(Method::GET, path, None).await
     }
 
+    /// GETs an answer as the API's type for it (`tavern_api`).
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        read(&self.get(path).await?)
+    }
+
     /// POSTs one of the API's requests (`tavern_api`) as JSON.
     pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         let body = serde_json::to_value(body).context("cannot write the request")?;
@@ -193,8 +198,7 @@ impl Api {
         path: &str,
         body: &impl Serialize,
     ) -> anyhow::Result<T> {
-        let answer = self.post(path, body).await?;
-        serde_json::from_value(answer).context("the server's answer is not what Tavern sends")
+        read(&self.post(path, body).await?)
     }
 
     /// POSTs to an operation that takes no fields (`{}`).
@@ -212,6 +216,12 @@ impl Api {
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::DELETE, path, None).await
     }
+}
+
+/// An answer read as the API's type for it (`tavern_api`); the client
+/// keeps the JSON itself for `--json`.
+pub fn read<T: DeserializeOwned>(answer: &Value) -> anyhow::Result<T> {
+    T::deserialize(answer).context("the server's answer is not what Tavern sends")
 }
 
 /// A successful answer's JSON (null for none).

@@ -5,11 +5,11 @@ use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::bail;
 use serde_json::Value;
-use tavern_api::{CreateInstanceRequest, UpdateInstanceRequest};
+use tavern_api::{CreateInstanceRequest, InstanceJson, LogsJson, UpdateInstanceRequest};
 
 use super::columns::{INSTANCE_COLUMNS, INSTANCE_FIELDS};
 use super::commands::{path_part, spinner, stdin_line};
-use super::http::{Api, Conn};
+use super::http::{Api, Conn, read};
 use super::licenses::license_id;
 use super::output::{print, print_record};
 
@@ -134,20 +134,25 @@ impl Wait {
 /// to an instance or to each of a list, for tables.
 fn with_state_words(mut v: Value) -> Value {
     fn one(i: &mut Value) {
-        let word = match (
-            i["state"].as_str().and_then(|s| s.parse().ok()),
-            i["desired_state"].as_str().and_then(|s| s.parse().ok()),
-        ) {
-            (Some(state), Some(desired)) => tavern_types::state_word(state, desired),
-            _ => return,
-        };
-        i["state_word"] = Value::String(word.to_owned());
+        if let Some(word) = read::<InstanceJson>(i).ok().as_ref().and_then(state_word)
+            && let Some(fields) = i.as_object_mut()
+        {
+            fields.insert("state_word".into(), Value::String(word.to_owned()));
+        }
     }
     match &mut v {
         Value::Array(list) => list.iter_mut().for_each(one),
         other => one(other),
     }
     v
+}
+
+/// A world's state as people say it (the dashboard's words).
+fn state_word(i: &InstanceJson) -> Option<&'static str> {
+    Some(tavern_types::state_word(
+        i.state.parse().ok()?,
+        i.desired_state.parse().ok()?,
+    ))
 }
 
 /// What a command prints: the server's answer as it is for `--json`,
@@ -171,9 +176,10 @@ async fn follow_state(api: &Api, slug: &str, goal: &str) -> anyhow::Result<Value
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(900);
     let mut last = String::new();
     let result = loop {
-        let i = with_state_words(api.get(&path).await?);
-        let word = i["state_word"].as_str().unwrap_or("?").to_owned();
-        let line = match i["state_reason"].as_str() {
+        let answer = api.get(&path).await?;
+        let i: InstanceJson = read(&answer)?;
+        let word = state_word(&i).unwrap_or("?");
+        let line = match i.state_reason.as_deref() {
             Some(why) if word != goal => format!("{slug}: {word} ({why})"),
             _ => format!("{slug}: {word}"),
         };
@@ -187,15 +193,15 @@ async fn follow_state(api: &Api, slug: &str, goal: &str) -> anyhow::Result<Value
             last = line;
         }
         if word == goal {
-            break Ok(i);
+            break Ok(with_state_words(answer));
         }
         if word == "failed" {
             break Err(anyhow::anyhow!(
                 "{slug} failed: {}; `tavern instance logs {slug}` shows its server's output",
-                i["state_reason"].as_str().unwrap_or("no reason given")
+                i.state_reason.as_deref().unwrap_or("no reason given")
             ));
         }
-        if i["desired_state"].as_str() != Some(wanted) {
+        if i.desired_state != wanted {
             break Err(anyhow::anyhow!(
                 "{slug} was asked to do something else meanwhile (it is {word})"
             ));
@@ -243,7 +249,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 &shown(conn.json, created.clone()),
                 INSTANCE_COLUMNS,
             );
-            if let (false, Some(key)) = (conn.json, created["admin_key"].as_str()) {
+            if let (false, Some(key)) = (conn.json, read::<InstanceJson>(&created)?.admin_key) {
                 eprintln!("Foundry admin key for {slug}, shown this once: {key}");
             }
         }
@@ -295,7 +301,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             if conn.json {
                 print(true, &one, INSTANCE_COLUMNS);
             } else if waited {
-                println!("{slug} runs at {}", one["url"].as_str().unwrap_or("?"));
+                println!("{slug} runs at {}", read::<InstanceJson>(&one)?.url);
             } else {
                 println!("Starting {slug}; `tavern instance show {slug}` tells when it runs.");
             }
@@ -330,15 +336,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             let mut printed: Vec<String> = Vec::new();
             loop {
                 let n = if printed.is_empty() { tail } else { 1000 };
-                let answer = api.get(&format!("{path}?tail={n}")).await?;
-                let lines: Vec<String> = answer["lines"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|l| l.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let LogsJson { lines } = api.get_as(&format!("{path}?tail={n}")).await?;
                 for line in new_lines(&printed, &lines) {
                     println!("{line}");
                 }

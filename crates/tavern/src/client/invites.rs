@@ -6,10 +6,13 @@
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
-use tavern_api::{AcceptInviteRequest, CreateInstanceRequest, CreateInviteRequest, LoginResponse};
+use tavern_api::{
+    AcceptInviteRequest, CreateInstanceRequest, CreateInviteRequest, InstanceJson, InviteJson,
+    LoginResponse,
+};
 
 use super::commands::{parse_minutes, path_part, stdin_line};
-use super::http::{Api, Conn, Credentials, normalise_server, save_credentials};
+use super::http::{Api, Conn, Credentials, normalise_server, read, save_credentials};
 use super::output::{Column, print};
 
 const INVITE_COLUMNS: &[Column] = &[
@@ -137,10 +140,11 @@ pub async fn invite(cmd: InviteCommand) -> anyhow::Result<()> {
             if conn.json {
                 print(true, &created, &[]);
             } else {
-                println!("{}", created["url"].as_str().unwrap_or_default());
+                let created: InviteJson = read(&created)?;
+                println!("{}", created.url.unwrap_or_default());
                 eprintln!(
                     "Give this address to whom you invite (shown this once). It makes {uses} {role} account(s) until {}; they accept it with: tavern invite accept ADDRESS",
-                    created["expires_at"].as_str().unwrap_or("?")
+                    created.expires_at
                 );
             }
         }
@@ -241,22 +245,22 @@ async fn accept(
         idle_timeout_minutes: None,
         wake_on_visit: None,
     };
-    let created = Api::new(&server, Some(token))?
-        .post("/api/v1/instances", &body)
+    let created: InstanceJson = Api::new(&server, Some(token))?
+        .post_for("/api/v1/instances", &body)
         .await
         .with_context(|| {
             format!("your account is ready, but the world {slug} was not created; try again with: tavern instance create {slug}")
         })?;
     println!(
         "Your world {slug} is ready at {}. Start it with: tavern instance start {slug}",
-        created["url"].as_str().unwrap_or("?")
+        created.url
     );
     if release.is_none() {
         println!(
             "Before it can start, choose its release: tavern instance set {slug} --release VERSION"
         );
     }
-    if let Some(key) = created["admin_key"].as_str() {
+    if let Some(key) = created.admin_key {
         println!("Its Foundry admin key, shown this once (keep it safe): {key}");
     }
     Ok(())

@@ -4,8 +4,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use serde_json::Value;
-use tavern_api::{ActivateLicenseRequest, CreateLicenseRequest, UpdateLicenseRequest};
+use tavern_api::{ActivateLicenseRequest, CreateLicenseRequest, LicenseJson, UpdateLicenseRequest};
 
 use super::columns::{INSTANCE_COLUMNS, LICENSE_COLUMNS};
 use super::commands::path_part;
@@ -86,15 +85,10 @@ pub(crate) async fn license_id(api: &Api, key: &str) -> anyhow::Result<String> {
     if uuid::Uuid::parse_str(key).is_ok() {
         return Ok(key.to_owned());
     }
-    let list = api.get("/api/v1/licenses").await?;
-    let found: Vec<&Value> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|l| l["label"].as_str() == Some(key))
-        .collect();
+    let list: Vec<LicenseJson> = api.get_as("/api/v1/licenses").await?;
+    let found: Vec<LicenseJson> = list.into_iter().filter(|l| l.label == key).collect();
     match found.as_slice() {
-        [one] => Ok(one["id"].as_str().unwrap_or_default().to_owned()),
+        [one] => Ok(one.id.clone()),
         [] => bail!("no license key is labelled {key:?}; `tavern license list` shows them"),
         _ => bail!("more than one license key is labelled {key:?}: name it by its id"),
     }

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
+use tavern_api::ReleaseJson;
 
 use super::commands::{bar, save_body};
-use super::http::{Api, Conn};
+use super::http::{Api, Conn, read};
 use super::output::print;
 
 #[derive(clap::Subcommand)]
@@ -59,7 +60,7 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
             } else {
                 println!(
                     "Installed Foundry VTT {} on the server.",
-                    installed["version"].as_str().unwrap_or("?")
+                    read::<ReleaseJson>(&installed)?.version
                 );
             }
         }

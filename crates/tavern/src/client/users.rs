@@ -1,12 +1,11 @@
 //! `tavern user`: accounts, their tiers, addresses and webhooks, and link
 //! codes for Discord and Ko-fi.
 
-use anyhow::Context as _;
-use tavern_api::{CreateUserRequest, UpdateUserRequest};
+use tavern_api::{CreateUserRequest, LinkCodeJson, UpdateUserRequest, UserJson};
 
 use super::columns::USER_COLUMNS;
 use super::commands::{path_part, stdin_line};
-use super::http::{Api, Conn};
+use super::http::{Api, Conn, read};
 use super::output::print;
 
 #[derive(clap::Subcommand)]
@@ -119,16 +118,11 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             default: _,
             conn,
         } => {
-            let user = Api::from_conn(&conn)?
-                .patch(
-                    &format!("/api/v1/users/{}", path_part(&name)?),
-                    &UpdateUserRequest {
-                        tier: Some(tier),
-                        ..UpdateUserRequest::default()
-                    },
-                )
-                .await?;
-            print(conn.json, &user, USER_COLUMNS);
+            let change = UpdateUserRequest {
+                tier: Some(tier),
+                ..UpdateUserRequest::default()
+            };
+            update_user(&Api::from_conn(&conn)?, &name, &change, &conn).await?;
         }
         UserCommand::SetEmail {
             name,
@@ -136,16 +130,11 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             none: _,
             conn,
         } => {
-            let user = Api::from_conn(&conn)?
-                .patch(
-                    &format!("/api/v1/users/{}", path_part(&name)?),
-                    &UpdateUserRequest {
-                        email: Some(email),
-                        ..UpdateUserRequest::default()
-                    },
-                )
-                .await?;
-            print(conn.json, &user, USER_COLUMNS);
+            let change = UpdateUserRequest {
+                email: Some(email),
+                ..UpdateUserRequest::default()
+            };
+            update_user(&Api::from_conn(&conn)?, &name, &change, &conn).await?;
         }
         UserCommand::SetWebhook {
             url,
@@ -156,10 +145,11 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             let api = Api::from_conn(&conn)?;
             let name = match user {
                 Some(u) => u,
-                None => api.get("/api/v1/auth/whoami").await?["username"]
-                    .as_str()
-                    .context("the server did not say who you are")?
-                    .to_owned(),
+                None => {
+                    api.get_as::<UserJson>("/api/v1/auth/whoami")
+                        .await?
+                        .username
+                }
             };
             api.patch(
                 &format!("/api/v1/users/{}", path_part(&name)?),
@@ -185,19 +175,31 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             if conn.json {
                 print(true, &code, &[]);
             } else {
-                println!("{}", code["code"].as_str().unwrap_or_default());
+                let code: LinkCodeJson = read(&code)?;
+                println!("{}", code.code);
                 eprintln!(
                     "Valid once, until {}. Write it in a Ko-fi message, or give it to the Discord bot: /tavern link.",
-                    code["expires_at"]
-                        .as_str()
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        .map_or_else(
-                            || "?".to_owned(),
-                            |t| tavern_types::words::instant(t, &jiff::tz::TimeZone::system())
-                        )
+                    code.expires_at.parse::<jiff::Timestamp>().ok().map_or_else(
+                        || "?".to_owned(),
+                        |t| tavern_types::words::instant(t, &jiff::tz::TimeZone::system())
+                    )
                 );
             }
         }
     }
+    Ok(())
+}
+
+/// Changes one of a user's settings and shows the user as they are now.
+async fn update_user(
+    api: &Api,
+    name: &str,
+    change: &UpdateUserRequest,
+    conn: &Conn,
+) -> anyhow::Result<()> {
+    let user = api
+        .patch(&format!("/api/v1/users/{}", path_part(name)?), change)
+        .await?;
+    print(conn.json, &user, USER_COLUMNS);
     Ok(())
 }
