@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tavern_types::words::error_chain;
+
 use crate::archive::{self, Limits, Summary};
 
 /// Why a restore did not happen; the world's directory is unchanged.
@@ -36,9 +38,9 @@ pub fn write_verified(data: &Path, staged: &Path, threads: u32) -> Result<Summar
     let file = std::fs::File::create(staged)
         .map_err(|e| format!("cannot create {}: {e}", staged.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let written = archive::write(data, &mut out, threads).map_err(|e| e.to_string())?;
-    let file = out.into_inner().map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
+    let written = archive::write(data, &mut out, threads).map_err(|e| error_chain(&e))?;
+    let file = out.into_inner().map_err(|e| error_chain(&e))?;
+    file.sync_all().map_err(|e| error_chain(&e))?;
     let read = verify(staged, Some(written.limits()))?;
     if read != written {
         return Err("the archive read back differs from what was written".to_owned());

@@ -7,6 +7,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tavern_core::CoreError;
+use tavern_types::words::error_chain;
 
 use tavern_api::{ErrorBody, ErrorDetail};
 
@@ -56,18 +57,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders an error and its causes on one line, for the log.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let status = match &e {
@@ -84,11 +73,11 @@ impl From<CoreError> for ApiError {
                 StatusCode::NOT_IMPLEMENTED
             }
             CoreError::Unavailable { .. } => {
-                tracing::warn!(error = %chain(&e), "request failed");
+                tracing::warn!(error = %error_chain(&e), "request failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
             CoreError::Internal { .. } => {
-                tracing::error!(error = %chain(&e), "request failed");
+                tracing::error!(error = %error_chain(&e), "request failed");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

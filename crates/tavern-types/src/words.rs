@@ -1,5 +1,6 @@
 //! How quantities read to people, the same in the dashboard and the CLI:
-//! sizes in decimal units, instants to the second.
+//! sizes in decimal units, instants to the second; and an error with its
+//! causes, on one line.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -28,9 +29,44 @@ pub fn instant(t: Timestamp, zone: &TimeZone) -> String {
         .to_string()
 }
 
+/// An error and its causes on one line (`a: b: c`), for logs and for the
+/// reasons Tavern records, where `to_string` would keep only the first.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_reads_with_its_causes() {
+        let outer = OuterError(std::io::Error::other("disk full"));
+        assert_eq!(error_chain(&outer), "writing the archive: disk full");
+        assert_eq!(error_chain(&outer.0), "disk full");
+    }
+
+    #[derive(Debug)]
+    struct OuterError(std::io::Error);
+
+    impl std::fmt::Display for OuterError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("writing the archive")
+        }
+    }
+
+    impl std::error::Error for OuterError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
 
     #[test]
     fn sizes_read_as_people_say_them() {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tavern_backup::local;
 use tavern_store::{ArchiveFacts, Backup, Instance, Outcome, now};
+use tavern_types::words::error_chain;
 use tavern_types::{BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug};
 
 use super::{BackupView, DataSource, Job, archive_key, backup_event};
@@ -181,7 +182,7 @@ impl Tavern {
                 .publish(&staged, &key)
                 .await
                 .map(|()| summary)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| error_chain(&e)),
             Err(e) => Err(e),
         };
         let _ = tokio::fs::remove_file(&staged).await;

@@ -89,7 +89,7 @@ impl KubernetesRuntime {
             transfer: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| tavern_types::words::error_chain(&e))?,
             stop_margin: Duration::from_secs(30),
             agent_wait: Duration::from_secs(180),
         })
