@@ -355,6 +355,15 @@ async fn the_owner_signs_in_on_the_standby_page_and_the_visit_wakes_the_world() 
         .unwrap();
     assert!(page.contains("Wrong username or password"), "{page}");
 
+    // The world's sign-in has the API's limits: a name guessed at again
+    // and again from one address has to wait.
+    let mut back = String::new();
+    for _ in 0..5 {
+        let guess = login("nobody", "a-guess").await;
+        back = guess.headers()["location"].to_str().unwrap().to_owned();
+    }
+    assert_eq!(back, "/?note=rate_limited");
+
     // Another game master's visit neither shows a Start button nor wakes it.
     let bob = session_cookie(&login("bob", "bob-password-1").await);
     let page = http
