@@ -1,11 +1,14 @@
 //! `tavern usage`, `tavern events` and `tavern admin`: what admins look at.
 
-use serde_json::Value;
+use tavern_api::{
+    InstanceJson, LicenseHoursJson, NotificationJson, OverviewJson, OverviewLicense, UsageJson,
+    UserUsageJson,
+};
 
 use super::columns::{EVENT_COLUMNS, INSTANCE_COLUMNS, SESSION_COLUMNS, SUPPORTER_COLUMNS};
 use super::commands::path_part;
-use super::http::{Api, Conn};
-use super::output::print;
+use super::http::{Api, Conn, read};
+use super::output::{Cell, Column, number, print, print_json, print_rows};
 
 #[derive(clap::Args)]
 pub struct UsageArgs {
@@ -31,50 +34,82 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
         true => "/api/v1/usage".to_owned(),
         false => format!("/api/v1/usage?{}", query.join("&")),
     };
-    let report = Api::from_conn(&args.conn)?.get(&path).await?;
+    let answer = Api::from_conn(&args.conn)?.get(&path).await?;
     if args.conn.json {
-        print(true, &report, &[]);
+        print_json(&answer);
         return Ok(());
     }
-    let currency = report["currency"].as_str().unwrap_or_default();
+    let report: UsageJson = read(&answer)?;
+    let currency = &report.currency;
     println!(
         "Usage in {}: {} hours, {} {currency} at {} {currency} an hour.",
-        report["month"].as_str().unwrap_or("?"),
-        report["hours"],
-        report["cost"],
-        report["rate_per_hour"]
+        report.month,
+        number(report.hours),
+        number(report.cost),
+        number(report.rate_per_hour)
     );
-    let mut users = report["users"].clone();
-    if let Some(list) = users.as_array_mut() {
-        for u in list {
-            let worlds: Vec<String> = u["worlds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|w| format!("{} {}h", w["world"].as_str().unwrap_or("?"), w["hours"]))
-                .collect();
-            u["worlds"] = Value::String(worlds.join(", "));
-        }
-    }
-    print(
-        false,
-        &users,
-        &[
-            ("USER", "user"),
-            ("HOURS", "hours"),
-            ("WORLDS", "worlds"),
-            ("COST", "cost"),
-            ("CREDIT", "credit"),
-            ("DUE", "due"),
-        ],
-    );
-    print(
-        false,
-        &report["licenses"],
-        &[("LICENSE", "license"), ("HOURS", "hours")],
-    );
+    print_rows(&report.users, USER_USAGE_COLUMNS);
+    print_rows(&report.licenses, LICENSE_HOURS_COLUMNS);
     Ok(())
 }
+
+/// Each user's hours, with their worlds' (`usage`).
+const USER_USAGE_COLUMNS: &[Column<UserUsageJson>] = &[
+    Column::new("USER", |u| Cell::text(&u.user)),
+    Column::new("HOURS", |u| Cell::Number(u.hours)),
+    Column::new("WORLDS", |u| {
+        let worlds: Vec<String> = u
+            .worlds
+            .iter()
+            .map(|w| format!("{} {}h", w.world, number(w.hours)))
+            .collect();
+        Cell::Text(worlds.join(", "))
+    }),
+    Column::new("COST", |u| Cell::Number(u.cost)),
+    Column::new("CREDIT", |u| Cell::Number(u.credit)),
+    Column::new("DUE", |u| Cell::Number(u.due)),
+];
+
+/// Each user's hours, without their worlds' (the overview).
+const USER_COST_COLUMNS: &[Column<UserUsageJson>] = &[
+    Column::new("USER", |u| Cell::text(&u.user)),
+    Column::new("HOURS", |u| Cell::Number(u.hours)),
+    Column::new("COST", |u| Cell::Number(u.cost)),
+    Column::new("CREDIT", |u| Cell::Number(u.credit)),
+    Column::new("DUE", |u| Cell::Number(u.due)),
+];
+
+const LICENSE_HOURS_COLUMNS: &[Column<LicenseHoursJson>] = &[
+    Column::new("LICENSE", |l| Cell::maybe(l.license.as_ref())),
+    Column::new("HOURS", |l| Cell::Number(l.hours)),
+];
+
+/// Every key and the world on it (the overview).
+const KEY_COLUMNS: &[Column<OverviewLicense>] = &[
+    Column::new("LABEL", |l| Cell::text(&l.license.label)),
+    Column::new("KEY", |l| Cell::text(&l.license.last4)),
+    Column::new("OWNER", |l| Cell::maybe(l.license.owner.as_ref())),
+    Column::new("WORLD", |l| Cell::maybe(l.instance.as_ref())),
+    Column::new("STATE", |l| Cell::maybe(l.instance_state.as_ref())),
+    Column::new("PLAYERS", |l| Cell::maybe(l.players)),
+];
+
+const FAILED_COLUMNS: &[Column<InstanceJson>] = &[
+    Column::new("SLUG", |i| Cell::text(&i.slug)),
+    Column::new("OWNER", |i| Cell::text(&i.owner)),
+    Column::new("REASON", |i| Cell::maybe(i.state_reason.as_ref())),
+];
+
+const NOTIFICATION_COLUMNS: &[Column<NotificationJson>] = &[
+    Column::new("ID", |n| Cell::text(n.id)),
+    Column::new("KIND", |n| Cell::text(&n.kind)),
+    Column::new("TO", |n| Cell::text(&n.destination)),
+    Column::new("STATUS", |n| Cell::text(&n.status)),
+    Column::new("TRIES", |n| Cell::text(n.attempts)),
+    Column::new("RAISED", |n| Cell::at(&n.created_at)),
+    Column::new("MESSAGE", |n| Cell::text(&n.message)),
+    Column::new("ERROR", |n| Cell::maybe(n.last_error.as_ref())),
+];
 
 #[derive(clap::Args)]
 pub struct EventsArgs {
@@ -89,8 +124,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let list = Api::from_conn(&args.conn)?
         .get(&format!("/api/v1/events?limit={}", args.limit))
         .await?;
-    print(args.conn.json, &list, EVENT_COLUMNS);
-    Ok(())
+    print(args.conn.json, &list, EVENT_COLUMNS)
 }
 
 #[derive(clap::Subcommand)]
@@ -119,82 +153,40 @@ pub enum AdminCommand {
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
         AdminCommand::Overview { conn } => {
-            let o = Api::from_conn(&conn)?.get("/api/v1/admin/overview").await?;
+            let answer = Api::from_conn(&conn)?.get("/api/v1/admin/overview").await?;
             if conn.json {
-                print(true, &o, &[]);
+                print_json(&answer);
                 return Ok(());
             }
+            let o: OverviewJson = read(&answer)?;
             println!("License keys");
-            print(
-                false,
-                &o["licenses"],
-                &[
-                    ("LABEL", "label"),
-                    ("KEY", "last4"),
-                    ("OWNER", "owner"),
-                    ("WORLD", "instance"),
-                    ("STATE", "instance_state"),
-                    ("PLAYERS", "players"),
-                ],
-            );
+            print_rows(&o.licenses, KEY_COLUMNS);
             println!("Sessions");
-            print(false, &o["sessions"], SESSION_COLUMNS);
+            print_rows(&o.sessions, SESSION_COLUMNS);
             println!("Running worlds");
-            print(false, &o["running"], INSTANCE_COLUMNS);
+            print_rows(&o.running, INSTANCE_COLUMNS);
             println!("Failed worlds");
-            print(
-                false,
-                &o["failed"],
-                &[
-                    ("SLUG", "slug"),
-                    ("OWNER", "owner"),
-                    ("REASON", "state_reason"),
-                ],
-            );
-            let usage = &o["usage"];
-            let currency = usage["currency"].as_str().unwrap_or_default();
+            print_rows(&o.failed, FAILED_COLUMNS);
+            let currency = &o.usage.currency;
             println!(
                 "Usage in {}: {} hours, {} {currency}",
-                usage["month"].as_str().unwrap_or("?"),
-                usage["hours"],
-                usage["cost"]
+                o.usage.month,
+                number(o.usage.hours),
+                number(o.usage.cost)
             );
-            print(
-                false,
-                &usage["users"],
-                &[
-                    ("USER", "user"),
-                    ("HOURS", "hours"),
-                    ("COST", "cost"),
-                    ("CREDIT", "credit"),
-                    ("DUE", "due"),
-                ],
-            );
+            print_rows(&o.usage.users, USER_COST_COLUMNS);
             println!("Supporters");
-            print(false, &o["supporters"], SUPPORTER_COLUMNS);
+            print_rows(&o.supporters, SUPPORTER_COLUMNS);
         }
         AdminCommand::Supporters { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/supporters").await?;
-            print(conn.json, &list, SUPPORTER_COLUMNS);
+            print(conn.json, &list, SUPPORTER_COLUMNS)?;
         }
         AdminCommand::Notifications { limit, conn } => {
             let list = Api::from_conn(&conn)?
                 .get(&format!("/api/v1/notifications?limit={limit}"))
                 .await?;
-            print(
-                conn.json,
-                &list,
-                &[
-                    ("ID", "id"),
-                    ("KIND", "kind"),
-                    ("TO", "destination"),
-                    ("STATUS", "status"),
-                    ("TRIES", "attempts"),
-                    ("RAISED", "created_at"),
-                    ("MESSAGE", "message"),
-                    ("ERROR", "last_error"),
-                ],
-            );
+            print(conn.json, &list, NOTIFICATION_COLUMNS)?;
         }
     }
     Ok(())

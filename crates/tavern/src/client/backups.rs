@@ -11,19 +11,19 @@ use tavern_api::{BackupJson, BackupUpdate, RestoreRequest};
 
 use super::commands::{path_part, save_body, spinner};
 use super::http::{Api, Conn, read};
-use super::output::{Column, print};
+use super::output::{Cell, Column, print, print_json};
 
-const BACKUP_COLUMNS: &[Column] = &[
-    ("ID", "id"),
-    ("WORLD", "instance"),
-    ("KIND", "kind"),
-    ("STATUS", "status"),
-    ("LIVE", "live"),
-    ("LOCKED", "locked"),
-    ("CREATED", "created_at"),
-    ("SIZE", "size"),
-    ("FILES", "files"),
-    ("ERROR", "error"),
+const BACKUP_COLUMNS: &[Column<BackupJson>] = &[
+    Column::new("ID", |b| Cell::text(&b.id)),
+    Column::new("WORLD", |b| Cell::text(&b.instance)),
+    Column::new("KIND", |b| Cell::text(&b.kind)),
+    Column::new("STATUS", |b| Cell::text(&b.status)),
+    Column::new("LIVE", |b| Cell::YesNo(b.live)),
+    Column::new("LOCKED", |b| Cell::YesNo(b.locked)),
+    Column::new("CREATED", |b| Cell::at(&b.created_at)),
+    Column::new("SIZE", |b| Cell::size(b.size)),
+    Column::new("FILES", |b| Cell::maybe(b.files)),
+    Column::new("ERROR", |b| Cell::maybe(b.error.as_ref())),
 ];
 
 #[derive(clap::Subcommand)]
@@ -140,7 +140,7 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                     );
                 }
             }
-            print(conn.json, &b, BACKUP_COLUMNS);
+            print(conn.json, &b, BACKUP_COLUMNS)?;
         }
         BackupCommand::List { slug, conn } => {
             let path = match slug {
@@ -148,13 +148,13 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 None => "/api/v1/backups".to_owned(),
             };
             let list = Api::from_conn(&conn)?.get(&path).await?;
-            print(conn.json, &list, BACKUP_COLUMNS);
+            print(conn.json, &list, BACKUP_COLUMNS)?;
         }
         BackupCommand::Show { id, conn } => {
             let b = Api::from_conn(&conn)?
                 .get(&format!("/api/v1/backups/{}", path_part(&id)?))
                 .await?;
-            print(conn.json, &b, BACKUP_COLUMNS);
+            print(conn.json, &b, BACKUP_COLUMNS)?;
         }
         BackupCommand::Download { id, output, conn } => {
             if output.exists() {
@@ -207,7 +207,7 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 );
             }
             if conn.json {
-                print(true, &b, BACKUP_COLUMNS);
+                print_json(&b);
             } else {
                 let (into, state) = restore.as_ref().map_or(("its world", "running"), |r| {
                     (r.to.as_str(), r.state.as_str())
@@ -236,6 +236,5 @@ async fn set_locked(id: &str, locked: bool, conn: &Conn) -> anyhow::Result<()> {
             &BackupUpdate { locked },
         )
         .await?;
-    print(conn.json, &b, BACKUP_COLUMNS);
-    Ok(())
+    print(conn.json, &b, BACKUP_COLUMNS)
 }

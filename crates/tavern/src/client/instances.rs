@@ -7,11 +7,11 @@ use anyhow::bail;
 use serde_json::Value;
 use tavern_api::{CreateInstanceRequest, InstanceJson, LogsJson, UpdateInstanceRequest};
 
-use super::columns::{INSTANCE_COLUMNS, INSTANCE_FIELDS};
+use super::columns::{INSTANCE_COLUMNS, INSTANCE_FIELDS, state_word};
 use super::commands::{path_part, spinner, stdin_line};
 use super::http::{Api, Conn, read};
 use super::licenses::license_id;
-use super::output::{print, print_record};
+use super::output::{print, print_json, print_record};
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
@@ -130,37 +130,6 @@ impl Wait {
     }
 }
 
-/// Adds `state_word`, the state as people say it (the dashboard's words),
-/// to an instance or to each of a list, for tables.
-fn with_state_words(mut v: Value) -> Value {
-    fn one(i: &mut Value) {
-        if let Some(word) = read::<InstanceJson>(i).ok().as_ref().and_then(state_word)
-            && let Some(fields) = i.as_object_mut()
-        {
-            fields.insert("state_word".into(), Value::String(word.to_owned()));
-        }
-    }
-    match &mut v {
-        Value::Array(list) => list.iter_mut().for_each(one),
-        other => one(other),
-    }
-    v
-}
-
-/// A world's state as people say it (the dashboard's words).
-fn state_word(i: &InstanceJson) -> Option<&'static str> {
-    Some(tavern_types::state_word(
-        i.state.parse().ok()?,
-        i.desired_state.parse().ok()?,
-    ))
-}
-
-/// What a command prints: the server's answer as it is for `--json`,
-/// with the state in people's words for a table.
-fn shown(json: bool, v: Value) -> Value {
-    if json { v } else { with_state_words(v) }
-}
-
 /// Follows a world until its state is `goal` (`running` or `sleeping`),
 /// with a spinner in a terminal and a line per change elsewhere; fails
 /// when it fails, or when someone else changes what it is asked to do.
@@ -193,7 +162,7 @@ async fn follow_state(api: &Api, slug: &str, goal: &str) -> anyhow::Result<Value
             last = line;
         }
         if word == goal {
-            break Ok(with_state_words(answer));
+            break Ok(answer);
         }
         if word == "failed" {
             break Err(anyhow::anyhow!(
@@ -244,11 +213,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 wake_on_visit,
             };
             let created = api.post("/api/v1/instances", &body).await?;
-            print(
-                conn.json,
-                &shown(conn.json, created.clone()),
-                INSTANCE_COLUMNS,
-            );
+            print(conn.json, &created, INSTANCE_COLUMNS)?;
             if let (false, Some(key)) = (conn.json, read::<InstanceJson>(&created)?.admin_key) {
                 eprintln!("Foundry admin key for {slug}, shown this once: {key}");
             }
@@ -277,17 +242,17 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             let one = Api::from_conn(&conn)?
                 .patch(&format!("/api/v1/instances/{}", path_part(&slug)?), &body)
                 .await?;
-            print_record(conn.json, &shown(conn.json, one), INSTANCE_FIELDS);
+            print_record(conn.json, &one, INSTANCE_FIELDS)?;
         }
         InstanceCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/instances").await?;
-            print(conn.json, &shown(conn.json, list), INSTANCE_COLUMNS);
+            print(conn.json, &list, INSTANCE_COLUMNS)?;
         }
         InstanceCommand::Show { slug, conn } => {
             let one = Api::from_conn(&conn)?
                 .get(&format!("/api/v1/instances/{}", path_part(&slug)?))
                 .await?;
-            print_record(conn.json, &shown(conn.json, one), INSTANCE_FIELDS);
+            print_record(conn.json, &one, INSTANCE_FIELDS)?;
         }
         InstanceCommand::Start { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
@@ -299,7 +264,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 one = follow_state(&api, &slug, "running").await?;
             }
             if conn.json {
-                print(true, &one, INSTANCE_COLUMNS);
+                print_json(&one);
             } else if waited {
                 println!("{slug} runs at {}", read::<InstanceJson>(&one)?.url);
             } else {
@@ -316,7 +281,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 one = follow_state(&api, &slug, "sleeping").await?;
             }
             if conn.json {
-                print(true, &one, INSTANCE_COLUMNS);
+                print_json(&one);
             } else if waited {
                 println!(
                     "{slug} has stopped; its world was saved. It sleeps until started or visited."
@@ -364,7 +329,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             }
             let gone = api.delete(&path).await?;
             if conn.json {
-                print(true, &gone, INSTANCE_COLUMNS);
+                print_json(&gone);
             } else {
                 println!("Destroyed {slug}.");
             }

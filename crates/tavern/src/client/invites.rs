@@ -13,17 +13,17 @@ use tavern_api::{
 
 use super::commands::{parse_minutes, path_part, stdin_line};
 use super::http::{Api, Conn, Credentials, normalise_server, read, save_credentials};
-use super::output::{Column, print};
+use super::output::{Cell, Column, print, print_json};
 
-const INVITE_COLUMNS: &[Column] = &[
-    ("ID", "id"),
-    ("ROLE", "role"),
-    ("TIER", "tier"),
-    ("USES", "uses"),
-    ("OF", "max_uses"),
-    ("EXPIRES", "expires_at"),
-    ("STATE", "state"),
-    ("BY", "created_by"),
+const INVITE_COLUMNS: &[Column<InviteJson>] = &[
+    Column::new("ID", |i| Cell::text(&i.id)),
+    Column::new("ROLE", |i| Cell::text(&i.role)),
+    Column::new("TIER", |i| Cell::maybe(i.tier.as_ref())),
+    Column::new("USES", |i| Cell::text(i.uses)),
+    Column::new("OF", |i| Cell::text(i.max_uses)),
+    Column::new("EXPIRES", |i| Cell::at(&i.expires_at)),
+    Column::new("STATE", |i| Cell::text(&i.state)),
+    Column::new("BY", |i| Cell::text(&i.created_by)),
 ];
 
 /// Where an invitation's code sits in its address.
@@ -138,7 +138,7 @@ pub async fn invite(cmd: InviteCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if conn.json {
-                print(true, &created, &[]);
+                print_json(&created);
             } else {
                 let created: InviteJson = read(&created)?;
                 println!("{}", created.url.unwrap_or_default());
@@ -150,7 +150,7 @@ pub async fn invite(cmd: InviteCommand) -> anyhow::Result<()> {
         }
         InviteCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/invites").await?;
-            print(conn.json, &list, INVITE_COLUMNS);
+            print(conn.json, &list, INVITE_COLUMNS)?;
         }
         InviteCommand::Revoke { id, conn } => {
             Api::from_conn(&conn)?

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use tavern_api::{ActivateLicenseRequest, CreateLicenseRequest, LicenseJson, UpdateLicenseRequest};
 
-use super::columns::{INSTANCE_COLUMNS, LICENSE_COLUMNS};
+use super::columns::LICENSE_COLUMNS;
 use super::commands::path_part;
 use super::http::{Api, Conn};
-use super::output::print;
+use super::output::{print, print_json};
 
 #[derive(clap::Subcommand)]
 pub enum LicenseCommand {
@@ -121,11 +121,11 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
                 owner,
             };
             let added = api.post("/api/v1/licenses", &body).await?;
-            print(conn.json, &added, LICENSE_COLUMNS);
+            print(conn.json, &added, LICENSE_COLUMNS)?;
         }
         LicenseCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/licenses").await?;
-            print(conn.json, &list, LICENSE_COLUMNS);
+            print(conn.json, &list, LICENSE_COLUMNS)?;
         }
         LicenseCommand::Activate {
             id,
@@ -145,7 +145,7 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if conn.json {
-                print(true, &one, INSTANCE_COLUMNS);
+                print_json(&one);
             } else {
                 println!("The key goes to {instance} once the world now on it has stopped.");
             }
@@ -169,7 +169,7 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             let one = api
                 .patch(&format!("/api/v1/licenses/{}", path_part(&id)?), &body)
                 .await?;
-            print(conn.json, &one, LICENSE_COLUMNS);
+            print(conn.json, &one, LICENSE_COLUMNS)?;
         }
         LicenseCommand::Remove { id, conn } => {
             let api = Api::from_conn(&conn)?;

@@ -8,7 +8,12 @@ use tavern_api::ReleaseJson;
 
 use super::commands::{bar, save_body};
 use super::http::{Api, Conn, read};
-use super::output::print;
+use super::output::{Cell, Column, print, print_json};
+
+const RELEASE_COLUMNS: &[Column<ReleaseJson>] = &[
+    Column::new("VERSION", |r| Cell::text(&r.version)),
+    Column::new("LAYOUT", |r| Cell::text(&r.layout)),
+];
 
 #[derive(clap::Subcommand)]
 pub enum ReleaseCommand {
@@ -37,11 +42,7 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
     match cmd {
         ReleaseCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/releases").await?;
-            print(
-                conn.json,
-                &list,
-                &[("VERSION", "version"), ("LAYOUT", "layout")],
-            );
+            print(conn.json, &list, RELEASE_COLUMNS)?;
         }
         ReleaseCommand::Add { zip, url, conn } => {
             let api = Api::from_conn(&conn)?;
@@ -56,7 +57,7 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
             }
             let installed = installed?;
             if conn.json {
-                print(true, &installed, &[]);
+                print_json(&installed);
             } else {
                 println!(
                     "Installed Foundry VTT {} on the server.",

@@ -88,11 +88,11 @@ pub async fn session(cmd: SessionCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            print(conn.json, &booked, SESSION_COLUMNS);
+            print(conn.json, &booked, SESSION_COLUMNS)?;
         }
         SessionCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/sessions").await?;
-            print(conn.json, &list, SESSION_COLUMNS);
+            print(conn.json, &list, SESSION_COLUMNS)?;
         }
         SessionCommand::Cancel { id, conn } => {
             Api::from_conn(&conn)?

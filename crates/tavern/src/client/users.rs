@@ -6,7 +6,7 @@ use tavern_api::{CreateUserRequest, LinkCodeJson, UpdateUserRequest, UserJson};
 use super::columns::USER_COLUMNS;
 use super::commands::{path_part, stdin_line};
 use super::http::{Api, Conn, read};
-use super::output::print;
+use super::output::{print, print_json};
 
 #[derive(clap::Subcommand)]
 pub enum UserCommand {
@@ -81,7 +81,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::List { conn } => {
             let list = Api::from_conn(&conn)?.get("/api/v1/users").await?;
-            print(conn.json, &list, USER_COLUMNS);
+            print(conn.json, &list, USER_COLUMNS)?;
         }
         UserCommand::Create {
             name,
@@ -107,7 +107,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            print(conn.json, &created, USER_COLUMNS);
+            print(conn.json, &created, USER_COLUMNS)?;
             if generated {
                 eprintln!("Password for {name}, shown this once: {password}");
             }
@@ -173,7 +173,7 @@ pub async fn user(cmd: UserCommand) -> anyhow::Result<()> {
                 .post_empty("/api/v1/auth/link-code")
                 .await?;
             if conn.json {
-                print(true, &code, &[]);
+                print_json(&code);
             } else {
                 let code: LinkCodeJson = read(&code)?;
                 println!("{}", code.code);
@@ -200,6 +200,5 @@ async fn update_user(
     let user = api
         .patch(&format!("/api/v1/users/{}", path_part(name)?), change)
         .await?;
-    print(conn.json, &user, USER_COLUMNS);
-    Ok(())
+    print(conn.json, &user, USER_COLUMNS)
 }

@@ -38,6 +38,7 @@ mod serve;
 mod standby;
 mod stub;
 mod support;
+mod tables;
 mod tls;
 mod usage;
 mod web;
