@@ -240,7 +240,7 @@ fn add_dir<W: Write>(
 /// Whether a link at `rel` (below the data directory) pointing at `target`
 /// stays inside: relative, some `..` first that never climb above the
 /// directory, then plain names.
-fn link_stays_inside(rel: &str, target: &str) -> bool {
+pub(crate) fn link_stays_inside(rel: &str, target: &str) -> bool {
     let depth = rel.matches('/').count();
     let mut ups = 0;
     let mut named = false;
@@ -316,7 +316,7 @@ const FRAMING: u64 = 64 * 1024 * 1024;
 
 impl Limits {
     /// What the decompressed stream may hold in all.
-    fn stream_bytes(&self) -> u64 {
+    pub(crate) fn stream_bytes(&self) -> u64 {
         self.bytes
             .saturating_add(FRAMING_PER_FILE.saturating_mul(self.files.saturating_add(1)))
             .saturating_add(FRAMING)
@@ -324,10 +324,10 @@ impl Limits {
 }
 
 /// Reads at most `left` bytes, then fails (and says so in `hit`).
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    hit: bool,
+pub(crate) struct Capped<R> {
+    pub(crate) inner: R,
+    pub(crate) left: u64,
+    pub(crate) hit: bool,
 }
 
 impl<R: Read> Read for Capped<R> {

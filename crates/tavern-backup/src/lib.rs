@@ -1,11 +1,14 @@
 //! Backups of worlds: archives of a data directory with their manifests and
-//! verification (`archive`), writing and restoring them on this machine
+//! verification (`archive`), what is brought from other Foundry hosts
+//! (`import`: folders and zip or tar archives, read as safely), writing and
+//! restoring them on this machine
 //! (`local`), where archives are kept (`target`: a local directory or
 //! S3-compatible object storage), which backups a retention policy keeps
 //! (`retention`, pure), and archive work read as an async stream while it
 //! is written (`stream`).
 
 pub mod archive;
+pub mod import;
 pub mod local;
 pub mod retention;
 pub mod stream;

@@ -1,7 +1,12 @@
-//! Foundry's own secret-bearing file formats, shared by the runtimes that
-//! write them and the stand-in that reads them: `Config/license.json` as
-//! tools write it, and `Config/admin.txt` (felddy's PBKDF2 hash of the
-//! admin key). No I/O.
+//! Foundry's own file formats. Here, the secret-bearing ones, shared by
+//! the runtimes that write them and the stand-in that reads them:
+//! `Config/license.json` as tools write it, and `Config/admin.txt`
+//! (felddy's PBKDF2 hash of the admin key); in `manifest`, the packages'
+//! manifests (`world.json`, `system.json`, `module.json`); in `version`,
+//! Foundry's version numbers. No I/O.
+
+pub mod manifest;
+pub mod version;
 
 use sha2::Sha512;
 
