@@ -565,3 +565,70 @@ mod tests {
         assert!(e.to_string().contains("colour"), "{e}");
     }
 }
+
+/// What an import found in what it was given, and what it did: the
+/// answer to a check (`done` false, nothing changed) and to an import.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ImportJson {
+    /// The Tavern world imported into.
+    pub world: String,
+    /// Whether the import made the world.
+    pub created: bool,
+    /// Whether anything was put in place (false for a check).
+    pub done: bool,
+    /// `user_data` (a Foundry user-data folder) or `world` (one world,
+    /// placed at `Data/worlds/<id>/`).
+    pub kind: String,
+    /// The folder taken, as found (empty for the top).
+    pub root: String,
+    pub worlds: Vec<PackageJson>,
+    pub systems: Vec<PackageJson>,
+    pub modules: Vec<PackageJson>,
+    /// Files and bytes taken.
+    pub files: u64,
+    pub bytes: u64,
+    /// Bytes under `Data/` outside worlds, systems and modules.
+    pub assets_bytes: u64,
+    /// What was not taken, and why.
+    pub left_out: Vec<LeftOutJson>,
+    /// Worth knowing: older worlds, manifests that do not read, a missing
+    /// game system.
+    pub warnings: Vec<String>,
+    /// What became of the old server's `Config/license.json`, in words.
+    pub license: Option<String>,
+    /// The Foundry release the world runs.
+    pub release: Option<String>,
+    /// The backup of the world taken before the import changed it.
+    pub backup: Option<String>,
+}
+
+/// A world, game system or module found in an import.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PackageJson {
+    pub id: String,
+    pub title: Option<String>,
+    pub version: Option<String>,
+    /// A world's game system.
+    pub system: Option<String>,
+    /// The Foundry version that last saved a world.
+    pub core_version: Option<String>,
+}
+
+/// Something an import did not take.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LeftOutJson {
+    /// As found; a folder ends in `/`.
+    pub path: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub why: String,
+}
+
+/// Imports from a folder or an archive on the server (admins).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportPathRequest {
+    /// An absolute path on the server: a Foundry user-data folder, a world
+    /// folder, or a zip, tar, tar.gz or tar.zst of one.
+    pub path: String,
+}

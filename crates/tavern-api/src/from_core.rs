@@ -272,3 +272,56 @@ fn round2(x: f64) -> f64 {
 fn seconds(hours: f64) -> u64 {
     (hours * 3600.0).round() as u64
 }
+
+impl From<&tavern_foundry::manifest::Package> for PackageJson {
+    fn from(p: &tavern_foundry::manifest::Package) -> Self {
+        Self {
+            id: p.id.clone(),
+            title: p.title.clone(),
+            version: p.version.clone(),
+            system: p.system.clone(),
+            core_version: p.core_version.clone(),
+        }
+    }
+}
+
+impl From<tavern_core::ImportReport> for ImportJson {
+    fn from(r: tavern_core::ImportReport) -> Self {
+        use tavern_backup::import::layout::Shape;
+        let l = r.layout;
+        let (kind, root) = match l.shape {
+            Shape::UserData { root } => ("user_data", root),
+            Shape::World { root, .. } => ("world", root),
+        };
+        let packages = |list: &[tavern_foundry::manifest::Package]| {
+            list.iter().map(PackageJson::from).collect()
+        };
+        Self {
+            world: r.world,
+            created: r.created,
+            done: r.done,
+            kind: kind.to_owned(),
+            root,
+            worlds: packages(&l.worlds),
+            systems: packages(&l.systems),
+            modules: packages(&l.modules),
+            files: l.files,
+            bytes: l.bytes,
+            assets_bytes: l.assets_bytes,
+            left_out: l
+                .left_out
+                .into_iter()
+                .map(|o| LeftOutJson {
+                    path: o.path,
+                    files: o.files,
+                    bytes: o.bytes,
+                    why: o.why.to_owned(),
+                })
+                .collect(),
+            warnings: r.warnings,
+            license: r.license,
+            release: r.release,
+            backup: r.backup.map(|b| b.to_string()),
+        }
+    }
+}

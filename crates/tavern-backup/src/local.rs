@@ -1,8 +1,9 @@
 //! The local file work of a backup and a restore: writing an archive of a
 //! world's directory to a staging file and verifying it, and putting a
 //! verified archive in place of a world's directory (unpacked beside it,
-//! then swapped in; an interrupted swap is undone). Blocking: callers run
-//! it on a blocking thread.
+//! then swapped in; an interrupted swap is undone), and what is imported
+//! from another Foundry host likewise. Blocking: callers run it on a
+//! blocking thread.
 
 use std::path::{Path, PathBuf};
 
@@ -123,4 +124,55 @@ pub fn undo_interrupted_restore(data: &Path) -> std::io::Result<bool> {
     }
     let _ = std::fs::remove_dir_all(&incoming);
     Ok(put_back)
+}
+
+/// Puts what `layout` takes of `source` into a world's `data` directory:
+/// a whole user-data folder in place of `data` (extracted beside it, then
+/// swapped in as a restore is), or one world added at its
+/// `Data/worlds/<id>/` (extracted beside `data`, then moved in; refused
+/// when that world is there already). Nothing changes on an error.
+pub fn import_into(
+    source: &Path,
+    layout: &crate::import::layout::Layout,
+    data: &Path,
+    limits: Limits,
+) -> Result<(), crate::import::ImportError> {
+    use crate::import::{ImportError, extract, layout::Shape};
+    let io = |what: &'static str| {
+        move |source| ImportError::Io {
+            context: what.to_owned(),
+            source,
+        }
+    };
+    let (incoming, outgoing) = swap_names(data);
+    let _ = std::fs::remove_dir_all(&incoming);
+    let _ = std::fs::remove_dir_all(&outgoing);
+    if let Some(parent) = incoming.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create the world's directory"))?;
+    }
+    match &layout.shape {
+        Shape::UserData { .. } => {
+            extract(source, layout, &incoming, limits)?;
+            if data.exists() {
+                std::fs::rename(data, &outgoing).map_err(io("move the current data aside"))?;
+            }
+            std::fs::rename(&incoming, data).map_err(io("put the imported data in place"))?;
+            let _ = std::fs::remove_dir_all(&outgoing);
+        }
+        Shape::World { id, .. } => {
+            let place = data.join("Data/worlds").join(id);
+            if std::fs::symlink_metadata(&place).is_ok() {
+                return Err(ImportError::Refused {
+                    path: format!("Data/worlds/{id}"),
+                    why: "the world has a Foundry world of that id already".into(),
+                });
+            }
+            extract(source, layout, &incoming, limits)?;
+            let moved = std::fs::create_dir_all(data.join("Data/worlds"))
+                .and_then(|()| std::fs::rename(incoming.join("Data/worlds").join(id), &place));
+            let _ = std::fs::remove_dir_all(&incoming);
+            moved.map_err(io("put the imported world in place"))?;
+        }
+    }
+    Ok(())
 }

@@ -23,44 +23,11 @@ impl Tavern {
         limit: u64,
     ) -> Result<tavern_runtime::releases::ReleaseInfo, CoreError> {
         use tavern_runtime::releases::ReleaseError;
-        use tokio::io::AsyncReadExt as _;
         caller.require_admin("install releases")?;
-        let root = self.releases.root().to_owned();
-        let file = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&root)?;
-            tempfile::Builder::new()
-                .prefix(".upload-")
-                .suffix(".zip")
-                .tempfile_in(&root)
+        let path = crate::upload::receive(self.releases.root(), ".zip", zip, limit, |why| {
+            CoreError::invalid("invalid_release", "zip", why)
         })
-        .await
-        .map_err(|e| CoreError::internal("make an upload file", e))?
-        .map_err(|e| CoreError::internal("make an upload file", e))?;
-        let (std_file, path) = file.into_parts();
-        let mut out = tokio::fs::File::from_std(std_file);
-        let copied = tokio::io::copy(&mut zip.take(limit + 1), &mut out)
-            .await
-            .map_err(|e| {
-                CoreError::invalid(
-                    "invalid_release",
-                    "zip",
-                    format!("the upload broke off: {e}"),
-                )
-            })?;
-        if copied > limit {
-            return Err(CoreError::invalid(
-                "invalid_release",
-                "zip",
-                format!(
-                    "the zip is larger than {} (the most a release may be)",
-                    tavern_types::words::size(limit)
-                ),
-            ));
-        }
-        out.sync_all()
-            .await
-            .map_err(|e| CoreError::internal("write the upload", e))?;
-        drop(out);
+        .await?;
         let releases = self.releases.clone();
         let version = tokio::task::spawn_blocking(move || {
             let installed = releases.install_zip(&path, |_, _| {});

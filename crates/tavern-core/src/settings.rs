@@ -30,6 +30,9 @@ pub struct Settings {
     /// Where the `license.json` Foundry signed for each key is kept, sealed
     /// (`DATA_DIR/licenses`).
     pub license_vault: std::path::PathBuf,
+    /// Where uploads for imports wait until they are read
+    /// (`DATA_DIR/imports`).
+    pub imports_dir: std::path::PathBuf,
     /// Reservations, pre-emption and quotas.
     pub economy: Economy,
     /// Worlds live at `<domain>/<slug>/` (Foundry's routePrefix) instead of

@@ -30,11 +30,17 @@ impl Tavern {
         if !foundry_config::is_signed_for(&text, key.expose()) {
             return Ok(());
         }
+        self.keep_signed(held.id, &text)
+    }
+
+    /// Keeps `text`, a `license.json` Foundry signed for the key `id`,
+    /// sealed.
+    pub(crate) fn keep_signed(&self, id: LicenseId, text: &str) -> Result<(), CoreError> {
         let sealed = self
             .secrets
             .seal(text.as_bytes())
             .map_err(|e| CoreError::internal("seal the signed license", e))?;
-        let path = self.vault_path(held.id);
+        let path = self.vault_path(id);
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;

@@ -3,6 +3,10 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+/// The Foundry version Tavern's stand-in (`tavern foundry-stub`) plays, in
+/// its status and its log, and that a world on the release `stub` runs.
+pub const STAND_IN: &str = "13.351";
+
 /// A Foundry version: dotted numbers, compared number by number (`9.280`
 /// comes before `10.291`; a missing part counts as 0).
 #[derive(Debug, Clone)]

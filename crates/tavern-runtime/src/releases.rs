@@ -17,6 +17,16 @@ use crate::Launch;
 /// The name of the built-in stand-in release.
 pub const STUB: &str = "stub";
 
+/// The Foundry version a release runs: its name for an installed release
+/// or an image tag such as `13.351`, the stand-in's for `stub`; `None`
+/// when its name tells none (`release`, `latest`).
+pub fn foundry_version(release: &str) -> Option<tavern_foundry::version::Version> {
+    match release {
+        STUB => tavern_foundry::version::Version::parse(tavern_foundry::version::STAND_IN),
+        other => tavern_foundry::version::Version::parse(other),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("there is no release {0:?}; see `tavern release list`")]

@@ -31,7 +31,7 @@ use axum::routing::{any, get};
 use serde_json::{Map, Value, json};
 
 /// The version the stand-in reports in `/api/status`.
-pub const STUB_FOUNDRY_VERSION: &str = "13.351";
+pub const STUB_FOUNDRY_VERSION: &str = tavern_foundry::version::STAND_IN;
 const DEFAULT_PORT: u16 = 30000;
 const DEFAULT_WORLD: &str = "stub-world";
 
@@ -291,6 +291,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
         .world
         .clone()
         .or_else(|| options.world.clone())
+        .or_else(|| only_world(&data))
         .unwrap_or_else(|| DEFAULT_WORLD.to_owned());
     if world.is_empty()
         || !world
@@ -484,6 +485,22 @@ async fn echo(s: Arc<Stub>, mut socket: WebSocket) {
         }
     }
     s.sockets.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The one world in `Data/worlds/` (a folder with a `world.json`), if
+/// there is exactly one: what the stand-in launches when none is named (a
+/// real Foundry shows its setup page instead).
+fn only_world(data: &std::path::Path) -> Option<String> {
+    let worlds: Vec<String> = std::fs::read_dir(data.join("Data/worlds"))
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().join("world.json").is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    match worlds.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

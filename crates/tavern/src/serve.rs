@@ -192,6 +192,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
             default_runtime: config.runtime.kind,
             runtimes: config.runtime.kinds(),
             license_vault: data_dir.join("licenses"),
+            imports_dir: data_dir.join("imports"),
             economy: config.economy(),
             path_routing: config.server.routing == RoutingMode::Path,
             idle_timeout: jiff::SignedDuration::from_mins(

@@ -267,37 +267,7 @@ impl Tavern {
         };
         let was_running = !fresh && i.desired_state == DesiredState::Running;
         if !fresh {
-            if i.desired_state == DesiredState::Running {
-                self.set_desired(caller, i.slug.as_str(), DesiredState::Stopped)
-                    .await?;
-            }
-            self.wait_stopped(&i.slug).await?;
-            // What is there now is kept first, under this restore's hold.
-            let current = self
-                .store
-                .instance(&i.slug)
-                .await?
-                .ok_or_else(|| not_found(i.slug.as_str()))?;
-            match self
-                .start_job(&current, BackupKind::PreRestore, "system", None)
-                .await
-            {
-                Ok(Some(job)) => {
-                    let done = self
-                        .run_backup(job)
-                        .await
-                        .map_err(|_| CoreError::Conflict {
-                            code: "backup_failed",
-                            message: format!(
-                                "{}'s current data could not be backed up, so nothing was restored",
-                                i.slug
-                            ),
-                        })?;
-                    *taken = Some(done);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(e.into()),
-            }
+            *taken = self.stop_and_back_up(caller, i, "restored").await?;
         }
         let facts = complete(b)?.clone();
         let record = ArchiveRecord {
@@ -328,8 +298,47 @@ impl Tavern {
         Ok(())
     }
 
+    /// Stops `i` if it runs, waits until it has, then backs up what is
+    /// there (a pre-restore backup), under the caller's hold of the world:
+    /// before a restore or an import changes its data. Answers the backup,
+    /// if there was data; when it cannot be taken, nothing is `changed`
+    /// ("restored", "imported").
+    pub(crate) async fn stop_and_back_up(
+        &self,
+        caller: &Caller,
+        i: &Instance,
+        changed: &str,
+    ) -> Result<Option<Backup>, CoreError> {
+        if i.desired_state == DesiredState::Running {
+            self.set_desired(caller, i.slug.as_str(), DesiredState::Stopped)
+                .await?;
+        }
+        self.wait_stopped(&i.slug, changed).await?;
+        let current = self
+            .store
+            .instance(&i.slug)
+            .await?
+            .ok_or_else(|| not_found(i.slug.as_str()))?;
+        let Some(job) = self
+            .start_job(&current, BackupKind::PreRestore, "system", None)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.run_backup(job)
+            .await
+            .map(Some)
+            .map_err(|_| CoreError::Conflict {
+                code: "backup_failed",
+                message: format!(
+                    "{}'s current data could not be backed up, so nothing was {changed}",
+                    i.slug
+                ),
+            })
+    }
+
     /// Waits until a world asked to stop has stopped.
-    async fn wait_stopped(&self, slug: &Slug) -> Result<(), CoreError> {
+    async fn wait_stopped(&self, slug: &Slug, changed: &str) -> Result<(), CoreError> {
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
         loop {
             let i = self
@@ -343,7 +352,7 @@ impl Tavern {
             if tokio::time::Instant::now() > deadline {
                 return Err(CoreError::Conflict {
                     code: "instance_running",
-                    message: format!("{slug} did not stop in time; nothing was restored"),
+                    message: format!("{slug} did not stop in time; nothing was {changed}"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod backups;
+mod imports;
 mod instances;
 mod invites;
 mod licenses;
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::stop_instance))
         .routes(routes!(instances::instance_logs))
         .routes(routes!(instances::instance_manifests))
+        .routes(routes!(imports::import_world))
         .routes(routes!(licenses::add_license, licenses::list_licenses))
         .routes(routes!(licenses::remove_license, licenses::update_license))
         .routes(routes!(licenses::activate_license))

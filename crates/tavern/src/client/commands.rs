@@ -1,5 +1,6 @@
 //! What the client's commands share: reading standard input, progress
-//! spinners, path segments, durations and saving a download.
+//! spinners and bars, path segments, durations, and files downloaded and
+//! sent.
 
 use std::io::BufRead as _;
 
@@ -85,6 +86,65 @@ pub(crate) async fn save_body(
     file.flush().await?;
     pb.finish_and_clear();
     Ok(())
+}
+
+/// Sends the file at `path` to the server as the body of a POST to
+/// `api_path` (as `content_type`), with a progress bar; answers the
+/// server's JSON.
+pub(crate) async fn upload_file(
+    api: &super::http::Api,
+    api_path: &str,
+    path: &std::path::Path,
+    content_type: &str,
+) -> anyhow::Result<serde_json::Value> {
+    use futures_util::StreamExt as _;
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file.metadata().await.map(|m| m.len()).ok();
+    let pb = bar(size, "sending");
+    let counted = pb.clone();
+    let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            counted.inc(bytes.len() as u64);
+        }
+    });
+    let answer = api
+        .upload(api_path, content_type, reqwest::Body::wrap_stream(stream))
+        .await;
+    pb.finish_and_clear();
+    answer
+}
+
+/// Downloads `url` (a `what`: "release", "import") into a new file in
+/// `dir` with a progress bar; a failed download leaves nothing behind.
+pub(crate) async fn download(
+    url: &str,
+    dir: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        anyhow::bail!("the URL {url:?} must start with http:// or https://");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!(".download-{}-{what}", std::process::id()));
+    let result: anyhow::Result<()> = async {
+        let resp = reqwest::get(url)
+            .await
+            .with_context(|| format!("cannot download the {what}"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!("downloading the {what} failed: HTTP {}", resp.status());
+        }
+        save_body(resp, &path, "downloading").await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,11 @@ pub enum InstanceCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Bring a world or a whole Foundry user-data folder from another host
+    /// (a felddy volume, a plain install, a Pterodactyl server, a world
+    /// exported elsewhere): a folder or a zip, tar, tar.gz or tar.zst of
+    /// one, here, at a URL, or on the server.
+    Import(super::imports::ImportArgs),
 }
 
 /// Whether a command waits for what it asked for.
@@ -314,6 +319,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+        InstanceCommand::Import(args) => super::imports::import(args).await?,
         InstanceCommand::Destroy { slug, yes, conn } => {
             let api = Api::from_conn(&conn)?;
             let path = format!("/api/v1/instances/{}", path_part(&slug)?);

@@ -9,6 +9,7 @@ mod backups;
 mod columns;
 mod commands;
 mod http;
+mod imports;
 mod instances;
 mod invites;
 mod licenses;

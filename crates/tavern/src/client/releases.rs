@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
-use serde_json::Value;
+use anyhow::bail;
 use tavern_api::ReleaseJson;
 
-use super::commands::{bar, save_body};
+use super::commands::{download, upload_file};
 use super::http::{Api, Conn, read};
 use super::output::{Cell, Column, print, print_json};
 
@@ -48,10 +47,13 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
             let api = Api::from_conn(&conn)?;
             let (path, downloaded) = match (zip, url) {
                 (Some(p), _) => (p, false),
-                (None, Some(url)) => (download(&url, &std::env::temp_dir()).await?, true),
+                (None, Some(url)) => (
+                    download(&url, &std::env::temp_dir(), "release").await?,
+                    true,
+                ),
                 (None, None) => bail!("pass --zip FILE or --url URL"),
             };
-            let installed = upload_release(&api, &path).await;
+            let installed = upload_file(&api, "/api/v1/releases", &path, "application/zip").await;
             if downloaded {
                 let _ = std::fs::remove_file(&path);
             }
@@ -67,56 +69,4 @@ pub async fn release(cmd: ReleaseCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Sends a Foundry zip to the server, with a progress bar.
-async fn upload_release(api: &Api, path: &std::path::Path) -> anyhow::Result<Value> {
-    use futures_util::StreamExt as _;
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let size = file.metadata().await.map(|m| m.len()).ok();
-    let pb = bar(size, "sending");
-    let counted = pb.clone();
-    let stream = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
-        if let Ok(bytes) = chunk {
-            counted.inc(bytes.len() as u64);
-        }
-    });
-    let answer = api
-        .upload(
-            "/api/v1/releases",
-            "application/zip",
-            reqwest::Body::wrap_stream(stream),
-        )
-        .await;
-    pb.finish_and_clear();
-    answer
-}
-
-/// Downloads `url` into `dir` with a progress bar; a failed download
-/// leaves nothing behind.
-async fn download(url: &str, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        bail!("the URL {url:?} must start with http:// or https://");
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!(".download-{}.zip", std::process::id()));
-    let result: anyhow::Result<()> = async {
-        let resp = reqwest::get(url)
-            .await
-            .context("cannot download the release")?;
-        if !resp.status().is_success() {
-            bail!("downloading the release failed: HTTP {}", resp.status());
-        }
-        save_body(resp, &path, "downloading").await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&path);
-            Err(e)
-        }
-    }
 }

@@ -133,14 +133,28 @@ async fn world() -> World {
     w
 }
 
-/// One call: method, path, body (JSON, a form for Ko-fi, or the bytes of
-/// `body["zip"]` as a release's zip).
+/// One call: method, path, body (JSON, a form for Ko-fi, or bytes of a
+/// content type: a release's zip, an import's archive).
 struct Call {
     method: String,
     path: String,
     body: Option<Value>,
     form: bool,
-    zip: bool,
+    raw: Option<(&'static str, Vec<u8>)>,
+}
+
+/// A zip of one Foundry world, `id`, as worlds are exported.
+pub(crate) fn world_zip(id: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    w.start_file(format!("{id}/world.json"), opts).unwrap();
+    let manifest = json!({"id": id, "title": id, "system": "dnd5e", "coreVersion": "13.351"});
+    w.write_all(manifest.to_string().as_bytes()).unwrap();
+    w.start_file(format!("{id}/data/actors/000005.ldb"), opts)
+        .unwrap();
+    w.write_all(&[5u8; 64]).unwrap();
+    w.finish().unwrap().into_inner()
 }
 
 /// How to call `op` on `t` (a fresh target when it changes things).
@@ -202,7 +216,8 @@ async fn recipe(
             Some(json!({"username": format!("joiner-{n}"), "password": "joiner-password"}))
         }
         "discord" => Some(json!({"type": 1})),
-        "add_release" => Some(json!({"zip": "not a zip"})),
+        "add_release" => Some(json!({})),
+        "import_world" => Some(json!({})),
         "kofi" => Some(json!({"data": "{}"})),
         _ if method == "GET" || method == "DELETE" => None,
         "logout" | "link_code" | "create_backup" | "backup_link" | "start_instance"
@@ -213,7 +228,11 @@ async fn recipe(
         method: method.to_owned(),
         path,
         form: op == "kofi",
-        zip: op == "add_release",
+        raw: match op {
+            "add_release" => Some(("application/zip", b"not a zip".to_vec())),
+            "import_world" => Some(("application/zip", world_zip(&format!("imported-{n}")))),
+            _ => None,
+        },
         body,
     }
 }
@@ -249,10 +268,9 @@ fn expected(access: &str, op: &str, role: Role) -> Result<(), u16> {
 }
 
 async fn send(api: &Api, call: &Call) -> Answer {
-    if let (Some(v), true) = (&call.body, call.zip) {
-        let bytes = v["zip"].as_str().unwrap().as_bytes().to_vec();
+    if let Some((content_type, bytes)) = &call.raw {
         return api
-            .send(&call.method, &call.path, Some("application/zip"), bytes)
+            .send(&call.method, &call.path, Some(content_type), bytes.clone())
             .await;
     }
     match (&call.body, call.form) {

@@ -17,6 +17,7 @@ mod flood;
 mod idle;
 #[cfg(feature = "docker")]
 mod image;
+mod imports;
 mod invites;
 mod isolation;
 mod kofi;

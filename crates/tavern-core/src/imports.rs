@@ -1,0 +1,466 @@
+//! Worlds brought from other Foundry hosts: an upload, or a path on this
+//! server, surveyed before anything changes (tavern-backup's `import`),
+//! held to the Foundry release the world will run and to the key pool,
+//! then put in place: into a new world, or into an existing one that is
+//! stopped and backed up first.
+
+use std::path::{Path, PathBuf};
+
+use tavern_backup::archive::Limits;
+use tavern_backup::import::{self, ImportError, layout::Layout, layout::Shape};
+use tavern_runtime::foundry_config;
+use tavern_store::{Instance, NewEvent};
+use tavern_types::{BackupId, DesiredState, LicenseKey};
+
+use crate::auth::Caller;
+use crate::error::CoreError;
+use crate::instances::NewInstance;
+use crate::tavern::Tavern;
+
+/// The most an import may hold.
+pub const IMPORT_LIMITS: Limits = Limits {
+    bytes: 200 * 1024 * 1024 * 1024,
+    files: 2_000_000,
+};
+
+/// Where an import comes from.
+pub enum ImportSource {
+    /// A folder or an archive on this server (admins only).
+    Path(PathBuf),
+    /// An upload [`Tavern::receive_import`] kept; removed when dropped.
+    Upload(tempfile::TempPath),
+}
+
+impl ImportSource {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Path(p) => p,
+            Self::Upload(t) => t,
+        }
+    }
+}
+
+/// What is asked of an import.
+pub struct ImportRequest {
+    pub source: ImportSource,
+    /// Survey only: say what would happen, change nothing.
+    pub check_only: bool,
+    /// For a new world: the release it runs (else the newest installed).
+    pub release: Option<String>,
+    /// For a new world: whose it is (admins; else the caller's).
+    pub owner: Option<String>,
+}
+
+/// What an import found, and what it did.
+pub struct ImportReport {
+    pub world: String,
+    /// Whether the import made the world.
+    pub created: bool,
+    /// Whether anything was put in place (not for a check).
+    pub done: bool,
+    pub layout: Layout,
+    /// The release the world runs.
+    pub release: Option<String>,
+    /// Worth knowing before or after: older worlds, manifests that do not
+    /// read, a missing game system.
+    pub warnings: Vec<String>,
+    /// What became of the old server's `license.json`, in words.
+    pub license: Option<String>,
+    /// The backup of the world taken before the import changed it.
+    pub backup: Option<BackupId>,
+}
+
+fn invalid(why: impl Into<String>) -> CoreError {
+    CoreError::invalid("invalid_import", "source", why.into())
+}
+
+/// An import refused for what it holds, or failed on this server's side.
+fn import_error(e: ImportError) -> CoreError {
+    match e {
+        ImportError::Io { .. } => CoreError::internal("import", e),
+        other => invalid(format!("{other}; nothing was imported")),
+    }
+}
+
+impl Tavern {
+    /// Keeps an upload for an import (at most [`IMPORT_LIMITS`]' bytes) in
+    /// Tavern's import folder until the import is done.
+    pub async fn receive_import(
+        &self,
+        body: impl tokio::io::AsyncRead + Unpin + Send,
+    ) -> Result<ImportSource, CoreError> {
+        let path = crate::upload::receive(
+            &self.settings.imports_dir,
+            ".import",
+            body,
+            IMPORT_LIMITS.bytes,
+            invalid,
+        )
+        .await?;
+        Ok(ImportSource::Upload(path))
+    }
+
+    /// Refuses, before an upload is received, an import the caller may not
+    /// make into `slug`: into a world that is not theirs, or one being
+    /// destroyed. Answers the world, when it exists.
+    pub async fn check_import_target(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Option<Instance>, CoreError> {
+        if self
+            .store
+            .instance(&crate::checks::slug(slug)?)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let i = self.visible_instance(caller, slug).await?;
+        if i.desired_state == DesiredState::Destroyed {
+            return Err(crate::words::being_destroyed(&i));
+        }
+        if i.runtime.data_on_cluster() {
+            return Err(CoreError::NotConfigured(
+                "imports into worlds whose data is on the cluster (import into a process or docker world, then move it)",
+            ));
+        }
+        Ok(Some(i))
+    }
+
+    /// Imports into the world `slug`: an existing world the caller may
+    /// change, or a new one made for it. Surveys first and refuses, with
+    /// nothing changed, what is not Foundry's, what is unsafe, and worlds
+    /// newer than the release; then (unless only checking) stops and backs
+    /// up an existing world, puts the import in place, and starts the world
+    /// again if it ran.
+    pub async fn import_world(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        req: ImportRequest,
+    ) -> Result<ImportReport, CoreError> {
+        if let ImportSource::Path(p) = &req.source {
+            caller.require_admin("import from a path on the server")?;
+            self.check_import_path(p)?;
+        }
+        let existing = self.check_import_target(caller, slug).await?;
+        let source = req.source.path().to_owned();
+        let layout = tokio::task::spawn_blocking(move || import::survey(&source, IMPORT_LIMITS))
+            .await
+            .map_err(|e| CoreError::internal("import", e))?
+            .map_err(import_error)?;
+        let release = match &existing {
+            Some(i) => i.release.clone(),
+            None => match &req.release {
+                Some(r) => Some(r.clone()),
+                None => self.releases.list().pop().map(|r| r.version),
+            },
+        };
+        let mut warnings = versions(&layout, release.as_deref())?;
+        warnings.extend(layout.notes.iter().cloned());
+        if let (Some(i), Shape::World { id, .. }) = (&existing, &layout.shape) {
+            let there = self
+                .runtime
+                .data_dir(&i.slug)
+                .is_some_and(|d| d.join("Data/worlds").join(id).exists());
+            if there {
+                return Err(CoreError::Conflict {
+                    code: "world_exists",
+                    message: format!(
+                        "{slug} has a Foundry world {id} already: import into a new world, or remove that one first; nothing was imported"
+                    ),
+                });
+            }
+        }
+        let found_key = self.license_found(caller, &layout).await?;
+        let mut report = ImportReport {
+            world: slug.to_owned(),
+            created: existing.is_none(),
+            done: false,
+            license: found_key.as_ref().map(|f| f.words.clone()),
+            layout,
+            release,
+            warnings,
+            backup: None,
+        };
+        if req.check_only {
+            return Ok(report);
+        }
+        let i = match existing {
+            Some(i) => i,
+            None => {
+                self.create_instance(
+                    caller,
+                    NewInstance {
+                        slug: slug.to_owned(),
+                        owner: req.owner.clone(),
+                        release: report.release.clone(),
+                        license: None,
+                        runtime: None,
+                        idle_timeout_minutes: None,
+                        wake_on_visit: None,
+                    },
+                )
+                .await?
+                .instance
+            }
+        };
+        let result = self
+            .put_in_place(caller, &i, &req.source, &mut report)
+            .await;
+        if result.is_err() && report.created {
+            // The world made for the import goes again with it.
+            let gone = NewEvent::success(
+                "system",
+                "instance.destroyed",
+                format!("instance:{}", i.slug),
+            )
+            .with_detail("the import it was made for failed");
+            if let Err(e) = self.store.delete_instance(&i.slug, &gone).await {
+                tracing::warn!(slug = %i.slug, error = %e, "removing the world made for a failed import failed");
+            }
+        }
+        result?;
+        if let Some(found) = found_key
+            && let Some((id, signed)) = found.keep
+            && self.signed_license(id).is_none()
+        {
+            self.keep_signed(id, &signed)?;
+        }
+        let event = NewEvent::success(
+            caller.name(),
+            "instance.import",
+            format!("instance:{}", i.slug),
+        )
+        .with_detail(summary(&report.layout));
+        self.store.append_event(&event).await?;
+        report.done = true;
+        Ok(report)
+    }
+
+    /// Stops and backs up an existing world, puts the import in place, and
+    /// starts the world again if it ran.
+    async fn put_in_place(
+        &self,
+        caller: &Caller,
+        i: &Instance,
+        source: &ImportSource,
+        report: &mut ImportReport,
+    ) -> Result<(), CoreError> {
+        let _busy = self.backup_work.hold(&i.slug)?;
+        let was_running = i.desired_state == DesiredState::Running;
+        if !report.created {
+            report.backup = self
+                .stop_and_back_up(caller, i, "imported")
+                .await?
+                .map(|b| b.id);
+        }
+        let data = self
+            .runtime
+            .data_dir(&i.slug)
+            .ok_or(CoreError::NotConfigured(
+                "imports into worlds whose data is elsewhere",
+            ))?;
+        let (source, layout) = (source.path().to_owned(), report.layout.clone());
+        tokio::task::spawn_blocking(move || {
+            tavern_backup::local::import_into(&source, &layout, &data, IMPORT_LIMITS)
+        })
+        .await
+        .map_err(|e| CoreError::internal("import", e))?
+        .map_err(import_error)?;
+        if was_running {
+            self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A path on this server to import from: one that exists, and not
+    /// inside Tavern's own data (its worlds, keys and backups).
+    fn check_import_path(&self, path: &Path) -> Result<(), CoreError> {
+        if !path.is_absolute() {
+            return Err(invalid(format!(
+                "{} is not an absolute path on the server",
+                path.display()
+            )));
+        }
+        let real = path
+            .canonicalize()
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        let own = [
+            Some(self.settings.imports_dir.as_path()),
+            self.settings.license_vault.parent(),
+        ];
+        for dir in own.into_iter().flatten() {
+            if let Ok(dir) = dir.canonicalize()
+                && real.starts_with(&dir)
+            {
+                return Err(invalid(format!(
+                    "{} is inside Tavern's own data; import from where the old server kept its files",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the old server's `license.json` is to this Tavern: the key of
+    /// the pool it names (its signed form kept for that key when it is
+    /// signed and none is kept yet), or none.
+    async fn license_found(
+        &self,
+        caller: &Caller,
+        layout: &Layout,
+    ) -> Result<Option<LicenseFound>, CoreError> {
+        let Some(bytes) = &layout.license else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let Some(key) = tavern_foundry::manifest::license_key_in(bytes)
+            .and_then(|k| LicenseKey::parse(&k).ok())
+        else {
+            return Ok(Some(LicenseFound {
+                words: "Config/license.json names no license key; it was left out".into(),
+                keep: None,
+            }));
+        };
+        let visible = self.list_licenses(caller).await?;
+        for l in self.store.list_licenses().await? {
+            if self.license_key(l.id).await?.expose() != key.expose() {
+                continue;
+            }
+            let label = match visible.iter().any(|v| v.license.id == l.id) {
+                true => format!("the key {}", l.label),
+                false => "a key of this Tavern".to_owned(),
+            };
+            let signed = foundry_config::is_signed_for(&text, key.expose());
+            let words = match (signed, self.signed_license(l.id).is_some()) {
+                (true, false) => format!(
+                    "Config/license.json is {label}: Foundry's signature of it is kept, so the key need not be signed again"
+                ),
+                (true, true) => {
+                    format!("Config/license.json is {label}, whose signature Tavern keeps already")
+                }
+                (false, _) => format!("Config/license.json is {label}, not yet signed by Foundry"),
+            };
+            return Ok(Some(LicenseFound {
+                words,
+                keep: signed.then(|| (l.id, text.clone())),
+            }));
+        }
+        Ok(Some(LicenseFound {
+            words: format!(
+                "Config/license.json holds a key ending in {} that is not in this Tavern's pool: an admin may add it (`tavern license add`)",
+                key.last4()
+            ),
+            keep: None,
+        }))
+    }
+}
+
+/// The old server's license, as this Tavern sees it.
+struct LicenseFound {
+    words: String,
+    /// The key's id and the signed `license.json` to keep for it.
+    keep: Option<(tavern_types::LicenseId, String)>,
+}
+
+/// Holds the worlds' Foundry versions to the release's: a world saved by a
+/// newer Foundry is refused; an older one is a warning (Foundry migrates it
+/// when it is launched).
+fn versions(layout: &Layout, release: Option<&str>) -> Result<Vec<String>, CoreError> {
+    let mut warnings = Vec::new();
+    let runs = release.and_then(tavern_runtime::releases::foundry_version);
+    for w in &layout.worlds {
+        let Some(needs) = w.needs() else {
+            warnings.push(format!(
+                "the world {} does not say which Foundry version saved it",
+                w.id
+            ));
+            continue;
+        };
+        match &runs {
+            Some(runs) if needs > *runs => {
+                return Err(CoreError::invalid(
+                    "import_too_new",
+                    "source",
+                    format!(
+                        "the world {} was saved by Foundry {needs}, newer than {} (the release {} runs): install Foundry {needs} or newer first; nothing was imported",
+                        w.id,
+                        runs,
+                        release.unwrap_or_default()
+                    ),
+                ));
+            }
+            Some(runs) if needs.generation() < runs.generation() => warnings.push(format!(
+                "the world {} was saved by Foundry {needs}; Foundry {runs} migrates it when it is first launched (the world's backups keep it as it was)",
+                w.id
+            )),
+            Some(_) => {}
+            None => warnings.push(format!(
+                "the world {} was saved by Foundry {needs}; Tavern cannot tell which Foundry version the release {} is",
+                w.id,
+                release.unwrap_or("(none)")
+            )),
+        }
+    }
+    Ok(warnings)
+}
+
+/// One line of what was imported, for the audit log.
+fn summary(layout: &Layout) -> String {
+    let ids: Vec<&str> = layout.worlds.iter().map(|w| w.id.as_str()).collect();
+    format!(
+        "{} files, {}; worlds: {}; {} systems, {} modules",
+        layout.files,
+        tavern_types::words::size(layout.bytes),
+        if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        },
+        layout.systems.len(),
+        layout.modules.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tavern_backup::import::layout::{Entry, EntryKind, plan};
+
+    fn layout_of(core: &str) -> Layout {
+        let entries = vec![Entry {
+            path: "w/world.json".into(),
+            kind: EntryKind::File { size: 1 },
+        }];
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(
+            "w/world.json".to_owned(),
+            format!(r#"{{"id": "w", "coreVersion": "{core}"}}"#).into_bytes(),
+        );
+        plan(&entries, &m).unwrap()
+    }
+
+    #[test]
+    fn newer_worlds_are_refused_and_older_ones_warned_of() {
+        let e = versions(&layout_of("13.351"), Some("12.331")).unwrap_err();
+        assert_eq!(e.code(), "import_too_new");
+        assert!(e.to_string().contains("install Foundry 13.351"), "{e}");
+        assert!(
+            versions(&layout_of("13.351"), Some("stub"))
+                .unwrap()
+                .is_empty()
+        );
+        let older = versions(&layout_of("11.315"), Some("13.351")).unwrap();
+        assert!(older[0].contains("migrates"), "{older:?}");
+        let unknown = versions(&layout_of("12.331"), Some("release")).unwrap();
+        assert!(unknown[0].contains("cannot tell"), "{unknown:?}");
+        assert!(
+            versions(&layout_of("12.331"), Some("12.343"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

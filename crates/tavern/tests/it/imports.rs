@@ -1,0 +1,292 @@
+//! Imports through the real binary: a felddy volume (its Config/, Logs/
+//! and cache left out, its signed license kept for the pool's key) sent
+//! from a folder through the CLI into a new world that then runs its world
+//! on the stand-in and backs up; a lone world's zip added to an existing
+//! world after a backup; a path on the server for admins only; and
+//! refusals that change nothing.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::authz::world_zip;
+use crate::backups::backup_now;
+use crate::support::*;
+
+/// A felddy `/data` volume as a docker-compose droplet has it.
+fn felddy_volume(root: &Path, key: &str) {
+    let put = |rel: &str, body: &[u8]| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+    put(
+        "Config/options.json",
+        br#"{"port":30000,"dataPath":"/data","proxySSL":true,"hostname":"old.example.org"}"#,
+    );
+    put("Config/admin.txt", b"0123abcd");
+    let signed = json!({"license": key, "signature": "c2lnbmVk", "host": "old-droplet"});
+    put("Config/license.json", signed.to_string().as_bytes());
+    put(
+        "Data/worlds/lost-mine/world.json",
+        br#"{"id":"lost-mine","title":"Lost Mine","system":"dnd5e","coreVersion":"13.351","compatibility":{"minimum":"13","verified":"13.351"}}"#,
+    );
+    for f in ["CURRENT", "LOCK", "LOG", "MANIFEST-000002", "000005.ldb"] {
+        put(
+            &format!("Data/worlds/lost-mine/data/actors/{f}"),
+            f.as_bytes(),
+        );
+    }
+    put(
+        "Data/systems/dnd5e/system.json",
+        br#"{"id":"dnd5e","title":"Dungeons & Dragons Fifth Edition","version":"5.1.2"}"#,
+    );
+    put(
+        "Data/modules/dice-so-nice/module.json",
+        br#"{"id":"dice-so-nice","title":"Dice So Nice!","version":"5.2.1"}"#,
+    );
+    put("Data/assets/maps/cave.webp", &[9u8; 20_000]);
+    put("Logs/debug.2026-11-30.log", b"old log");
+    put("container_cache/foundryvtt-13.351.zip", b"PK not really");
+}
+
+fn world_data(server: &Server, slug: &str) -> std::path::PathBuf {
+    server.data_dir().join("instances").join(slug).join("data")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_felddy_volume_comes_in_through_the_cli_and_runs() {
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gm", "gm", "gm-password-1").await;
+    admin.create_user("eve", "gm", "eve-password-1").await;
+    let gm = server.api(None).login("gm", "gm-password-1").await;
+    let eve = server.api(None).login("eve", "eve-password-1").await;
+    let key = key_for("droplet");
+    let key_id = add_key(&admin, "droplet", &key).await;
+    let t = tempfile::tempdir().unwrap();
+    let vol = t.path().join("foundry-one/data");
+    felddy_volume(&vol, &key);
+    let from = vol.to_str().unwrap();
+
+    // A check says what it found and changes nothing.
+    let before = server.dump().await;
+    let out = server.cli(
+        Some(gm.token()),
+        &["instance", "import", "one", "--from", from, "--check"],
+        None,
+    );
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for word in [
+        "lost-mine",
+        "dnd5e",
+        "dice-so-nice",
+        "container_cache/",
+        "Logs/",
+        "Config/options.json",
+        "Config/admin.txt",
+        "the key droplet",
+        "Nothing was changed",
+    ] {
+        assert!(shown.contains(word), "no {word:?} in:\n{shown}");
+    }
+    assert_eq!(server.dump().await, before);
+
+    // The import makes the world; only Data/ comes in.
+    let out = server.cli(
+        Some(gm.token()),
+        &["instance", "import", "one", "--from", from, "--json"],
+        None,
+    );
+    let report = ok_json(&out);
+    assert_eq!(
+        (report["created"].clone(), report["done"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(report["kind"], "user_data");
+    assert_eq!(report["worlds"][0]["id"], "lost-mine");
+    let data = world_data(&server, "one");
+    assert!(
+        data.join("Data/worlds/lost-mine/data/actors/000005.ldb")
+            .is_file()
+    );
+    assert!(data.join("Data/assets/maps/cave.webp").is_file());
+    for gone in [
+        "Logs",
+        "container_cache",
+        "Config/options.json",
+        "Config/license.json",
+    ] {
+        assert!(!data.join(gone).exists(), "{gone} came in");
+    }
+    // The signed license is kept, sealed, for the pool's key.
+    let vault = server
+        .data_dir()
+        .join("licenses")
+        .join(&key_id)
+        .join("license.json.sealed");
+    let sealed = std::fs::read(&vault).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains(&key));
+
+    // Another game master cannot see or import into it.
+    let zip = world_zip("sneaky");
+    let a = eve
+        .send(
+            "POST",
+            "/api/v1/instances/one/import",
+            Some("application/zip"),
+            zip.clone(),
+        )
+        .await;
+    assert_eq!((a.0, code(&a)), (404, "not_found"), "{}", a.1);
+
+    // It runs the world it brought, and backs up.
+    let out = server.cli(
+        Some(gm.token()),
+        &["instance", "start", "one", "--wait"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, one) = gm.get("/api/v1/instances/one").await;
+    assert_eq!(one["world"], "lost-mine", "{one}");
+    backup_now(&gm, "one").await;
+
+    // A lone world's zip joins the running world, after a backup.
+    let out = server.cli(
+        Some(gm.token()),
+        &[
+            "instance",
+            "import",
+            "one",
+            "--from",
+            &write(t.path(), "side.zip", &zip),
+            "--json",
+        ],
+        None,
+    );
+    let report = ok_json(&out);
+    assert_eq!(
+        (report["kind"].clone(), report["created"].clone()),
+        (json!("world"), json!(false))
+    );
+    let pre = report["backup"].as_str().unwrap().to_owned();
+    let (_, b) = gm.get(&format!("/api/v1/backups/{pre}")).await;
+    assert_eq!(b["kind"], "pre_restore", "{b}");
+    assert!(data.join("Data/worlds/sneaky/world.json").is_file());
+    assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+    wait_for_state(&gm, "one", "running").await;
+
+    // The same world again is refused, and changes nothing.
+    let before = server.dump().await;
+    let a = gm
+        .send(
+            "POST",
+            "/api/v1/instances/one/import",
+            Some("application/zip"),
+            zip,
+        )
+        .await;
+    assert_eq!((a.0, code(&a)), (409, "world_exists"), "{}", a.1);
+    assert_eq!(server.dump().await, before);
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_imports_change_nothing_and_say_why() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gm", "gm", "gm-password-1").await;
+    let gm = server.api(None).login("gm", "gm-password-1").await;
+    let t = tempfile::tempdir().unwrap();
+    let before = server.dump().await;
+
+    // A world saved by a newer Foundry than the release.
+    let mut newer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    newer
+        .start_file(
+            "future/world.json",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    std::io::Write::write_all(
+        &mut newer,
+        br#"{"id":"future","system":"dnd5e","coreVersion":"14.360"}"#,
+    )
+    .unwrap();
+    let newer = newer.finish().unwrap().into_inner();
+    let cases: Vec<(Vec<u8>, u16, &str, &str)> = vec![
+        (newer, 422, "import_too_new", "install Foundry 14.360"),
+        (
+            b"just some text".to_vec(),
+            422,
+            "invalid_import",
+            "neither a folder nor",
+        ),
+        (traversal_tar(), 422, "invalid_import", "climbs out"),
+        (world_zip("../x"), 422, "invalid_import", "refused"),
+    ];
+    for (body, status, code_, says) in cases {
+        let a = gm
+            .send(
+                "POST",
+                "/api/v1/instances/fresh/import",
+                Some("application/octet-stream"),
+                body,
+            )
+            .await;
+        assert_eq!((a.0, code(&a)), (status, code_), "{}", a.1);
+        assert!(a.1.to_string().contains(says), "{}", a.1);
+    }
+    // A path on the server is for admins, and never Tavern's own data.
+    let vol = t.path().join("vol");
+    felddy_volume(&vol, &key_for("none"));
+    let path = json!({"path": vol});
+    let a = gm.post("/api/v1/instances/fresh/import", &path).await;
+    assert_eq!((a.0, code(&a)), (403, "forbidden"), "{}", a.1);
+    let own = json!({"path": server.data_dir().join("licenses")});
+    let a = admin.post("/api/v1/instances/fresh/import", &own).await;
+    assert_eq!((a.0, code(&a)), (422, "invalid_import"), "{}", a.1);
+    let a = gm
+        .send(
+            "POST",
+            "/api/v1/instances/fresh/import",
+            Some("text/plain"),
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!((a.0, code(&a)), (415, "unsupported_media_type"), "{}", a.1);
+    assert_eq!(server.dump().await, before);
+    assert!(!world_data(&server, "fresh").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir().join("imports"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // An admin imports from the server's disk; an unknown key is named.
+    let (s, report) = admin.post("/api/v1/instances/fresh/import", &path).await;
+    assert_eq!(s, 201, "{report}");
+    let license = report["license"].as_str().unwrap();
+    assert!(license.contains("not in this Tavern's pool"), "{license}");
+    assert!(!license.contains(&key_for("none")[..20]), "{license}");
+}
+
+/// A tar whose one entry climbs out with `..`.
+fn traversal_tar() -> Vec<u8> {
+    let mut h = tar::Header::new_old();
+    let name = b"../../etc/cron.d/x";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.push(b'x');
+    out.resize(1024 + 1024, 0);
+    out
+}
