@@ -53,7 +53,7 @@ const ARCHIVES: [&str; 6] = [
         (status = 201, body = ImportJson, description = "imported into a new world"),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 501, body = ErrorBody)))]
 pub(super) async fn import_world(
     State(s): State<AppState>,
     Authed(caller): Authed,

@@ -211,7 +211,7 @@ fn tell(r: &ImportJson) {
     let release = r.release.as_deref().unwrap_or("(none)");
     match (r.done, r.created) {
         (false, true) => println!(
-            "Nothing was changed (a check). Importing makes the world {} on Foundry {release}.",
+            "Nothing was changed (a check). Importing makes the world {} on the release {release}.",
             r.world
         ),
         (false, false) => println!(
@@ -223,7 +223,7 @@ fn tell(r: &ImportJson) {
             r.world
         ),
         (true, false) => {
-            println!("Imported into {} (Foundry {release}).", r.world);
+            println!("Imported into {} (release {release}).", r.world);
             if let Some(b) = &r.backup {
                 println!("What was there before is kept in backup {b}.");
             }

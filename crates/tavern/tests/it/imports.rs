@@ -290,3 +290,127 @@ fn traversal_tar() -> Vec<u8> {
     out.resize(1024 + 1024, 0);
     out
 }
+
+/// A plain install's user-data folder (a Foundry 11 world), a Pterodactyl
+/// server's files (the program beside the data, a Foundry 12 world) and a
+/// hosted service's world zip each come in, run on the stand-in and back
+/// up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_install_a_pterodactyl_server_and_an_exported_world_come_in() {
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gm", "gm", "gm-password-1").await;
+    let gm = server.api(None).login("gm", "gm-password-1").await;
+    for k in ["plain", "ptero", "hosted"] {
+        add_key(&admin, k, &key_for(k)).await;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let put = |rel: &str, body: &[u8]| {
+        let p = t.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+
+    // ~/.local/share/FoundryVTT, as `tar czf` makes it.
+    put("home/FoundryVTT/Config/options.json", br#"{"port":30000}"#);
+    put(
+        "home/FoundryVTT/Data/worlds/old-road/world.json",
+        br#"{"id":"old-road","title":"Old Road","system":"pf2e","compatibility":{"minimum":"11","verified":"11.315"}}"#,
+    );
+    put(
+        "home/FoundryVTT/Data/worlds/old-road/data/scenes/000003.log",
+        b"scenes",
+    );
+    put("home/FoundryVTT/Logs/debug.log", b"log");
+    let tgz = t.path().join("foundry.tgz");
+    let made = std::process::Command::new("tar")
+        .args(["czf", tgz.to_str().unwrap(), "-C"])
+        .arg(t.path().join("home"))
+        .arg("FoundryVTT")
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    // A Pterodactyl server's folder: the program and the data side by side.
+    put(
+        "ptero/foundry/resources/app/package.json",
+        br#"{"release":{"generation":12,"build":331}}"#,
+    );
+    put(
+        "ptero/foundrydata/Config/options.json",
+        br#"{"dataPath":"/home/container/foundrydata"}"#,
+    );
+    put(
+        "ptero/foundrydata/Data/worlds/sky-isles/world.json",
+        br#"{"id":"sky-isles","title":"Sky Isles","system":"dnd5e","coreVersion":"12.331"}"#,
+    );
+    put(
+        "ptero/foundrydata/Data/systems/dnd5e/system.json",
+        br#"{"id":"dnd5e","version":"4.4.0"}"#,
+    );
+
+    let ptero = t.path().join("ptero");
+    let cases = [
+        (
+            "plain",
+            vec!["--from", tgz.to_str().unwrap()],
+            "old-road",
+            gm.token().to_owned(),
+        ),
+        (
+            "ptero",
+            vec![
+                "--from",
+                ptero.to_str().unwrap(),
+                "--on-server",
+                "--owner",
+                "gm",
+            ],
+            "sky-isles",
+            server.admin_token.clone(),
+        ),
+    ];
+    let zip = t.path().join("export.zip");
+    std::fs::write(&zip, world_zip("harbour")).unwrap();
+    let exported = (
+        "hosted",
+        vec!["--from", zip.to_str().unwrap()],
+        "harbour",
+        gm.token().to_owned(),
+    );
+    for (slug, from, world, token) in cases.into_iter().chain([exported]) {
+        let mut args = vec!["instance", "import", slug];
+        args.extend(from.iter().copied());
+        let out = server.cli(Some(&token), &args, None);
+        let shown = text(&out.stdout);
+        assert!(out.status.success(), "{slug}: {}", text(&out.stderr));
+        assert!(
+            shown.contains(world) && shown.contains("Imported into the new world"),
+            "{shown}"
+        );
+        if slug == "plain" {
+            assert!(shown.contains("migrates"), "{shown}");
+        }
+        if slug == "ptero" {
+            assert!(
+                shown.contains("foundry/") && shown.contains("outside the user-data folder"),
+                "{shown}"
+            );
+        }
+        let out = server.cli(
+            Some(gm.token()),
+            &["instance", "start", slug, "--wait"],
+            None,
+        );
+        assert!(out.status.success(), "{slug}: {}", text(&out.stderr));
+        let (_, i) = gm.get(&format!("/api/v1/instances/{slug}")).await;
+        assert_eq!(i["world"], world, "{i}");
+        let out = server.cli(
+            Some(gm.token()),
+            &["instance", "stop", slug, "--wait"],
+            None,
+        );
+        assert!(out.status.success(), "{slug}: {}", text(&out.stderr));
+        backup_now(&gm, slug).await;
+    }
+}
