@@ -632,3 +632,29 @@ pub struct ImportPathRequest {
     /// folder, or a zip, tar, tar.gz or tar.zst of one.
     pub path: String,
 }
+
+/// Imports every felddy data folder below a folder on the server (admins).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FelddyImportRequest {
+    /// An absolute path on the server whose folders are felddy volumes
+    /// (each a user-data folder, or holding one as `data/`).
+    pub path: String,
+    /// Only say what would happen; change nothing.
+    #[serde(default)]
+    pub check: bool,
+}
+
+/// One folder of a batch import.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BatchImportJson {
+    /// The folder, on the server.
+    pub from: String,
+    /// The world it goes into, named after its folder (empty when the
+    /// name makes none).
+    pub world: String,
+    /// What its import answered, when it went well.
+    pub import: Option<ImportJson>,
+    /// Why it did not, when it did not.
+    pub error: Option<ErrorDetail>,
+}

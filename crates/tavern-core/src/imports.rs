@@ -359,6 +359,108 @@ impl Tavern {
     }
 }
 
+/// One folder of a batch: where it was, the world it goes into, and what
+/// its import answered.
+pub struct BatchItem {
+    pub from: PathBuf,
+    pub world: String,
+    pub result: Result<ImportReport, CoreError>,
+}
+
+/// A Tavern slug for a container's folder name: lower case, anything but
+/// letters and digits a `-`, at most 63 characters; `None` when nothing is
+/// left or the name is reserved.
+pub fn slug_for(name: &str) -> Option<tavern_types::Slug> {
+    let mut out = String::new();
+    for c in name.chars() {
+        match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => out.push(c),
+            _ if !out.ends_with('-') => out.push('-'),
+            _ => {}
+        }
+    }
+    let cut: String = out.chars().take(tavern_types::Slug::MAX_LEN).collect();
+    tavern_types::Slug::parse(cut.trim_matches('-')).ok()
+}
+
+/// The felddy data folders below `root`: each folder that is a Foundry
+/// user-data folder itself or holds one as `data/` (a docker-compose
+/// volume), with the folder's name, sorted.
+fn felddy_folders(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let is_user_data =
+        |d: &Path| d.join("Data").is_dir() || d.join("Config/options.json").is_file();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let dir = entry.path();
+        if is_user_data(&dir) {
+            found.push((name, dir));
+        } else if is_user_data(&dir.join("data")) {
+            found.push((name, dir.join("data")));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+impl Tavern {
+    /// Imports every felddy data folder below `root`, a folder on this
+    /// server (admins), each into the world named after its folder (made
+    /// for it, or an existing one of that name). One that fails does not
+    /// stop the others; with `check_only`, says what would happen.
+    pub async fn import_felddy(
+        &self,
+        caller: &Caller,
+        root: &Path,
+        check_only: bool,
+    ) -> Result<Vec<BatchItem>, CoreError> {
+        caller.require_admin("import from a path on the server")?;
+        self.check_import_path(root)?;
+        let dir = root.to_owned();
+        let folders = tokio::task::spawn_blocking(move || felddy_folders(&dir))
+            .await
+            .map_err(|e| CoreError::internal("import", e))?
+            .map_err(|e| invalid(format!("cannot read {}: {e}", root.display())))?;
+        let mut items = Vec::new();
+        for (name, from) in folders {
+            let Some(slug) = slug_for(&name) else {
+                items.push(BatchItem {
+                    world: String::new(),
+                    result: Err(invalid(format!(
+                        "{name} makes no world name: import it on its own with a name"
+                    ))),
+                    from,
+                });
+                continue;
+            };
+            let result = self
+                .import_world(
+                    caller,
+                    slug.as_str(),
+                    ImportRequest {
+                        source: ImportSource::Path(from.clone()),
+                        check_only,
+                        release: None,
+                        owner: None,
+                    },
+                )
+                .await;
+            items.push(BatchItem {
+                from,
+                world: slug.to_string(),
+                result,
+            });
+        }
+        Ok(items)
+    }
+}
+
 /// The old server's license, as this Tavern sees it.
 struct LicenseFound {
     words: String,
@@ -441,6 +543,42 @@ mod tests {
             format!(r#"{{"id": "w", "coreVersion": "{core}"}}"#).into_bytes(),
         );
         plan(&entries, &m).unwrap()
+    }
+
+    #[test]
+    fn container_names_become_slugs() {
+        let s = |n: &str| slug_for(n).map(|s| s.to_string());
+        assert_eq!(s("foundry-one").as_deref(), Some("foundry-one"));
+        assert_eq!(s("Foundry_Two ").as_deref(), Some("foundry-two"));
+        assert_eq!(s("__x__").as_deref(), Some("x"));
+        assert_eq!(s("www"), None);
+        assert_eq!(s("___"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_becomes_a_valid_slug_or_none(name in "\\PC{0,80}") {
+            if let Some(slug) = slug_for(&name) {
+                proptest::prop_assert!(tavern_types::Slug::parse(slug.as_str()).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn felddy_volumes_are_found_as_folders_or_their_data() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["one/data/Data/worlds", "two/Data/systems", "three/notes"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        std::fs::write(t.path().join("stray.txt"), "x").unwrap();
+        let found = felddy_folders(t.path()).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                ("one".to_owned(), t.path().join("one/data")),
+                ("two".to_owned(), t.path().join("two")),
+            ]
+        );
     }
 
     #[test]

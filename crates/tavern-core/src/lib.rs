@@ -50,7 +50,7 @@ pub use backups::{BackupDownload, BackupView, RestoreState, RestoreStatus};
 pub use discord::DiscordLink;
 pub use error::{CoreError, noun};
 pub use handoff::HANDOFF_SECONDS;
-pub use imports::{IMPORT_LIMITS, ImportReport, ImportRequest, ImportSource};
+pub use imports::{BatchItem, IMPORT_LIMITS, ImportReport, ImportRequest, ImportSource, slug_for};
 pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};

@@ -121,3 +121,46 @@ pub(super) async fn import_world(
     };
     Ok((status, Json(ImportJson::from(report))))
 }
+
+/// Imports every felddy data folder below `path`, a folder on the server
+/// (admins): each folder that is a Foundry user-data folder, or holds one
+/// as `data/` (a docker-compose volume), into the world named after the
+/// folder (made for it, or an existing one of that name). One that fails
+/// does not stop the others; with `check`, says what would happen.
+#[utoipa::path(post, path = "/api/v1/imports/felddy", extensions(("x-tavern-access" = json!("admin"))),
+    request_body = FelddyImportRequest,
+    responses((status = 200, body = [BatchImportJson]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn import_felddy(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<FelddyImportRequest>,
+) -> ApiResult<Json<Vec<BatchImportJson>>> {
+    let items = s
+        .tavern
+        .import_felddy(&caller, std::path::Path::new(&req.path), req.check)
+        .await?;
+    Ok(Json(
+        items
+            .into_iter()
+            .map(|item| {
+                let (import, error) = match item.result {
+                    Ok(report) => (Some(ImportJson::from(report)), None),
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        let detail = ErrorDetail {
+                            code: e.code.to_owned(),
+                            message: e.message,
+                        };
+                        (None, Some(detail))
+                    }
+                };
+                BatchImportJson {
+                    from: item.from.display().to_string(),
+                    world: item.world,
+                    import,
+                    error,
+                }
+            })
+            .collect(),
+    ))
+}

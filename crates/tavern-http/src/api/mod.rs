@@ -44,6 +44,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::instance_logs))
         .routes(routes!(instances::instance_manifests))
         .routes(routes!(imports::import_world))
+        .routes(routes!(imports::import_felddy))
         .routes(routes!(licenses::add_license, licenses::list_licenses))
         .routes(routes!(licenses::remove_license, licenses::update_license))
         .routes(routes!(licenses::activate_license))

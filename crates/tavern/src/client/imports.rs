@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use tavern_api::{ImportJson, ImportPathRequest, LeftOutJson, PackageJson};
+use tavern_api::{
+    BatchImportJson, FelddyImportRequest, ImportJson, ImportPathRequest, LeftOutJson, PackageJson,
+};
 
 use super::commands::{bar, download, path_part, upload_file};
 use super::http::{Api, Conn, read};
@@ -18,11 +20,21 @@ use super::output::{Cell, Column, print_json, print_rows};
 pub struct ImportArgs {
     /// The Tavern world to import into; made for the import when there is
     /// none (an existing world is stopped and backed up first).
-    slug: String,
+    #[arg(required_unless_present = "from_felddy")]
+    slug: Option<String>,
     /// A folder, a zip, tar, tar.gz or tar.zst file, or an http(s) URL of
     /// one.
-    #[arg(long)]
-    from: String,
+    #[arg(
+        long,
+        required_unless_present = "from_felddy",
+        conflicts_with = "from_felddy"
+    )]
+    from: Option<String>,
+    /// A folder on the server whose folders are felddy volumes (each a
+    /// user-data folder or holding one as data/): each is imported into
+    /// the world named after its folder (admins).
+    #[arg(long, conflicts_with_all = ["slug", "on_server", "release", "owner"])]
+    from_felddy: Option<String>,
     /// --from is a path on the server, read there (admins; nothing is
     /// sent).
     #[arg(long)]
@@ -42,6 +54,12 @@ pub struct ImportArgs {
 
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let api = Api::from_conn(&args.conn)?;
+    if let Some(root) = &args.from_felddy {
+        return felddy(&api, root, args.check, args.conn.json).await;
+    }
+    let (Some(slug), Some(from)) = (&args.slug, &args.from) else {
+        bail!("name the world and --from, or give --from-felddy");
+    };
     let mut query = Vec::new();
     if args.check {
         query.push("check=true".to_owned());
@@ -52,22 +70,20 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     if let Some(o) = &args.owner {
         query.push(format!("owner={}", path_part(o)?));
     }
-    let mut path = format!("/api/v1/instances/{}/import", path_part(&args.slug)?);
+    let mut path = format!("/api/v1/instances/{}/import", path_part(slug)?);
     if !query.is_empty() {
         path = format!("{path}?{}", query.join("&"));
     }
     let answer = if args.on_server {
-        let body = ImportPathRequest {
-            path: args.from.clone(),
-        };
+        let body = ImportPathRequest { path: from.clone() };
         api.post(&path, &body).await?
-    } else if args.from.starts_with("http://") || args.from.starts_with("https://") {
-        let file = download(&args.from, &std::env::temp_dir(), "import").await?;
+    } else if from.starts_with("http://") || from.starts_with("https://") {
+        let file = download(from, &std::env::temp_dir(), "import").await?;
         let sent = upload_file(&api, &path, &file, "application/octet-stream").await;
         let _ = std::fs::remove_file(&file);
         sent?
     } else {
-        let local = PathBuf::from(&args.from);
+        let local = PathBuf::from(from);
         let meta = std::fs::metadata(&local)
             .with_context(|| format!("cannot read {}", local.display()))?;
         match meta.is_dir() {
@@ -82,6 +98,51 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     tell(&read::<ImportJson>(&answer)?);
     Ok(())
 }
+
+/// Imports (or checks) every felddy volume below `root` on the server, and
+/// says how each went.
+async fn felddy(api: &Api, root: &str, check: bool, json: bool) -> anyhow::Result<()> {
+    let body = FelddyImportRequest {
+        path: root.to_owned(),
+        check,
+    };
+    let answer = api.post("/api/v1/imports/felddy", &body).await?;
+    if json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let items: Vec<BatchImportJson> = read(&answer)?;
+    if items.is_empty() {
+        println!(
+            "No felddy volumes below {root} (folders with Data/ or Config/options.json, or with data/ holding them)."
+        );
+        return Ok(());
+    }
+    print_rows(&items, BATCH_COLUMNS);
+    for item in &items {
+        if let Some(r) = &item.import {
+            println!();
+            println!("{} (from {}):", item.world, item.from);
+            tell(r);
+        }
+    }
+    if items.iter().any(|i| i.error.is_some()) {
+        bail!("some volumes were not imported; the table says why");
+    }
+    Ok(())
+}
+
+const BATCH_COLUMNS: &[Column<BatchImportJson>] = &[
+    Column::new("FROM", |i| Cell::text(&i.from)),
+    Column::new("WORLD", |i| Cell::text(&i.world)),
+    Column::new("RESULT", |i| match (&i.import, &i.error) {
+        (Some(r), _) if r.done && r.created => Cell::text("imported into a new world"),
+        (Some(r), _) if r.done => Cell::text("imported"),
+        (Some(_), _) => Cell::text("checked: would be imported"),
+        (None, Some(e)) => Cell::text(&e.message),
+        (None, None) => Cell::Missing,
+    }),
+];
 
 /// A release's name in a query: letters, digits, `.`, `-` and `_`.
 fn path_part_dotted(s: &str) -> anyhow::Result<&str> {

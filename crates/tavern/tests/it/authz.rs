@@ -218,6 +218,12 @@ async fn recipe(
         "discord" => Some(json!({"type": 1})),
         "add_release" => Some(json!({})),
         "import_world" => Some(json!({})),
+        // A folder with no volumes in it: an empty batch.
+        "import_felddy" => {
+            let empty = w.server.home().join(format!("felddy-{n}"));
+            std::fs::create_dir_all(&empty).unwrap();
+            Some(json!({"path": empty, "check": true}))
+        }
         "kofi" => Some(json!({"data": "{}"})),
         _ if method == "GET" || method == "DELETE" => None,
         "logout" | "link_code" | "create_backup" | "backup_link" | "start_instance"

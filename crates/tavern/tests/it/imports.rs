@@ -414,3 +414,93 @@ async fn a_plain_install_a_pterodactyl_server_and_an_exported_world_come_in() {
         backup_now(&gm, slug).await;
     }
 }
+
+/// A droplet's docker-compose folder of felddy volumes comes in at once:
+/// a dry run first, then each volume into the world named after its
+/// folder; one that cannot come in is named with its reason and stops no
+/// other.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_of_felddy_volumes_comes_in_at_once() {
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gm", "gm", "gm-password-1").await;
+    let gm = server.api(None).login("gm", "gm-password-1").await;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("srv/foundry");
+    felddy_volume(&root.join("foundry-one/data"), &key_for("one"));
+    felddy_volume(&root.join("Foundry_Two/data"), &key_for("two"));
+    let future = root.join("future/data/Data/worlds/far");
+    std::fs::create_dir_all(&future).unwrap();
+    std::fs::write(
+        future.join("world.json"),
+        br#"{"id":"far","coreVersion":"99.1"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("nginx/conf.d")).unwrap();
+    let from = root.to_str().unwrap();
+
+    let out = server.cli(
+        Some(gm.token()),
+        &["instance", "import", "--from-felddy", from, "--check"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("forbidden"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let before = server.dump().await;
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "import", "--from-felddy", from, "--check"],
+        None,
+    );
+    let shown = text(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the future world fails the batch:\n{shown}"
+    );
+    for word in [
+        "foundry-one",
+        "foundry-two",
+        "would be imported",
+        "install Foundry 99.1",
+    ] {
+        assert!(shown.contains(word), "no {word:?} in:\n{shown}");
+    }
+    assert!(!shown.contains("nginx"), "{shown}");
+    assert_eq!(server.dump().await, before);
+
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["instance", "import", "--from-felddy", from, "--json"],
+        None,
+    );
+    let items: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut worlds: Vec<(&str, bool)> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["world"].as_str().unwrap(), i["import"]["done"] == true))
+        .collect();
+    worlds.sort();
+    assert_eq!(
+        worlds,
+        [
+            ("foundry-one", true),
+            ("foundry-two", true),
+            ("future", false)
+        ]
+    );
+    for slug in ["foundry-one", "foundry-two"] {
+        assert!(
+            world_data(&server, slug)
+                .join("Data/worlds/lost-mine/world.json")
+                .is_file()
+        );
+    }
+    let (s, _) = admin.get("/api/v1/instances/future").await;
+    assert_eq!(s, 404);
+}
