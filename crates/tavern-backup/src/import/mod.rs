@@ -626,31 +626,34 @@ fn extract_into(
                 std::os::unix::fs::symlink(target, &dest)
                     .map_err(io_err(format!("link {}", dest.display())))?;
             }
-            (EntryKind::File { size }, Body::Origin(from)) => {
-                let copied = std::fs::copy(from, &dest)
-                    .map_err(io_err(format!("copy {}", from.display())))?;
-                if copied != *size {
-                    return Err(ImportError::Changed(head.path.clone()));
-                }
-                finish_file(&dest, head)?;
-                written += 1;
-            }
-            (EntryKind::File { size }, Body::Read(r)) => {
+            (EntryKind::File { size }, body) => {
+                let from_folder = matches!(body, Body::Origin(_));
                 let mut out =
                     File::create(&dest).map_err(io_err(format!("create {}", dest.display())))?;
-                let copied = io::copy(r, &mut out)
-                    .map_err(|e| ImportError::Damaged(format!("{}: {e}", head.path)))?;
+                let copied = match body {
+                    // A file of a folder: the kernel copies it.
+                    Body::Origin(from) => {
+                        let mut input = File::open(from)
+                            .map_err(io_err(format!("open {}", from.display())))?;
+                        io::copy(&mut input, &mut out)
+                            .map_err(io_err(format!("copy {}", from.display())))?
+                    }
+                    Body::Read(r) => io::copy(r, &mut out)
+                        .map_err(|e| ImportError::Damaged(format!("{}: {e}", head.path)))?,
+                    Body::None => 0,
+                };
                 if copied != *size {
-                    return Err(ImportError::Damaged(format!(
-                        "{} holds {copied} bytes, not the {size} declared",
-                        head.path
-                    )));
+                    return Err(match from_folder {
+                        true => ImportError::Changed(head.path.clone()),
+                        false => ImportError::Damaged(format!(
+                            "{} holds {copied} bytes, not the {size} declared",
+                            head.path
+                        )),
+                    });
                 }
-                drop(out);
-                finish_file(&dest, head)?;
+                finish_file(&out, &dest, head)?;
                 written += 1;
             }
-            (EntryKind::File { .. }, Body::None) => {}
         }
         Ok(())
     })?;
@@ -658,15 +661,15 @@ fn extract_into(
 }
 
 /// Gives a written file its mode (always readable and writable by its
-/// owner) and modification time.
-fn finish_file(dest: &Path, head: &Head) -> Result<(), ImportError> {
-    set_mode(dest, head.mode.unwrap_or(0o644) & 0o777 | 0o600)?;
+/// owner) and modification time, through its open handle.
+fn finish_file(out: &File, dest: &Path, head: &Head) -> Result<(), ImportError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = head.mode.unwrap_or(0o644) & 0o777 | 0o600;
+    out.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_err(format!("set the mode of {}", dest.display())))?;
     if let Some(mtime) = head.mtime {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-        File::options()
-            .write(true)
-            .open(dest)
-            .and_then(|f| f.set_modified(when))
+        out.set_modified(when)
             .map_err(io_err(format!("set the time of {}", dest.display())))?;
     }
     Ok(())
