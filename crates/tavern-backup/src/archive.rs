@@ -355,7 +355,7 @@ impl<R: Read> Read for Capped<R> {
 }
 
 /// Where the entries of an archive being read go.
-trait Sink {
+pub(crate) trait Sink {
     /// A directory, at `rel` below `data/`.
     fn dir(&mut self, rel: &str, header: &tar::Header) -> Result<(), ArchiveError>;
     /// A file: `data` must be read to its end.
@@ -510,7 +510,7 @@ impl<W: Write> Sink for Rewrite<W> {
     }
 }
 
-fn corrupt(detail: String) -> ArchiveError {
+pub(crate) fn corrupt(detail: String) -> ArchiveError {
     ArchiveError::Corrupt { detail }
 }
 
@@ -615,7 +615,7 @@ fn finish<W: Write>(
     })
 }
 
-fn read_into(
+pub(crate) fn read_into(
     input: impl Read,
     sink: &mut dyn Sink,
     limits: Option<Limits>,

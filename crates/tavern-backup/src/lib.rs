@@ -1,6 +1,7 @@
 //! Backups of worlds: archives of a data directory with their manifests and
 //! verification (`archive`), what is brought from other Foundry hosts
-//! (`import`: folders and zip or tar archives, read as safely), writing and
+//! (`import`: folders and zip or tar archives, read as safely), the way
+//! out (`export`: a backup as a zip a plain Foundry takes), writing and
 //! restoring them on this machine
 //! (`local`), where archives are kept (`target`: a local directory or
 //! S3-compatible object storage), which backups a retention policy keeps
@@ -8,6 +9,7 @@
 //! is written (`stream`).
 
 pub mod archive;
+pub mod export;
 pub mod import;
 pub mod local;
 pub mod retention;

@@ -633,8 +633,8 @@ fn extract_into(
                 let copied = match body {
                     // A file of a folder: the kernel copies it.
                     Body::Origin(from) => {
-                        let mut input = File::open(from)
-                            .map_err(io_err(format!("open {}", from.display())))?;
+                        let mut input =
+                            File::open(from).map_err(io_err(format!("open {}", from.display())))?;
                         io::copy(&mut input, &mut out)
                             .map_err(io_err(format!("copy {}", from.display())))?
                     }

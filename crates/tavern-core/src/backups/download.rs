@@ -17,9 +17,23 @@ use crate::tavern::Tavern;
 /// How long a signed download link works.
 const LINK_LIFETIME: SignedDuration = SignedDuration::from_mins(10);
 
+/// How a backup is downloaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DownloadFormat {
+    /// Tavern's own archive (tar + zstd, the world's files under `data/`,
+    /// with its manifest), as restores and `tar --zstd -xf` read it.
+    #[default]
+    TarZst,
+    /// A zip of `Data/` and `Backups/`, which a plain Foundry install or
+    /// felddy takes as its user-data folder as it is.
+    Zip,
+}
+
 /// A backup's archive, to stream out (its size is known once written).
 pub struct BackupDownload {
     pub file_name: String,
+    /// A zip (else tar + zstd).
+    pub zip: bool,
     pub stream: std::pin::Pin<
         Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
     >,
@@ -36,6 +50,7 @@ impl Tavern {
         caller: &Caller,
         id: &str,
         with_secrets: bool,
+        format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         if with_secrets {
             caller.require_admin("download a backup with its world's license and admin key")?;
@@ -55,7 +70,7 @@ impl Tavern {
             );
             self.store.append_event(&event).await?;
         }
-        self.open_archive(&b, secrets).await
+        self.open_archive(&b, secrets, format).await
     }
 
     /// The files Tavern writes from its sealed secrets into the world a
@@ -91,6 +106,7 @@ impl Tavern {
         &self,
         b: &Backup,
         secrets: Vec<(&'static str, Vec<u8>)>,
+        format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         let settings = self.backup_settings()?;
         let facts = complete(b)?;
@@ -121,14 +137,26 @@ impl Tavern {
         let stream = tavern_backup::stream::blocking_stream(move |out| {
             let given: Vec<(&str, &[u8])> =
                 secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
-            archive::rewrite(input, out, threads, Some(limits), &given).map(|_| ())
+            match format {
+                DownloadFormat::TarZst => {
+                    archive::rewrite(input, out, threads, Some(limits), &given).map(|_| ())
+                }
+                DownloadFormat::Zip => {
+                    tavern_backup::export::foundry_zip(input, out, Some(limits), &given)
+                }
+            }
         });
+        let extension = match format {
+            DownloadFormat::TarZst => "tar.zst",
+            DownloadFormat::Zip => "zip",
+        };
         Ok(BackupDownload {
             file_name: format!(
-                "{}-{}.tar.zst",
+                "{}-{}.{extension}",
                 b.slug,
                 b.created_at.strftime("%Y%m%dT%H%M%SZ")
             ),
+            zip: format == DownloadFormat::Zip,
             stream: Box::pin(stream),
         })
     }
@@ -158,6 +186,7 @@ impl Tavern {
         &self,
         id: &str,
         token: &str,
+        format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         let refused = || CoreError::Unauthenticated;
         let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -176,6 +205,6 @@ impl Tavern {
             .backup(parsed)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.open_archive(&b, Vec::new()).await
+        self.open_archive(&b, Vec::new(), format).await
     }
 }

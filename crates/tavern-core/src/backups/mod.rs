@@ -20,7 +20,7 @@ use crate::tavern::Tavern;
 
 use crate::work::Busy;
 pub use crate::work::{RestoreState, RestoreStatus};
-pub use download::BackupDownload;
+pub use download::{BackupDownload, DownloadFormat};
 pub use schedule::run_schedule;
 
 /// A backup as people see it.

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use tavern_api::*;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiResult;
 use crate::extract::{ApiJson, ApiQuery, Authed};
@@ -83,24 +83,60 @@ pub(super) async fn delete_backup(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// How a backup is downloaded.
+#[derive(Deserialize, ToSchema, Clone, Copy, Default)]
+pub(crate) enum Format {
+    /// Tavern's archive: tar + zstd, the world's files under `data/`.
+    #[default]
+    #[serde(rename = "tar.zst")]
+    TarZst,
+    /// A zip of `Data/` and `Backups/`, which a plain Foundry install or
+    /// felddy takes as its user-data folder as it is.
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+impl From<Format> for tavern_core::DownloadFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::TarZst => Self::TarZst,
+            Format::Zip => Self::Zip,
+        }
+    }
+}
+
+/// The dashboard's download's query.
+#[derive(Deserialize)]
+pub(crate) struct FormatQuery {
+    #[serde(default)]
+    pub(crate) format: Format,
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DownloadQuery {
     /// A signed link's token, in place of a bearer token.
     token: Option<String>,
+    /// `tar.zst` (Tavern's archive, the default) or `zip` (a zip of
+    /// `Data/` a plain Foundry takes as it is).
+    #[serde(default)]
+    #[param(inline)]
+    format: Format,
     /// Admins only: put the world's `license.json` and `admin.txt` (as
     /// Tavern would write them now) into the archive.
     #[serde(default)]
     secrets: bool,
 }
 
-/// Streams a complete backup's archive (tar + zstd), without the files
+/// Streams a complete backup's archive (tar + zstd; or with `format=zip`, a
+/// zip of its `Data/` and `Backups/` that a plain Foundry install or felddy
+/// takes as its user-data folder), without the files
 /// Tavern writes from its secrets (`Config/license.json`,
 /// `Config/admin.txt`) unless an admin asks for them: with a bearer
 /// token, or with a signed link's `token`.
 #[utoipa::path(get, path = "/api/v1/backups/{id}/download", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path), DownloadQuery),
     security(("bearer" = []), ()),
-    responses((status = 200, content_type = "application/zstd"), (status = 401, body = ErrorBody),
+    responses((status = 200, content(("application/zstd"), ("application/zip"))), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn download_backup(
     State(s): State<AppState>,
@@ -116,10 +152,16 @@ pub(super) async fn download_backup(
                 "a download link never carries a world's secrets; download as an admin",
             ));
         }
-        (Some(token), false) => s.tavern.open_backup_by_link(&id, &token).await?,
+        (Some(token), false) => {
+            s.tavern
+                .open_backup_by_link(&id, &token, q.format.into())
+                .await?
+        }
         (None, secrets) => {
             let caller = crate::extract::caller_from(&headers, &s).await?;
-            s.tavern.open_backup(&caller, &id, secrets).await?
+            s.tavern
+                .open_backup(&caller, &id, secrets, q.format.into())
+                .await?
         }
     };
     archive_download(download)
@@ -132,7 +174,13 @@ pub(crate) fn archive_download(
 ) -> ApiResult<axum::response::Response> {
     let disposition = format!("attachment; filename=\"{}\"", download.file_name);
     axum::response::Response::builder()
-        .header(axum::http::header::CONTENT_TYPE, "application/zstd")
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            match download.zip {
+                true => "application/zip",
+                false => "application/zstd",
+            },
+        )
         .header(axum::http::header::CONTENT_DISPOSITION, disposition)
         .body(axum::body::Body::from_stream(download.stream))
         .map_err(|e| ApiError::from(tavern_core::CoreError::internal("answer a download", e)))

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::{ApiError, AppState};
 
-pub(crate) use backups::archive_download;
+pub(crate) use backups::{FormatQuery, archive_download};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::document())

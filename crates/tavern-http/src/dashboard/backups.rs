@@ -124,9 +124,19 @@ async fn create(
     )
 }
 
-/// Streams the archive, as the API does.
-async fn download(State(s): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
-    let answer = match s.tavern.open_backup(&session.caller, &id, false).await {
+/// Streams the archive (`?format=zip`: a zip a plain Foundry takes), as
+/// the API does.
+async fn download(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<crate::api::FormatQuery>,
+) -> Response {
+    let answer = match s
+        .tavern
+        .open_backup(&session.caller, &id, false, q.format.into())
+        .await
+    {
         Ok(d) => crate::api::archive_download(d),
         Err(e) => Err(e.into()),
     };

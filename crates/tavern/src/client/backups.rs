@@ -55,6 +55,11 @@ pub enum BackupCommand {
         /// Where to write it; an existing file is not overwritten.
         #[arg(short, long)]
         output: PathBuf,
+        /// A zip of the world's Data/ that a plain Foundry install or
+        /// felddy takes as its user-data folder (the way out of Tavern),
+        /// instead of Tavern's own archive.
+        #[arg(long)]
+        zip: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -156,7 +161,12 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .await?;
             print(conn.json, &b, BACKUP_COLUMNS)?;
         }
-        BackupCommand::Download { id, output, conn } => {
+        BackupCommand::Download {
+            id,
+            output,
+            zip,
+            conn,
+        } => {
             if output.exists() {
                 bail!("{} exists already; choose another file", output.display());
             }
@@ -164,7 +174,11 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
             let resp = api
                 .send(
                     Method::GET,
-                    &format!("/api/v1/backups/{}/download", path_part(&id)?),
+                    &format!(
+                        "/api/v1/backups/{}/download{}",
+                        path_part(&id)?,
+                        if zip { "?format=zip" } else { "" }
+                    ),
                     None,
                 )
                 .await?;

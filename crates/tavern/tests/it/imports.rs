@@ -150,7 +150,63 @@ async fn a_felddy_volume_comes_in_through_the_cli_and_runs() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (_, one) = gm.get("/api/v1/instances/one").await;
     assert_eq!(one["world"], "lost-mine", "{one}");
-    backup_now(&gm, "one").await;
+    let backup = backup_now(&gm, "one").await;
+
+    // The way out: a zip a plain Foundry takes as its user-data folder,
+    // without Tavern's secrets; it comes back in as it went.
+    let out_zip = t.path().join("way-out.zip");
+    let id = backup["id"].as_str().unwrap();
+    let out = server.cli(
+        Some(gm.token()),
+        &[
+            "backup",
+            "download",
+            id,
+            "-o",
+            out_zip.to_str().unwrap(),
+            "--zip",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut exported = zip::ZipArchive::new(std::fs::File::open(&out_zip).unwrap()).unwrap();
+    let names: Vec<String> = exported.file_names().map(str::to_owned).collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "Data/worlds/lost-mine/world.json"),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("Config") || n.starts_with("data/") || n == "manifest.json"),
+        "{names:?}"
+    );
+    let mut map = Vec::new();
+    std::io::Read::read_to_end(
+        &mut exported.by_name("Data/assets/maps/cave.webp").unwrap(),
+        &mut map,
+    )
+    .unwrap();
+    assert_eq!(map, vec![9u8; 20_000]);
+    let out = server.cli(
+        Some(gm.token()),
+        &[
+            "instance",
+            "import",
+            "back",
+            "--from",
+            out_zip.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        world_data(&server, "back")
+            .join("Data/worlds/lost-mine/data/actors/000005.ldb")
+            .is_file()
+    );
 
     // A lone world's zip joins the running world, after a backup.
     let out = server.cli(
