@@ -114,6 +114,12 @@ impl Tavern {
             .await?
             .is_none()
         {
+            // A new world gets the default runtime.
+            if self.settings.default_runtime.data_on_cluster() {
+                return Err(CoreError::NotConfigured(
+                    "imports into worlds whose data is on the cluster (the default runtime here)",
+                ));
+            }
             return Ok(None);
         }
         let i = self.visible_instance(caller, slug).await?;
@@ -250,6 +256,33 @@ impl Tavern {
     ) -> Result<(), CoreError> {
         let _busy = self.backup_work.hold(&i.slug)?;
         let was_running = i.desired_state == DesiredState::Running;
+        let placed = self.stop_back_up_and_place(caller, i, source, report).await;
+        if placed.is_err() && was_running {
+            // A world that ran runs again, with what it had.
+            if let Err(e) = self
+                .set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                .await
+            {
+                tracing::warn!(slug = %i.slug, error = %e, "starting the world again after a failed import failed");
+            }
+        }
+        placed?;
+        if was_running {
+            self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops and backs up an existing world, then puts the import in
+    /// place.
+    async fn stop_back_up_and_place(
+        &self,
+        caller: &Caller,
+        i: &Instance,
+        source: &ImportSource,
+        report: &mut ImportReport,
+    ) -> Result<(), CoreError> {
         if !report.created {
             report.backup = self
                 .stop_and_back_up(caller, i, "imported")
@@ -268,12 +301,7 @@ impl Tavern {
         })
         .await
         .map_err(|e| CoreError::internal("import", e))?
-        .map_err(import_error)?;
-        if was_running {
-            self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
-                .await?;
-        }
-        Ok(())
+        .map_err(import_error)
     }
 
     /// A path on this server to import from: one that exists, and not

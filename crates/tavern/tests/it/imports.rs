@@ -245,6 +245,44 @@ async fn a_felddy_volume_comes_in_through_the_cli_and_runs() {
         .await;
     assert_eq!((a.0, code(&a)), (409, "world_exists"), "{}", a.1);
     assert_eq!(server.dump().await, before);
+
+    // A zip that holds more than it declares is found out only while it is
+    // written: the world keeps what it had and runs again.
+    let a = gm
+        .send(
+            "POST",
+            "/api/v1/instances/one/import",
+            Some("application/zip"),
+            lying_zip(),
+        )
+        .await;
+    assert_eq!((a.0, code(&a)), (422, "invalid_import"), "{}", a.1);
+    assert!(!data.join("Data/worlds/liar").exists());
+    assert!(data.join("Data/worlds/sneaky/world.json").is_file());
+    wait_for_state(&gm, "one", "running").await;
+}
+
+/// A world's zip whose big file says it is 10 bytes and holds 100 000.
+fn lying_zip() -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    w.start_file("liar/world.json", opts).unwrap();
+    w.write_all(br#"{"id":"liar","coreVersion":"13.351"}"#)
+        .unwrap();
+    w.start_file("liar/big", opts).unwrap();
+    w.write_all(&vec![0u8; 100_000]).unwrap();
+    let mut bytes = w.finish().unwrap().into_inner();
+    // The uncompressed size, in the last local header and in the last
+    // central directory entry.
+    for (sig, offset) in [(&b"PK\x03\x04"[..], 22), (&b"PK\x01\x02"[..], 24)] {
+        let at = (0..bytes.len() - 4)
+            .rev()
+            .find(|i| &bytes[*i..i + 4] == sig)
+            .unwrap();
+        bytes[at + offset..at + offset + 4].copy_from_slice(&10u32.to_le_bytes());
+    }
+    bytes
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
