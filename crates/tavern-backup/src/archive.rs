@@ -370,7 +370,7 @@ pub(crate) trait Sink {
 }
 
 /// Reads, checks, and forgets.
-struct Discard;
+pub(crate) struct Discard;
 
 impl Sink for Discard {
     fn dir(&mut self, _: &str, _: &tar::Header) -> Result<(), ArchiveError> {

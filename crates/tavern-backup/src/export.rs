@@ -10,7 +10,7 @@ use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, StreamWriter, ZipWriter};
 
 use crate::ArchiveError;
-use crate::archive::{Limits, Sink, corrupt, read_into};
+use crate::archive::{Discard, Limits, Sink, corrupt, read_into};
 
 /// Files that are compressed already: stored as they are.
 const STORED: [&str; 16] = [
@@ -82,9 +82,7 @@ impl<W: Write> Sink for ZipExport<W> {
         data: &mut dyn Read,
     ) -> Result<(), ArchiveError> {
         if !exported(rel) {
-            return io::copy(data, &mut io::sink())
-                .map(|_| ())
-                .map_err(|e| corrupt(format!("{rel}: {e}")));
+            return Discard.file(rel, header, data);
         }
         let ext = rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
         let method = match ext.as_deref().is_some_and(|e| STORED.contains(&e)) {

@@ -257,21 +257,20 @@ impl Tavern {
         let _busy = self.backup_work.hold(&i.slug)?;
         let was_running = i.desired_state == DesiredState::Running;
         let placed = self.stop_back_up_and_place(caller, i, source, report).await;
-        if placed.is_err() && was_running {
-            // A world that ran runs again, with what it had.
-            if let Err(e) = self
+        if was_running {
+            // With the import, or (when it failed) with what it had.
+            let again = self
                 .set_desired(caller, i.slug.as_str(), DesiredState::Running)
-                .await
-            {
-                tracing::warn!(slug = %i.slug, error = %e, "starting the world again after a failed import failed");
+                .await;
+            match (&placed, again) {
+                (Ok(()), Err(e)) => return Err(e),
+                (Err(_), Err(e)) => {
+                    tracing::warn!(slug = %i.slug, error = %e, "starting the world again after a failed import failed");
+                }
+                _ => {}
             }
         }
-        placed?;
-        if was_running {
-            self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
-                .await?;
-        }
-        Ok(())
+        placed
     }
 
     /// Stops and backs up an existing world, then puts the import in

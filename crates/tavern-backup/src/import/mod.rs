@@ -394,12 +394,13 @@ fn walk_zip(source: &Path, limits: Limits, visit: &mut Visit<'_>) -> Result<(), 
                 mode,
                 mtime,
             };
-            let mut exact = Exact {
+            // Never more than it declares.
+            let mut capped = Capped {
                 inner: &mut entry,
                 left: size,
-                path: head.path.clone(),
+                hit: false,
             };
-            visit(&head, Body::Read(&mut exact))?;
+            visit(&head, Body::Read(&mut capped))?;
         } else {
             return Err(refused(
                 &path,
@@ -425,34 +426,6 @@ fn zip_time(t: zip::DateTime) -> Option<u64> {
     .ok()?;
     let z = at.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
     u64::try_from(z.timestamp().as_second()).ok()
-}
-
-/// A zip entry's contents, never more than it declares.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-    path: String,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(io::Error::other(format!(
-                    "{} holds more than the size its header declares",
-                    self.path
-                ))),
-            };
-        }
-        let room = usize::try_from(self.left)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = self.inner.read(&mut buf[..room])?;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 fn walk_tar(input: impl Read, limits: Limits, visit: &mut Visit<'_>) -> Result<(), ImportError> {
