@@ -261,7 +261,7 @@ pub fn plan(
                 }
             }
             Placed::Left { path, why } => {
-                if e.path.ends_with("Config/license.json") && is_file {
+                if is_file && layout.is_license(&e.path) {
                     layout.license = manifests.get(&e.path).cloned();
                 }
                 let out = left.entry(path.clone()).or_insert(LeftOut {
@@ -303,6 +303,14 @@ impl Layout {
         }
     }
 
+    /// Whether `path` is the user-data folder's `Config/license.json`.
+    fn is_license(&self, path: &str) -> bool {
+        match &self.shape {
+            Shape::UserData { root } => path == join(root, "Config/license.json"),
+            Shape::World { .. } => false,
+        }
+    }
+
     /// Where the entry at `path` goes; a folder (`is_dir`) left out is
     /// shown with a `/`.
     fn place(&self, path: &str, is_dir: bool) -> Placed {
@@ -310,21 +318,27 @@ impl Layout {
             true => name.to_owned(),
             false => format!("{name}/"),
         };
-        let (root, inside) = match &self.shape {
-            Shape::UserData { root } => (root.as_str(), "the user-data folder"),
-            Shape::World { root, .. } => (root.as_str(), "the world's folder"),
+        let (root, outside) = match &self.shape {
+            Shape::UserData { root } => (root.as_str(), "outside the user-data folder"),
+            Shape::World { root, .. } => (root.as_str(), "outside the world's folder"),
         };
         let Some(rest) = below(root, path) else {
             if below(path, root).is_some() {
                 return Placed::Root;
             }
-            let top = path.split('/').next().unwrap_or(path);
+            // Shown from the top down to where it parts from the root.
+            let parts: Vec<&str> = path.split('/').collect();
+            let shared = parts
+                .iter()
+                .copied()
+                .zip(root.split('/'))
+                .take_while(|(a, b)| a == b)
+                .count();
+            let shown = parts[..=shared.min(parts.len() - 1)].join("/");
+            let whole = shown == path;
             return Placed::Left {
-                path: folder(top, top == path),
-                why: match inside {
-                    "the world's folder" => "outside the world's folder",
-                    _ => "outside the user-data folder",
-                },
+                path: folder(&shown, whole),
+                why: outside,
             };
         };
         if rest.is_empty() {
@@ -557,6 +571,22 @@ mod tests {
             Some("Data/worlds/my-world/data/scenes/000003.log")
         );
         assert_eq!(l.left_out[0].path, "__MACOSX/");
+
+        // Beside a nested user-data folder: named from where it parts.
+        let nested = vec![
+            dir("srv/data/Data/worlds"),
+            file("srv/old/Config/license.json", 10),
+            file("srv/notes.txt", 1),
+        ];
+        let mut m = BTreeMap::new();
+        m.insert("srv/old/Config/license.json".to_owned(), b"{}".to_vec());
+        let n = plan(&nested, &m).unwrap();
+        let left: Vec<&str> = n.left_out.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(left, ["srv/notes.txt", "srv/old/"]);
+        assert_eq!(
+            n.license, None,
+            "a license.json elsewhere is not the old server's"
+        );
         assert_eq!(l.worlds[0].needs().unwrap().to_string(), "12.331");
 
         let top = vec![file("world.json", 100), file("data/x", 1)];
