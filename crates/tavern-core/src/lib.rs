@@ -50,7 +50,9 @@ pub use backups::{BackupDownload, BackupView, DownloadFormat, RestoreState, Rest
 pub use discord::DiscordLink;
 pub use error::{CoreError, noun};
 pub use handoff::HANDOFF_SECONDS;
-pub use imports::{BatchItem, IMPORT_LIMITS, ImportReport, ImportRequest, ImportSource, slug_for};
+pub use imports::{
+    BatchItem, HOLD_FOR, IMPORT_LIMITS, ImportReport, ImportRequest, ImportSource, slug_for,
+};
 pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};

@@ -36,6 +36,8 @@ pub struct Tavern {
     pub(crate) routes: Arc<tokio::sync::watch::Sender<Arc<crate::routes::RouteTable>>>,
     /// Backups and restores under way.
     pub(crate) backup_work: Arc<crate::work::BackupWork>,
+    /// Uploads surveyed for an import, waiting for their sender's yes.
+    pub(crate) held_imports: Arc<crate::imports::HeldImports>,
 }
 
 impl Tavern {
@@ -59,6 +61,7 @@ impl Tavern {
             routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
             activity: crate::activity::Activity::default(),
             backup_work: Arc::default(),
+            held_imports: Arc::default(),
         }
     }
 

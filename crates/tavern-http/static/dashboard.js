@@ -63,6 +63,79 @@ function localCalendar(calendar) {
   }
 }
 
+// A size in bytes as people read it.
+function readableSize(bytes) {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let n = bytes;
+  let unit = 0;
+  while (n >= 1000 && unit < units.length - 1) {
+    n /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${n} bytes` : `${n.toFixed(1)} ${units[unit]}`;
+}
+
+// Sends an import's upload with a progress bar, then goes on to the page
+// that says what it holds, or says beside the bar why it was refused.
+function uploadWithProgress(form) {
+  const box = form.querySelector(".upload");
+  const bar = document.getElementById("upload-progress");
+  const status = document.getElementById("upload-status");
+  const button = form.querySelector("button[type=submit]");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("accept", "application/json");
+    xhr.upload.addEventListener("progress", (e) => {
+      if (!e.lengthComputable) return;
+      bar.max = e.total;
+      bar.value = e.loaded;
+      const percent = Math.floor((100 * e.loaded) / e.total);
+      status.textContent = `${readableSize(e.loaded)} of ${readableSize(e.total)} sent (${percent} %)`;
+    });
+    xhr.upload.addEventListener("load", () => {
+      bar.removeAttribute("value");
+      status.textContent = "Sent. Reading what it holds…";
+    });
+    xhr.addEventListener("load", () => {
+      let answer = {};
+      try {
+        answer = JSON.parse(xhr.responseText);
+      } catch (_) {
+        answer = { error: `The server answered ${xhr.status}. Reload the page and try again.` };
+      }
+      if (answer.next) {
+        window.location.assign(answer.next);
+        return;
+      }
+      button.disabled = false;
+      bar.value = 0;
+      status.classList.add("err");
+      status.textContent = answer.error;
+    });
+    xhr.addEventListener("error", () => {
+      button.disabled = false;
+      status.textContent = "The upload broke off. Check the connection and send it again.";
+    });
+    button.disabled = true;
+    box.hidden = false;
+    status.classList.remove("err");
+    status.textContent = "Sending…";
+    xhr.send(new FormData(form));
+  });
+}
+
+// A form that takes a while says so, and is not sent twice.
+function busyWhileSent(form) {
+  form.addEventListener("submit", () => {
+    const button = form.querySelector("button[type=submit]");
+    button.textContent = form.dataset.busy;
+    // After the form has been sent with it.
+    setTimeout(() => { button.disabled = true; }, 0);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const live = document.querySelector("[data-live]");
   if (live) followWorlds(live);
@@ -70,4 +143,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (follow) followLog(follow);
   const calendar = document.querySelector(".calendar[data-tz]");
   if (calendar) localCalendar(calendar);
+  const upload = document.querySelector("form[data-upload]");
+  if (upload) uploadWithProgress(upload);
+  for (const form of document.querySelectorAll("form[data-busy]")) busyWhileSent(form);
 });

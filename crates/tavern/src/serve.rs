@@ -214,6 +214,10 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
     if args.demo {
         set_up_demo(&tavern).await?;
     }
+    let stale = tavern.remove_stale_uploads();
+    if stale > 0 {
+        tracing::info!(stale, "removed uploads an earlier run left behind");
+    }
     // Backups an earlier run left unfinished are failed, not listed as
     // whole: here when this Tavern is alone, by each new leader otherwise.
     if election.is_none() {

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod backups;
 mod charts;
+mod imports;
 mod sessions;
 mod worlds;
 
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(worlds::routes())
         .merge(sessions::routes())
         .merge(backups::routes())
+        .merge(imports::routes())
         .merge(admin::routes())
 }
 

@@ -598,3 +598,228 @@ async fn a_folder_of_felddy_volumes_comes_in_at_once() {
     let (s, _) = admin.get("/api/v1/instances/future").await;
     assert_eq!(s, 404);
 }
+
+/// A folder as a zip, every file under its path below `root`.
+fn zip_folder(root: &Path) -> Vec<u8> {
+    use std::io::Write as _;
+    fn add(w: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>, root: &Path, dir: &Path) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                add(w, root, &p);
+            } else {
+                let name = p.strip_prefix(root).unwrap().to_str().unwrap();
+                w.start_file(name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                w.write_all(&std::fs::read(&p).unwrap()).unwrap();
+            }
+        }
+    }
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    add(&mut w, root, root);
+    w.finish().unwrap().into_inner()
+}
+
+/// The uploads Tavern holds in its import folder.
+fn uploads(server: &Server) -> Vec<String> {
+    match std::fs::read_dir(server.data_dir().join("imports")) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Chooses `file` in the import form and sends it; waits for the next
+/// page unless it is to be refused where it is.
+async fn send_upload(b: &crate::web::Browser, world: &str, file: &Path, leads_on: bool) {
+    b.fill("#world", world).await;
+    b.el("#file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    match leads_on {
+        true => b.click("#send").await,
+        false => b.el("#send").await.click().await.unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_master_imports_from_the_browser_after_seeing_what_it_holds() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let base = server.url.replace("127.0.0.1", "localhost");
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    let alice = server.api(None).login("alice", "alice-password-1").await;
+    let key = key_for("browser");
+    add_key(&admin, "main", &key).await;
+    let t = tempfile::tempdir().unwrap();
+    let vol = t.path().join("volume");
+    felddy_volume(&vol, &key);
+    // Large enough for the upload to take a moment.
+    // (xorshift: bytes a zip cannot make smaller)
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..6_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(vol.join("Data/assets/maps/big.webp"), &noise).unwrap();
+    let volume_zip = t.path().join("volume.zip");
+    std::fs::write(&volume_zip, zip_folder(&vol)).unwrap();
+
+    b.goto(&format!("{base}/")).await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", "alice-password-1").await;
+    b.click("form.card button[type=submit]").await;
+    b.goto(&format!("{base}/dashboard/new")).await;
+    b.click("#import-link").await;
+    assert_eq!(b.path().await, "/dashboard/import");
+    b.assert_accessible().await;
+    // What the progress line says is written down as it changes, across
+    // the page's change.
+    b.client
+        .execute(
+            "const s = document.getElementById('upload-status');\
+             new MutationObserver(() => {\
+               const seen = JSON.parse(sessionStorage.seen || '[]');\
+               seen.push(s.textContent);\
+               sessionStorage.seen = JSON.stringify(seen);\
+             }).observe(s, {childList: true, characterData: true, subtree: true});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    send_upload(&b, "harbour", &volume_zip, true).await;
+
+    // What it holds, before anything changes.
+    assert!(b.path().await.starts_with("/dashboard/imports/"));
+    let seen = b
+        .client
+        .execute("return JSON.parse(sessionStorage.seen || '[]')", vec![])
+        .await
+        .unwrap();
+    let seen: Vec<String> = serde_json::from_value(seen).unwrap();
+    assert!(
+        seen.iter()
+            .any(|s| s.contains(" sent (") && s.contains("MB")),
+        "the upload's progress was shown: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s == "Sent. Reading what it holds…"),
+        "{seen:?}"
+    );
+    assert_eq!(b.text("h1").await, "Import into harbour?");
+    let what = b.text("#what").await;
+    assert!(what.contains("user-data folder"), "{what}");
+    assert!(what.contains("new world harbour"), "{what}");
+    let worlds = b.text("#found-worlds").await;
+    for word in ["lost-mine", "Lost Mine", "dnd5e", "13.351"] {
+        assert!(worlds.contains(word), "{word} in {worlds}");
+    }
+    let main = b.text("main").await;
+    assert!(
+        main.contains("dice-so-nice") && main.contains("5.2.1"),
+        "{main}"
+    );
+    let left_out = b.text("#left-out").await;
+    for path in ["Config/", "Logs/", "container_cache/"] {
+        assert!(left_out.contains(path), "{path} in {left_out}");
+    }
+    assert!(b.text("#notes").await.contains("signature"), "{main}");
+    b.assert_accessible().await;
+    let (status, _) = alice.get("/api/v1/instances/harbour").await;
+    assert_eq!(status, 404, "nothing is made before the yes");
+    assert_eq!(uploads(&server).len(), 1, "the upload is held");
+
+    // Yes: the world is made with it.
+    b.click("#import").await;
+    assert_eq!(b.path().await, "/dashboard/worlds/harbour");
+    let said = b.text(".flash.ok").await;
+    assert!(
+        said.starts_with("Imported ") && said.contains("into harbour"),
+        "{said}"
+    );
+    let data = world_data(&server, "harbour");
+    assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+    assert_eq!(
+        std::fs::read(data.join("Data/assets/maps/big.webp")).unwrap(),
+        noise
+    );
+    assert!(!data.join("Logs/debug.2026-11-30.log").exists());
+    assert!(
+        uploads(&server).is_empty(),
+        "the upload is gone once imported"
+    );
+
+    // Into the world from its page; no: nothing changes.
+    b.click("#import-into").await;
+    assert_eq!(
+        b.el("#world").await.prop("value").await.unwrap().as_deref(),
+        Some("harbour")
+    );
+    let lone = t.path().join("second.zip");
+    std::fs::write(&lone, world_zip("second")).unwrap();
+    send_upload(&b, "harbour", &lone, true).await;
+    let what = b.text("#what").await;
+    assert!(what.contains("one Foundry world"), "{what}");
+    assert!(what.contains("backed up first"), "{what}");
+    let before = server.dump().await;
+    b.click("#cancel").await;
+    assert_eq!(b.path().await, "/dashboard/import");
+    assert!(b.text(".flash.ok").await.contains("thrown away"));
+    assert!(uploads(&server).is_empty(), "the upload is removed");
+    assert!(!data.join("Data/worlds/second").exists());
+    assert_eq!(server.dump().await, before, "a no changes nothing");
+
+    // A refused upload says why beside the bar, and is not kept.
+    let bad = t.path().join("bad.zip");
+    std::fs::write(&bad, world_zip("../x")).unwrap();
+    send_upload(&b, "harbour", &bad, false).await;
+    b.wait_text("#upload-status", "the refusal is shown", |t| {
+        t.contains("nothing was imported")
+    })
+    .await;
+    assert_eq!(b.path().await, "/dashboard/import");
+    assert!(uploads(&server).is_empty());
+    b.close().await;
+
+    // The same without JavaScript: a plain form, then the same page.
+    let Some(plain) = crate::web::Browser::start(false, false).await else {
+        return;
+    };
+    plain.goto(&format!("{base}/")).await;
+    plain.fill("#username", "alice").await;
+    plain.fill("#password", "alice-password-1").await;
+    plain.click("form.card button[type=submit]").await;
+    plain
+        .goto(&format!("{base}/dashboard/import?world=harbour"))
+        .await;
+    // Refused: back to the form, with the reason.
+    send_upload(&plain, "harbour", &bad, true).await;
+    assert_eq!(plain.path().await, "/dashboard/import");
+    let why = plain.text(".flash.err").await;
+    assert!(why.contains("nothing was imported"), "{why}");
+    assert!(uploads(&server).is_empty());
+    let third = t.path().join("third.zip");
+    std::fs::write(&third, world_zip("third")).unwrap();
+    send_upload(&plain, "harbour", &third, true).await;
+    assert_eq!(plain.text("h1").await, "Import into harbour?");
+    plain.click("#import").await;
+    assert_eq!(plain.path().await, "/dashboard/worlds/harbour");
+    let said = plain.text(".flash.ok").await;
+    assert!(said.contains("kept in a backup"), "{said}");
+    assert!(data.join("Data/worlds/third/world.json").is_file());
+    assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+    plain.close().await;
+}

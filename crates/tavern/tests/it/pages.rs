@@ -154,7 +154,81 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
         "username=new-{n}&password=joiner-password&password_again=joiner-password",
     ),
     ("POST", "/auth/logout", Access::User, ""),
+    (
+        "GET",
+        "/dashboard/backups/{backup}/restore",
+        Access::Owner,
+        "",
+    ),
+    (
+        "POST",
+        "/dashboard/backups/{backup}/restore",
+        Access::Owner,
+        "",
+    ),
+    ("GET", "/dashboard/import?world={slug}", Access::User, ""),
+    // Sent as multipart/form-data with a world's zip as its file.
+    (
+        "POST",
+        "/dashboard/import",
+        Access::Owner,
+        "multipart:world={slug}&release=stub",
+    ),
+    ("GET", "/dashboard/imports/{held}", Access::Owner, ""),
+    ("POST", "/dashboard/imports/{held}", Access::Owner, ""),
+    (
+        "POST",
+        "/dashboard/imports/{held}/cancel",
+        Access::Owner,
+        "",
+    ),
 ];
+
+/// A `multipart/form-data` body of text fields and then one file: its
+/// content type and bytes.
+pub(crate) fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
+    let boundary = "tavern-test-boundary-7b9c";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n",
+            file.0
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file.1);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// An upload of `slug`'s owner held for import into it: its id.
+async fn held_import(site: &Site, slug: &str, n: u32) -> String {
+    let token = site.owner.token().to_owned();
+    let csrf = csrf(site, &token).await;
+    let zip = crate::authz::world_zip(&format!("held-{n}"));
+    let (kind, body) = multipart(&[("csrf", &csrf), ("world", slug)], ("w.zip", &zip));
+    let resp = browser()
+        .post(format!("{}/dashboard/import", site.server.url))
+        .header("cookie", format!("tavern_session={token}"))
+        .header("content-type", kind)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let to = resp.headers()["location"].to_str().unwrap().to_owned();
+    to.strip_prefix("/dashboard/imports/")
+        .unwrap_or_else(|| panic!("the upload was not held: {to}"))
+        .to_owned()
+}
 
 struct Site {
     server: Server,
@@ -272,6 +346,12 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
                 String::new()
             };
             let key = key_for(&format!("addedkey{n}"));
+            // One upload is held per user: a fresh one for each call.
+            let held = if template.contains("{held}") {
+                held_import(&site, &t.slug, n).await
+            } else {
+                String::new()
+            };
             let fill = |s: &str| {
                 s.replace("{slug}", &t.slug)
                     .replace("{license}", &license)
@@ -283,6 +363,7 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
                     .replace("{user}", OWNER)
                     .replace("{n}", &n.to_string())
                     .replace("{date}", &date)
+                    .replace("{held}", &held)
             };
             let path = fill(template);
             // Signing out ends the session it is sent with: a fresh one.
@@ -299,7 +380,20 @@ async fn every_page_answers_each_caller_as_it_should_and_leaks_nothing() {
             if let Some(t) = &token {
                 request = request.header("cookie", format!("tavern_session={t}"));
             }
-            if *method == "POST" {
+            if *method == "POST"
+                && let Some(fields) = form.strip_prefix("multipart:")
+            {
+                let csrf = match &token {
+                    Some(t) => csrf(&site, t).await,
+                    None => "0".repeat(64),
+                };
+                let fields = fill(fields);
+                let mut all = vec![("csrf", csrf.as_str())];
+                all.extend(fields.split('&').filter_map(|f| f.split_once('=')));
+                let zip = crate::authz::world_zip(&format!("sent-{n}"));
+                let (kind, body) = multipart(&all, ("w.zip", &zip));
+                request = request.header("content-type", kind).body(body);
+            } else if *method == "POST" {
                 let csrf = match &token {
                     Some(t) => csrf(&site, t).await,
                     None => "0".repeat(64),
@@ -403,13 +497,18 @@ fn every_route_of_the_dashboard_is_in_the_list() {
     let mut declared = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in source.lines().map(str::trim) {
-            let Some(rest) = line.strip_prefix(".route(\"") else {
-                continue;
-            };
-            let path = &rest[..rest.find('"').unwrap()];
+        // Each `.route("PATH", METHODS)`, however rustfmt wrapped it.
+        let flat: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+        for piece in flat.split(".route(\"").skip(1) {
+            let path = &piece[..piece.find('"').unwrap()];
+            let end = [piece.find("))"), piece.find(",)")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            let methods = &piece[..end];
             for (call, method) in [("get(", "GET"), ("post(", "POST")] {
-                if rest.contains(call) {
+                if methods.contains(call) {
                     declared.push((method, path.to_owned()));
                 }
             }
@@ -426,6 +525,7 @@ fn every_route_of_the_dashboard_is_in_the_list() {
                     .replace("{session}", "{id}")
                     .replace("{invite}", "{id}")
                     .replace("{license}", "{id}")
+                    .replace("{held}", "{id}")
                     .replace("{user}", "{name}")
                     == *path
         });

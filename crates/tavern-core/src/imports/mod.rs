@@ -17,6 +17,10 @@ use crate::error::CoreError;
 use crate::instances::NewInstance;
 use crate::tavern::Tavern;
 
+mod held;
+pub use held::HOLD_FOR;
+pub(crate) use held::HeldImports;
+
 /// The most an import may hold.
 pub const IMPORT_LIMITS: Limits = Limits {
     bytes: 200 * 1024 * 1024 * 1024,
@@ -52,6 +56,7 @@ pub struct ImportRequest {
 }
 
 /// What an import found, and what it did.
+#[derive(Clone)]
 pub struct ImportReport {
     pub world: String,
     /// Whether the import made the world.
@@ -150,46 +155,13 @@ impl Tavern {
             caller.require_admin("import from a path on the server")?;
             self.check_import_path(p)?;
         }
-        let existing = self.check_import_target(caller, slug).await?;
-        let source = req.source.path().to_owned();
-        let layout = tokio::task::spawn_blocking(move || import::survey(&source, IMPORT_LIMITS))
-            .await
-            .map_err(|e| CoreError::internal("import", e))?
-            .map_err(import_error)?;
-        let release = match &existing {
-            Some(i) => i.release.clone(),
-            None => match &req.release {
-                Some(r) => Some(r.clone()),
-                None => self.releases.list().pop().map(|r| r.version),
-            },
-        };
-        let mut warnings = versions(&layout, release.as_deref())?;
-        warnings.extend(layout.notes.iter().cloned());
-        if let (Some(i), Shape::World { id, .. }) = (&existing, &layout.shape) {
-            let there = self
-                .runtime
-                .data_dir(&i.slug)
-                .is_some_and(|d| d.join("Data/worlds").join(id).exists());
-            if there {
-                return Err(CoreError::Conflict {
-                    code: "world_exists",
-                    message: format!(
-                        "{slug} has a Foundry world {id} already: import into a new world, or remove that one first; nothing was imported"
-                    ),
-                });
-            }
-        }
-        let found_key = self.license_found(caller, &layout).await?;
-        let mut report = ImportReport {
-            world: slug.to_owned(),
-            created: existing.is_none(),
-            done: false,
-            license: found_key.as_ref().map(|f| f.words.clone()),
-            layout,
-            release,
-            warnings,
-            backup: None,
-        };
+        let Planned {
+            existing,
+            mut report,
+            found_key,
+        } = self
+            .plan_import(caller, slug, &req.source, req.release.as_deref())
+            .await?;
         if req.check_only {
             return Ok(report);
         }
@@ -243,6 +215,74 @@ impl Tavern {
         self.store.append_event(&event).await?;
         report.done = true;
         Ok(report)
+    }
+
+    /// Surveys an import into `slug` and holds it to the world's release,
+    /// to a world of the same id there, and to the key pool: what it would
+    /// do, with nothing changed.
+    async fn plan_import(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        source: &ImportSource,
+        release: Option<&str>,
+    ) -> Result<Planned, CoreError> {
+        let existing = self.check_import_target(caller, slug).await?;
+        let path = source.path().to_owned();
+        let layout = tokio::task::spawn_blocking(move || import::survey(&path, IMPORT_LIMITS))
+            .await
+            .map_err(|e| CoreError::internal("import", e))?
+            .map_err(import_error)?;
+        let mut warnings = Vec::new();
+        let release = match &existing {
+            Some(i) => {
+                if let Some(asked) = release
+                    && i.release.as_deref() != Some(asked)
+                {
+                    warnings.push(format!(
+                        "{slug} exists and keeps its release ({}); the release {asked} is only for a new world",
+                        i.release.as_deref().unwrap_or("none")
+                    ));
+                }
+                i.release.clone()
+            }
+            None => match release {
+                Some(r) => Some(r.to_owned()),
+                None => self.releases.list().pop().map(|r| r.version),
+            },
+        };
+        warnings.extend(versions(&layout, release.as_deref())?);
+        warnings.extend(layout.notes.iter().cloned());
+        if let (Some(i), Shape::World { id, .. }) = (&existing, &layout.shape) {
+            let there = self
+                .runtime
+                .data_dir(&i.slug)
+                .is_some_and(|d| d.join("Data/worlds").join(id).exists());
+            if there {
+                return Err(CoreError::Conflict {
+                    code: "world_exists",
+                    message: format!(
+                        "{slug} has a Foundry world {id} already: import into a new world, or remove that one first; nothing was imported"
+                    ),
+                });
+            }
+        }
+        let found_key = self.license_found(caller, &layout).await?;
+        let report = ImportReport {
+            world: slug.to_owned(),
+            created: existing.is_none(),
+            done: false,
+            license: found_key.as_ref().map(|f| f.words.clone()),
+            layout,
+            release,
+            warnings,
+            backup: None,
+        };
+        Ok(Planned {
+            existing,
+            report,
+            found_key,
+        })
     }
 
     /// Stops and backs up an existing world, puts the import in place, and
@@ -486,6 +526,13 @@ impl Tavern {
         }
         Ok(items)
     }
+}
+
+/// An import surveyed and held to this Tavern, not yet done.
+struct Planned {
+    existing: Option<Instance>,
+    report: ImportReport,
+    found_key: Option<LicenseFound>,
 }
 
 /// The old server's license, as this Tavern sees it.
