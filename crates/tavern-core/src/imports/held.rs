@@ -129,23 +129,27 @@ impl Tavern {
         .await
     }
 
-    /// Removes what an earlier run left in the import folder: uploads not
-    /// written to for longer than an upload is held (so never one being
-    /// received or held by a Tavern sharing the folder). Answers how many.
+    /// Removes what an earlier run left in the import folder: uploads, and
+    /// imports being put together for a cluster, not written to for longer
+    /// than an upload is held (so never one under way or held by a Tavern
+    /// sharing the folder). Answers how many.
     pub fn remove_stale_uploads(&self) -> usize {
         let Ok(entries) = std::fs::read_dir(&self.settings.imports_dir) else {
             return 0;
         };
         let mut removed = 0;
         for entry in entries.flatten() {
-            let stale = entry.file_name().to_string_lossy().starts_with(".upload-")
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > 2 * HOLD_FOR);
-            if stale && std::fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > 2 * HOLD_FOR);
+            let gone = match (name.starts_with(".upload-"), name.starts_with(".cluster-")) {
+                (true, _) if old && meta.is_file() => std::fs::remove_file(entry.path()).is_ok(),
+                (_, true) if old && meta.is_dir() => std::fs::remove_dir_all(entry.path()).is_ok(),
+                _ => false,
+            };
+            removed += usize::from(gone);
         }
         removed
     }

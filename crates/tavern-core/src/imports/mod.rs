@@ -17,6 +17,7 @@ use crate::error::CoreError;
 use crate::instances::NewInstance;
 use crate::tavern::Tavern;
 
+mod cluster;
 mod held;
 pub use held::HOLD_FOR;
 pub(crate) use held::HeldImports;
@@ -79,6 +80,16 @@ fn invalid(why: impl Into<String>) -> CoreError {
     CoreError::invalid("invalid_import", "source", why.into())
 }
 
+/// The world `slug` has a Foundry world `id` already.
+fn world_exists(slug: &str, id: &str) -> CoreError {
+    CoreError::Conflict {
+        code: "world_exists",
+        message: format!(
+            "{slug} has a Foundry world {id} already: import into a new world, or remove that one first; nothing was imported"
+        ),
+    }
+}
+
 /// An import refused for what it holds, or failed on this server's side.
 fn import_error(e: ImportError) -> CoreError {
     match e {
@@ -119,22 +130,11 @@ impl Tavern {
             .await?
             .is_none()
         {
-            // A new world gets the default runtime.
-            if self.settings.default_runtime.data_on_cluster() {
-                return Err(CoreError::NotConfigured(
-                    "imports into worlds whose data is on the cluster (the default runtime here)",
-                ));
-            }
             return Ok(None);
         }
         let i = self.visible_instance(caller, slug).await?;
         if i.desired_state == DesiredState::Destroyed {
             return Err(crate::words::being_destroyed(&i));
-        }
-        if i.runtime.data_on_cluster() {
-            return Err(CoreError::NotConfigured(
-                "imports into worlds whose data is on the cluster (import into a process or docker world, then move it)",
-            ));
         }
         Ok(Some(i))
     }
@@ -254,17 +254,14 @@ impl Tavern {
         warnings.extend(versions(&layout, release.as_deref())?);
         warnings.extend(layout.notes.iter().cloned());
         if let (Some(i), Shape::World { id, .. }) = (&existing, &layout.shape) {
-            let there = self
-                .runtime
-                .data_dir(&i.slug)
-                .is_some_and(|d| d.join("Data/worlds").join(id).exists());
+            // (On a cluster, found when its data is put together.)
+            let there = !i.runtime.data_on_cluster()
+                && self
+                    .runtime
+                    .data_dir(&i.slug)
+                    .is_some_and(|d| d.join("Data/worlds").join(id).exists());
             if there {
-                return Err(CoreError::Conflict {
-                    code: "world_exists",
-                    message: format!(
-                        "{slug} has a Foundry world {id} already: import into a new world, or remove that one first; nothing was imported"
-                    ),
-                });
+                return Err(world_exists(slug, id));
             }
         }
         let found_key = self.license_found(caller, &layout).await?;
@@ -328,10 +325,13 @@ impl Tavern {
                 .await?
                 .map(|b| b.id);
         }
+        if i.runtime.data_on_cluster() {
+            return self.place_on_cluster(i, source, &report.layout).await;
+        }
         let data = self
             .runtime
             .data_dir(&i.slug)
-            .ok_or(CoreError::NotConfigured(
+            .ok_or(CoreError::NotImplemented(
                 "imports into worlds whose data is elsewhere",
             ))?;
         let (source, layout) = (source.path().to_owned(), report.layout.clone());

@@ -2,8 +2,8 @@
 //! and cache left out, its signed license kept for the pool's key) sent
 //! from a folder through the CLI into a new world that then runs its world
 //! on the stand-in and backs up; a lone world's zip added to an existing
-//! world after a backup; a path on the server for admins only; and
-//! refusals that change nothing.
+//! world after a backup; a path on the server for admins only; refusals
+//! that change nothing; and the dashboard's two steps in Chromium.
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use crate::backups::backup_now;
 use crate::support::*;
 
 /// A felddy `/data` volume as a docker-compose droplet has it.
-fn felddy_volume(root: &Path, key: &str) {
+pub(crate) fn felddy_volume(root: &Path, key: &str) {
     let put = |rel: &str, body: &[u8]| {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -600,7 +600,7 @@ async fn a_folder_of_felddy_volumes_comes_in_at_once() {
 }
 
 /// A folder as a zip, every file under its path below `root`.
-fn zip_folder(root: &Path) -> Vec<u8> {
+pub(crate) fn zip_folder(root: &Path) -> Vec<u8> {
     use std::io::Write as _;
     fn add(w: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>, root: &Path, dir: &Path) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
@@ -821,5 +821,45 @@ async fn a_game_master_imports_from_the_browser_after_seeing_what_it_holds() {
     assert!(said.contains("kept in a backup"), "{said}");
     assert!(data.join("Data/worlds/third/world.json").is_file());
     assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+
+    // The backup taken first goes out as a zip a plain Foundry takes, from
+    // the link beside it.
+    let link = plain
+        .el("a[href$='download?format=zip']")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let zip = reqwest::Client::new()
+        .get(format!("{base}{link}"))
+        .header("cookie", plain.session_cookie().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zip.status(), 200);
+    let bytes = zip.bytes().await.unwrap().to_vec();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    assert!(zip.by_name("Data/worlds/lost-mine/world.json").is_ok());
+    assert!(
+        zip.by_name("Data/worlds/third/world.json").is_err(),
+        "taken before"
+    );
     plain.close().await;
+
+    // A release asked for an existing world is said to be unused.
+    let (status, check) = alice
+        .send(
+            "POST",
+            "/api/v1/instances/harbour/import?check=true&release=12.331",
+            Some("application/zip"),
+            world_zip("fourth"),
+        )
+        .await;
+    assert_eq!(status, 200, "{check}");
+    let warnings = check["warnings"].to_string();
+    assert!(
+        warnings.contains("keeps its release") && warnings.contains("only for a new world"),
+        "{warnings}"
+    );
 }

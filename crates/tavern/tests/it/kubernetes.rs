@@ -513,3 +513,90 @@ async fn replicas_elect_one_leader_and_another_takes_over() {
     assert_eq!(cluster.world_pods(), 0);
     assert_eq!(cluster.replicas(slug), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worlds_on_the_cluster_take_imports_through_the_data_agent() {
+    let cluster = Cluster::start().await;
+    let server = cluster.tavern();
+    let admin = server.api(Some(&server.admin_token));
+    let slug = "kube-import";
+    let key = key_for(slug);
+    add_key(&admin, slug, &key).await;
+    let t = tempfile::tempdir().unwrap();
+    crate::imports::felddy_volume(t.path(), &key);
+    let volume = crate::imports::zip_folder(t.path());
+
+    // A new world made by the import: its data on a claim of its own.
+    let (s, made) = admin
+        .send(
+            "POST",
+            &format!("/api/v1/instances/{slug}/import?release=stub"),
+            Some("application/zip"),
+            volume,
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    assert_eq!(made["done"], true, "{made}");
+    let (claim, _) = cluster
+        .claims()
+        .into_iter()
+        .find(|(n, _)| n.starts_with(&format!("world-{slug}-data-")))
+        .unwrap_or_else(|| panic!("the world's claim among {:?}", cluster.claims()));
+    let data = cluster.claim_dir(&claim).join("data");
+    assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+    assert!(data.join("Data/assets/maps/cave.webp").is_file());
+    assert!(!data.join("Logs").exists(), "Logs/ is left out");
+    assert!(
+        !data.join("Config/admin.txt").exists(),
+        "the old admin password is left out"
+    );
+
+    // It runs the world it brought, on the cluster.
+    admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    wait_for_state(&admin, slug, "running").await;
+    let (_, world) = admin.get(&format!("/api/v1/instances/{slug}")).await;
+    assert_eq!(world["world"], "lost-mine", "{world}");
+
+    // One more world beside it: stopped and backed up first, its data
+    // kept, started again.
+    let (s, added) = admin
+        .send(
+            "POST",
+            &format!("/api/v1/instances/{slug}/import"),
+            Some("application/zip"),
+            crate::authz::world_zip("second"),
+        )
+        .await;
+    assert_eq!(s, 200, "{added}");
+    assert!(added["backup"].is_string(), "{added}");
+    assert!(data.join("Data/worlds/second/world.json").is_file());
+    assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
+    assert!(data.join("Data/assets/maps/cave.webp").is_file());
+    wait_for_state(&admin, slug, "running").await;
+    let backup = added["backup"].as_str().unwrap();
+    let (_, b) = admin.get(&format!("/api/v1/backups/{backup}")).await;
+    assert_eq!(b["kind"], "pre_restore", "{b}");
+
+    // The same world again is refused, and the world keeps what it has
+    // (but what the stand-in writes each time it starts).
+    let kept = |data: &std::path::Path| {
+        let mut m = contents(data);
+        m.files.retain(|f| !f.path.ends_with("data/state.json"));
+        m
+    };
+    let before = kept(&data);
+    let (s, again) = admin
+        .send(
+            "POST",
+            &format!("/api/v1/instances/{slug}/import"),
+            Some("application/zip"),
+            crate::authz::world_zip("second"),
+        )
+        .await;
+    assert_eq!(s, 409, "{again}");
+    assert_eq!(again["error"]["code"], "world_exists", "{again}");
+    wait_for_state(&admin, slug, "running").await;
+    assert_eq!(kept(&data), before, "a refused import changed the world");
+}
