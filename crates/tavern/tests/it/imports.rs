@@ -761,6 +761,19 @@ async fn a_game_master_imports_from_the_browser_after_seeing_what_it_holds() {
         uploads(&server).is_empty(),
         "the upload is gone once imported"
     );
+    // It runs the world it brought, and backs up.
+    let (s, _) = alice
+        .post("/api/v1/instances/harbour/start", &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&alice, "harbour", "running").await;
+    let (_, world) = alice.get("/api/v1/instances/harbour").await;
+    assert_eq!(world["world"], "lost-mine", "{world}");
+    backup_now(&alice, "harbour").await;
+    alice
+        .post("/api/v1/instances/harbour/stop", &json!({}))
+        .await;
+    wait_for_state(&alice, "harbour", "stopped").await;
 
     // Into the world from its page; no: nothing changes.
     b.click("#import-into").await;
@@ -822,8 +835,8 @@ async fn a_game_master_imports_from_the_browser_after_seeing_what_it_holds() {
     assert!(data.join("Data/worlds/third/world.json").is_file());
     assert!(data.join("Data/worlds/lost-mine/world.json").is_file());
 
-    // The backup taken first goes out as a zip a plain Foundry takes, from
-    // the link beside it.
+    // A backup of it goes out as a zip a plain Foundry takes, from the
+    // link beside it.
     let link = plain
         .el("a[href$='download?format=zip']")
         .await
