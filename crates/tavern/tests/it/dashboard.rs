@@ -627,41 +627,6 @@ async fn every_action_works_without_javascript() {
     b.close().await;
 }
 
-/// Uploads a world's zip for import into `slug` as the dashboard's form
-/// does, signed in with `token`: the address of the page that says what it
-/// holds.
-async fn hold_an_import(base: &str, token: &str, slug: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = format!("tavern_session={token}");
-    let form = client
-        .get(format!("{base}/dashboard/import"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let at = form.find("name=\"csrf\" value=\"").unwrap() + 20;
-    let csrf = &form[at..at + form[at..].find('"').unwrap()];
-    let zip = crate::authz::world_zip("surveyed");
-    let (kind, body) =
-        crate::pages::multipart(&[("csrf", csrf), ("world", slug)], ("world.zip", &zip));
-    let answer = client
-        .post(format!("{base}/dashboard/import"))
-        .header("cookie", &cookie)
-        .header("content-type", kind)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 303);
-    answer.headers()["location"].to_str().unwrap().to_owned()
-}
-
 /// The cookie `name`'s value among an answer's `Set-Cookie` headers.
 fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
@@ -761,7 +726,7 @@ async fn every_page_fits_a_phone_and_a_desktop() {
         alice.get(&format!("/api/v1/backups/{id}")).await.1["status"] == "complete"
     })
     .await;
-    let held = hold_an_import(&base, alice.token(), "dragon").await;
+    let held = crate::pages::hold_import(&base, alice.token(), "dragon", "surveyed").await;
     let port = server.url.rsplit(':').next().unwrap().to_owned();
     let pages = [
         (

@@ -212,22 +212,35 @@ pub(crate) fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String
 
 /// An upload of `slug`'s owner held for import into it: its id.
 async fn held_import(site: &Site, slug: &str, n: u32) -> String {
-    let token = site.owner.token().to_owned();
-    let csrf = csrf(site, &token).await;
-    let zip = crate::authz::world_zip(&format!("held-{n}"));
+    let to = hold_import(
+        &site.server.url,
+        site.owner.token(),
+        slug,
+        &format!("held-{n}"),
+    )
+    .await;
+    to.strip_prefix("/dashboard/imports/")
+        .unwrap_or_else(|| panic!("the upload was not held: {to}"))
+        .to_owned()
+}
+
+/// Uploads the zip of the world `id` for import into `slug` as the
+/// dashboard's form does, signed in with `token`: where it leads (the page
+/// that says what it holds).
+pub(crate) async fn hold_import(base: &str, token: &str, slug: &str, id: &str) -> String {
+    let csrf = csrf_at(base, token).await;
+    let zip = crate::authz::world_zip(id);
     let (kind, body) = multipart(&[("csrf", &csrf), ("world", slug)], ("w.zip", &zip));
     let resp = browser()
-        .post(format!("{}/dashboard/import", site.server.url))
+        .post(format!("{base}/dashboard/import"))
         .header("cookie", format!("tavern_session={token}"))
         .header("content-type", kind)
         .body(body)
         .send()
         .await
         .unwrap();
-    let to = resp.headers()["location"].to_str().unwrap().to_owned();
-    to.strip_prefix("/dashboard/imports/")
-        .unwrap_or_else(|| panic!("the upload was not held: {to}"))
-        .to_owned()
+    assert_eq!(resp.status(), 303);
+    resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
 struct Site {
@@ -294,8 +307,13 @@ fn browser() -> reqwest::Client {
 
 /// The CSRF token the dashboard's forms carry for this session.
 async fn csrf(site: &Site, token: &str) -> String {
+    csrf_at(&site.server.url, token).await
+}
+
+/// The CSRF token the dashboard at `base` gives the session `token`.
+pub(crate) async fn csrf_at(base: &str, token: &str) -> String {
     let page = browser()
-        .get(format!("{}/dashboard/new", site.server.url))
+        .get(format!("{base}/dashboard/new"))
         .header("cookie", format!("tavern_session={token}"))
         .send()
         .await
