@@ -16,7 +16,7 @@ pub(crate) async fn receive(
     limit: u64,
     refused: impl Fn(String) -> CoreError,
 ) -> Result<tempfile::TempPath, CoreError> {
-    use tokio::io::AsyncReadExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (dir, suffix) = (dir.to_owned(), suffix.to_owned());
     let file = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
@@ -29,10 +29,17 @@ pub(crate) async fn receive(
     .map_err(|e| CoreError::internal("make an upload file", e))?
     .map_err(|e| CoreError::internal("make an upload file", e))?;
     let (std_file, path) = file.into_parts();
-    let mut out = tokio::fs::File::from_std(std_file);
-    let copied = tokio::io::copy(&mut body.take(limit + 1), &mut out)
+    // Large writes: each is a trip to a blocking thread.
+    let mut out =
+        tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
+    let mut body = tokio::io::BufReader::with_capacity(256 * 1024, body.take(limit + 1));
+    let copied = tokio::io::copy_buf(&mut body, &mut out)
         .await
         .map_err(|e| refused(format!("the upload broke off: {e}")))?;
+    out.flush()
+        .await
+        .map_err(|e| CoreError::internal("write the upload", e))?;
+    let out = out.into_inner();
     if copied > limit {
         return Err(refused(format!(
             "it is larger than {}, the most it may be",

@@ -180,11 +180,12 @@ async fn send_folder(api: &Api, api_path: &str, dir: &Path) -> anyhow::Result<Va
     });
     let pb = bar(Some(total), "sending");
     let counted = pb.clone();
-    let stream = tokio_util::io::ReaderStream::new(reader).inspect(move |chunk| {
-        if let Ok(bytes) = chunk {
-            counted.inc(bytes.len() as u64);
-        }
-    });
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                counted.inc(bytes.len() as u64);
+            }
+        });
     let sent = api
         .upload(
             api_path,
