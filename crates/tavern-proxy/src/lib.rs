@@ -7,6 +7,7 @@
 
 pub mod acme;
 mod admission;
+mod backups;
 mod body;
 mod forward;
 mod port;

@@ -1,6 +1,7 @@
 //! The narrow port the proxy reaches Tavern through: the route table and
-//! activity counters, who a visitor is, waking and starting a world, and
-//! signing in; and its implementation over the core service. The proxy
+//! activity counters, who a visitor is, waking and starting a world,
+//! signing in, and a world's backups; and its implementation over the
+//! core service. The proxy
 //! sees neither the store nor the rest of the service.
 
 use std::net::IpAddr;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tavern_core::activity::Activity;
 use tavern_core::routes::RouteTable;
-use tavern_core::{CoreError, Tavern};
+use tavern_core::{BackupDownload, BackupView, Caller, CoreError, DownloadFormat, Tavern};
 use tavern_types::{DesiredState, Slug};
 use tokio::sync::watch;
 
@@ -35,6 +36,25 @@ pub trait TavernPort: Send + Sync + 'static {
     /// The session token a dashboard handoff `code` carries, when it is
     /// for `world` and still fresh.
     fn redeem_handoff(&self, code: &str, world: &Slug) -> Option<String>;
+    /// The backups of `world`, newest first, for the holder of `token`: its
+    /// game master or an admin (`NotTheirs` for anyone else,
+    /// `Unauthenticated` for no valid session).
+    async fn world_backups(
+        &self,
+        token: Option<&str>,
+        world: &Slug,
+    ) -> Result<Vec<BackupView>, Note>;
+    /// A complete backup of `world` to download (a zip of Foundry's data
+    /// when `zip`), never with Tavern's secrets; refused as
+    /// [`TavernPort::world_backups`] is, and `NotTheirs` for a backup of
+    /// another world.
+    async fn world_backup(
+        &self,
+        token: Option<&str>,
+        world: &Slug,
+        id: &str,
+        zip: bool,
+    ) -> Result<BackupDownload, Note>;
 }
 
 /// A signed-in visitor of a world's address.
@@ -162,6 +182,51 @@ impl TavernPort for Tavern {
     fn redeem_handoff(&self, code: &str, world: &Slug) -> Option<String> {
         Tavern::redeem_handoff(self, code, world)
     }
+
+    async fn world_backups(
+        &self,
+        token: Option<&str>,
+        world: &Slug,
+    ) -> Result<Vec<BackupView>, Note> {
+        let caller = caller_of(self, token).await?;
+        self.list_backups(&caller, Some(world.as_str()))
+            .await
+            .map_err(|e| Note::refused(&e))
+    }
+
+    async fn world_backup(
+        &self,
+        token: Option<&str>,
+        world: &Slug,
+        id: &str,
+        zip: bool,
+    ) -> Result<BackupDownload, Note> {
+        let caller = caller_of(self, token).await?;
+        // One not theirs, or no backup at all: the same answer.
+        let found = self
+            .get_backup(&caller, id)
+            .await
+            .map_err(|_| Note::NotTheirs)?;
+        if found.backup.slug != *world {
+            return Err(Note::NotTheirs);
+        }
+        let format = match zip {
+            true => DownloadFormat::Zip,
+            false => DownloadFormat::TarZst,
+        };
+        self.open_backup(&caller, id, false, format)
+            .await
+            .map_err(|e| Note::refused(&e))
+    }
+}
+
+/// Who holds the session `token`.
+async fn caller_of(tavern: &Tavern, token: Option<&str>) -> Result<Caller, Note> {
+    let token = token.ok_or(Note::Unauthenticated)?;
+    tavern
+        .authenticate(token)
+        .await
+        .map_err(|_| Note::Unauthenticated)
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! what a player does; a Start button for its owner or an admin; a sign-in
 //! form when nobody is signed in), the world woken on a visit as
 //! `wake_on_visit` allows, the 404 page, and the endpoints under
-//! `/_tavern/` (sign-in, start, and the dashboard's sign-in handed over).
+//! `/_tavern/` (sign-in, start, the dashboard's sign-in handed over, and
+//! the world's backups: [`crate::backups`]).
 //! Sign-in and starts go to the core through the proxy's port
 //! ([`crate::port`]), so the API's rate limits, ownership, quotas and audit
 //! log apply; the session cookie holds an API token, the parent domain's
@@ -120,13 +121,13 @@ pub(crate) fn not_found(site: String) -> Response<ProxyBody> {
     html(StatusCode::NOT_FOUND, body)
 }
 
-fn cookie(req: &Request<Incoming>) -> Option<String> {
+pub(crate) fn cookie(req: &Request<Incoming>) -> Option<String> {
     let values = req.headers().get_all(header::COOKIE);
     tavern_core::auth::cookie_value(values.iter().filter_map(|v| v.to_str().ok()), COOKIE)
         .map(str::to_owned)
 }
 
-fn see_other(location: &str) -> Response<ProxyBody> {
+pub(crate) fn see_other(location: &str) -> Response<ProxyBody> {
     let mut r = Response::new(
         Full::new(Bytes::new())
             .map_err(|never| match never {})
@@ -139,7 +140,7 @@ fn see_other(location: &str) -> Response<ProxyBody> {
     r
 }
 
-fn html(status: StatusCode, body: String) -> Response<ProxyBody> {
+pub(crate) fn html(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut r = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})
@@ -274,7 +275,10 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let back = format!("{prefix}/");
         if action == "handoff" {
-            return self.handoff(&req, slug, &back);
+            return self.handoff(&req, slug, prefix);
+        }
+        if let Some(rest) = action.strip_prefix("backups") {
+            return self.world_backups(&req, slug, prefix, rest).await;
         }
         if req.method() != Method::POST {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "Use the form");
@@ -330,18 +334,26 @@ impl Proxy {
         }
     }
 
-    /// `GET <prefix>/_tavern/handoff?code=…`: the dashboard's sign-in,
-    /// carried over to this world's address (where the browser would not
-    /// send the dashboard's cookie).
-    fn handoff(&self, req: &Request<Incoming>, slug: &Slug, back: &str) -> Response<ProxyBody> {
-        let code = req.uri().query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "code")
-                .map(|(_, v)| v.into_owned())
-        });
-        match code.and_then(|c| self.tavern.redeem_handoff(&c, slug)) {
-            Some(token) => self.signed_in(back, &token),
-            None => see_note(back, Note::HandoffExpired),
+    /// `GET <prefix>/_tavern/handoff?code=…[&to=backups]`: the dashboard's
+    /// sign-in, carried over to this world's address (where the browser
+    /// would not send the dashboard's cookie); then on to the world's page,
+    /// or its backups.
+    fn handoff(&self, req: &Request<Incoming>, slug: &Slug, prefix: &str) -> Response<ProxyBody> {
+        let field = |name: &str| {
+            req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            })
+        };
+        // Only to a place of this world's address Tavern knows.
+        let back = match field("to").as_deref() {
+            Some("backups") => format!("{prefix}/_tavern/backups/"),
+            _ => format!("{prefix}/"),
+        };
+        match field("code").and_then(|c| self.tavern.redeem_handoff(&c, slug)) {
+            Some(token) => self.signed_in(&back, &token),
+            None => see_note(&format!("{prefix}/"), Note::HandoffExpired),
         }
     }
 

@@ -32,10 +32,13 @@ pub(super) fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct HandoffQuery {
     world: String,
+    /// Where on the world's address: `backups`, else its page.
+    #[serde(default)]
+    to: String,
 }
 
-/// `GET /auth/handoff?world=SLUG`: on to that world's address, signed in
-/// there as here (its standby page links here when the browser cannot
+/// `GET /auth/handoff?world=SLUG[&to=backups]`: on to that world's
+/// address (its page, or its backups), signed in there as here (its standby page links here when the browser cannot
 /// share the dashboard's cookie with it, as under `localhost`). Only ever
 /// to a world's address, which keeps `/_tavern/` paths from its server.
 async fn handoff(
@@ -48,8 +51,9 @@ async fn handoff(
         .and_then(|slug| Some((s.tavern.handoff_code(&session.token, &slug)?, slug)));
     match code {
         Some((code, slug)) => see_other(&format!(
-            "{}_tavern/handoff?code={code}",
-            s.tavern.settings().instance_url(&slug)
+            "{}_tavern/handoff?code={code}{}",
+            s.tavern.settings().instance_url(&slug),
+            if q.to == "backups" { "&to=backups" } else { "" }
         )),
         None => error_page(StatusCode::NOT_FOUND, "There is no world at that address."),
     }

@@ -3,7 +3,8 @@
 //! in there (with the default domain, `localhost`, whose cookie browsers
 //! keep to one host, and with a named domain, mapped to loopback, whose
 //! cookie every world shares) and the visit wakes the world; a sign-in on
-//! the dashboard carries over; an address without a world says so.
+//! the dashboard carries over; an address without a world says so; and a
+//! world's backups on its address, for its owner and admins only.
 
 use serde_json::json;
 
@@ -199,4 +200,156 @@ async fn an_address_without_a_world_says_so_and_leads_to_the_dashboard() {
     assert_eq!(home, format!("{}/dashboard", at(&server, "localhost")));
     b.screenshot("not-found-phone").await;
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worlds_backups_are_on_its_address_for_its_owner_and_admins_only() {
+    let (server, admin) = delta(&[]).await;
+    add_key(&admin, "second", "BBBB-BBBB-CCCC-DDDD-EEEE-FFFF").await;
+    admin.create_user("bob", "gm", "bob-password-1").await;
+    let alice = server.api(None).login("alice", "alice-password-1").await;
+    let bob = server.api(None).login("bob", "bob-password-1").await;
+    create_world(&alice, &json!({"slug": "echo", "release": "stub"})).await;
+    let mut ids = Vec::new();
+    for slug in ["delta", "echo"] {
+        alice
+            .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+            .await;
+        wait_for_state(&alice, slug, "running").await;
+        let b = crate::backups::backup_now(&alice, slug).await;
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    let (delta_backup, echo_backup) = (&ids[0], &ids[1]);
+
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let http = reqwest::Client::builder()
+        .resolve("delta.localhost", addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let world = at(&server, "delta.localhost");
+    let get = |path: String, token: Option<String>| {
+        let mut r = http.get(format!("{world}{path}"));
+        if let Some(t) = token {
+            r = r.header("cookie", format!("tavern_session={t}"));
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let kind = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (status, kind, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let list = "/_tavern/backups/".to_owned();
+    let one = format!("/_tavern/backups/{delta_backup}");
+
+    // Nobody signed in: where to sign in, and nothing else.
+    let (s, _, page) = get(list.clone(), None).await;
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(s, 401, "{page}");
+    assert!(
+        page.contains("auth/handoff?world=delta&amp;to=backups"),
+        "{page}"
+    );
+    assert!(!page.contains(delta_backup.as_str()), "{page}");
+    assert_eq!(get(one.clone(), None).await.0, 401);
+    // Another game master: as if there were nothing.
+    let bob_token = Some(bob.token().to_owned());
+    let (s, _, page) = get(list.clone(), bob_token.clone()).await;
+    assert_eq!(s, 404);
+    assert!(
+        !String::from_utf8(page)
+            .unwrap()
+            .contains(delta_backup.as_str())
+    );
+    assert_eq!(get(one.clone(), bob_token).await.0, 404);
+
+    // Its owner and admins: the world's backups, and only this world's.
+    for token in [alice.token().to_owned(), server.admin_token.clone()] {
+        let (s, _, page) = get(list.clone(), Some(token.clone())).await;
+        let page = String::from_utf8(page).unwrap();
+        assert_eq!(s, 200, "{page}");
+        assert!(page.contains(delta_backup.as_str()), "{page}");
+        assert!(!page.contains(echo_backup.as_str()), "{page}");
+        let (s, kind, archive) = get(one.clone(), Some(token.clone())).await;
+        assert_eq!((s, kind.as_str()), (200, "application/zstd"));
+        assert!(
+            archive.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+            "a zstd frame"
+        );
+        let (s, kind, zip) = get(format!("{one}?format=zip"), Some(token.clone())).await;
+        assert_eq!((s, kind.as_str()), (200, "application/zip"));
+        let zip = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        assert!(
+            zip.file_names().any(|n| n.starts_with("Data/worlds/")),
+            "Foundry's data"
+        );
+        assert!(
+            zip.file_names().all(|n| !n.starts_with("Config/")),
+            "none of Tavern's secrets"
+        );
+        // Another world's backup is not here, even for its owner.
+        let other = format!("/_tavern/backups/{echo_backup}");
+        assert_eq!(get(other, Some(token.clone())).await.0, 404);
+        assert_eq!(
+            get("/_tavern/backups/nonsense".into(), Some(token)).await.0,
+            404
+        );
+    }
+    let (s, _, _) = get("/_tavern/backups".into(), None).await;
+    assert_eq!(s, 303, "to the address with its slash");
+    let posted = http
+        .post(format!("{world}{list}"))
+        .header("cookie", format!("tavern_session={}", alice.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 405);
+
+    // From the dashboard's world page, signed in on the world's address on
+    // the way (under localhost the cookie is not shared).
+    let site = server.url.replace("127.0.0.1", "localhost");
+    let page = reqwest::Client::new()
+        .get(format!("{site}/dashboard/worlds/delta"))
+        .header("cookie", format!("tavern_session={}", alice.token()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("/auth/handoff?world=delta&amp;to=backups"),
+        "{page}"
+    );
+    let handoff = http
+        .get(format!("{site}/auth/handoff?world=delta&to=backups"))
+        .header("cookie", format!("tavern_session={}", alice.token()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(handoff.status(), 303);
+    let there = handoff.headers()["location"].to_str().unwrap().to_owned();
+    assert!(there.ends_with("&to=backups"), "{there}");
+    let landed = http.get(&there).send().await.unwrap();
+    assert_eq!(landed.status(), 303);
+    let location = landed.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("/_tavern/backups/?"), "{location}");
+    let cookie = landed.headers()["set-cookie"].to_str().unwrap();
+    let token = cookie
+        .strip_prefix("tavern_session=")
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let (s, _, page) = get(list, Some(token)).await;
+    assert_eq!(s, 200);
+    assert!(
+        String::from_utf8(page)
+            .unwrap()
+            .contains(delta_backup.as_str())
+    );
 }
