@@ -1,0 +1,78 @@
+//! Names in DNS, behind one port: what a world's host name holds, set and
+//! removed through the community's DNS provider ([`DnsProvider`]), and the
+//! drivers that speak each provider's protocol (RFC 2136 with TSIG in
+//! [`rfc2136`]). The decisions (which names, when) are the core's.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use async_trait::async_trait;
+
+pub mod rfc2136;
+
+/// The kinds of record Tavern writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    A,
+    Aaaa,
+    Cname,
+    Txt,
+}
+
+/// One record's value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Record {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    /// A host name, without the final dot.
+    Cname(String),
+    /// One string (at most 255 bytes, as an ACME challenge is).
+    Txt(String),
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::A(_) => RecordKind::A,
+            Record::Aaaa(_) => RecordKind::Aaaa,
+            Record::Cname(_) => RecordKind::Cname,
+            Record::Txt(_) => RecordKind::Txt,
+        }
+    }
+}
+
+/// Why the provider did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// Asked for something that cannot be: a name outside the zone, a
+    /// value that is not one. Nothing was sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// The provider said no: a wrong key, no right to change that name.
+    #[error("the DNS provider refused: {0}")]
+    Refused(String),
+    /// The provider could not be reached, or did not answer in time.
+    #[error("the DNS provider could not be reached: {0}")]
+    Unreachable(String),
+}
+
+impl DnsError {
+    /// Worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DnsError::Unreachable(_))
+    }
+}
+
+/// A DNS provider: reads and changes the records of names in one zone.
+/// Every call is whole or not at all for one kind of record, and
+/// idempotent.
+#[async_trait]
+pub trait DnsProvider: Send + Sync + 'static {
+    /// The records of `kind` that `name` (a full host name) holds, as the
+    /// provider has them.
+    async fn get(&self, name: &str, kind: RecordKind) -> Result<Vec<Record>, DnsError>;
+    /// Makes `name`'s records of each kind in `records` exactly those
+    /// (what was there of that kind is replaced), with `ttl` seconds.
+    async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError>;
+    /// Removes `name`'s records of `kind`; none there is not an error.
+    async fn remove(&self, name: &str, kind: RecordKind) -> Result<(), DnsError>;
+}
