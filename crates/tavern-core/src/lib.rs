@@ -18,6 +18,7 @@ pub mod checks;
 pub mod discord;
 mod error;
 mod handoff;
+mod imported;
 mod imports;
 mod instances;
 mod invites;
@@ -50,9 +51,8 @@ pub use backups::{BackupDownload, BackupView, DownloadFormat, RestoreState, Rest
 pub use discord::DiscordLink;
 pub use error::{CoreError, noun};
 pub use handoff::HANDOFF_SECONDS;
-pub use imports::{
-    BatchItem, HOLD_FOR, IMPORT_LIMITS, ImportReport, ImportRequest, ImportSource, slug_for,
-};
+pub use imported::{HOLD_FOR, ImportReport, ImportSource};
+pub use imports::{BatchItem, IMPORT_LIMITS, ImportRequest, slug_for};
 pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};

@@ -37,7 +37,7 @@ pub struct Tavern {
     /// Backups and restores under way.
     pub(crate) backup_work: Arc<crate::work::BackupWork>,
     /// Uploads surveyed for an import, waiting for their sender's yes.
-    pub(crate) held_imports: Arc<crate::imports::HeldImports>,
+    pub(crate) held_imports: Arc<crate::imported::HeldImports>,
 }
 
 impl Tavern {

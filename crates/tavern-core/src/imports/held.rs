@@ -1,81 +1,15 @@
-//! Uploads held between the dashboard's two steps: received and surveyed
-//! first, then imported when the one who sent it says yes, or dropped when
-//! they say no, send another, or leave it for an hour.
+//! The dashboard's two steps: an upload received, surveyed and held (in
+//! `crate::imported`'s keeping), then imported when the one who sent it
+//! says yes, or dropped when they say no, send another, or leave it for an
+//! hour; and what an earlier run left in the import folder.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use tavern_types::UserId;
+use std::time::Instant;
 
 use super::{ImportReport, ImportRequest, ImportSource};
 use crate::auth::Caller;
 use crate::error::CoreError;
+use crate::imported::{HOLD_FOR, Held, mine, not_held};
 use crate::tavern::Tavern;
-
-/// How long an upload waits for its yes.
-pub const HOLD_FOR: Duration = Duration::from_secs(3600);
-
-/// The uploads held, by their id.
-#[derive(Default)]
-pub(crate) struct HeldImports(Mutex<HashMap<String, Held>>);
-
-struct Held {
-    user: UserId,
-    release: Option<String>,
-    source: ImportSource,
-    report: ImportReport,
-    at: Instant,
-}
-
-impl HeldImports {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Keeps `held` under a new id, in place of what its sender held
-    /// before and of whatever waited too long (their files removed).
-    fn put(&self, held: Held) -> String {
-        let id = hex::encode(rand::random::<[u8; 16]>());
-        let gone: Vec<Held> = {
-            let mut map = self.lock();
-            let stale: Vec<String> = map
-                .iter()
-                .filter(|(_, h)| h.user == held.user || h.at.elapsed() > HOLD_FOR)
-                .map(|(id, _)| id.clone())
-                .collect();
-            let gone = stale.iter().filter_map(|id| map.remove(id)).collect();
-            map.insert(id.clone(), held);
-            gone
-        };
-        drop(gone);
-        id
-    }
-
-    /// Takes out what `caller` may have (their own; an admin's: any).
-    fn take(&self, caller: &Caller, id: &str) -> Result<Held, CoreError> {
-        let mut map = self.lock();
-        match map.get(id) {
-            Some(h) if h.at.elapsed() <= HOLD_FOR && mine(caller, h) => {
-                Ok(map.remove(id).expect("just found"))
-            }
-            _ => Err(not_held(id)),
-        }
-    }
-}
-
-fn mine(caller: &Caller, h: &Held) -> bool {
-    h.user == caller.user.id || caller.is_admin()
-}
-
-fn not_held(id: &str) -> CoreError {
-    CoreError::NotFound {
-        what: "upload waiting to be imported",
-        key: id.to_owned(),
-    }
-}
 
 impl Tavern {
     /// Surveys an upload for an import into `slug` and holds it, unchanged,
@@ -158,61 +92,5 @@ impl Tavern {
     /// Answers the world it was for.
     pub fn drop_held_import(&self, caller: &Caller, id: &str) -> Result<String, CoreError> {
         Ok(self.held_imports.take(caller, id)?.report.world)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn held(user: UserId, dir: &std::path::Path) -> (Held, std::path::PathBuf) {
-        let file = tempfile::NamedTempFile::new_in(dir)
-            .unwrap()
-            .into_temp_path();
-        let path = file.to_path_buf();
-        let layout = tavern_backup::import::layout::plan(
-            &[tavern_backup::import::layout::Entry {
-                path: "Data/worlds/w/world.json".into(),
-                kind: tavern_backup::import::layout::EntryKind::File { size: 1 },
-            }],
-            &Default::default(),
-        )
-        .unwrap();
-        let report = ImportReport {
-            world: "w".into(),
-            created: true,
-            done: false,
-            layout,
-            release: None,
-            warnings: vec![],
-            license: None,
-            backup: None,
-        };
-        let h = Held {
-            user,
-            release: None,
-            source: ImportSource::Upload(file),
-            report,
-            at: Instant::now(),
-        };
-        (h, path)
-    }
-
-    #[test]
-    fn a_second_upload_of_one_user_replaces_the_first_and_removes_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let held_imports = HeldImports::default();
-        let (a, b) = (UserId::new(), UserId::new());
-        let (first, first_file) = held(a, dir.path());
-        let (theirs, theirs_file) = held(b, dir.path());
-        held_imports.put(first);
-        let kept = held_imports.put(theirs);
-        assert!(first_file.exists() && theirs_file.exists());
-        let (second, _) = held(a, dir.path());
-        held_imports.put(second);
-        assert!(!first_file.exists(), "the first upload's file is removed");
-        assert!(theirs_file.exists(), "another user's upload stays");
-        assert_eq!(held_imports.lock().len(), 2);
-        assert!(held_imports.lock().contains_key(&kept));
     }
 }

@@ -10,7 +10,7 @@ use tavern_backup::archive::Limits;
 use tavern_backup::import::{self, ImportError, layout::Layout, layout::Shape};
 use tavern_runtime::foundry_config;
 use tavern_store::{Instance, NewEvent};
-use tavern_types::{BackupId, DesiredState, LicenseKey};
+use tavern_types::{DesiredState, LicenseKey};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
@@ -19,31 +19,14 @@ use crate::tavern::Tavern;
 
 mod cluster;
 mod held;
-pub use held::HOLD_FOR;
-pub(crate) use held::HeldImports;
+
+pub use crate::imported::{ImportReport, ImportSource};
 
 /// The most an import may hold.
 pub const IMPORT_LIMITS: Limits = Limits {
     bytes: 200 * 1024 * 1024 * 1024,
     files: 2_000_000,
 };
-
-/// Where an import comes from.
-pub enum ImportSource {
-    /// A folder or an archive on this server (admins only).
-    Path(PathBuf),
-    /// An upload [`Tavern::receive_import`] kept; removed when dropped.
-    Upload(tempfile::TempPath),
-}
-
-impl ImportSource {
-    fn path(&self) -> &Path {
-        match self {
-            Self::Path(p) => p,
-            Self::Upload(t) => t,
-        }
-    }
-}
 
 /// What is asked of an import.
 pub struct ImportRequest {
@@ -54,26 +37,6 @@ pub struct ImportRequest {
     pub release: Option<String>,
     /// For a new world: whose it is (admins; else the caller's).
     pub owner: Option<String>,
-}
-
-/// What an import found, and what it did.
-#[derive(Clone)]
-pub struct ImportReport {
-    pub world: String,
-    /// Whether the import made the world.
-    pub created: bool,
-    /// Whether anything was put in place (not for a check).
-    pub done: bool,
-    pub layout: Layout,
-    /// The release the world runs.
-    pub release: Option<String>,
-    /// Worth knowing before or after: older worlds, manifests that do not
-    /// read, a missing game system.
-    pub warnings: Vec<String>,
-    /// What became of the old server's `license.json`, in words.
-    pub license: Option<String>,
-    /// The backup of the world taken before the import changed it.
-    pub backup: Option<BackupId>,
 }
 
 fn invalid(why: impl Into<String>) -> CoreError {
