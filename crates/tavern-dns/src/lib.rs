@@ -8,6 +8,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use async_trait::async_trait;
 
 pub mod rfc2136;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The kinds of record Tavern writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,4 +77,56 @@ pub trait DnsProvider: Send + Sync + 'static {
     async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError>;
     /// Removes `name`'s records of `kind`; none there is not an error.
     async fn remove(&self, name: &str, kind: RecordKind) -> Result<(), DnsError>;
+}
+
+/// Whether `found` is what a name should hold (`wanted`), in any order;
+/// when not, what it holds, in words.
+pub fn holds(wanted: &[Record], found: &[Record]) -> Result<(), String> {
+    let (mut w, mut f) = (wanted.to_vec(), found.to_vec());
+    w.sort();
+    w.dedup();
+    f.sort();
+    f.dedup();
+    if w == f {
+        return Ok(());
+    }
+    Err(match f.is_empty() {
+        true => "nothing".to_owned(),
+        false => words(&f),
+    })
+}
+
+/// Records as people read them: `203.0.113.7, 2001:db8::7`.
+pub fn words(records: &[Record]) -> String {
+    records
+        .iter()
+        .map(|r| match r {
+            Record::A(ip) => ip.to_string(),
+            Record::Aaaa(ip) => ip.to_string(),
+            Record::Cname(name) => format!("an alias of {name}"),
+            Record::Txt(text) => format!("{text:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_holds_what_it_should_in_any_order() {
+        let a = Record::A("203.0.113.7".parse().unwrap());
+        let b = Record::Aaaa("2001:db8::7".parse().unwrap());
+        assert!(holds(&[a.clone(), b.clone()], &[b.clone(), a.clone()]).is_ok());
+        assert_eq!(holds(std::slice::from_ref(&a), &[]).unwrap_err(), "nothing");
+        assert_eq!(
+            holds(std::slice::from_ref(&a), &[a.clone(), b.clone()]).unwrap_err(),
+            "203.0.113.7, 2001:db8::7"
+        );
+        assert_eq!(
+            holds(&[a], &[Record::Cname("x.example".into())]).unwrap_err(),
+            "an alias of x.example"
+        );
+    }
 }

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod data_agent;
 mod discord;
+mod dns;
 mod notify;
 mod serve;
 mod signals;

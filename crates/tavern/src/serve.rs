@@ -214,6 +214,9 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
     if args.demo {
         set_up_demo(&tavern).await?;
     }
+    if let Some(dns) = config.dns.setup(&config.server.domain)? {
+        crate::dns::check_at_start(dns, config.server.domain.clone());
+    }
     let stale = tavern.remove_stale_uploads();
     if stale > 0 {
         tracing::info!(stale, "removed uploads an earlier run left behind");

@@ -111,7 +111,7 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
 }
 
 /// A secret from the configuration itself or from a file it names.
-fn secret_value(
+pub(super) fn secret_value(
     key: &str,
     value: &Option<String>,
     file: &Option<PathBuf>,

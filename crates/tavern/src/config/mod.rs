@@ -5,6 +5,7 @@
 
 mod backups;
 mod community;
+mod dns;
 mod economy;
 mod kubernetes;
 mod log;
@@ -24,6 +25,7 @@ use tavern_types::RuntimeKind;
 
 pub use backups::BackupsConfig;
 pub use community::{DiscordConfig, DiscordSettings, KofiConfig, NotificationsConfig};
+pub use dns::{DnsConfig, DnsMode, DnsSetup};
 pub use economy::{IdleConfig, LicensesConfig, SessionsConfig, TierConfig, UsageConfig};
 pub use kubernetes::KubernetesConfig;
 pub use log::{LogConfig, LogFormat};
@@ -50,6 +52,7 @@ pub struct Config {
     pub kofi: KofiConfig,
     pub discord: DiscordConfig,
     pub notifications: NotificationsConfig,
+    pub dns: DnsConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -178,6 +181,7 @@ impl Config {
         self.check_economy()?;
         self.check_community()?;
         self.check_tls()?;
+        self.dns.setup(&self.server.domain)?;
         self.log.check()
     }
 }
@@ -552,6 +556,58 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), shown);
         }
+    }
+
+    #[test]
+    fn dns_needs_its_provider_s_settings_and_hides_its_secret() {
+        figment::Jail::expect_with(|jail| {
+            let load = |text: &str| -> anyhow::Result<Config> {
+                std::fs::write("d.toml", text).unwrap();
+                Config::load(Some(Path::new("d.toml")), Overrides::default())
+            };
+            let c = load("").unwrap();
+            assert!(
+                c.dns.setup("games.example").unwrap().is_none(),
+                "none by default"
+            );
+            let good = "[server]\ndomain = \"games.example\"\n[dns]\nprovider = \"rfc2136\"\n\
+                        addresses = [\"203.0.113.7\", \"2001:db8::7\"]\nserver = \"127.0.0.1:5353\"\n\
+                        tsig_key = \"tavern\"\ntsig_secret = \"c2VjcmV0LXNlY3JldA==\"\n";
+            let c = load(good).unwrap();
+            let setup = c.dns.setup("games.example").unwrap().unwrap();
+            assert_eq!(setup.records.len(), 2);
+            assert!(!format!("{c:?}").contains("c2VjcmV0LXNlY3JldA=="));
+            for (change, says) in [
+                (
+                    "addresses = [\"203.0.113.7\", \"2001:db8::7\"]",
+                    "dns.addresses",
+                ),
+                ("server = \"127.0.0.1:5353\"", "dns.server"),
+                ("tsig_key = \"tavern\"", "dns.tsig_key"),
+                ("tsig_secret = \"c2VjcmV0LXNlY3JldA==\"", "dns.tsig_secret"),
+            ] {
+                let err = load(&good.replace(change, "")).unwrap_err().to_string();
+                assert!(err.contains(says), "without {change}: {err}");
+            }
+            let err = load(&format!("{good}cname = \"tavern.example\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not both"), "{err}");
+            let err = load(&format!("{good}tsig_algorithm = \"hmac-md5\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("hmac-sha256"), "{err}");
+            let err = load(&good.replace("c2VjcmV0LXNlY3JldA==", "not base64!"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("base64") && !err.contains("not base64!"),
+                "{err}"
+            );
+            jail.set_env("TAVERN_DNS_PROVIDER", "route66");
+            assert!(load("").is_err(), "an unknown provider is refused");
+            Ok(())
+        });
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod bad_input;
 mod dashboard;
 mod deploy;
 mod discord;
+mod dns;
 #[cfg(feature = "docker")]
 mod docker;
 mod economy;

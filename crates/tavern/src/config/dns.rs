@@ -1,0 +1,199 @@
+//! `[dns]`: the community's DNS provider and what Tavern does with it.
+//! `mode = "wildcard"`: a record `*.<domain>` sends every world's name to
+//! Tavern, and Tavern checks it at start; the provider's settings (for
+//! `rfc2136`: the zone's primary server and a TSIG key, its secret inline
+//! or in a file).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tavern_dns::rfc2136::{ALGORITHMS, Rfc2136, Rfc2136Settings};
+use tavern_dns::{DnsProvider, Record};
+
+use super::community::secret_value;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsProviderKind {
+    /// Tavern leaves DNS alone.
+    #[default]
+    None,
+    /// RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS…).
+    Rfc2136,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsMode {
+    /// One record `*.<domain>` for every world, made by the community;
+    /// Tavern checks it.
+    #[default]
+    Wildcard,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub provider: DnsProviderKind,
+    pub mode: DnsMode,
+    /// Where worlds' names lead: Tavern's public addresses (A and AAAA
+    /// records)…
+    pub addresses: Vec<IpAddr>,
+    /// …or a host name they are an alias of (a CNAME).
+    pub cname: Option<String>,
+    /// Seconds resolvers may keep a record Tavern writes.
+    pub ttl: u32,
+    /// The zone the names are in (default: `server.domain`).
+    pub zone: Option<String>,
+    /// `rfc2136`: the zone's primary server, `HOST:PORT` (port 53 when
+    /// left out).
+    pub server: Option<String>,
+    /// `rfc2136`: the TSIG key's name, as the server knows it.
+    pub tsig_key: Option<String>,
+    pub tsig_algorithm: String,
+    pub tsig_secret: Option<String>,
+    pub tsig_secret_file: Option<PathBuf>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            provider: DnsProviderKind::None,
+            mode: DnsMode::Wildcard,
+            addresses: Vec::new(),
+            cname: None,
+            ttl: 300,
+            zone: None,
+            server: None,
+            tsig_key: None,
+            tsig_algorithm: "hmac-sha256".into(),
+            tsig_secret: None,
+            tsig_secret_file: None,
+        }
+    }
+}
+
+/// Shows whether the TSIG secret is set, not the secret.
+impl std::fmt::Debug for DnsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsConfig")
+            .field("provider", &self.provider)
+            .field("mode", &self.mode)
+            .field("addresses", &self.addresses)
+            .field("cname", &self.cname)
+            .field("ttl", &self.ttl)
+            .field("zone", &self.zone)
+            .field("server", &self.server)
+            .field("tsig_key", &self.tsig_key)
+            .field("tsig_algorithm", &self.tsig_algorithm)
+            .field(
+                "tsig_secret",
+                &self.tsig_secret.as_ref().map(|_| "<hidden>"),
+            )
+            .field("tsig_secret_file", &self.tsig_secret_file)
+            .finish()
+    }
+}
+
+/// What `[dns]` asks for, ready to use.
+pub struct DnsSetup {
+    pub provider: Arc<dyn DnsProvider>,
+    pub mode: DnsMode,
+    /// What every world's name should hold.
+    pub records: Vec<Record>,
+}
+
+fn invalid(why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid configuration: {why}")
+}
+
+impl DnsConfig {
+    /// The provider and what names should hold; `None` without a
+    /// provider. Checks everything; nothing is sent.
+    pub fn setup(&self, domain: &str) -> anyhow::Result<Option<DnsSetup>> {
+        if self.provider == DnsProviderKind::None {
+            return Ok(None);
+        }
+        let records = match (&self.cname, self.addresses.is_empty()) {
+            (Some(name), true) => vec![Record::Cname(name.trim_end_matches('.').to_owned())],
+            (None, false) => self
+                .addresses
+                .iter()
+                .map(|ip| match ip {
+                    IpAddr::V4(v4) => Record::A(*v4),
+                    IpAddr::V6(v6) => Record::Aaaa(*v6),
+                })
+                .collect(),
+            (Some(_), false) => {
+                return Err(invalid("set dns.addresses or dns.cname, not both"));
+            }
+            (None, true) => {
+                return Err(invalid(
+                    "dns.provider needs where worlds' names lead: dns.addresses (Tavern's public IP addresses) or dns.cname",
+                ));
+            }
+        };
+        let provider: Arc<dyn DnsProvider> = match self.provider {
+            DnsProviderKind::None => return Ok(None),
+            DnsProviderKind::Rfc2136 => Arc::new(self.rfc2136(domain)?),
+        };
+        Ok(Some(DnsSetup {
+            provider,
+            mode: self.mode,
+            records,
+        }))
+    }
+
+    fn rfc2136(&self, domain: &str) -> anyhow::Result<Rfc2136> {
+        let server = self.server.as_deref().ok_or_else(|| {
+            invalid("dns.provider = \"rfc2136\" needs dns.server (the zone's primary, HOST:PORT)")
+        })?;
+        let with_port = server_addr(server)?;
+        let key = self.tsig_key.clone().ok_or_else(|| {
+            invalid("dns.provider = \"rfc2136\" needs dns.tsig_key (the TSIG key's name)")
+        })?;
+        let secret = secret_value("dns.tsig_secret", &self.tsig_secret, &self.tsig_secret_file)?
+            .ok_or_else(|| {
+                invalid("dns.provider = \"rfc2136\" needs dns.tsig_secret or dns.tsig_secret_file")
+            })?;
+        anyhow::ensure!(
+            ALGORITHMS.contains(&self.tsig_algorithm.to_ascii_lowercase().as_str()),
+            "invalid configuration: dns.tsig_algorithm must be one of {}",
+            ALGORITHMS.join(", ")
+        );
+        Rfc2136::new(&Rfc2136Settings {
+            server: with_port,
+            zone: self.zone.clone().unwrap_or_else(|| domain.to_owned()),
+            key_name: key,
+            algorithm: self.tsig_algorithm.clone(),
+            secret,
+        })
+        .map_err(|e| invalid(format!("dns: {e}")))
+    }
+}
+
+/// `HOST:PORT`, `IP` or `HOST` (port 53) as one address.
+fn server_addr(server: &str) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(a) = server.parse() {
+        return Ok(a);
+    }
+    if let Ok(ip) = server.parse::<IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, 53));
+    }
+    let with_port = match server.contains(':') {
+        true => server.to_owned(),
+        false => format!("{server}:53"),
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            invalid(format!(
+                "dns.server {server:?} is neither an address nor a name that resolves"
+            ))
+        })
+}
