@@ -91,7 +91,7 @@ impl Proxy {
             Note::NotTheirs => not_found(self.tavern.site_url()),
             _ => plain(
                 StatusCode::CONFLICT,
-                "That backup is not complete, or cannot be read now.",
+                "That cannot be read now: the backup may not be complete yet, or this server takes no backups.",
             ),
         }
     }
