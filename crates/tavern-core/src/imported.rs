@@ -76,20 +76,28 @@ impl HeldImports {
     /// Keeps `held` under a new id, in place of what its sender held
     /// before and of whatever waited too long (their files removed).
     pub(crate) fn put(&self, held: Held) -> String {
+        let user = held.user;
+        drop(self.remove_where(|h| h.user == user || h.at.elapsed() > HOLD_FOR));
         let id = hex::encode(rand::random::<[u8; 16]>());
-        let gone: Vec<Held> = {
-            let mut map = self.lock();
-            let stale: Vec<String> = map
-                .iter()
-                .filter(|(_, h)| h.user == held.user || h.at.elapsed() > HOLD_FOR)
-                .map(|(id, _)| id.clone())
-                .collect();
-            let gone = stale.iter().filter_map(|id| map.remove(id)).collect();
-            map.insert(id.clone(), held);
-            gone
-        };
-        drop(gone);
+        self.lock().insert(id.clone(), held);
         id
+    }
+
+    /// Drops what waited longer than [`HOLD_FOR`] (its file removed).
+    pub(crate) fn expire(&self) {
+        drop(self.remove_where(|h| h.at.elapsed() > HOLD_FOR));
+    }
+
+    /// Takes out everything `gone` says, to be dropped outside the lock
+    /// (dropping removes the files).
+    fn remove_where(&self, gone: impl Fn(&Held) -> bool) -> Vec<Held> {
+        let mut map = self.lock();
+        let ids: Vec<String> = map
+            .iter()
+            .filter(|(_, h)| gone(h))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| map.remove(id)).collect()
     }
 
     /// Takes out what `caller` may have (their own; an admin's: any).
@@ -168,5 +176,22 @@ mod tests {
         assert!(theirs_file.exists(), "another user's upload stays");
         assert_eq!(held_imports.lock().len(), 2);
         assert!(held_imports.lock().contains_key(&kept));
+    }
+
+    #[test]
+    fn an_upload_left_for_its_hour_goes_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let held_imports = HeldImports::default();
+        let (fresh, fresh_file) = held(UserId::new(), dir.path());
+        let (mut old, old_file) = held(UserId::new(), dir.path());
+        old.at = Instant::now()
+            .checked_sub(HOLD_FOR + Duration::from_secs(1))
+            .unwrap();
+        held_imports.put(fresh);
+        held_imports.lock().insert("old".into(), old);
+        held_imports.expire();
+        assert!(!old_file.exists(), "the old upload's file is removed");
+        assert!(fresh_file.exists());
+        assert_eq!(held_imports.lock().len(), 1);
     }
 }

@@ -34,6 +34,12 @@ impl Tavern {
             report: report.clone(),
             at: Instant::now(),
         });
+        // Its file goes when its hour is up, whatever else happens.
+        let held = self.held_imports.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(HOLD_FOR + std::time::Duration::from_secs(1)).await;
+            held.expire();
+        });
         Ok((id, report))
     }
 
