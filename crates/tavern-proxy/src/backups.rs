@@ -140,10 +140,7 @@ fn line(v: &tavern_core::BackupView) -> Line {
 
 /// The archive as an attachment, streamed.
 fn download(d: tavern_core::BackupDownload) -> Response<ProxyBody> {
-    let kind = match d.zip {
-        true => "application/zip",
-        false => "application/zstd",
-    };
+    let (kind, disposition) = (d.content_type(), d.disposition());
     let body = StreamBody::new(
         d.stream
             .map_ok(Frame::data)
@@ -153,7 +150,7 @@ fn download(d: tavern_core::BackupDownload) -> Response<ProxyBody> {
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", d.file_name)) {
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r

@@ -39,6 +39,21 @@ pub struct BackupDownload {
     >,
 }
 
+impl BackupDownload {
+    /// Its `Content-Type`.
+    pub fn content_type(&self) -> &'static str {
+        match self.zip {
+            true => "application/zip",
+            false => "application/zstd",
+        }
+    }
+
+    /// Its `Content-Disposition`: an attachment under its file name.
+    pub fn disposition(&self) -> String {
+        format!("attachment; filename=\"{}\"", self.file_name)
+    }
+}
+
 impl Tavern {
     /// The archive of a complete backup the caller may see, to stream:
     /// its name for the download and its bytes. Tavern's secrets are never

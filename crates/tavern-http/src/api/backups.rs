@@ -172,16 +172,12 @@ pub(super) async fn download_backup(
 pub(crate) fn archive_download(
     download: tavern_core::BackupDownload,
 ) -> ApiResult<axum::response::Response> {
-    let disposition = format!("attachment; filename=\"{}\"", download.file_name);
     axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, download.content_type())
         .header(
-            axum::http::header::CONTENT_TYPE,
-            match download.zip {
-                true => "application/zip",
-                false => "application/zstd",
-            },
+            axum::http::header::CONTENT_DISPOSITION,
+            download.disposition(),
         )
-        .header(axum::http::header::CONTENT_DISPOSITION, disposition)
         .body(axum::body::Body::from_stream(download.stream))
         .map_err(|e| ApiError::from(tavern_core::CoreError::internal("answer a download", e)))
 }
