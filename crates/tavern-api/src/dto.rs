@@ -160,6 +160,22 @@ pub struct LicenseRef {
     pub label: String,
 }
 
+/// A world's name in DNS, as Tavern keeps it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DnsNameJson {
+    /// The world's host name.
+    pub host: String,
+    /// `pending` (not written yet), `held` (leads to Tavern) or `failing`
+    /// (the last attempt failed; Tavern tries again).
+    #[schema(pattern = "^(pending|held|failing)$")]
+    pub state: String,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    pub checked_at: Option<String>,
+    /// When Tavern looks at it next.
+    pub next_attempt_at: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct InstanceJson {
     pub slug: String,
@@ -186,6 +202,9 @@ pub struct InstanceJson {
     /// Who wakes it by visiting, when it has its own setting.
     pub wake_on_visit: Option<String>,
     pub created_at: String,
+    /// How the world's name fares in DNS, when Tavern keeps a record for
+    /// each world (`[dns] mode = "per-world"`); null otherwise.
+    pub dns: Option<DnsNameJson>,
     /// Foundry's admin key: only in the answer that created the instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_key: Option<String>,

@@ -43,6 +43,13 @@ impl From<InstanceView> for InstanceJson {
             idle_timeout_minutes: i.idle_timeout_minutes,
             wake_on_visit: i.wake_on_visit.map(|w| w.to_string()),
             created_at: i.created_at.to_string(),
+            dns: v.dns.map(|d| DnsNameJson {
+                host: d.host,
+                state: d.state.as_str().to_owned(),
+                error: d.error,
+                checked_at: d.checked_at.map(|t| t.to_string()),
+                next_attempt_at: d.next_attempt_at.map(|t| t.to_string()),
+            }),
             admin_key: v.admin_key,
         }
     }

@@ -2,11 +2,12 @@
 //! and asking them to run or stop; the reconciler does the running. Game
 //! masters see only their own; another's world answers "not found".
 
-use tavern_store::{Instance, License, NewEvent, Observation, User, now};
+use tavern_store::{DnsName, Instance, License, NewEvent, Observation, User, now};
 use tavern_types::{DesiredState, LicenseId, ObservedState, RuntimeKind, Slug, Username};
 
 use crate::auth::{self, Caller};
 use crate::checks;
+use crate::dns::DnsStatus;
 use crate::error::CoreError;
 use crate::licenses::ClaimError;
 use crate::policy::quotas::{self};
@@ -47,6 +48,8 @@ pub struct InstanceView {
     pub license: Option<(LicenseId, String)>,
     /// The Foundry admin key: only in the answer that created the instance.
     pub admin_key: Option<String>,
+    /// How its name fares in DNS, when Tavern keeps one per world.
+    pub dns: Option<crate::dns::DnsStatus>,
 }
 
 /// What the caller can do when no key is free: only admins add keys.
@@ -169,8 +172,17 @@ impl Tavern {
                 .with_detail(format!("owner {}", owner.username)),
             )
             .await?;
+        self.dns_wake.notify_one();
+        let dns = self.settings.dns_per_world.then(|| {
+            DnsStatus::of(
+                self.settings.instance_host(&instance.slug),
+                &instance.slug,
+                None,
+            )
+        });
         Ok(InstanceView {
             url: self.settings.instance_url(&instance.slug),
+            dns,
             license: license.map(|l| (l.id, l.label)),
             owner: owner.username,
             instance,
@@ -183,6 +195,7 @@ impl Tavern {
         instance: Instance,
         users: Option<&[User]>,
         licenses: Option<&[License]>,
+        names: Option<&[DnsName]>,
     ) -> Result<InstanceView, CoreError> {
         let owner = match users.and_then(|us| us.iter().find(|u| u.id == instance.owner)) {
             Some(u) => u.username.clone(),
@@ -208,8 +221,20 @@ impl Tavern {
             .find(|l| l.bound_to == Some(instance.id))
             .or_else(|| licenses.iter().find(|l| Some(l.id) == instance.license))
             .map(|l| (l.id, l.label.clone()));
+        let dns = match (self.settings.dns_per_world, names) {
+            (false, _) => None,
+            (true, names) => {
+                let host = self.settings.instance_host(&instance.slug);
+                let row = match names {
+                    Some(ns) => ns.iter().find(|n| n.host == host).cloned(),
+                    None => self.store.dns_name(&host).await?,
+                };
+                Some(DnsStatus::of(host, &instance.slug, row.as_ref()))
+            }
+        };
         Ok(InstanceView {
             url: self.settings.instance_url(&instance.slug),
+            dns,
             owner,
             license,
             instance,
@@ -245,9 +270,16 @@ impl Tavern {
             vec![caller.user.clone()]
         };
         let licenses = self.store.list_licenses().await?;
+        let names = match self.settings.dns_per_world {
+            true => self.store.list_dns_names().await?,
+            false => Vec::new(),
+        };
         let mut out = Vec::with_capacity(instances.len());
         for i in instances {
-            out.push(self.view(i, Some(&users), Some(&licenses)).await?);
+            out.push(
+                self.view(i, Some(&users), Some(&licenses), Some(&names))
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -258,7 +290,7 @@ impl Tavern {
         slug: &str,
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
-        self.view(i, None, None).await
+        self.view(i, None, None, None).await
     }
 
     /// Changes an instance's idle timeout or who wakes it by visiting.
@@ -315,7 +347,7 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None, None).await
+        self.view(i, None, None, None).await
     }
 
     /// Moves a stopped world to another release or runtime (its data stays
@@ -439,7 +471,7 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None, None).await
+        self.view(i, None, None, None).await
     }
 
     /// Asks for an instance to run or to stop; the reconciler does it.
@@ -506,7 +538,7 @@ impl Tavern {
         }
         self.wake.notify_one();
         let i = self.visible_instance(caller, slug).await?;
-        self.view(i, None, None).await
+        self.view(i, None, None, None).await
     }
 
     /// A visit wakes a sleeping world when anyone may wake worlds: it

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod backups;
 pub mod checks;
 pub mod discord;
+pub mod dns;
 mod error;
 mod handoff;
 mod imported;

@@ -50,6 +50,9 @@ pub struct Settings {
     pub kofi: Option<crate::settings::KofiSettings>,
     /// Where notifications go, and how they are retried.
     pub notify: crate::settings::NotifySettings,
+    /// Tavern keeps a DNS record for each world's host (`[dns] mode =
+    /// "per-world"`), and each world's page says how it fares.
+    pub dns_per_world: bool,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and

@@ -30,6 +30,8 @@ pub struct Tavern {
     pub(crate) wake: Arc<Notify>,
     /// Wakes the scheduler when sessions change.
     pub(crate) schedule_wake: Arc<Notify>,
+    /// Wakes the keeper of worlds' names in DNS when worlds come or go.
+    pub(crate) dns_wake: Arc<Notify>,
     /// Open connections to each world, counted by the proxy.
     pub(crate) activity: crate::activity::Activity,
     /// Where worlds answer, for the proxy (the reconciler publishes it).
@@ -58,6 +60,7 @@ impl Tavern {
             releases,
             wake: Arc::new(Notify::new()),
             schedule_wake: Arc::new(Notify::new()),
+            dns_wake: Arc::new(Notify::new()),
             routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
             activity: crate::activity::Activity::default(),
             backup_work: Arc::default(),

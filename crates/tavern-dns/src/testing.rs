@@ -21,6 +21,12 @@ fn find(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A loopback port no one listens on now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// A BIND primary for [`ZONE`], stopped (by its pid) when dropped.
 pub struct Bind {
     child: Child,
@@ -32,6 +38,11 @@ impl Bind {
     /// Started with `more` (zone file lines, e.g. `* IN A 127.0.0.1`);
     /// `None` (the test skips) without `named`, a failure under `CI=true`.
     pub fn start(more: &str) -> Option<Bind> {
+        Self::start_on(free_port(), more)
+    }
+
+    /// As [`Bind::start`], on `port` (from [`free_port`]).
+    pub fn start_on(port: u16, more: &str) -> Option<Bind> {
         let Some(named) = find("named") else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -42,10 +53,6 @@ impl Bind {
         };
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
         std::fs::write(
             dir.path().join("named.conf"),
             format!(

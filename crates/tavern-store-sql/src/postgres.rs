@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "discord",
         include_str!("../migrations/postgres/0005_discord.sql"),
     ),
+    (
+        6,
+        "dns",
+        include_str!("../migrations/postgres/0006_dns.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -69,6 +69,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "discord",
         include_str!("../migrations/sqlite/0010_discord.sql"),
     ),
+    (11, "dns", include_str!("../migrations/sqlite/0011_dns.sql")),
 ];
 
 /// The SQLite store.

@@ -31,6 +31,14 @@ unique outbox(id)
 outbox_cursor.event_seq integer not null
 outbox_cursor.id integer not null
 unique outbox_cursor(id)
+dns_names.attempts integer not null
+dns_names.checked_at integer not null
+dns_names.error text
+dns_names.held boolean not null
+dns_names.host text not null
+dns_names.next_attempt_at integer not null
+dns_names.slug text not null
+unique dns_names(host)
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null

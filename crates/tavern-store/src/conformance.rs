@@ -12,7 +12,7 @@ use crate::{
     ApiToken, ArchiveFacts, Backup, Instance, Invite, License, NewEvent, Observation, Outcome,
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
-use crate::{Delivery, NewNotification};
+use crate::{Delivery, DnsName, NewNotification};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
 /// store made by `$make`: an async expression yielding `Some` value that
@@ -42,7 +42,7 @@ macro_rules! conformance_tests {
             emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
             payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
             the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
-            a_discord_account_acts_as_one_user);
+            a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -1946,4 +1946,80 @@ pub async fn a_discord_account_acts_as_one_user(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn dns_names_are_kept_replaced_and_forgotten(store: &dyn Store) {
+    assert!(store.list_dns_names().await.unwrap().is_empty());
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let failing = DnsName {
+        host: "beta.games.test".into(),
+        slug: Slug::parse("beta").unwrap(),
+        held: false,
+        error: Some("the DNS provider could not be reached: timed out".into()),
+        attempts: 2,
+        checked_at: at,
+        next_attempt_at: at + SignedDuration::from_mins(2),
+    };
+    let held = DnsName {
+        host: "alpha.games.test".into(),
+        slug: Slug::parse("alpha").unwrap(),
+        held: true,
+        error: None,
+        attempts: 0,
+        checked_at: at,
+        next_attempt_at: at + SignedDuration::from_mins(10),
+    };
+    store.put_dns_name(&failing, None).await.unwrap();
+    store
+        .put_dns_name(&held, Some(&ev("dns.set", "dns:alpha.games.test")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_dns_names().await.unwrap(),
+        vec![held.clone(), failing.clone()]
+    );
+    // Only news is in the audit log.
+    let events = store.list_events(10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, "dns.set");
+
+    // A later attempt replaces the row.
+    let fixed = DnsName {
+        held: true,
+        error: None,
+        attempts: 0,
+        ..failing.clone()
+    };
+    store.put_dns_name(&fixed, None).await.unwrap();
+    assert_eq!(
+        store.dns_name("beta.games.test").await.unwrap(),
+        Some(fixed)
+    );
+    assert_eq!(store.dns_name("gamma.games.test").await.unwrap(), None);
+
+    store
+        .delete_dns_name(
+            "alpha.games.test",
+            &ev("dns.remove", "dns:alpha.games.test"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .delete_dns_name(
+                "alpha.games.test",
+                &ev("dns.remove", "dns:alpha.games.test")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let left: Vec<_> = store
+        .list_dns_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.host)
+        .collect();
+    assert_eq!(left, ["beta.games.test"]);
+    assert_eq!(store.list_events(10).await.unwrap().len(), 2);
 }

@@ -69,6 +69,7 @@ pub trait Store:
     + PaymentStore
     + InviteStore
     + OutboxStore
+    + DnsStore
     + EventStore
     + 'static
 {
@@ -83,6 +84,7 @@ impl<T> Store for T where
         + PaymentStore
         + InviteStore
         + OutboxStore
+        + DnsStore
         + EventStore
         + 'static
 {
@@ -410,6 +412,20 @@ pub trait OutboxStore: Send + Sync {
     async fn finish_notification(&self, id: i64, outcome: &Delivery) -> StoreResult<()>;
     /// The newest notifications, newest first.
     async fn list_notifications(&self, limit: u32) -> StoreResult<Vec<Notification>>;
+}
+
+/// The worlds' names Tavern writes in DNS (per-world mode).
+#[async_trait]
+pub trait DnsStore: Send + Sync {
+    /// Every name Tavern has written or tried to, by host.
+    async fn list_dns_names(&self) -> StoreResult<Vec<DnsName>>;
+    /// One name, by host.
+    async fn dns_name(&self, host: &str) -> StoreResult<Option<DnsName>>;
+    /// Records how an attempt on a name went (inserting or replacing its
+    /// row), with `event` when it is news.
+    async fn put_dns_name(&self, name: &DnsName, event: Option<&NewEvent>) -> StoreResult<()>;
+    /// Forgets a name once its records are gone.
+    async fn delete_dns_name(&self, host: &str, event: &NewEvent) -> StoreResult<()>;
 }
 
 /// The audit log.

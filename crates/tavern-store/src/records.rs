@@ -346,6 +346,27 @@ pub struct Notification {
     pub gave_up_at: Option<Timestamp>,
 }
 
+/// A world's name that Tavern keeps in DNS (`[dns] mode = "per-world"`):
+/// a row exists once Tavern has tried to write it, so that Tavern removes
+/// only names it made, and says how the last attempt went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsName {
+    /// The full host name, without the final dot (`dragon-heist.games.example`).
+    pub host: String,
+    /// The world it leads to.
+    pub slug: Slug,
+    /// It held what it should when last looked at.
+    pub held: bool,
+    /// Why the last attempt failed; never a secret.
+    pub error: Option<String>,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// When it was last looked at.
+    pub checked_at: Timestamp,
+    /// When it is next due to be looked at.
+    pub next_attempt_at: Timestamp,
+}
+
 /// How an attempt to deliver a notification ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {

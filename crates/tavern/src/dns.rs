@@ -1,18 +1,34 @@
 //! What Tavern does with the community's DNS provider (`[dns]`): with
 //! `mode = "wildcard"`, it says at start whether `*.<domain>` leads to
-//! Tavern, as the provider's server has it.
+//! Tavern, as the provider's server has it; with `mode = "per-world"`, the
+//! core keeps each world's name (this hands it the provider).
 
+use tavern_core::dns::WorldNames;
 use tavern_dns::{holds, words};
 
 use crate::config::{DnsMode, DnsSetup};
 
-/// Looks (in the background) at what the wildcard name holds and says so
-/// in the log: a world's address that does not reach Tavern is the first
-/// thing a newcomer meets.
-pub fn check_at_start(setup: DnsSetup, domain: String) {
+/// Starts what `[dns]` asks for at start: the wildcard's check (in the
+/// background: a world's address that does not reach Tavern is the first
+/// thing a newcomer meets), or what the leader needs to keep each world's
+/// name.
+pub fn start(setup: DnsSetup, domain: String) -> Option<WorldNames> {
     match setup.mode {
         DnsMode::Wildcard => {
             tokio::spawn(async move { check_wildcard(&setup, &domain).await });
+            None
+        }
+        DnsMode::PerWorld => {
+            tracing::info!(
+                "dns: Tavern keeps a record for each world's name under {domain} ({})",
+                words(&setup.records)
+            );
+            Some(WorldNames {
+                provider: setup.provider,
+                records: setup.records,
+                ttl: setup.ttl,
+                recheck: setup.recheck,
+            })
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
 use crate::config::{
-    AcmeChallenge, Config, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode,
+    AcmeChallenge, Config, DnsMode, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode,
 };
 
 /// The open database, of either engine.
@@ -100,6 +100,8 @@ struct Server {
     /// The plain-HTTP listener that redirects to HTTPS.
     redirect: Option<tokio::net::TcpListener>,
     addr: std::net::SocketAddr,
+    /// `[dns] mode = "per-world"`: what the leader keeps worlds' names with.
+    world_names: Option<tavern_core::dns::WorldNames>,
 }
 
 /// The background work, to wait for at shutdown.
@@ -182,6 +184,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
     );
     let (runtime, leadership, election) = drivers(&config, process).await?;
     tokio::spawn(leadership.clone().announce());
+    let dns = config.dns.setup(&config.server.domain)?;
     let tavern = Tavern::new(
         database.store(),
         secrets.clone(),
@@ -203,6 +206,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
             usage_currency: config.usage.currency.clone(),
             kofi: config.kofi.settings()?,
             notify: config.notify_settings()?,
+            dns_per_world: dns.as_ref().is_some_and(|d| d.mode == DnsMode::PerWorld),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),
@@ -214,9 +218,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
     if args.demo {
         set_up_demo(&tavern).await?;
     }
-    if let Some(dns) = config.dns.setup(&config.server.domain)? {
-        crate::dns::check_at_start(dns, config.server.domain.clone());
-    }
+    let world_names = dns.and_then(|d| crate::dns::start(d, config.server.domain.clone()));
     let stale = tavern.remove_stale_uploads();
     if stale > 0 {
         tracing::info!(stale, "removed uploads an earlier run left behind");
@@ -239,6 +241,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
         listener,
         redirect,
         addr,
+        world_names,
     })
 }
 
@@ -300,6 +303,7 @@ impl Server {
             tavern,
             leadership,
             election,
+            world_names,
             ..
         } = self;
         let rc = &config.runtime;
@@ -368,7 +372,17 @@ impl Server {
             },
             |_| async {},
         ));
-        Ok(vec![reconciling, scheduling, backing_up, notifying])
+        let mut work = vec![reconciling, scheduling, backing_up, notifying];
+        if let Some(names) = world_names {
+            let (tavern, names) = (tavern.clone(), names.clone());
+            work.push(tokio::spawn(run_by_leadership(
+                leadership.clone(),
+                shutdown.clone(),
+                move |token| tavern_core::dns::run(tavern.clone(), names.clone(), token),
+                |_| async {},
+            )));
+        }
+        Ok(work)
     }
 
     /// Serves the API, the dashboard and the worlds until `shutdown`, then

@@ -255,6 +255,30 @@ struct WorldPage {
     last_activity: String,
     backups: Vec<BackupRow>,
     backups_on: bool,
+    /// What is the matter with its address in DNS, if anything.
+    dns_note: String,
+}
+
+/// A sentence on a world's name in DNS when it does not lead here yet.
+fn dns_note(dns: Option<&tavern_core::dns::DnsStatus>) -> String {
+    use tavern_core::dns::DnsState;
+    let Some(d) = dns else {
+        return String::new();
+    };
+    match d.state {
+        DnsState::Held => String::new(),
+        DnsState::Pending => {
+            format!("{} is not in DNS yet: Tavern is writing it.", d.host)
+        }
+        DnsState::Failing => format!(
+            "{} could not be written in DNS ({}); players cannot reach it yet. Tavern tries again{}.",
+            d.host,
+            d.error.as_deref().unwrap_or("no reason given"),
+            d.next_attempt_at
+                .map(|t| format!(" at {}", when(t)))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<String>) -> Response {
@@ -288,6 +312,7 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
         last_activity: i.last_activity_at.map(when).unwrap_or_default(),
         backups: backups.iter().map(BackupRow::from).collect(),
         backups_on,
+        dns_note: dns_note(view.dns.as_ref()),
         world: WorldRow::from(&view),
     };
     render(&page.chrome, &page)

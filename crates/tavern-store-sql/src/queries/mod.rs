@@ -48,6 +48,12 @@ macro_rules! notification_cols {
     };
 }
 
+macro_rules! dns_cols {
+    () => {
+        "host, slug, held, error, attempts, checked_at, next_attempt_at"
+    };
+}
+
 macro_rules! backup_cols {
     () => {
         "id, instance_id, slug, owner_id, kind, status, live, locked, created_by, created_at, finished_at, target, archive_key, size, sha256, files, bytes, error"
@@ -55,6 +61,7 @@ macro_rules! backup_cols {
 }
 
 mod backups;
+mod dns;
 mod events;
 mod instances;
 mod invites;

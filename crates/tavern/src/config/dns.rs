@@ -1,6 +1,7 @@
 //! `[dns]`: the community's DNS provider and what Tavern does with it.
 //! `mode = "wildcard"`: a record `*.<domain>` sends every world's name to
-//! Tavern, and Tavern checks it at start; the provider's settings (for
+//! Tavern, and Tavern checks it at start; `mode = "per-world"`: Tavern
+//! keeps a record for each world's host; the provider's settings (for
 //! `rfc2136`: the zone's primary server and a TSIG key, its secret inline
 //! or in a file).
 
@@ -31,6 +32,9 @@ pub enum DnsMode {
     /// Tavern checks it.
     #[default]
     Wildcard,
+    /// A record for each world's host, written by Tavern with the world
+    /// and removed after it is destroyed.
+    PerWorld,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -45,6 +49,9 @@ pub struct DnsConfig {
     pub cname: Option<String>,
     /// Seconds resolvers may keep a record Tavern writes.
     pub ttl: u32,
+    /// `per-world`: how often Tavern looks again at a name that holds
+    /// what it should, and corrects it if it changed.
+    pub recheck_seconds: u32,
     /// The zone the names are in (default: `server.domain`).
     pub zone: Option<String>,
     /// `rfc2136`: the zone's primary server, `HOST:PORT` (port 53 when
@@ -65,6 +72,7 @@ impl Default for DnsConfig {
             addresses: Vec::new(),
             cname: None,
             ttl: 300,
+            recheck_seconds: 600,
             zone: None,
             server: None,
             tsig_key: None,
@@ -84,6 +92,7 @@ impl std::fmt::Debug for DnsConfig {
             .field("addresses", &self.addresses)
             .field("cname", &self.cname)
             .field("ttl", &self.ttl)
+            .field("recheck_seconds", &self.recheck_seconds)
             .field("zone", &self.zone)
             .field("server", &self.server)
             .field("tsig_key", &self.tsig_key)
@@ -103,6 +112,10 @@ pub struct DnsSetup {
     pub mode: DnsMode,
     /// What every world's name should hold.
     pub records: Vec<Record>,
+    pub ttl: u32,
+    /// `per-world`: how often a name that holds what it should is looked
+    /// at again.
+    pub recheck: jiff::SignedDuration,
 }
 
 fn invalid(why: impl std::fmt::Display) -> anyhow::Error {
@@ -139,10 +152,16 @@ impl DnsConfig {
             DnsProviderKind::None => return Ok(None),
             DnsProviderKind::Rfc2136 => Arc::new(self.rfc2136(domain)?),
         };
+        anyhow::ensure!(
+            self.ttl > 0 && self.recheck_seconds > 0,
+            "invalid configuration: dns.ttl and dns.recheck_seconds must be above 0"
+        );
         Ok(Some(DnsSetup {
             provider,
             mode: self.mode,
             records,
+            ttl: self.ttl,
+            recheck: jiff::SignedDuration::from_secs(i64::from(self.recheck_seconds)),
         }))
     }
 

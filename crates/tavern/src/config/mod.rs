@@ -25,7 +25,7 @@ use tavern_types::RuntimeKind;
 
 pub use backups::BackupsConfig;
 pub use community::{DiscordConfig, DiscordSettings, KofiConfig, NotificationsConfig};
-pub use dns::{DnsConfig, DnsMode, DnsSetup};
+pub use dns::{DnsConfig, DnsMode, DnsProviderKind, DnsSetup};
 pub use economy::{IdleConfig, LicensesConfig, SessionsConfig, TierConfig, UsageConfig};
 pub use kubernetes::KubernetesConfig;
 pub use log::{LogConfig, LogFormat};
@@ -182,6 +182,12 @@ impl Config {
         self.check_community()?;
         self.check_tls()?;
         self.dns.setup(&self.server.domain)?;
+        anyhow::ensure!(
+            !(self.dns.provider != DnsProviderKind::None
+                && self.dns.mode == DnsMode::PerWorld
+                && self.server.routing == RoutingMode::Path),
+            "invalid configuration: dns.mode = \"per-world\" writes a name for each world, but server.routing = \"path\" puts every world on the one domain: use routing = \"host\", or leave dns.mode out"
+        );
         self.log.check()
     }
 }
@@ -604,6 +610,23 @@ mod tests {
                 err.contains("base64") && !err.contains("not base64!"),
                 "{err}"
             );
+            let per_world = format!("{good}mode = \"per-world\"\nrecheck_seconds = 300\n");
+            let setup = load(&per_world)
+                .unwrap()
+                .dns
+                .setup("games.example")
+                .unwrap()
+                .unwrap();
+            assert_eq!(setup.mode, DnsMode::PerWorld);
+            assert_eq!(setup.recheck, jiff::SignedDuration::from_mins(5));
+            let err = load(&per_world.replace("[server]\n", "[server]\nrouting = \"path\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("routing"), "{err}");
+            let err = load(&format!("{good}recheck_seconds = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("recheck_seconds"), "{err}");
             jail.set_env("TAVERN_DNS_PROVIDER", "route66");
             assert!(load("").is_err(), "an unknown provider is refused");
             Ok(())
