@@ -1,12 +1,16 @@
 //! Names in DNS, behind one port: what a world's host name holds, set and
 //! removed through the community's DNS provider ([`DnsProvider`]), and the
 //! drivers that speak each provider's protocol (RFC 2136 with TSIG in
-//! [`rfc2136`]). The decisions (which names, when) are the core's.
+//! [`rfc2136`]; Cloudflare's and DigitalOcean's HTTP APIs in [`cloudflare`]
+//! and [`digitalocean`]). The decisions (which names, when) are the core's.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 
+mod api;
+pub mod cloudflare;
+pub mod digitalocean;
 pub mod rfc2136;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -31,7 +35,52 @@ pub enum Record {
     Txt(String),
 }
 
+impl RecordKind {
+    /// Its name in DNS (`A`, `AAAA`, `CNAME`, `TXT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::A => "A",
+            RecordKind::Aaaa => "AAAA",
+            RecordKind::Cname => "CNAME",
+            RecordKind::Txt => "TXT",
+        }
+    }
+}
+
 impl Record {
+    /// A record of `kind` read from its text as HTTP APIs give it (an
+    /// address, a host name with or without its final dot, a string with
+    /// or without quotes); `None` if the text is not one.
+    pub fn parse(kind: RecordKind, text: &str) -> Option<Record> {
+        let text = text.trim();
+        match kind {
+            RecordKind::A => text.parse().ok().map(Record::A),
+            RecordKind::Aaaa => text.parse().ok().map(Record::Aaaa),
+            RecordKind::Cname => {
+                let name = text.trim_end_matches('.').to_ascii_lowercase();
+                (!name.is_empty()).then_some(Record::Cname(name))
+            }
+            RecordKind::Txt => {
+                let unquoted = text
+                    .strip_prefix('"')
+                    .and_then(|t| t.strip_suffix('"'))
+                    .unwrap_or(text);
+                Some(Record::Txt(unquoted.to_owned()))
+            }
+        }
+    }
+
+    /// Its value as text, as HTTP APIs take it (a host name without its
+    /// final dot).
+    pub fn text(&self) -> String {
+        match self {
+            Record::A(ip) => ip.to_string(),
+            Record::Aaaa(ip) => ip.to_string(),
+            Record::Cname(name) => name.clone(),
+            Record::Txt(text) => text.clone(),
+        }
+    }
+
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::A(_) => RecordKind::A,
@@ -113,6 +162,30 @@ pub fn words(records: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_read_from_the_text_http_apis_give() {
+        assert_eq!(
+            Record::parse(RecordKind::A, " 203.0.113.7 "),
+            Some(Record::A("203.0.113.7".parse().unwrap()))
+        );
+        assert_eq!(Record::parse(RecordKind::A, "2001:db8::7"), None);
+        assert_eq!(
+            Record::parse(RecordKind::Cname, "Tavern.Example."),
+            Some(Record::Cname("tavern.example".into()))
+        );
+        assert_eq!(
+            Record::parse(RecordKind::Txt, "\"abc\""),
+            Some(Record::Txt("abc".into()))
+        );
+        for r in [
+            Record::Aaaa("2001:db8::7".parse().unwrap()),
+            Record::Cname("tavern.example".into()),
+            Record::Txt("token".into()),
+        ] {
+            assert_eq!(Record::parse(r.kind(), &r.text()), Some(r.clone()));
+        }
+    }
 
     #[test]
     fn a_name_holds_what_it_should_in_any_order() {

@@ -3,15 +3,19 @@
 //! Tavern, and Tavern checks it at start; `mode = "per-world"`: Tavern
 //! keeps a record for each world's host; the provider's settings (for
 //! `rfc2136`: the zone's primary server and a TSIG key, its secret inline
-//! or in a file).
+//! or in a file; for `cloudflare` and `digitalocean`: an API token; for
+//! `route53`: an access key, or the AWS SDK's default credentials).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tavern_dns::cloudflare::{self, Cloudflare, CloudflareSettings};
+use tavern_dns::digitalocean::{self, DigitalOcean, DigitalOceanSettings};
 use tavern_dns::rfc2136::{ALGORITHMS, Rfc2136, Rfc2136Settings};
 use tavern_dns::{DnsProvider, Record};
+use tavern_dns_route53::{Route53, Route53Settings};
 
 use super::community::secret_value;
 
@@ -23,6 +27,12 @@ pub enum DnsProviderKind {
     None,
     /// RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS…).
     Rfc2136,
+    /// Cloudflare's DNS API, with an API token.
+    Cloudflare,
+    /// DigitalOcean's domain records API, with an API token.
+    Digitalocean,
+    /// AWS Route53, through the AWS SDK.
+    Route53,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,6 +72,20 @@ pub struct DnsConfig {
     pub tsig_algorithm: String,
     pub tsig_secret: Option<String>,
     pub tsig_secret_file: Option<PathBuf>,
+    /// `cloudflare`, `digitalocean`: the API token (inline or in a file).
+    pub api_token: Option<String>,
+    pub api_token_file: Option<PathBuf>,
+    /// `cloudflare`, `digitalocean`: the API's root, when not the
+    /// provider's own (a proxy, or a test's stand-in).
+    pub api_url: Option<String>,
+    /// `cloudflare`: the zone's id; `route53`: the hosted zone's id (each
+    /// looked up by the zone's name when left out).
+    pub zone_id: Option<String>,
+    /// `route53`: an access key; the AWS SDK's default chain (environment,
+    /// profile, the instance's or task's role) when left out.
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_secret_access_key_file: Option<PathBuf>,
 }
 
 impl Default for DnsConfig {
@@ -79,6 +103,13 @@ impl Default for DnsConfig {
             tsig_algorithm: "hmac-sha256".into(),
             tsig_secret: None,
             tsig_secret_file: None,
+            api_token: None,
+            api_token_file: None,
+            api_url: None,
+            zone_id: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_secret_access_key_file: None,
         }
     }
 }
@@ -102,6 +133,19 @@ impl std::fmt::Debug for DnsConfig {
                 &self.tsig_secret.as_ref().map(|_| "<hidden>"),
             )
             .field("tsig_secret_file", &self.tsig_secret_file)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<hidden>"))
+            .field("api_token_file", &self.api_token_file)
+            .field("api_url", &self.api_url)
+            .field("zone_id", &self.zone_id)
+            .field("aws_access_key_id", &self.aws_access_key_id)
+            .field(
+                "aws_secret_access_key",
+                &self.aws_secret_access_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field(
+                "aws_secret_access_key_file",
+                &self.aws_secret_access_key_file,
+            )
             .finish()
     }
 }
@@ -151,6 +195,30 @@ impl DnsConfig {
         let provider: Arc<dyn DnsProvider> = match self.provider {
             DnsProviderKind::None => return Ok(None),
             DnsProviderKind::Rfc2136 => Arc::new(self.rfc2136(domain)?),
+            DnsProviderKind::Cloudflare => {
+                let (api_url, token) = self.api("cloudflare", cloudflare::API_URL)?;
+                Arc::new(
+                    Cloudflare::new(&CloudflareSettings {
+                        api_url,
+                        token,
+                        zone: self.zone(domain),
+                        zone_id: self.zone_id.clone(),
+                    })
+                    .map_err(|e| invalid(format!("dns: {e}")))?,
+                )
+            }
+            DnsProviderKind::Route53 => Arc::new(self.route53(domain)?),
+            DnsProviderKind::Digitalocean => {
+                let (api_url, token) = self.api("digitalocean", digitalocean::API_URL)?;
+                Arc::new(
+                    DigitalOcean::new(&DigitalOceanSettings {
+                        api_url,
+                        token,
+                        zone: self.zone(domain),
+                    })
+                    .map_err(|e| invalid(format!("dns: {e}")))?,
+                )
+            }
         };
         anyhow::ensure!(
             self.ttl > 0 && self.recheck_seconds > 0,
@@ -163,6 +231,49 @@ impl DnsConfig {
             ttl: self.ttl,
             recheck: jiff::SignedDuration::from_secs(i64::from(self.recheck_seconds)),
         }))
+    }
+
+    fn zone(&self, domain: &str) -> String {
+        self.zone.clone().unwrap_or_else(|| domain.to_owned())
+    }
+
+    /// An HTTP provider's root and token.
+    fn api(&self, provider: &str, default_url: &str) -> anyhow::Result<(String, String)> {
+        let token = secret_value("dns.api_token", &self.api_token, &self.api_token_file)?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "dns.provider = \"{provider}\" needs dns.api_token or dns.api_token_file"
+                ))
+            })?;
+        let url = self
+            .api_url
+            .clone()
+            .unwrap_or_else(|| default_url.to_owned());
+        Ok((url, token))
+    }
+
+    fn route53(&self, domain: &str) -> anyhow::Result<Route53> {
+        let secret = secret_value(
+            "dns.aws_secret_access_key",
+            &self.aws_secret_access_key,
+            &self.aws_secret_access_key_file,
+        )?;
+        let access_key = match (&self.aws_access_key_id, secret) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "dns.aws_access_key_id and dns.aws_secret_access_key go together (or leave both out for the AWS SDK's default credentials)",
+                ));
+            }
+        };
+        Route53::new(Route53Settings {
+            zone: self.zone(domain),
+            hosted_zone_id: self.zone_id.clone(),
+            access_key,
+            endpoint_url: self.api_url.clone(),
+        })
+        .map_err(|e| invalid(format!("dns: {e}")))
     }
 
     fn rfc2136(&self, domain: &str) -> anyhow::Result<Rfc2136> {
@@ -184,7 +295,7 @@ impl DnsConfig {
         );
         Rfc2136::new(&Rfc2136Settings {
             server: with_port,
-            zone: self.zone.clone().unwrap_or_else(|| domain.to_owned()),
+            zone: self.zone(domain),
             key_name: key,
             algorithm: self.tsig_algorithm.clone(),
             secret,

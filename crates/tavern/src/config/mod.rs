@@ -627,6 +627,42 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("recheck_seconds"), "{err}");
+            // The HTTP providers take an API token, never shown.
+            for provider in ["cloudflare", "digitalocean"] {
+                let http =
+                    format!("[dns]\nprovider = \"{provider}\"\ncname = \"tavern.example.org\"\n");
+                let err = load(&http).unwrap_err().to_string();
+                assert!(err.contains("dns.api_token"), "{provider}: {err}");
+                let c = load(&format!("{http}api_token = \"tok-secret-42\"\n")).unwrap();
+                assert!(c.dns.setup("games.example").unwrap().is_some());
+                assert!(!format!("{c:?}").contains("tok-secret-42"));
+                let err = load(&format!(
+                    "{http}api_token = \"tok-secret-42\"\napi_url = \"ftp://x\"\n"
+                ))
+                .unwrap_err()
+                .to_string();
+                assert!(err.contains("https://"), "{err}");
+            }
+            // Route53: an access key whole, or the SDK's default chain.
+            let r53 = "[dns]\nprovider = \"route53\"\naddresses = [\"203.0.113.7\"]\n";
+            assert!(
+                load(r53)
+                    .unwrap()
+                    .dns
+                    .setup("games.example")
+                    .unwrap()
+                    .is_some()
+            );
+            let err = load(&format!("{r53}aws_access_key_id = \"AKID\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("go together"), "{err}");
+            let c = load(&format!(
+                "{r53}aws_access_key_id = \"AKID\"\naws_secret_access_key = \"aws-secret-77\"\n"
+            ))
+            .unwrap();
+            assert!(c.dns.setup("games.example").unwrap().is_some());
+            assert!(!format!("{c:?}").contains("aws-secret-77"));
             jail.set_env("TAVERN_DNS_PROVIDER", "route66");
             assert!(load("").is_err(), "an unknown provider is refused");
             Ok(())

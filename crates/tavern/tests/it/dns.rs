@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 use tavern_dns::rfc2136::Rfc2136;
+use tavern_dns::testing::apis::{StandIn, TOKEN};
 use tavern_dns::testing::{Bind, SECRET, ZONE, free_port};
 use tavern_dns::{DnsProvider as _, Record};
 
@@ -244,4 +245,88 @@ async fn a_provider_that_cannot_be_reached_shows_on_the_world_holds_nothing_up_a
     .await;
     let page = dashboard_page(&server, "/dashboard/worlds/beta").await;
     assert!(!page.contains("dns-note"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worlds_names_go_through_cloudflare_and_digitalocean_too() {
+    for (provider, api) in [
+        ("cloudflare", StandIn::cloudflare(ZONE).await),
+        ("digitalocean", StandIn::digitalocean(ZONE).await),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tavern.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[dns]\nprovider = \"{provider}\"\nmode = \"per-world\"\ncname = \"tavern.example.org\"\napi_url = \"{}\"\napi_token = \"{TOKEN}\"\nrecheck_seconds = 1\n",
+                api.url
+            ),
+        )
+        .unwrap();
+        let server = Server::start_with_env(
+            &["--config", config.to_str().unwrap()],
+            &[("TAVERN_SERVER_DOMAIN", ZONE)],
+        );
+        let admin = server.api(Some(&server.admin_token));
+        add_world(&admin, "gamma", "stub").await;
+        let held = format!("gamma.{ZONE} CNAME tavern.example.org 300");
+        wait_until(&format!("{provider} holds gamma's name"), || async {
+            api.records() == [held.clone()]
+        })
+        .await;
+        wait_until("gamma's page says so", || async {
+            dns_of(&admin, "gamma").await["state"] == "held"
+        })
+        .await;
+        let (s, b) = admin.delete("/api/v1/instances/gamma").await;
+        assert_eq!(s, 202, "{b}");
+        wait_until(&format!("{provider} no longer holds it"), || async {
+            api.records().is_empty()
+        })
+        .await;
+        assert!(
+            !server.output().contains(TOKEN),
+            "the token is never logged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worlds_names_go_through_route53() {
+    let Some(moto) = tavern_dns::testing::moto::Moto::start() else {
+        return;
+    };
+    let (client, zone) = tavern_dns_route53::testing::hosted_zone(&moto.endpoint, ZONE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tavern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dns]\nprovider = \"route53\"\nmode = \"per-world\"\naddresses = [\"203.0.113.7\"]\napi_url = \"{}\"\naws_access_key_id = \"AKIDTAVERNIT\"\naws_secret_access_key = \"route53-secret-it\"\nrecheck_seconds = 1\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_env(
+        &["--config", config.to_str().unwrap()],
+        &[("TAVERN_SERVER_DOMAIN", ZONE)],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    add_world(&admin, "delta", "stub").await;
+    let rrsets = || tavern_dns_route53::testing::sets(&client, &zone);
+    wait_until("Route53 holds delta's name", || async {
+        rrsets().await == [format!("delta.{ZONE}. A 300 203.0.113.7")]
+    })
+    .await;
+    wait_until("delta's page says so", || async {
+        dns_of(&admin, "delta").await["state"] == "held"
+    })
+    .await;
+    let (s, b) = admin.delete("/api/v1/instances/delta").await;
+    assert_eq!(s, 202, "{b}");
+    wait_until("Route53 no longer holds it", || async {
+        rrsets().await.is_empty()
+    })
+    .await;
+    assert!(!server.output().contains("route53-secret-it"));
 }

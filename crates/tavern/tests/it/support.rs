@@ -654,73 +654,28 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 /// moto is not installed, except under `CI=true`, where that fails.
 #[cfg(feature = "s3")]
 pub struct S3Server {
-    child: Child,
+    moto: tavern_dns::testing::moto::Moto,
     pub endpoint: String,
 }
 
 #[cfg(feature = "s3")]
 impl S3Server {
     pub fn start() -> Option<Self> {
-        let installed = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but moto is not installed: `pip install 'moto[server]'` (bash .ci/run does it)"
-            );
-            eprintln!(
-                "skipped: moto is not installed (`pip install 'moto[server]'`; bash .ci/run does it)"
-            );
-            return None;
-        }
-        let [port] = free_ports::<1>();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let server = S3Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(server)
+        let moto = tavern_dns::testing::moto::Moto::start()?;
+        Some(S3Server {
+            endpoint: moto.endpoint.clone(),
+            moto,
+        })
     }
-}
 
-#[cfg(feature = "s3")]
-impl S3Server {
     /// The bucket's listing (S3's XML, `<Key>` per object).
     pub async fn list(&self, bucket: &str) -> String {
-        reqwest::get(format!("{}/{bucket}?list-type=2", self.endpoint))
+        reqwest::get(format!("{}/{bucket}?list-type=2", self.moto.endpoint))
             .await
             .unwrap()
             .text()
             .await
             .unwrap()
-    }
-}
-
-#[cfg(feature = "s3")]
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,5 +1,10 @@
 //! A BIND 9 primary on a loopback port, with a zone of its own and a TSIG
 //! key, for tests (here and Tavern's); stopped by its pid when dropped.
+//! Stand-ins for the HTTP providers' APIs are in [`apis`]; moto's server
+//! (AWS's APIs) in [`moto`].
+
+pub mod apis;
+pub mod moto;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt as _;
