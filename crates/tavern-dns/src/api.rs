@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use crate::{DnsError, Record, RecordKind};
+use crate::{DnsError, DnsProvider, Record, RecordKind};
 
 /// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -122,8 +122,8 @@ pub(crate) fn in_zone(name: &str, zone: &str) -> bool {
 }
 
 /// What an HTTP provider offers on one zone: records listed by name and
-/// kind with their ids, deleted by id, created one by one. [`get`],
-/// [`set`] and [`remove`] make a [`crate::DnsProvider`] of it.
+/// kind with their ids, deleted by id, created one by one; that makes a
+/// [`DnsProvider`] of it.
 #[async_trait::async_trait]
 pub(crate) trait Records: Send + Sync {
     type Id: Send + Sync;
@@ -146,57 +146,44 @@ fn checked<R: Records>(api: &R, name: &str) -> Result<String, DnsError> {
     }
 }
 
-pub(crate) async fn get<R: Records>(
-    api: &R,
-    name: &str,
-    kind: RecordKind,
-) -> Result<Vec<Record>, DnsError> {
-    let name = checked(api, name)?;
-    Ok(api
-        .list(&name, kind)
-        .await?
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect())
-}
+/// Every provider of [`Records`] is a [`DnsProvider`].
+#[async_trait::async_trait]
+impl<R: Records + 'static> DnsProvider for R {
+    async fn get(&self, name: &str, kind: RecordKind) -> Result<Vec<Record>, DnsError> {
+        let name = checked(self, name)?;
+        let found = self.list(&name, kind).await?;
+        Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
 
-/// Each kind in `records`: what is there and not wanted deleted, what is
-/// wanted and not there created.
-pub(crate) async fn set<R: Records>(
-    api: &R,
-    name: &str,
-    records: &[Record],
-    ttl: u32,
-) -> Result<(), DnsError> {
-    let name = checked(api, name)?;
-    let mut kinds: Vec<RecordKind> = records.iter().map(Record::kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    for kind in kinds {
-        let wanted: Vec<&Record> = records.iter().filter(|r| r.kind() == kind).collect();
-        let there = api.list(&name, kind).await?;
-        for (id, r) in &there {
-            if !wanted.contains(&r) {
-                api.delete(id).await?;
+    /// Each kind in `records`: what is there and not wanted deleted, what
+    /// is wanted and not there created.
+    async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError> {
+        let name = checked(self, name)?;
+        let mut kinds: Vec<RecordKind> = records.iter().map(Record::kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            let wanted: Vec<&Record> = records.iter().filter(|r| r.kind() == kind).collect();
+            let there = self.list(&name, kind).await?;
+            for (id, r) in &there {
+                if !wanted.contains(&r) {
+                    self.delete(id).await?;
+                }
+            }
+            for r in wanted {
+                if !there.iter().any(|(_, t)| t == r) {
+                    self.create(&name, r, ttl).await?;
+                }
             }
         }
-        for r in wanted {
-            if !there.iter().any(|(_, t)| t == r) {
-                api.create(&name, r, ttl).await?;
-            }
-        }
+        Ok(())
     }
-    Ok(())
-}
 
-pub(crate) async fn remove<R: Records>(
-    api: &R,
-    name: &str,
-    kind: RecordKind,
-) -> Result<(), DnsError> {
-    let name = checked(api, name)?;
-    for (id, _) in api.list(&name, kind).await? {
-        api.delete(&id).await?;
+    async fn remove(&self, name: &str, kind: RecordKind) -> Result<(), DnsError> {
+        let name = checked(self, name)?;
+        for (id, _) in self.list(&name, kind).await? {
+            self.delete(&id).await?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use crate::api::{self, Api, Records, bare};
-use crate::{DnsError, DnsProvider, Record, RecordKind};
+use crate::api::{Api, Records, bare};
+use crate::{DnsError, Record, RecordKind};
 
 /// Cloudflare's API, as its documentation gives it.
 pub const API_URL: &str = "https://api.cloudflare.com/client/v4";
@@ -145,20 +145,5 @@ impl Records for Cloudflare {
             .send(Method::POST, url, Some(&body), messages)
             .await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl DnsProvider for Cloudflare {
-    async fn get(&self, name: &str, kind: RecordKind) -> Result<Vec<Record>, DnsError> {
-        api::get(self, name, kind).await
-    }
-
-    async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError> {
-        api::set(self, name, records, ttl).await
-    }
-
-    async fn remove(&self, name: &str, kind: RecordKind) -> Result<(), DnsError> {
-        api::remove(self, name, kind).await
     }
 }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::api::{self, Api, Records, bare};
-use crate::{DnsError, DnsProvider, Record, RecordKind};
+use crate::api::{Api, Records, bare};
+use crate::{DnsError, Record, RecordKind};
 
 /// DigitalOcean's API, as its documentation gives it.
 pub const API_URL: &str = "https://api.digitalocean.com/v2";
@@ -103,20 +103,5 @@ impl Records for DigitalOcean {
             .send(Method::POST, url, Some(&body), messages)
             .await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl DnsProvider for DigitalOcean {
-    async fn get(&self, name: &str, kind: RecordKind) -> Result<Vec<Record>, DnsError> {
-        api::get(self, name, kind).await
-    }
-
-    async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError> {
-        api::set(self, name, records, ttl).await
-    }
-
-    async fn remove(&self, name: &str, kind: RecordKind) -> Result<(), DnsError> {
-        api::remove(self, name, kind).await
     }
 }
