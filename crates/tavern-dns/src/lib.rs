@@ -11,6 +11,7 @@ use async_trait::async_trait;
 mod api;
 pub mod cloudflare;
 pub mod digitalocean;
+pub mod propagation;
 pub mod rfc2136;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -94,19 +94,67 @@ impl Rfc2136 {
     }
 
     async fn client(&self, signed: bool) -> Result<Client, DnsError> {
-        let (stream, sender) = TcpClientStream::new(
-            self.server,
-            None,
-            Some(TIMEOUT),
-            TokioRuntimeProvider::new(),
-        );
-        let signer = signed.then(|| self.signer.clone() as _);
-        let (client, background) = Client::new(stream, sender, signer)
-            .await
-            .map_err(|e| DnsError::Unreachable(format!("{}: {e}", self.server)))?;
-        tokio::spawn(background);
-        Ok(client)
+        connect(self.server, signed.then(|| self.signer.clone())).await
     }
+}
+
+/// A client of `server` over TCP, signing with `signer` when given.
+async fn connect(server: SocketAddr, signer: Option<Arc<TSigner>>) -> Result<Client, DnsError> {
+    let (stream, sender) =
+        TcpClientStream::new(server, None, Some(TIMEOUT), TokioRuntimeProvider::new());
+    let signer = signer.map(|s| s as _);
+    let (client, background) = Client::new(stream, sender, signer)
+        .await
+        .map_err(|e| DnsError::Unreachable(format!("{server}: {e}")))?;
+    tokio::spawn(background);
+    Ok(client)
+}
+
+/// What `server` answers for `name`'s records of `kind`, sorted: a plain
+/// query, over TCP (an authoritative server, or a resolver).
+pub async fn ask(
+    server: SocketAddr,
+    name: &str,
+    kind: RecordKind,
+) -> Result<Vec<Record>, DnsError> {
+    let n = Name::from_ascii(fqdn(name))
+        .map_err(|e| invalid(format!("{name:?} is not a DNS name: {e}")))?;
+    let mut client = connect(server, None).await?;
+    let answer = client
+        .query(n, DNSClass::IN, record_type(kind))
+        .await
+        .map_err(sent)?;
+    if answer.response_code() != ResponseCode::NXDomain {
+        answered(answer.response_code())?;
+    }
+    let mut found: Vec<Record> = answer
+        .answers()
+        .iter()
+        .filter(|r| r.record_type() == record_type(kind))
+        .filter_map(|r| record(r.data()))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The names of `zone`'s authoritative servers, as `server` answers.
+pub async fn name_servers(server: SocketAddr, zone: &str) -> Result<Vec<String>, DnsError> {
+    let n = Name::from_ascii(fqdn(zone))
+        .map_err(|e| invalid(format!("{zone:?} is not a DNS name: {e}")))?;
+    let mut client = connect(server, None).await?;
+    let answer = client
+        .query(n, DNSClass::IN, RecordType::NS)
+        .await
+        .map_err(sent)?;
+    answered(answer.response_code())?;
+    Ok(answer
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::NS(ns) => Some(ns.0.to_ascii().trim_end_matches('.').to_owned()),
+            _ => None,
+        })
+        .collect())
 }
 
 /// `name` with its final dot.
@@ -185,23 +233,8 @@ fn sent(e: hickory_client::ClientError) -> DnsError {
 #[async_trait]
 impl DnsProvider for Rfc2136 {
     async fn get(&self, name: &str, kind: RecordKind) -> Result<Vec<Record>, DnsError> {
-        let n = self.name(name)?;
-        let mut client = self.client(false).await?;
-        let answer = client
-            .query(n, DNSClass::IN, record_type(kind))
-            .await
-            .map_err(sent)?;
-        if answer.response_code() != ResponseCode::NXDomain {
-            answered(answer.response_code())?;
-        }
-        let mut found: Vec<Record> = answer
-            .answers()
-            .iter()
-            .filter(|r| r.record_type() == record_type(kind))
-            .filter_map(|r| record(r.data()))
-            .collect();
-        found.sort();
-        Ok(found)
+        self.name(name)?;
+        ask(self.server, name, kind).await
     }
 
     async fn set(&self, name: &str, records: &[Record], ttl: u32) -> Result<(), DnsError> {

@@ -135,3 +135,40 @@ async fn a_wrong_key_and_a_name_outside_the_zone_change_nothing() {
     assert!(matches!(e, DnsError::Invalid(_)), "{e}");
     assert!(bind.dig("dragon", "A").is_empty());
 }
+
+#[tokio::test]
+async fn a_change_is_awaited_on_the_zones_authoritative_servers() {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tavern_dns::propagation::{authoritative_servers, wait_until_held};
+
+    let Some(bind) = Bind::start("") else { return };
+    let here: SocketAddr = format!("127.0.0.1:{}", bind.port).parse().unwrap();
+    // The zone's servers, as a resolver knows them: here, BIND itself says
+    // `ns.games.test`, at 127.0.0.1 (port 53, where real ones listen).
+    assert_eq!(
+        authoritative_servers(ZONE, here).await.unwrap(),
+        ["127.0.0.1:53".parse::<SocketAddr>().unwrap()]
+    );
+    let dns = Rfc2136::new(&bind.settings(SECRET)).unwrap();
+    let name = format!("_acme-challenge.{ZONE}");
+    let wanted = [Record::Txt("one".into()), Record::Txt("two".into())];
+
+    // Not there yet: after its patience, it says what the server holds.
+    dns.set(&name, &wanted[..1], 60).await.unwrap();
+    let err = wait_until_held(&[here], &name, &wanted, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("did not reach every authoritative server"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"one\""), "{err}");
+
+    // There: at once.
+    dns.set(&name, &wanted, 60).await.unwrap();
+    wait_until_held(&[here], &name, &wanted, Duration::from_secs(5))
+        .await
+        .unwrap();
+}

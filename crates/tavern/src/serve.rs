@@ -432,6 +432,7 @@ impl Server {
             let challenge = match t.acme_challenge {
                 AcmeChallenge::Http01 => tavern_proxy::acme::Challenge::Http01,
                 AcmeChallenge::TlsAlpn01 => tavern_proxy::acme::Challenge::TlsAlpn01,
+                AcmeChallenge::Dns01 => tavern_proxy::acme::Challenge::Dns01,
             };
             println!(
                 "HTTPS certificates come from {} ({}), cached in {}",
@@ -447,6 +448,18 @@ impl Server {
                     ca_file: t.acme_ca_file.clone(),
                     challenge,
                     cache_dir: data_dir.join("acme"),
+                    dns: match challenge {
+                        tavern_proxy::acme::Challenge::Dns01 => config
+                            .dns
+                            .setup(&config.server.domain)?
+                            .map(|d| tavern_proxy::acme::Dns01 {
+                                provider: d.provider,
+                                zone: d.zone,
+                                servers: d.check_servers,
+                                patience: d.propagation,
+                            }),
+                        _ => None,
+                    },
                 },
                 secrets,
                 site.clone(),

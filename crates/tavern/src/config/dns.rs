@@ -67,6 +67,12 @@ pub struct DnsConfig {
     /// `rfc2136`: the zone's primary server, `HOST:PORT` (port 53 when
     /// left out).
     pub server: Option<String>,
+    /// DNS-01: the servers that must all hold a challenge's record before
+    /// the CA looks (`HOST:PORT`); by default `dns.server` for `rfc2136`,
+    /// else the zone's authoritative servers, looked up.
+    pub check_servers: Vec<String>,
+    /// DNS-01: how long a challenge's record may take to reach them.
+    pub propagation_seconds: u32,
     /// `rfc2136`: the TSIG key's name, as the server knows it.
     pub tsig_key: Option<String>,
     pub tsig_algorithm: String,
@@ -99,6 +105,8 @@ impl Default for DnsConfig {
             recheck_seconds: 600,
             zone: None,
             server: None,
+            check_servers: Vec::new(),
+            propagation_seconds: 300,
             tsig_key: None,
             tsig_algorithm: "hmac-sha256".into(),
             tsig_secret: None,
@@ -126,6 +134,8 @@ impl std::fmt::Debug for DnsConfig {
             .field("recheck_seconds", &self.recheck_seconds)
             .field("zone", &self.zone)
             .field("server", &self.server)
+            .field("check_servers", &self.check_servers)
+            .field("propagation_seconds", &self.propagation_seconds)
             .field("tsig_key", &self.tsig_key)
             .field("tsig_algorithm", &self.tsig_algorithm)
             .field(
@@ -160,6 +170,12 @@ pub struct DnsSetup {
     /// `per-world`: how often a name that holds what it should is looked
     /// at again.
     pub recheck: jiff::SignedDuration,
+    /// The zone the names are in.
+    pub zone: String,
+    /// DNS-01: the servers to check a challenge on (empty: look them up).
+    pub check_servers: Vec<std::net::SocketAddr>,
+    /// DNS-01: how long to wait for them.
+    pub propagation: std::time::Duration,
 }
 
 fn invalid(why: impl std::fmt::Display) -> anyhow::Error {
@@ -224,10 +240,28 @@ impl DnsConfig {
             self.ttl > 0 && self.recheck_seconds > 0,
             "invalid configuration: dns.ttl and dns.recheck_seconds must be above 0"
         );
+        let mut check_servers = self
+            .check_servers
+            .iter()
+            .map(|s| server_addr(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if check_servers.is_empty()
+            && self.provider == DnsProviderKind::Rfc2136
+            && let Some(server) = &self.server
+        {
+            check_servers.push(server_addr(server)?);
+        }
+        anyhow::ensure!(
+            self.propagation_seconds > 0,
+            "invalid configuration: dns.propagation_seconds must be above 0"
+        );
         Ok(Some(DnsSetup {
             provider,
             mode: self.mode,
             records,
+            zone: self.zone(domain),
+            check_servers,
+            propagation: std::time::Duration::from_secs(u64::from(self.propagation_seconds)),
             ttl: self.ttl,
             recheck: jiff::SignedDuration::from_secs(i64::from(self.recheck_seconds)),
         }))
@@ -323,7 +357,7 @@ fn server_addr(server: &str) -> anyhow::Result<std::net::SocketAddr> {
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
             invalid(format!(
-                "dns.server {server:?} is neither an address nor a name that resolves"
+                "the DNS server {server:?} is neither an address nor a name that resolves"
             ))
         })
 }

@@ -26,6 +26,10 @@ pub enum AcmeChallenge {
     /// Over plain HTTP on `http_listen` (port 80).
     #[serde(rename = "http-01")]
     Http01,
+    /// A TXT record through `[dns]`'s provider: one certificate for the
+    /// domain and `*.<domain>`.
+    #[serde(rename = "dns-01")]
+    Dns01,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,7 +49,8 @@ pub struct TlsConfig {
     pub acme_email: Option<String>,
     /// A PEM root certificate for the CA's own HTTPS, for a private CA.
     pub acme_ca_file: Option<PathBuf>,
-    /// `tls-alpn-01` (port 443 only) or `http-01` (needs http_listen).
+    /// `tls-alpn-01` (port 443 only), `http-01` (needs http_listen) or
+    /// `dns-01` (needs `[dns]`'s provider).
     pub acme_challenge: AcmeChallenge,
 }
 
@@ -104,6 +109,11 @@ impl Config {
         anyhow::ensure!(
             tls.acme_challenge != AcmeChallenge::Http01 || tls.http_listen.is_some(),
             "invalid configuration: tls.acme_challenge = \"http-01\" needs tls.http_listen (port 80)"
+        );
+        anyhow::ensure!(
+            tls.acme_challenge != AcmeChallenge::Dns01
+                || self.dns.provider != super::DnsProviderKind::None,
+            "invalid configuration: tls.acme_challenge = \"dns-01\" writes its challenges through the DNS provider: set dns.provider (see [dns])"
         );
         Ok(())
     }

@@ -76,6 +76,12 @@ impl Pebble {
     /// `tls_port` (TLS-ALPN-01), issuing certificates valid for
     /// `validity_secs` (Pebble's default, years, when `None`).
     fn start(ports: Ports, validity_secs: Option<u64>) -> Self {
+        Self::start_with_dns(ports, validity_secs, None)
+    }
+
+    /// As [`Pebble::start`], looking names up (DNS-01's TXT records among
+    /// them) at the port `lookups` on loopback when given.
+    fn start_with_dns(ports: Ports, validity_secs: Option<u64>, lookups: Option<u16>) -> Self {
         let Ports {
             http: http_port,
             tls: tls_port,
@@ -146,7 +152,10 @@ impl Pebble {
         let ca = Command::new(find("pebble"))
             .arg("-config")
             .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .args([
+                "-dnsserver",
+                &format!("127.0.0.1:{}", lookups.unwrap_or(dns)),
+            ])
             // Validate at once, and never reject a nonce at random.
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
@@ -205,6 +214,8 @@ impl Drop for Pebble {
 struct Probe {
     root: reqwest::Certificate,
     addr: SocketAddr,
+    /// The domain whose names (and `w1`, `w2` under it) reach `addr`.
+    domain: String,
 }
 
 impl Probe {
@@ -216,8 +227,9 @@ impl Probe {
             .tls_certs_only([self.root.clone()])
             .tls_info(true)
             .redirect(reqwest::redirect::Policy::none());
-        for h in [DOMAIN, "w1.tavern.test", "w2.tavern.test"] {
-            b = b.resolve(h, self.addr);
+        let d = &self.domain;
+        for h in [d.clone(), format!("w1.{d}"), format!("w2.{d}")] {
+            b = b.resolve(&h, self.addr);
         }
         b.build().unwrap()
     }
@@ -254,9 +266,20 @@ async fn start_tavern(
     challenge: &str,
     extra: &[(&str, &str)],
 ) -> (Server, Probe) {
+    start_tavern_for(DOMAIN, pebble, tls_port, challenge, extra).await
+}
+
+/// As [`start_tavern`], for `domain`.
+async fn start_tavern_for(
+    domain: &str,
+    pebble: &Pebble,
+    tls_port: u16,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> (Server, Probe) {
     let ca_file = pebble.ca_file().to_string_lossy().into_owned();
     let mut env = vec![
-        ("TAVERN_SERVER_DOMAIN", DOMAIN),
+        ("TAVERN_SERVER_DOMAIN", domain),
         ("TAVERN_TLS_MODE", "acme"),
         ("TAVERN_TLS_ACME_DIRECTORY", pebble.directory.as_str()),
         ("TAVERN_TLS_ACME_CA_FILE", ca_file.as_str()),
@@ -265,10 +288,11 @@ async fn start_tavern(
     ];
     env.extend_from_slice(extra);
     let mut server = Server::start_on(&format!("127.0.0.1:{tls_port}"), &[], &env);
-    server.url = format!("https://{DOMAIN}:{tls_port}");
+    server.url = format!("https://{domain}:{tls_port}");
     let probe = Probe {
         root: pebble.issuing_root().await,
         addr: format!("127.0.0.1:{tls_port}").parse().unwrap(),
+        domain: domain.to_owned(),
     };
     (server, probe)
 }
@@ -410,6 +434,94 @@ async fn http_01_certificates_are_cached_and_served_again_after_a_restart() {
     server.stop();
 }
 
+/// The DNS names a DER certificate is for.
+fn names_in(der: &[u8]) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .map(|n| {
+                    n.to_string()
+                        .trim_start_matches("DNSName(")
+                        .trim_end_matches(')')
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_01_gives_the_domain_and_every_world_one_wildcard_certificate() {
+    use tavern_dns::testing::{Bind, SECRET, ZONE};
+    let Some(bind) = Bind::start("") else {
+        return;
+    };
+    // Nobody answers HTTP-01 or TLS-ALPN-01 where Pebble looks: the
+    // certificate comes by DNS-01, Pebble reading BIND.
+    let ports = Ports::new();
+    let tls_port = ports.tls;
+    let pebble = Pebble::start_with_dns(
+        Ports {
+            tls: free_ports::<1>()[0],
+            ..ports
+        },
+        None,
+        Some(bind.port),
+    );
+    let dns_server = format!("127.0.0.1:{}", bind.port);
+    let (mut server, probe) = start_tavern_for(
+        ZONE,
+        &pebble,
+        tls_port,
+        "dns-01",
+        &[
+            ("TAVERN_DNS_PROVIDER", "rfc2136"),
+            ("TAVERN_DNS_ADDRESSES", "[\"127.0.0.1\"]"),
+            ("TAVERN_DNS_SERVER", &dns_server),
+            ("TAVERN_DNS_TSIG_KEY", "tavern-key"),
+            ("TAVERN_DNS_TSIG_SECRET", SECRET),
+        ],
+    )
+    .await;
+    let api_url = format!("https://{ZONE}:{tls_port}/healthz");
+    let cert = probe.certificate(&api_url, Duration::from_secs(60)).await;
+    assert_eq!(names_in(&cert), [format!("*.{ZONE}"), ZONE.to_owned()]);
+
+    // Worlds, new ones too, are served with it: no order of their own.
+    let admin = server.api_with(Some(&server.admin_token), probe.client());
+    add_world(&admin, "w1", "stub").await;
+    add_world(&admin, "w2", "stub").await;
+    for w in ["w1", "w2"] {
+        let url = format!("https://{w}.{ZONE}:{tls_port}/");
+        assert_eq!(probe.certificate(&url, Duration::from_secs(5)).await, cert);
+    }
+    let out = server.output();
+    assert_eq!(
+        out.matches("ordering a certificate").count(),
+        1,
+        "one order, for the domain and its wildcard:\n{out}"
+    );
+    assert!(out.contains("dns-01: waiting until every authoritative server has the challenge"));
+    // The challenge's record is gone once the order is done.
+    assert!(bind.dig("_acme-challenge", "TXT").is_empty());
+    assert!(!out.contains(SECRET));
+    assert_keys_sealed(&server);
+
+    // After a restart the cached certificate serves the worlds at once.
+    server.stop();
+    server.relaunch();
+    let url = format!("https://w1.{ZONE}:{tls_port}/");
+    assert_eq!(probe.certificate(&url, Duration::from_secs(5)).await, cert);
+    server.stop();
+}
+
 #[test]
 fn acme_needs_a_public_domain_and_a_way_in() {
     let dir = tempfile::tempdir().unwrap();
@@ -445,7 +557,7 @@ fn acme_needs_a_public_domain_and_a_way_in() {
                 ("TAVERN_SERVER_DOMAIN", DOMAIN),
                 ("TAVERN_TLS_ACME_CHALLENGE", "dns-01"),
             ],
-            "dns-01",
+            "writes its challenges through the DNS provider: set dns.provider",
         ),
     ];
     for (env, expected) in cases {

@@ -1,7 +1,9 @@
 //! Certificates from an ACME CA (Let's Encrypt unless told otherwise): one
 //! per host — the bare domain and each world's host — proven with HTTP-01 or
-//! TLS-ALPN-01, cached in DATA_DIR (keys sealed), renewed once a third of
-//! their lifetime is left, and handed to the TLS listener by SNI.
+//! TLS-ALPN-01; or, with DNS-01 through the community's DNS provider, one
+//! for the domain and `*.<domain>` together. Cached in DATA_DIR (keys
+//! sealed), renewed once a third of their lifetime is left, and handed to
+//! the TLS listener by SNI (a world's host finds the wildcard).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -21,11 +23,15 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tavern_core::routes::RouteTable;
 use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
+use tavern_dns::DnsProvider;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::route::{Routing, Site};
+
+mod dns01;
+pub use dns01::record_name;
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -40,6 +46,9 @@ pub enum Challenge {
     Http01,
     /// A special certificate served over TLS on port 443.
     TlsAlpn01,
+    /// A TXT record `_acme-challenge.<host>` through the DNS provider
+    /// ([`AcmeSettings::dns`]): the only way to a wildcard certificate.
+    Dns01,
 }
 
 impl Challenge {
@@ -48,6 +57,7 @@ impl Challenge {
         match self {
             Challenge::Http01 => "http-01",
             Challenge::TlsAlpn01 => "tls-alpn-01",
+            Challenge::Dns01 => "dns-01",
         }
     }
 
@@ -55,6 +65,7 @@ impl Challenge {
         match self {
             Challenge::Http01 => ChallengeType::Http01,
             Challenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            Challenge::Dns01 => ChallengeType::Dns01,
         }
     }
 }
@@ -70,6 +81,33 @@ pub struct AcmeSettings {
     pub challenge: Challenge,
     /// DATA_DIR/acme.
     pub cache_dir: PathBuf,
+    /// DNS-01: where challenges are written, and checked.
+    pub dns: Option<Dns01>,
+}
+
+/// What DNS-01 needs: the provider that writes `_acme-challenge` records,
+/// and the zone's authoritative servers that must all answer with them
+/// before the CA is asked to look.
+#[derive(Clone)]
+pub struct Dns01 {
+    pub provider: Arc<dyn DnsProvider>,
+    /// The zone the records are in.
+    pub zone: String,
+    /// The servers to check; empty: the zone's authoritative servers,
+    /// looked up through the system's resolver at each order.
+    pub servers: Vec<std::net::SocketAddr>,
+    /// How long a record may take to reach every server.
+    pub patience: Duration,
+}
+
+impl fmt::Debug for Dns01 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dns01")
+            .field("zone", &self.zone)
+            .field("servers", &self.servers)
+            .field("patience", &self.patience)
+            .finish()
+    }
 }
 
 /// The certificates the TLS listener serves, and the answers to the CA's
@@ -94,6 +132,8 @@ struct Held {
     key: Arc<CertifiedKey>,
     not_before: Timestamp,
     not_after: Timestamp,
+    /// The names it is for (wildcards among them).
+    names: Vec<String>,
 }
 
 impl fmt::Debug for Certificates {
@@ -122,7 +162,13 @@ impl ResolvesServerCert for Certificates {
         if validating {
             return read(&self.inner.alpn).get(&host).cloned();
         }
-        read(&self.inner.served).get(&host).map(|h| h.key.clone())
+        let served = read(&self.inner.served);
+        let held = served.get(&host).or_else(|| {
+            // A world's host under a wildcard certificate.
+            let (_, parent) = host.split_once('.')?;
+            served.get(&format!("*.{parent}"))
+        });
+        held.map(|h| h.key.clone())
     }
 }
 
@@ -145,8 +191,13 @@ impl Certificates {
         read(&self.inner.http).get(token).cloned()
     }
 
+    /// Serves `held` for `host`, and for the wildcards it names.
     fn install(&self, host: &str, held: Held) {
-        write(&self.inner.served).insert(host.to_owned(), held);
+        let mut served = write(&self.inner.served);
+        for wildcard in held.names.iter().filter(|n| n.starts_with("*.")) {
+            served.insert(wildcard.clone(), held.clone());
+        }
+        served.insert(host.to_owned(), held);
     }
 
     fn renewal_at(&self, host: &str) -> Option<Timestamp> {
@@ -178,6 +229,8 @@ pub enum AcmeError {
     },
     #[error("the certificate cache {path} is damaged or was sealed with another key")]
     Sealed { path: PathBuf },
+    #[error("dns-01 for {host}: {detail}")]
+    Dns { host: String, detail: String },
 }
 
 /// A certificate chain and its private key, both PEM.
@@ -197,7 +250,7 @@ impl CertPem {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(e.to_string()))?;
         let leaf = chain.first().ok_or_else(|| bad("no certificate".into()))?;
-        let (not_before, not_after) = validity(leaf).map_err(bad)?;
+        let (not_before, not_after, names) = validity(leaf).map_err(bad)?;
         let key =
             PrivateKeyDer::from_pem_slice(self.key.as_bytes()).map_err(|e| bad(e.to_string()))?;
         let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
@@ -206,19 +259,33 @@ impl CertPem {
             key: Arc::new(CertifiedKey::new(chain, signing)),
             not_before,
             not_after,
+            names,
         })
     }
 }
 
-/// When a certificate was valid from and until.
-fn validity(der: &CertificateDer<'_>) -> Result<(Timestamp, Timestamp), String> {
+/// When a certificate was valid from and until, and the DNS names it is
+/// for.
+fn validity(der: &CertificateDer<'_>) -> Result<(Timestamp, Timestamp, Vec<String>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let v = cert.validity();
     let at = |t: x509_parser::time::ASN1Time| {
         Timestamp::from_second(t.timestamp()).map_err(|e| e.to_string())
     };
-    Ok((at(v.not_before)?, at(v.not_after)?))
+    let names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok((at(v.not_before)?, at(v.not_after)?, names))
 }
 
 // ---- pure decisions -------------------------------------------------------
@@ -248,6 +315,28 @@ pub fn wanted_hosts(site: &Site, table: &RouteTable) -> BTreeSet<String> {
         );
     }
     hosts
+}
+
+/// The certificates to keep with DNS-01: the domain's (with `*.<domain>`,
+/// which covers every world), and the API's other names that it does not
+/// cover.
+pub fn wanted_with_wildcard(site: &Site) -> BTreeSet<String> {
+    let domain = site.domain.to_ascii_lowercase();
+    std::iter::once(domain.clone())
+        .chain(
+            site.api_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .filter(|h| !under_wildcard(h, &domain)),
+        )
+        .collect()
+}
+
+/// `host` is one label under `domain` (a name `*.<domain>` covers).
+pub fn under_wildcard(host: &str, domain: &str) -> bool {
+    host.strip_suffix(domain)
+        .and_then(|rest| rest.strip_suffix('.'))
+        .is_some_and(|label| !label.is_empty() && !label.contains('.'))
 }
 
 /// How long to wait after the `failures`-th failure in a row for one host:
@@ -396,7 +485,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let cache = Cache::new(&settings.cache_dir, &settings.directory, secrets);
+    let wildcard = settings.challenge == Challenge::Dns01;
+    let domain = site.domain.to_ascii_lowercase();
     for pem in cache.load_all() {
+        // A world's own certificate from before DNS-01: the wildcard
+        // serves it now, and this one would not be renewed.
+        if wildcard && under_wildcard(&pem.host, &domain) {
+            continue;
+        }
         match pem.load() {
             Ok(held) => {
                 certs.install(&pem.host, held);
@@ -408,7 +504,13 @@ pub async fn run(
     let mut account: Option<Account> = None;
     let mut failures: HashMap<String, (u32, Timestamp)> = HashMap::new();
     loop {
-        let wanted = wanted_hosts(&site, &routes.borrow_and_update());
+        let wanted = match wildcard {
+            true => {
+                routes.borrow_and_update();
+                wanted_with_wildcard(&site)
+            }
+            false => wanted_hosts(&site, &routes.borrow_and_update()),
+        };
         for host in &wanted {
             if cancel.is_cancelled() {
                 return;
@@ -421,7 +523,7 @@ pub async fn run(
             }
             let ordered = tokio::select! {
                 () = cancel.cancelled() => return,
-                r = obtain(&mut account, &settings, &cache, &certs, host) => r,
+                r = obtain(&mut account, &settings, &cache, &certs, host, wildcard && *host == domain) => r,
             };
             match ordered {
                 Ok(()) => {
@@ -460,13 +562,15 @@ pub async fn run(
     }
 }
 
-/// Orders, caches and installs a certificate for `host`.
+/// Orders, caches and installs a certificate for `host` (and for
+/// `*.<host>` too, when `with_wildcard`).
 async fn obtain(
     account: &mut Option<Account>,
     settings: &AcmeSettings,
     cache: &Cache,
     certs: &Certificates,
     host: &str,
+    with_wildcard: bool,
 ) -> Result<(), AcmeError> {
     let ca = |source| AcmeError::Ca {
         directory: settings.directory.clone(),
@@ -480,26 +584,48 @@ async fn obtain(
             a
         }
     };
-    tracing::info!(%host, "ordering a certificate");
-    let identifiers = [Identifier::Dns(host.to_owned())];
+    let mut identifiers = vec![Identifier::Dns(host.to_owned())];
+    if with_wildcard {
+        identifiers.push(Identifier::Dns(format!("*.{host}")));
+    }
+    tracing::info!(%host, wildcard = with_wildcard, "ordering a certificate");
     let mut order = acct
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(ca)?;
     let mut tokens = Vec::new();
-    let answered = answer_challenges(
-        &mut order,
-        settings.challenge,
-        certs,
-        host,
-        &mut tokens,
-        &ca,
-    )
-    .await;
+    let mut txt_names = Vec::new();
+    let published = match (&settings.dns, settings.challenge) {
+        (Some(dns), Challenge::Dns01) => {
+            dns01::publish(&mut order, dns, host, &mut txt_names, &ca).await
+        }
+        (None, Challenge::Dns01) => Err(AcmeError::Dns {
+            host: host.to_owned(),
+            detail: "no DNS provider is set".into(),
+        }),
+        _ => Ok(()),
+    };
+    let answered = match published {
+        Ok(()) => {
+            answer_challenges(
+                &mut order,
+                settings.challenge,
+                certs,
+                host,
+                &mut tokens,
+                &ca,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     let result = match answered {
         Ok(()) => finish(&mut order, host, &ca).await,
         Err(e) => Err(e),
     };
+    if let Some(dns) = &settings.dns {
+        dns01::clean(dns, &txt_names).await;
+    }
     // The challenge answers are needed only while the CA validates.
     write(&certs.inner.alpn).remove(host);
     let mut http = write(&certs.inner.http);
@@ -551,6 +677,8 @@ async fn answer_challenges(
                 let cert = alpn_certificate(host, key_auth.digest().as_ref())?;
                 write(&certs.inner.alpn).insert(host.to_owned(), cert);
             }
+            // Written and checked before (`dns01::publish`).
+            Challenge::Dns01 => {}
         }
         challenge
             .set_ready()
@@ -738,6 +866,45 @@ mod tests {
         site.routing = Routing::Path;
         let hosts: Vec<String> = wanted_hosts(&site, &table).into_iter().collect();
         assert_eq!(hosts, ["games.example.org", "tavern.example.org"]);
+    }
+
+    #[test]
+    fn with_a_wildcard_only_names_it_does_not_cover_are_ordered_apart() {
+        let site = Site {
+            domain: "Games.Example.org".into(),
+            api_hosts: vec![
+                "api.games.example.org".into(),
+                "tavern.example.org".into(),
+                "deep.api.games.example.org".into(),
+            ],
+            routing: Routing::Host,
+        };
+        let hosts: Vec<String> = wanted_with_wildcard(&site).into_iter().collect();
+        assert_eq!(
+            hosts,
+            [
+                "deep.api.games.example.org",
+                "games.example.org",
+                "tavern.example.org"
+            ]
+        );
+        assert!(under_wildcard("w1.games.example.org", "games.example.org"));
+        for not in [
+            "games.example.org",
+            ".games.example.org",
+            "a.b.games.example.org",
+            "xgames.example.org",
+        ] {
+            assert!(!under_wildcard(not, "games.example.org"), "{not}");
+        }
+        assert_eq!(
+            record_name("*.games.example.org"),
+            "_acme-challenge.games.example.org"
+        );
+        assert_eq!(
+            record_name("games.example.org"),
+            "_acme-challenge.games.example.org"
+        );
     }
 
     #[test]
