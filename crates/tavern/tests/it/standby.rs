@@ -292,6 +292,22 @@ async fn a_worlds_backups_are_on_its_address_for_its_owner_and_admins_only() {
             zip.file_names().all(|n| !n.starts_with("Config/")),
             "none of Tavern's secrets"
         );
+        // HEAD: the same answer's head, no body.
+        let head = http
+            .head(format!("{world}{one}"))
+            .header("cookie", format!("tavern_session={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["content-type"], "application/zstd");
+        assert!(
+            head.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .contains("attachment"),
+        );
+        assert!(head.bytes().await.unwrap().is_empty());
         // Another world's backup is not here, even for its owner.
         let other = format!("/_tavern/backups/{echo_backup}");
         assert_eq!(get(other, Some(token.clone())).await.0, 404);
