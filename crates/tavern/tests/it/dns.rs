@@ -12,23 +12,24 @@ use tavern_dns::{DnsProvider as _, Record};
 
 use crate::support::*;
 
-/// A Tavern for `ZONE` whose `[dns]` says worlds' names lead to `address`,
-/// with `more` lines of `[dns]`.
-fn tavern_for(port: u16, address: &str, more: &str) -> (Server, tempfile::TempDir) {
+/// A Tavern for `ZONE` with `dns` (the lines of its `[dns]` section).
+fn tavern_with(dns: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tavern.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dns]\nprovider = \"rfc2136\"\naddresses = [\"{address}\"]\nserver = \"127.0.0.1:{port}\"\ntsig_key = \"tavern-key\"\ntsig_secret = \"{SECRET}\"\n{more}"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[dns]\n{dns}")).unwrap();
     let server = Server::start_with_env(
         &["--config", config.to_str().unwrap()],
         &[("TAVERN_SERVER_DOMAIN", ZONE)],
     );
     (server, dir)
+}
+
+/// A Tavern for `ZONE` whose `[dns]` (BIND at `port`) says worlds' names
+/// lead to `address`, with `more` lines of `[dns]`.
+fn tavern_for(port: u16, address: &str, more: &str) -> (Server, tempfile::TempDir) {
+    tavern_with(&format!(
+        "provider = \"rfc2136\"\naddresses = [\"{address}\"]\nserver = \"127.0.0.1:{port}\"\ntsig_key = \"tavern-key\"\ntsig_secret = \"{SECRET}\"\n{more}"
+    ))
 }
 
 /// A Tavern for `ZONE` whose `[dns]` says worlds' names lead to `address`.
@@ -253,20 +254,10 @@ async fn worlds_names_go_through_cloudflare_and_digitalocean_too() {
         ("cloudflare", StandIn::cloudflare(ZONE).await),
         ("digitalocean", StandIn::digitalocean(ZONE).await),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tavern.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[dns]\nprovider = \"{provider}\"\nmode = \"per-world\"\ncname = \"tavern.example.org\"\napi_url = \"{}\"\napi_token = \"{TOKEN}\"\nrecheck_seconds = 1\n",
-                api.url
-            ),
-        )
-        .unwrap();
-        let server = Server::start_with_env(
-            &["--config", config.to_str().unwrap()],
-            &[("TAVERN_SERVER_DOMAIN", ZONE)],
-        );
+        let (server, _config) = tavern_with(&format!(
+            "provider = \"{provider}\"\nmode = \"per-world\"\ncname = \"tavern.example.org\"\napi_url = \"{}\"\napi_token = \"{TOKEN}\"\nrecheck_seconds = 1\n",
+            api.url
+        ));
         let admin = server.api(Some(&server.admin_token));
         add_world(&admin, "gamma", "stub").await;
         let held = format!("gamma.{ZONE} CNAME tavern.example.org 300");
@@ -297,20 +288,10 @@ async fn worlds_names_go_through_route53() {
         return;
     };
     let (client, zone) = tavern_dns_route53::testing::hosted_zone(&moto.endpoint, ZONE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tavern.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[dns]\nprovider = \"route53\"\nmode = \"per-world\"\naddresses = [\"203.0.113.7\"]\napi_url = \"{}\"\naws_access_key_id = \"AKIDTAVERNIT\"\naws_secret_access_key = \"route53-secret-it\"\nrecheck_seconds = 1\n",
-            moto.endpoint
-        ),
-    )
-    .unwrap();
-    let server = Server::start_with_env(
-        &["--config", config.to_str().unwrap()],
-        &[("TAVERN_SERVER_DOMAIN", ZONE)],
-    );
+    let (server, _config) = tavern_with(&format!(
+        "provider = \"route53\"\nmode = \"per-world\"\naddresses = [\"203.0.113.7\"]\napi_url = \"{}\"\naws_access_key_id = \"AKIDTAVERNIT\"\naws_secret_access_key = \"route53-secret-it\"\nrecheck_seconds = 1\n",
+        moto.endpoint
+    ));
     let admin = server.api(Some(&server.admin_token));
     add_world(&admin, "delta", "stub").await;
     let rrsets = || tavern_dns_route53::testing::sets(&client, &zone);
