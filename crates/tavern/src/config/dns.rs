@@ -15,7 +15,6 @@ use tavern_dns::cloudflare::{self, Cloudflare, CloudflareSettings};
 use tavern_dns::digitalocean::{self, DigitalOcean, DigitalOceanSettings};
 use tavern_dns::rfc2136::{ALGORITHMS, Rfc2136, Rfc2136Settings};
 use tavern_dns::{DnsProvider, Record};
-use tavern_dns_route53::{Route53, Route53Settings};
 
 use super::community::secret_value;
 
@@ -223,7 +222,7 @@ impl DnsConfig {
                     .map_err(|e| invalid(format!("dns: {e}")))?,
                 )
             }
-            DnsProviderKind::Route53 => Arc::new(self.route53(domain)?),
+            DnsProviderKind::Route53 => self.route53(domain)?,
             DnsProviderKind::Digitalocean => {
                 let (api_url, token) = self.api("digitalocean", digitalocean::API_URL)?;
                 Arc::new(
@@ -286,7 +285,17 @@ impl DnsConfig {
         Ok((url, token))
     }
 
-    fn route53(&self, domain: &str) -> anyhow::Result<Route53> {
+    #[cfg(not(feature = "route53"))]
+    fn route53(&self, _domain: &str) -> anyhow::Result<Arc<dyn DnsProvider>> {
+        // Refused before this by `check_features`, with how to get it.
+        Err(invalid(
+            "dns.provider = \"route53\" needs a build with --features route53",
+        ))
+    }
+
+    #[cfg(feature = "route53")]
+    fn route53(&self, domain: &str) -> anyhow::Result<Arc<dyn DnsProvider>> {
+        use tavern_dns_route53::{Route53, Route53Settings};
         let secret = secret_value(
             "dns.aws_secret_access_key",
             &self.aws_secret_access_key,
@@ -301,13 +310,14 @@ impl DnsConfig {
                 ));
             }
         };
-        Route53::new(Route53Settings {
+        let provider = Route53::new(Route53Settings {
             zone: self.zone(domain),
             hosted_zone_id: self.zone_id.clone(),
             access_key,
             endpoint_url: self.api_url.clone(),
         })
-        .map_err(|e| invalid(format!("dns: {e}")))
+        .map_err(|e| invalid(format!("dns: {e}")))?;
+        Ok(Arc::new(provider))
     }
 
     fn rfc2136(&self, domain: &str) -> anyhow::Result<Rfc2136> {

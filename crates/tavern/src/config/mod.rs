@@ -160,6 +160,12 @@ impl Config {
                 (self.backups.target.as_deref()).is_some_and(|t| t.starts_with("s3://")),
                 cfg!(feature = "s3"),
             ),
+            (
+                "dns.provider = \"route53\"",
+                "route53",
+                self.dns.provider == DnsProviderKind::Route53,
+                cfg!(feature = "route53"),
+            ),
         ];
         for (setting, feature, used, built) in wanted {
             anyhow::ensure!(!used || built, not_built_in(setting, feature));
@@ -450,6 +456,15 @@ mod tests {
                 "s3",
                 cfg!(feature = "s3"),
             ),
+            (
+                &[
+                    ("TAVERN_DNS_PROVIDER", "route53"),
+                    ("TAVERN_DNS_ADDRESSES", "[\"203.0.113.7\"]"),
+                ],
+                "dns.provider",
+                "route53",
+                cfg!(feature = "route53"),
+            ),
         ] {
             let loaded = with_env(env, || Config::load(None, Overrides::default()));
             match (built, loaded) {
@@ -644,25 +659,28 @@ mod tests {
                 assert!(err.contains("https://"), "{err}");
             }
             // Route53: an access key whole, or the SDK's default chain.
-            let r53 = "[dns]\nprovider = \"route53\"\naddresses = [\"203.0.113.7\"]\n";
-            assert!(
-                load(r53)
-                    .unwrap()
-                    .dns
-                    .setup("games.example")
-                    .unwrap()
-                    .is_some()
-            );
-            let err = load(&format!("{r53}aws_access_key_id = \"AKID\"\n"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("go together"), "{err}");
-            let c = load(&format!(
-                "{r53}aws_access_key_id = \"AKID\"\naws_secret_access_key = \"aws-secret-77\"\n"
-            ))
-            .unwrap();
-            assert!(c.dns.setup("games.example").unwrap().is_some());
-            assert!(!format!("{c:?}").contains("aws-secret-77"));
+            #[cfg(feature = "route53")]
+            {
+                let r53 = "[dns]\nprovider = \"route53\"\naddresses = [\"203.0.113.7\"]\n";
+                assert!(
+                    load(r53)
+                        .unwrap()
+                        .dns
+                        .setup("games.example")
+                        .unwrap()
+                        .is_some()
+                );
+                let err = load(&format!("{r53}aws_access_key_id = \"AKID\"\n"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("go together"), "{err}");
+                let c = load(&format!(
+                    "{r53}aws_access_key_id = \"AKID\"\naws_secret_access_key = \"aws-secret-77\"\n"
+                ))
+                .unwrap();
+                assert!(c.dns.setup("games.example").unwrap().is_some());
+                assert!(!format!("{c:?}").contains("aws-secret-77"));
+            }
             jail.set_env("TAVERN_DNS_PROVIDER", "route66");
             assert!(load("").is_err(), "an unknown provider is refused");
             Ok(())

@@ -282,6 +282,7 @@ async fn worlds_names_go_through_cloudflare_and_digitalocean_too() {
     }
 }
 
+#[cfg(feature = "route53")]
 #[tokio::test(flavor = "multi_thread")]
 async fn worlds_names_go_through_route53() {
     let Some(moto) = tavern_dns::testing::moto::Moto::start() else {
