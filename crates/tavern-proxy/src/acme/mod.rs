@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tavern_core::routes::RouteTable;
-use tavern_core::secrets::{SecretBox, create_private_dir, write_private};
+use tavern_core::secrets::SecretBox;
 use tavern_dns::DnsProvider;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::route::{Routing, Site};
 
+mod cache;
 mod dns01;
+use cache::Cache;
 pub use dns01::record_name;
 
 /// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
@@ -377,100 +379,6 @@ fn is_host_name(host: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
-// ---- the cache ------------------------------------------------------------
-
-/// DATA_DIR/acme/<ca>/: `account.sealed`, and per host `<host>.pem` (the
-/// chain) and `<host>.key.sealed`.
-struct Cache {
-    dir: PathBuf,
-    secrets: SecretBox,
-}
-
-impl Cache {
-    fn new(cache_dir: &Path, directory: &str, secrets: SecretBox) -> Self {
-        Self {
-            dir: cache_dir.join(cache_folder(directory)),
-            secrets,
-        }
-    }
-
-    fn io(&self, path: &Path) -> impl FnOnce(std::io::Error) -> AcmeError {
-        let path = path.to_owned();
-        move |source| AcmeError::Cache { path, source }
-    }
-
-    /// Writes `contents` to `path` whole or not at all.
-    fn put(&self, path: &Path, contents: &[u8]) -> Result<(), AcmeError> {
-        create_private_dir(&self.dir).map_err(self.io(&self.dir))?;
-        let tmp = path.with_extension("partial");
-        let _ = std::fs::remove_file(&tmp);
-        write_private(&tmp, contents).map_err(self.io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(self.io(path))
-    }
-
-    fn get_sealed(&self, path: &Path) -> Result<Option<Vec<u8>>, AcmeError> {
-        match std::fs::read(path) {
-            Ok(sealed) => self
-                .secrets
-                .open(&sealed)
-                .map(Some)
-                .map_err(|_| AcmeError::Sealed {
-                    path: path.to_owned(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io(path)(e)),
-        }
-    }
-
-    fn put_sealed(&self, path: &Path, plain: &[u8]) -> Result<(), AcmeError> {
-        let sealed = self.secrets.seal(plain).map_err(|_| AcmeError::Sealed {
-            path: path.to_owned(),
-        })?;
-        self.put(path, &sealed)
-    }
-
-    /// Stores a host's certificate chain and key (the key sealed).
-    fn store(&self, host: &str, chain_pem: &str, key_pem: &str) -> Result<(), AcmeError> {
-        self.put_sealed(
-            &self.dir.join(format!("{host}.key.sealed")),
-            key_pem.as_bytes(),
-        )?;
-        self.put(&self.dir.join(format!("{host}.pem")), chain_pem.as_bytes())
-    }
-
-    /// Every cached certificate; damaged ones are reported and skipped.
-    fn load_all(&self) -> Vec<CertPem> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut found = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(host) = name.strip_suffix(".pem").filter(|h| is_host_name(h)) else {
-                continue;
-            };
-            let key_path = self.dir.join(format!("{host}.key.sealed"));
-            let loaded = std::fs::read_to_string(entry.path())
-                .map_err(self.io(&entry.path()))
-                .and_then(|chain| Ok((chain, self.get_sealed(&key_path)?)));
-            match loaded {
-                Ok((chain, Some(key))) => found.push(CertPem {
-                    host: host.to_owned(),
-                    chain,
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                }),
-                Ok((_, None)) => tracing::warn!(host, "cached certificate has no key; ignored"),
-                Err(e) => tracing::warn!(host, error = %e, "cached certificate ignored"),
-            }
-        }
-        found
-    }
-
-    fn account_path(&self) -> PathBuf {
-        self.dir.join("account.sealed")
-    }
-}
-
 // ---- ordering -------------------------------------------------------------
 
 /// Keeps a certificate for every wanted host until `cancel`: loads the
@@ -804,6 +712,7 @@ async fn open_account(settings: &AcmeSettings, cache: &Cache) -> Result<Account,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
     use tavern_types::Slug;
 
     fn ts(s: &str) -> Timestamp {
