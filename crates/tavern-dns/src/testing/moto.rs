@@ -16,6 +16,12 @@ impl Moto {
     /// Started on a free port; `None` (the test skips) where moto is not
     /// installed, except under `CI=true`, where that fails.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Started as [`Moto::start`], with `env` set for it (moto's own
+    /// switches, such as `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub fn start_with(env: &[(&str, &str)]) -> Option<Self> {
         let installed = Command::new("python3")
             .args(["-c", "import moto.server"])
             .output()
@@ -40,6 +46,7 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
