@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dns",
         include_str!("../migrations/postgres/0006_dns.sql"),
     ),
+    (
+        7,
+        "storage",
+        include_str!("../migrations/postgres/0007_storage.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_discord.sql"),
     ),
     (11, "dns", include_str!("../migrations/sqlite/0011_dns.sql")),
+    (
+        12,
+        "storage",
+        include_str!("../migrations/sqlite/0012_storage.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -12,7 +12,7 @@ use crate::{
     ApiToken, ArchiveFacts, Backup, Instance, Invite, License, NewEvent, Observation, Outcome,
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
-use crate::{Delivery, DnsName, NewNotification};
+use crate::{Delivery, DnsName, NewNotification, StoragePlace};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
 /// store made by `$make`: an async expression yielding `Some` value that
@@ -42,7 +42,8 @@ macro_rules! conformance_tests {
             emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
             payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
             the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
-            a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten);
+            a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten,
+            storage_places_keep_their_sealed_keys_and_are_forgotten);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -2022,4 +2023,79 @@ pub async fn dns_names_are_kept_replaced_and_forgotten(store: &dyn Store) {
         .collect();
     assert_eq!(left, ["beta.games.test"]);
     assert_eq!(store.list_events(10).await.unwrap().len(), 2);
+}
+
+pub async fn storage_places_keep_their_sealed_keys_and_are_forgotten(store: &dyn Store) {
+    assert!(store.list_storage_places().await.unwrap().is_empty());
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let pending = StoragePlace {
+        instance: InstanceId::new(),
+        slug: Slug::parse("alpha").unwrap(),
+        bucket: "tavern-alpha-0123456789ab".into(),
+        folder: None,
+        user: "tavern-alpha-0123456789ab".into(),
+        access_key_id: None,
+        secret_sealed: None,
+        ready: false,
+        error: Some("IAM could not be reached".into()),
+        attempts: 1,
+        bytes: None,
+        checked_at: at,
+        next_attempt_at: at + SignedDuration::from_secs(30),
+    };
+    let ready = StoragePlace {
+        instance: InstanceId::new(),
+        slug: Slug::parse("beta").unwrap(),
+        bucket: "shared".into(),
+        folder: Some("tavern-beta-ba9876543210".into()),
+        user: "tavern-beta-ba9876543210".into(),
+        access_key_id: Some("AKIDBETA".into()),
+        secret_sealed: Some(vec![1, 0, 255, 7]),
+        ready: true,
+        error: None,
+        attempts: 0,
+        bytes: Some(5_000_000_000),
+        checked_at: at,
+        next_attempt_at: at + SignedDuration::from_hours(1),
+    };
+    store.put_storage_place(&pending, None).await.unwrap();
+    store
+        .put_storage_place(&ready, Some(&ev("storage.make", "storage:beta")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_storage_places().await.unwrap(),
+        vec![pending.clone(), ready.clone()]
+    );
+    let events = store.list_events(10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].action, "storage.make");
+
+    let made = StoragePlace {
+        access_key_id: Some("AKIDALPHA".into()),
+        secret_sealed: Some(vec![9; 64]),
+        ready: true,
+        error: None,
+        attempts: 0,
+        bytes: Some(0),
+        ..pending.clone()
+    };
+    store.put_storage_place(&made, None).await.unwrap();
+    assert_eq!(
+        store.storage_place(pending.instance).await.unwrap(),
+        Some(made)
+    );
+    assert_eq!(store.storage_place(InstanceId::new()).await.unwrap(), None);
+
+    store
+        .delete_storage_place(ready.instance, &ev("storage.remove", "storage:beta"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .delete_storage_place(ready.instance, &ev("storage.remove", "storage:beta"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_storage_places().await.unwrap().len(), 1);
 }

@@ -70,6 +70,7 @@ pub trait Store:
     + InviteStore
     + OutboxStore
     + DnsStore
+    + StorageStore
     + EventStore
     + 'static
 {
@@ -85,6 +86,7 @@ impl<T> Store for T where
         + InviteStore
         + OutboxStore
         + DnsStore
+        + StorageStore
         + EventStore
         + 'static
 {
@@ -426,6 +428,25 @@ pub trait DnsStore: Send + Sync {
     async fn put_dns_name(&self, name: &DnsName, event: Option<&NewEvent>) -> StoreResult<()>;
     /// Forgets a name once its records are gone.
     async fn delete_dns_name(&self, host: &str, event: &NewEvent) -> StoreResult<()>;
+}
+
+/// Worlds' places in object storage (`[storage]`).
+#[async_trait]
+pub trait StorageStore: Send + Sync {
+    /// Every place Tavern has made or tried to, oldest world first.
+    async fn list_storage_places(&self) -> StoreResult<Vec<StoragePlace>>;
+    /// One world's place.
+    async fn storage_place(&self, instance: InstanceId) -> StoreResult<Option<StoragePlace>>;
+    /// Records how an attempt on a place went (inserting or replacing its
+    /// row), with `event` when it is news.
+    async fn put_storage_place(
+        &self,
+        place: &StoragePlace,
+        event: Option<&NewEvent>,
+    ) -> StoreResult<()>;
+    /// Forgets a place once it is removed.
+    async fn delete_storage_place(&self, instance: InstanceId, event: &NewEvent)
+    -> StoreResult<()>;
 }
 
 /// The audit log.

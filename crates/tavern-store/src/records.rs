@@ -367,6 +367,55 @@ pub struct DnsName {
     pub next_attempt_at: Timestamp,
 }
 
+/// A world's place in object storage (`[storage]`) and the key that
+/// reaches only it: a row exists once Tavern has tried to make it, so that
+/// Tavern removes only what it made, and says how the last attempt went.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoragePlace {
+    pub instance: InstanceId,
+    pub slug: Slug,
+    pub bucket: String,
+    /// Its folder within a shared bucket.
+    pub folder: Option<String>,
+    /// The provider's user whose key reaches only this place.
+    pub user: String,
+    /// The key's id, once made.
+    pub access_key_id: Option<String>,
+    /// The key's secret, sealed; never shown.
+    pub secret_sealed: Option<Vec<u8>>,
+    /// The place and its key are ready for Foundry.
+    pub ready: bool,
+    /// Why the last attempt failed; never a secret.
+    pub error: Option<String>,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Bytes stored there when last counted.
+    pub bytes: Option<u64>,
+    /// When it was last looked at, and when next.
+    pub checked_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+}
+
+/// Leaves the sealed secret out.
+impl std::fmt::Debug for StoragePlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoragePlace")
+            .field("instance", &self.instance)
+            .field("slug", &self.slug)
+            .field("bucket", &self.bucket)
+            .field("folder", &self.folder)
+            .field("user", &self.user)
+            .field("access_key_id", &self.access_key_id)
+            .field("ready", &self.ready)
+            .field("error", &self.error)
+            .field("attempts", &self.attempts)
+            .field("bytes", &self.bytes)
+            .field("checked_at", &self.checked_at)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How an attempt to deliver a notification ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {

@@ -54,6 +54,12 @@ macro_rules! dns_cols {
     };
 }
 
+macro_rules! storage_cols {
+    () => {
+        "instance_id, slug, bucket, folder, user_name, access_key_id, secret_sealed, ready, error, attempts, bytes, checked_at, next_attempt_at"
+    };
+}
+
 macro_rules! backup_cols {
     () => {
         "id, instance_id, slug, owner_id, kind, status, live, locked, created_by, created_at, finished_at, target, archive_key, size, sha256, files, bytes, error"
@@ -69,6 +75,7 @@ mod licenses;
 mod outbox;
 mod payments;
 mod sessions;
+mod storage;
 mod users;
 
 use sqlx::{Row, Transaction};
