@@ -176,6 +176,23 @@ pub struct DnsNameJson {
     pub next_attempt_at: Option<String>,
 }
 
+/// Where a world's uploads go in object storage (`[storage]`); never its
+/// key.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct StorageJson {
+    /// `bucket`, or `bucket/folder` in a shared bucket.
+    pub place: String,
+    /// The place and its key are made: Foundry is given them when the
+    /// world starts.
+    pub ready: bool,
+    /// Why the last attempt failed; Tavern tries again.
+    pub error: Option<String>,
+    /// Bytes stored there when last counted.
+    #[schema(minimum = 0)]
+    pub bytes: Option<u64>,
+    pub checked_at: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct InstanceJson {
     pub slug: String,
@@ -205,6 +222,9 @@ pub struct InstanceJson {
     /// How the world's name fares in DNS, when Tavern keeps a record for
     /// each world (`[dns] mode = "per-world"`); null otherwise.
     pub dns: Option<DnsNameJson>,
+    /// Where its uploads go, when worlds have object storage
+    /// (`[storage]`); null otherwise.
+    pub storage: Option<StorageJson>,
     /// Foundry's admin key: only in the answer that created the instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_key: Option<String>,
@@ -418,6 +438,11 @@ pub struct UsageJson {
     pub licenses: Vec<LicenseHoursJson>,
     pub hours: f64,
     pub cost: f64,
+    /// Bytes the worlds asked about hold in object storage, as last
+    /// counted (now, not over the month); null when worlds have no object
+    /// storage.
+    #[schema(minimum = 0)]
+    pub stored_bytes: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -431,6 +456,10 @@ pub struct UserUsageJson {
     /// Supporters' credit set against the cost.
     pub credit: f64,
     pub due: f64,
+    /// Bytes this user's worlds hold in object storage, as last counted;
+    /// null when worlds have no object storage.
+    #[schema(minimum = 0)]
+    pub stored_bytes: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

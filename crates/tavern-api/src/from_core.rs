@@ -50,6 +50,13 @@ impl From<InstanceView> for InstanceJson {
                 checked_at: d.checked_at.map(|t| t.to_string()),
                 next_attempt_at: d.next_attempt_at.map(|t| t.to_string()),
             }),
+            storage: v.storage.map(|s| StorageJson {
+                place: s.place,
+                ready: s.ready,
+                error: s.error,
+                bytes: s.bytes,
+                checked_at: s.checked_at.map(|t| t.to_string()),
+            }),
             admin_key: v.admin_key,
         }
     }
@@ -162,7 +169,9 @@ impl From<tavern_core::BackupView> for BackupJson {
 
 impl From<tavern_core::UsageView> for UsageJson {
     fn from(v: tavern_core::UsageView) -> Self {
+        let stored = v.stored;
         Self {
+            stored_bytes: stored.as_ref().map(|m| m.values().sum()),
             month: v.month,
             from: v.from.to_string(),
             to: v.to.to_string(),
@@ -187,6 +196,9 @@ impl From<tavern_core::UsageView> for UsageJson {
                     cost: round2(u.cost),
                     credit: round2(u.credit),
                     due: round2(u.due),
+                    stored_bytes: stored
+                        .as_ref()
+                        .map(|m| m.get(&u.user).copied().unwrap_or(0)),
                 })
                 .collect(),
             licenses: v

@@ -25,9 +25,14 @@ const DATA: &str = "data";
 const LEVEL: i32 = 3;
 
 /// What Tavern writes into a world's `Config/` from its sealed secrets
-/// (the license key, signed or not, and the admin key's hash): left out of
-/// every archive and written again when the world starts.
-pub const WITHHELD: [&str; 2] = ["Config/license.json", "Config/admin.txt"];
+/// (the license key, signed or not, the admin key's hash, and the key to
+/// the world's object storage): left out of every archive and written
+/// again when the world starts.
+pub const WITHHELD: [&str; 3] = [
+    "Config/license.json",
+    "Config/admin.txt",
+    "Config/awsConfig.json",
+];
 
 /// What an archive holds, written into it last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -15,7 +15,7 @@ use tavern_types::{DesiredState, Slug};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::CoreError;
-use crate::policy::dns::{Step, due, retry_after};
+use crate::policy::kept::{Step, due, retry_after};
 use crate::tavern::Tavern;
 
 /// The kinds of record a world's name may hold that lead somewhere: what
@@ -83,7 +83,11 @@ impl Tavern {
         let known = self.store.list_dns_names().await?;
         for step in due(&wanted, &known, now()) {
             match step {
-                Step::Ensure { host, slug, known } => {
+                Step::Ensure {
+                    key: host,
+                    world: slug,
+                    known,
+                } => {
                     let done = ensure(names, &host, slug, known).await;
                     self.store
                         .put_dns_name(&done.row, done.event.as_ref())

@@ -2,7 +2,7 @@
 //! and asking them to run or stop; the reconciler does the running. Game
 //! masters see only their own; another's world answers "not found".
 
-use tavern_store::{DnsName, Instance, License, NewEvent, Observation, User, now};
+use tavern_store::{DnsName, Instance, License, NewEvent, Observation, StoragePlace, User, now};
 use tavern_types::{DesiredState, LicenseId, ObservedState, RuntimeKind, Slug, Username};
 
 use crate::auth::{self, Caller};
@@ -11,6 +11,7 @@ use crate::dns::DnsStatus;
 use crate::error::CoreError;
 use crate::licenses::ClaimError;
 use crate::policy::quotas::{self};
+use crate::storage::StorageStatus;
 use crate::tavern::Tavern;
 use crate::words::being_destroyed;
 use tavern_runtime::releases::ReleaseError;
@@ -50,6 +51,16 @@ pub struct InstanceView {
     pub admin_key: Option<String>,
     /// How its name fares in DNS, when Tavern keeps one per world.
     pub dns: Option<crate::dns::DnsStatus>,
+    /// Its object storage, when worlds have some.
+    pub storage: Option<StorageStatus>,
+}
+
+/// What views of many worlds share, read once.
+pub(crate) struct Lists {
+    pub users: Vec<User>,
+    pub licenses: Vec<License>,
+    pub names: Vec<DnsName>,
+    pub places: Vec<StoragePlace>,
 }
 
 /// What the caller can do when no key is free: only admins add keys.
@@ -172,7 +183,7 @@ impl Tavern {
                 .with_detail(format!("owner {}", owner.username)),
             )
             .await?;
-        self.dns_wake.notify_one();
+        self.worlds_changed();
         let dns = self.settings.dns_per_world.then(|| {
             DnsStatus::of(
                 self.settings.instance_host(&instance.slug),
@@ -180,9 +191,16 @@ impl Tavern {
                 None,
             )
         });
+        let storage = self.uploads.as_ref().map(|up| {
+            StorageStatus::of(
+                &up.storage.layout().place(&instance.slug, instance.id),
+                None,
+            )
+        });
         Ok(InstanceView {
             url: self.settings.instance_url(&instance.slug),
             dns,
+            storage,
             license: license.map(|l| (l.id, l.label)),
             owner: owner.username,
             instance,
@@ -193,11 +211,9 @@ impl Tavern {
     pub(crate) async fn view(
         &self,
         instance: Instance,
-        users: Option<&[User]>,
-        licenses: Option<&[License]>,
-        names: Option<&[DnsName]>,
+        lists: Option<&Lists>,
     ) -> Result<InstanceView, CoreError> {
-        let owner = match users.and_then(|us| us.iter().find(|u| u.id == instance.owner)) {
+        let owner = match lists.and_then(|l| l.users.iter().find(|u| u.id == instance.owner)) {
             Some(u) => u.username.clone(),
             None => self
                 .store
@@ -212,8 +228,8 @@ impl Tavern {
                 })?,
         };
         // The key it holds now, else the key it is configured with.
-        let licenses = match licenses {
-            Some(ls) => std::borrow::Cow::Borrowed(ls),
+        let licenses = match lists {
+            Some(l) => std::borrow::Cow::Borrowed(l.licenses.as_slice()),
             None => std::borrow::Cow::Owned(self.store.list_licenses().await?),
         };
         let license = licenses
@@ -221,20 +237,32 @@ impl Tavern {
             .find(|l| l.bound_to == Some(instance.id))
             .or_else(|| licenses.iter().find(|l| Some(l.id) == instance.license))
             .map(|l| (l.id, l.label.clone()));
-        let dns = match (self.settings.dns_per_world, names) {
+        let dns = match (self.settings.dns_per_world, lists) {
             (false, _) => None,
-            (true, names) => {
+            (true, lists) => {
                 let host = self.settings.instance_host(&instance.slug);
-                let row = match names {
-                    Some(ns) => ns.iter().find(|n| n.host == host).cloned(),
+                let row = match lists {
+                    Some(l) => l.names.iter().find(|n| n.host == host).cloned(),
                     None => self.store.dns_name(&host).await?,
                 };
                 Some(DnsStatus::of(host, &instance.slug, row.as_ref()))
             }
         };
+        let storage = match (&self.uploads, lists) {
+            (None, _) => None,
+            (Some(up), lists) => {
+                let row = match lists {
+                    Some(l) => l.places.iter().find(|p| p.instance == instance.id).cloned(),
+                    None => self.store.storage_place(instance.id).await?,
+                };
+                let place = up.storage.layout().place(&instance.slug, instance.id);
+                Some(StorageStatus::of(&place, row.as_ref()))
+            }
+        };
         Ok(InstanceView {
             url: self.settings.instance_url(&instance.slug),
             dns,
+            storage,
             owner,
             license,
             instance,
@@ -269,17 +297,21 @@ impl Tavern {
         } else {
             vec![caller.user.clone()]
         };
-        let licenses = self.store.list_licenses().await?;
-        let names = match self.settings.dns_per_world {
-            true => self.store.list_dns_names().await?,
-            false => Vec::new(),
+        let lists = Lists {
+            users,
+            licenses: self.store.list_licenses().await?,
+            names: match self.settings.dns_per_world {
+                true => self.store.list_dns_names().await?,
+                false => Vec::new(),
+            },
+            places: match self.uploads {
+                Some(_) => self.store.list_storage_places().await?,
+                None => Vec::new(),
+            },
         };
         let mut out = Vec::with_capacity(instances.len());
         for i in instances {
-            out.push(
-                self.view(i, Some(&users), Some(&licenses), Some(&names))
-                    .await?,
-            );
+            out.push(self.view(i, Some(&lists)).await?);
         }
         Ok(out)
     }
@@ -290,7 +322,7 @@ impl Tavern {
         slug: &str,
     ) -> Result<InstanceView, CoreError> {
         let i = self.visible_instance(caller, slug).await?;
-        self.view(i, None, None, None).await
+        self.view(i, None).await
     }
 
     /// Changes an instance's idle timeout or who wakes it by visiting.
@@ -347,7 +379,7 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None, None, None).await
+        self.view(i, None).await
     }
 
     /// Moves a stopped world to another release or runtime (its data stays
@@ -471,7 +503,8 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(i, None, None, None).await
+        self.worlds_changed();
+        self.view(i, None).await
     }
 
     /// Asks for an instance to run or to stop; the reconciler does it.
@@ -538,7 +571,7 @@ impl Tavern {
         }
         self.wake.notify_one();
         let i = self.visible_instance(caller, slug).await?;
-        self.view(i, None, None, None).await
+        self.view(i, None).await
     }
 
     /// A visit wakes a sleeping world when anyone may wake worlds: it

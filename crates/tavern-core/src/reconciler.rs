@@ -654,7 +654,7 @@ impl Reconciler {
                     if let Err(err) = tavern.store().delete_instance(&slug, &e).await {
                         tracing::warn!(slug = %slug, error = %err, "removing the destroyed instance failed");
                     }
-                    tavern.dns_wake.notify_one();
+                    tavern.worlds_changed();
                 }
                 (Ok(()), Some(i)) => {
                     if let Err(err) = tavern.release_license(&i).await {

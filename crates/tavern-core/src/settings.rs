@@ -113,6 +113,27 @@ impl Settings {
         }
     }
 
+    /// The origin a world's pages are served from (`https://<host>[:port]`).
+    pub fn world_origin(&self, slug: &Slug) -> String {
+        format!(
+            "{}://{}{}",
+            self.public_scheme,
+            self.instance_host(slug),
+            self.port_suffix()
+        )
+    }
+
+    /// An origin pattern every world's pages match (`https://*.<domain>`,
+    /// or the domain's own origin with path routing), as S3's CORS rules
+    /// take one.
+    pub fn every_world_origin(&self) -> String {
+        let host = match self.path_routing {
+            true => self.domain.clone(),
+            false => format!("*.{}", self.domain),
+        };
+        format!("{}://{host}{}", self.public_scheme, self.port_suffix())
+    }
+
     /// The dashboard's address (the bare domain), ending in `/`.
     pub fn site_url(&self) -> String {
         format!(

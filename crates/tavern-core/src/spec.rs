@@ -63,6 +63,7 @@ impl Tavern {
             None => (None, None),
         };
         let admin_hash = self.admin_hash(i)?;
+        let aws_config = self.aws_config(i).await?;
         Ok(tavern_runtime::InstanceSpec {
             id: i.id,
             slug: i.slug.clone(),
@@ -75,6 +76,7 @@ impl Tavern {
                 license_key,
                 signed_license,
                 admin_hash,
+                aws_config,
             },
         })
     }

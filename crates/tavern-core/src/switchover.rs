@@ -143,6 +143,6 @@ impl Tavern {
             )
             .await?;
         self.wake.notify_one();
-        self.view(target, None, None, None).await
+        self.view(target, None).await
     }
 }

@@ -32,6 +32,10 @@ pub struct Tavern {
     pub(crate) schedule_wake: Arc<Notify>,
     /// Wakes the keeper of worlds' names in DNS when worlds come or go.
     pub(crate) dns_wake: Arc<Notify>,
+    /// Wakes the keeper of worlds' storage when worlds come or go.
+    pub(crate) storage_wake: Arc<Notify>,
+    /// Worlds' object storage, when `[storage]` gives them some.
+    pub(crate) uploads: Option<Arc<crate::uploads::WorldUploads>>,
     /// Open connections to each world, counted by the proxy.
     pub(crate) activity: crate::activity::Activity,
     /// Where worlds answer, for the proxy (the reconciler publishes it).
@@ -61,11 +65,24 @@ impl Tavern {
             wake: Arc::new(Notify::new()),
             schedule_wake: Arc::new(Notify::new()),
             dns_wake: Arc::new(Notify::new()),
+            storage_wake: Arc::new(Notify::new()),
+            uploads: None,
             routes: Arc::new(tokio::sync::watch::Sender::new(Arc::default())),
             activity: crate::activity::Activity::default(),
             backup_work: Arc::default(),
             held_imports: Arc::default(),
         }
+    }
+
+    /// Gives worlds object storage for their uploads.
+    pub fn with_uploads(mut self, uploads: crate::uploads::WorldUploads) -> Self {
+        self.uploads = Some(Arc::new(uploads));
+        self
+    }
+
+    /// Worlds' object storage, when they have some.
+    pub fn uploads(&self) -> Option<&Arc<crate::uploads::WorldUploads>> {
+        self.uploads.as_ref()
     }
 
     /// The proxy's handle for counting open connections to worlds.

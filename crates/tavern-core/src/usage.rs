@@ -2,11 +2,13 @@
 //! license key, and its cost at the configured rate less each user's
 //! credit. Admins see everyone; a game master only themselves.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use tavern_store::now;
-use tavern_types::{UserId, Username};
+use tavern_types::{InstanceId, UserId, Username};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
@@ -27,6 +29,10 @@ pub struct UsageView {
     pub licenses: Vec<(Option<String>, f64)>,
     pub hours: f64,
     pub cost: f64,
+    /// Bytes each user's worlds hold in object storage, as last counted
+    /// (now, not over the month); `None` when worlds have no object
+    /// storage.
+    pub stored: Option<BTreeMap<UserId, u64>>,
 }
 
 /// `YYYY-MM` as the UTC month `[first, next first)`.
@@ -87,6 +93,24 @@ impl Tavern {
         let summary = usage::summarize(&intervals, from, to, now(), rate, |u| {
             credits.get(&u).copied().unwrap_or(0.0)
         });
+        let stored = match &self.uploads {
+            Some(_) => Some(self.stored_bytes(owner).await?),
+            None => None,
+        };
+        let mut summary = summary;
+        // Those who ran nothing this month but store something are shown.
+        for (user, _) in stored.iter().flatten().filter(|(_, b)| **b > 0) {
+            if summary.users.iter().all(|u| u.user != *user) {
+                summary.users.push(UserUsage {
+                    user: *user,
+                    hours: 0.0,
+                    worlds: Vec::new(),
+                    cost: 0.0,
+                    credit: credits.get(user).copied().unwrap_or(0.0),
+                    due: 0.0,
+                });
+            }
+        }
         let mut users = Vec::with_capacity(summary.users.len());
         for u in summary.users {
             let name = match self.store.user(u.user).await? {
@@ -120,7 +144,31 @@ impl Tavern {
             licenses,
             hours: summary.hours,
             cost: summary.cost,
+            stored,
         })
+    }
+
+    /// Bytes in object storage per owner (`owner`'s only, when given),
+    /// over the worlds there are now.
+    async fn stored_bytes(
+        &self,
+        owner: Option<UserId>,
+    ) -> Result<BTreeMap<UserId, u64>, CoreError> {
+        let owners: BTreeMap<InstanceId, UserId> = self
+            .store
+            .list_instances(owner)
+            .await?
+            .into_iter()
+            .map(|i| (i.id, i.owner))
+            .collect();
+        let mut stored = BTreeMap::new();
+        for place in self.store.list_storage_places().await? {
+            if let Some(user) = owners.get(&place.instance) {
+                let b: &mut u64 = stored.entry(*user).or_default();
+                *b = b.saturating_add(place.bytes.unwrap_or(0));
+            }
+        }
+        Ok(stored)
     }
 }
 

@@ -1,16 +1,22 @@
 //! Foundry's own `Config/` files, kept in one place: `options.json` (Tavern's
-//! keys written, every other key preserved), `license.json` and `admin.txt`
-//! (felddy's PBKDF2 format).
+//! keys written, every other key preserved), `license.json`, `admin.txt`
+//! (felddy's PBKDF2 format) and `awsConfig.json` (the world's storage).
 
 use std::path::Path;
 
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 
 use crate::FoundryConfig;
 
 pub use tavern_foundry::{DEFAULT_ADMIN_SALT, admin_key_hash, license_json};
 
-/// Writes `Config/options.json`, `license.json` and `admin.txt` under
+/// The world's storage file, in `Config/`; `options.json`'s `awsConfig`
+/// names it relative to that folder, as Foundry resolves it.
+pub const AWS_CONFIG: &str = "awsConfig.json";
+
+/// Writes `Config/options.json`, `license.json`, `admin.txt` and
+/// `awsConfig.json` under
 /// `data_dir` for a start on `port`. Keys of `options.json` that Tavern does
 /// not manage are kept; a file that is not a JSON object is replaced.
 pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io::Result<()> {
@@ -31,6 +37,21 @@ pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io:
     });
     if let Value::Object(m) = managed {
         options.extend(m);
+    }
+    // The storage Tavern gives the world, or none: an `awsConfig` of the
+    // game master's own (Foundry's setup screen sets one) stays.
+    let aws_path = config.join(AWS_CONFIG);
+    match &cfg.aws_config {
+        Some(text) => {
+            write_atomic(&aws_path, text.expose_secret())?;
+            options.insert("awsConfig".into(), json!(AWS_CONFIG));
+        }
+        None => {
+            remove_if_there(&aws_path)?;
+            if options.get("awsConfig").and_then(Value::as_str) == Some(AWS_CONFIG) {
+                options.insert("awsConfig".into(), Value::Null);
+            }
+        }
     }
     write_atomic(
         &options_path,
@@ -61,19 +82,23 @@ pub fn write_config(data_dir: &Path, port: u16, cfg: &FoundryConfig) -> std::io:
     let admin_path = config.join("admin.txt");
     match &cfg.admin_hash {
         Some(hash) => write_atomic(&admin_path, hash)?,
-        None => match std::fs::remove_file(&admin_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        },
+        None => remove_if_there(&admin_path)?,
     }
     Ok(())
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// What a world's `Config/` is written from, as it travels to a pod in a
 /// Secret (the kubernetes driver's): [`FoundryConfig`] in JSON. Read back by
 /// `tavern foundry-config`, Tavern's init container, which calls
 /// [`write_config`] in the pod just as the other drivers do on this machine.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeedConfig {
     pub hostname: String,
@@ -84,6 +109,20 @@ pub struct SeedConfig {
     pub license_key: Option<String>,
     pub signed_license: Option<String>,
     pub admin_hash: Option<String>,
+    /// Left out when there is none, so that a world without storage has
+    /// the seed (and the config digest) it had before storage existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_config: Option<String>,
+}
+
+/// Leaves the secrets out.
+impl std::fmt::Debug for SeedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeedConfig")
+            .field("hostname", &self.hostname)
+            .field("route_prefix", &self.route_prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&FoundryConfig> for SeedConfig {
@@ -96,6 +135,10 @@ impl From<&FoundryConfig> for SeedConfig {
             license_key: cfg.license_key.as_ref().map(|k| k.expose().to_owned()),
             signed_license: cfg.signed_license.clone(),
             admin_hash: cfg.admin_hash.clone(),
+            aws_config: cfg
+                .aws_config
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
         }
     }
 }
@@ -118,6 +161,7 @@ impl TryFrom<SeedConfig> for FoundryConfig {
             license_key,
             signed_license: seed.signed_license,
             admin_hash: seed.admin_hash,
+            aws_config: seed.aws_config.map(Into::into),
         })
     }
 }
@@ -195,7 +239,46 @@ mod tests {
             ),
             signed_license: None,
             admin_hash: Some(admin_key_hash("k", DEFAULT_ADMIN_SALT)),
+            aws_config: None,
         }
+    }
+
+    fn options(dir: &Path) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("Config/options.json")).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn storage_is_written_named_in_options_and_taken_away_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg();
+        c.aws_config = Some(r#"{"buckets":["b"]}"#.to_owned().into());
+        write_config(dir.path(), 31000, &c).unwrap();
+        assert_eq!(options(dir.path())["awsConfig"], AWS_CONFIG);
+        let file = dir.path().join("Config").join(AWS_CONFIG);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            r#"{"buckets":["b"]}"#
+        );
+        // Through the seed (the init container's way) as well.
+        let seed = SeedConfig::from(&c);
+        assert!(!format!("{seed:?}").contains("buckets"));
+        let back = FoundryConfig::try_from(seed).unwrap();
+        assert_eq!(
+            back.aws_config.map(|t| t.expose_secret().to_owned()),
+            Some(r#"{"buckets":["b"]}"#.to_owned())
+        );
+
+        write_config(dir.path(), 31000, &cfg()).unwrap();
+        assert!(!file.exists());
+        assert_eq!(options(dir.path())["awsConfig"], Value::Null);
+
+        // A game master's own stays.
+        let mut o = options(dir.path());
+        o["awsConfig"] = json!("mine.json");
+        std::fs::write(dir.path().join("Config/options.json"), o.to_string()).unwrap();
+        write_config(dir.path(), 31000, &cfg()).unwrap();
+        assert_eq!(options(dir.path())["awsConfig"], "mine.json");
     }
 
     #[test]

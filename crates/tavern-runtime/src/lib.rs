@@ -71,6 +71,9 @@ pub struct FoundryConfig {
     pub signed_license: Option<String>,
     /// felddy's `admin.txt` content (PBKDF2 hex), if the instance has a key.
     pub admin_hash: Option<String>,
+    /// The world's `awsConfig.json` (its object storage and the key that
+    /// reaches only it), when it has storage.
+    pub aws_config: Option<secrecy::SecretString>,
 }
 
 /// Everything a driver needs to make one world run.

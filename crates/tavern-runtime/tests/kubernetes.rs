@@ -65,6 +65,7 @@ fn spec(slug: &str, id: &str, prefix: Option<&str>) -> InstanceSpec {
             license_key: Some(LicenseKey::parse("ABCD-EFGH-JKLM-NPQR-STUV-WXYZ").unwrap()),
             signed_license: None,
             admin_hash: Some("ab".repeat(64)),
+            aws_config: None,
         },
     }
 }

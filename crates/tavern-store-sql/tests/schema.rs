@@ -39,6 +39,20 @@ dns_names.host text not null
 dns_names.next_attempt_at integer not null
 dns_names.slug text not null
 unique dns_names(host)
+storage_places.access_key_id text
+storage_places.attempts integer not null
+storage_places.bucket text not null
+storage_places.bytes integer
+storage_places.checked_at integer not null
+storage_places.error text
+storage_places.folder text
+storage_places.instance_id text not null
+storage_places.next_attempt_at integer not null
+storage_places.ready boolean not null
+storage_places.secret_sealed bytes
+storage_places.slug text not null
+storage_places.user_name text not null
+unique storage_places(instance_id)
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null

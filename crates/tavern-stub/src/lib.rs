@@ -8,7 +8,8 @@
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
 //! runs with (and its data directory and hostname), `GET /_stub/config` the
-//! options it read,
+//! options it read, `GET /_stub/storage` the S3 storage its `awsConfig`
+//! gives it (as Foundry reads that file; never the secret key),
 //! `/_stub/echo` what reached it (method, path, headers, body size),
 //! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
 
@@ -223,6 +224,8 @@ struct Stub {
     world: String,
     license: Option<String>,
     options: Options,
+    /// What `awsConfig` gave it, as `/_stub/storage` tells.
+    storage: Value,
     sockets: AtomicU64,
     sockets_total: AtomicU64,
     started: Instant,
@@ -322,6 +325,7 @@ pub async fn run(args: StubArgs) -> anyhow::Result<()> {
         data_path: data.clone(),
         world,
         license,
+        storage: storage_of(&config, &options.raw),
         options,
         sockets: AtomicU64::new(0),
         sockets_total: AtomicU64::new(0),
@@ -367,6 +371,7 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/", get(root))
         .route("/_stub/license", get(license))
         .route("/_stub/config", get(config))
+        .route("/_stub/storage", get(storage))
         .route("/_stub/echo", any(echo_request))
         .route("/_stub/blob/{bytes}", get(blob));
     let routed = match &stub.options.route_prefix {
@@ -374,7 +379,8 @@ fn app(stub: Arc<Stub>) -> Router {
             .route(&format!("/{p}/"), get(root))
             .nest(&format!("/{p}"), inner)
             .route("/_stub/license", get(license))
-            .route("/_stub/config", get(config)),
+            .route("/_stub/config", get(config))
+            .route("/_stub/storage", get(storage)),
         None => inner,
     };
     routed.with_state(stub)
@@ -460,6 +466,39 @@ async fn blob(axum::extract::Path(bytes): axum::extract::Path<usize>) -> Respons
         vec![b'x'; bytes],
     )
         .into_response()
+}
+
+/// The S3 storage `options.json`'s `awsConfig` gives: `true` (the AWS
+/// SDK's own credentials), or a file named relative to `Config/` (or
+/// absolute) holding the buckets, region, endpoint and key. What it read,
+/// without the secret; `null` without storage.
+fn storage_of(config: &Path, options: &Map<String, Value>) -> Value {
+    match options.get("awsConfig") {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::Bool(true)) => json!({"ambient": true}),
+        Some(Value::String(file)) => {
+            let read = std::fs::read_to_string(config.join(file))
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()));
+            match read {
+                Ok(v) => json!({
+                    "file": file,
+                    "buckets": v.get("buckets"),
+                    "region": v.get("region"),
+                    "endpoint": v.get("endpoint"),
+                    "forcePathStyle": v.get("forcePathStyle"),
+                    "accessKeyId": v.pointer("/credentials/accessKeyId"),
+                    "hasSecret": v.pointer("/credentials/secretAccessKey").is_some_and(Value::is_string),
+                }),
+                Err(e) => json!({"file": file, "error": e}),
+            }
+        }
+        Some(other) => json!({"error": format!("awsConfig is {other}, not a path or true")}),
+    }
+}
+
+async fn storage(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
+    axum::Json(s.storage.clone())
 }
 
 async fn config(State(s): State<Arc<Stub>>) -> axum::Json<Value> {

@@ -211,6 +211,16 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
         Arc::new(runtime),
         Arc::new(releases(&config)?),
     );
+    let tavern = match config.storage.uploads()? {
+        Some(uploads) => {
+            tracing::info!(
+                "storage: each world's uploads go to object storage ({:?}), with a key that reaches only them",
+                uploads.storage.layout()
+            );
+            tavern.with_uploads(uploads)
+        }
+        None => tavern,
+    };
 
     if let Some(token) = tavern.bootstrap().await? {
         announce_first_admin(&tavern, &config, addr, &token).await?;
@@ -373,6 +383,15 @@ impl Server {
             |_| async {},
         ));
         let mut work = vec![reconciling, scheduling, backing_up, notifying];
+        if tavern.uploads().is_some() {
+            let tavern = tavern.clone();
+            work.push(tokio::spawn(run_by_leadership(
+                leadership.clone(),
+                shutdown.clone(),
+                move |token| tavern_core::storage::run(tavern.clone(), token),
+                |_| async {},
+            )));
+        }
         if let Some(names) = world_names {
             let (tavern, names) = (tavern.clone(), names.clone());
             work.push(tokio::spawn(run_by_leadership(

@@ -161,7 +161,7 @@ impl Tavern {
             if let Err(e) = self.store.delete_instance(&i.slug, &gone).await {
                 tracing::warn!(slug = %i.slug, error = %e, "removing the world made for a failed import failed");
             }
-            self.dns_wake.notify_one();
+            self.worlds_changed();
         }
         result?;
         if let Some(found) = found_key

@@ -412,6 +412,8 @@ struct UsageRow {
     cost: String,
     credit: String,
     due: String,
+    /// What the user's worlds hold in object storage (empty: none).
+    stored: String,
 }
 
 #[derive(Template)]
@@ -424,6 +426,8 @@ struct UsagePage {
     currency: String,
     total_hours: String,
     total_cost: String,
+    /// Worlds have object storage: its column is shown.
+    storage_on: bool,
 }
 
 /// How many months the chart shows.
@@ -486,8 +490,14 @@ async fn usage(State(s): State<AppState>, session: Session) -> Response {
                 cost: format!("{:.2}", u.cost),
                 credit: format!("{:.2}", u.credit),
                 due: format!("{:.2}", u.due),
+                stored: current
+                    .stored
+                    .as_ref()
+                    .map(|m| super::backups::size(m.get(&u.user).copied().unwrap_or(0)))
+                    .unwrap_or_default(),
             })
             .collect(),
+        storage_on: current.stored.is_some(),
         currency: current.currency.clone(),
         total_hours: format!("{:.1}", current.hours),
         total_cost: format!("{:.2}", current.cost),

@@ -257,6 +257,31 @@ struct WorldPage {
     backups_on: bool,
     /// What is the matter with its address in DNS, if anything.
     dns_note: String,
+    /// Where its uploads go, when worlds have object storage.
+    storage_note: String,
+}
+
+/// A sentence on where a world's uploads go, when worlds have object
+/// storage: never its key.
+fn storage_note(storage: Option<&tavern_core::storage::StorageStatus>) -> String {
+    let Some(st) = storage else {
+        return String::new();
+    };
+    let held = st
+        .bytes
+        .map(|b| format!(", holding {}", super::backups::size(b)))
+        .unwrap_or_default();
+    match (st.ready, &st.error) {
+        (true, _) => format!(
+            "Uploads go to the bucket {}{held}: in Foundry's file browser, choose Amazon S3.",
+            st.place
+        ),
+        (false, None) => format!("Uploads will go to {}: Tavern is making it.", st.place),
+        (false, Some(e)) => format!(
+            "Uploads cannot go to {} yet ({e}); the world keeps them in its own folder until Tavern manages, and tries again.",
+            st.place
+        ),
+    }
 }
 
 /// A sentence on a world's name in DNS when it does not lead here yet.
@@ -313,6 +338,7 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
         backups: backups.iter().map(BackupRow::from).collect(),
         backups_on,
         dns_note: dns_note(view.dns.as_ref()),
+        storage_note: storage_note(view.storage.as_ref()),
         world: WorldRow::from(&view),
     };
     render(&page.chrome, &page)

@@ -105,7 +105,7 @@ impl StorageStore for Adapter {
             .execute(&mut *tx)
             .await
             .map_err(backend("delete storage place"))?;
-        touched(&done, "storage place", &instance.to_string())?;
+        touched(&done, "storage place", instance)?;
         insert_event(&mut tx, event).await?;
         commit(tx).await
     }

@@ -48,7 +48,16 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
         number(report.cost),
         number(report.rate_per_hour)
     );
-    print_rows(&report.users, USER_USAGE_COLUMNS);
+    // What worlds hold in object storage, when they have some.
+    let mut columns = USER_USAGE_COLUMNS.to_vec();
+    if let Some(total) = report.stored_bytes {
+        columns.push(Column::new("STORED", |u| Cell::size(u.stored_bytes)));
+        println!(
+            "Their worlds hold {} in object storage.",
+            tavern_types::words::size(total)
+        );
+    }
+    print_rows(&report.users, &columns);
     print_rows(&report.licenses, LICENSE_HOURS_COLUMNS);
     Ok(())
 }

@@ -15,6 +15,14 @@ pub struct Column<T> {
     cell: fn(&T) -> Cell,
 }
 
+impl<T> Clone for Column<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Column<T> {}
+
 impl<T> Column<T> {
     pub const fn new(header: &'static str, cell: fn(&T) -> Cell) -> Self {
         Self { header, cell }

@@ -11,6 +11,7 @@ mod kubernetes;
 mod log;
 mod runtime;
 mod server;
+mod storage;
 pub(crate) mod store;
 mod tls;
 
@@ -32,6 +33,7 @@ pub use log::{LogConfig, LogFormat};
 pub use runtime::RuntimeConfig;
 use runtime::check_installation;
 pub use server::{RoutingMode, ServerConfig};
+pub use storage::{StorageConfig, StorageProvider};
 use store::is_postgres;
 pub use store::{StoreConfig, StoreTarget};
 pub use tls::{AcmeChallenge, TlsConfig, TlsMode};
@@ -53,6 +55,7 @@ pub struct Config {
     pub discord: DiscordConfig,
     pub notifications: NotificationsConfig,
     pub dns: DnsConfig,
+    pub storage: StorageConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -166,6 +169,12 @@ impl Config {
                 self.dns.provider == DnsProviderKind::Route53,
                 cfg!(feature = "route53"),
             ),
+            (
+                "storage.provider = \"s3\"",
+                "object-storage",
+                self.storage.provider == StorageProvider::S3,
+                cfg!(feature = "object-storage"),
+            ),
         ];
         for (setting, feature, used, built) in wanted {
             anyhow::ensure!(!used || built, not_built_in(setting, feature));
@@ -188,6 +197,7 @@ impl Config {
         self.check_community()?;
         self.check_tls()?;
         self.dns.setup(&self.server.domain)?;
+        self.storage.uploads()?;
         anyhow::ensure!(
             !(self.dns.provider != DnsProviderKind::None
                 && self.dns.mode == DnsMode::PerWorld
@@ -464,6 +474,12 @@ mod tests {
                 "dns.provider",
                 "route53",
                 cfg!(feature = "route53"),
+            ),
+            (
+                &[("TAVERN_STORAGE_PROVIDER", "s3")],
+                "storage.provider",
+                "object-storage",
+                cfg!(feature = "object-storage"),
             ),
         ] {
             let loaded = with_env(env, || Config::load(None, Overrides::default()));

@@ -404,6 +404,7 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
             license_key: None,
             signed_license: None,
             admin_hash: None,
+            aws_config: None,
         },
     };
     driver.ensure(&ghost).await.unwrap();

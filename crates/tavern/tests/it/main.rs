@@ -1,7 +1,7 @@
 //! Black-box tests of the `tavern` binary: a real server on a temp dir and a
 //! loopback port, driven through its CLI and HTTP API. The tests of a
 //! driver or adapter that is a cargo feature (`docker`, `kubernetes`,
-//! `postgres`, `s3`) run in a build with it: `.ci/run` builds them all.
+//! `postgres`, `s3`, `object-storage`) run in a build with it: `.ci/run` builds them all.
 
 mod acme;
 mod authz;
@@ -38,6 +38,8 @@ mod runtime;
 mod secrets;
 mod serve;
 mod standby;
+#[cfg(feature = "object-storage")]
+mod storage;
 mod stub;
 mod support;
 mod tables;

@@ -1,51 +1,96 @@
-//! Which worlds' names to look at in DNS now (per-world mode), and how long
-//! to wait after a failure: a function of the worlds there are, the names
+//! What Tavern keeps for each world at an outside provider (its name in
+//! DNS, its place in object storage): which to look at now, and how long to
+//! wait after a failure; a function of the worlds there are, the rows
 //! Tavern keeps, and the time.
 
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use tavern_store::DnsName;
-use tavern_types::Slug;
+use tavern_store::{DnsName, StoragePlace};
+use tavern_types::{InstanceId, Slug};
 
-/// One thing to do about one name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Make sure `host` leads to Tavern for `slug` (`known`: its row, if
-    /// Tavern has one).
-    Ensure {
-        host: String,
-        slug: Slug,
-        known: Option<DnsName>,
-    },
-    /// The name's world is gone: remove its records.
-    Remove(DnsName),
+/// A row Tavern keeps for one world's thing at a provider.
+pub trait Kept: Clone {
+    /// What the thing is known by.
+    type Key: Ord + Clone;
+    fn key(&self) -> Self::Key;
+    /// The world it is for.
+    fn world(&self) -> &Slug;
+    /// Failed attempts in a row.
+    fn attempts(&self) -> u32;
+    /// When it is next due.
+    fn next_attempt_at(&self) -> Timestamp;
 }
 
-/// The steps due at `now`. `wanted` maps each world's host to its slug.
+impl Kept for DnsName {
+    type Key = String;
+    fn key(&self) -> String {
+        self.host.clone()
+    }
+    fn world(&self) -> &Slug {
+        &self.slug
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn next_attempt_at(&self) -> Timestamp {
+        self.next_attempt_at
+    }
+}
+
+impl Kept for StoragePlace {
+    type Key = InstanceId;
+    fn key(&self) -> InstanceId {
+        self.instance
+    }
+    fn world(&self) -> &Slug {
+        &self.slug
+    }
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    fn next_attempt_at(&self) -> Timestamp {
+        self.next_attempt_at
+    }
+}
+
+/// One thing to do about one world's thing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step<R: Kept> {
+    /// Make sure `key` is as it should be for `world` (`known`: its row,
+    /// if Tavern has one).
+    Ensure {
+        key: R::Key,
+        world: Slug,
+        known: Option<R>,
+    },
+    /// Its world is gone: remove it.
+    Remove(R),
+}
+
+/// The steps due at `now`. `wanted` maps each thing's key to its world.
 /// A world without a row, or whose row now names another world, is looked
-/// at at once; one with a row, when it is due (a recheck for drift, or a
-/// retry). A row without a world goes at once the first time, then on
-/// its retries.
-pub fn due(wanted: &BTreeMap<String, Slug>, known: &[DnsName], now: Timestamp) -> Vec<Step> {
-    let rows: BTreeMap<&str, &DnsName> = known.iter().map(|n| (n.host.as_str(), n)).collect();
+/// at at once; one with a row, when it is due (a recheck, or a retry). A
+/// row without a world goes at once the first time, then on its retries.
+pub fn due<R: Kept>(wanted: &BTreeMap<R::Key, Slug>, known: &[R], now: Timestamp) -> Vec<Step<R>> {
+    let rows: BTreeMap<R::Key, &R> = known.iter().map(|n| (n.key(), n)).collect();
     let mut steps = Vec::new();
-    for (host, slug) in wanted {
-        let row = rows.get(host.as_str());
+    for (key, slug) in wanted {
+        let row = rows.get(key);
         let due = match row {
             None => true,
-            Some(n) => n.slug != *slug || n.next_attempt_at <= now,
+            Some(n) => n.world() != slug || n.next_attempt_at() <= now,
         };
         if due {
             steps.push(Step::Ensure {
-                host: host.clone(),
-                slug: slug.clone(),
+                key: key.clone(),
+                world: slug.clone(),
                 known: row.map(|n| (*n).clone()),
             });
         }
     }
     for n in known {
-        if !wanted.contains_key(&n.host) && (n.attempts == 0 || n.next_attempt_at <= now) {
+        if !wanted.contains_key(&n.key()) && (n.attempts() == 0 || n.next_attempt_at() <= now) {
             steps.push(Step::Remove(n.clone()));
         }
     }
@@ -82,11 +127,11 @@ mod tests {
         }
     }
 
-    fn hosts(steps: &[Step]) -> Vec<String> {
+    fn hosts(steps: &[Step<DnsName>]) -> Vec<String> {
         steps
             .iter()
             .map(|s| match s {
-                Step::Ensure { host, .. } => format!("ensure {host}"),
+                Step::Ensure { key, .. } => format!("ensure {key}"),
                 Step::Remove(n) => format!("remove {}", n.host),
             })
             .collect()
