@@ -63,7 +63,8 @@ impl Tavern {
             None => (None, None),
         };
         let admin_hash = self.admin_hash(i)?;
-        let aws_config = self.aws_config(i).await?;
+        // Only a start makes the world's storage when it is not there yet.
+        let aws_config = self.aws_config(i, need_key).await?;
         Ok(tavern_runtime::InstanceSpec {
             id: i.id,
             slug: i.slug.clone(),

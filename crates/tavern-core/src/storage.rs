@@ -78,13 +78,11 @@ impl Tavern {
         let known = self.store.list_storage_places().await?;
         for step in due(&wanted, &known, now()) {
             match step {
-                Step::Ensure { key, world, known } => {
+                Step::Ensure { key, world, .. } => {
                     let _making = up.making.lock().await;
-                    // Read again: a world's start may have made it meanwhile.
-                    let known = match known {
-                        Some(_) => self.store.storage_place(key).await?,
-                        None => None,
-                    };
+                    // Read again: a world's start may have made it meanwhile
+                    // (making it again would delete the key it started with).
+                    let known = self.store.storage_place(key).await?;
                     self.ensure_place(&up, key, &world, known).await?;
                 }
                 Step::Remove(row) => self.remove_place(&up, row).await?,
@@ -219,15 +217,20 @@ impl Tavern {
         Ok(())
     }
 
-    /// The world's `awsConfig` file, when worlds have storage: its place is
-    /// made first if it is not ready yet (one attempt; a world whose place
-    /// fails starts without it, and the leader tries again).
-    pub(crate) async fn aws_config(&self, i: &Instance) -> Result<Option<SecretString>, CoreError> {
+    /// The world's `awsConfig` file, when worlds have storage. With `make`
+    /// (a start) its place is made first if it is not ready yet (one
+    /// attempt; a world whose place fails starts without it, and the
+    /// leader tries again).
+    pub(crate) async fn aws_config(
+        &self,
+        i: &Instance,
+        make: bool,
+    ) -> Result<Option<SecretString>, CoreError> {
         let Some(up) = self.uploads.clone() else {
             return Ok(None);
         };
         let mut row = self.store.storage_place(i.id).await?;
-        if !row.as_ref().is_some_and(|r| r.ready) {
+        if make && !row.as_ref().is_some_and(|r| r.ready) {
             let _making = up.making.lock().await;
             row = self.store.storage_place(i.id).await?;
             if !row.as_ref().is_some_and(|r| r.ready) {

@@ -4,7 +4,10 @@
 //! Tavern's own credentials come from the configuration or the SDK's
 //! default chain.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{
@@ -130,8 +133,16 @@ impl AwsStorage {
         self.clients
             .get_or_init(|| async {
                 let s = &self.settings;
+                // Bounded: a provider that does not answer holds up a
+                // world's start (or the leader's loop) a minute at most.
+                let timeouts = TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .operation_timeout(Duration::from_secs(60))
+                    .build();
                 let mut conf = aws_config::defaults(BehaviorVersion::latest())
-                    .region(Region::new(s.foundry.region.clone()));
+                    .region(Region::new(s.foundry.region.clone()))
+                    .timeout_config(timeouts);
                 if let Some((id, secret)) = &s.access_key {
                     conf = conf.credentials_provider(aws_sdk_s3::config::Credentials::new(
                         id, secret, None, None, "tavern",

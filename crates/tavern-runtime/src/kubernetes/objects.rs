@@ -592,7 +592,7 @@ pub fn render_world(
     secret.metadata.annotations = Some(BTreeMap::from([(
         "tavern.io/note".to_owned(),
         format!(
-            "Tavern writes {SEED_KEY} (the world's settings, its license key and admin key hash) at each start; it is not shown"
+            "Tavern writes {SEED_KEY} (the world's settings, its license key, admin key hash and storage key) at each start; it is not shown"
         ),
     )]));
     let docs = [

@@ -547,6 +547,23 @@ async fn a_backup_cut_off_by_sigkill_is_never_listed_whole() {
     );
     let (s, _) = admin.get(&format!("/api/v1/backups/{id}/download")).await;
     assert_eq!(s, 409);
+    // Nor on the world's own address.
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let http = reqwest::Client::builder()
+        .resolve("big.localhost", addr)
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!(
+            "http://big.localhost:{}/_tavern/backups/{id}",
+            addr.port()
+        ))
+        .header("cookie", format!("tavern_session={}", server.admin_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("may not be complete yet"));
     // The next backup works.
     backup_now(&admin, "big").await;
 }

@@ -52,18 +52,6 @@ async fn dns_of(api: &Api, slug: &str) -> Value {
     b["dns"].clone()
 }
 
-/// A dashboard page as the admin sees it.
-async fn dashboard_page(server: &Server, path: &str) -> String {
-    let r = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
-        .header("cookie", format!("tavern_session={}", server.admin_token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
-}
-
 async fn actions(admin: &Api, action: &str) -> Vec<Value> {
     let (_, events) = admin.get("/api/v1/events?limit=1000").await;
     events
@@ -218,7 +206,7 @@ async fn a_provider_that_cannot_be_reached_shows_on_the_world_holds_nothing_up_a
         .collect();
     assert_eq!(failed.len(), 1, "one failure event, not one per retry");
     // The world's page in the dashboard says it in words.
-    let page = dashboard_page(&server, "/dashboard/worlds/beta").await;
+    let page = page_as(&server, &server.admin_token, "/dashboard/worlds/beta").await;
     assert!(
         page.contains("id=\"dns-note\"")
             && page.contains(&format!("beta.{ZONE} could not be written in DNS"))
@@ -244,7 +232,7 @@ async fn a_provider_that_cannot_be_reached_shows_on_the_world_holds_nothing_up_a
         dns["state"] == "held" && dns["error"].is_null()
     })
     .await;
-    let page = dashboard_page(&server, "/dashboard/worlds/beta").await;
+    let page = page_as(&server, &server.admin_token, "/dashboard/worlds/beta").await;
     assert!(!page.contains("dns-note"), "{page}");
 }
 

@@ -140,15 +140,7 @@ async fn a_world_gets_a_bucket_and_a_key_that_reaches_only_it() {
         table.contains("STORED") && table.contains("in object storage"),
         "{table}"
     );
-    let usage_page = reqwest::Client::new()
-        .get(format!("{}/admin/usage", server.url))
-        .header("cookie", format!("tavern_session={}", server.admin_token))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let usage_page = page_as(&server, &server.admin_token, "/admin/usage").await;
     assert!(usage_page.contains("data-label=\"Stored\""), "{usage_page}");
     let (_, theirs_usage) = otto.get("/api/v1/usage").await;
     assert_eq!(theirs_usage["stored_bytes"], 0, "{theirs_usage}");
@@ -160,15 +152,7 @@ async fn a_world_gets_a_bucket_and_a_key_that_reaches_only_it() {
             "the world's secret key was shown"
         );
     }
-    let page = reqwest::Client::new()
-        .get(format!("{}/dashboard/worlds/vault", server.url))
-        .header("cookie", format!("tavern_session={}", gina.token()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(&server, gina.token(), "/dashboard/worlds/vault").await;
     assert!(
         page.contains(&format!("Uploads go to the bucket {place}")),
         "{page}"

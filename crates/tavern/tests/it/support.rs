@@ -729,3 +729,15 @@ pub async fn acts_of(admin: &Api, actor: &str) -> usize {
         .filter(|e| e["actor"] == actor)
         .count()
 }
+
+/// A dashboard page as the session `token` sees it (its status must be 200).
+pub async fn page_as(server: &Server, token: &str, path: &str) -> String {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("cookie", format!("tavern_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
+}
