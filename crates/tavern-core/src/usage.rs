@@ -90,14 +90,13 @@ impl Tavern {
         let intervals = self.store.list_usage(owner, from, to).await?;
         let rate = self.settings.usage_rate;
         let credits = self.credits(owner, from, to).await?;
-        let summary = usage::summarize(&intervals, from, to, now(), rate, |u| {
+        let mut summary = usage::summarize(&intervals, from, to, now(), rate, |u| {
             credits.get(&u).copied().unwrap_or(0.0)
         });
         let stored = match &self.uploads {
             Some(_) => Some(self.stored_bytes(owner).await?),
             None => None,
         };
-        let mut summary = summary;
         // Those who ran nothing this month but store something are shown.
         for (user, _) in stored.iter().flatten().filter(|(_, b)| **b > 0) {
             if summary.users.iter().all(|u| u.user != *user) {

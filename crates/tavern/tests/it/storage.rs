@@ -239,3 +239,47 @@ async fn a_destroyed_worlds_uploads_are_removed_when_asked() {
     .await;
     assert!(p.users().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_world_whose_storage_fails_starts_without_it_and_says_why() {
+    // A provider that does not listen: every attempt fails.
+    let [port] = free_ports::<1>();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tavern.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nprovider = \"s3\"\nendpoint = \"http://127.0.0.1:{port}\"\naccess_key_id = \"AKIDTAVERN\"\nsecret_access_key = \"not-a-real-secret\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_env(&["--config", config.to_str().unwrap()], &[]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "one", &key_for("one")).await;
+    add_world(&admin, "dry", "stub").await;
+    start(&admin, "dry").await;
+    let st = storage_of(&admin, "dry").await;
+    assert_eq!(st["ready"], false, "{st}");
+    assert!(st["error"].as_str().is_some_and(|e| !e.is_empty()), "{st}");
+    let told: Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/_stub/storage",
+        read_port(&server, "dry")
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(told, Value::Null, "the world was given storage: {told}");
+    let page = page_as(&server, &server.admin_token, "/dashboard/worlds/dry").await;
+    assert!(page.contains("Uploads cannot go to"), "{page}");
+    let (_, events) = admin.get("/api/v1/events?limit=1000").await;
+    let failures: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "storage.make" && e["outcome"] == "failure")
+        .collect();
+    assert_eq!(failures.len(), 1, "{events}");
+    assert!(!server.output().contains("not-a-real-secret"));
+}
