@@ -40,6 +40,11 @@ impl Version {
             .map(Version)
     }
 
+    /// Only the first `parts` numbers: `13` for `13.351` and 1.
+    pub fn truncated(&self, parts: usize) -> Self {
+        Version(self.0.iter().copied().take(parts.max(1)).collect())
+    }
+
     /// The generation: `13` for `13.351`.
     pub fn generation(&self) -> u64 {
         self.0.first().copied().unwrap_or(0)

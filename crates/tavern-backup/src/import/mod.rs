@@ -4,9 +4,11 @@
 //! no entry twice, nothing beyond the limits, a zip entry never larger than
 //! it declares). [`scan`] lists what is there, [`layout::plan`] decides
 //! what is taken and where, and [`extract`] writes what is taken into a new
-//! folder, removed again on any error. Blocking code.
+//! folder, removed again on any error; [`package`] unpacks one package's
+//! zip by the same rules. Blocking code.
 
 pub mod layout;
+pub mod package;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -581,11 +583,26 @@ fn extract_into(
     into: &Path,
     limits: Limits,
 ) -> Result<u64, ImportError> {
+    write_entries(source, into, limits, &|path| layout.target(path), true)
+}
+
+/// Writes each entry of `source` that `target` places (at the path it
+/// answers) below `into`; links are refused unless `links`.
+fn write_entries(
+    source: &Path,
+    into: &Path,
+    limits: Limits,
+    target: &dyn Fn(&str) -> Option<String>,
+    links: bool,
+) -> Result<u64, ImportError> {
     let mut written = 0;
     walk(source, limits, &mut |head, body| {
-        let Some(to) = layout.target(&head.path) else {
+        let Some(to) = target(&head.path) else {
             return Ok(());
         };
+        if !links && matches!(head.kind, EntryKind::Link { .. }) {
+            return Err(refused(&head.path, "it is a link, and a package may hold none"));
+        }
         let dest = into.join(&to);
         let parent = dest.parent().unwrap_or(into);
         std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
