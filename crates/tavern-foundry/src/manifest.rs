@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::version::Version;
 
 /// What a manifest describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum PackageKind {
     World,
     System,
@@ -63,7 +66,7 @@ impl std::fmt::Display for PackageKind {
 }
 
 /// The Foundry versions a package says it works with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Compatibility {
     pub minimum: Option<String>,
     pub verified: Option<String>,
@@ -125,7 +128,7 @@ impl Compatibility {
 }
 
 /// A package another needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Requirement {
     pub kind: PackageKind,
     pub id: String,

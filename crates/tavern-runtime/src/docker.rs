@@ -47,6 +47,9 @@ pub struct DockerSettings {
     pub network: String,
     /// Mounted read-only at `/data/Data/shared` in every world.
     pub shared_dir: PathBuf,
+    /// The package library (`DATA_DIR/packages`): each package a world
+    /// uses is mounted read-only below `/tavern/packages`.
+    pub packages_dir: PathBuf,
     pub memory_bytes: i64,
     /// CPUs, in billionths.
     pub nano_cpus: i64,
@@ -362,6 +365,38 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// Links the world's packages to their mounts, and answers the mounts:
+    /// each version read-only at the same path below `/tavern/packages`.
+    fn package_binds(
+        &self,
+        spec: &InstanceSpec,
+        data: &std::path::Path,
+    ) -> Result<Vec<String>, RuntimeError> {
+        use crate::packages::{CONTAINER_LIBRARY, link_packages, log_clashes};
+        let slug = &spec.slug;
+        let wanted = &spec.config.packages;
+        let lib = std::path::absolute(&self.settings.packages_dir)
+            .map_err(|e| RuntimeError::io("find the package library", slug, e))?;
+        let seen = std::path::Path::new(CONTAINER_LIBRARY);
+        let linked = link_packages(data, wanted, seen, &lib)
+            .map_err(|e| RuntimeError::io("link the world's packages", slug, e))?;
+        log_clashes(slug, &linked);
+        Ok(wanted
+            .iter()
+            .filter(|p| p.kind != tavern_foundry::manifest::PackageKind::World)
+            .filter_map(|p| p.rel_path())
+            .map(|rel| {
+                format!(
+                    "{}:{}:ro",
+                    lib.join(&rel).display(),
+                    seen.join(&rel).display()
+                )
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn ensure(&self, spec: &InstanceSpec) -> Result<Observed, RuntimeError> {
@@ -412,11 +447,13 @@ impl Runtime for DockerRuntime {
         }
         let shared = std::fs::canonicalize(&self.settings.shared_dir)
             .map_err(|e| RuntimeError::io("find the shared directory", slug, e))?;
+        let mut binds = vec![
+            format!("{}:/data", data.display()),
+            format!("{}:/data/Data/shared:ro", shared.display()),
+        ];
+        binds.extend(self.package_binds(spec, &data)?);
         let mut host = HostConfig {
-            binds: Some(vec![
-                format!("{}:/data", data.display()),
-                format!("{}:/data/Data/shared:ro", shared.display()),
-            ]),
+            binds: Some(binds),
             memory: Some(self.settings.memory_bytes),
             nano_cpus: Some(self.settings.nano_cpus),
             network_mode: Some(network),

@@ -113,6 +113,9 @@ pub struct SeedConfig {
     /// the seed (and the config digest) it had before storage existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_config: Option<String>,
+    /// Left out when there are none, likewise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<crate::packages::PackageLink>,
 }
 
 /// Leaves the secrets out.
@@ -139,6 +142,7 @@ impl From<&FoundryConfig> for SeedConfig {
                 .aws_config
                 .as_ref()
                 .map(|t| t.expose_secret().to_owned()),
+            packages: cfg.packages.clone(),
         }
     }
 }
@@ -162,12 +166,15 @@ impl TryFrom<SeedConfig> for FoundryConfig {
             signed_license: seed.signed_license,
             admin_hash: seed.admin_hash,
             aws_config: seed.aws_config.map(Into::into),
+            packages: seed.packages,
         })
     }
 }
 
 /// Writes `Config/` under `data_dir` from a seed file, for Foundry on its
-/// own port in a container or pod ([`crate::FOUNDRY_PORT`]).
+/// own port in a container or pod ([`crate::FOUNDRY_PORT`]), and links
+/// the world's packages to where the pod mounts them
+/// ([`crate::packages::CONTAINER_LIBRARY`]).
 pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(seed)
         .map_err(|e| format!("cannot read the seed {}: {e}", seed.display()))?;
@@ -175,7 +182,16 @@ pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("the seed {} is not Tavern's: {e}", seed.display()))?;
     let cfg = FoundryConfig::try_from(seed)?;
     write_config(data_dir, crate::FOUNDRY_PORT, &cfg)
-        .map_err(|e| format!("cannot write {}: {e}", data_dir.join("Config").display()))
+        .map_err(|e| format!("cannot write {}: {e}", data_dir.join("Config").display()))?;
+    let library = Path::new(crate::packages::CONTAINER_LIBRARY);
+    let linked = crate::packages::link_packages(data_dir, &cfg.packages, library, library)
+        .map_err(|e| format!("cannot link the world's packages: {e}"))?;
+    for (kind, id) in &linked.clashes {
+        eprintln!(
+            "the world has its own {kind} {id} (installed through Foundry); the library's is not used"
+        );
+    }
+    Ok(())
 }
 
 /// The key a `license.json` names.
@@ -240,6 +256,7 @@ mod tests {
             signed_license: None,
             admin_hash: Some(admin_key_hash("k", DEFAULT_ADMIN_SALT)),
             aws_config: None,
+            packages: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod foundry_config;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
+pub mod packages;
 pub mod process;
 pub mod releases;
 
@@ -74,6 +75,9 @@ pub struct FoundryConfig {
     /// The world's `awsConfig.json` (its object storage and the key that
     /// reaches only it), when it has storage.
     pub aws_config: Option<secrecy::SecretString>,
+    /// The library's packages the world uses, linked (or, for a world
+    /// template, copied) into `Data/` before the start.
+    pub packages: Vec<packages::PackageLink>,
 }
 
 /// Everything a driver needs to make one world run.

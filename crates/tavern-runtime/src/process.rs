@@ -53,6 +53,8 @@ pub struct ProcessRuntime {
     next_port: Arc<Mutex<u32>>,
     /// One operation at a time per world.
     locks: Arc<Mutex<HashMap<Slug, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The package library (`DATA_DIR/packages`), absolute.
+    packages: Option<PathBuf>,
 }
 
 impl ProcessRuntime {
@@ -68,7 +70,14 @@ impl ProcessRuntime {
             exits: Arc::default(),
             next_port: Arc::new(Mutex::new(std::process::id())),
             locks: Arc::default(),
+            packages: None,
         }
+    }
+
+    /// Worlds' packages are linked from the library at `dir`.
+    pub fn with_packages(mut self, dir: PathBuf) -> Self {
+        self.packages = Some(std::path::absolute(&dir).unwrap_or(dir));
+        self
     }
 
     /// The world's directory.
@@ -166,6 +175,16 @@ impl ProcessRuntime {
         let data = self.data_dir(slug);
         let port = self.pick_port(&self.live_ports())?;
         write_config(&data, port, &spec.config).map_err(io("write Foundry's Config files"))?;
+        if let Some(lib) = &self.packages {
+            let linked = crate::packages::link_packages(&data, &spec.config.packages, lib, lib)
+                .map_err(io("link the world's packages"))?;
+            crate::packages::log_clashes(slug, &linked);
+        } else if !spec.config.packages.is_empty() {
+            return Err(RuntimeError::Refused {
+                slug: slug.to_string(),
+                message: "it uses library packages and this runtime has no package library".into(),
+            });
+        }
         let log_path = self.log_path(slug);
         std::fs::create_dir_all(log_path.parent().unwrap_or(&self.root))
             .map_err(io("create the log directory"))?;

@@ -27,6 +27,7 @@ fn settings(routes: Routes) -> KubernetesSettings {
         storage_class: Some("fast".into()),
         storage_size: "5Gi".into(),
         shared_claim: Some("shared-assets".into()),
+        packages_claim: None,
         cpu_request: "200m".into(),
         memory_request: "512Mi".into(),
         cpu_limit: "1".into(),
@@ -66,6 +67,7 @@ fn spec(slug: &str, id: &str, prefix: Option<&str>) -> InstanceSpec {
             signed_license: None,
             admin_hash: Some("ab".repeat(64)),
             aws_config: None,
+            packages: Vec::new(),
         },
     }
 }

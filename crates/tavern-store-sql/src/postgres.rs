@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "storage",
         include_str!("../migrations/postgres/0007_storage.sql"),
     ),
+    (
+        8,
+        "packages",
+        include_str!("../migrations/postgres/0008_packages.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "storage",
         include_str!("../migrations/sqlite/0012_storage.sql"),
     ),
+    (
+        13,
+        "packages",
+        include_str!("../migrations/sqlite/0013_packages.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -53,6 +53,30 @@ storage_places.secret_sealed bytes
 storage_places.slug text not null
 storage_places.user_name text not null
 unique storage_places(instance_id)
+library_packages.added_at integer not null
+library_packages.added_by text not null
+library_packages.bytes integer not null
+library_packages.compat_maximum text
+library_packages.compat_minimum text
+library_packages.compat_verified text
+library_packages.download_url text not null
+library_packages.kind text not null
+library_packages.manifest_url text not null
+library_packages.package_id text not null
+library_packages.requires text not null
+library_packages.sha256 text not null
+library_packages.title text
+library_packages.version text not null
+unique library_packages(kind, package_id, version)
+world_packages.instance_id text not null
+world_packages.kind text not null
+world_packages.package_id text not null
+world_packages.version text not null
+unique world_packages(instance_id, kind, package_id)
+fk world_packages.instance_id -> instances.id
+fk world_packages.kind -> library_packages.kind
+fk world_packages.package_id -> library_packages.package_id
+fk world_packages.version -> library_packages.version
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null
@@ -239,12 +263,19 @@ async fn sqlite_schema(conn: &mut SqliteConnection) -> Schema {
                 .fetch_all(&mut *conn)
                 .await
                 .unwrap();
+        let mut key: Vec<(i64, String)> = Vec::new();
         for (name, ty, not_null, pk) in cols {
             // A primary key is never null (SQLite says so only for INTEGER ones).
             out.insert(column(&t, &name, &ty, not_null || pk > 0));
             if pk > 0 {
-                out.insert(unique(&t, &[name], false));
+                key.push((pk, name));
             }
+        }
+        // One unique key over a primary key's columns, in its order.
+        key.sort();
+        if !key.is_empty() {
+            let names: Vec<String> = key.into_iter().map(|(_, n)| n).collect();
+            out.insert(unique(&t, &names, false));
         }
         let indexes: Vec<(String, bool, bool, String)> =
             sqlx::query_as("SELECT name, \"unique\", partial, origin FROM pragma_index_list($1)")
@@ -307,9 +338,9 @@ async fn postgres_schema(conn: &mut PgConnection) -> Schema {
     }
     let fks: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT c.conrelid::regclass::text, a.attname::text, c.confrelid::regclass::text, f.attname::text \
-         FROM pg_constraint c \
-         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
-         JOIN pg_attribute f ON f.attrelid = c.confrelid AND f.attnum = c.confkey[1] \
+         FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey, c.confkey) AS k(from_n, to_n) \
+         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.from_n \
+         JOIN pg_attribute f ON f.attrelid = c.confrelid AND f.attnum = k.to_n \
          WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace",
     )
     .fetch_all(&mut *conn)

@@ -12,7 +12,10 @@ use crate::{
     ApiToken, ArchiveFacts, Backup, Instance, Invite, License, NewEvent, Observation, Outcome,
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
-use crate::{Delivery, DnsName, NewNotification, StoragePlace};
+use crate::{
+    Compatibility, Delivery, DnsName, LibraryPackage, NewNotification, PackageKind, Requirement,
+    StoragePlace, WorldPackage,
+};
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
 /// store made by `$make`: an async expression yielding `Some` value that
@@ -43,7 +46,8 @@ macro_rules! conformance_tests {
             payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
             the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
             a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten,
-            storage_places_keep_their_sealed_keys_and_are_forgotten);
+            storage_places_keep_their_sealed_keys_and_are_forgotten,
+            library_packages_are_kept_and_never_removed_while_a_world_uses_them);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -2098,4 +2102,109 @@ pub async fn storage_places_keep_their_sealed_keys_and_are_forgotten(store: &dyn
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.list_storage_places().await.unwrap().len(), 1);
+}
+
+pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them(
+    store: &dyn Store,
+) {
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let package = |kind: PackageKind, id: &str, version: &str| LibraryPackage {
+        kind,
+        id: id.into(),
+        version: version.into(),
+        title: Some(format!("The {id}")),
+        manifest_url: format!("https://example.test/{id}/{}", kind.file_name()),
+        download_url: format!("https://example.test/{id}/{version}.zip"),
+        sha256: "ab".repeat(32),
+        bytes: 5_000_000_000,
+        compatibility: Compatibility {
+            minimum: Some("12".into()),
+            verified: Some("13.351".into()),
+            maximum: None,
+        },
+        requires: vec![Requirement {
+            kind: PackageKind::System,
+            id: "dnd5e".into(),
+            manifest: None,
+            compatibility: Compatibility::default(),
+        }],
+        added_by: "admin".into(),
+        added_at: at,
+    };
+    let dnd = package(PackageKind::System, "dnd5e", "5.1.2");
+    let dice = package(PackageKind::Module, "dice", "1.0");
+    let dice2 = package(PackageKind::Module, "dice", "1.1");
+    for p in [&dnd, &dice, &dice2] {
+        store
+            .add_library_package(p, &ev("package.add", &p.id))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.add_library_package(&dice, &ev("package.add", "dice")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.list_library_packages().await.unwrap(),
+        vec![dice.clone(), dice2.clone(), dnd.clone()]
+    );
+
+    let owner = add_user(store, "gm", Role::Gm).await;
+    let world = add_instance(store, instance("keep", owner.id, None)).await;
+    let uses = |p: &LibraryPackage| WorldPackage {
+        instance: world.id,
+        kind: p.kind,
+        id: p.id.clone(),
+        version: p.version.clone(),
+    };
+    store
+        .set_world_packages(world.id, &[uses(&dnd), uses(&dice)], &ev("world.packages", "keep"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_world_packages(Some(world.id)).await.unwrap(),
+        vec![uses(&dice), uses(&dnd)]
+    );
+    let gone = WorldPackage {
+        id: "nowhere".into(),
+        ..uses(&dice)
+    };
+    assert!(matches!(
+        store
+            .set_world_packages(world.id, &[uses(&dnd), gone], &ev("world.packages", "keep"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.list_world_packages(None).await.unwrap().len(),
+        2,
+        "a refused change changes nothing"
+    );
+    match store
+        .delete_library_package(PackageKind::Module, "dice", "1.0", &ev("package.remove", "dice"))
+        .await
+    {
+        Err(StoreError::InUse { by, .. }) => assert!(by.contains("keep"), "{by}"),
+        other => panic!("{other:?}"),
+    }
+    store
+        .delete_library_package(PackageKind::Module, "dice", "1.1", &ev("package.remove", "dice"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .delete_library_package(PackageKind::Module, "dice", "1.1", &ev("package.remove", "dice"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .delete_instance(&world.slug, &ev("instance.delete", "keep"))
+        .await
+        .unwrap();
+    assert!(store.list_world_packages(None).await.unwrap().is_empty());
+    store
+        .delete_library_package(PackageKind::Module, "dice", "1.0", &ev("package.remove", "dice"))
+        .await
+        .unwrap();
+    assert_eq!(store.list_library_packages().await.unwrap(), vec![dnd]);
 }

@@ -16,6 +16,7 @@ pub use records::*;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+pub use tavern_foundry::manifest::{Compatibility, PackageKind, Requirement};
 use tavern_types::{
     BackupId, DesiredState, InstanceId, InviteId, LicenseId, RuntimeKind, SessionId, Slug, UserId,
     Username, WakeOnVisit,
@@ -71,6 +72,7 @@ pub trait Store:
     + OutboxStore
     + DnsStore
     + StorageStore
+    + PackageStore
     + EventStore
     + 'static
 {
@@ -87,6 +89,7 @@ impl<T> Store for T where
         + OutboxStore
         + DnsStore
         + StorageStore
+        + PackageStore
         + EventStore
         + 'static
 {
@@ -447,6 +450,37 @@ pub trait StorageStore: Send + Sync {
     /// Forgets a place once it is removed.
     async fn delete_storage_place(&self, instance: InstanceId, event: &NewEvent)
     -> StoreResult<()>;
+}
+
+/// The community's package library and the packages each world uses.
+#[async_trait]
+pub trait PackageStore: Send + Sync {
+    /// Every version in the library.
+    async fn list_library_packages(&self) -> StoreResult<Vec<LibraryPackage>>;
+    /// Adds a version; [`StoreError::Conflict`] when it is there already.
+    async fn add_library_package(&self, p: &LibraryPackage, event: &NewEvent) -> StoreResult<()>;
+    /// Takes a version out; [`StoreError::InUse`] (naming the worlds) while
+    /// a world uses it.
+    async fn delete_library_package(
+        &self,
+        kind: PackageKind,
+        id: &str,
+        version: &str,
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// The packages one world uses (`Some`), or every world's.
+    async fn list_world_packages(
+        &self,
+        instance: Option<InstanceId>,
+    ) -> StoreResult<Vec<WorldPackage>>;
+    /// Replaces what `instance` uses with `packages` (each in the library,
+    /// else [`StoreError::NotFound`]).
+    async fn set_world_packages(
+        &self,
+        instance: InstanceId,
+        packages: &[WorldPackage],
+        event: &NewEvent,
+    ) -> StoreResult<()>;
 }
 
 /// The audit log.

@@ -433,3 +433,33 @@ pub enum Delivery {
         error: String,
     },
 }
+
+/// One version of a package in the community's library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibraryPackage {
+    pub kind: crate::PackageKind,
+    pub id: String,
+    pub version: String,
+    pub title: Option<String>,
+    /// Where its manifest is: updates read it again.
+    pub manifest_url: String,
+    /// Where this version's zip came from.
+    pub download_url: String,
+    /// The zip's SHA-256, hex.
+    pub sha256: String,
+    /// Its files' bytes, unpacked.
+    pub bytes: u64,
+    pub compatibility: crate::Compatibility,
+    pub requires: Vec<crate::Requirement>,
+    pub added_by: String,
+    pub added_at: Timestamp,
+}
+
+/// A library package one world uses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WorldPackage {
+    pub instance: InstanceId,
+    pub kind: crate::PackageKind,
+    pub id: String,
+    pub version: String,
+}

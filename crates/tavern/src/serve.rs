@@ -181,7 +181,8 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
         data_dir.join("instances"),
         data_dir.join("archive"),
         config.runtime.ports()?,
-    );
+    )
+    .with_packages(data_dir.join("packages"));
     let (runtime, leadership, election) = drivers(&config, process).await?;
     tokio::spawn(leadership.clone().announce());
     let dns = config.dns.setup(&config.server.domain)?;

@@ -64,6 +64,10 @@ pub struct KubernetesSettings {
     pub storage_size: String,
     /// A claim mounted read-only at `/data/Data/shared` in every world.
     pub shared_claim: Option<String>,
+    /// The package library's claim (ReadOnlyMany or ReadWriteMany, holding
+    /// Tavern's `DATA_DIR/packages`): each package a world uses is mounted
+    /// read-only from it below `/tavern/packages`.
+    pub packages_claim: Option<String>,
     pub cpu_request: String,
     pub memory_request: String,
     pub cpu_limit: String,
@@ -254,6 +258,51 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// The library's packages a world uses, each version mounted read-only at
+/// `/tavern/packages/<kind>/<id>/<version>` from the packages claim: game
+/// systems and modules in Foundry's container (the init container links
+/// them into `Data/`), world templates in the init container (it copies
+/// them once).
+fn package_mounts(
+    settings: &KubernetesSettings,
+    spec: &InstanceSpec,
+    volumes: &mut Vec<Volume>,
+) -> Result<(Vec<VolumeMount>, Vec<VolumeMount>), String> {
+    use crate::packages::CONTAINER_LIBRARY;
+    use tavern_foundry::manifest::PackageKind;
+    let wanted = &spec.config.packages;
+    if wanted.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let claim = settings.packages_claim.clone().ok_or_else(|| {
+        "the world uses library packages and kubernetes.packages_claim is not set".to_owned()
+    })?;
+    volumes.push(Volume {
+        name: "packages".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim,
+            read_only: Some(true),
+        }),
+        ..Default::default()
+    });
+    let (mut foundry, mut init) = (Vec::new(), Vec::new());
+    for p in wanted {
+        let rel = p
+            .rel_path()
+            .ok_or_else(|| format!("the package name {} {} is not a folder", p.id, p.version))?;
+        let rel = rel.to_string_lossy().into_owned();
+        let m = VolumeMount {
+            sub_path: Some(rel.clone()),
+            ..mount("packages", &format!("{CONTAINER_LIBRARY}/{rel}"), true)
+        };
+        match p.kind {
+            PackageKind::World => init.push(m),
+            _ => foundry.push(m),
+        }
+    }
+    Ok((foundry, init))
+}
+
 /// Every object of a world; `running` sets the Deployment's replicas.
 pub fn world_objects(
     settings: &KubernetesSettings,
@@ -332,6 +381,10 @@ pub fn world_objects(
             ..Default::default()
         });
     }
+    let (foundry_packages, init_packages) = package_mounts(settings, spec, &mut volumes)?;
+    foundry_mounts.extend(foundry_packages);
+    let mut init_mounts = vec![mount("data", CLAIM_MOUNT, false), mount("seed", "/seed", true)];
+    init_mounts.extend(init_packages);
     let init = Container {
         name: "config".into(),
         image: Some(settings.tavern_image.clone()),
@@ -340,10 +393,7 @@ pub fn world_objects(
             format!("--seed=/seed/{SEED_KEY}"),
             format!("--data={CLAIM_MOUNT}/{CLAIM_DATA}"),
         ]),
-        volume_mounts: Some(vec![
-            mount("data", CLAIM_MOUNT, false),
-            mount("seed", "/seed", true),
-        ]),
+        volume_mounts: Some(init_mounts),
         security_context: Some(SecurityContext {
             run_as_user: Some(FOUNDRY_UID),
             run_as_group: Some(FOUNDRY_UID),

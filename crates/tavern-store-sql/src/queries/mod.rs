@@ -60,6 +60,12 @@ macro_rules! storage_cols {
     };
 }
 
+macro_rules! library_cols {
+    () => {
+        "kind, package_id, version, title, manifest_url, download_url, sha256, bytes, compat_minimum, compat_verified, compat_maximum, requires, added_by, added_at"
+    };
+}
+
 macro_rules! backup_cols {
     () => {
         "id, instance_id, slug, owner_id, kind, status, live, locked, created_by, created_at, finished_at, target, archive_key, size, sha256, files, bytes, error"
@@ -73,6 +79,7 @@ mod instances;
 mod invites;
 mod licenses;
 mod outbox;
+mod packages;
 mod payments;
 mod sessions;
 mod storage;

@@ -31,6 +31,9 @@ pub struct KubernetesConfig {
     pub storage_size: String,
     /// A claim mounted read-only at /data/Data/shared in every world.
     pub shared_claim: Option<String>,
+    /// The package library's claim: Tavern's DATA_DIR/packages, mounted
+    /// read-only (a subPath per package) in the worlds that use them.
+    pub packages_claim: Option<String>,
     pub cpu_request: String,
     pub memory_request: String,
     pub cpu_limit: String,
@@ -77,6 +80,7 @@ impl Default for KubernetesConfig {
             storage_class: None,
             storage_size: "10Gi".into(),
             shared_claim: None,
+            packages_claim: None,
             // felddy's Kubernetes example's requests and limits.
             cpu_request: "200m".into(),
             memory_request: "512Mi".into(),
@@ -116,6 +120,7 @@ impl KubernetesConfig {
             storage_class: self.storage_class.clone(),
             storage_size: self.storage_size.clone(),
             shared_claim: self.shared_claim.clone(),
+            packages_claim: self.packages_claim.clone(),
             cpu_request: self.cpu_request.clone(),
             memory_request: self.memory_request.clone(),
             cpu_limit: self.cpu_limit.clone(),
@@ -162,6 +167,9 @@ impl KubernetesConfig {
         }
         if let Some(v) = &self.gateway_section {
             name("gateway_section", v, false)?;
+        }
+        if let Some(v) = &self.packages_claim {
+            name("packages_claim", v, true)?;
         }
         if let Some(v) = &self.shared_claim {
             name("shared_claim", v, true)?;

@@ -113,6 +113,7 @@ impl RuntimeConfig {
                 .docker_shared_dir
                 .clone()
                 .unwrap_or_else(|| data_dir.join("shared")),
+            packages_dir: data_dir.join("packages"),
             memory_bytes: i64::from(self.docker_memory_mb) * 1024 * 1024,
             nano_cpus: (self.docker_cpus * 1e9) as i64,
             publish: self.docker_publish,

@@ -383,6 +383,7 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
         storage_class: None,
         storage_size: "1Gi".into(),
         shared_claim: None,
+        packages_claim: None,
         cpu_request: "100m".into(),
         memory_request: "128Mi".into(),
         cpu_limit: "1".into(),
@@ -405,6 +406,7 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
             signed_license: None,
             admin_hash: None,
             aws_config: None,
+            packages: Vec::new(),
         },
     };
     driver.ensure(&ghost).await.unwrap();
