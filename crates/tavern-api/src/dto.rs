@@ -152,6 +152,11 @@ pub struct UpdateInstanceRequest {
     /// its data stays; a world cannot move to or from `kubernetes`).
     #[schema(value_type = Option<crate::shapes::Runtime>)]
     pub runtime: Option<String>,
+    /// Change the release even though some of the world's packages would
+    /// not load on it (without it, such a change is refused and names
+    /// them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

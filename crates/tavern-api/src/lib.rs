@@ -6,6 +6,8 @@
 mod dto;
 #[cfg(feature = "server")]
 mod from_core;
+mod packages;
 pub mod shapes;
 
 pub use dto::*;
+pub use packages::*;

@@ -26,6 +26,9 @@ pub const LICENSE_KEY: &str = r"^[\t\n\x0c\r ]*-*([A-Za-z0-9]-*){24}[\t\n\x0c\r 
 pub const EMAIL: &str = concat!("^[^@", ws!(), "]+@[^@", ws!(), r"]+\.[^@", ws!(), "]+$");
 pub const WEBHOOK: &str = concat!("^https?://[^", ws!(), "]*$");
 pub const MONTH: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
+pub const PACKAGE_ID: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$";
+pub const PACKAGE_VERSION: &str = r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}$";
+pub const HTTP_URL: &str = concat!("^https?://[^", ws!(), "]+$");
 
 fn text(pattern: &str, max: usize, what: &str) -> RefOr<Schema> {
     let mut o = Object::with_type(Type::String);
@@ -95,6 +98,34 @@ shape!(
     "A webhook address: `http://` or `https://`, no whitespace."
 );
 shape!(Month, MONTH, 7, "A month, `YYYY-MM` (UTC).");
+shape!(
+    PackageId,
+    PACKAGE_ID,
+    128,
+    "A Foundry package's id (its folder's name): letters, digits, `-`, `_` and `.`, not starting with `.`, at most 128."
+);
+shape!(
+    PackageVersion,
+    PACKAGE_VERSION,
+    64,
+    "A package's version as its manifest gives it: letters, digits, `.`, `-`, `_` and `+`, not starting with `.`, at most 64."
+);
+shape!(
+    ManifestUrl,
+    HTTP_URL,
+    2000,
+    "A package manifest's address: `http://` or `https://`, no whitespace."
+);
+
+/// What a Foundry package is.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum PackageKind {
+    System,
+    Module,
+    World,
+}
 
 /// A password: 8 to 256 characters.
 pub struct Password;
@@ -232,6 +263,16 @@ mod tests {
         #[test]
         fn emails(s in texts("[a-z@. \u{85}\u{3000}\u{feff}]{0,20}")) {
             agree(EMAIL, 254, &s, tavern_core::checks::email(&s).is_ok())?;
+        }
+
+        #[test]
+        fn package_ids(s in texts("[a-zA-Z0-9._/ -]{0,130}")) {
+            agree(PACKAGE_ID, 128, &s, tavern_foundry::manifest::is_package_id(&s))?;
+        }
+
+        #[test]
+        fn package_versions(s in texts("[a-z0-9.+_/ -]{0,66}")) {
+            agree(PACKAGE_VERSION, 64, &s, tavern_packages::is_version_name(&s))?;
         }
 
         #[test]

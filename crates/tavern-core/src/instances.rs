@@ -38,6 +38,9 @@ pub struct InstanceUpdate {
     /// Another runtime (`process` or `docker`): the world must be stopped;
     /// its data stays.
     pub runtime: Option<String>,
+    /// Change the release even when some of the world's packages would
+    /// not load on it.
+    pub force: bool,
 }
 
 /// An instance as people see it.
@@ -184,6 +187,7 @@ impl Tavern {
             )
             .await?;
         self.worlds_changed();
+        self.apply_default_packages(caller, &instance).await?;
         let dns = self.settings.dns_per_world.then(|| {
             DnsStatus::of(
                 self.settings.instance_host(&instance.slug),
@@ -340,6 +344,7 @@ impl Tavern {
                     &i,
                     update.release.as_deref(),
                     update.runtime.as_deref(),
+                    update.force,
                 )
                 .await?;
         }
@@ -391,6 +396,7 @@ impl Tavern {
         i: &Instance,
         release: Option<&str>,
         runtime: Option<&str>,
+        force: bool,
     ) -> Result<Instance, CoreError> {
         let runtime = match runtime {
             Some(r) => self.check_runtime(r)?,
@@ -430,6 +436,9 @@ impl Tavern {
                 code: "instance_running",
                 message: format!("stop {} before changing its release or runtime", i.slug),
             });
+        }
+        if new_release && !force {
+            self.check_packages_fit(i, &release).await?;
         }
         if new_release && self.settings.backups.is_some() {
             self.backup_now(i, tavern_types::BackupKind::PreUpgrade)

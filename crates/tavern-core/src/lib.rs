@@ -27,6 +27,7 @@ pub mod leadership;
 mod licenses;
 mod limits;
 pub mod notifications;
+pub mod packages;
 pub mod policy;
 pub mod reconciler;
 mod releases;

@@ -53,6 +53,8 @@ pub struct Settings {
     /// Tavern keeps a DNS record for each world's host (`[dns] mode =
     /// "per-world"`), and each world's page says how it fares.
     pub dns_per_world: bool,
+    /// The package library and the defaults new worlds get.
+    pub packages: crate::packages::PackageSettings,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and

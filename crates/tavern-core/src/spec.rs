@@ -78,6 +78,7 @@ impl Tavern {
                 signed_license,
                 admin_hash,
                 aws_config,
+                packages: self.package_links(i).await?,
             },
         })
     }

@@ -44,6 +44,11 @@ pub struct Tavern {
     pub(crate) backup_work: Arc<crate::work::BackupWork>,
     /// Uploads surveyed for an import, waiting for their sender's yes.
     pub(crate) held_imports: Arc<crate::imported::HeldImports>,
+    /// The package library's folder, and how packages are fetched.
+    pub(crate) library: tavern_packages::Library,
+    pub(crate) fetcher: tavern_packages::fetch::Fetcher,
+    /// Packages being fetched into the library.
+    pub(crate) package_jobs: Arc<crate::packages::jobs::PackageJobs>,
 }
 
 impl Tavern {
@@ -54,7 +59,12 @@ impl Tavern {
         runtime: Arc<dyn Runtime>,
         releases: Arc<Releases>,
     ) -> Self {
+        let library = tavern_packages::Library::new(settings.packages.dir.clone());
+        library.clear_incoming();
         Self {
+            library,
+            fetcher: tavern_packages::fetch::Fetcher::default(),
+            package_jobs: Arc::default(),
             store,
             secrets,
             passwords: Passwords::new(2),

@@ -106,7 +106,11 @@ impl Compatibility {
     pub fn fit(&self, release: &Version) -> Fit {
         let bound = |s: &Option<String>| {
             let s = s.as_deref()?;
-            Some((s.to_owned(), Version::parse(s)?, s.trim().split('.').count()))
+            Some((
+                s.to_owned(),
+                Version::parse(s)?,
+                s.trim().split('.').count(),
+            ))
         };
         if let Some((s, min, _)) = bound(&self.minimum)
             && *release < min
@@ -386,10 +390,7 @@ mod tests {
                 (PackageKind::System, "pf2e")
             ]
         );
-        assert_eq!(
-            p.requires[0].compatibility.minimum.as_deref(),
-            Some("1.12")
-        );
+        assert_eq!(p.requires[0].compatibility.minimum.as_deref(), Some("1.12"));
         let old = br#"{"name":"old","dependencies":[{"name":"socketlib"}],"protected":true}"#;
         let p = read(PackageKind::Module, old).unwrap();
         assert_eq!(p.requires[0].id, "socketlib");

@@ -261,7 +261,10 @@ impl Fetcher {
 fn without_url(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut out = match e.url() {
-        Some(u) => e.to_string().replace(&format!(" ({u})"), "").replace(u.as_str(), "…"),
+        Some(u) => e
+            .to_string()
+            .replace(&format!(" ({u})"), "")
+            .replace(u.as_str(), "…"),
         None => e.to_string(),
     };
     let mut source = e.source();
@@ -285,7 +288,10 @@ mod tests {
     fn urls_and_kinds_are_read_from_what_is_given() {
         assert!(check_url("https://example.com/module.json").is_ok());
         for bad in ["file:///etc/passwd", "ftp://x/y", "not a url", "http://"] {
-            assert!(matches!(check_url(bad), Err(FetchError::BadUrl(_))), "{bad}");
+            assert!(
+                matches!(check_url(bad), Err(FetchError::BadUrl(_))),
+                "{bad}"
+            );
         }
         let u = url("https://example.com/releases/latest/download/system.json");
         assert_eq!(kind_of(b"{}", &u), Some(PackageKind::System));
@@ -302,7 +308,10 @@ mod tests {
         let ok = br#"{"id":"m","version":"1.0.0","download":"https://example.com/m.zip"}"#;
         assert_eq!(read_manifest(&u, ok, None).unwrap().id, "m");
         for (bytes, why) in [
-            (&br#"{"id":"m","download":"https://x/m.zip"}"#[..], "no version"),
+            (
+                &br#"{"id":"m","download":"https://x/m.zip"}"#[..],
+                "no version",
+            ),
             (
                 br#"{"id":"m","version":"1 0","download":"https://x/m.zip"}"#,
                 "cannot name a folder",

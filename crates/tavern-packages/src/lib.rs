@@ -43,7 +43,9 @@ pub struct PackageRef {
 pub enum NameError {
     #[error("{0:?} is not a package id (letters, digits, '-', '_' and '.')")]
     Id(String),
-    #[error("{0:?} is not a version a folder can be named after (letters, digits, '.', '-', '_', '+')")]
+    #[error(
+        "{0:?} is not a version a folder can be named after (letters, digits, '.', '-', '_', '+')"
+    )]
     Version(String),
 }
 
@@ -167,12 +169,8 @@ impl Library {
         let incoming = self.incoming();
         std::fs::create_dir_all(&incoming).map_err(io("create the library's folder"))?;
         let work = incoming.join(format!("unpack-{:016x}", rand::random::<u64>()));
-        let unpacked = tavern_backup::import::package::unpack(
-            zip,
-            expected.kind.file_name(),
-            &work,
-            LIMITS,
-        )?;
+        let unpacked =
+            tavern_backup::import::package::unpack(zip, expected.kind.file_name(), &work, LIMITS)?;
         let result = check_and_place(&work, &dest, expected, &unpacked.manifest);
         if result.is_err() {
             writable(&work);
@@ -244,8 +242,12 @@ fn check_and_place(
         expected: expected.clone(),
         why,
     };
-    let package = manifest::read(expected.kind, manifest_bytes)
-        .map_err(|e| not(format!("its {} does not read: {e}", expected.kind.file_name())))?;
+    let package = manifest::read(expected.kind, manifest_bytes).map_err(|e| {
+        not(format!(
+            "its {} does not read: {e}",
+            expected.kind.file_name()
+        ))
+    })?;
     if package.id != expected.id {
         return Err(not(format!("its manifest names {:?}", package.id)));
     }

@@ -24,7 +24,10 @@ fn a_version_is_installed_read_only_once_and_removed_whole() {
     zip_at(
         &zip,
         &[
-            ("module.json", r#"{"id":"dice","version":"1.2.0","title":"Dice"}"#),
+            (
+                "module.json",
+                r#"{"id":"dice","version":"1.2.0","title":"Dice"}"#,
+            ),
             ("scripts/dice.js", "roll()"),
         ],
     );
@@ -90,8 +93,17 @@ fn a_zip_of_another_package_or_version_is_refused_and_leaves_nothing() {
 #[test]
 fn names_that_cannot_be_folders_are_refused() {
     assert!(PackageRef::new(PackageKind::System, "dnd5e", "5.1.2+build.7").is_ok());
-    for (id, v) in [("../x", "1"), ("ok", "../1"), ("ok", ""), ("ok", ".1"), ("a b", "1")] {
-        assert!(PackageRef::new(PackageKind::System, id, v).is_err(), "{id} {v}");
+    for (id, v) in [
+        ("../x", "1"),
+        ("ok", "../1"),
+        ("ok", ""),
+        ("ok", ".1"),
+        ("a b", "1"),
+    ] {
+        assert!(
+            PackageRef::new(PackageKind::System, id, v).is_err(),
+            "{id} {v}"
+        );
     }
     assert_eq!(
         module("dice", "1.0").rel_path(),

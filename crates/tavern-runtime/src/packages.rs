@@ -28,9 +28,8 @@ impl PackageLink {
     /// `<kind>/<id>/<version>` below the library's root; `None` when a name
     /// could climb out (never for what Tavern makes).
     pub fn rel_path(&self) -> Option<PathBuf> {
-        let plain = |s: &str| {
-            !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
-        };
+        let plain =
+            |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0']);
         (plain(&self.id) && plain(&self.version)).then(|| {
             Path::new(self.kind.as_str())
                 .join(&self.id)
@@ -213,7 +212,12 @@ mod tests {
         assert!(!data.join("Data/modules/mine/module.json").exists());
         let copied = data.join("Data/worlds/starter");
         assert!(copied.join("world.json").is_file());
-        assert!(!std::fs::symlink_metadata(&copied).unwrap().file_type().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(&copied)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
 
         // Next start: dice moves to a new version, dnd5e is dropped; the
         // world's copy is its own and stays as it was changed.
@@ -228,8 +232,14 @@ mod tests {
             std::fs::read_link(data.join("Data/modules/dice")).unwrap(),
             lib.join("module/dice/1.1")
         );
-        assert_eq!(std::fs::read_to_string(copied.join("world.json")).unwrap(), "changed");
-        assert!(data.join("Data/modules/mine").is_dir(), "never Tavern's to remove");
+        assert_eq!(
+            std::fs::read_to_string(copied.join("world.json")).unwrap(),
+            "changed"
+        );
+        assert!(
+            data.join("Data/modules/mine").is_dir(),
+            "never Tavern's to remove"
+        );
     }
 
     #[test]

@@ -2141,7 +2141,9 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
             .unwrap();
     }
     assert!(matches!(
-        store.add_library_package(&dice, &ev("package.add", "dice")).await,
+        store
+            .add_library_package(&dice, &ev("package.add", "dice"))
+            .await,
         Err(StoreError::Conflict { .. })
     ));
     assert_eq!(
@@ -2158,7 +2160,11 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
         version: p.version.clone(),
     };
     store
-        .set_world_packages(world.id, &[uses(&dnd), uses(&dice)], &ev("world.packages", "keep"))
+        .set_world_packages(
+            world.id,
+            &[uses(&dnd), uses(&dice)],
+            &ev("world.packages", "keep"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2181,19 +2187,34 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
         "a refused change changes nothing"
     );
     match store
-        .delete_library_package(PackageKind::Module, "dice", "1.0", &ev("package.remove", "dice"))
+        .delete_library_package(
+            PackageKind::Module,
+            "dice",
+            "1.0",
+            &ev("package.remove", "dice"),
+        )
         .await
     {
         Err(StoreError::InUse { by, .. }) => assert!(by.contains("keep"), "{by}"),
         other => panic!("{other:?}"),
     }
     store
-        .delete_library_package(PackageKind::Module, "dice", "1.1", &ev("package.remove", "dice"))
+        .delete_library_package(
+            PackageKind::Module,
+            "dice",
+            "1.1",
+            &ev("package.remove", "dice"),
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .delete_library_package(PackageKind::Module, "dice", "1.1", &ev("package.remove", "dice"))
+            .delete_library_package(
+                PackageKind::Module,
+                "dice",
+                "1.1",
+                &ev("package.remove", "dice")
+            )
             .await,
         Err(StoreError::NotFound { .. })
     ));
@@ -2203,7 +2224,12 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
         .unwrap();
     assert!(store.list_world_packages(None).await.unwrap().is_empty());
     store
-        .delete_library_package(PackageKind::Module, "dice", "1.0", &ev("package.remove", "dice"))
+        .delete_library_package(
+            PackageKind::Module,
+            "dice",
+            "1.0",
+            &ev("package.remove", "dice"),
+        )
         .await
         .unwrap();
     assert_eq!(store.list_library_packages().await.unwrap(), vec![dnd]);

@@ -8,11 +8,13 @@
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
 //! runs with (and its data directory and hostname), `GET /_stub/config` the
-//! options it read, `GET /_stub/storage` the S3 storage its `awsConfig`
+//! options it read, `GET /_stub/packages` the packages it finds (by
+//! Foundry's rule, in `packages`), `GET /_stub/storage` the S3 storage its `awsConfig`
 //! gives it (as Foundry reads that file; never the secret key),
 //! `/_stub/echo` what reached it (method, path, headers, body size),
 //! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
 
+pub mod packages;
 pub mod signals;
 
 use std::collections::BTreeMap;
@@ -372,6 +374,7 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/_stub/license", get(license))
         .route("/_stub/config", get(config))
         .route("/_stub/storage", get(storage))
+        .route("/_stub/packages", get(packages))
         .route("/_stub/echo", any(echo_request))
         .route("/_stub/blob/{bytes}", get(blob));
     let routed = match &stub.options.route_prefix {
@@ -380,7 +383,8 @@ fn app(stub: Arc<Stub>) -> Router {
             .nest(&format!("/{p}"), inner)
             .route("/_stub/license", get(license))
             .route("/_stub/config", get(config))
-            .route("/_stub/storage", get(storage)),
+            .route("/_stub/storage", get(storage))
+            .route("/_stub/packages", get(packages)),
         None => inner,
     };
     routed.with_state(stub)
@@ -499,6 +503,15 @@ fn storage_of(config: &Path, options: &Map<String, Value>) -> Value {
 
 async fn storage(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
     axum::Json(s.storage.clone())
+}
+
+async fn packages(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
+    let data = s.data_path.clone();
+    axum::Json(
+        tokio::task::spawn_blocking(move || packages::discover(&data))
+            .await
+            .unwrap_or_default(),
+    )
 }
 
 async fn config(State(s): State<Arc<Stub>>) -> axum::Json<Value> {

@@ -68,6 +68,10 @@ enum Command {
     /// Install and list Foundry releases on this machine.
     #[command(subcommand)]
     Release(client::ReleaseCommand),
+    /// The community's package library: game systems, modules and world
+    /// templates stored once and shared by the worlds that pick them.
+    #[command(subcommand)]
+    Package(client::PackageCommand),
     /// What an admin needs at a glance.
     #[command(subcommand)]
     Admin(client::AdminCommand),
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             Command::Invite(cmd) => client::invite(cmd).await,
             Command::Discord(cmd) => discord::discord(cmd).await,
             Command::Release(cmd) => client::release(cmd).await,
+            Command::Package(cmd) => client::package(cmd).await,
             Command::Admin(cmd) => client::admin(cmd).await,
             Command::Usage(args) => client::usage(args).await,
             Command::Events(args) => client::events(args).await,

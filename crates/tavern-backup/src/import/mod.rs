@@ -601,7 +601,10 @@ fn write_entries(
             return Ok(());
         };
         if !links && matches!(head.kind, EntryKind::Link { .. }) {
-            return Err(refused(&head.path, "it is a link, and a package may hold none"));
+            return Err(refused(
+                &head.path,
+                "it is a link, and a package may hold none",
+            ));
         }
         let dest = into.join(&to);
         let parent = dest.parent().unwrap_or(into);

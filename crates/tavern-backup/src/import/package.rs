@@ -69,7 +69,11 @@ pub fn unpack(
         "" => manifest_name.to_owned(),
         top => format!("{top}/{manifest_name}"),
     };
-    let manifest = found.manifests.get(&manifest_at).cloned().unwrap_or_default();
+    let manifest = found
+        .manifests
+        .get(&manifest_at)
+        .cloned()
+        .unwrap_or_default();
     let inside = |path: &str| -> Option<String> {
         let rel = match root.as_str() {
             "" => path,

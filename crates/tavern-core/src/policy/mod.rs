@@ -5,6 +5,7 @@ pub mod idle;
 pub mod kept;
 pub mod licenses;
 pub mod notifications;
+pub mod packages;
 pub mod quotas;
 pub mod reservations;
 pub mod supporters;

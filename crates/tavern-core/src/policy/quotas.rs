@@ -12,6 +12,9 @@ pub struct Tier {
     pub max_instances: Option<u32>,
     pub max_running: Option<u32>,
     pub monthly_hours: Option<u32>,
+    /// The library packages its worlds may use, by id (`*`: all); `None`:
+    /// every package.
+    pub packages: Option<Vec<String>>,
 }
 
 /// Which limit a request would go beyond, for the error message.
@@ -135,6 +138,7 @@ mod tests {
             max_instances: Some(2),
             max_running: Some(1),
             monthly_hours: Some(10),
+            packages: None,
         };
         assert!(check_create("free", &tier, 1).is_ok());
         let e = check_create("free", &tier, 2).unwrap_err();

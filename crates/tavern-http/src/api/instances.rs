@@ -81,6 +81,7 @@ pub(super) async fn update_instance(
                 wake_on_visit: req.wake_on_visit,
                 release: req.release,
                 runtime: req.runtime,
+                force: req.force,
             },
         )
         .await?;

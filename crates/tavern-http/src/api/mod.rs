@@ -8,6 +8,7 @@ mod imports;
 mod instances;
 mod invites;
 mod licenses;
+mod packages;
 mod releases;
 mod sessions;
 mod users;
@@ -75,6 +76,15 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invites::accept_invite))
         .routes(routes!(admin::list_notifications))
         .routes(routes!(crate::hooks::discord))
+        .routes(routes!(packages::list_packages, packages::add_package))
+        .routes(routes!(packages::package_job))
+        .routes(routes!(packages::update_packages))
+        .routes(routes!(packages::remove_package))
+        .routes(routes!(
+            packages::world_packages,
+            packages::add_world_package
+        ))
+        .routes(routes!(packages::remove_world_package))
 }
 
 type ApiResult<T> = Result<T, ApiError>;

@@ -409,6 +409,9 @@ struct SettingsForm {
     wake_on_visit: String,
     #[serde(default)]
     release: String,
+    /// Change the release though some packages would not load on it.
+    #[serde(default)]
+    force: Option<String>,
 }
 
 /// The settings form: blank fields return to the server's settings; a new
@@ -438,6 +441,7 @@ fn settings_update(
         wake_on_visit: Some(wake),
         release,
         runtime: None,
+        force: form.force.is_some(),
     })
 }
 
@@ -577,6 +581,7 @@ mod tests {
             idle_timeout_minutes: idle.into(),
             wake_on_visit: wake.into(),
             release: release.into(),
+            force: None,
         }
     }
 

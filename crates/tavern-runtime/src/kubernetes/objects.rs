@@ -383,7 +383,10 @@ pub fn world_objects(
     }
     let (foundry_packages, init_packages) = package_mounts(settings, spec, &mut volumes)?;
     foundry_mounts.extend(foundry_packages);
-    let mut init_mounts = vec![mount("data", CLAIM_MOUNT, false), mount("seed", "/seed", true)];
+    let mut init_mounts = vec![
+        mount("data", CLAIM_MOUNT, false),
+        mount("seed", "/seed", true),
+    ];
     init_mounts.extend(init_packages);
     let init = Container {
         name: "config".into(),

@@ -57,6 +57,11 @@ pub enum InstanceCommand {
         /// data stays; a world cannot move to or from kubernetes).
         #[arg(long)]
         runtime: Option<String>,
+        /// Change the release even though some of the world's library
+        /// packages would not load on it (without it, the change is
+        /// refused and names them).
+        #[arg(long, requires = "release")]
+        force: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -88,6 +93,12 @@ pub enum InstanceCommand {
         wait: Wait,
         #[command(flatten)]
         conn: Conn,
+    },
+    /// The library packages a world uses: list, add, remove.
+    Packages {
+        slug: String,
+        #[command(subcommand)]
+        action: super::packages::WorldPackagesCommand,
     },
     /// Show the world server's output.
     Logs {
@@ -229,6 +240,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             wake_on_visit,
             release,
             runtime,
+            force,
             conn,
         } => {
             let idle_timeout_minutes = match idle_timeout.as_deref() {
@@ -243,6 +255,7 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
                 wake_on_visit: wake_on_visit.map(|w| (w != "default").then_some(w)),
                 release,
                 runtime,
+                force,
             };
             let one = Api::from_conn(&conn)?
                 .patch(&format!("/api/v1/instances/{}", path_part(&slug)?), &body)
@@ -294,6 +307,9 @@ pub async fn instance(cmd: InstanceCommand) -> anyhow::Result<()> {
             } else {
                 println!("Stopping {slug}; its world is saved before the server exits.");
             }
+        }
+        InstanceCommand::Packages { slug, action } => {
+            super::packages::world_packages(&slug, action).await?;
         }
         InstanceCommand::Logs {
             slug,

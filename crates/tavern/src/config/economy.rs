@@ -71,6 +71,9 @@ pub struct TierConfig {
     pub max_instances: Option<u32>,
     pub max_running: Option<u32>,
     pub monthly_hours: Option<u32>,
+    /// The library packages its worlds may use, by id (`"*"`: all);
+    /// left out: every package.
+    pub packages: Option<Vec<String>>,
     /// The tier of users who have none (at most one tier).
     pub default: bool,
 }
@@ -115,6 +118,7 @@ impl Config {
                             max_instances: t.max_instances,
                             max_running: t.max_running,
                             monthly_hours: t.monthly_hours,
+                            packages: t.packages.clone(),
                         },
                     )
                 })

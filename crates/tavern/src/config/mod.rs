@@ -9,6 +9,7 @@ mod dns;
 mod economy;
 mod kubernetes;
 mod log;
+mod packages;
 mod runtime;
 mod server;
 mod storage;
@@ -30,6 +31,7 @@ pub use dns::{DnsConfig, DnsMode, DnsProviderKind, DnsSetup};
 pub use economy::{IdleConfig, LicensesConfig, SessionsConfig, TierConfig, UsageConfig};
 pub use kubernetes::KubernetesConfig;
 pub use log::{LogConfig, LogFormat};
+pub use packages::{PackagesConfig, parse_named};
 pub use runtime::RuntimeConfig;
 use runtime::check_installation;
 pub use server::{RoutingMode, ServerConfig};
@@ -56,6 +58,7 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     pub dns: DnsConfig,
     pub storage: StorageConfig,
+    pub packages: PackagesConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,
@@ -198,6 +201,7 @@ impl Config {
         self.check_tls()?;
         self.dns.setup(&self.server.domain)?;
         self.storage.uploads()?;
+        self.packages.defaults()?;
         anyhow::ensure!(
             !(self.dns.provider != DnsProviderKind::None
                 && self.dns.mode == DnsMode::PerWorld
