@@ -27,6 +27,7 @@ pub mod leadership;
 mod licenses;
 mod limits;
 pub mod notifications;
+mod package_jobs;
 pub mod packages;
 pub mod policy;
 pub mod reconciler;

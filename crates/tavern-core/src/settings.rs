@@ -54,7 +54,17 @@ pub struct Settings {
     /// "per-world"`), and each world's page says how it fares.
     pub dns_per_world: bool,
     /// The package library and the defaults new worlds get.
-    pub packages: crate::packages::PackageSettings,
+    pub packages: PackageSettings,
+}
+
+/// Where the package library is, and what new worlds get.
+#[derive(Clone, Debug, Default)]
+pub struct PackageSettings {
+    /// `DATA_DIR/packages`.
+    pub dir: PathBuf,
+    /// Each new world's packages: `(kind, id)`, the kind when the id names
+    /// two.
+    pub defaults: Vec<(Option<tavern_foundry::manifest::PackageKind>, String)>,
 }
 
 /// How keys are shared out: reservations, pre-emption, session windows and

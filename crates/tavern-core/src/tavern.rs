@@ -48,7 +48,7 @@ pub struct Tavern {
     pub(crate) library: tavern_packages::Library,
     pub(crate) fetcher: tavern_packages::fetch::Fetcher,
     /// Packages being fetched into the library.
-    pub(crate) package_jobs: Arc<crate::packages::jobs::PackageJobs>,
+    pub(crate) package_jobs: Arc<crate::package_jobs::PackageJobs>,
 }
 
 impl Tavern {

@@ -248,7 +248,7 @@ mod tests {
         let data = tmp.path().join("data");
         let p = link(PackageKind::Module, "dice", "1.0");
         let seen = Path::new("/tavern/packages");
-        link_packages(&data, &[p.clone()], seen, tmp.path()).unwrap();
+        link_packages(&data, std::slice::from_ref(&p), seen, tmp.path()).unwrap();
         assert_eq!(
             std::fs::read_link(data.join("Data/modules/dice")).unwrap(),
             seen.join("module/dice/1.0")

@@ -208,10 +208,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
             kofi: config.kofi.settings()?,
             notify: config.notify_settings()?,
             dns_per_world: dns.as_ref().is_some_and(|d| d.mode == DnsMode::PerWorld),
-            packages: tavern_core::packages::PackageSettings {
-                dir: data_dir.join("packages"),
-                defaults: config.packages.defaults()?,
-            },
+            packages: config.packages.settings(data_dir)?,
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

@@ -3,10 +3,7 @@
 //! update them on purpose and remove versions no world uses; everyone
 //! signed in sees what is there. In `worlds`, what each world uses.
 
-pub mod jobs;
 mod worlds;
-
-use std::path::PathBuf;
 
 use jiff::Timestamp;
 use tavern_foundry::manifest::{Package, PackageKind};
@@ -14,23 +11,14 @@ use tavern_packages::{LibraryError, PackageRef};
 use tavern_store::{LibraryPackage, NewEvent, StoreError};
 use tavern_types::Slug;
 
-pub use jobs::{JobState, PackageJob};
+pub use crate::package_jobs::{JobState, PackageJob};
+pub use crate::settings::PackageSettings;
 pub use worlds::{WorldPackageState, WorldPackageView};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
 use crate::policy::packages::{newest, version_order};
 use crate::tavern::Tavern;
-
-/// Where the library is, and what new worlds get.
-#[derive(Clone, Debug, Default)]
-pub struct PackageSettings {
-    /// `DATA_DIR/packages`.
-    pub dir: PathBuf,
-    /// Each new world's packages: `(kind, id)`, the kind when the id names
-    /// two.
-    pub defaults: Vec<(Option<PackageKind>, String)>,
-}
 
 /// A version in the library and the worlds (of those the caller may see)
 /// that use it.

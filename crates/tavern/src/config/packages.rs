@@ -33,6 +33,18 @@ pub fn parse_named(s: &str) -> Result<(Option<PackageKind>, String), String> {
 }
 
 impl PackagesConfig {
+    /// Where the library is (`DATA_DIR/packages`) and the defaults, for
+    /// the core.
+    pub fn settings(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<tavern_core::packages::PackageSettings> {
+        Ok(tavern_core::packages::PackageSettings {
+            dir: data_dir.join("packages"),
+            defaults: self.defaults()?,
+        })
+    }
+
     /// The defaults, read.
     pub fn defaults(&self) -> anyhow::Result<Vec<(Option<PackageKind>, String)>> {
         self.defaults

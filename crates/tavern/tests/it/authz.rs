@@ -169,7 +169,9 @@ async fn recipe(
     let n = w.next();
     let mut path = template
         .replace("{slug}", &t.slug)
-        .replace("{username}", OWNER);
+        .replace("{username}", OWNER)
+        .replace("{kind}", "module")
+        .replace("{version}", "1.0");
     if path.contains("{id}") {
         let id = match op {
             "show_backup" | "delete_backup" | "update_backup" | "download_backup"
@@ -178,6 +180,9 @@ async fn recipe(
             "activate_license" => w.pool.clone(),
             "remove_license" | "update_license" => w.key(None).await,
             "revoke_invite" => w.invite().await["id"].as_str().unwrap().to_owned(),
+            // Nothing of that number or name exists on this server.
+            "package_job" => "1".to_owned(),
+            "remove_package" | "remove_world_package" => "none".to_owned(),
             other => panic!("no id for {other}: add it to authz.rs"),
         };
         path = path.replace("{id}", &id);
@@ -225,6 +230,10 @@ async fn recipe(
             Some(json!({"path": empty, "check": true}))
         }
         "kofi" => Some(json!({"data": "{}"})),
+        // A manifest nobody serves (loopback's discard port).
+        "add_package" => Some(json!({"manifest_url": "http://127.0.0.1:9/module.json"})),
+        "update_packages" => Some(json!({})),
+        "add_world_package" => Some(json!({"id": "none"})),
         _ if method == "GET" || method == "DELETE" => None,
         "logout" | "link_code" | "create_backup" | "backup_link" | "start_instance"
         | "stop_instance" => None,
@@ -255,6 +264,9 @@ fn allowed_status(op: &str) -> Option<u16> {
         "discord" => Some(401),
         // Not a zip.
         "add_release" => Some(422),
+        // No such manifest, fetch, package, or choice: the library is empty.
+        "add_package" | "remove_world_package" => Some(422),
+        "package_job" | "remove_package" | "add_world_package" => Some(404),
         _ => None,
     }
 }

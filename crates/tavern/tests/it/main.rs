@@ -29,6 +29,7 @@ mod layout;
 mod manifests;
 mod notifications;
 mod openapi;
+mod packages;
 mod pages;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -1,0 +1,387 @@
+//! The community package library against a local HTTP server (started
+//! here) that serves manifests and zips made here: a package is added
+//! with what it needs, a bad checksum, a zip-slip, a zip of another
+//! package and a download that 404s are refused and leave nothing; an
+//! update fetches a newer version without moving any world; worlds see
+//! exactly the packages they chose, through the stand-in, and never
+//! another's; a world's own package of the same id is left alone.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A local "package host": paths to bodies, changeable while it runs.
+#[derive(Clone, Default)]
+struct Host {
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    base: String,
+}
+
+impl Host {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let host = Host {
+            files: Arc::default(),
+            base,
+        };
+        let files = host.files.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let files = files.clone();
+            async move {
+                match files.lock().unwrap().get(uri.path()) {
+                    Some(b) => (axum::http::StatusCode::OK, b.clone()),
+                    None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                }
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        host
+    }
+
+    fn put(&self, path: &str, body: Vec<u8>) -> String {
+        self.files.lock().unwrap().insert(path.to_owned(), body);
+        format!("{}{path}", self.base)
+    }
+
+    /// Publishes a package: its manifest at `/<id>/<kind>.json` (the
+    /// newest) and its zip at `/<id>/<version>.zip`; answers the
+    /// manifest's URL.
+    fn publish(&self, kind: &str, manifest: Value, extra: &[(&str, &[u8])]) -> String {
+        let id = manifest["id"].as_str().unwrap().to_owned();
+        let version = manifest["version"].as_str().unwrap().to_owned();
+        let manifest_url = format!("{}/{id}/{kind}.json", self.base);
+        let mut m = manifest.clone();
+        m["manifest"] = json!(manifest_url);
+        m["download"] = json!(format!("{}/{id}/{version}.zip", self.base));
+        let mut files: Vec<(String, Vec<u8>)> =
+            vec![(format!("{kind}.json"), m.to_string().into_bytes())];
+        files.extend(extra.iter().map(|(n, b)| ((*n).to_owned(), b.to_vec())));
+        self.put(&format!("/{id}/{version}.zip"), zip_of(&files));
+        self.put(&format!("/{id}/{kind}.json"), m.to_string().into_bytes())
+    }
+}
+
+fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, body) in files {
+        w.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(body).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Waits up to 30 s for a fetch to end; answers it.
+async fn job_end(admin: &Api, id: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (s, j) = admin.get(&format!("/api/v1/packages/jobs/{id}")).await;
+        assert_eq!(s, 200, "{j}");
+        if j["state"] != "running" {
+            return j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch never ended: {j}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Adds a package and waits for its fetch; answers the finished job.
+async fn add(admin: &Api, body: Value) -> Value {
+    let (s, job) = admin.post("/api/v1/packages", &body).await;
+    assert_eq!(s, 202, "{job}");
+    job_end(admin, job["id"].as_u64().unwrap()).await
+}
+
+async fn library(api: &Api) -> Vec<String> {
+    let (s, b) = api.get("/api/v1/packages").await;
+    assert_eq!(s, 200, "{b}");
+    b.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {}",
+                p["kind"].as_str().unwrap(),
+                p["id"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+async fn seen_by_foundry(server: &Server, slug: &str) -> Value {
+    let port = read_port(server, slug);
+    reqwest::get(format!("http://127.0.0.1:{port}/_stub/packages"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn ids(found: &Value, folder: &str) -> Vec<String> {
+    found[folder]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}@{}",
+                p["id"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worlds_see_exactly_the_library_packages_they_chose() {
+    let host = Host::start().await;
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "one", &key_for("one")).await;
+    add_key(&admin, "two", &key_for("two")).await;
+    admin.create_user("gina", "gm", "gina-password").await;
+    admin.create_user("otto", "gm", "otto-password").await;
+    let gina = admin.login("gina", "gina-password").await;
+    let otto = admin.login("otto", "otto-password").await;
+
+    // A chain: combat needs socket (named by its manifest), which needs
+    // the system pf2e, already in the library.
+    let pf2e = host.publish(
+        "system",
+        json!({"id": "pf2e", "title": "Pathfinder", "version": "6.0.1",
+               "compatibility": {"minimum": "12", "verified": "13.351"}}),
+        &[("pf2e.mjs", b"export {}")],
+    );
+    let socket = host.publish(
+        "module",
+        json!({"id": "socket", "version": "1.0.0",
+               "relationships": {"requires": [{"id": "pf2e", "type": "system"}]}}),
+        &[],
+    );
+    let combat = host.publish(
+        "module",
+        json!({"id": "combat", "title": "Combat", "version": "2.0.0",
+               "compatibility": {"minimum": "12", "maximum": "13"},
+               "relationships": {"requires": [{"id": "socket", "type": "module", "manifest": socket}]}}),
+        &[("scripts/combat.js", b"roll()")],
+    );
+    let job = add(&admin, json!({"manifest_url": pf2e})).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let job = add(&admin, json!({"manifest_url": combat})).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        job["added"],
+        json!(["module combat 2.0.0", "module socket 1.0.0"]),
+        "{job}"
+    );
+    assert_eq!(
+        library(&gina).await,
+        [
+            "system pf2e 6.0.1",
+            "module combat 2.0.0",
+            "module socket 1.0.0"
+        ]
+    );
+
+    // Refused, each leaving nothing behind.
+    let (s, b) = admin
+        .post("/api/v1/packages", &json!({"manifest_url": combat}))
+        .await;
+    assert_refused(&(s, b), 409, "package_exists");
+    let slip = host.publish(
+        "module",
+        json!({"id": "slip", "version": "1"}),
+        &[("../../escape.js", b"x")],
+    );
+    let bad = add(&admin, json!({"manifest_url": slip})).await;
+    assert_eq!(bad["state"], "failed");
+    assert!(
+        bad["error"].as_str().unwrap().contains("climbs out"),
+        "{bad}"
+    );
+    let dice = host.publish("module", json!({"id": "dice", "version": "3.0"}), &[]);
+    let wrong = add(
+        &admin,
+        json!({"manifest_url": dice, "sha256": "ab".repeat(32)}),
+    )
+    .await;
+    assert!(
+        wrong["error"].as_str().unwrap().contains("SHA-256"),
+        "{wrong}"
+    );
+    host.files.lock().unwrap().remove("/dice/3.0.zip");
+    let gone = add(&admin, json!({"manifest_url": dice})).await;
+    assert!(gone["error"].as_str().unwrap().contains("404"), "{gone}");
+    let other = host.put(
+        "/liar/module.json",
+        json!({"id": "liar", "version": "1", "download": format!("{}/dice-zip", host.base)})
+            .to_string()
+            .into_bytes(),
+    );
+    host.put(
+        "/dice-zip",
+        zip_of(&[(
+            "module.json".into(),
+            br#"{"id":"dice","version":"1"}"#.to_vec(),
+        )]),
+    );
+    let liar = add(&admin, json!({"manifest_url": other})).await;
+    assert!(
+        liar["error"]
+            .as_str()
+            .unwrap()
+            .contains("not module liar 1"),
+        "{liar}"
+    );
+    let (s, b) = admin
+        .post(
+            "/api/v1/packages",
+            &json!({"manifest_url": format!("{}/nothing/module.json", host.base)}),
+        )
+        .await;
+    assert_refused(&(s, b), 422, "invalid_package");
+    let (s, b) = gina
+        .post("/api/v1/packages", &json!({"manifest_url": dice}))
+        .await;
+    assert_refused(&(s, b), 403, "forbidden");
+    assert_eq!(library(&admin).await.len(), 3);
+    let root = server.data_dir().join("packages");
+    assert!(!root.join("module/slip").exists() && !root.join("module/liar").exists());
+    assert_eq!(
+        std::fs::read_dir(root.join(".incoming")).map_or(0, |d| d.count()),
+        0
+    );
+
+    // Gina's world uses combat (and so socket and pf2e); Otto's nothing.
+    create_world(&gina, &json!({"slug": "keep", "release": "stub"})).await;
+    create_world(&otto, &json!({"slug": "ruin", "release": "stub"})).await;
+    let (s, chosen) = gina
+        .post("/api/v1/instances/keep/packages", &json!({"id": "combat"}))
+        .await;
+    assert_eq!(s, 200, "{chosen}");
+    let names: Vec<&str> = chosen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pf2e", "combat", "socket"]);
+    // Another game master can neither see nor change it.
+    let (s, _) = otto.get("/api/v1/instances/keep/packages").await;
+    assert_eq!(s, 404);
+    let (s, _) = otto
+        .post("/api/v1/instances/keep/packages", &json!({"id": "pf2e"}))
+        .await;
+    assert_eq!(s, 404);
+    let (_, lib) = otto.get("/api/v1/packages").await;
+    assert!(
+        !lib.to_string().contains("keep"),
+        "another's world named: {lib}"
+    );
+    let (_, lib) = gina.get("/api/v1/packages").await;
+    assert!(lib.to_string().contains("keep"));
+    // socket is needed by combat; a package in use stays in the library.
+    let (s, b) = gina.delete("/api/v1/instances/keep/packages/socket").await;
+    assert_refused(&(s, b), 409, "package_needed");
+    let (s, b) = admin.delete("/api/v1/packages/module/combat/2.0.0").await;
+    assert_refused(&(s, b), 409, "in_use");
+
+    for (api, slug) in [(&gina, "keep"), (&otto, "ruin")] {
+        let (s, b) = api
+            .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+            .await;
+        assert_eq!(s, 202, "{b}");
+        wait_for_state(api, slug, "running").await;
+    }
+    let found = seen_by_foundry(&server, "keep").await;
+    assert_eq!(ids(&found, "systems"), ["pf2e@6.0.1"], "{found}");
+    assert_eq!(
+        ids(&found, "modules"),
+        ["combat@2.0.0", "socket@1.0.0"],
+        "{found}"
+    );
+    assert_eq!(found["skipped"], json!([]), "{found}");
+    let theirs = seen_by_foundry(&server, "ruin").await;
+    assert_eq!(ids(&theirs, "modules"), Vec::<String>::new(), "{theirs}");
+    // Stored once: the world holds links, not copies.
+    let data = server
+        .data_dir()
+        .join("instances/keep/data/Data/modules/combat");
+    assert!(
+        std::fs::symlink_metadata(&data)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // An update fetches combat 2.1.0; keep stays on 2.0.0 until Gina moves.
+    host.publish(
+        "module",
+        json!({"id": "combat", "version": "2.1.0", "compatibility": {"minimum": "12", "maximum": "13"},
+               "relationships": {"requires": [{"id": "socket", "type": "module"}]}}),
+        &[],
+    );
+    let (s, found) = admin
+        .post("/api/v1/packages/update", &json!({"id": "combat"}))
+        .await;
+    assert_eq!(s, 200, "{found}");
+    assert_eq!(found[0]["outcome"], "fetching", "{found}");
+    let job = job_end(&admin, found[0]["job"].as_u64().unwrap()).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let (_, mine) = gina.get("/api/v1/instances/keep/packages").await;
+    let combat_now = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "combat")
+        .unwrap()
+        .clone();
+    assert_eq!(combat_now["version"], "2.0.0");
+    assert_eq!(combat_now["newer"], "2.1.0");
+
+    // A game master's own module of the same id is theirs: reported, and
+    // left as it is at the next start.
+    let own = server
+        .data_dir()
+        .join("instances/ruin/data/Data/modules/socket");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(
+        own.join("module.json"),
+        r#"{"id":"socket","version":"0.9"}"#,
+    )
+    .unwrap();
+    let (s, b) = otto
+        .post("/api/v1/instances/ruin/packages", &json!({"id": "socket"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let socket = b
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "socket")
+        .unwrap();
+    assert_eq!(socket["state"], "clash", "{b}");
+    for (api, slug) in [(&gina, "keep"), (&otto, "ruin")] {
+        let (s, b) = api
+            .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+            .await;
+        assert_eq!(s, 202, "{b}");
+        wait_for_state(api, slug, "stopped").await;
+    }
+    let (s, b) = otto.post("/api/v1/instances/ruin/start", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&otto, "ruin", "running").await;
+    let theirs = seen_by_foundry(&server, "ruin").await;
+    assert_eq!(ids(&theirs, "modules"), ["socket@0.9"], "{theirs}");
+    assert_eq!(ids(&theirs, "systems"), ["pf2e@6.0.1"], "{theirs}");
+}
