@@ -190,10 +190,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
-        fn any_names_unpack_only_inside(names in proptest::collection::vec("[a-z./\\\\]{1,12}", 1..6)) {
+        fn any_names_unpack_only_inside(names in proptest::collection::btree_set("[a-z./\\\\]{1,12}", 1..6)) {
             let dir = tempfile::tempdir().unwrap();
+            // A zip cannot hold one name twice; the writer refuses that itself.
             let mut files: Vec<(&str, &[u8])> = vec![("module.json", b"{}")];
-            files.extend(names.iter().map(|n| (n.as_str(), &b"x"[..])));
+            files.extend(names.iter().filter(|n| *n != "module.json").map(|n| (n.as_str(), &b"x"[..])));
             let zip = zip_of(&files);
             let into = dir.path().join("in").join("p");
             std::fs::create_dir(dir.path().join("in")).unwrap();

@@ -298,12 +298,17 @@ impl Tavern {
     }
 
     /// A fetch's progress (admins only).
-    pub fn package_job(&self, caller: &Caller, id: u64) -> Result<PackageJob, CoreError> {
+    /// `id` is as the caller gave it: one that is not a job's number
+    /// names no job.
+    pub fn package_job(&self, caller: &Caller, id: &str) -> Result<PackageJob, CoreError> {
         caller.require_admin("follow package fetches")?;
-        self.package_jobs.get(id).ok_or(CoreError::NotFound {
-            what: "package fetch",
-            key: id.to_string(),
-        })
+        id.parse()
+            .ok()
+            .and_then(|id| self.package_jobs.get(id))
+            .ok_or_else(|| CoreError::NotFound {
+                what: "package fetch",
+                key: id.to_owned(),
+            })
     }
 
     /// Fetches under way (admins only).

@@ -64,14 +64,14 @@ pub(super) async fn add_package(
 
 /// How a fetch into the library goes (admins only).
 #[utoipa::path(get, path = "/api/v1/packages/jobs/{id}", extensions(("x-tavern-access" = json!("admin"))),
-    params(("id" = u64, Path, minimum = 1)),
+    params(("id" = String, Path, description = "the job's number, as `POST /api/v1/packages` answered it")),
     responses((status = 200, body = PackageJobJson), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn package_job(
     State(s): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> ApiResult<Json<PackageJobJson>> {
-    Ok(Json(s.tavern.package_job(&caller, id)?.into()))
+    Ok(Json(s.tavern.package_job(&caller, &id)?.into()))
 }
 
 /// Reads the packages' manifests again and fetches newer versions that
