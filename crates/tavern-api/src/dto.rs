@@ -397,6 +397,10 @@ pub struct BackupJson {
     pub error: Option<String>,
     /// The latest restore from it since the server started.
     pub restore: Option<RestoreJson>,
+    /// The library's packages its world used (not their files: a restore
+    /// puts these choices back). Only when one backup is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<crate::packages::PackageRefJson>>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -406,6 +410,10 @@ pub struct RestoreJson {
     pub state: String,
     pub error: Option<String>,
     pub at: String,
+    /// What a restore that went through could not put back as the backup
+    /// held it (a package the library lost and that could not be fetched
+    /// again), or fetched again to do so.
+    pub notes: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

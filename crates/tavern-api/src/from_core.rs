@@ -161,8 +161,10 @@ impl From<tavern_core::BackupView> for BackupJson {
                     state: state.into(),
                     error,
                     at: r.at.to_string(),
+                    notes: r.notes,
                 }
             }),
+            packages: v.packages.map(|p| p.into_iter().map(Into::into).collect()),
         }
     }
 }

@@ -147,12 +147,22 @@ pub struct AddWorldPackageRequest {
 #[cfg(feature = "server")]
 mod from_core {
     use tavern_core::packages::{
-        JobState, LibraryEntry, PackageJob, UpdateOutcome, UpdateView, WorldPackageState,
-        WorldPackageView,
+        BackupPackage, JobState, LibraryEntry, PackageJob, UpdateOutcome, UpdateView,
+        WorldPackageState, WorldPackageView,
     };
     use tavern_foundry::manifest::Fit;
 
     use super::*;
+
+    impl From<BackupPackage> for PackageRefJson {
+        fn from(p: BackupPackage) -> Self {
+            Self {
+                kind: p.kind.to_string(),
+                id: p.id,
+                version: p.version,
+            }
+        }
+    }
 
     impl From<LibraryEntry> for LibraryPackageJson {
         fn from(e: LibraryEntry) -> Self {
@@ -260,3 +270,13 @@ mod from_core {
 
 #[cfg(feature = "server")]
 pub use from_core::warning;
+
+/// One version of a library package, as a backup holds it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PackageRefJson {
+    /// `system`, `module` or `world`.
+    #[schema(value_type = crate::shapes::PackageKind)]
+    pub kind: String,
+    pub id: String,
+    pub version: String,
+}

@@ -10,7 +10,7 @@ use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, StreamWriter, ZipWriter};
 
 use crate::ArchiveError;
-use crate::archive::{Discard, Limits, Sink, corrupt, read_into};
+use crate::archive::{Added, Discard, Limits, Sink, corrupt, feed_added, read_into};
 
 /// Files that are compressed already: stored as they are.
 const STORED: [&str; 16] = [
@@ -110,18 +110,21 @@ impl<W: Write> Sink for ZipExport<W> {
 /// Copies the archive `input` (checked within `limits` on the way) into a
 /// zip of its `Data/` and `Backups/` written to `out`, adding `secrets`
 /// (path below the data directory, contents: a world's `license.json` and
-/// `admin.txt`, for an admin who asks). An error leaves `out` incomplete:
+/// `admin.txt`, for an admin who asks) and the `added` folders (the
+/// library's packages the world uses). An error leaves `out` incomplete:
 /// the caller discards it.
 pub fn foundry_zip(
     input: impl Read,
     out: impl Write,
     limits: Option<Limits>,
     secrets: &[(&str, &[u8])],
+    added: &[Added],
 ) -> Result<(), ArchiveError> {
     let mut export = ZipExport {
         zip: ZipWriter::new_stream(out),
     };
-    read_into(input, &mut export, limits)?;
+    let read = read_into(input, &mut export, limits)?;
+    feed_added(&mut export, &read.manifest, added)?;
     for (rel, contents) in secrets {
         let opts = SimpleFileOptions::default().unix_permissions(0o600);
         export.zip.start_file(*rel, opts).map_err(zip_err(rel))?;
@@ -157,7 +160,14 @@ mod tests {
         let summary = crate::archive::write(&world, &mut archive, 1).unwrap();
         let mut out = Vec::new();
         let secrets: [(&str, &[u8]); 0] = [];
-        foundry_zip(&archive[..], &mut out, Some(summary.limits()), &secrets).unwrap();
+        foundry_zip(
+            &archive[..],
+            &mut out,
+            Some(summary.limits()),
+            &secrets,
+            &[],
+        )
+        .unwrap();
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(out)).unwrap();
         let mut names: Vec<String> = zip.file_names().map(str::to_owned).collect();
         names.sort();
@@ -183,6 +193,31 @@ mod tests {
             .unwrap();
         assert_eq!(map, vec![7u8; 3000]);
 
+        // A library package the world uses goes in where asked.
+        let package = t.path().join("library/module/dice/1.0");
+        std::fs::create_dir_all(&package).unwrap();
+        std::fs::write(package.join("module.json"), br#"{"id":"dice"}"#).unwrap();
+        let added = [crate::archive::Added {
+            at: "Data/modules/dice".into(),
+            from: package,
+        }];
+        let mut with = Vec::new();
+        foundry_zip(
+            &archive[..],
+            &mut with,
+            Some(summary.limits()),
+            &secrets,
+            &added,
+        )
+        .unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(with)).unwrap();
+        let mut manifest = String::new();
+        zip.by_name("Data/modules/dice/module.json")
+            .unwrap()
+            .read_to_string(&mut manifest)
+            .unwrap();
+        assert_eq!(manifest, r#"{"id":"dice"}"#);
+
         // A damaged archive fails the export.
         let mut cut = Vec::new();
         assert!(
@@ -190,7 +225,8 @@ mod tests {
                 &archive[..archive.len() / 2],
                 &mut cut,
                 Some(summary.limits()),
-                &secrets
+                &secrets,
+                &[]
             )
             .is_err()
         );

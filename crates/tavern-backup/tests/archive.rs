@@ -344,7 +344,7 @@ fn a_rewritten_archive_leaves_the_secrets_of_an_old_one_out() {
     assert!(holds(&zstd::decode_all(old.as_slice()).unwrap(), KEY));
 
     let mut out = Vec::new();
-    let written = archive::rewrite(old.as_slice(), &mut out, 1, None, &[]).unwrap();
+    let written = archive::rewrite(old.as_slice(), &mut out, 1, None, &[], &[]).unwrap();
     assert!(!holds(&zstd::decode_all(out.as_slice()).unwrap(), KEY));
     assert_eq!(
         written.manifest.withheld,
@@ -369,6 +369,7 @@ fn a_rewritten_archive_leaves_the_secrets_of_an_old_one_out() {
         2,
         None,
         &[("Config/license.json", license)],
+        &[],
     )
     .unwrap();
     assert_eq!(given.manifest.withheld, ["Config/admin.txt"]);
@@ -384,7 +385,7 @@ fn a_rewritten_archive_leaves_the_secrets_of_an_old_one_out() {
     let mut bad = old.clone();
     let at = bad.len() / 2;
     bad[at] ^= 0x5a;
-    assert!(archive::rewrite(bad.as_slice(), &mut Vec::new(), 1, None, &[]).is_err());
+    assert!(archive::rewrite(bad.as_slice(), &mut Vec::new(), 1, None, &[], &[]).is_err());
 }
 
 #[test]
@@ -497,4 +498,60 @@ proptest::proptest! {
             .collect();
         proptest::prop_assert!(names.iter().all(|n| n == "out"), "{names:?}");
     }
+}
+
+/// A download may carry the library's packages a world uses: each goes in
+/// where the world's link to it was (left out of the archive, as it leads
+/// outside), writable, unless the world holds a folder of its own there.
+#[test]
+fn a_copy_takes_the_library_folders_the_world_links_to() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("library/system/dnd5e/5.1.2");
+    std::fs::create_dir_all(library.join("packs")).unwrap();
+    std::fs::write(library.join("system.json"), br#"{"id":"dnd5e"}"#).unwrap();
+    std::fs::write(library.join("packs/spells.db"), [9u8; 5000]).unwrap();
+    for p in [library.join("system.json"), library.join("packs/spells.db")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let other = dir.path().join("library/module/own/1.0");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("module.json"), b"the library's").unwrap();
+
+    let world = dir.path().join("world");
+    std::fs::create_dir_all(world.join("Data/systems")).unwrap();
+    std::fs::create_dir_all(world.join("Data/modules/own")).unwrap();
+    std::fs::write(world.join("Data/modules/own/module.json"), b"the world's").unwrap();
+    std::os::unix::fs::symlink(&library, world.join("Data/systems/dnd5e")).unwrap();
+    let mut old = Vec::new();
+    let made = archive::write(&world, &mut old, 1).unwrap();
+    assert_eq!(made.manifest.skipped, ["Data/systems/dnd5e"]);
+
+    let added = [
+        archive::Added {
+            at: "Data/systems/dnd5e".into(),
+            from: library.clone(),
+        },
+        archive::Added {
+            at: "Data/modules/own".into(),
+            from: other.clone(),
+        },
+    ];
+    let mut out = Vec::new();
+    let copy = archive::rewrite(old.as_slice(), &mut out, 1, None, &[], &added).unwrap();
+    assert!(
+        copy.manifest.skipped.is_empty(),
+        "{:?}",
+        copy.manifest.skipped
+    );
+    let unpacked = dir.path().join("out");
+    archive::read(out.as_slice(), Some(&unpacked), Some(copy.limits())).unwrap();
+    let spells = unpacked.join("Data/systems/dnd5e/packs/spells.db");
+    assert_eq!(std::fs::read(&spells).unwrap(), [9u8; 5000]);
+    let mode = std::fs::metadata(&spells).unwrap().permissions().mode();
+    assert_eq!(mode & 0o200, 0o200, "{mode:o}");
+    assert_eq!(
+        std::fs::read(unpacked.join("Data/modules/own/module.json")).unwrap(),
+        b"the world's"
+    );
 }

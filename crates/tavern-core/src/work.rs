@@ -17,6 +17,9 @@ pub struct RestoreStatus {
     pub to: Slug,
     pub state: RestoreState,
     pub at: Timestamp,
+    /// What a restore that went through could not do as the backup held
+    /// it (a package it could not fetch again).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

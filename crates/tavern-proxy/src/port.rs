@@ -214,7 +214,7 @@ impl TavernPort for Tavern {
             true => DownloadFormat::Zip,
             false => DownloadFormat::TarZst,
         };
-        self.open_backup(&caller, id, false, format)
+        self.open_backup(&caller, id, false, false, format)
             .await
             .map_err(|e| Note::refused(&e))
     }

@@ -77,6 +77,15 @@ fk world_packages.instance_id -> instances.id
 fk world_packages.kind -> library_packages.kind
 fk world_packages.package_id -> library_packages.package_id
 fk world_packages.version -> library_packages.version
+backup_packages.backup_id text not null
+backup_packages.download_url text not null
+backup_packages.kind text not null
+backup_packages.manifest_url text not null
+backup_packages.package_id text not null
+backup_packages.sha256 text not null
+backup_packages.version text not null
+unique backup_packages(backup_id, kind, package_id)
+fk backup_packages.backup_id -> backups.id
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null

@@ -13,8 +13,8 @@ use crate::{
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
 use crate::{
-    Compatibility, Delivery, DnsName, LibraryPackage, NewNotification, PackageKind, Requirement,
-    StoragePlace, WorldPackage,
+    BackupPackage, Compatibility, Delivery, DnsName, LibraryPackage, NewNotification, PackageKind,
+    Requirement, StoragePlace, WorldPackage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
@@ -47,7 +47,7 @@ macro_rules! conformance_tests {
             the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
             a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten,
             storage_places_keep_their_sealed_keys_and_are_forgotten,
-            library_packages_are_kept_and_never_removed_while_a_world_uses_them);
+            library_packages_are_kept_and_never_removed_while_a_world_uses_them_and_backups_hold_what_was_used);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -2104,7 +2104,7 @@ pub async fn storage_places_keep_their_sealed_keys_and_are_forgotten(store: &dyn
     assert_eq!(store.list_storage_places().await.unwrap().len(), 1);
 }
 
-pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them(
+pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them_and_backups_hold_what_was_used(
     store: &dyn Store,
 ) {
     let at = Timestamp::from_second(1_800_000_000).unwrap();
@@ -2218,6 +2218,30 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
             .await,
         Err(StoreError::NotFound { .. })
     ));
+    // A backup holds what its world used, past the world and the library.
+    let backup = backup_of(&world, BackupKind::Manual, at);
+    store
+        .create_backup(&backup, &ev("backup.create", "keep"))
+        .await
+        .unwrap();
+    let held = |p: &LibraryPackage| BackupPackage {
+        kind: p.kind,
+        id: p.id.clone(),
+        version: p.version.clone(),
+        manifest_url: p.manifest_url.clone(),
+        download_url: p.download_url.clone(),
+        sha256: p.sha256.clone(),
+    };
+    store
+        .set_backup_packages(backup.id, &[held(&dnd), held(&dice)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_backup_packages(BackupId::new(), &[held(&dnd)])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
     store
         .delete_instance(&world.slug, &ev("instance.delete", "keep"))
         .await
@@ -2232,5 +2256,23 @@ pub async fn library_packages_are_kept_and_never_removed_while_a_world_uses_them
         )
         .await
         .unwrap();
-    assert_eq!(store.list_library_packages().await.unwrap(), vec![dnd]);
+    assert_eq!(
+        store.list_library_packages().await.unwrap(),
+        vec![dnd.clone()]
+    );
+    assert_eq!(
+        store.list_backup_packages(backup.id).await.unwrap(),
+        vec![held(&dice), held(&dnd)]
+    );
+    store
+        .delete_backup(backup.id, &ev("backup.delete", "keep"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .list_backup_packages(backup.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

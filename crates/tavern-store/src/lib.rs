@@ -481,6 +481,16 @@ pub trait PackageStore: Send + Sync {
         packages: &[WorldPackage],
         event: &NewEvent,
     ) -> StoreResult<()>;
+    /// Records what a backup's world used (once, as the backup starts;
+    /// removed with the backup). [`StoreError::NotFound`] without the
+    /// backup.
+    async fn set_backup_packages(
+        &self,
+        backup: BackupId,
+        packages: &[BackupPackage],
+    ) -> StoreResult<()>;
+    /// What a backup's world used, by kind and id.
+    async fn list_backup_packages(&self, backup: BackupId) -> StoreResult<Vec<BackupPackage>>;
 }
 
 /// The audit log.

@@ -463,3 +463,17 @@ pub struct WorldPackage {
     pub id: String,
     pub version: String,
 }
+
+/// A library package a backup's world used when the backup was taken,
+/// with where that version came from (so that a restore can fetch it
+/// again once the library no longer has it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BackupPackage {
+    pub kind: crate::PackageKind,
+    pub id: String,
+    pub version: String,
+    pub manifest_url: String,
+    pub download_url: String,
+    /// The zip's SHA-256, hex.
+    pub sha256: String,
+}

@@ -59,12 +59,14 @@ impl Tavern {
     /// its name for the download and its bytes. Tavern's secrets are never
     /// in it, unless an admin asks for them (`with_secrets`): then the
     /// world's `license.json` and `admin.txt` as Tavern would write them
-    /// now are put in.
+    /// now are put in. With `packages`, the library's packages the world
+    /// used go in too, where Foundry looks for them, for use elsewhere.
     pub async fn open_backup(
         &self,
         caller: &Caller,
         id: &str,
         with_secrets: bool,
+        packages: bool,
         format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         if with_secrets {
@@ -85,7 +87,28 @@ impl Tavern {
             );
             self.store.append_event(&event).await?;
         }
-        self.open_archive(&b, secrets, format).await
+        let added = match packages {
+            true => self.added_packages(&b).await?,
+            false => Vec::new(),
+        };
+        self.open_archive(&b, secrets, added, format).await
+    }
+
+    /// The library's folders of the packages a backup's world used, where
+    /// its `Data/` has them; a version the library has lost since is left
+    /// out (a restore fetches it again).
+    async fn added_packages(&self, b: &Backup) -> Result<Vec<archive::Added>, CoreError> {
+        let held = self.store.list_backup_packages(b.id).await?;
+        Ok(held
+            .into_iter()
+            .filter_map(|p| {
+                let r = tavern_packages::PackageRef::new(p.kind, &p.id, &p.version).ok()?;
+                self.library.has(&r).then(|| archive::Added {
+                    at: format!("Data/{}/{}", p.kind.folder(), p.id),
+                    from: self.library.path(&r),
+                })
+            })
+            .collect())
     }
 
     /// The files Tavern writes from its sealed secrets into the world a
@@ -121,6 +144,7 @@ impl Tavern {
         &self,
         b: &Backup,
         secrets: Vec<(&'static str, Vec<u8>)>,
+        added: Vec<archive::Added>,
         format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         let settings = self.backup_settings()?;
@@ -154,10 +178,10 @@ impl Tavern {
                 secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
             match format {
                 DownloadFormat::TarZst => {
-                    archive::rewrite(input, out, threads, Some(limits), &given).map(|_| ())
+                    archive::rewrite(input, out, threads, Some(limits), &given, &added).map(|_| ())
                 }
                 DownloadFormat::Zip => {
-                    tavern_backup::export::foundry_zip(input, out, Some(limits), &given)
+                    tavern_backup::export::foundry_zip(input, out, Some(limits), &given, &added)
                 }
             }
         });
@@ -201,6 +225,7 @@ impl Tavern {
         &self,
         id: &str,
         token: &str,
+        packages: bool,
         format: DownloadFormat,
     ) -> Result<BackupDownload, CoreError> {
         let refused = || CoreError::Unauthenticated;
@@ -220,6 +245,10 @@ impl Tavern {
             .backup(parsed)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.open_archive(&b, Vec::new(), format).await
+        let added = match packages {
+            true => self.added_packages(&b).await?,
+            false => Vec::new(),
+        };
+        self.open_archive(&b, Vec::new(), added, format).await
     }
 }

@@ -30,6 +30,9 @@ pub struct BackupView {
     pub owner: Username,
     /// The latest restore from this backup since Tavern started.
     pub restore: Option<RestoreStatus>,
+    /// The library's packages its world used, when one backup was asked
+    /// for (`None` in lists).
+    pub packages: Option<Vec<tavern_store::BackupPackage>>,
 }
 
 /// A backup in progress and the world it holds.
@@ -116,6 +119,7 @@ impl Tavern {
             backup,
             owner: owner.unwrap_or_else(|| Username::parse("deleted").expect("a valid name")),
             restore,
+            packages: None,
         }
     }
 
@@ -154,7 +158,12 @@ impl Tavern {
 
     pub async fn get_backup(&self, caller: &Caller, id: &str) -> Result<BackupView, CoreError> {
         let b = self.visible_backup(caller, id).await?;
-        self.backup_view(b).await
+        let mut packages = self.store.list_backup_packages(b.id).await?;
+        packages.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        Ok(BackupView {
+            packages: Some(packages),
+            ..self.backup_view(b).await?
+        })
     }
 
     /// Locks a backup against retention, or unlocks it.

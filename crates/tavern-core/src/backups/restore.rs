@@ -165,6 +165,7 @@ impl Tavern {
                 to: target.slug.clone(),
                 state: RestoreState::Running,
                 at: now(),
+                notes: Vec::new(),
             },
         );
         let tavern = self.clone();
@@ -174,16 +175,24 @@ impl Tavern {
             let result = tavern
                 .run_restore(&caller, &backup, &target, fresh, busy)
                 .await;
-            let (state, outcome, detail) = match result {
-                Ok(()) => (
-                    RestoreState::Done,
-                    Outcome::Success,
-                    format!("into {}", target.slug),
-                ),
+            let (state, outcome, detail, notes) = match result {
+                Ok(notes) => {
+                    let mut detail = format!("into {}", target.slug);
+                    for n in &notes {
+                        detail.push_str("; ");
+                        detail.push_str(n);
+                    }
+                    (RestoreState::Done, Outcome::Success, detail, notes)
+                }
                 Err(e) => {
                     let why = e.to_string();
                     tracing::warn!(id = %backup.id, to = %target.slug, error = %why, "restore failed");
-                    (RestoreState::Failed(why.clone()), Outcome::Failure, why)
+                    (
+                        RestoreState::Failed(why.clone()),
+                        Outcome::Failure,
+                        why,
+                        Vec::new(),
+                    )
                 }
             };
             tavern.backup_work.set_restore(
@@ -192,6 +201,7 @@ impl Tavern {
                     to: target.slug.clone(),
                     state,
                     at: now(),
+                    notes,
                 },
             );
             let e = backup_event(
@@ -212,6 +222,7 @@ impl Tavern {
     /// to run again, and the backup it took of the world first is removed
     /// if nothing was changed (it only repeats the data still in place, and
     /// would push an older backup out); after a restore, retention applies.
+    /// Answers what the restore could not put back as the backup held it.
     async fn run_restore(
         &self,
         caller: &Caller,
@@ -219,12 +230,12 @@ impl Tavern {
         i: &Instance,
         fresh: bool,
         _busy: Busy,
-    ) -> Result<(), CoreError> {
+    ) -> Result<Vec<String>, CoreError> {
         let was_running = !fresh && i.desired_state == DesiredState::Running;
         let mut taken = None;
         let result = self.restore_steps(caller, b, i, fresh, &mut taken).await;
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 if let Err(e) = self.apply_retention(&i.slug).await {
                     tracing::warn!(slug = %i.slug, error = %e, "applying backup retention failed");
                 }
@@ -249,8 +260,9 @@ impl Tavern {
     }
 
     /// Stops the world and backs it up (unless it is new), then puts the
-    /// backup's archive in place of its data, and starts it again if it
-    /// ran. `taken` is the backup of the world taken first.
+    /// backup's archive in place of its data and the packages it used back
+    /// in its choices, and starts it again if it ran. `taken` is the backup
+    /// of the world taken first.
     async fn restore_steps(
         &self,
         caller: &Caller,
@@ -258,7 +270,7 @@ impl Tavern {
         i: &Instance,
         fresh: bool,
         taken: &mut Option<Backup>,
-    ) -> Result<(), RestoreFailure> {
+    ) -> Result<Vec<String>, RestoreFailure> {
         let settings = self.backup_settings()?.clone();
         let data = if i.runtime.data_on_cluster() {
             None
@@ -290,12 +302,13 @@ impl Tavern {
             let _ = tokio::fs::remove_file(&scratch).await;
         }
         unpacked?;
+        let notes = self.restore_packages(&caller.name(), b, i).await;
         if was_running {
             self.set_desired(caller, i.slug.as_str(), DesiredState::Running)
                 .await
                 .map_err(RestoreFailure::after_change)?;
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// Stops `i` if it runs, waits until it has, then backs up what is

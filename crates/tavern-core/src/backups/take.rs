@@ -115,6 +115,7 @@ impl Tavern {
         let Some(data) = self.data_source(i).await? else {
             return Ok(None);
         };
+        let packages = self.held_packages(i).await?;
         let backup = Backup {
             id: BackupId::new(),
             instance: i.id,
@@ -143,6 +144,11 @@ impl Tavern {
                 ),
             )
             .await?;
+        // What the world uses of the library, not the files: a restore
+        // puts the choices back.
+        if !packages.is_empty() {
+            self.store.set_backup_packages(backup.id, &packages).await?;
+        }
         Ok(Some(Job {
             backup,
             data,

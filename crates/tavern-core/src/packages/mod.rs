@@ -3,6 +3,7 @@
 //! update them on purpose and remove versions no world uses; everyone
 //! signed in sees what is there. In `worlds`, what each world uses.
 
+mod held;
 mod worlds;
 
 use jiff::Timestamp;
@@ -13,6 +14,7 @@ use tavern_types::Slug;
 
 pub use crate::package_jobs::{JobState, PackageJob};
 pub use crate::settings::PackageSettings;
+pub use tavern_store::BackupPackage;
 pub use worlds::{WorldPackageState, WorldPackageView};
 
 use crate::auth::Caller;

@@ -89,8 +89,11 @@ impl Tavern {
             .as_deref()
             .and_then(tavern_runtime::releases::foundry_version);
         let data = self.runtime.data_dir(&i.slug);
+        let mut choices: Vec<&Choice> = choices.iter().collect();
+        // Worlds, systems, then modules: what a world needs first.
+        choices.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
         choices
-            .iter()
+            .into_iter()
             .map(|c| {
                 let p = library
                     .iter()

@@ -110,6 +110,9 @@ impl From<Format> for tavern_core::DownloadFormat {
 pub(crate) struct FormatQuery {
     #[serde(default)]
     pub(crate) format: Format,
+    /// With the library's packages the world used.
+    #[serde(default)]
+    pub(crate) packages: bool,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -126,14 +129,20 @@ pub(super) struct DownloadQuery {
     /// Tavern would write them now) into the archive.
     #[serde(default)]
     secrets: bool,
+    /// Put the library's packages the world used (its game system,
+    /// modules) in `Data/systems|modules/<id>`, for use elsewhere; a
+    /// version the library no longer has is left out.
+    #[serde(default)]
+    packages: bool,
 }
 
 /// Streams a complete backup's archive (tar + zstd; or with `format=zip`, a
 /// zip of its `Data/` and `Backups/` that a plain Foundry install or felddy
 /// takes as its user-data folder), without the files
 /// Tavern writes from its secrets (`Config/license.json`,
-/// `Config/admin.txt`) unless an admin asks for them: with a bearer
-/// token, or with a signed link's `token`.
+/// `Config/admin.txt`) unless an admin asks for them, and with the
+/// library's packages the world used when asked (`packages=true`): with a
+/// bearer token, or with a signed link's `token`.
 #[utoipa::path(get, path = "/api/v1/backups/{id}/download", extensions(("x-tavern-access" = json!("owner"))), params(("id" = String, Path), DownloadQuery),
     security(("bearer" = []), ()),
     responses((status = 200, content(("application/zstd"), ("application/zip"))), (status = 401, body = ErrorBody),
@@ -154,13 +163,13 @@ pub(super) async fn download_backup(
         }
         (Some(token), false) => {
             s.tavern
-                .open_backup_by_link(&id, &token, q.format.into())
+                .open_backup_by_link(&id, &token, q.packages, q.format.into())
                 .await?
         }
         (None, secrets) => {
             let caller = crate::extract::caller_from(&headers, &s).await?;
             s.tavern
-                .open_backup(&caller, &id, secrets, q.format.into())
+                .open_backup(&caller, &id, secrets, q.packages, q.format.into())
                 .await?
         }
     };

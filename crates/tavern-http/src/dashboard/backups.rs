@@ -71,7 +71,14 @@ impl From<&BackupView> for BackupRow {
                 None => String::new(),
                 Some(r) => match &r.state {
                     RestoreState::Running => format!("restoring into {}", r.to),
-                    RestoreState::Done => format!("restored into {} at {}", r.to, when(r.at)),
+                    RestoreState::Done => {
+                        let mut said = format!("restored into {} at {}", r.to, when(r.at));
+                        for note in &r.notes {
+                            said.push_str("; ");
+                            said.push_str(note);
+                        }
+                        said
+                    }
                     RestoreState::Failed(why) => format!("restore into {} failed: {why}", r.to),
                 },
             },
@@ -124,8 +131,8 @@ async fn create(
     )
 }
 
-/// Streams the archive (`?format=zip`: a zip a plain Foundry takes), as
-/// the API does.
+/// Streams the archive (`?format=zip`: a zip a plain Foundry takes;
+/// `&packages=true`: with the library's packages), as the API does.
 async fn download(
     State(s): State<AppState>,
     session: Session,
@@ -134,7 +141,7 @@ async fn download(
 ) -> Response {
     let answer = match s
         .tavern
-        .open_backup(&session.caller, &id, false, q.format.into())
+        .open_backup(&session.caller, &id, false, q.packages, q.format.into())
         .await
     {
         Ok(d) => crate::api::archive_download(d),

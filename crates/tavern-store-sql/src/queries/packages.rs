@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use tavern_store::{
-    Compatibility, LibraryPackage, NewEvent, PackageKind, PackageStore, StoreError, StoreResult,
-    WorldPackage,
+    BackupPackage, Compatibility, LibraryPackage, NewEvent, PackageKind, PackageStore, StoreError,
+    StoreResult, WorldPackage,
 };
-use tavern_types::InstanceId;
+use tavern_types::{BackupId, InstanceId};
 
 use super::{Adapter, DbRow, col, commit, insert_event, read_all, touched, unique_or};
 use crate::adapter::{backend, corrupt, parse, ts};
@@ -49,6 +49,17 @@ fn world_from(row: &DbRow) -> StoreResult<WorldPackage> {
         kind: kind_from(row, "world_packages.kind")?,
         id: col(row, "package_id")?,
         version: col(row, "version")?,
+    })
+}
+
+fn backup_from(row: &DbRow) -> StoreResult<BackupPackage> {
+    Ok(BackupPackage {
+        kind: kind_from(row, "backup_packages.kind")?,
+        id: col(row, "package_id")?,
+        version: col(row, "version")?,
+        manifest_url: col(row, "manifest_url")?,
+        download_url: col(row, "download_url")?,
+        sha256: col(row, "sha256")?,
     })
 }
 
@@ -209,5 +220,56 @@ impl PackageStore for Adapter {
         }
         insert_event(&mut tx, event).await?;
         commit(tx).await
+    }
+
+    async fn set_backup_packages(
+        &self,
+        backup: BackupId,
+        packages: &[BackupPackage],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let there: Option<String> = sqlx::query_scalar("SELECT id FROM backups WHERE id = $1")
+            .bind(backup.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend("check backup"))?;
+        if there.is_none() {
+            return Err(StoreError::NotFound {
+                what: "backup",
+                key: backup.to_string(),
+            });
+        }
+        sqlx::query("DELETE FROM backup_packages WHERE backup_id = $1")
+            .bind(backup.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("set backup packages"))?;
+        for p in packages {
+            sqlx::query(
+                "INSERT INTO backup_packages \
+                 (backup_id, kind, package_id, version, manifest_url, download_url, sha256) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(backup.to_string())
+            .bind(p.kind.as_str())
+            .bind(&p.id)
+            .bind(&p.version)
+            .bind(&p.manifest_url)
+            .bind(&p.download_url)
+            .bind(&p.sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_or("backup package", &p.id, "set backup packages"))?;
+        }
+        commit(tx).await
+    }
+
+    async fn list_backup_packages(&self, backup: BackupId) -> StoreResult<Vec<BackupPackage>> {
+        let q = sqlx::query(
+            "SELECT kind, package_id, version, manifest_url, download_url, sha256 \
+             FROM backup_packages WHERE backup_id = $1 ORDER BY kind, package_id",
+        )
+        .bind(backup.to_string());
+        read_all(&self.readers, q, "list backup packages", backup_from).await
     }
 }

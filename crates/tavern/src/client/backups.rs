@@ -60,6 +60,10 @@ pub enum BackupCommand {
         /// instead of Tavern's own archive.
         #[arg(long)]
         zip: bool,
+        /// Put in the library's packages the world used (its game system
+        /// and modules), for use where there is no such library.
+        #[arg(long)]
+        packages: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -160,11 +164,20 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .get(&format!("/api/v1/backups/{}", path_part(&id)?))
                 .await?;
             print(conn.json, &b, BACKUP_COLUMNS)?;
+            let held = read::<BackupJson>(&b)?.packages.unwrap_or_default();
+            if !conn.json && !held.is_empty() {
+                let named: Vec<String> = held
+                    .iter()
+                    .map(|p| format!("{} {} {}", p.kind, p.id, p.version))
+                    .collect();
+                println!("Library packages its world used: {}.", named.join(", "));
+            }
         }
         BackupCommand::Download {
             id,
             output,
             zip,
+            packages,
             conn,
         } => {
             if output.exists() {
@@ -175,9 +188,9 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 .send(
                     Method::GET,
                     &format!(
-                        "/api/v1/backups/{}/download{}",
+                        "/api/v1/backups/{}/download?format={}&packages={packages}",
                         path_part(&id)?,
-                        if zip { "?format=zip" } else { "" }
+                        if zip { "zip" } else { "tar.zst" }
                     ),
                     None,
                 )
@@ -227,6 +240,9 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                     (r.to.as_str(), r.state.as_str())
                 });
                 println!("Restoring backup {id} into {into}: {state}.");
+                for note in restore.iter().flat_map(|r| &r.notes) {
+                    println!("  {note}");
+                }
             }
         }
         BackupCommand::Lock { id, conn } => set_locked(&id, true, &conn).await?,

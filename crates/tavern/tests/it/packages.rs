@@ -385,3 +385,142 @@ async fn worlds_see_exactly_the_library_packages_they_chose() {
     assert_eq!(ids(&theirs, "modules"), ["socket@0.9"], "{theirs}");
     assert_eq!(ids(&theirs, "systems"), ["pf2e@6.0.1"], "{theirs}");
 }
+
+fn chosen(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}@{}",
+                p["id"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// A backup holds what its world used of the library, not the files: a
+/// download may carry them (for a Foundry without the library); a restore
+/// puts the choices back, fetching again from where it came (checked
+/// against its checksum) a version the library has lost, and says so when
+/// it cannot.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_hold_package_choices_and_restores_put_them_back() {
+    use crate::backups::{backup_now, wait_backup};
+    let host = Host::start().await;
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "one", &key_for("one")).await;
+    admin.create_user("gina", "gm", "gina-password").await;
+    let gina = admin.login("gina", "gina-password").await;
+    let ose = host.publish(
+        "system",
+        json!({"id": "ose", "version": "2.0"}),
+        &[("ose.mjs", b"export {}")],
+    );
+    let maps = host.publish(
+        "module",
+        json!({"id": "maps", "version": "1.0",
+               "relationships": {"requires": [{"id": "ose", "type": "system", "manifest": ose}]}}),
+        &[("maps.js", b"draw()")],
+    );
+    let job = add(&admin, json!({"manifest_url": maps})).await;
+    assert_eq!(job["state"], "done", "{job}");
+    create_world(&gina, &json!({"slug": "hold", "release": "stub"})).await;
+    let (s, b) = gina
+        .post("/api/v1/instances/hold/packages", &json!({"id": "maps"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = gina.post("/api/v1/instances/hold/start", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&gina, "hold", "running").await;
+    let (s, b) = gina.post("/api/v1/instances/hold/stop", &json!({})).await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&gina, "hold", "stopped").await;
+
+    let b = backup_now(&gina, "hold").await;
+    let id = b["id"].as_str().unwrap().to_owned();
+    let (_, b) = gina.get(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(
+        b["packages"],
+        json!([{"kind": "system", "id": "ose", "version": "2.0"},
+               {"kind": "module", "id": "maps", "version": "1.0"}]),
+        "{b}"
+    );
+    // The archive holds the world's links' places empty, never the files.
+    let (_, list) = gina.get("/api/v1/instances/hold/backups").await;
+    assert!(list[0].get("packages").is_none(), "{list}");
+
+    // Downloaded with them (the CLI), the Foundry zip has them where
+    // Foundry looks; without, it does not.
+    for (with, expected) in [(true, true), (false, false)] {
+        let file = server.home().join(format!("hold-{with}.zip"));
+        let mut args = vec!["backup", "download", &id, "--zip", "-o"];
+        args.push(file.to_str().unwrap());
+        if with {
+            args.push("--packages");
+        }
+        let out = server.cli(Some(gina.token()), &args, None);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let zip = zip::ZipArchive::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let names: Vec<&str> = zip.file_names().collect();
+        for wanted in ["Data/systems/ose/system.json", "Data/modules/maps/maps.js"] {
+            assert_eq!(names.contains(&wanted), expected, "{with}: {names:?}");
+        }
+    }
+
+    // The world stops using them and the library loses maps; restored
+    // into a new world, the backup's choices come back and maps is
+    // fetched again.
+    for p in ["maps", "ose"] {
+        let (s, b) = gina
+            .delete(&format!("/api/v1/instances/hold/packages/{p}"))
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = admin.delete("/api/v1/packages/module/maps/1.0").await;
+    assert_eq!(s, 204, "{b}");
+    let (s, r) = gina
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            &json!({"to": "again"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&gina, &id, |b| b["restore"]["state"] != "running").await;
+    assert_eq!(r["restore"]["state"], "done", "{r}");
+    let notes = r["restore"]["notes"].to_string();
+    assert!(
+        notes.contains("module maps 1.0") && notes.contains("fetched again"),
+        "{r}"
+    );
+    let (_, now) = gina.get("/api/v1/instances/again/packages").await;
+    assert_eq!(chosen(&now), ["ose@2.0", "maps@1.0"], "{now}");
+    assert!(
+        library(&admin)
+            .await
+            .contains(&"module maps 1.0".to_owned())
+    );
+
+    // Lost again and no longer served: the restore into its own world
+    // goes through, and says what it could not put back.
+    let (s, b) = gina.delete("/api/v1/instances/again/packages/maps").await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = admin.delete("/api/v1/packages/module/maps/1.0").await;
+    assert_eq!(s, 204, "{b}");
+    host.files.lock().unwrap().remove("/maps/1.0.zip");
+    let (s, r) = gina
+        .post(&format!("/api/v1/backups/{id}/restore"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let r = wait_backup(&gina, &id, |b| {
+        b["restore"]["state"] != "running" && b["restore"]["to"] == "hold"
+    })
+    .await;
+    assert_eq!(r["restore"]["state"], "done", "{r}");
+    let notes = r["restore"]["notes"].to_string();
+    assert!(notes.contains("could not be fetched again"), "{r}");
+    let (_, now) = gina.get("/api/v1/instances/hold/packages").await;
+    assert_eq!(chosen(&now), ["ose@2.0"], "{now}");
+}
