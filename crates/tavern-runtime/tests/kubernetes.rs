@@ -491,3 +491,61 @@ async fn the_clusters_refusals_are_final_and_its_failures_transient() {
     assert!(e.is_transient());
     assert!(e.to_string().contains("stop"), "{e}");
 }
+
+/// A world's library packages: each version a read-only `subPath` of the
+/// packages claim at `/tavern/packages/<kind>/<id>/<version>` (systems and
+/// modules in Foundry's container, where the init container's links
+/// point; world templates in the init container, which copies them once),
+/// and the seed names them. Without a packages claim the world is refused.
+#[tokio::test]
+async fn a_worlds_library_packages_are_mounted_read_only_by_version() {
+    use tavern_foundry::manifest::PackageKind;
+    use tavern_runtime::packages::PackageLink;
+    let server = FakeApiServer::start(NS).await;
+    let mut world = spec("library", ID, None);
+    world.config.packages = vec![
+        PackageLink {
+            kind: PackageKind::System,
+            id: "pf2e".into(),
+            version: "6.0.1".into(),
+        },
+        PackageLink {
+            kind: PackageKind::Module,
+            id: "combat".into(),
+            version: "2.0.0".into(),
+        },
+        PackageLink {
+            kind: PackageKind::World,
+            id: "starter".into(),
+            version: "1.0".into(),
+        },
+    ];
+    let bare = driver(&server, Routes::Proxy);
+    let e = bare.ensure(&world).await.unwrap_err();
+    assert!(e.to_string().contains("packages_claim"), "{e}");
+    assert!(!e.is_transient());
+
+    let mut with = settings(Routes::Proxy);
+    with.packages_claim = Some("tavern-packages".into());
+    let k8s = KubernetesRuntime::with_client(server.client(), with)
+        .unwrap()
+        .stop_margin(Duration::from_secs(2));
+    server.take_requests();
+    k8s.ensure(&world).await.unwrap();
+    let created = server.take_requests();
+    let pod = &body_of(&created, "PATCH", "/deployments/world-library")["spec"]["template"]["spec"];
+    insta::assert_json_snapshot!(
+        "packages_mounts",
+        json!({
+            "volumes": pod["volumes"],
+            "foundry": pod["containers"][0]["volumeMounts"],
+            "init": pod["initContainers"][0]["volumeMounts"],
+        })
+    );
+    let secret = body_of(&created, "PATCH", "/secrets/world-library-config");
+    let seed = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["config.json"].as_str().unwrap())
+        .unwrap();
+    let seed: Value = serde_json::from_slice(&seed).unwrap();
+    assert_eq!(seed["packages"].as_array().map(Vec::len), Some(3), "{seed}");
+}

@@ -49,7 +49,13 @@ pub struct InstallOptions {
     pub gateway: Option<(String, Option<String>)>,
     /// Offer the `stub` release (the stand-in), for a trial.
     pub stub_release: bool,
+    /// A claim of this size for the package library (ReadWriteMany: Tavern
+    /// writes it, worlds' pods mount their versions read-only).
+    pub packages_size: Option<String>,
 }
+
+/// The package library's claim, when asked for.
+const PACKAGES_CLAIM: &str = "tavern-packages";
 
 /// The name of Tavern's objects.
 pub const NAME: &str = "tavern";
@@ -311,6 +317,29 @@ pub fn objects(options: &InstallOptions) -> Result<Vec<serde_json::Value>, Strin
             ..Default::default()
         },
     ];
+    if let Some(size) = &options.packages_size {
+        let mut spec = claim_spec(size, None);
+        spec.access_modes = Some(vec!["ReadWriteMany".into()]);
+        docs.push(to_json(serde_json::to_value(PersistentVolumeClaim {
+            metadata: meta(options, PACKAGES_CLAIM),
+            spec: Some(spec),
+            ..Default::default()
+        }))?);
+        environment.push(env("TAVERN_KUBERNETES_PACKAGES_CLAIM", PACKAGES_CLAIM));
+        mounts.push(VolumeMount {
+            name: "packages".into(),
+            mount_path: format!("{DATA_DIR}/packages"),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "packages".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: PACKAGES_CLAIM.into(),
+                read_only: None,
+            }),
+            ..Default::default()
+        });
+    }
     if let Some(secret) = &options.secret_key_secret {
         environment.push(env(
             "TAVERN_SERVER_SECRET_KEY_FILE",
@@ -473,6 +502,7 @@ mod tests {
             data_size: "1Gi".into(),
             gateway: None,
             stub_release: false,
+            packages_size: None,
         }
     }
 

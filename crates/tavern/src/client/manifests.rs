@@ -65,6 +65,11 @@ pub struct InstallArgs {
     /// Tavern out without a Foundry license.
     #[arg(long)]
     stub_release: bool,
+    /// A claim of this size (ReadWriteMany) for the package library,
+    /// mounted at Tavern's DATA_DIR/packages; worlds mount from it the
+    /// versions they use, read-only.
+    #[arg(long)]
+    packages_size: Option<String>,
 }
 
 pub async fn manifests(cmd: ManifestsCommand) -> anyhow::Result<()> {
@@ -99,6 +104,7 @@ fn install(args: InstallArgs) -> anyhow::Result<String> {
         data_size: args.data_size,
         gateway: args.gateway.map(|g| (g, args.gateway_namespace)),
         stub_release: args.stub_release,
+        packages_size: args.packages_size,
     };
     render(&options).map_err(anyhow::Error::msg)
 }

@@ -83,6 +83,8 @@ fn the_installation_validates_against_kubernetes_schemas() {
                 "public",
                 "--gateway-namespace",
                 "gateways",
+                "--packages-size",
+                "20Gi",
             ],
         ),
     ];
