@@ -601,3 +601,100 @@ async fn a_published_port_on_loopback_carries_the_players() {
         "{lic}"
     );
 }
+
+/// Worlds in containers see exactly the library packages they chose, as
+/// Foundry would (the stand-in's `/_stub/packages` follows the links the
+/// init step made): each version bound read-only at the path the links
+/// name, nothing of it in a world that chose nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn worlds_in_containers_see_exactly_their_library_packages() {
+    use crate::packages::{Host, add, ids};
+    if !docker_ready() {
+        return;
+    }
+    let host = Host::start().await;
+    let mut t = DockerTavern::start();
+    let server = t.server();
+    let admin = server.api(Some(&server.admin_token));
+    let ose = host.publish(
+        "system",
+        json!({"id": "ose", "version": "2.0"}),
+        &[("ose.mjs", b"export {}")],
+    );
+    let lantern = host.publish(
+        "module",
+        json!({"id": "lantern", "version": "1.0",
+               "relationships": {"requires": [{"id": "ose", "type": "system", "manifest": ose}]}}),
+        &[("lantern.js", b"light()")],
+    );
+    let job = add(&admin, json!({"manifest_url": lantern})).await;
+    assert_eq!(job["state"], "done", "{job}");
+    for slug in ["dock-lib", "dock-bare"] {
+        add_key(&admin, slug, &key_for(slug)).await;
+        create_world(
+            &admin,
+            &json!({"slug": slug, "release": "stub", "runtime": "docker"}),
+        )
+        .await;
+    }
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances/dock-lib/packages",
+            &json!({"id": "lantern"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    for slug in ["dock-lib", "dock-bare"] {
+        let (s, b) = admin
+            .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+            .await;
+        assert_eq!(s, 202, "{b}");
+        wait_for_state(&admin, slug, "running").await;
+    }
+    let server = t.server.as_ref().unwrap();
+    let (s, seen) = via_proxy(server, "dock-lib", "/_stub/packages").await;
+    assert_eq!(s, 200, "{seen}");
+    assert_eq!(ids(&seen, "systems"), ["ose@2.0"], "{seen}");
+    assert_eq!(ids(&seen, "modules"), ["lantern@1.0"], "{seen}");
+    assert_eq!(seen["skipped"], json!([]), "{seen}");
+    let (_, bare) = via_proxy(server, "dock-bare", "/_stub/packages").await;
+    assert_eq!(ids(&bare, "systems"), Vec::<String>::new(), "{bare}");
+    assert_eq!(ids(&bare, "modules"), Vec::<String>::new(), "{bare}");
+
+    // Each version is bound read-only, at the path its link names.
+    let mounts = |slug: &str| -> Vec<(String, bool)> {
+        t.inspect(slug)["Mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["Destination"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("/tavern/packages"))
+            })
+            .map(|m| {
+                (
+                    m["Destination"].as_str().unwrap().to_owned(),
+                    m["RW"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut bound = mounts("dock-lib");
+    bound.sort();
+    assert_eq!(
+        bound,
+        [
+            ("/tavern/packages/module/lantern/1.0".to_owned(), false),
+            ("/tavern/packages/system/ose/2.0".to_owned(), false),
+        ]
+    );
+    assert!(mounts("dock-bare").is_empty());
+    let link = server
+        .data_dir()
+        .join("instances/dock-lib/data/Data/modules/lantern");
+    assert_eq!(
+        std::fs::read_link(link).unwrap(),
+        std::path::Path::new("/tavern/packages/module/lantern/1.0")
+    );
+}

@@ -16,13 +16,13 @@ use crate::support::*;
 
 /// A local "package host": paths to bodies, changeable while it runs.
 #[derive(Clone, Default)]
-struct Host {
+pub(crate) struct Host {
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     base: String,
 }
 
 impl Host {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let host = Host {
@@ -51,7 +51,7 @@ impl Host {
     /// Publishes a package: its manifest at `/<id>/<kind>.json` (the
     /// newest) and its zip at `/<id>/<version>.zip`; answers the
     /// manifest's URL.
-    fn publish(&self, kind: &str, manifest: Value, extra: &[(&str, &[u8])]) -> String {
+    pub(crate) fn publish(&self, kind: &str, manifest: Value, extra: &[(&str, &[u8])]) -> String {
         let id = manifest["id"].as_str().unwrap().to_owned();
         let version = manifest["version"].as_str().unwrap().to_owned();
         let manifest_url = format!("{}/{id}/{kind}.json", self.base);
@@ -94,7 +94,7 @@ async fn job_end(admin: &Api, id: u64) -> Value {
 }
 
 /// Adds a package and waits for its fetch; answers the finished job.
-async fn add(admin: &Api, body: Value) -> Value {
+pub(crate) async fn add(admin: &Api, body: Value) -> Value {
     let (s, job) = admin.post("/api/v1/packages", &body).await;
     assert_eq!(s, 202, "{job}");
     job_end(admin, job["id"].as_u64().unwrap()).await
@@ -127,7 +127,7 @@ async fn seen_by_foundry(server: &Server, slug: &str) -> Value {
         .unwrap()
 }
 
-fn ids(found: &Value, folder: &str) -> Vec<String> {
+pub(crate) fn ids(found: &Value, folder: &str) -> Vec<String> {
     found[folder]
         .as_array()
         .unwrap()
