@@ -83,14 +83,9 @@ impl PackageJobs {
         });
     }
 
-    /// Fetches under way.
-    pub(crate) fn running(&self) -> Vec<PackageJob> {
-        self.with(|jobs| {
-            jobs.values()
-                .filter(|j| j.state == JobState::Running)
-                .cloned()
-                .collect()
-        })
+    /// The newest `n` fetches, newest first, under way or ended.
+    pub(crate) fn newest(&self, n: usize) -> Vec<PackageJob> {
+        self.with(|jobs| jobs.values().rev().take(n).cloned().collect())
     }
 }
 
@@ -108,7 +103,9 @@ mod tests {
             j.state = JobState::Done;
         });
         assert_eq!(jobs.get(1).unwrap().received, 10);
-        assert!(jobs.running().is_empty());
+        jobs.start("module dice 2".into(), "https://x/module.json".into());
+        let newest: Vec<u64> = jobs.newest(5).iter().map(|j| j.id).collect();
+        assert_eq!(newest, [2, 1]);
         for _ in 0..KEPT + 5 {
             jobs.start("p".into(), "u".into());
         }

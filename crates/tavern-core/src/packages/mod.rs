@@ -299,9 +299,8 @@ impl Tavern {
         Ok(())
     }
 
-    /// A fetch's progress (admins only).
-    /// `id` is as the caller gave it: one that is not a job's number
-    /// names no job.
+    /// A fetch's progress (admins only). `id` is as the caller gave it:
+    /// one that is not a job's number names no job.
     pub fn package_job(&self, caller: &Caller, id: &str) -> Result<PackageJob, CoreError> {
         caller.require_admin("follow package fetches")?;
         id.parse()
@@ -313,10 +312,11 @@ impl Tavern {
             })
     }
 
-    /// Fetches under way (admins only).
+    /// The latest fetches, newest first, under way or ended (admins
+    /// only).
     pub fn package_jobs(&self, caller: &Caller) -> Result<Vec<PackageJob>, CoreError> {
         caller.require_admin("follow package fetches")?;
-        Ok(self.package_jobs.running())
+        Ok(self.package_jobs.newest(10))
     }
 
     /// Reads each package's manifest again (or `only`'s) and fetches a

@@ -9,6 +9,7 @@ mod auth;
 mod backups;
 mod charts;
 mod imports;
+mod packages;
 mod sessions;
 mod worlds;
 
@@ -44,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(backups::routes())
         .merge(imports::routes())
+        .merge(packages::routes())
         .merge(admin::routes())
 }
 

@@ -14,6 +14,7 @@ use tavern_core::{BackupView, InstanceUpdate, InstanceView, NewInstance};
 use tavern_types::DesiredState;
 
 use super::backups::BackupRow;
+use super::packages::WorldPackageRow;
 use super::{
     Chrome, Flash, NoFields, Posted, Session, redirect_with, render, render_status, say, when,
 };
@@ -259,6 +260,9 @@ struct WorldPage {
     dns_note: String,
     /// Where its uploads go, when worlds have object storage.
     storage_note: String,
+    /// The library's packages it uses, and what it may pick (`kind:id`).
+    packages: Vec<WorldPackageRow>,
+    library: Vec<String>,
 }
 
 /// A sentence on where a world's uploads go, when worlds have object
@@ -320,6 +324,18 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
     } else {
         Vec::new()
     };
+    let (packages, library) = match (
+        s.tavern.world_packages(&session.caller, &slug).await,
+        s.tavern.library(&session.caller).await,
+    ) {
+        (Ok(p), Ok(l)) => (p, l),
+        (Err(e), _) | (_, Err(e)) => return session.core_error(e),
+    };
+    let mut library: Vec<String> = library
+        .into_iter()
+        .map(|e| format!("{}:{}", e.package.kind, e.package.id))
+        .collect();
+    library.dedup();
     let i = &view.instance;
     let releases: Vec<String> = s.tavern.releases().into_iter().map(|r| r.version).collect();
     let page = WorldPage {
@@ -339,6 +355,8 @@ async fn world(State(s): State<AppState>, session: Session, Path(slug): Path<Str
         backups_on,
         dns_note: dns_note(view.dns.as_ref()),
         storage_note: storage_note(view.storage.as_ref()),
+        packages: packages.into_iter().map(WorldPackageRow::from).collect(),
+        library,
         world: WorldRow::from(&view),
     };
     render(&page.chrome, &page)

@@ -759,6 +759,7 @@ async fn every_page_fits_a_phone_and_a_desktop() {
         ("admin-usage", format!("{base}/admin/usage"), true),
         ("admin-audit", format!("{base}/admin/audit"), true),
         ("admin-releases", format!("{base}/admin/releases"), true),
+        ("admin-packages", format!("{base}/admin/packages"), true),
         ("standby", format!("http://sleepy.localhost:{port}/"), false),
         (
             "not-found",

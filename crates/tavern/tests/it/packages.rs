@@ -524,3 +524,154 @@ async fn backups_hold_package_choices_and_restores_put_them_back() {
     let (_, now) = gina.get("/api/v1/instances/hold/packages").await;
     assert_eq!(chosen(&now), ["ose@2.0"], "{now}");
 }
+
+/// In Chromium: an admin adds a package (and what it needs) from the
+/// library page and watches the fetch end; a game master picks it on the
+/// world's page, sees it and what came with it, moves to a newer version;
+/// a release change the packages do not fit is refused on the settings
+/// form, naming them, until forced; a package another needs cannot be
+/// dropped, the other can.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_library_and_a_worlds_packages_in_the_browser() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let host = Host::start().await;
+    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_AFTER_STOP", "false")]);
+    let base = server.url.replace("127.0.0.1", "localhost");
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "one", &key_for("one")).await;
+    admin
+        .create_user("warden", "admin", "warden-password-1")
+        .await;
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let gina = admin.login("gina", "gina-password-1").await;
+    let old = crate::releases::install_fake(&server, 13, 351, crate::releases::FAKE_MAIN_JS, false);
+    let new = crate::releases::install_fake(&server, 14, 360, crate::releases::FAKE_MAIN_JS, false);
+    create_world(&gina, &json!({"slug": "lamp", "release": old})).await;
+    let ose = host.publish(
+        "system",
+        json!({"id": "ose", "title": "Old-School Essentials", "version": "2.0"}),
+        &[],
+    );
+    let torch = host.publish(
+        "module",
+        json!({"id": "torch", "title": "Torch", "version": "1.0",
+               "compatibility": {"minimum": "12", "maximum": "13"},
+               "relationships": {"requires": [{"id": "ose", "type": "system", "manifest": ose}]}}),
+        &[],
+    );
+    let sign_in = |user: &'static str, password: &'static str| {
+        let (b, base) = (&b, &base);
+        async move {
+            b.goto(&format!("{base}/auth/login")).await;
+            b.fill("#username", user).await;
+            b.fill("#password", password).await;
+            b.click("form.card button[type=submit]").await;
+        }
+    };
+
+    sign_in("warden", "warden-password-1").await;
+    b.goto(&format!("{base}/admin/packages")).await;
+    assert!(b.text("main").await.contains("The library is empty."));
+    b.fill("#manifest-url", &torch).await;
+    b.click("#add-package").await;
+    assert!(
+        b.text(".flash.ok")
+            .await
+            .contains("Fetching module torch 1.0"),
+        "{}",
+        b.text("main").await
+    );
+    b.wait_text("[data-job] [data-field=outcome]", "the fetch ends", |t| {
+        t.starts_with("added")
+    })
+    .await;
+    b.wait_text("main", "the library lists both", |t| {
+        t.contains("Torch") && t.contains("Old-School Essentials")
+    })
+    .await;
+    b.assert_accessible().await;
+    b.screenshot("admin-packages").await;
+    b.click("form.signout button").await;
+
+    sign_in("gina", "gina-password-1").await;
+    b.goto(&format!("{base}/dashboard/worlds/lamp")).await;
+    assert!(
+        b.text("#packages-h + p + p")
+            .await
+            .contains("uses none of the library's packages")
+    );
+    b.set("#package", "module:torch").await;
+    b.click("#use-package").await;
+    assert!(b.text(".flash.ok").await.contains("lamp uses torch"));
+    assert_eq!(
+        b.texts("tr[data-package] td[data-label=Package]").await,
+        ["ose\nOld-School Essentials", "torch\nTorch"]
+    );
+    assert_eq!(
+        b.texts("tr[data-package] [data-field=state]").await,
+        ["ready", "ready"]
+    );
+    b.assert_accessible().await;
+    b.screenshot("world-packages").await;
+
+    // A newer torch in the library: the world offers it, and moves.
+    host.publish(
+        "module",
+        json!({"id": "torch", "title": "Torch", "version": "1.1",
+               "compatibility": {"minimum": "12", "maximum": "13"},
+               "relationships": {"requires": [{"id": "ose", "type": "system"}]}}),
+        &[],
+    );
+    let (s, found) = admin
+        .post("/api/v1/packages/update", &json!({"id": "torch"}))
+        .await;
+    assert_eq!(s, 200, "{found}");
+    job_end(&admin, found[0]["job"].as_u64().unwrap()).await;
+    b.goto(&format!("{base}/dashboard/worlds/lamp")).await;
+    b.click("tr[data-package='module:torch'] form[action$='/packages'] button")
+        .await;
+    assert!(
+        b.text("tr[data-package='module:torch'] td[data-label=Version]")
+            .await
+            .starts_with("1.1")
+    );
+    // Foundry 14 would not load torch: the release change is refused,
+    // naming it, and changes nothing, unless forced.
+    b.set("#release", &new).await;
+    b.click("form[action$='/settings'] button[type=submit]")
+        .await;
+    let refused = b.text(".flash.err").await;
+    assert!(refused.contains("torch"), "{refused}");
+    let (_, w) = gina.get("/api/v1/instances/lamp").await;
+    assert_eq!(w["release"], old.as_str(), "{w}");
+    b.set("#release", &new).await;
+    b.el("#force").await.click().await.unwrap();
+    b.click("form[action$='/settings'] button[type=submit]")
+        .await;
+    assert_eq!(b.text(".flash.ok").await, "Settings saved.");
+    let (_, w) = gina.get("/api/v1/instances/lamp").await;
+    assert_eq!(w["release"], new.as_str(), "{w}");
+    assert!(
+        b.text("tr[data-package='module:torch'] [data-field=state]")
+            .await
+            .contains("will not load"),
+        "{}",
+        b.text("main").await
+    );
+
+    // What another package needs cannot go; torch can.
+    b.click("tr[data-package='system:ose'] form[action$='/remove'] button")
+        .await;
+    assert!(
+        b.text(".flash.err").await.contains("torch"),
+        "{}",
+        b.text("main").await
+    );
+    b.click("tr[data-package='module:torch'] form[action$='/remove'] button")
+        .await;
+    assert!(b.text(".flash.ok").await.contains("no longer uses torch"));
+    assert_eq!(b.texts("tr[data-package]").await.len(), 1);
+    b.close().await;
+}

@@ -64,6 +64,32 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("GET", "/admin/usage", Access::Admin, ""),
     ("GET", "/admin/audit", Access::Admin, ""),
     ("GET", "/admin/releases", Access::Admin, ""),
+    ("GET", "/admin/packages", Access::Admin, ""),
+    (
+        "POST",
+        "/admin/packages",
+        Access::Admin,
+        "manifest_url=http://127.0.0.1:9/nowhere/module.json",
+    ),
+    ("POST", "/admin/packages/update", Access::Admin, ""),
+    (
+        "POST",
+        "/admin/packages/remove",
+        Access::Admin,
+        "kind=module&id=nowhere&version=1",
+    ),
+    (
+        "POST",
+        "/dashboard/worlds/{slug}/packages",
+        Access::Owner,
+        "package=module:nowhere",
+    ),
+    (
+        "POST",
+        "/dashboard/worlds/{slug}/packages/remove",
+        Access::Owner,
+        "package=module:nowhere",
+    ),
     ("POST", "/dashboard/worlds/{slug}/start", Access::Owner, ""),
     ("POST", "/dashboard/worlds/{slug}/stop", Access::Owner, ""),
     (
