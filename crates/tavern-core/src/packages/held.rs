@@ -71,11 +71,24 @@ impl Tavern {
         b: &Backup,
         i: &Instance,
     ) -> Result<Vec<String>, CoreError> {
-        let held = self.store.list_backup_packages(b.id).await?;
+        let mut held = self.store.list_backup_packages(b.id).await?;
         if held.is_empty() {
             return Ok(Vec::new());
         }
         let mut notes = Vec::new();
+        // The owner's tier as it is now decides, as when they pick.
+        if let Some((tier, allowed)) = self.package_limit(i).await? {
+            held.retain(|p| {
+                let ok = crate::policy::packages::allowed(Some(&allowed), &p.id);
+                if !ok {
+                    notes.push(format!(
+                        "{} is not among the packages the tier {tier} allows; the world does not use it",
+                        named(p)
+                    ));
+                }
+                ok
+            });
+        }
         let mut library = self.store.list_library_packages().await?;
         for p in &held {
             let there = library

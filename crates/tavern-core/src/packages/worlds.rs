@@ -142,7 +142,7 @@ impl Tavern {
     }
 
     /// The owner's tier's `packages`, and its name, when it limits them.
-    async fn package_limit(
+    pub(super) async fn package_limit(
         &self,
         i: &Instance,
     ) -> Result<Option<(String, Vec<String>)>, CoreError> {

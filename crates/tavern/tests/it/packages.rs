@@ -127,9 +127,14 @@ async fn seen_by_foundry(server: &Server, slug: &str) -> Value {
         .unwrap()
 }
 
+/// `id@version` of each package in the stand-in's `folder` list.
 pub(crate) fn ids(found: &Value, folder: &str) -> Vec<String> {
-    found[folder]
-        .as_array()
+    chosen(&found[folder])
+}
+
+/// `id@version` of each package in a list of them.
+fn chosen(list: &Value) -> Vec<String> {
+    list.as_array()
         .unwrap()
         .iter()
         .map(|p| {
@@ -384,20 +389,6 @@ async fn worlds_see_exactly_the_library_packages_they_chose() {
     let theirs = seen_by_foundry(&server, "ruin").await;
     assert_eq!(ids(&theirs, "modules"), ["socket@0.9"], "{theirs}");
     assert_eq!(ids(&theirs, "systems"), ["pf2e@6.0.1"], "{theirs}");
-}
-
-fn chosen(list: &Value) -> Vec<String> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            format!(
-                "{}@{}",
-                p["id"].as_str().unwrap(),
-                p["version"].as_str().unwrap()
-            )
-        })
-        .collect()
 }
 
 /// A backup holds what its world used of the library, not the files: a
