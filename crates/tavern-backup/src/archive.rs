@@ -551,8 +551,8 @@ pub fn read(
 /// secrets ([`WITHHELD`], in archives made before they were left out),
 /// verifying the whole input on the way (within `limits`), then adds the
 /// secrets given in `secrets` (path below the data directory, contents)
-/// and the `added` folders; answers the summary of what was written. An error leaves `out`
-/// incomplete: the caller discards it.
+/// and the `added` folders; answers the summary of what was written. An
+/// error leaves `out` incomplete: the caller discards it.
 pub fn rewrite(
     input: impl Read,
     out: impl Write,
