@@ -10,7 +10,8 @@ use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, StreamWriter, ZipWriter};
 
 use crate::ArchiveError;
-use crate::archive::{Added, Discard, Limits, Sink, corrupt, feed_added, read_into};
+use crate::archive::added::{Added, feed_added};
+use crate::archive::{Discard, Limits, Sink, corrupt, read_into};
 
 /// Files that are compressed already: stored as they are.
 const STORED: [&str; 16] = [
@@ -123,8 +124,8 @@ pub fn foundry_zip(
     let mut export = ZipExport {
         zip: ZipWriter::new_stream(out),
     };
-    let read = read_into(input, &mut export, limits)?;
-    feed_added(&mut export, &read.manifest, added)?;
+    let mut read = read_into(input, &mut export, limits)?;
+    feed_added(&mut export, &mut read.manifest, added)?;
     for (rel, contents) in secrets {
         let opts = SimpleFileOptions::default().unix_permissions(0o600);
         export.zip.start_file(*rel, opts).map_err(zip_err(rel))?;

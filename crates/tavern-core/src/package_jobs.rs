@@ -110,6 +110,6 @@ mod tests {
             jobs.start("p".into(), "u".into());
         }
         assert!(jobs.get(1).is_none());
-        assert_eq!(jobs.start("p".into(), "u".into()).id, KEPT as u64 + 7);
+        assert_eq!(jobs.start("p".into(), "u".into()).id, KEPT as u64 + 8);
     }
 }
