@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "packages",
         include_str!("../migrations/postgres/0008_packages.sql"),
     ),
+    (
+        9,
+        "sign_in",
+        include_str!("../migrations/postgres/0009_sign_in.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "packages",
         include_str!("../migrations/sqlite/0013_packages.sql"),
     ),
+    (
+        14,
+        "sign_in",
+        include_str!("../migrations/sqlite/0014_sign_in.sql"),
+    ),
 ];
 
 /// The SQLite store.

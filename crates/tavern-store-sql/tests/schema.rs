@@ -86,6 +86,23 @@ backup_packages.sha256 text not null
 backup_packages.version text not null
 unique backup_packages(backup_id, kind, package_id)
 fk backup_packages.backup_id -> backups.id
+user_totp.user_id text not null
+user_totp.secret_sealed bytes not null
+user_totp.created_at integer not null
+user_totp.confirmed_at integer
+user_totp.last_step integer
+unique user_totp(user_id)
+fk user_totp.user_id -> users.id
+user_recovery_codes.user_id text not null
+user_recovery_codes.code_hash text not null
+unique user_recovery_codes(user_id, code_hash)
+fk user_recovery_codes.user_id -> users.id
+user_identities.provider text not null
+user_identities.subject text not null
+user_identities.user_id text not null
+user_identities.linked_at integer not null
+unique user_identities(provider, subject)
+fk user_identities.user_id -> users.id
 fk link_codes.user_id -> users.id
 fk payments.user_id -> users.id
 link_codes.code_hash text not null

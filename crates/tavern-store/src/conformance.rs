@@ -13,8 +13,8 @@ use crate::{
     Payment, PaymentKind, Session, Store, StoreError, User, now,
 };
 use crate::{
-    BackupPackage, Compatibility, Delivery, DnsName, LibraryPackage, NewNotification, PackageKind,
-    Requirement, StoragePlace, WorldPackage,
+    BackupPackage, Compatibility, Delivery, DnsName, Identity, LibraryPackage, NewNotification,
+    PackageKind, Requirement, StoragePlace, TotpFactor, WorldPackage,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh
@@ -47,7 +47,9 @@ macro_rules! conformance_tests {
             the_outbox_follows_the_audit_log_and_records_deliveries, webhooks_and_reminders_round_trip,
             a_discord_account_acts_as_one_user, dns_names_are_kept_replaced_and_forgotten,
             storage_places_keep_their_sealed_keys_and_are_forgotten,
-            library_packages_are_kept_and_never_removed_while_a_world_uses_them_and_backups_hold_what_was_used);
+            library_packages_are_kept_and_never_removed_while_a_world_uses_them_and_backups_hold_what_was_used,
+            second_factors_take_each_step_and_recovery_code_once,
+            outside_accounts_link_to_one_user);
     };
     (@each $make:expr; $($name:ident),+) => {
         $(
@@ -1948,6 +1950,152 @@ pub async fn a_discord_account_acts_as_one_user(store: &dyn Store) {
     assert!(store.user_by_discord("5678").await.unwrap().is_none());
     let err = store
         .link_discord(UserId::new(), Some("9"), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn second_factors_take_each_step_and_recovery_code_once(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Admin).await;
+    let bob = add_user(store, "bob", Role::Gm).await;
+    let e = ev("user.totp", "user:ann");
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let factor = |user, secret: &[u8]| TotpFactor {
+        user,
+        secret_sealed: secret.to_vec(),
+        created_at: at,
+        confirmed_at: None,
+        last_step: None,
+    };
+    assert!(store.totp(ann.id).await.unwrap().is_none());
+    store.begin_totp(&factor(ann.id, b"one"), &e).await.unwrap();
+    // An enrolment not confirmed yet is not a factor: no step is taken.
+    assert!(!store.use_totp_step(ann.id, 10).await.unwrap());
+    // Starting again replaces it.
+    store.begin_totp(&factor(ann.id, b"two"), &e).await.unwrap();
+    assert_eq!(
+        store.totp(ann.id).await.unwrap().unwrap().secret_sealed,
+        b"two"
+    );
+    let codes = vec!["h1".to_owned(), "h2".to_owned()];
+    assert!(
+        store
+            .confirm_totp(ann.id, 10, at, &codes, &e)
+            .await
+            .unwrap()
+    );
+    // Confirmed once only, and then it cannot be replaced by a new enrolment.
+    assert!(
+        !store
+            .confirm_totp(ann.id, 11, at, &codes, &e)
+            .await
+            .unwrap()
+    );
+    let err = store
+        .begin_totp(&factor(ann.id, b"three"), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    let held = store.totp(ann.id).await.unwrap().unwrap();
+    assert_eq!((held.confirmed_at, held.last_step), (Some(at), Some(10)));
+    assert_eq!(held.secret_sealed, b"two");
+    // The confirming step, and any earlier one, is not taken again.
+    assert!(!store.use_totp_step(ann.id, 10).await.unwrap());
+    assert!(!store.use_totp_step(ann.id, 9).await.unwrap());
+    // Two replicas taking the same new step at once: one of them wins.
+    let (a, b) = futures_util::future::join(
+        store.use_totp_step(ann.id, 12),
+        store.use_totp_step(ann.id, 12),
+    )
+    .await;
+    assert!(a.unwrap() ^ b.unwrap());
+    assert!(!store.use_totp_step(ann.id, 11).await.unwrap());
+    assert!(store.use_totp_step(ann.id, 13).await.unwrap());
+    // Recovery codes: each once, and only the user's own.
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 2);
+    assert!(!store.use_recovery_code(bob.id, "h1", &e).await.unwrap());
+    assert!(store.use_recovery_code(ann.id, "h1", &e).await.unwrap());
+    assert!(!store.use_recovery_code(ann.id, "h1", &e).await.unwrap());
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 1);
+    store
+        .replace_recovery_codes(ann.id, &["h3".to_owned()], &e)
+        .await
+        .unwrap();
+    assert!(!store.use_recovery_code(ann.id, "h2", &e).await.unwrap());
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 1);
+    // Bob's are his own.
+    assert!(store.totp(bob.id).await.unwrap().is_none());
+    assert!(!store.remove_totp(bob.id, &e).await.unwrap());
+    // Removing takes the codes with it.
+    assert!(store.remove_totp(ann.id, &e).await.unwrap());
+    assert!(store.totp(ann.id).await.unwrap().is_none());
+    assert_eq!(store.recovery_codes_left(ann.id).await.unwrap(), 0);
+    let err = store
+        .begin_totp(&factor(UserId::new(), b"x"), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+pub async fn outside_accounts_link_to_one_user(store: &dyn Store) {
+    let ann = add_user(store, "ann", Role::Gm).await;
+    let bob = add_user(store, "bob", Role::Gm).await;
+    let e = ev("user.link", "user:x");
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let link = |user, subject: &str| Identity {
+        provider: "oidc".into(),
+        subject: subject.into(),
+        user,
+        linked_at: at,
+    };
+    assert!(
+        store
+            .user_by_identity("oidc", "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.link_identity(&link(ann.id, "s1"), &e).await.unwrap();
+    assert_eq!(
+        store
+            .user_by_identity("oidc", "s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ann.id
+    );
+    // The same subject of another provider is someone else.
+    assert!(
+        store
+            .user_by_identity("other", "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // One account acts as one user: Bob cannot take Ann's.
+    let err = store
+        .link_identity(&link(bob.id, "s1"), &e)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(
+        store.identities(ann.id).await.unwrap(),
+        vec![link(ann.id, "s1")]
+    );
+    assert!(store.identities(bob.id).await.unwrap().is_empty());
+    assert!(!store.unlink_identity(bob.id, "oidc", &e).await.unwrap());
+    assert!(store.unlink_identity(ann.id, "oidc", &e).await.unwrap());
+    assert!(
+        store
+            .user_by_identity("oidc", "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.link_identity(&link(bob.id, "s1"), &e).await.unwrap();
+    let err = store
+        .link_identity(&link(UserId::new(), "s2"), &e)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");

@@ -73,6 +73,7 @@ pub trait Store:
     + DnsStore
     + StorageStore
     + PackageStore
+    + SignInStore
     + EventStore
     + 'static
 {
@@ -90,6 +91,7 @@ impl<T> Store for T where
         + DnsStore
         + StorageStore
         + PackageStore
+        + SignInStore
         + EventStore
         + 'static
 {
@@ -491,6 +493,66 @@ pub trait PackageStore: Send + Sync {
     ) -> StoreResult<()>;
     /// What a backup's world used, by kind and id.
     async fn list_backup_packages(&self, backup: BackupId) -> StoreResult<Vec<BackupPackage>>;
+}
+
+/// Second factors of password accounts and the outside accounts users
+/// sign in with.
+#[async_trait]
+pub trait SignInStore: Send + Sync {
+    /// A user's TOTP factor, confirmed or not.
+    async fn totp(&self, user: UserId) -> StoreResult<Option<TotpFactor>>;
+    /// Starts an enrolment (replacing one not yet confirmed).
+    /// [`StoreError::Conflict`] when the user has a confirmed factor.
+    async fn begin_totp(&self, factor: &TotpFactor, event: &NewEvent) -> StoreResult<()>;
+    /// Confirms an enrolment with the step of its first right code and
+    /// stores its recovery codes (by hash); `false` when there is no
+    /// enrolment awaiting confirmation.
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        at: Timestamp,
+        recovery_hashes: &[String],
+        event: &NewEvent,
+    ) -> StoreResult<bool>;
+    /// Uses the time step of a right code: `false` when that step or a
+    /// later one was used already (the code is a replay), or there is no
+    /// confirmed factor. Atomic across replicas.
+    async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Uses up a recovery code: `false` when the user has no such code.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code_hash: &str,
+        event: &NewEvent,
+    ) -> StoreResult<bool>;
+    /// How many recovery codes the user has left.
+    async fn recovery_codes_left(&self, user: UserId) -> StoreResult<u32>;
+    /// Replaces the user's recovery codes.
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        hashes: &[String],
+        event: &NewEvent,
+    ) -> StoreResult<()>;
+    /// Removes the factor and its recovery codes; `false` when there was
+    /// none.
+    async fn remove_totp(&self, user: UserId, event: &NewEvent) -> StoreResult<bool>;
+    /// Links an outside account to `user`. [`StoreError::Conflict`] when
+    /// it is linked to someone already.
+    async fn link_identity(&self, identity: &Identity, event: &NewEvent) -> StoreResult<()>;
+    /// The user an outside account is linked to.
+    async fn user_by_identity(&self, provider: &str, subject: &str) -> StoreResult<Option<User>>;
+    /// A user's linked outside accounts, oldest first.
+    async fn identities(&self, user: UserId) -> StoreResult<Vec<Identity>>;
+    /// Unlinks the user's accounts of `provider`; `false` when there was
+    /// none.
+    async fn unlink_identity(
+        &self,
+        user: UserId,
+        provider: &str,
+        event: &NewEvent,
+    ) -> StoreResult<bool>;
 }
 
 /// The audit log.

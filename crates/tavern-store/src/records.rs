@@ -477,3 +477,28 @@ pub struct BackupPackage {
     /// The zip's SHA-256, hex.
     pub sha256: String,
 }
+
+/// A password account's second factor: a TOTP secret (sealed by the
+/// core), confirmed once its first code was right.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotpFactor {
+    pub user: UserId,
+    pub secret_sealed: Vec<u8>,
+    pub created_at: Timestamp,
+    /// `None` while the enrolment awaits its first code: such a factor is
+    /// not asked for at sign-in.
+    pub confirmed_at: Option<Timestamp>,
+    /// The last time step whose code was accepted: no code of it or of an
+    /// earlier step is accepted again.
+    pub last_step: Option<i64>,
+}
+
+/// An outside account a user signs in with: `subject` as `provider`
+/// (`discord` is not one: the bot's link on the user row serves it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub provider: String,
+    pub subject: String,
+    pub user: UserId,
+    pub linked_at: Timestamp,
+}

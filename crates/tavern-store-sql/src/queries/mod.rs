@@ -82,6 +82,7 @@ mod outbox;
 mod packages;
 mod payments;
 mod sessions;
+mod sign_in;
 mod storage;
 mod users;
 

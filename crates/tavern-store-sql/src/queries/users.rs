@@ -13,7 +13,7 @@ use super::{
 };
 use crate::adapter::{backend, corrupt, parse, ts};
 
-fn user_from(row: &DbRow) -> StoreResult<User> {
+pub(super) fn user_from(row: &DbRow) -> StoreResult<User> {
     Ok(User {
         id: parse("users.id", &col::<String>(row, "id")?)?,
         username: Username::parse(&col::<String>(row, "username")?)
