@@ -24,6 +24,12 @@ pub struct ErrorDetail {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// For an account with a second factor: the code from its app, or a
+    /// recovery code (without it, such a sign-in answers 401
+    /// `second_factor_required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub code: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]

@@ -8,6 +8,8 @@ mod dto;
 mod from_core;
 mod packages;
 pub mod shapes;
+mod sign_in;
 
 pub use dto::*;
 pub use packages::*;
+pub use sign_in::*;

@@ -16,6 +16,15 @@ pub enum CoreError {
     Unauthenticated,
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// The password was right and the account has a second factor: the
+    /// sign-in needs its code.
+    #[error(
+        "this account has a second factor: send the code from your authenticator app, or one of your recovery codes"
+    )]
+    SecondFactorRequired,
+    /// A second factor's code that is wrong, or was used already.
+    #[error("wrong code, or a code that was used already; wait for the next one")]
+    WrongCode,
     /// Too many sign-in attempts: the next may come after this many
     /// seconds.
     #[error("too many sign-in attempts; try again in {0} s")]
@@ -90,6 +99,8 @@ impl CoreError {
             CoreError::Invalid { code, .. } | CoreError::Conflict { code, .. } => code,
             CoreError::Unauthenticated => "unauthenticated",
             CoreError::InvalidCredentials => "invalid_credentials",
+            CoreError::SecondFactorRequired => "second_factor_required",
+            CoreError::WrongCode => "wrong_code",
             CoreError::RateLimited(_) => "rate_limited",
             CoreError::Forbidden(_) => "forbidden",
             CoreError::Quota(_) => "quota_exceeded",

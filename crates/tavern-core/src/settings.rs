@@ -55,6 +55,16 @@ pub struct Settings {
     pub dns_per_world: bool,
     /// The package library and the defaults new worlds get.
     pub packages: PackageSettings,
+    /// How people sign in.
+    pub auth: AuthSettings,
+}
+
+/// How people sign in (`[auth]`).
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    /// Admins who sign in with a password must have a second factor: until
+    /// they set one up, the dashboard shows them nothing else.
+    pub require_totp_for_admins: bool,
 }
 
 /// Where the package library is, and what new worlds get.

@@ -10,6 +10,7 @@ use crate::auth::{self, Caller};
 use crate::checks;
 use crate::error::CoreError;
 use crate::policy::quotas::Tier;
+use crate::second_factor::SignIn;
 use crate::tavern::Tavern;
 
 pub struct NewUser {
@@ -46,6 +47,22 @@ impl Tavern {
     }
 
     pub(crate) async fn issue_token(&self, user: &User, label: &str) -> Result<String, CoreError> {
+        let event = NewEvent::success(
+            user.username.as_str(),
+            "token.create",
+            format!("user:{}", user.username),
+        )
+        .with_detail(label);
+        self.mint_token(user, label, &event).await
+    }
+
+    /// A new token for `user`, stored by its hash with `event`.
+    async fn mint_token(
+        &self,
+        user: &User,
+        label: &str,
+        event: &NewEvent,
+    ) -> Result<String, CoreError> {
         let (secret, hash) = auth::new_token();
         let token = ApiToken {
             id: TokenId::new(),
@@ -54,17 +71,7 @@ impl Tavern {
             label: label.to_owned(),
             created_at: now(),
         };
-        self.store
-            .create_token(
-                &token,
-                &NewEvent::success(
-                    user.username.as_str(),
-                    "token.create",
-                    format!("user:{}", user.username),
-                )
-                .with_detail(label),
-            )
-            .await?;
+        self.store.create_token(&token, event).await?;
         Ok(secret)
     }
 
@@ -99,33 +106,48 @@ impl Tavern {
 
     /// Checks a username and password within the sign-in rate limits (the
     /// API's, the dashboard's and the worlds' standby pages alike; `ip` is
-    /// the client's address, `None` in-process) and issues a new token.
-    /// Refusals are logged without the password.
+    /// the client's address, `None` in-process) and issues a new token; an
+    /// account with a second factor needs its `code` too, and without it
+    /// answers a ticket for [`Tavern::sign_in_with_ticket`]. Refusals are
+    /// logged without the password.
     pub async fn sign_in(
         &self,
         username: &str,
         password: &str,
+        code: Option<&str>,
         ip: Option<IpAddr>,
-    ) -> Result<(String, User), CoreError> {
+    ) -> Result<SignIn, CoreError> {
         if let Err(wait) = self.logins.check(username, ip) {
             tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
             return Err(CoreError::RateLimited(wait.as_secs().max(1)));
         }
-        let result = self.login(username, password).await;
-        match &result {
-            Ok(_) => self.logins.record(username, ip, true),
-            // Only a wrong name or password counts against the pair.
-            Err(CoreError::InvalidCredentials) => {
-                self.logins.record(username, ip, false);
-                tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
-            }
-            Err(_) => {}
+        let result = self.check_password(username, password).await;
+        // Only a wrong name or password counts against the pair.
+        if let Err(CoreError::InvalidCredentials) = &result {
+            self.logins.record(username, ip, false);
+            tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
         }
-        result
+        let user = result?;
+        let has_factor = self
+            .store
+            .totp(user.id)
+            .await?
+            .is_some_and(|f| f.confirmed_at.is_some());
+        let method = match (has_factor, code) {
+            (false, _) => "password",
+            (true, None) => return Ok(SignIn::NeedsCode(self.ticket(user.id)?)),
+            (true, Some(code)) => match self.check_code(&user, code, ip).await? {
+                "totp" => "password and totp",
+                _ => "password and recovery code",
+            },
+        };
+        self.logins.record(username, ip, true);
+        let token = self.sign_in_token(&user, method).await?;
+        Ok(SignIn::Done(token, user))
     }
 
-    /// Checks a username and password and issues a new token.
-    async fn login(&self, username: &str, password: &str) -> Result<(String, User), CoreError> {
+    /// The user whose password this is.
+    async fn check_password(&self, username: &str, password: &str) -> Result<User, CoreError> {
         let user = match Username::parse(username) {
             Ok(name) => self.store.user_by_name(&name).await?,
             Err(_) => None,
@@ -143,8 +165,23 @@ impl Tavern {
         if !self.passwords.verify(password.to_owned(), hash).await? {
             return Err(CoreError::InvalidCredentials);
         }
-        let token = self.issue_token(&user, "login").await?;
-        Ok((token, user))
+        Ok(user)
+    }
+
+    /// A new session token for a sign-in, recorded in the audit log as
+    /// `auth.login` with how it was made (`method`).
+    pub(crate) async fn sign_in_token(
+        &self,
+        user: &User,
+        method: &str,
+    ) -> Result<String, CoreError> {
+        let event = NewEvent::success(
+            user.username.as_str(),
+            "auth.login",
+            format!("user:{}", user.username),
+        )
+        .with_detail(method);
+        self.mint_token(user, "login", &event).await
     }
 
     pub async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<User, CoreError> {

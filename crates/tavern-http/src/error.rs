@@ -61,7 +61,10 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let status = match &e {
             CoreError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            CoreError::Unauthenticated | CoreError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            CoreError::Unauthenticated
+            | CoreError::InvalidCredentials
+            | CoreError::SecondFactorRequired
+            | CoreError::WrongCode => StatusCode::UNAUTHORIZED,
             CoreError::RateLimited(seconds) => {
                 return ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
                     .with_retry_after(*seconds);

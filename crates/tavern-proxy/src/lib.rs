@@ -19,6 +19,6 @@ mod upstream;
 
 pub use admission::ConnectionLimits;
 pub use body::{BoxError, ProxyBody};
-pub use port::{Note, TavernPort, Visitor};
+pub use port::{Note, SignedIn, TavernPort, Visitor};
 pub use proxy::{ApiService, Peer, Proxy, ProxySettings};
 pub use route::{Routing, Site};

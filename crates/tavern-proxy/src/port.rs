@@ -31,8 +31,9 @@ pub trait TavernPort: Send + Sync + 'static {
     /// Wakes a sleeping `world` for a visitor, as its wake-on-visit policy
     /// allows.
     async fn wake_for_visitor(&self, world: &Slug) -> Result<(), Note>;
-    /// Signs in within the sign-in rate limits: a new session token.
-    async fn sign_in(&self, username: &str, password: &str, ip: IpAddr) -> Result<String, Note>;
+    /// Signs in within the sign-in rate limits: a new session token, or
+    /// (for an account with a second factor) where its code is asked for.
+    async fn sign_in(&self, username: &str, password: &str, ip: IpAddr) -> Result<SignedIn, Note>;
     /// The session token a dashboard handoff `code` carries, when it is
     /// for `world` and still fresh.
     fn redeem_handoff(&self, code: &str, world: &Slug) -> Option<String>;
@@ -63,6 +64,17 @@ pub struct Visitor {
     pub username: String,
     /// May start and stop this world.
     pub runs_it: bool,
+}
+
+/// A right password on a world's standby page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignedIn {
+    /// The new session's token.
+    Token(String),
+    /// The account's second factor is asked for on the dashboard, at this
+    /// path of it (which holds a short-lived sealed ticket, not the
+    /// password), and the sign-in carried back to the world from there.
+    NeedsCode(String),
 }
 
 /// What the standby page tells a visitor after something they asked
@@ -171,9 +183,12 @@ impl TavernPort for Tavern {
             .map_err(|e| Note::refused(&e))
     }
 
-    async fn sign_in(&self, username: &str, password: &str, ip: IpAddr) -> Result<String, Note> {
-        match Tavern::sign_in(self, username, password, Some(ip)).await {
-            Ok((token, _)) => Ok(token),
+    async fn sign_in(&self, username: &str, password: &str, ip: IpAddr) -> Result<SignedIn, Note> {
+        match Tavern::sign_in(self, username, password, None, Some(ip)).await {
+            Ok(tavern_core::SignIn::Done(token, _)) => Ok(SignedIn::Token(token)),
+            Ok(tavern_core::SignIn::NeedsCode(ticket)) => Ok(SignedIn::NeedsCode(format!(
+                "auth/login/code?ticket={ticket}"
+            ))),
             Err(CoreError::RateLimited(_)) => Err(Note::RateLimited),
             Err(_) => Err(Note::SignInFailed),
         }

@@ -24,7 +24,7 @@ use tavern_core::routes::Route;
 use tavern_types::{DesiredState, ObservedState, Slug, WakeOnVisit};
 
 use crate::body::{ProxyBody, plain};
-use crate::port::Note;
+use crate::port::{Note, SignedIn};
 use crate::proxy::Proxy;
 
 #[derive(Template)]
@@ -317,7 +317,17 @@ impl Proxy {
                     .sign_in(&field("username"), &field("password"), peer.ip())
                     .await;
                 match signed_in {
-                    Ok(token) => self.signed_in(&back, &token),
+                    Ok(SignedIn::Token(token)) => self.signed_in(&back, &token),
+                    // On to the dashboard for the code, then back here
+                    // through a handoff.
+                    Ok(SignedIn::NeedsCode(path)) => {
+                        let next = format!("/auth/handoff?world={slug}");
+                        see_other(&format!(
+                            "{}{path}&next={}",
+                            self.tavern.site_url(),
+                            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                        ))
+                    }
                     Err(refused) => see_note(&back, refused),
                 }
             }

@@ -209,6 +209,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
             notify: config.notify_settings()?,
             dns_per_world: dns.as_ref().is_some_and(|d| d.mode == DnsMode::PerWorld),
             packages: config.packages.settings(data_dir)?,
+            auth: config.auth.settings(),
         },
         Arc::new(runtime),
         Arc::new(releases(&config)?),

@@ -10,6 +10,7 @@ mod invites;
 mod licenses;
 mod packages;
 mod releases;
+mod second_factor;
 mod sessions;
 mod users;
 
@@ -69,6 +70,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(backups::restore_backup))
         .routes(routes!(admin::usage))
         .routes(routes!(users::link_code))
+        .routes(routes!(
+            second_factor::second_factor,
+            second_factor::begin_second_factor
+        ))
+        .routes(routes!(second_factor::confirm_second_factor))
+        .routes(routes!(second_factor::new_recovery_codes))
+        .routes(routes!(second_factor::remove_second_factor))
+        .routes(routes!(second_factor::remove_users_second_factor))
         .routes(routes!(admin::list_supporters))
         .routes(routes!(crate::hooks::kofi))
         .routes(routes!(invites::create_invite, invites::list_invites))

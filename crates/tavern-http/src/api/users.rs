@@ -18,7 +18,13 @@ pub(super) async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let (token, user) = s.tavern.sign_in(&req.username, &req.password, ip).await?;
+    let signed = s
+        .tavern
+        .sign_in(&req.username, &req.password, req.code.as_deref(), ip)
+        .await?;
+    let tavern_core::SignIn::Done(token, user) = signed else {
+        return Err(tavern_core::CoreError::SecondFactorRequired.into());
+    };
     Ok(Json(LoginResponse {
         token,
         user: (&user).into(),

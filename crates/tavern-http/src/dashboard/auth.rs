@@ -10,7 +10,7 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use tavern_core::CoreError;
+use tavern_core::{CoreError, SignIn};
 use tavern_types::Role;
 
 use super::{
@@ -24,6 +24,7 @@ use crate::extract::ClientIp;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/login", get(login_page).post(login))
+        .route("/auth/login/code", get(code_page).post(login_code))
         .route("/auth/logout", post(logout))
         .route("/auth/invite/{code}", get(invite_page).post(accept))
         .route("/auth/handoff", get(handoff))
@@ -182,18 +183,111 @@ async fn login(
         "/auth/login?next={}",
         form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
     );
-    match s.tavern.sign_in(&form.username, &form.password, ip).await {
-        Ok((token, _)) => signed_in(&s, &headers, &next, &token),
-        Err(e) => {
-            let said = match e {
-                CoreError::InvalidCredentials => "Wrong username or password.".to_owned(),
-                CoreError::RateLimited(_) => {
-                    "Too many sign-in attempts; wait a minute and try again.".to_owned()
-                }
-                other => ApiError::from(other).message,
-            };
-            redirect_with(&s, &headers, &back, Err(said))
+    match s
+        .tavern
+        .sign_in(&form.username, &form.password, None, ip)
+        .await
+    {
+        Ok(SignIn::Done(token, _)) => signed_in(&s, &headers, &next, &token),
+        Ok(SignIn::NeedsCode(ticket)) => code_form(&s, &headers, ticket, next, None),
+        Err(e) => redirect_with(&s, &headers, &back, Err(refusal(e))),
+    }
+}
+
+/// Why a sign-in was refused, for the page.
+fn refusal(e: CoreError) -> String {
+    match e {
+        CoreError::InvalidCredentials => "Wrong username or password.".to_owned(),
+        CoreError::WrongCode => {
+            "Wrong code, or one used already: wait for the next one.".to_owned()
         }
+        CoreError::RateLimited(_) => {
+            "Too many sign-in attempts; wait a minute and try again.".to_owned()
+        }
+        other => ApiError::from(other).message,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodePage {
+    chrome: Chrome,
+    pre: String,
+    next: String,
+    ticket: String,
+}
+
+/// The second step of a sign-in: the code, with the ticket the right
+/// password got (never the password itself).
+fn code_form(
+    s: &AppState,
+    headers: &HeaderMap,
+    ticket: String,
+    next: String,
+    said: Option<String>,
+) -> Response {
+    let pre = pre_token(headers);
+    let flash = said.map(|text| Flash { ok: false, text });
+    let page = CodePage {
+        chrome: Chrome::anonymous("Your second factor", flash),
+        pre: pre.clone(),
+        next,
+        ticket,
+    };
+    with_pre(s, headers, render(&page.chrome, &page), &pre)
+}
+
+#[derive(Deserialize)]
+struct CodeQuery {
+    #[serde(default)]
+    ticket: String,
+    next: Option<String>,
+}
+
+/// `GET /auth/login/code?ticket=…`: where a world's standby page sends a
+/// right password of an account with a second factor.
+async fn code_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CodeQuery>,
+) -> Response {
+    code_form(&s, &headers, q.ticket, safe_next(q.next.as_deref()), None)
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    ticket: String,
+    code: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_code(
+    State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
+    req: axum::extract::Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let form: CodeForm = match anonymous_form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let next = safe_next(form.next.as_deref());
+    match s
+        .tavern
+        .sign_in_with_ticket(&form.ticket, &form.code, ip)
+        .await
+    {
+        Ok((token, _)) => signed_in(&s, &headers, &next, &token),
+        // A stale ticket starts again from the password.
+        Err(e @ CoreError::Invalid { .. }) => {
+            let back = format!(
+                "/auth/login?next={}",
+                form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+            );
+            redirect_with(&s, &headers, &back, Err(say(e)))
+        }
+        Err(e) => code_form(&s, &headers, form.ticket, next, Some(refusal(e))),
     }
 }
 

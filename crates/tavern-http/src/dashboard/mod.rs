@@ -4,6 +4,7 @@
 //! pages), CSRF checks on every form, flash messages and the page chrome.
 //! Every action is a plain form; `static/dashboard.js` only improves.
 
+mod account;
 mod admin;
 mod auth;
 mod backups;
@@ -41,6 +42,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/static/dashboard.css", get(css))
         .route("/static/dashboard.js", get(js))
         .merge(auth::routes())
+        .merge(account::routes())
         .merge(worlds::routes())
         .merge(sessions::routes())
         .merge(backups::routes())
@@ -196,9 +198,9 @@ impl IntoResponse for SignIn {
 }
 
 impl FromRequestParts<AppState> for Session {
-    type Rejection = SignIn;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, SignIn> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let here = parts
             .uri
             .path_and_query()
@@ -209,7 +211,23 @@ impl FromRequestParts<AppState> for Session {
         } else {
             "/dashboard".into()
         };
-        session_of(parts, state).await.ok_or(SignIn(here))
+        let session = session_of(parts, state)
+            .await
+            .ok_or(SignIn(here).into_response())?;
+        // An admin the community requires a second factor of sees only
+        // where to set it up (and may sign out).
+        let path = parts.uri.path();
+        if !path.starts_with("/account") && !path.starts_with("/auth/") {
+            let must = state
+                .tavern
+                .must_set_up_second_factor(&session.caller)
+                .await
+                .unwrap_or(false);
+            if must {
+                return Err(see_other("/account"));
+            }
+        }
+        Ok(session)
     }
 }
 

@@ -23,6 +23,11 @@ pub struct LoginArgs {
     /// with a password (e.g. the admin token `tavern serve` printed).
     #[arg(long)]
     token_stdin: bool,
+    /// For an account with a second factor: the code from its app, or a
+    /// recovery code (asked for when needed and missing; read from the
+    /// next line of standard input when that is not a terminal).
+    #[arg(long, conflicts_with = "token_stdin")]
+    code: Option<String>,
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
@@ -44,9 +49,25 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
             rpassword::prompt_password("Password: ").context("cannot read the password")?
         };
         let api = Api::new(&server, None)?;
-        let answer: LoginResponse = api
-            .post_for("/api/v1/auth/login", &LoginRequest { username, password })
-            .await?;
+        let mut request = LoginRequest {
+            username,
+            password,
+            code: args.code,
+        };
+        let answer: LoginResponse = match api.post_for("/api/v1/auth/login", &request).await {
+            Err(e)
+                if request.code.is_none()
+                    && e.to_string().ends_with("(second_factor_required)") =>
+            {
+                if std::io::stdin().is_terminal() {
+                    eprint!("Code from your authenticator app (or a recovery code): ");
+                    std::io::stderr().flush().ok();
+                }
+                request.code = Some(stdin_line("code")?);
+                api.post_for("/api/v1/auth/login", &request).await?
+            }
+            other => other?,
+        };
         answer.token
     };
     let me: UserJson = Api::new(&server, Some(token.clone()))?

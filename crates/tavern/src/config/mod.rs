@@ -3,6 +3,7 @@
 //! then `TAVERN_<SECTION>_<KEY>` variables, then flags. Unknown keys and bad
 //! values are errors that name the key and where it came from.
 
+mod auth;
 mod backups;
 mod community;
 mod dns;
@@ -25,6 +26,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tavern_types::RuntimeKind;
 
+pub use auth::AuthConfig;
 pub use backups::BackupsConfig;
 pub use community::{DiscordConfig, DiscordSettings, KofiConfig, NotificationsConfig};
 pub use dns::{DnsConfig, DnsMode, DnsProviderKind, DnsSetup};
@@ -59,6 +61,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub storage: StorageConfig,
     pub packages: PackagesConfig,
+    pub auth: AuthConfig,
     /// Quota tiers by name (`[tiers.NAME]`).
     pub tiers: BTreeMap<String, TierConfig>,
     pub log: LogConfig,

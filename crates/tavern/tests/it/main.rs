@@ -36,6 +36,7 @@ mod postgres;
 mod proxy;
 mod releases;
 mod runtime;
+mod second_factor;
 mod secrets;
 mod serve;
 mod standby;

@@ -35,6 +35,34 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("GET", "/static/dashboard.js", Access::Public, ""),
     ("GET", "/auth/login", Access::Public, ""),
     ("GET", "/auth/invite/{code}", Access::Public, ""),
+    // The second step of a sign-in (a standby page sends it here).
+    ("GET", "/auth/login/code?ticket=x", Access::Public, ""),
+    (
+        "POST",
+        "/auth/login/code",
+        Access::SignInForm,
+        "ticket=x&code=000000",
+    ),
+    ("GET", "/account", Access::User, ""),
+    ("POST", "/account/second-factor", Access::User, ""),
+    (
+        "POST",
+        "/account/second-factor/confirm",
+        Access::User,
+        "code=000000",
+    ),
+    (
+        "POST",
+        "/account/second-factor/recovery-codes",
+        Access::User,
+        "code=000000",
+    ),
+    (
+        "POST",
+        "/account/second-factor/remove",
+        Access::User,
+        "code=000000",
+    ),
     // On to a world's address, signed in there too (any world's: it only
     // redirects, and the world's server never sees the cookie).
     ("GET", "/auth/handoff?world={slug}", Access::User, ""),
