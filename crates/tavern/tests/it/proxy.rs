@@ -14,13 +14,13 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::support::*;
 
-fn addr(server: &Server) -> SocketAddr {
+pub(crate) fn addr(server: &Server) -> SocketAddr {
     server.url.trim_start_matches("http://").parse().unwrap()
 }
 
 /// An HTTP client that finds `<name>.localhost` (any name given) at the
 /// server's address.
-fn client(server: &Server, hosts: &[&str]) -> reqwest::Client {
+pub(crate) fn client(server: &Server, hosts: &[&str]) -> reqwest::Client {
     let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     for h in hosts {
         b = b.resolve(h, addr(server));
@@ -28,7 +28,7 @@ fn client(server: &Server, hosts: &[&str]) -> reqwest::Client {
     b.build().unwrap()
 }
 
-fn world_url(server: &Server, host: &str, path: &str) -> String {
+pub(crate) fn world_url(server: &Server, host: &str, path: &str) -> String {
     format!("http://{host}:{}{path}", addr(server).port())
 }
 

@@ -406,3 +406,134 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The `Set-Cookie` value of cookie `name` in a response, if it sets one.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .filter(|c| !c.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worlds_standby_page_sends_a_second_factor_account_to_the_dashboard_and_back() {
+    use crate::proxy::{client, world_url};
+
+    let server = Server::start();
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "k1", &key_for("factorkeyone")).await;
+    admin.create_user("alice", "gm", "alice-password-1").await;
+    let alice = server.api(None).login("alice", "alice-password-1").await;
+    let (_, e) = alice.post("/api/v1/auth/second-factor", &json!({})).await;
+    let secret = totp::secret_from_text(e["secret"].as_str().unwrap()).unwrap();
+    let (s, _) = alice
+        .post(
+            "/api/v1/auth/second-factor/confirm",
+            &json!({"code": code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = admin
+        .post(
+            "/api/v1/instances",
+            &json!({"slug": "delta", "owner": "alice", "release": "stub"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let http = client(&server, &["delta.localhost", "localhost"]);
+    let page_url = world_url(&server, "delta.localhost", "/");
+    wait_until("delta has a standby page", || async {
+        http.get(&page_url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+
+    // The right password on the world's page: on to the dashboard for the
+    // code, with a ticket (not the password), signed in nowhere yet.
+    let resp = http
+        .post(world_url(&server, "delta.localhost", "/_tavern/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=alice&password=alice-password-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(set_cookie(&resp, "tavern_session").is_none());
+    let to = resp.headers()["location"].to_str().unwrap().to_owned();
+    let dashboard = world_url(&server, "localhost", "/");
+    assert!(
+        to.starts_with(&format!("{dashboard}auth/login/code?ticket=")),
+        "{to}"
+    );
+    assert!(
+        to.ends_with("&next=%2Fauth%2Fhandoff%3Fworld%3Ddelta"),
+        "{to}"
+    );
+    assert!(!to.contains("alice-password-1"), "{to}");
+
+    let resp = http.get(&to).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let pre = set_cookie(&resp, "tavern_pre").expect("the form's token");
+    let page = resp.text().await.unwrap();
+    let ticket = page
+        .split("name=\"ticket\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let resp = http
+        .post(format!("{dashboard}auth/login/code"))
+        .header("cookie", format!("tavern_pre={pre}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={pre}&ticket={ticket}&code={}&next=%2Fauth%2Fhandoff%3Fworld%3Ddelta",
+            code(&secret, 1)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/auth/handoff?world=delta");
+    let session = set_cookie(&resp, "tavern_session").expect("signed in on the dashboard");
+
+    // The dashboard hands the sign-in over to the world's address.
+    let resp = http
+        .get(format!("{dashboard}auth/handoff?world=delta"))
+        .header("cookie", format!("tavern_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let handoff = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        handoff.starts_with(&world_url(
+            &server,
+            "delta.localhost",
+            "/_tavern/handoff?code="
+        )),
+        "{handoff}"
+    );
+    let resp = http.get(&handoff).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let there = set_cookie(&resp, "tavern_session").expect("signed in on the world's address");
+    // The owner's visit wakes the world.
+    let page = http
+        .get(&page_url)
+        .header("cookie", format!("tavern_session={there}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(">starting<") && page.contains("Starting for"),
+        "{page}"
+    );
+    wait_for_state(&admin, "delta", "running").await;
+}
