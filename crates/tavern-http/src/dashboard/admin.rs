@@ -27,6 +27,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/licenses/{id}/remove", post(retire_key))
         .route("/admin/users", get(users))
         .route("/admin/users/{name}/tier", post(set_tier))
+        .route(
+            "/admin/users/{name}/second-factor/remove",
+            post(remove_second_factor),
+        )
         .route("/admin/invites", get(invites).post(invite))
         .route("/admin/invites/{id}/revoke", post(revoke))
         .route("/admin/usage", get(usage))
@@ -283,6 +287,24 @@ async fn set_tier(
         .update_user(&posted.session.caller, &name, Some(tier), None, None)
         .await
         .map(|_| said);
+    redirect_with(&s, &headers, "/admin/users", done.map_err(say))
+}
+
+/// For someone who lost their app and their recovery codes: their
+/// password alone signs them in again, until they set up a new factor.
+async fn remove_second_factor(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    posted: Posted<NoFields>,
+) -> Response {
+    let done = s
+        .tavern
+        .remove_totp(&posted.session.caller, Some(&name), None)
+        .await
+        .map(|()| {
+            format!("{name}'s second factor is removed: their password alone signs them in.")
+        });
     redirect_with(&s, &headers, "/admin/users", done.map_err(say))
 }
 

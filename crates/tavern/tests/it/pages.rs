@@ -154,6 +154,12 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ("POST", "/admin/users/{user}/tier", Access::Admin, "tier="),
     (
         "POST",
+        "/admin/users/{user}/second-factor/remove",
+        Access::Admin,
+        "",
+    ),
+    (
+        "POST",
         "/admin/licenses",
         Access::Admin,
         "label=added-{n}&key={key}&owner=",
