@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tavern_core::SecondFactor;
 
-use super::{Chrome, NoFields, Posted, Session, redirect_with, render, say};
+use super::auth::refusal;
+use super::{Chrome, NoFields, Posted, Session, redirect_with, render};
 use crate::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -86,7 +87,7 @@ async fn begin(
             };
             render(&page.chrome, &page)
         }
-        Err(e) => redirect_with(&s, &headers, "/account", Err(say(e))),
+        Err(e) => redirect_with(&s, &headers, "/account", Err(refusal(e))),
     }
 }
 
@@ -121,7 +122,7 @@ async fn confirm(
         .await
     {
         Ok(codes) => codes_page(&posted.session, codes),
-        Err(e) => redirect_with(&s, &headers, "/account", Err(say(e))),
+        Err(e) => redirect_with(&s, &headers, "/account", Err(refusal(e))),
     }
 }
 
@@ -136,7 +137,7 @@ async fn recovery_codes(
         .await
     {
         Ok(codes) => codes_page(&posted.session, codes),
-        Err(e) => redirect_with(&s, &headers, "/account", Err(say(e))),
+        Err(e) => redirect_with(&s, &headers, "/account", Err(refusal(e))),
     }
 }
 
@@ -150,6 +151,6 @@ async fn remove(
         .remove_totp(&posted.session.caller, None, Some(&posted.form.code))
         .await
         .map(|()| "Your second factor is off: your password alone signs you in.".to_owned())
-        .map_err(say);
+        .map_err(refusal);
     redirect_with(&s, &headers, "/account", said)
 }

@@ -194,8 +194,8 @@ async fn login(
     }
 }
 
-/// Why a sign-in was refused, for the page.
-fn refusal(e: CoreError) -> String {
+/// Why a sign-in (or a code) was refused, for the page.
+pub(super) fn refusal(e: CoreError) -> String {
     match e {
         CoreError::InvalidCredentials => "Wrong username or password.".to_owned(),
         CoreError::WrongCode => {

@@ -537,3 +537,72 @@ async fn a_worlds_standby_page_sends_a_second_factor_account_to_the_dashboard_an
     );
     wait_for_state(&admin, "delta", "running").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_master_sets_up_a_second_factor_in_the_browser_and_signs_in_with_it() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let server = Server::start();
+    let base = server.url.replace("127.0.0.1", "localhost");
+    let admin = server.api(Some(&server.admin_token));
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let sign_in = || async {
+        b.goto(&format!("{base}/auth/login")).await;
+        b.fill("#username", "gina").await;
+        b.fill("#password", "gina-password-1").await;
+        b.click("form.card button[type=submit]").await;
+    };
+    sign_in().await;
+    assert_eq!(b.path().await, "/dashboard");
+
+    // Her name at the top leads to her account.
+    b.click("header a[href='/account']").await;
+    assert!(
+        b.text("main").await.contains("Off."),
+        "{}",
+        b.text("main").await
+    );
+    b.assert_accessible().await;
+    b.click("form[action='/account/second-factor'] button")
+        .await;
+    // A QR code, and the key to type in instead.
+    b.el("figure.qr svg").await;
+    let key = b.text("#secret").await;
+    let secret = totp::secret_from_text(&key).expect("the key in base 32");
+    b.assert_accessible().await;
+    b.screenshot("account-second-factor").await;
+    b.fill("#code", "000000").await;
+    b.click("form[action='/account/second-factor/confirm'] button")
+        .await;
+    assert!(
+        b.text(".flash").await.contains("Wrong code"),
+        "{}",
+        b.text("main").await
+    );
+    // Started again: a new key, and its code turns it on.
+    b.click("form[action='/account/second-factor'] button")
+        .await;
+    let secret = totp::secret_from_text(&b.text("#secret").await).unwrap_or(secret);
+    b.fill("#code", &code(&secret, 0)).await;
+    b.click("form[action='/account/second-factor/confirm'] button")
+        .await;
+    let codes = b.texts("ul.codes code").await;
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    b.click("main a[href='/account']").await;
+    assert!(
+        b.text("main").await.contains("10 recovery codes left"),
+        "{}",
+        b.text("main").await
+    );
+
+    // Signed out and in again: the password, then the code.
+    b.click("form.signout button").await;
+    sign_in().await;
+    assert_eq!(b.path().await, "/auth/login");
+    b.assert_accessible().await;
+    b.fill("#code", &code(&secret, 1)).await;
+    b.click("form.card button[type=submit]").await;
+    assert_eq!(b.path().await, "/dashboard");
+    b.close().await;
+}
