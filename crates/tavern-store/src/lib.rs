@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 pub use tavern_foundry::manifest::{Compatibility, PackageKind, Requirement};
 use tavern_types::{
-    BackupId, DesiredState, InstanceId, InviteId, LicenseId, RuntimeKind, SessionId, Slug, UserId,
-    Username, WakeOnVisit,
+    BackupId, DesiredState, InstanceId, InviteId, LicenseId, Role, RuntimeKind, SessionId, Slug,
+    UserId, Username, WakeOnVisit,
 };
 
 /// What a store can fail with. Messages never contain secrets.
@@ -114,6 +114,8 @@ pub trait UserStore: Send + Sync {
         tier: Option<&str>,
         event: &NewEvent,
     ) -> StoreResult<User>;
+    /// Sets a user's role (as an identity provider's groups say).
+    async fn set_user_role(&self, user: UserId, role: Role, event: &NewEvent) -> StoreResult<User>;
     /// Stores a token by the hash of its secret.
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()>;
     /// The token with this secret hash and the user it belongs to.

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Transaction;
 use tavern_store::{ApiToken, NewEvent, StoreResult, User, UserStore};
-use tavern_types::{UserId, Username};
+use tavern_types::{Role, UserId, Username};
 
 use super::{
     Adapter, Db, DbResult, DbRow, USER, col, commit, insert_event, must_exist, read_all, read_one,
@@ -131,6 +131,17 @@ impl UserStore for Adapter {
             .await
             .map_err(backend("set user tier"))?;
         finish_user_update(tx, done, user, event, "set user tier").await
+    }
+
+    async fn set_user_role(&self, user: UserId, role: Role, event: &NewEvent) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend("set user role"))?;
+        finish_user_update(tx, done, user, event, "set user role").await
     }
 
     async fn create_token(&self, token: &ApiToken, event: &NewEvent) -> StoreResult<()> {
