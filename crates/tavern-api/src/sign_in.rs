@@ -42,3 +42,13 @@ pub struct CodeRequest {
 pub struct RecoveryCodesJson {
     pub recovery_codes: Vec<String>,
 }
+
+/// An outside account that signs its user in.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AccountLinkJson {
+    /// Tavern's name for the provider (`oidc`).
+    pub provider: String,
+    /// The provider's id of the account.
+    pub subject: String,
+    pub linked_at: String,
+}

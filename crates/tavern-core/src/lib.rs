@@ -35,6 +35,7 @@ pub mod reconciler;
 mod releases;
 pub mod routes;
 pub mod scheduler;
+mod sealed;
 mod second_factor;
 pub mod secrets;
 mod sessions;

@@ -6,22 +6,23 @@
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use tavern_store::{NewEvent, TotpFactor, User, now};
 use tavern_types::{Role, UserId};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
+use crate::sealed;
 use crate::tavern::Tavern;
 use crate::totp;
 
 /// How long after a right password its code may come.
 const TICKET_SECONDS: i64 = 300;
-/// What an opened ticket starts with, so that nothing else sealed with
-/// the same key reads as one.
-const MAGIC: &str = "tavern-second-step/1";
+/// What tickets are sealed for.
+const TICKET: &str = "tavern-second-step/1";
+/// What outside sign-ins under way are sealed for, and for how long.
+const FLOW: &str = "tavern-sign-in-flow/1";
+const FLOW_SECONDS: i64 = 600;
 
 /// How a password sign-in went.
 #[derive(Debug)]
@@ -349,53 +350,27 @@ impl Tavern {
 
     /// A ticket for the second step of `user`'s sign-in.
     pub(crate) fn ticket(&self, user: UserId) -> Result<String, CoreError> {
-        let expires = Timestamp::now() + SignedDuration::from_secs(TICKET_SECONDS);
-        let plain = format!("{MAGIC}\0{user}\0{}", expires.as_second());
-        let sealed = self
-            .secrets
-            .seal(plain.as_bytes())
-            .map_err(|e| CoreError::internal("seal sign-in ticket", e))?;
-        Ok(URL_SAFE_NO_PAD.encode(sealed))
+        sealed::seal(&self.secrets, TICKET, TICKET_SECONDS, &[&user.to_string()])
     }
 
     fn open_ticket(&self, ticket: &str) -> Option<UserId> {
-        let sealed = URL_SAFE_NO_PAD.decode(ticket.as_bytes()).ok()?;
-        let plain = String::from_utf8(self.secrets.open(&sealed).ok()?).ok()?;
-        read_ticket(&plain, Timestamp::now())
+        let fields = sealed::open(&self.secrets, TICKET, ticket, Timestamp::now())?;
+        fields.first()?.parse().ok()
+    }
+
+    /// A sign-in with an outside provider under way (its `state`, `nonce`,
+    /// PKCE verifier and where it goes next), sealed for the browser to
+    /// carry to the provider and back: ten minutes.
+    pub fn seal_sign_in_flow(&self, fields: &[&str]) -> Result<String, CoreError> {
+        sealed::seal(&self.secrets, FLOW, FLOW_SECONDS, fields)
+    }
+
+    /// The fields of a sealed sign-in flow, if it is one and fresh.
+    pub fn open_sign_in_flow(&self, text: &str) -> Option<Vec<String>> {
+        sealed::open(&self.secrets, FLOW, text, Timestamp::now())
     }
 }
 
 fn unix_now() -> u64 {
     u64::try_from(Timestamp::now().as_second()).unwrap_or(0)
-}
-
-/// The user an opened ticket names, if it is one and not expired at `now`.
-fn read_ticket(plain: &str, now: Timestamp) -> Option<UserId> {
-    let mut parts = plain.splitn(3, '\0');
-    let (magic, user, expires) = (parts.next()?, parts.next()?, parts.next()?);
-    let expires = Timestamp::from_second(expires.parse().ok()?).ok()?;
-    (magic == MAGIC && now <= expires)
-        .then(|| user.parse().ok())
-        .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ticket_names_its_user_until_it_expires() {
-        let user = UserId::new();
-        let at = Timestamp::from_second(1_800_000_000).unwrap();
-        let plain = format!("{MAGIC}\0{user}\0{}", at.as_second());
-        assert_eq!(read_ticket(&plain, at), Some(user));
-        assert_eq!(read_ticket(&plain, at + SignedDuration::from_secs(1)), None);
-        let other = format!("tavern-handoff/1\0{user}\0{}", at.as_second());
-        assert_eq!(read_ticket(&other, at), None);
-        assert_eq!(read_ticket("", at), None);
-        assert_eq!(
-            read_ticket(&format!("{MAGIC}\0nobody\0{}", at.as_second()), at),
-            None
-        );
-    }
 }

@@ -30,6 +30,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Discord's interactions (none: `/discord/interactions` is 404).
     pub discord: Option<DiscordEdge>,
+    /// Signing in with an OpenID provider (none: only passwords).
+    pub oidc: Option<std::sync::Arc<OidcEdge>>,
 }
 
 impl Default for HttpSettings {
@@ -37,7 +39,40 @@ impl Default for HttpSettings {
         Self {
             body_limit: 1024 * 1024,
             discord: None,
+            oidc: None,
         }
+    }
+}
+
+/// An OpenID provider people sign in with: its discovery document is read
+/// at the first sign-in (and again after a failure), not at start, so a
+/// provider that is down keeps nobody from starting Tavern.
+pub struct OidcEdge {
+    settings: tavern_sso::OidcSettings,
+    /// The button's words: "Sign in with LABEL".
+    pub label: String,
+    policy: tavern_core::OutsidePolicy,
+    client: tokio::sync::OnceCell<tavern_sso::Oidc>,
+}
+
+impl OidcEdge {
+    pub fn new(
+        settings: tavern_sso::OidcSettings,
+        label: String,
+        policy: tavern_core::OutsidePolicy,
+    ) -> Self {
+        Self {
+            settings,
+            label,
+            policy,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn client(&self) -> Result<&tavern_sso::Oidc, tavern_sso::SsoError> {
+        self.client
+            .get_or_try_init(|| tavern_sso::Oidc::discover(&self.settings))
+            .await
     }
 }
 
@@ -46,6 +81,7 @@ impl Default for HttpSettings {
 pub struct AppState {
     pub tavern: Tavern,
     pub(crate) discord: Option<DiscordEdge>,
+    pub(crate) oidc: Option<std::sync::Arc<OidcEdge>>,
 }
 
 /// The whole API as a router, ready to serve with client addresses
@@ -54,6 +90,7 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let state = AppState {
         tavern,
         discord: settings.discord.clone(),
+        oidc: settings.oidc.clone(),
     };
     let (api, mut openapi) = api::routes().split_for_parts();
     openapi::finish(&mut openapi);

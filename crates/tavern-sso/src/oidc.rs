@@ -80,10 +80,25 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// Tavern's HTTP client, as the `openidconnect` crate's (futures that are
+/// `Send`, for axum's handlers).
+struct Http(reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(send(&self.0, request))
+    }
+}
+
 /// One provider, discovered.
 pub struct Oidc {
     client: Client,
-    http: reqwest::Client,
+    http: Http,
     scopes: Vec<String>,
     groups_claim: Option<String>,
 }
@@ -136,7 +151,8 @@ impl Oidc {
             .timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| SsoError::Config(chain(&e)))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &|r| send(&http, r))
+        let http = Http(http);
+        let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| SsoError::Discovery {
                 issuer: settings.issuer.clone(),
@@ -189,7 +205,7 @@ impl Oidc {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| SsoError::Exchange(chain(&e)))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
-            .request_async(&|r| send(&self.http, r))
+            .request_async(&self.http)
             .await
             .map_err(|e| SsoError::Exchange(chain(&e)))?;
         let token = answer

@@ -438,6 +438,7 @@ impl Server {
                     }),
                     None => None,
                 },
+                oidc: config.auth.oidc(&tavern.settings().site_url())?,
             },
         );
         let site = Site {

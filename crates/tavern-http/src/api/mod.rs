@@ -8,6 +8,7 @@ mod imports;
 mod instances;
 mod invites;
 mod licenses;
+mod links;
 mod packages;
 mod releases;
 mod second_factor;
@@ -78,6 +79,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(second_factor::new_recovery_codes))
         .routes(routes!(second_factor::remove_second_factor))
         .routes(routes!(second_factor::remove_users_second_factor))
+        .routes(routes!(links::list_links))
+        .routes(routes!(links::unlink_account))
+        .routes(routes!(links::unlink_users_account))
         .routes(routes!(admin::list_supporters))
         .routes(routes!(crate::hooks::kofi))
         .routes(routes!(invites::create_invite, invites::list_invites))

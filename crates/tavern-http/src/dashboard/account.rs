@@ -31,14 +31,25 @@ pub(super) fn routes() -> Router<AppState> {
 struct AccountPage {
     chrome: Chrome,
     factor: SecondFactor,
+    /// The OpenID provider's name, when one is set up.
+    sso_label: Option<String>,
+    /// The caller has an account of it linked.
+    linked: bool,
 }
 
 async fn account(State(s): State<AppState>, session: Session) -> Response {
-    match s.tavern.second_factor(&session.caller).await {
-        Ok(factor) => {
+    let found = async {
+        let factor = s.tavern.second_factor(&session.caller).await?;
+        let linked = s.tavern.outside_accounts(&session.caller).await?;
+        Ok::<_, tavern_core::CoreError>((factor, linked))
+    };
+    match found.await {
+        Ok((factor, linked)) => {
             let page = AccountPage {
                 chrome: session.chrome("Your account", "account"),
                 factor,
+                sso_label: s.oidc.as_ref().map(|o| o.label.clone()),
+                linked: linked.iter().any(|i| i.provider == super::sso::PROVIDER),
             };
             render(&page.chrome, &page)
         }

@@ -66,6 +66,9 @@ struct LoginPage {
     chrome: Chrome,
     pre: String,
     next: String,
+    /// "Sign in with LABEL", when an OpenID provider is set up.
+    sso_label: Option<String>,
+    sso_href: String,
 }
 
 #[derive(Deserialize)]
@@ -74,7 +77,7 @@ struct NextQuery {
 }
 
 /// Only a path of this site: a sign-in never sends people elsewhere.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
         _ => "/dashboard".to_owned(),
@@ -109,10 +112,16 @@ async fn login_page(
         return see_other(&next);
     }
     let pre = pre_token(&headers);
+    let sso_href = format!(
+        "/auth/sso/oidc?next={}",
+        form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+    );
     let page = LoginPage {
         chrome: Chrome::anonymous("Sign in", Flash::read(&headers)),
         pre: pre.clone(),
         next,
+        sso_label: s.oidc.as_ref().map(|o| o.label.clone()),
+        sso_href,
     };
     with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }
@@ -154,7 +163,7 @@ async fn anonymous_form<T: serde::de::DeserializeOwned>(
     Ok(form)
 }
 
-fn signed_in(state: &AppState, headers: &HeaderMap, to: &str, token: &str) -> Response {
+pub(super) fn signed_in(state: &AppState, headers: &HeaderMap, to: &str, token: &str) -> Response {
     let mut r = see_other(to);
     if let Ok(v) = HeaderValue::from_str(&set_cookie(
         state,

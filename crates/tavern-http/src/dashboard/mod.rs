@@ -12,6 +12,7 @@ mod charts;
 mod imports;
 mod packages;
 mod sessions;
+mod sso;
 mod worlds;
 
 use askama::Template;
@@ -43,6 +44,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/static/dashboard.js", get(js))
         .merge(auth::routes())
         .merge(account::routes())
+        .merge(sso::routes())
         .merge(worlds::routes())
         .merge(sessions::routes())
         .merge(backups::routes())

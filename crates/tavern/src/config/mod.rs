@@ -111,6 +111,9 @@ impl Config {
             let key = key.as_str().to_ascii_lowercase();
             if CLIENT_VARS.contains(&key.as_str()) {
                 None
+            } else if let Some(rest) = key.strip_prefix("auth_oidc_") {
+                // TAVERN_AUTH_OIDC_<KEY>: [auth.oidc]'s keys.
+                Some(format!("auth.oidc.{rest}").into())
             } else if let Some(rest) = key.strip_prefix("tiers_") {
                 // TAVERN_TIERS_<NAME>_<KEY>: tier names have no underscore.
                 Some(format!("tiers.{}", rest.replacen('_', ".", 1)).into())

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use tavern_sso::testing::provider::Provider;
+
 use crate::support::*;
 
 /// The game master whose things every call names.
@@ -32,6 +34,7 @@ pub(crate) enum Role {
 }
 
 struct World {
+    _provider: Provider,
     server: Server,
     admin: Api,
     owner: Api,
@@ -95,8 +98,19 @@ impl World {
 /// A server with the two game masters and an admin who signs in with a
 /// password (`warden`), and clients for the admin and each game master.
 /// Manual backups are not spaced out: every target takes one.
-pub(crate) async fn community() -> (Server, Api, Api, Api) {
-    let server = Server::start_with_env(&[], &[("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0")]);
+/// A community: its server (signing in with an OpenID provider too, which
+/// is the last of what it answers), an admin and the two game masters.
+pub(crate) async fn community() -> (Server, Api, Api, Api, Provider) {
+    let provider =
+        Provider::start().expect("oidc-provider-mock is installed (bash .ci/run installs it)");
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0"),
+            ("TAVERN_AUTH_OIDC_ISSUER", &provider.issuer),
+            ("TAVERN_AUTH_OIDC_CLIENT_ID", "tavern"),
+        ],
+    );
     let admin = server.api(Some(&server.admin_token));
     for name in [OWNER, OTHER] {
         admin
@@ -109,12 +123,13 @@ pub(crate) async fn community() -> (Server, Api, Api, Api) {
         .await;
     let owner = admin.login(OWNER, "olive-password").await;
     let other = admin.login(OTHER, "mallory-password").await;
-    (server, admin, owner, other)
+    (server, admin, owner, other, provider)
 }
 
 async fn world() -> World {
-    let (server, admin, owner, other) = community().await;
+    let (server, admin, owner, other, provider) = community().await;
     let mut w = World {
+        _provider: provider,
         server,
         admin,
         owner,
@@ -171,7 +186,8 @@ async fn recipe(
         .replace("{slug}", &t.slug)
         .replace("{username}", OWNER)
         .replace("{kind}", "module")
-        .replace("{version}", "1.0");
+        .replace("{version}", "1.0")
+        .replace("{provider}", "oidc");
     if path.contains("{id}") {
         let id = match op {
             "show_backup" | "delete_backup" | "update_backup" | "download_backup"
@@ -266,8 +282,14 @@ fn allowed_status(op: &str, role: Role) -> Option<u16> {
         ("begin_second_factor" | "confirm_second_factor", Role::Admin) => Some(409),
         // Started (by begin_second_factor, just before), but not its code.
         ("confirm_second_factor", _) => Some(401),
-        // Nobody has a confirmed second factor.
-        ("new_recovery_codes" | "remove_second_factor", _) => Some(404),
+        // Nobody has a confirmed second factor, or a linked account.
+        (
+            "new_recovery_codes"
+            | "remove_second_factor"
+            | "unlink_account"
+            | "unlink_users_account",
+            _,
+        ) => Some(404),
         _ => allowed_status_of(op),
     }
 }

@@ -39,6 +39,7 @@ mod runtime;
 mod second_factor;
 mod secrets;
 mod serve;
+mod sso;
 mod standby;
 #[cfg(feature = "object-storage")]
 mod storage;

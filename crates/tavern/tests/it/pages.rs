@@ -44,6 +44,16 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
         "ticket=x&code=000000",
     ),
     ("GET", "/account", Access::User, ""),
+    // On to the OpenID provider; back from it only with this browser's
+    // flow (a cookie the provider's visitors do not have).
+    ("GET", "/auth/sso/oidc?next=/dashboard", Access::Public, ""),
+    (
+        "GET",
+        "/auth/sso/oidc/callback?code=x&state=y",
+        Access::SignInForm,
+        "",
+    ),
+    ("POST", "/account/sso/unlink", Access::User, ""),
     ("POST", "/account/second-factor", Access::User, ""),
     (
         "POST",
@@ -309,11 +319,13 @@ struct Site {
     owner: Api,
     other: Api,
     made: u32,
+    /// The OpenID provider the server signs people in with.
+    _provider: tavern_sso::testing::provider::Provider,
 }
 
 impl Site {
     async fn new() -> Self {
-        let (server, admin, owner, other) = community().await;
+        let (server, admin, owner, other, provider) = community().await;
         add_key(&admin, "pool", &key_for("pagespool")).await;
         create_world(&other, &json!({"slug": OTHER_WORLD, "release": "stub"})).await;
         Site {
@@ -322,6 +334,7 @@ impl Site {
             owner,
             other,
             made: 0,
+            _provider: provider,
         }
     }
 
