@@ -114,12 +114,24 @@ struct CodesPage {
     codes: Vec<String>,
 }
 
-fn codes_page(session: &Session, codes: Vec<String>) -> Response {
-    let page = CodesPage {
-        chrome: session.chrome("Your recovery codes", "account"),
-        codes,
-    };
-    render(&page.chrome, &page)
+/// The recovery codes a change of the factor gave, shown this once; or
+/// back to the account page with why there are none.
+fn codes_page(
+    s: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    codes: Result<Vec<String>, tavern_core::CoreError>,
+) -> Response {
+    match codes {
+        Ok(codes) => {
+            let page = CodesPage {
+                chrome: session.chrome("Your recovery codes", "account"),
+                codes,
+            };
+            render(&page.chrome, &page)
+        }
+        Err(e) => redirect_with(s, headers, "/account", Err(refusal(e))),
+    }
 }
 
 async fn confirm(
@@ -127,14 +139,11 @@ async fn confirm(
     headers: HeaderMap,
     posted: Posted<CodeForm>,
 ) -> Response {
-    match s
+    let codes = s
         .tavern
         .confirm_totp(&posted.session.caller, &posted.form.code)
-        .await
-    {
-        Ok(codes) => codes_page(&posted.session, codes),
-        Err(e) => redirect_with(&s, &headers, "/account", Err(refusal(e))),
-    }
+        .await;
+    codes_page(&s, &headers, &posted.session, codes)
 }
 
 async fn recovery_codes(
@@ -142,14 +151,11 @@ async fn recovery_codes(
     headers: HeaderMap,
     posted: Posted<CodeForm>,
 ) -> Response {
-    match s
+    let codes = s
         .tavern
         .new_recovery_codes(&posted.session.caller, &posted.form.code)
-        .await
-    {
-        Ok(codes) => codes_page(&posted.session, codes),
-        Err(e) => redirect_with(&s, &headers, "/account", Err(refusal(e))),
-    }
+        .await;
+    codes_page(&s, &headers, &posted.session, codes)
 }
 
 async fn remove(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 use serde_json::json;
 
-use crate::support::{Api, Server, add_key, create_world, wait_for_state, wait_until};
+use crate::support::{Api, Server, add_key, create_world, set_cookie, wait_for_state, wait_until};
 use crate::web::Browser;
 
 /// The dashboard's address on the bare domain (`localhost`).
@@ -625,16 +625,6 @@ async fn every_action_works_without_javascript() {
     assert_eq!(b.path().await, "/dashboard");
     assert!(b.text(".flash.ok").await.contains("being destroyed"));
     b.close().await;
-}
-
-/// The cookie `name`'s value among an answer's `Set-Cookie` headers.
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap_or("").to_owned())
 }
 
 #[tokio::test]

@@ -22,6 +22,21 @@ fn code(secret: &[u8], steps: u64) -> String {
     totp::code_at(secret, now() + steps * totp::STEP_SECONDS, totp::DIGITS)
 }
 
+/// Sets up and confirms a second factor for the holder of `api`: its
+/// secret.
+async fn turn_on(api: &Api) -> Vec<u8> {
+    let (_, e) = api.post("/api/v1/auth/second-factor", &json!({})).await;
+    let secret = totp::secret_from_text(e["secret"].as_str().unwrap()).unwrap();
+    let (s, b) = api
+        .post(
+            "/api/v1/auth/second-factor/confirm",
+            &json!({"code": code(&secret, 0)}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    secret
+}
+
 async fn sign_in(anon: &Api, username: &str, password: &str, code: Option<&str>) -> Answer {
     let mut body = json!({"username": username, "password": password});
     if let Some(c) = code {
@@ -273,14 +288,6 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
         .build()
         .unwrap();
     let pre = "0123456789abcdef0123456789abcdef";
-    let session_of = |resp: &reqwest::Response| {
-        resp.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.strip_prefix("tavern_session="))
-            .map(|c| c.split(';').next().unwrap().to_owned())
-    };
 
     // Signed in with the password alone, the admin sees only where to set
     // one up.
@@ -310,15 +317,7 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
 
     // Set up (through the API here), then the dashboard's sign-in asks for
     // the code on a second page that holds a ticket, not the password.
-    let (_, e) = root.post("/api/v1/auth/second-factor", &json!({})).await;
-    let secret = totp::secret_from_text(e["secret"].as_str().unwrap()).unwrap();
-    let (s, _) = root
-        .post(
-            "/api/v1/auth/second-factor/confirm",
-            &json!({"code": code(&secret, 0)}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    let secret = turn_on(&root).await;
     let resp = http
         .get(format!("{}/dashboard", server.url))
         .header("cookie", format!("tavern_session={}", root.token()))
@@ -340,7 +339,7 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
     .await
     .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(session_of(&resp).is_none());
+    assert!(set_cookie(&resp, "tavern_session").is_none());
     let page = resp.text().await.unwrap();
     assert!(
         page.contains("authenticator app") && !page.contains("root-password"),
@@ -362,12 +361,12 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
             .send()
     };
     let resp = post_code("000000".into()).await.unwrap();
-    assert!(session_of(&resp).is_none());
+    assert!(set_cookie(&resp, "tavern_session").is_none());
     assert!(resp.text().await.unwrap().contains("Wrong code"));
     let resp = post_code(code(&secret, 1)).await.unwrap();
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/admin");
-    let token = session_of(&resp).expect("a session");
+    let token = set_cookie(&resp, "tavern_session").expect("a session");
     let resp = http
         .get(format!("{}/admin", server.url))
         .header("cookie", format!("tavern_session={token}"))
@@ -394,7 +393,7 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
             .unwrap()
             .starts_with("/auth/login")
     );
-    assert!(session_of(&resp).is_none());
+    assert!(set_cookie(&resp, "tavern_session").is_none());
     // A game master is not asked to set one up.
     admin.create_user("gail", "gm", "gail-password").await;
     let gail = anon.login("gail", "gail-password").await;
@@ -407,17 +406,6 @@ async fn the_dashboard_asks_for_the_code_and_admins_are_made_to_set_one_up() {
     assert_eq!(resp.status(), 200);
 }
 
-/// The `Set-Cookie` value of cookie `name` in a response, if it sets one.
-fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix(&format!("{name}=")))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .filter(|c| !c.is_empty())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worlds_standby_page_sends_a_second_factor_account_to_the_dashboard_and_back() {
     use crate::proxy::{client, world_url};
@@ -427,15 +415,7 @@ async fn a_worlds_standby_page_sends_a_second_factor_account_to_the_dashboard_an
     add_key(&admin, "k1", &key_for("factorkeyone")).await;
     admin.create_user("alice", "gm", "alice-password-1").await;
     let alice = server.api(None).login("alice", "alice-password-1").await;
-    let (_, e) = alice.post("/api/v1/auth/second-factor", &json!({})).await;
-    let secret = totp::secret_from_text(e["secret"].as_str().unwrap()).unwrap();
-    let (s, _) = alice
-        .post(
-            "/api/v1/auth/second-factor/confirm",
-            &json!({"code": code(&secret, 0)}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    let secret = turn_on(&alice).await;
     let (s, b) = admin
         .post(
             "/api/v1/instances",

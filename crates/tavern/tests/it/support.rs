@@ -511,6 +511,16 @@ impl Api {
     }
 }
 
+/// The cookie `name`'s value among an answer's `Set-Cookie` headers.
+pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
 /// The error code of an error answer.
 pub fn code(a: &Answer) -> &str {
     a.1["error"]["code"].as_str().unwrap_or("<no error code>")
