@@ -275,3 +275,45 @@ async fn an_existing_user_links_their_account_and_an_admin_unlinks_it() {
         "carl-somebody"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_master_signs_in_with_the_provider_in_the_browser() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let Some(sso) = Sso::start().await else {
+        return;
+    };
+    sso.provider
+        .set_user("erin-sub", &json!({"name": "Erin", "groups": ["players"]}))
+        .await;
+    b.goto(&format!(
+        "{}/auth/login?next=%2Fdashboard%2Fsessions",
+        sso.site
+    ))
+    .await;
+    assert!(b.text("#sso").await.contains("Sign in with Keycloak"));
+    b.assert_accessible().await;
+    b.click("#sso").await;
+    // The provider's own page: who signs in.
+    b.fill("input[name=sub]", "erin-sub").await;
+    b.click("form button[type=submit]").await;
+    // Back at Tavern, signed in, where the sign-in began.
+    assert_eq!(b.path().await, "/dashboard/sessions");
+    assert!(
+        b.text("header").await.contains("erin"),
+        "{}",
+        b.text("header").await
+    );
+    // Her account page says how she signs in.
+    b.goto(&format!("{}/account", sso.site)).await;
+    assert!(
+        b.text("main")
+            .await
+            .contains("Your Keycloak account signs you in here."),
+        "{}",
+        b.text("main").await
+    );
+    assert!(b.text("main").await.contains("no second factor to set up"));
+    b.close().await;
+}
