@@ -34,6 +34,23 @@ pub enum SignIn {
     NeedsCode(String),
 }
 
+/// How the second step of a sign-in was passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passed {
+    Code,
+    RecoveryCode,
+}
+
+impl Passed {
+    /// The sign-in's method, for the audit log.
+    pub(crate) fn method(self) -> &'static str {
+        match self {
+            Passed::Code => "password and totp",
+            Passed::RecoveryCode => "password and recovery code",
+        }
+    }
+}
+
 /// A user's second factor as they may see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecondFactor {
@@ -263,12 +280,9 @@ impl Tavern {
             .user(id)
             .await?
             .ok_or(CoreError::Unauthenticated)?;
-        let method = match self.second_step(&user, code, ip).await? {
-            "totp" => "password and totp",
-            _ => "password and recovery code",
-        };
+        let passed = self.second_step(&user, code, ip).await?;
         self.logins.record(user.username.as_str(), ip, true);
-        let token = self.sign_in_token(&user, method).await?;
+        let token = self.sign_in_token(&user, passed.method()).await?;
         Ok((token, user))
     }
 
@@ -280,7 +294,7 @@ impl Tavern {
         user: &User,
         code: &str,
         ip: Option<IpAddr>,
-    ) -> Result<&'static str, CoreError> {
+    ) -> Result<Passed, CoreError> {
         self.code_attempts(user.username.as_str(), ip)?;
         self.check_code(user, code, ip).await
     }
@@ -292,7 +306,7 @@ impl Tavern {
         user: &User,
         code: &str,
         ip: Option<IpAddr>,
-    ) -> Result<&'static str, CoreError> {
+    ) -> Result<Passed, CoreError> {
         let name = user.username.as_str();
         let factor = self
             .store
@@ -312,7 +326,7 @@ impl Tavern {
                     .store
                     .use_totp_step(user.id, step)
                     .await?
-                    .then_some("totp"),
+                    .then_some(Passed::Code),
                 None => None,
             }
         } else {
@@ -323,7 +337,7 @@ impl Tavern {
                     &NewEvent::success(name, "user.recovery_code_used", format!("user:{name}")),
                 )
                 .await?
-                .then_some("recovery code")
+                .then_some(Passed::RecoveryCode)
         };
         match passed {
             Some(how) => Ok(how),

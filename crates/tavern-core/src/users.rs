@@ -136,10 +136,7 @@ impl Tavern {
         let method = match (has_factor, code) {
             (false, _) => "password",
             (true, None) => return Ok(SignIn::NeedsCode(self.ticket(user.id)?)),
-            (true, Some(code)) => match self.check_code(&user, code, ip).await? {
-                "totp" => "password and totp",
-                _ => "password and recovery code",
-            },
+            (true, Some(code)) => self.check_code(&user, code, ip).await?.method(),
         };
         self.logins.record(username, ip, true);
         let token = self.sign_in_token(&user, method).await?;
