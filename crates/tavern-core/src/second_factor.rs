@@ -73,10 +73,22 @@ pub struct TotpEnrolment {
 }
 
 impl Tavern {
+    /// `user`'s TOTP factor once it is confirmed (one waiting for its
+    /// first code is asked for nowhere).
+    pub(crate) async fn confirmed_factor(
+        &self,
+        user: UserId,
+    ) -> Result<Option<TotpFactor>, CoreError> {
+        Ok(self
+            .store
+            .totp(user)
+            .await?
+            .filter(|f| f.confirmed_at.is_some()))
+    }
+
     /// The caller's second factor.
     pub async fn second_factor(&self, caller: &Caller) -> Result<SecondFactor, CoreError> {
-        let factor = self.store.totp(caller.user.id).await?;
-        let enabled = factor.is_some_and(|f| f.confirmed_at.is_some());
+        let enabled = self.confirmed_factor(caller.user.id).await?.is_some();
         Ok(SecondFactor {
             enabled,
             recovery_codes_left: if enabled {
@@ -101,8 +113,7 @@ impl Tavern {
         if !self.factor_required(&caller.user) {
             return Ok(false);
         }
-        let factor = self.store.totp(caller.user.id).await?;
-        Ok(factor.is_none_or(|f| f.confirmed_at.is_none()))
+        Ok(self.confirmed_factor(caller.user.id).await?.is_none())
     }
 
     /// Starts setting up TOTP (again, when an earlier start was never
@@ -308,12 +319,7 @@ impl Tavern {
         ip: Option<IpAddr>,
     ) -> Result<Passed, CoreError> {
         let name = user.username.as_str();
-        let factor = self
-            .store
-            .totp(user.id)
-            .await?
-            .filter(|f| f.confirmed_at.is_some());
-        let Some(factor) = factor else {
+        let Some(factor) = self.confirmed_factor(user.id).await? else {
             return Err(CoreError::NotFound {
                 what: "second factor",
                 key: name.to_owned(),

@@ -128,11 +128,7 @@ impl Tavern {
             tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
         }
         let user = result?;
-        let has_factor = self
-            .store
-            .totp(user.id)
-            .await?
-            .is_some_and(|f| f.confirmed_at.is_some());
+        let has_factor = self.confirmed_factor(user.id).await?.is_some();
         let method = match (has_factor, code) {
             (false, _) => "password",
             (true, None) => return Ok(SignIn::NeedsCode(self.ticket(user.id)?)),
