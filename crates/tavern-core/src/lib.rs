@@ -67,7 +67,7 @@ pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};
 pub use limits::LoginLimits;
 pub use outside::{OutsideAccount, OutsidePolicy};
-pub use second_factor::{SecondFactor, SignIn, TotpEnrolment};
+pub use second_factor::{SIGN_IN_FLOW_SECONDS, SecondFactor, SignIn, TotpEnrolment};
 pub use sessions::{NewSession, SessionView};
 pub use settings::{AuthSettings, BackupSettings, Economy, KofiSettings, NotifySettings, Settings};
 pub use supporters::{KofiNotice, KofiReceipt, LINK_CODE_MINUTES, SupporterView};

@@ -22,7 +22,7 @@ const TICKET_SECONDS: i64 = 300;
 const TICKET: &str = "tavern-second-step/1";
 /// What outside sign-ins under way are sealed for, and for how long.
 const FLOW: &str = "tavern-sign-in-flow/1";
-const FLOW_SECONDS: i64 = 600;
+pub const SIGN_IN_FLOW_SECONDS: u32 = 600;
 
 /// How a password sign-in went.
 #[derive(Debug)]
@@ -382,7 +382,7 @@ impl Tavern {
     /// PKCE verifier and where it goes next), sealed for the browser to
     /// carry to the provider and back: ten minutes.
     pub fn seal_sign_in_flow(&self, fields: &[&str]) -> Result<String, CoreError> {
-        sealed::seal(&self.secrets, FLOW, FLOW_SECONDS, fields)
+        sealed::seal(&self.secrets, FLOW, i64::from(SIGN_IN_FLOW_SECONDS), fields)
     }
 
     /// The fields of a sealed sign-in flow, if it is one and fresh.

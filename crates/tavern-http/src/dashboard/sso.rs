@@ -92,7 +92,7 @@ async fn begin(
         Err(e) => return super::core_error_page(e),
     };
     let mut r = see_other(&begun.url);
-    if let Some(v) = flow_cookie(&s, &headers, &sealed, 600) {
+    if let Some(v) = flow_cookie(&s, &headers, &sealed, tavern_core::SIGN_IN_FLOW_SECONDS) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
