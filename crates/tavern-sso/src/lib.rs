@@ -1,14 +1,18 @@
 //! Signing in with outside accounts. [`oidc`] speaks OpenID Connect to any
 //! provider by its issuer URL: discovery, the authorization-code flow with
 //! PKCE, `state` and `nonce`, and the ID token's checks (signature, issuer,
-//! audience, nonce, expiry), all by the `openidconnect` crate over
-//! Tavern's own HTTP client. What an identity may do in Tavern is the
-//! core's business, not this crate's.
+//! audience, nonce, expiry), all by the `openidconnect` crate; [`discord`]
+//! speaks Discord's OAuth2 (the `oauth2` crate) and asks its API who signed
+//! in; both over Tavern's own HTTP client. What an identity may do in
+//! Tavern is the core's business, not this crate's.
 
+pub mod discord;
+mod http;
 pub mod oidc;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use discord::{Discord, DiscordBegun, DiscordSettings, DiscordUser};
 pub use oidc::{Begun, Identity, Oidc, OidcSettings};
 
 /// Why an outside sign-in did not happen.

@@ -4,8 +4,6 @@
 //! browser back), and the code exchanged for an ID token that is checked
 //! before anything in it is believed.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreProviderMetadata};
@@ -15,10 +13,8 @@ use openidconnect::{
     TokenResponse as _,
 };
 
+use crate::http::Http;
 use crate::{SsoError, chain};
-
-/// The largest answer read from a provider.
-const ANSWER_LIMIT: usize = 1024 * 1024;
 
 /// How Tavern is known to the provider.
 #[derive(Clone)]
@@ -80,58 +76,12 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
-/// Tavern's HTTP client, as the `openidconnect` crate's (futures that are
-/// `Send`, for axum's handlers).
-struct Http(reqwest::Client);
-
-impl<'c> openidconnect::AsyncHttpClient<'c> for Http {
-    type Error = HttpError;
-    type Future = std::pin::Pin<
-        Box<dyn Future<Output = Result<openidconnect::HttpResponse, HttpError>> + Send + 'c>,
-    >;
-
-    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
-        Box::pin(send(&self.0, request))
-    }
-}
-
 /// One provider, discovered.
 pub struct Oidc {
     client: Client,
     http: Http,
     scopes: Vec<String>,
     groups_claim: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpError(String);
-
-/// One request of the `openidconnect` crate, sent with Tavern's client.
-async fn send(
-    http: &reqwest::Client,
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, HttpError> {
-    let (parts, body) = request.into_parts();
-    let mut answer = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| HttpError(chain(&e)))?;
-    let mut response = http::Response::builder().status(answer.status());
-    if let Some(headers) = response.headers_mut() {
-        *headers = answer.headers().clone();
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|e| HttpError(chain(&e)))? {
-        if bytes.len() + chunk.len() > ANSWER_LIMIT {
-            return Err(HttpError("the provider's answer is too large".into()));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    response.body(bytes).map_err(|e| HttpError(e.to_string()))
 }
 
 impl Oidc {
@@ -144,14 +94,7 @@ impl Oidc {
             IssuerUrl::new(settings.issuer.clone()).map_err(|e| config("the issuer", &e))?;
         let redirect = RedirectUrl::new(settings.redirect_url.clone())
             .map_err(|e| config("the redirect URL", &e))?;
-        // No redirects: a provider's answers are read where they are asked.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| SsoError::Config(chain(&e)))?;
-        let http = Http(http);
+        let http = Http::new()?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| SsoError::Discovery {
