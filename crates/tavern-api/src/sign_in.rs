@@ -46,9 +46,12 @@ pub struct RecoveryCodesJson {
 /// An outside account that signs its user in.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct AccountLinkJson {
-    /// Tavern's name for the provider (`oidc`).
+    /// Tavern's name for the provider (`oidc`, `discord`).
     pub provider: String,
     /// The provider's id of the account.
     pub subject: String,
-    pub linked_at: String,
+    /// When it was linked (not kept for Discord accounts, which the bot
+    /// links too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_at: Option<String>,
 }

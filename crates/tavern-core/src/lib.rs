@@ -66,7 +66,7 @@ pub use instances::{InstanceUpdate, InstanceView, NewInstance};
 pub use invites::{InviteView, NewInvite};
 pub use licenses::{LicenseView, NewLicense};
 pub use limits::LoginLimits;
-pub use outside::{OutsideAccount, OutsidePolicy};
+pub use outside::{DISCORD, LinkedAccount, OutsideAccount, OutsidePolicy};
 pub use second_factor::{SIGN_IN_FLOW_SECONDS, SecondFactor, SignIn, TotpEnrolment};
 pub use sessions::{NewSession, SessionView};
 pub use settings::{AuthSettings, BackupSettings, Economy, KofiSettings, NotifySettings, Settings};

@@ -1,22 +1,30 @@
-//! Signing in with an outside account (an OpenID Connect provider's): who
-//! it is in Tavern (the user it was linked to; else, if allowed, the user
-//! whose address the provider vouches for; else, if allowed, a new game
-//! master), which role its groups give, and linking and unlinking. The
-//! protocol itself is the HTTP edge's (tavern-sso); this decides.
+//! Signing in with an outside account (an OpenID Connect provider's or
+//! Discord's): who it is in Tavern (the user it was linked to; else, if
+//! allowed, the user whose address the provider vouches for; else, if
+//! allowed, a new game master), which role its groups give, accepting an
+//! invitation with one, and linking and unlinking. Discord accounts are
+//! linked where the bot links them (the user's Discord id). The protocol
+//! itself is the HTTP edge's (tavern-sso); this decides.
 
 use std::net::IpAddr;
 
-use tavern_store::{Identity, NewEvent, User, now};
+use jiff::Timestamp;
+use tavern_store::{Identity, Invite, NewEvent, StoreError, User, now};
 use tavern_types::{Role, UserId, Username};
 
 use crate::auth::Caller;
 use crate::error::CoreError;
 use crate::tavern::Tavern;
 
-/// What a provider's checked ID token says of who signed in.
+/// Tavern's name for Discord, whose accounts are linked as the bot links
+/// them.
+pub const DISCORD: &str = "discord";
+
+/// What a provider says of who signed in (its checked ID token, or
+/// Discord's API).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutsideAccount {
-    /// The provider, as Tavern names it (`oidc`).
+    /// The provider, as Tavern names it (`oidc`, `discord`).
     pub provider: String,
     pub subject: String,
     pub email: Option<String>,
@@ -40,6 +48,22 @@ pub struct OutsidePolicy {
     pub admin_groups: Vec<String>,
     /// Only members of these groups may sign in at all; empty: anyone.
     pub allowed_groups: Vec<String>,
+    /// With `sign_up`, only members of these groups may sign up (a Discord
+    /// guild, or its roles); empty: anyone.
+    pub sign_up_groups: Vec<String>,
+}
+
+/// An outside account linked to a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedAccount {
+    pub provider: String,
+    pub subject: String,
+    /// When (not kept for Discord accounts, which the bot links too).
+    pub linked_at: Option<Timestamp>,
+}
+
+fn in_any(account: &OutsideAccount, groups: &[String]) -> bool {
+    account.groups.iter().any(|g| groups.contains(g))
 }
 
 /// Who an outside sign-in is, decided from what the store holds.
@@ -63,12 +87,7 @@ pub fn decide(
     linked: Option<&User>,
     by_email: Option<&User>,
 ) -> Decision {
-    if !policy.allowed_groups.is_empty()
-        && !account
-            .groups
-            .iter()
-            .any(|g| policy.allowed_groups.contains(g))
-    {
+    if !policy.allowed_groups.is_empty() && !in_any(account, &policy.allowed_groups) {
         return Decision::Refuse("your account is not in a group allowed to use this Tavern");
     }
     if let Some(user) = linked {
@@ -79,7 +98,13 @@ pub fn decide(
         return Decision::Link(user.id);
     }
     if policy.sign_up {
-        return Decision::SignUp;
+        if policy.sign_up_groups.is_empty() || in_any(account, &policy.sign_up_groups) {
+            return Decision::SignUp;
+        }
+        return Decision::Refuse(
+            "only members of the community (with the role it asks for) may sign up here: \
+             ask your community's admin for an invitation",
+        );
     }
     Decision::Refuse(
         "no Tavern account is linked to this account: sign in with your password and link it on \
@@ -92,17 +117,11 @@ pub fn role_of(account: &OutsideAccount, policy: &OutsidePolicy) -> Option<Role>
     if policy.admin_groups.is_empty() {
         return None;
     }
-    Some(
-        if account
-            .groups
-            .iter()
-            .any(|g| policy.admin_groups.contains(g))
-        {
-            Role::Admin
-        } else {
-            Role::Gm
-        },
-    )
+    Some(if in_any(account, &policy.admin_groups) {
+        Role::Admin
+    } else {
+        Role::Gm
+    })
 }
 
 /// A username made from what the provider says (its name, else its
@@ -145,10 +164,7 @@ impl Tavern {
         policy: &OutsidePolicy,
         ip: Option<IpAddr>,
     ) -> Result<(String, User), CoreError> {
-        let linked = self
-            .store
-            .user_by_identity(&account.provider, &account.subject)
-            .await?;
+        let linked = self.linked_user(account).await?;
         let by_email = match (&linked, &account.email) {
             (None, Some(email)) if account.email_verified => {
                 self.store.user_by_email(&email.to_lowercase()).await?
@@ -187,6 +203,41 @@ impl Tavern {
             .clone()
             .map(|t| self.check_tier(&t))
             .transpose()?;
+        let role = role_of(account, policy).unwrap_or(Role::Gm);
+        self.new_outside_user(account, role, tier, None).await
+    }
+
+    /// Accepts an invitation with an outside account: a new user with the
+    /// invitation's role and tier, named after the account and linked to
+    /// it, signed in.
+    pub async fn accept_invite_outside(
+        &self,
+        code: &str,
+        account: &OutsideAccount,
+    ) -> Result<(String, User), CoreError> {
+        let invite = self.invite_by_code(code).await?;
+        if self.linked_user(account).await?.is_some() {
+            return Err(CoreError::Conflict {
+                code: "account_linked",
+                message: "that account signs in to Tavern already: sign in with it instead".into(),
+            });
+        }
+        let user = self
+            .new_outside_user(account, invite.role, invite.tier.clone(), Some(&invite))
+            .await?;
+        let token = self.sign_in_token(&user, &account.provider).await?;
+        Ok((token, user))
+    }
+
+    /// A new user for an outside account (by an invitation, spending one
+    /// use, or signing up), named after it, and linked to it.
+    async fn new_outside_user(
+        &self,
+        account: &OutsideAccount,
+        role: Role,
+        tier: Option<String>,
+        invite: Option<&Invite>,
+    ) -> Result<User, CoreError> {
         let base = username_base(account);
         for n in 1..=50u32 {
             let candidate = if n == 1 {
@@ -199,30 +250,50 @@ impl Tavern {
             let user = User {
                 id: UserId::new(),
                 username,
-                role: role_of(account, policy).unwrap_or(Role::Gm),
+                role,
                 password_hash: None,
                 created_at: now(),
                 tier: tier.clone(),
                 email: None,
             };
-            let created = self
-                .store
-                .create_user(
-                    &user,
-                    &NewEvent::success(
-                        user.username.as_str(),
-                        "user.create",
-                        format!("user:{}", user.username),
-                    )
-                    .with_detail(format!("signed up with {}", account.provider)),
-                )
-                .await;
+            let by = user.username.as_str();
+            let created = match invite {
+                Some(invite) => {
+                    let event =
+                        NewEvent::success(by, "invite.accept", format!("invite:{}", invite.id))
+                            .with_detail(format!(
+                                "user {} ({}) with {}",
+                                user.username, user.role, account.provider
+                            ));
+                    self.store
+                        .accept_invite(&invite.code_hash, &user, &event)
+                        .await
+                        .map(|_| ())
+                }
+                None => {
+                    let event =
+                        NewEvent::success(by, "user.create", format!("user:{}", user.username))
+                            .with_detail(format!("signed up with {}", account.provider));
+                    self.store.create_user(&user, &event).await
+                }
+            };
             match created {
                 Ok(()) => {
-                    self.link(&user, account, "signed up").await?;
+                    let how = if invite.is_some() {
+                        "accepted an invitation"
+                    } else {
+                        "signed up"
+                    };
+                    self.link(&user, account, how).await?;
                     return Ok(user);
                 }
-                Err(tavern_store::StoreError::Conflict { .. }) => continue,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) if invite.is_some() => {
+                    return Err(CoreError::NotFound {
+                        what: "invite",
+                        key: "(this code)".into(),
+                    });
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -230,6 +301,40 @@ impl Tavern {
             code: "username_taken",
             message: format!("no free username near {base}"),
         })
+    }
+
+    /// The user an outside account is linked to.
+    async fn linked_user(&self, account: &OutsideAccount) -> Result<Option<User>, CoreError> {
+        Ok(if account.provider == DISCORD {
+            self.store.user_by_discord(&account.subject).await?
+        } else {
+            self.store
+                .user_by_identity(&account.provider, &account.subject)
+                .await?
+        })
+    }
+
+    /// A user's linked outside accounts.
+    async fn linked_accounts(&self, user: UserId) -> Result<Vec<LinkedAccount>, CoreError> {
+        let mut all: Vec<LinkedAccount> = self
+            .store
+            .identities(user)
+            .await?
+            .into_iter()
+            .map(|i| LinkedAccount {
+                provider: i.provider,
+                subject: i.subject,
+                linked_at: Some(i.linked_at),
+            })
+            .collect();
+        if let Some(id) = self.store.discord_of(user).await? {
+            all.push(LinkedAccount {
+                provider: DISCORD.to_owned(),
+                subject: id,
+                linked_at: None,
+            });
+        }
+        Ok(all)
     }
 
     /// Gives `user` the role their provider's groups say.
@@ -251,23 +356,35 @@ impl Tavern {
         account: &OutsideAccount,
         how: &str,
     ) -> Result<(), CoreError> {
-        let identity = Identity {
-            provider: account.provider.clone(),
-            subject: account.subject.clone(),
-            user: user.id,
-            linked_at: now(),
-        };
         let event = NewEvent::success(
             user.username.as_str(),
             "user.link",
             format!("user:{}", user.username),
         )
         .with_detail(format!("{}: {how}", account.provider));
+        let taken = || CoreError::Conflict {
+            code: "account_linked",
+            message: "that account is linked to another Tavern user already".into(),
+        };
+        if account.provider == DISCORD {
+            if let Some(other) = self.store.user_by_discord(&account.subject).await?
+                && other.id != user.id
+            {
+                return Err(taken());
+            }
+            return Ok(self
+                .store
+                .link_discord(user.id, Some(&account.subject), &event)
+                .await?);
+        }
+        let identity = Identity {
+            provider: account.provider.clone(),
+            subject: account.subject.clone(),
+            user: user.id,
+            linked_at: now(),
+        };
         match self.store.link_identity(&identity, &event).await {
-            Err(tavern_store::StoreError::Conflict { .. }) => Err(CoreError::Conflict {
-                code: "account_linked",
-                message: "that account is linked to another Tavern user already".into(),
-            }),
+            Err(StoreError::Conflict { .. }) => Err(taken()),
             other => other.map_err(CoreError::from),
         }
     }
@@ -279,8 +396,7 @@ impl Tavern {
         account: &OutsideAccount,
     ) -> Result<(), CoreError> {
         if self
-            .store
-            .identities(caller.user.id)
+            .linked_accounts(caller.user.id)
             .await?
             .iter()
             .any(|i| i.provider == account.provider)
@@ -295,8 +411,8 @@ impl Tavern {
     }
 
     /// The caller's linked outside accounts.
-    pub async fn outside_accounts(&self, caller: &Caller) -> Result<Vec<Identity>, CoreError> {
-        Ok(self.store.identities(caller.user.id).await?)
+    pub async fn outside_accounts(&self, caller: &Caller) -> Result<Vec<LinkedAccount>, CoreError> {
+        self.linked_accounts(caller.user.id).await
     }
 
     /// Unlinks a user's account of `provider`: the caller's own, or (an
@@ -314,19 +430,23 @@ impl Tavern {
             }
             None => caller.user.clone(),
         };
-        let unlinked = self
-            .store
-            .unlink_identity(
-                user.id,
-                provider,
-                &NewEvent::success(
-                    caller.name(),
-                    "user.unlink",
-                    format!("user:{}", user.username),
-                )
-                .with_detail(provider.to_owned()),
-            )
-            .await?;
+        let event = NewEvent::success(
+            caller.name(),
+            "user.unlink",
+            format!("user:{}", user.username),
+        )
+        .with_detail(provider.to_owned());
+        let unlinked = if provider == DISCORD {
+            let linked = self.store.discord_of(user.id).await?.is_some();
+            if linked {
+                self.store.link_discord(user.id, None, &event).await?;
+            }
+            linked
+        } else {
+            self.store
+                .unlink_identity(user.id, provider, &event)
+                .await?
+        };
         if unlinked {
             Ok(())
         } else {
@@ -433,6 +553,33 @@ mod tests {
                 &OutsidePolicy::default()
             ),
             None
+        );
+    }
+
+    #[test]
+    fn only_members_of_the_sign_up_groups_sign_up_and_linked_accounts_need_none() {
+        let ann = user("ann");
+        let guild = OutsidePolicy {
+            sign_up: true,
+            sign_up_groups: vec!["guild".into(), "players".into()],
+            ..OutsidePolicy::default()
+        };
+        assert_eq!(
+            decide(&account(false, &["players"]), &guild, None, None),
+            Decision::SignUp
+        );
+        assert!(matches!(
+            decide(&account(false, &["other"]), &guild, None, None),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(
+            decide(&account(false, &[]), &guild, None, None),
+            Decision::Refuse(_)
+        ));
+        // Someone already linked signs in, in the guild or not.
+        assert_eq!(
+            decide(&account(false, &[]), &guild, Some(&ann), None),
+            Decision::SignIn(ann.id)
         );
     }
 

@@ -11,6 +11,7 @@ mod extract;
 mod hooks;
 mod metrics;
 mod openapi;
+mod outside;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tracing::Level;
 
 pub use error::ApiError;
 pub use hooks::DiscordEdge;
+pub use outside::{DiscordSignIn, OidcEdge, SignInWays};
 
 /// HTTP knobs with sensible defaults.
 #[derive(Clone)]
@@ -30,8 +32,9 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Discord's interactions (none: `/discord/interactions` is 404).
     pub discord: Option<DiscordEdge>,
-    /// Signing in with an OpenID provider (none: only passwords).
-    pub oidc: Option<std::sync::Arc<OidcEdge>>,
+    /// Signing in with an OpenID provider or Discord (none: only
+    /// passwords).
+    pub sign_in: SignInWays,
 }
 
 impl Default for HttpSettings {
@@ -39,40 +42,8 @@ impl Default for HttpSettings {
         Self {
             body_limit: 1024 * 1024,
             discord: None,
-            oidc: None,
+            sign_in: SignInWays::default(),
         }
-    }
-}
-
-/// An OpenID provider people sign in with: its discovery document is read
-/// at the first sign-in (and again after a failure), not at start, so a
-/// provider that is down keeps nobody from starting Tavern.
-pub struct OidcEdge {
-    settings: tavern_sso::OidcSettings,
-    /// The button's words: "Sign in with LABEL".
-    pub label: String,
-    policy: tavern_core::OutsidePolicy,
-    client: tokio::sync::OnceCell<tavern_sso::Oidc>,
-}
-
-impl OidcEdge {
-    pub fn new(
-        settings: tavern_sso::OidcSettings,
-        label: String,
-        policy: tavern_core::OutsidePolicy,
-    ) -> Self {
-        Self {
-            settings,
-            label,
-            policy,
-            client: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    pub(crate) async fn client(&self) -> Result<&tavern_sso::Oidc, tavern_sso::SsoError> {
-        self.client
-            .get_or_try_init(|| tavern_sso::Oidc::discover(&self.settings))
-            .await
     }
 }
 
@@ -81,7 +52,7 @@ impl OidcEdge {
 pub struct AppState {
     pub tavern: Tavern,
     pub(crate) discord: Option<DiscordEdge>,
-    pub(crate) oidc: Option<std::sync::Arc<OidcEdge>>,
+    pub(crate) sign_in: SignInWays,
 }
 
 /// The whole API as a router, ready to serve with client addresses
@@ -90,7 +61,7 @@ pub fn router(tavern: Tavern, settings: HttpSettings) -> Router {
     let state = AppState {
         tavern,
         discord: settings.discord.clone(),
-        oidc: settings.oidc.clone(),
+        sign_in: settings.sign_in.clone(),
     };
     let (api, mut openapi) = api::routes().split_for_parts();
     openapi::finish(&mut openapi);

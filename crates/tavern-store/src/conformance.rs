@@ -1932,10 +1932,15 @@ pub async fn a_discord_account_acts_as_one_user(store: &dyn Store) {
     let bob = add_user(store, "bob", Role::Gm).await;
     let e = ev("user.discord", "user:x");
     assert!(store.user_by_discord("1234").await.unwrap().is_none());
+    assert_eq!(store.discord_of(ann.id).await.unwrap(), None);
     store.link_discord(ann.id, Some("1234"), &e).await.unwrap();
     assert_eq!(
         store.user_by_discord("1234").await.unwrap().unwrap().id,
         ann.id
+    );
+    assert_eq!(
+        store.discord_of(ann.id).await.unwrap().as_deref(),
+        Some("1234")
     );
     // The same Discord account linked to Bob is Bob's now, not Ann's.
     store.link_discord(bob.id, Some("1234"), &e).await.unwrap();
@@ -1943,11 +1948,13 @@ pub async fn a_discord_account_acts_as_one_user(store: &dyn Store) {
         store.user_by_discord("1234").await.unwrap().unwrap().id,
         bob.id
     );
+    assert_eq!(store.discord_of(ann.id).await.unwrap(), None);
     // A user has one Discord account: linking another replaces it.
     store.link_discord(bob.id, Some("5678"), &e).await.unwrap();
     assert!(store.user_by_discord("1234").await.unwrap().is_none());
     store.link_discord(bob.id, None, &e).await.unwrap();
     assert!(store.user_by_discord("5678").await.unwrap().is_none());
+    assert_eq!(store.discord_of(bob.id).await.unwrap(), None);
     let err = store
         .link_discord(UserId::new(), Some("9"), &e)
         .await

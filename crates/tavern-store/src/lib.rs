@@ -154,6 +154,8 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
     /// The user a Discord account is linked to.
     async fn user_by_discord(&self, discord_id: &str) -> StoreResult<Option<User>>;
+    /// The Discord account linked to `user`, if any.
+    async fn discord_of(&self, user: UserId) -> StoreResult<Option<String>>;
     /// Sets or clears a user's own notification webhook (sealed by the
     /// caller: the address holds Discord's secret).
     async fn set_user_webhook(

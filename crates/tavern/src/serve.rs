@@ -438,7 +438,7 @@ impl Server {
                     }),
                     None => None,
                 },
-                oidc: config.auth.oidc(&tavern.settings().site_url())?,
+                sign_in: config.auth.sign_in(&tavern.settings().site_url())?,
             },
         );
         let site = Site {

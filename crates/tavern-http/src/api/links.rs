@@ -24,7 +24,7 @@ pub(super) async fn list_links(
             .map(|l| AccountLinkJson {
                 provider: l.provider,
                 subject: l.subject,
-                linked_at: l.linked_at.to_string(),
+                linked_at: l.linked_at.map(|t| t.to_string()),
             })
             .collect(),
     ))

@@ -1,5 +1,6 @@
 //! The signed-in user's own account: their second factor (set up with a
-//! QR code, recovery codes shown once, turned off with a code).
+//! QR code, recovery codes shown once, turned off with a code), and the
+//! outside accounts linked to it.
 
 use askama::Template;
 use axum::Router;
@@ -31,9 +32,14 @@ pub(super) fn routes() -> Router<AppState> {
 struct AccountPage {
     chrome: Chrome,
     factor: SecondFactor,
-    /// The OpenID provider's name, when one is set up.
-    sso_label: Option<String>,
-    /// The caller has an account of it linked.
+    /// The outside accounts this Tavern signs in with, and whether the
+    /// caller has one of each linked.
+    links: Vec<LinkRow>,
+}
+
+struct LinkRow {
+    provider: &'static str,
+    label: String,
     linked: bool,
 }
 
@@ -48,8 +54,16 @@ async fn account(State(s): State<AppState>, session: Session) -> Response {
             let page = AccountPage {
                 chrome: session.chrome("Your account", "account"),
                 factor,
-                sso_label: s.oidc.as_ref().map(|o| o.label.clone()),
-                linked: linked.iter().any(|i| i.provider == super::sso::PROVIDER),
+                links: s
+                    .sign_in
+                    .offered()
+                    .into_iter()
+                    .map(|(provider, label)| LinkRow {
+                        provider,
+                        label,
+                        linked: linked.iter().any(|i| i.provider == provider),
+                    })
+                    .collect(),
             };
             render(&page.chrome, &page)
         }

@@ -66,9 +66,8 @@ struct LoginPage {
     chrome: Chrome,
     pre: String,
     next: String,
-    /// "Sign in with LABEL", when an OpenID provider is set up.
-    sso_label: Option<String>,
-    sso_href: String,
+    /// "Sign in with LABEL" buttons: (provider, label, address).
+    ways: Vec<(&'static str, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -112,16 +111,18 @@ async fn login_page(
         return see_other(&next);
     }
     let pre = pre_token(&headers);
-    let sso_href = format!(
-        "/auth/sso/oidc?next={}",
-        form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-    );
+    let back = form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
+    let ways = s
+        .sign_in
+        .offered()
+        .into_iter()
+        .map(|(provider, label)| (provider, label, format!("/auth/sso/{provider}?next={back}")))
+        .collect();
     let page = LoginPage {
         chrome: Chrome::anonymous("Sign in", Flash::read(&headers)),
         pre: pre.clone(),
         next,
-        sso_label: s.oidc.as_ref().map(|o| o.label.clone()),
-        sso_href,
+        ways,
     };
     with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }
@@ -328,6 +329,8 @@ struct InvitePage {
     role: &'static str,
     until: String,
     code: String,
+    /// Outside accounts the invitation can be accepted with.
+    ways: Vec<(&'static str, String)>,
 }
 
 /// `GET /auth/invite/{code}`: what the invitation offers, a form that
@@ -359,6 +362,7 @@ async fn invite_page(
         },
         until: super::when(invite.expires_at),
         code,
+        ways: s.sign_in.offered(),
     };
     with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }

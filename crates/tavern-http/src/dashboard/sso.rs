@@ -1,34 +1,34 @@
-//! Signing in with the OpenID provider of `[auth.oidc]`: `/auth/sso/oidc`
-//! sends the browser to the provider with a fresh state, nonce and PKCE
-//! challenge (kept sealed in a cookie of their own, so any replica can
-//! finish); `/auth/sso/oidc/callback` checks the state, has the code
-//! exchanged and the ID token checked (tavern-sso), and signs in (or links
-//! the account to the signed-in user) as the core decides. The cookie is
-//! spent on the way back: a callback replayed finds none.
+//! Signing in with an outside account (the OpenID provider of
+//! `[auth.oidc]`, or Discord with `[auth.discord]`): `/auth/sso/{provider}`
+//! sends the browser there with a fresh state (and nonce) and PKCE
+//! challenge, kept sealed in a cookie of their own so any replica can
+//! finish; `/auth/sso/{provider}/callback` checks the state, has the code
+//! exchanged and the answer checked (tavern-sso), and signs in, links the
+//! account to the signed-in user, or accepts an invitation with it, as the
+//! core decides. The cookie is spent on the way back: a callback replayed
+//! finds none.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
-use tavern_core::OutsideAccount;
 
 use super::auth::{safe_next, signed_in};
 use super::{Posted, Session, cookie, error_page, redirect_with, same, say, see_other, set_cookie};
 use crate::AppState;
 use crate::extract::ClientIp;
+use crate::outside::Way;
 
 /// The sign-in under way, sealed.
 const FLOW_COOKIE: &str = "tavern_sso";
-/// Tavern's name for the provider (what links are stored under).
-pub(crate) const PROVIDER: &str = "oidc";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/auth/sso/oidc", get(begin))
-        .route("/auth/sso/oidc/callback", get(callback))
+        .route("/auth/sso/{provider}", get(begin))
+        .route("/auth/sso/{provider}/callback", get(callback))
         .route("/account/sso/unlink", post(unlink))
 }
 
@@ -38,12 +38,14 @@ struct BeginQuery {
     /// Link the account to the signed-in user instead of signing in.
     #[serde(default)]
     link: bool,
+    /// Accept this invitation with the account.
+    invite: Option<String>,
 }
 
 fn not_on() -> Response {
     error_page(
         StatusCode::NOT_FOUND,
-        "This Tavern signs in with passwords only.",
+        "This Tavern does not sign in that way.",
     )
 }
 
@@ -56,42 +58,49 @@ fn flow_cookie(
     HeaderValue::from_str(&set_cookie(s, headers, FLOW_COOKIE, value, max_age)).ok()
 }
 
-/// `GET /auth/sso/oidc[?next=PATH][&link=true]`: on to the provider.
+/// `GET /auth/sso/{provider}[?next=PATH][&link=true][&invite=CODE]`: on to
+/// the provider.
 async fn begin(
     State(s): State<AppState>,
     headers: HeaderMap,
+    Path(provider): Path<String>,
     Query(q): Query<BeginQuery>,
 ) -> Response {
-    let Some(edge) = s.oidc.clone() else {
+    let Some(way) = s.sign_in.get(&provider) else {
         return not_on();
     };
-    let client = match edge.client().await {
-        Ok(c) => c,
+    let sent = match way.begin().await {
+        Ok(b) => b,
         Err(e) => {
-            tracing::warn!(error = %e, "the OpenID provider cannot be used");
+            tracing::warn!(error = %e, %provider, "the sign-in provider cannot be used");
             return error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!(
                     "{} cannot be reached just now. Try again in a minute, or sign in with your password.",
-                    edge.label
+                    way.label()
                 ),
             );
         }
     };
-    let begun = client.begin();
     let next = safe_next(q.next.as_deref());
-    let mode = if q.link { "link" } else { "sign-in" };
+    let (mode, invite) = match (&q.invite, q.link) {
+        (Some(code), _) => ("invite", code.as_str()),
+        (None, true) => ("link", ""),
+        (None, false) => ("sign-in", ""),
+    };
     let sealed = match s.tavern.seal_sign_in_flow(&[
-        &begun.state,
-        &begun.nonce,
-        &begun.pkce_verifier,
+        &sent.state,
+        &sent.nonce,
+        &sent.verifier,
         &next,
         mode,
+        &provider,
+        invite,
     ]) {
         Ok(v) => v,
         Err(e) => return super::core_error_page(e),
     };
-    let mut r = see_other(&begun.url);
+    let mut r = see_other(&sent.url);
     if let Some(v) = flow_cookie(&s, &headers, &sealed, tavern_core::SIGN_IN_FLOW_SECONDS) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -108,15 +117,20 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-/// `GET /auth/sso/oidc/callback?code=…&state=…`: back from the provider.
+/// `GET /auth/sso/{provider}/callback?code=…&state=…`: back from the
+/// provider.
 async fn callback(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     session: Option<Session>,
+    Path(provider): Path<String>,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let mut r = finish(&s, ip, &headers, session, q).await;
+    let mut r = match s.sign_in.get(&provider) {
+        Some(way) => finish(&s, way, &provider, ip, &headers, session, q).await,
+        None => not_on(),
+    };
     // Spent either way.
     if let Some(v) = flow_cookie(&s, &headers, "", 0) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -124,29 +138,51 @@ async fn callback(
     r
 }
 
+/// The sealed flow's fields.
+struct Flow {
+    state: String,
+    nonce: String,
+    verifier: String,
+    next: String,
+    mode: String,
+    invite: String,
+}
+
+/// This browser's sign-in under way with `provider`, if any.
+fn flow(s: &AppState, headers: &HeaderMap, provider: &str) -> Option<Flow> {
+    let fields = s.tavern.open_sign_in_flow(cookie(headers, FLOW_COOKIE)?)?;
+    let [state, nonce, verifier, next, mode, for_provider, invite] =
+        <[String; 7]>::try_from(fields).ok()?;
+    (for_provider == provider).then_some(Flow {
+        state,
+        nonce,
+        verifier,
+        next,
+        mode,
+        invite,
+    })
+}
+
 async fn finish(
     s: &AppState,
+    way: Way<'_>,
+    provider: &str,
     ip: Option<std::net::IpAddr>,
     headers: &HeaderMap,
     session: Option<Session>,
     q: CallbackQuery,
 ) -> Response {
-    let Some(edge) = s.oidc.clone() else {
-        return not_on();
-    };
-    let flow = cookie(headers, FLOW_COOKIE).and_then(|c| s.tavern.open_sign_in_flow(c));
-    let Some([state, nonce, verifier, next, mode]) =
-        flow.and_then(|f| <[String; 5]>::try_from(f).ok())
-    else {
+    let Some(flow) = flow(s, headers, provider) else {
         return error_page(
             StatusCode::FORBIDDEN,
             "This sign-in was finished already, took too long, or was started in another browser. \
              Start again from the sign-in page.",
         );
     };
-    if q.state.is_empty() || !same(&q.state, &state) {
+    if q.state.is_empty() || !same(&q.state, &flow.state) {
         tracing::warn!(
             ?ip,
+            %provider,
             "outside sign-in: the state does not match this browser's"
         );
         return error_page(
@@ -154,83 +190,69 @@ async fn finish(
             "This sign-in is not the one this browser started. Start again from the sign-in page.",
         );
     }
-    let back = if mode == "link" {
-        "/account"
-    } else {
-        "/auth/login"
+    let invite_page = format!(
+        "/auth/invite/{}",
+        form_urlencoded::byte_serialize(flow.invite.as_bytes()).collect::<String>()
+    );
+    let back = match flow.mode.as_str() {
+        "link" => "/account",
+        "invite" => &invite_page,
+        _ => "/auth/login",
     };
+    let label = way.label();
     if let Some(error) = q.error {
-        tracing::info!(%error, "outside sign-in refused at the provider");
+        tracing::info!(%error, %provider, "outside sign-in refused at the provider");
         return redirect_with(
             s,
             headers,
             back,
-            Err(format!("{} did not sign you in.", edge.label)),
+            Err(format!("{label} did not sign you in.")),
         );
     }
-    let client = match edge.client().await {
-        Ok(c) => c,
+    let account = match way.finish(&q.code, &flow.verifier, &flow.nonce).await {
+        Ok(a) => a,
         Err(e) => {
-            tracing::warn!(error = %e, "the OpenID provider cannot be used");
+            tracing::warn!(error = %e, ?ip, %provider, "outside sign-in refused");
             return redirect_with(
                 s,
                 headers,
                 back,
                 Err(format!(
-                    "{} cannot be reached just now; try again in a minute.",
-                    edge.label
+                    "The answer from {label} could not be used, so nobody was signed in. Try again in a minute."
                 )),
             );
         }
     };
-    let who = match client.finish(&q.code, &verifier, &nonce).await {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, ?ip, "outside sign-in refused");
-            return redirect_with(
-                s,
-                headers,
-                back,
-                Err(format!(
-                    "The answer from {} could not be trusted, so nobody was signed in.",
-                    edge.label
-                )),
-            );
+    match flow.mode.as_str() {
+        "link" => {
+            let Some(session) = session else {
+                return see_other("/auth/login?next=%2Faccount");
+            };
+            let done = s
+                .tavern
+                .link_outside(&session.caller, &account)
+                .await
+                .map(|()| format!("Your {label} account is linked: it signs you in here now."))
+                .map_err(say);
+            redirect_with(s, headers, "/account", done)
         }
-    };
-    let account = OutsideAccount {
-        provider: PROVIDER.to_owned(),
-        subject: who.subject,
-        email: who.email,
-        email_verified: who.email_verified,
-        name: who.name,
-        groups: who.groups,
-    };
-    if mode == "link" {
-        let Some(session) = session else {
-            return see_other("/auth/login?next=%2Faccount");
-        };
-        let done = s
-            .tavern
-            .link_outside(&session.caller, &account)
-            .await
-            .map(|()| {
-                format!(
-                    "Your {} account is linked: it signs you in here now.",
-                    edge.label
-                )
-            })
-            .map_err(say);
-        return redirect_with(s, headers, "/account", done);
-    }
-    match s.tavern.sign_in_outside(&account, &edge.policy, ip).await {
-        Ok((token, _)) => signed_in(s, headers, &next, &token),
-        Err(e) => redirect_with(s, headers, "/auth/login", Err(say(e))),
+        "invite" => match s.tavern.accept_invite_outside(&flow.invite, &account).await {
+            Ok((token, _)) => signed_in(s, headers, "/dashboard/welcome", &token),
+            Err(e @ tavern_core::CoreError::NotFound { .. }) => super::core_error_page(e),
+            Err(e) => redirect_with(s, headers, back, Err(say(e))),
+        },
+        _ => match s.tavern.sign_in_outside(&account, way.policy(), ip).await {
+            Ok((token, _)) => signed_in(s, headers, &flow.next, &token),
+            Err(e) => redirect_with(s, headers, "/auth/login", Err(say(e))),
+        },
     }
 }
 
 #[derive(Deserialize)]
-struct UnlinkForm {}
+struct UnlinkForm {
+    /// `oidc` or `discord`.
+    provider: String,
+}
 
 /// `POST /account/sso/unlink`: the caller's account of the provider no
 /// longer signs them in.
@@ -241,7 +263,7 @@ async fn unlink(
 ) -> Response {
     let done = s
         .tavern
-        .unlink_outside(&posted.session.caller, None, PROVIDER)
+        .unlink_outside(&posted.session.caller, None, &posted.form.provider)
         .await
         .map(|()| "The account is unlinked.".to_owned())
         .map_err(say);

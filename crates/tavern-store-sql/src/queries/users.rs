@@ -299,6 +299,16 @@ impl UserStore for Adapter {
         read_one(&self.readers, q, "get user by discord", user_from).await
     }
 
+    async fn discord_of(&self, user: UserId) -> StoreResult<Option<String>> {
+        let linked: Option<Option<String>> =
+            sqlx::query_scalar("SELECT discord_id FROM users WHERE id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(backend("get discord link"))?;
+        Ok(linked.flatten())
+    }
+
     async fn set_user_webhook(
         &self,
         user: UserId,

@@ -1,19 +1,76 @@
 //! `[auth]`: how people sign in. `require_totp_for_admins` makes every
 //! admin who signs in with a password set up a second factor before the
 //! dashboard shows them anything else; `[auth.oidc]` adds signing in with
-//! an OpenID Connect provider (Authentik, Keycloak, Zitadel, Google…).
+//! an OpenID Connect provider (Authentik, Keycloak, Zitadel, Google…),
+//! `[auth.discord]` signing in with Discord.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::community::secret_value;
+use super::community::{secret_value, text_or_number, texts_or_numbers};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub require_totp_for_admins: bool,
     pub oidc: OidcConfig,
+    pub discord: DiscordSignInConfig,
+}
+
+/// `[auth.discord]`: on when `client_id` is set.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSignInConfig {
+    /// The Discord application's id (its OAuth2 client id).
+    #[serde(deserialize_with = "text_or_number")]
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Discord's address (a stand-in's, for tests).
+    pub base_url: String,
+    /// The community's Discord server: its members (with one of
+    /// `sign_up_roles`, if any are set) may sign up.
+    #[serde(deserialize_with = "text_or_number")]
+    pub guild_id: Option<String>,
+    /// Members of `guild_id` without a Tavern account become game masters.
+    pub sign_up: bool,
+    /// Only members with one of these roles (ids) may sign up.
+    #[serde(deserialize_with = "texts_or_numbers")]
+    pub sign_up_roles: Vec<String>,
+    /// The tier of those who sign up.
+    pub tier: Option<String>,
+}
+
+impl Default for DiscordSignInConfig {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            base_url: tavern_sso::discord::DISCORD.into(),
+            guild_id: None,
+            sign_up: false,
+            sign_up_roles: Vec::new(),
+            tier: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DiscordSignInConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSignInConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("base_url", &self.base_url)
+            .field("guild_id", &self.guild_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_snowflake(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `[auth.oidc]`: on when `issuer` is set.
@@ -83,9 +140,84 @@ impl AuthConfig {
         }
     }
 
+    /// The ways to sign in besides passwords; `site_url` is Tavern's own
+    /// address (ending in `/`), where providers send people back.
+    pub fn sign_in(&self, site_url: &str) -> anyhow::Result<tavern_http::SignInWays> {
+        Ok(tavern_http::SignInWays {
+            oidc: self.oidc(site_url)?,
+            discord: self.discord(site_url)?,
+        })
+    }
+
+    /// Discord, when `[auth.discord]` is set.
+    fn discord(
+        &self,
+        site_url: &str,
+    ) -> anyhow::Result<Option<std::sync::Arc<tavern_http::DiscordSignIn>>> {
+        let d = &self.discord;
+        let invalid = |why: &str| anyhow::anyhow!("invalid configuration: auth.discord.{why}");
+        let Some(client_id) = d.client_id.clone() else {
+            anyhow::ensure!(
+                d.client_secret.is_none() && d.client_secret_file.is_none() && d.guild_id.is_none(),
+                invalid("client_id is needed with its other keys (the application's id)")
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            is_snowflake(&client_id),
+            invalid("client_id must be the application's id (digits)")
+        );
+        let client_secret = secret_value(
+            "auth.discord.client_secret",
+            &d.client_secret,
+            &d.client_secret_file,
+        )?
+        .ok_or_else(|| invalid("client_id needs client_secret or client_secret_file"))?;
+        anyhow::ensure!(
+            d.base_url.starts_with("https://") || d.base_url.starts_with("http://"),
+            invalid("base_url must be an http(s) URL")
+        );
+        let guild_id = d.guild_id.clone().filter(|g| !g.is_empty());
+        if let Some(g) = &guild_id {
+            anyhow::ensure!(
+                is_snowflake(g),
+                invalid("guild_id must be the server's id (digits)")
+            );
+        }
+        anyhow::ensure!(
+            !d.sign_up || guild_id.is_some(),
+            invalid("sign_up needs guild_id: only the community's members may sign up")
+        );
+        anyhow::ensure!(
+            d.sign_up_roles.iter().all(|r| is_snowflake(r)),
+            invalid("sign_up_roles are role ids (digits)")
+        );
+        let sign_up_groups = match (&guild_id, d.sign_up_roles.is_empty()) {
+            (Some(g), true) => vec![g.clone()],
+            _ => d.sign_up_roles.clone(),
+        };
+        let sign_in = tavern_http::DiscordSignIn::new(
+            &tavern_sso::DiscordSettings {
+                base_url: d.base_url.clone(),
+                client_id,
+                client_secret,
+                redirect_url: format!("{site_url}auth/sso/discord/callback"),
+                guild_id,
+            },
+            tavern_core::OutsidePolicy {
+                sign_up: d.sign_up,
+                tier: d.tier.clone().filter(|t| !t.is_empty()),
+                sign_up_groups,
+                ..tavern_core::OutsidePolicy::default()
+            },
+        )
+        .map_err(|e| invalid(&e.to_string()))?;
+        Ok(Some(std::sync::Arc::new(sign_in)))
+    }
+
     /// The OpenID provider, when one is set; `site_url` is Tavern's own
     /// address (ending in `/`), where the provider sends people back.
-    pub fn oidc(
+    fn oidc(
         &self,
         site_url: &str,
     ) -> anyhow::Result<Option<std::sync::Arc<tavern_http::OidcEdge>>> {
@@ -129,6 +261,7 @@ impl AuthConfig {
                 link_verified_email: o.link_verified_email,
                 admin_groups: o.admin_groups.clone(),
                 allowed_groups: o.allowed_groups.clone(),
+                sign_up_groups: Vec::new(),
             },
         ))))
     }

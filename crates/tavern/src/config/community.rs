@@ -97,17 +97,36 @@ impl std::fmt::Debug for DiscordConfig {
 
 /// An optional value people write as text that may look like a number
 /// (Discord's ids are digits; environment variables read as numbers).
-fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Whole(u64),
+pub(super) fn text_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Option::<TextOrNumber>::deserialize(d)?.map(String::from))
+}
+
+/// A list of such values.
+pub(super) fn texts_or_numbers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<TextOrNumber>::deserialize(d)?
+        .into_iter()
+        .map(String::from)
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Whole(u64),
+}
+
+impl From<TextOrNumber> for String {
+    fn from(r: TextOrNumber) -> String {
+        match r {
+            TextOrNumber::Text(s) => s,
+            TextOrNumber::Whole(n) => n.to_string(),
+        }
     }
-    Ok(Option::<Raw>::deserialize(d)?.map(|r| match r {
-        Raw::Text(s) => s,
-        Raw::Whole(n) => n.to_string(),
-    }))
 }
 
 /// A secret from the configuration itself or from a file it names.

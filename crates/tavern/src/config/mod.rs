@@ -114,6 +114,9 @@ impl Config {
             } else if let Some(rest) = key.strip_prefix("auth_oidc_") {
                 // TAVERN_AUTH_OIDC_<KEY>: [auth.oidc]'s keys.
                 Some(format!("auth.oidc.{rest}").into())
+            } else if let Some(rest) = key.strip_prefix("auth_discord_") {
+                // TAVERN_AUTH_DISCORD_<KEY>: [auth.discord]'s keys.
+                Some(format!("auth.discord.{rest}").into())
             } else if let Some(rest) = key.strip_prefix("tiers_") {
                 // TAVERN_TIERS_<NAME>_<KEY>: tier names have no underscore.
                 Some(format!("tiers.{}", rest.replacen('_', ".", 1)).into())

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use tavern_sso::testing::discord::StandIn;
 use tavern_sso::testing::provider::Provider;
 
 use crate::support::*;
@@ -34,7 +35,7 @@ pub(crate) enum Role {
 }
 
 struct World {
-    _provider: Provider,
+    _outside: Outside,
     server: Server,
     admin: Api,
     owner: Api,
@@ -100,17 +101,32 @@ impl World {
 /// Manual backups are not spaced out: every target takes one.
 /// A community: its server (signing in with an OpenID provider too, which
 /// is the last of what it answers), an admin and the two game masters.
-pub(crate) async fn community() -> (Server, Api, Api, Api, Provider) {
+/// The outside sign-in providers a community's server uses, stopped when
+/// dropped.
+pub(crate) struct Outside {
+    _provider: Provider,
+    _discord: StandIn,
+}
+
+pub(crate) async fn community() -> (Server, Api, Api, Api, Outside) {
     let provider =
         Provider::start().expect("oidc-provider-mock is installed (bash .ci/run installs it)");
+    let discord = StandIn::start("1234567890", "discord-secret", "").await;
     let server = Server::start_with_env(
         &[],
         &[
             ("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0"),
             ("TAVERN_AUTH_OIDC_ISSUER", &provider.issuer),
             ("TAVERN_AUTH_OIDC_CLIENT_ID", "tavern"),
+            ("TAVERN_AUTH_DISCORD_CLIENT_ID", "1234567890"),
+            ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", "discord-secret"),
+            ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
         ],
     );
+    let provider = Outside {
+        _provider: provider,
+        _discord: discord,
+    };
     let admin = server.api(Some(&server.admin_token));
     for name in [OWNER, OTHER] {
         admin
@@ -129,7 +145,7 @@ pub(crate) async fn community() -> (Server, Api, Api, Api, Provider) {
 async fn world() -> World {
     let (server, admin, owner, other, provider) = community().await;
     let mut w = World {
-        _provider: provider,
+        _outside: provider,
         server,
         admin,
         owner,

@@ -40,6 +40,7 @@ mod second_factor;
 mod secrets;
 mod serve;
 mod sso;
+mod sso_discord;
 mod standby;
 #[cfg(feature = "object-storage")]
 mod storage;

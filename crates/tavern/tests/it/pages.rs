@@ -53,7 +53,25 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
         Access::SignInForm,
         "",
     ),
-    ("POST", "/account/sso/unlink", Access::User, ""),
+    (
+        "GET",
+        "/auth/sso/discord?next=/dashboard",
+        Access::Public,
+        "",
+    ),
+    (
+        "GET",
+        "/auth/sso/discord/callback?code=x&state=y",
+        Access::SignInForm,
+        "",
+    ),
+    ("GET", "/auth/sso/discord?invite=x", Access::Public, ""),
+    (
+        "POST",
+        "/account/sso/unlink",
+        Access::User,
+        "provider=discord",
+    ),
     ("POST", "/account/second-factor", Access::User, ""),
     (
         "POST",
@@ -320,7 +338,7 @@ struct Site {
     other: Api,
     made: u32,
     /// The OpenID provider the server signs people in with.
-    _provider: tavern_sso::testing::provider::Provider,
+    _outside: crate::authz::Outside,
 }
 
 impl Site {
@@ -334,7 +352,7 @@ impl Site {
             owner,
             other,
             made: 0,
-            _provider: provider,
+            _outside: provider,
         }
     }
 
@@ -618,6 +636,8 @@ fn every_route_of_the_dashboard_is_in_the_list() {
                     .replace("{license}", "{id}")
                     .replace("{held}", "{id}")
                     .replace("{user}", "{name}")
+                    .replace("/sso/oidc", "/sso/{provider}")
+                    .replace("/sso/discord", "/sso/{provider}")
                     == *path
         });
         assert!(listed, "{method} {path} is not in PAGES");

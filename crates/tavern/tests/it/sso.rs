@@ -292,9 +292,9 @@ async fn a_game_master_signs_in_with_the_provider_in_the_browser() {
         sso.site
     ))
     .await;
-    assert!(b.text("#sso").await.contains("Sign in with Keycloak"));
+    assert!(b.text("#sso-oidc").await.contains("Sign in with Keycloak"));
     b.assert_accessible().await;
-    b.click("#sso").await;
+    b.click("#sso-oidc").await;
     // The provider's own page: who signs in.
     b.fill("input[name=sub]", "erin-sub").await;
     b.click("form button[type=submit]").await;

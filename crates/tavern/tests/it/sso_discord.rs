@@ -1,0 +1,290 @@
+//! Signing in with Discord through the real binary, against the stand-in
+//! for Discord's OAuth2 and API (Discord's documented requests and
+//! answers): members of the community's server with the right role sign
+//! up, others are refused, an invitation is accepted with Discord, a
+//! password user links their Discord account and signs in with it, and a
+//! replayed callback signs nobody in. And in Chromium, the whole way.
+
+use serde_json::{Value, json};
+use tavern_sso::testing::discord::{Account, StandIn};
+
+use crate::support::*;
+
+const APP: &str = "1234567890";
+const SECRET: &str = "discord-app-secret";
+const GUILD: &str = "81384788765712384";
+const PLAYERS: &str = "41771983423143936";
+
+struct Discord {
+    server: Server,
+    discord: StandIn,
+    http: reqwest::Client,
+    /// The dashboard's address as its pages name it (`http://localhost:PORT`).
+    site: String,
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+impl Discord {
+    async fn start() -> Discord {
+        let discord = StandIn::start(APP, SECRET, "").await;
+        let server = Server::start_with_env(
+            &[],
+            &[
+                ("TAVERN_AUTH_DISCORD_CLIENT_ID", APP),
+                ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", SECRET),
+                ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
+                ("TAVERN_AUTH_DISCORD_GUILD_ID", GUILD),
+                ("TAVERN_AUTH_DISCORD_SIGN_UP", "true"),
+                (
+                    "TAVERN_AUTH_DISCORD_SIGN_UP_ROLES",
+                    &format!("[\"{PLAYERS}\"]"),
+                ),
+            ],
+        );
+        let site = server.url.replace("127.0.0.1", "localhost");
+        discord.allow_redirect(&format!("{site}/auth/sso/discord/callback"));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Discord {
+            server,
+            discord,
+            http,
+            site,
+        }
+    }
+
+    /// Begins at `/auth/sso/discord{query}` (with `cookies`), allows it at
+    /// "Discord", and comes back: the callback's answer, and the callback
+    /// address with the flow's cookie, for replaying.
+    async fn through(&self, query: &str, cookies: &str) -> (reqwest::Response, String, String) {
+        let resp = self
+            .http
+            .get(format!("{}/auth/sso/discord{query}", self.site))
+            .header("cookie", cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        let to = location(&resp);
+        assert!(to.starts_with(&self.discord.base_url), "{to}");
+        let flow = set_cookie(&resp, "tavern_sso").expect("the flow's cookie");
+        let callback = self.discord.authorize(&to, true).await;
+        assert!(callback.starts_with(&self.site), "{callback}");
+        let cookies = format!("{cookies}; tavern_sso={flow}");
+        let back = self
+            .http
+            .get(&callback)
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .unwrap();
+        (back, callback, cookies)
+    }
+
+    /// A sign-in as `account`: where it ended, and the session if any.
+    async fn sign_in(&self, account: &Account) -> (String, Option<String>) {
+        self.discord.sign_in_as(account);
+        let (back, _, _) = self.through("?next=%2Fdashboard%2Fsessions", "").await;
+        assert_eq!(back.status(), 303);
+        (location(&back), set_cookie(&back, "tavern_session"))
+    }
+}
+
+async fn whoami(server: &Server, token: &str) -> Value {
+    let (s, me) = server.api(Some(token)).get("/api/v1/auth/whoami").await;
+    assert_eq!(s, 200, "{me}");
+    me
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_with_the_role_sign_up_others_are_refused_and_invitations_are_accepted() {
+    let d = Discord::start().await;
+    let admin = d.server.api(Some(&d.server.admin_token));
+    let page = d
+        .http
+        .get(format!("{}/auth/login?next=%2Fdashboard", d.site))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Sign in with Discord"), "{page}");
+    assert!(
+        page.contains("/auth/sso/discord?next=%2Fdashboard"),
+        "{page}"
+    );
+
+    // A member with the role: a new game master, named after the account.
+    let nelly = Account::new("80351110224678912", "nelly", Some("Nelly"));
+    d.discord.join_guild(GUILD, &nelly.id, &[PLAYERS]);
+    let (to, token) = d.sign_in(&nelly).await;
+    assert_eq!(to, "/dashboard/sessions");
+    let token = token.expect("signed in");
+    let me = whoami(&d.server, &token).await;
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("nelly"), Some("gm"))
+    );
+    let (_, links) = d.server.api(Some(&token)).get("/api/v1/auth/links").await;
+    assert_eq!(
+        (links[0]["provider"].as_str(), links[0]["subject"].as_str()),
+        (Some("discord"), Some(nelly.id.as_str()))
+    );
+    // Again: the same user.
+    let (_, again) = d.sign_in(&nelly).await;
+    assert_eq!(
+        whoami(&d.server, &again.unwrap()).await["username"],
+        "nelly"
+    );
+    let (_, events) = admin.get("/api/v1/events?limit=200").await;
+    let logins = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.login" && e["actor"] == "nelly")
+        .count();
+    assert_eq!(logins, 2, "{events}");
+    let users_before = admin.get("/api/v1/users").await.1;
+
+    // A member without the role, and someone outside the server: refused,
+    // back at the sign-in page with why, and no account made.
+    let mason = Account::new("175928847299117063", "mason", None);
+    d.discord.join_guild(GUILD, &mason.id, &[]);
+    let stranger = Account::new("222222222222222222", "stranger", None);
+    for who in [&mason, &stranger] {
+        let (to, token) = d.sign_in(who).await;
+        assert_eq!(
+            (to.as_str(), token),
+            ("/auth/login", None),
+            "{}",
+            who.username
+        );
+    }
+    // A replayed callback: its cookie and code are spent.
+    d.discord.sign_in_as(&nelly);
+    let (first, callback, cookies) = d.through("", "").await;
+    assert!(set_cookie(&first, "tavern_session").is_some());
+    let replay = d
+        .http
+        .get(&callback)
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookie(&replay, "tavern_session").is_none());
+    assert_ne!(replay.status(), 200);
+    assert_eq!(admin.get("/api/v1/users").await.1, users_before);
+
+    // An invitation, accepted with Discord by someone outside the server.
+    let (s, invite) = admin.post("/api/v1/invites", &json!({})).await;
+    assert_eq!(s, 201, "{invite}");
+    let code = invite["code"].as_str().unwrap();
+    let page = reqwest::get(format!("{}/auth/invite/{code}", d.server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Accept with your Discord account"), "{page}");
+    // An account that signs in already cannot take it.
+    let (taken, _, _) = d.through(&format!("?invite={code}"), "").await;
+    assert_eq!(location(&taken), format!("/auth/invite/{code}"));
+    assert!(set_cookie(&taken, "tavern_session").is_none());
+    d.discord.sign_in_as(&stranger);
+    let (accepted, _, _) = d.through(&format!("?invite={code}"), "").await;
+    assert_eq!(location(&accepted), "/dashboard/welcome");
+    let token = set_cookie(&accepted, "tavern_session").expect("signed in");
+    let me = whoami(&d.server, &token).await;
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("stranger"), Some("gm"))
+    );
+    // Used up (one use): the next invitee finds it gone, and no account.
+    d.discord
+        .sign_in_as(&Account::new("555555555555555555", "late", None));
+    let (gone, _, _) = d.through(&format!("?invite={code}"), "").await;
+    assert_eq!(gone.status(), 404);
+    assert!(set_cookie(&gone, "tavern_session").is_none());
+    // And the account signs in from now on.
+    let (_, again) = d.sign_in(&stranger).await;
+    assert_eq!(
+        whoami(&d.server, &again.unwrap()).await["username"],
+        "stranger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_user_links_discord_signs_in_with_it_and_unlinks_it() {
+    let d = Discord::start().await;
+    let admin = d.server.api(Some(&d.server.admin_token));
+    admin.create_user("carl", "gm", "carl-password-1").await;
+    let carl = d.server.api(None).login("carl", "carl-password-1").await;
+    let account = Account::new("333333333333333333", "carl-on-discord", None);
+    d.discord.sign_in_as(&account);
+    let (linked, _, _) = d
+        .through(
+            "?link=true&next=%2Faccount",
+            &format!("tavern_session={}", carl.token()),
+        )
+        .await;
+    assert_eq!(location(&linked), "/account");
+    // Not in the server, yet linked: Discord signs Carl in as Carl.
+    let (_, token) = d.sign_in(&account).await;
+    assert_eq!(whoami(&d.server, &token.unwrap()).await["username"], "carl");
+    let page = d
+        .http
+        .get(format!("{}/account", d.site))
+        .header("cookie", format!("tavern_session={}", carl.token()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Your Discord account signs you in here."),
+        "{page}"
+    );
+    let (s, b) = carl.delete("/api/v1/auth/links/discord").await;
+    assert_eq!(s, 204, "{b}");
+    let (to, token) = d.sign_in(&account).await;
+    assert_eq!((to.as_str(), token), ("/auth/login", None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_master_signs_in_with_discord_in_the_browser() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let d = Discord::start().await;
+    let erin = Account::new("444444444444444444", "erin", Some("Erin"));
+    d.discord.join_guild(GUILD, &erin.id, &[PLAYERS]);
+    d.discord.sign_in_as(&erin);
+    b.goto(&format!(
+        "{}/auth/login?next=%2Fdashboard%2Fsessions",
+        d.site
+    ))
+    .await;
+    assert!(
+        b.text("#sso-discord")
+            .await
+            .contains("Sign in with Discord")
+    );
+    b.assert_accessible().await;
+    b.click("#sso-discord").await;
+    // "Discord"'s consent page.
+    b.click("#authorize").await;
+    assert_eq!(b.path().await, "/dashboard/sessions");
+    assert!(
+        b.text("header").await.contains("erin"),
+        "{}",
+        b.text("header").await
+    );
+    b.close().await;
+}
