@@ -77,13 +77,13 @@ impl SignInWays {
     }
 
     /// Every way that is on, as (provider, label), for buttons.
-    pub(crate) fn offered(&self) -> Vec<(&'static str, String)> {
+    pub fn offered(&self) -> Vec<(String, String)> {
         let mut all = Vec::new();
         if let Some(o) = &self.oidc {
-            all.push((OIDC, o.label.clone()));
+            all.push((OIDC.to_owned(), o.label.clone()));
         }
         if self.discord.is_some() {
-            all.push((DISCORD, "Discord".to_owned()));
+            all.push((DISCORD.to_owned(), "Discord".to_owned()));
         }
         all
     }

@@ -39,6 +39,9 @@ pub struct ProxySettings {
     pub wake_on_visit: WakeOnVisit,
     /// How many connections the listener keeps, and for how long.
     pub connections: ConnectionLimits,
+    /// Outside accounts the standby pages offer to sign in with:
+    /// (provider, label), as the dashboard names them.
+    pub sign_in_ways: Vec<(String, String)>,
 }
 
 pub struct Proxy {

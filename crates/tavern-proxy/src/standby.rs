@@ -51,6 +51,8 @@ struct Page<'a> {
     prefix: &'a str,
     /// The dashboard's address, ending in `/`.
     site: String,
+    /// Outside accounts to sign in with: (provider, label).
+    ways: &'a [(String, String)],
 }
 
 #[derive(Template)]
@@ -253,6 +255,7 @@ impl Proxy {
             signed_in_as,
             prefix,
             site: self.tavern.site_url(),
+            ways: &self.settings.sign_in_ways,
         };
         let body = page.render().unwrap_or_else(|e| {
             tracing::error!(error = %e, "rendering the standby page failed");
@@ -445,6 +448,7 @@ mod tests {
             signed_in_as: None,
             prefix: "",
             site: "http://localhost:8080/".into(),
+            ways: &[],
         }
     }
 
@@ -467,6 +471,20 @@ mod tests {
         assert!(html.contains(r#"href="http://localhost:8080/dashboard""#));
         assert!(html.contains("auth/handoff?world=dragon"), "{html}");
         assert!(html.contains("Ask your game master"), "{html}");
+        // With outside accounts on: each signs in, then on to the world.
+        let ways = [("discord".to_owned(), "Discord".to_owned())];
+        let html = Page {
+            ways: &ways,
+            ..page(None, true, false)
+        }
+        .render()
+        .unwrap();
+        assert!(
+            html.contains(
+                r#"href="http://localhost:8080/auth/sso/discord?next=%2Fauth%2Fhandoff%3Fworld%3Ddragon""#
+            ) && html.contains("Sign in with Discord"),
+            "{html}"
+        );
         // Its owner is not told to ask themselves.
         let own = page(None, false, true).render().unwrap();
         assert!(!own.contains("Ask your game master"), "{own}");

@@ -18,6 +18,14 @@ pub struct DiscordRest {
     settings: DiscordSettings,
 }
 
+/// The bot's interactions endpoint, answering through this REST client.
+pub fn edge(settings: DiscordSettings) -> anyhow::Result<tavern_http::DiscordEdge> {
+    Ok(tavern_http::DiscordEdge {
+        public_key: settings.public_key,
+        api: std::sync::Arc::new(DiscordRest::new(settings)?),
+    })
+}
+
 impl DiscordRest {
     pub fn new(settings: DiscordSettings) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()

@@ -427,18 +427,16 @@ impl Server {
         tracing::info!(%addr, domain = %config.server.domain, data_dir = %data_dir.display(), "tavern is listening");
         println!("Tavern is listening on {}", config.api_url(addr));
 
+        let sign_in = config.auth.sign_in(&tavern.settings().site_url())?;
         let api = tavern_http::router(
             tavern.clone(),
             HttpSettings {
                 body_limit: config.server.body_limit,
                 discord: match config.discord.settings()? {
-                    Some(d) => Some(tavern_http::DiscordEdge {
-                        public_key: d.public_key,
-                        api: Arc::new(crate::discord::DiscordRest::new(d)?),
-                    }),
+                    Some(d) => Some(crate::discord::edge(d)?),
                     None => None,
                 },
-                sign_in: config.auth.sign_in(&tavern.settings().site_url())?,
+                sign_in: sign_in.clone(),
             },
         );
         let site = Site {
@@ -498,6 +496,7 @@ impl Server {
                 body_limit: config.server.world_body_limit,
                 wake_on_visit: config.idle.wake_on_visit,
                 connections: connections.clone(),
+                sign_in_ways: sign_in.offered(),
             },
             Arc::new(tavern.clone()),
             api_service(api),

@@ -38,7 +38,7 @@ struct AccountPage {
 }
 
 struct LinkRow {
-    provider: &'static str,
+    provider: String,
     label: String,
     linked: bool,
 }
@@ -59,9 +59,9 @@ async fn account(State(s): State<AppState>, session: Session) -> Response {
                     .offered()
                     .into_iter()
                     .map(|(provider, label)| LinkRow {
+                        linked: linked.iter().any(|i| i.provider == provider),
                         provider,
                         label,
-                        linked: linked.iter().any(|i| i.provider == provider),
                     })
                     .collect(),
             };

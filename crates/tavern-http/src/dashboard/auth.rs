@@ -67,7 +67,7 @@ struct LoginPage {
     pre: String,
     next: String,
     /// "Sign in with LABEL" buttons: (provider, label, address).
-    ways: Vec<(&'static str, String, String)>,
+    ways: Vec<(String, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +116,10 @@ async fn login_page(
         .sign_in
         .offered()
         .into_iter()
-        .map(|(provider, label)| (provider, label, format!("/auth/sso/{provider}?next={back}")))
+        .map(|(provider, label)| {
+            let href = format!("/auth/sso/{provider}?next={back}");
+            (provider, label, href)
+        })
         .collect();
     let page = LoginPage {
         chrome: Chrome::anonymous("Sign in", Flash::read(&headers)),
@@ -330,7 +333,7 @@ struct InvitePage {
     until: String,
     code: String,
     /// Outside accounts the invitation can be accepted with.
-    ways: Vec<(&'static str, String)>,
+    ways: Vec<(String, String)>,
 }
 
 /// `GET /auth/invite/{code}`: what the invitation offers, a form that

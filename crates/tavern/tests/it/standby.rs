@@ -3,10 +3,12 @@
 //! in there (with the default domain, `localhost`, whose cookie browsers
 //! keep to one host, and with a named domain, mapped to loopback, whose
 //! cookie every world shares) and the visit wakes the world; a sign-in on
-//! the dashboard carries over; an address without a world says so; and a
-//! world's backups on its address, for its owner and admins only.
+//! the dashboard carries over; the owner signs in with Discord from the
+//! world's page; an address without a world says so; and a world's
+//! backups on its address, for its owner and admins only.
 
 use serde_json::json;
+use tavern_sso::testing::discord::{Account, StandIn};
 
 use crate::support::{Api, Server, add_key, create_world, wait_for_state, wait_until};
 use crate::web::Browser;
@@ -368,4 +370,50 @@ async fn a_worlds_backups_are_on_its_address_for_its_owner_and_admins_only() {
             .unwrap()
             .contains(delta_backup.as_str())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_signs_in_with_discord_on_the_worlds_address_and_it_wakes() {
+    let Some(b) = Browser::start(true, false).await else {
+        return;
+    };
+    let discord = StandIn::start("1234567890", "discord-secret", "").await;
+    let (server, admin) = delta(&[
+        ("TAVERN_AUTH_DISCORD_CLIENT_ID", "1234567890"),
+        ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", "discord-secret"),
+        ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
+    ])
+    .await;
+    let site = at(&server, "localhost");
+    discord.allow_redirect(&format!("{site}/auth/sso/discord/callback"));
+    discord.sign_in_as(&Account::new("80351110224678912", "alice-d", None));
+
+    // Alice links her Discord account on her account page.
+    sign_in_on_dashboard(&b, &site).await;
+    b.goto(&format!("{site}/account")).await;
+    b.click("#sso-link-discord").await;
+    b.click("#authorize").await;
+    assert_eq!(b.path().await, "/account");
+    let main = b.text("main").await;
+    assert!(
+        main.contains("Your Discord account signs you in here."),
+        "{main}"
+    );
+
+    // Signed out, she comes to her world's address and signs in with
+    // Discord there (allowed once, Discord does not ask again): back at
+    // her world, which wakes.
+    b.client.delete_all_cookies().await.unwrap();
+    b.goto(&format!("{}/", at(&server, "delta.localhost")))
+        .await;
+    assert_eq!(b.text("[data-field=state]").await, "sleeping");
+    assert!(
+        b.text("#sso-discord")
+            .await
+            .contains("Sign in with Discord")
+    );
+    b.click("#sso-discord").await;
+    the_world_opens(&b).await;
+    wait_for_state(&admin, "delta", "running").await;
+    b.close().await;
 }
