@@ -178,6 +178,9 @@ impl Tavern {
         username: &str,
         password: &str,
     ) -> Result<(String, User), CoreError> {
+        if self.settings.auth.passwords_off {
+            return Err(crate::users::passwords_off());
+        }
         let invite = self.invite_by_code(code).await?;
         let username = checks::username("username", username)?;
         auth::check_password(password)?;

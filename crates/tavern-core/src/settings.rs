@@ -65,6 +65,18 @@ pub struct AuthSettings {
     /// Admins who sign in with a password must have a second factor: until
     /// they set one up, the dashboard shows them nothing else.
     pub require_totp_for_admins: bool,
+    /// Passwords sign nobody in (nor accept invitations) but these
+    /// break-glass admins: the community's accounts do.
+    pub passwords_off: bool,
+    pub break_glass_admins: Vec<String>,
+}
+
+impl AuthSettings {
+    /// Whether `username` may sign in with a password at all (an admin's
+    /// role is checked once the password is).
+    pub fn password_allowed(&self, username: &str) -> bool {
+        !self.passwords_off || self.break_glass_admins.iter().any(|a| a == username)
+    }
 }
 
 /// Where the package library is, and what new worlds get.

@@ -20,6 +20,15 @@ pub struct NewUser {
     pub tier: Option<String>,
 }
 
+/// Why a password signs nobody in here.
+pub(crate) fn passwords_off() -> CoreError {
+    CoreError::Forbidden(
+        "passwords are off on this Tavern: sign in with your community's account (Discord or \
+         its identity provider) instead"
+            .into(),
+    )
+}
+
 impl Tavern {
     /// On an empty store, creates the admin `admin` and a token for it;
     /// answers the token's secret (to show once), or `None` if users exist.
@@ -121,6 +130,10 @@ impl Tavern {
             tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in rate-limited");
             return Err(CoreError::RateLimited(wait.as_secs().max(1)));
         }
+        let auth = &self.settings.auth;
+        if !auth.password_allowed(username) {
+            return Err(passwords_off());
+        }
         let result = self.check_password(username, password).await;
         // Only a wrong name or password counts against the pair.
         if let Err(CoreError::InvalidCredentials) = &result {
@@ -128,6 +141,9 @@ impl Tavern {
             tracing::warn!(username = %username.escape_debug(), ?ip, "sign-in failed");
         }
         let user = result?;
+        if auth.passwords_off && user.role != Role::Admin {
+            return Err(passwords_off());
+        }
         let has_factor = self.confirmed_factor(user.id).await?.is_some();
         let method = match (has_factor, code) {
             (false, _) => "password",

@@ -59,11 +59,23 @@ impl DiscordSignIn {
     }
 }
 
-/// The ways to sign in besides passwords that this Tavern offers.
-#[derive(Clone, Default)]
+/// The ways to sign in besides passwords that this Tavern offers, and
+/// whether passwords are offered too (else only to break-glass admins).
+#[derive(Clone)]
 pub struct SignInWays {
     pub oidc: Option<Arc<OidcEdge>>,
     pub discord: Option<Arc<DiscordSignIn>>,
+    pub passwords: bool,
+}
+
+impl Default for SignInWays {
+    fn default() -> Self {
+        Self {
+            oidc: None,
+            discord: None,
+            passwords: true,
+        }
+    }
 }
 
 impl SignInWays {

@@ -42,6 +42,8 @@ pub struct ProxySettings {
     /// Outside accounts the standby pages offer to sign in with:
     /// (provider, label), as the dashboard names them.
     pub sign_in_ways: Vec<(String, String)>,
+    /// Game masters sign in with passwords too (`[auth] passwords`).
+    pub passwords: bool,
 }
 
 pub struct Proxy {

@@ -53,6 +53,8 @@ struct Page<'a> {
     site: String,
     /// Outside accounts to sign in with: (provider, label).
     ways: &'a [(String, String)],
+    /// Passwords sign game masters in.
+    passwords: bool,
 }
 
 #[derive(Template)]
@@ -256,6 +258,7 @@ impl Proxy {
             prefix,
             site: self.tavern.site_url(),
             ways: &self.settings.sign_in_ways,
+            passwords: self.settings.passwords,
         };
         let body = page.render().unwrap_or_else(|e| {
             tracing::error!(error = %e, "rendering the standby page failed");
@@ -449,6 +452,7 @@ mod tests {
             prefix: "",
             site: "http://localhost:8080/".into(),
             ways: &[],
+            passwords: true,
         }
     }
 
@@ -485,6 +489,16 @@ mod tests {
             ) && html.contains("Sign in with Discord"),
             "{html}"
         );
+        // With passwords off, no password form, only the ways.
+        let html = Page {
+            ways: &ways,
+            passwords: false,
+            ..page(None, true, false)
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains(r#"id="password""#), "{html}");
+        assert!(html.contains("Sign in with Discord"), "{html}");
         // Its owner is not told to ask themselves.
         let own = page(None, false, true).render().unwrap();
         assert!(!own.contains("Ask your game master"), "{own}");

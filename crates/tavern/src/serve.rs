@@ -497,6 +497,7 @@ impl Server {
                 wake_on_visit: config.idle.wake_on_visit,
                 connections: connections.clone(),
                 sign_in_ways: sign_in.offered(),
+                passwords: sign_in.passwords,
             },
             Arc::new(tavern.clone()),
             api_service(api),

@@ -61,7 +61,7 @@ pub(super) async fn revoke_invite(
 /// or withdrawn.
 #[utoipa::path(post, path = "/api/v1/invites/{code}/accept", extensions(("x-tavern-access" = json!("public"))), params(("code" = String, Path)),
     security(()), request_body = AcceptInviteRequest,
-    responses((status = 201, body = LoginResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = LoginResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(super) async fn accept_invite(
     State(s): State<AppState>,
     Path(code): Path<String>,

@@ -12,7 +12,7 @@ use crate::extract::{ApiJson, Authed, ClientIp};
 
 /// Exchanges a username and password for an API token.
 #[utoipa::path(post, path = "/api/v1/auth/login", extensions(("x-tavern-access" = json!("public"))), security(()), request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(super) async fn login(
     State(s): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -68,6 +68,8 @@ struct LoginPage {
     next: String,
     /// "Sign in with LABEL" buttons: (provider, label, address).
     ways: Vec<(String, String, String)>,
+    /// Passwords are for everyone (else tucked away for break-glass admins).
+    passwords: bool,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +128,7 @@ async fn login_page(
         pre: pre.clone(),
         next,
         ways,
+        passwords: s.sign_in.passwords,
     };
     with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }
@@ -334,6 +337,8 @@ struct InvitePage {
     code: String,
     /// Outside accounts the invitation can be accepted with.
     ways: Vec<(String, String)>,
+    /// It can be accepted with a password.
+    passwords: bool,
 }
 
 /// `GET /auth/invite/{code}`: what the invitation offers, a form that
@@ -366,6 +371,7 @@ async fn invite_page(
         until: super::when(invite.expires_at),
         code,
         ways: s.sign_in.offered(),
+        passwords: s.sign_in.passwords,
     };
     with_pre(&s, &headers, render(&page.chrome, &page), &pre)
 }

@@ -10,12 +10,28 @@ use serde::{Deserialize, Serialize};
 
 use super::community::{secret_value, text_or_number, texts_or_numbers};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub require_totp_for_admins: bool,
+    /// Off: only `break_glass_admins` sign in with a password; everyone
+    /// else with `[auth.oidc]` or `[auth.discord]`.
+    pub passwords: bool,
+    pub break_glass_admins: Vec<String>,
     pub oidc: OidcConfig,
     pub discord: DiscordSignInConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            require_totp_for_admins: false,
+            passwords: true,
+            break_glass_admins: Vec::new(),
+            oidc: OidcConfig::default(),
+            discord: DiscordSignInConfig::default(),
+        }
+    }
 }
 
 /// `[auth.discord]`: on when `client_id` is set.
@@ -137,16 +153,31 @@ impl AuthConfig {
     pub fn settings(&self) -> tavern_core::AuthSettings {
         tavern_core::AuthSettings {
             require_totp_for_admins: self.require_totp_for_admins,
+            passwords_off: !self.passwords,
+            break_glass_admins: self.break_glass_admins.clone(),
         }
     }
 
     /// The ways to sign in besides passwords; `site_url` is Tavern's own
     /// address (ending in `/`), where providers send people back.
     pub fn sign_in(&self, site_url: &str) -> anyhow::Result<tavern_http::SignInWays> {
-        Ok(tavern_http::SignInWays {
+        let ways = tavern_http::SignInWays {
             oidc: self.oidc(site_url)?,
             discord: self.discord(site_url)?,
-        })
+            passwords: self.passwords,
+        };
+        anyhow::ensure!(
+            self.passwords || !ways.offered().is_empty(),
+            "invalid configuration: auth.passwords = false needs [auth.oidc] or [auth.discord], \
+             or nobody could sign in"
+        );
+        anyhow::ensure!(
+            self.break_glass_admins
+                .iter()
+                .all(|a| tavern_types::Username::parse(a).is_ok()),
+            "invalid configuration: auth.break_glass_admins are usernames"
+        );
+        Ok(ways)
     }
 
     /// Discord, when `[auth.discord]` is set.
@@ -264,5 +295,48 @@ impl AuthConfig {
                 sign_up_groups: Vec::new(),
             },
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_go_off_only_with_another_way_on() {
+        let off = AuthConfig {
+            passwords: false,
+            ..AuthConfig::default()
+        };
+        let err = off.sign_in("http://localhost:8080/").err().unwrap();
+        assert!(err.to_string().contains("auth.passwords"), "{err}");
+        let with_discord = AuthConfig {
+            discord: DiscordSignInConfig {
+                client_id: Some("1234".into()),
+                client_secret: Some("s".into()),
+                ..DiscordSignInConfig::default()
+            },
+            ..off
+        };
+        let ways = with_discord.sign_in("http://localhost:8080/").unwrap();
+        assert!(!ways.passwords);
+        assert_eq!(
+            ways.offered(),
+            [("discord".to_owned(), "Discord".to_owned())]
+        );
+    }
+
+    #[test]
+    fn discord_sign_up_needs_the_communitys_server() {
+        let mut c = AuthConfig::default();
+        c.discord.client_id = Some("1234".into());
+        c.discord.client_secret = Some("s".into());
+        c.discord.sign_up = true;
+        let err = c.sign_in("http://localhost:8080/").err().unwrap();
+        assert!(err.to_string().contains("guild_id"), "{err}");
+        c.discord.guild_id = Some("not digits".into());
+        assert!(c.sign_in("http://localhost:8080/").is_err());
+        c.discord.guild_id = Some("81384788765712384".into());
+        assert!(c.sign_in("http://localhost:8080/").is_ok());
     }
 }

@@ -288,3 +288,83 @@ async fn a_game_master_signs_in_with_discord_in_the_browser() {
     );
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_passwords_off_only_break_glass_admins_use_one() {
+    let discord = StandIn::start(APP, SECRET, "").await;
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("TAVERN_AUTH_DISCORD_CLIENT_ID", APP),
+            ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", SECRET),
+            ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
+            ("TAVERN_AUTH_PASSWORDS", "false"),
+            ("TAVERN_AUTH_BREAK_GLASS_ADMINS", "[\"keeper\"]"),
+        ],
+    );
+    let admin = server.api(Some(&server.admin_token));
+    admin
+        .create_user("keeper", "admin", "keeper-password-1")
+        .await;
+    admin.create_user("boss", "admin", "boss-password-1").await;
+    admin.create_user("gina", "gm", "gina-password-1").await;
+    let anon = server.api(None);
+    let login = |name: &str, password: &str| {
+        let body = json!({"username": name, "password": password});
+        let anon = &anon;
+        async move { anon.post("/api/v1/auth/login", &body).await }
+    };
+    // A game master, an admin not named, a stranger: told why, whatever
+    // the password.
+    for (name, password) in [
+        ("gina", "gina-password-1"),
+        ("boss", "boss-password-1"),
+        ("nobody", "x"),
+    ] {
+        let (s, b) = login(name, password).await;
+        assert_eq!(s, 403, "{name}: {b}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("passwords are off"),
+            "{b}"
+        );
+    }
+    // The break-glass admin signs in with hers.
+    let (s, b) = login("keeper", "keeper-password-1").await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = login("keeper", "wrong-password").await;
+    assert_eq!(s, 401, "{b}");
+
+    // Invitations are accepted with Discord, not a password.
+    let (_, invite) = admin.post("/api/v1/invites", &json!({})).await;
+    let code = invite["code"].as_str().unwrap();
+    let (s, b) = anon
+        .post(
+            &format!("/api/v1/invites/{code}/accept"),
+            &json!({"username": "newbie", "password": "a-long-password"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{b}");
+    let page = reqwest::get(format!("{}/auth/invite/{code}", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Accept with your Discord account"), "{page}");
+    assert!(!page.contains(r#"id="password""#), "{page}");
+    // The sign-in page leads with Discord; the password is for admins.
+    let page = reqwest::get(format!("{}/auth/login", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Sign in with Discord"), "{page}");
+    assert!(
+        page.contains("<details") && page.contains("Admins: sign in with your password"),
+        "{page}"
+    );
+}
