@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/admin/users/{name}/second-factor/remove",
             post(remove_second_factor),
         )
+        .route("/admin/users/{name}/links/unlink", post(unlink_account))
         .route("/admin/invites", get(invites).post(invite))
         .route("/admin/invites/{id}/revoke", post(revoke))
         .route("/admin/usage", get(usage))
@@ -234,6 +235,8 @@ struct UserRow {
 struct UsersPage {
     chrome: Chrome,
     users: Vec<UserRow>,
+    /// Outside accounts users may have linked: (provider, label).
+    ways: Vec<(String, String)>,
     tiers: Vec<String>,
     default_tier: String,
 }
@@ -249,6 +252,7 @@ async fn users(State(s): State<AppState>, session: Session) -> Response {
     let economy = &s.tavern.settings().economy;
     let page = UsersPage {
         chrome: session.chrome("Users", "admin"),
+        ways: s.sign_in.offered(),
         users: list
             .iter()
             .map(|u| UserRow {
@@ -305,6 +309,29 @@ async fn remove_second_factor(
         .map(|()| {
             format!("{name}'s second factor is removed: their password alone signs them in.")
         });
+    redirect_with(&s, &headers, "/admin/users", done.map_err(say))
+}
+
+#[derive(Deserialize)]
+struct UnlinkForm {
+    /// `oidc` or `discord`.
+    provider: String,
+}
+
+/// The user's account of a provider no longer signs them in (a lost or
+/// taken-over outside account).
+async fn unlink_account(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    posted: Posted<UnlinkForm>,
+) -> Response {
+    let provider = &posted.form.provider;
+    let done = s
+        .tavern
+        .unlink_outside(&posted.session.caller, Some(&name), provider)
+        .await
+        .map(|()| format!("{name}'s {provider} account is unlinked: it no longer signs them in."));
     redirect_with(&s, &headers, "/admin/users", done.map_err(say))
 }
 

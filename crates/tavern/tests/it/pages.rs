@@ -188,6 +188,12 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
     ),
     (
         "POST",
+        "/admin/users/{user}/links/unlink",
+        Access::Admin,
+        "provider=discord",
+    ),
+    (
+        "POST",
         "/admin/licenses",
         Access::Admin,
         "label=added-{n}&key={key}&owner=",

@@ -255,6 +255,51 @@ async fn a_password_user_links_discord_signs_in_with_it_and_unlinks_it() {
     assert_eq!(s, 204, "{b}");
     let (to, token) = d.sign_in(&account).await;
     assert_eq!((to.as_str(), token), ("/auth/login", None));
+
+    // Linked again, an admin unlinks it from the users page.
+    d.through(
+        "?link=true&next=%2Faccount",
+        &format!("tavern_session={}", carl.token()),
+    )
+    .await;
+    assert!(d.sign_in(&account).await.1.is_some());
+    admin.create_user("root", "admin", "root-password-1").await;
+    let root = d.server.api(None).login("root", "root-password-1").await;
+    let cookie = format!("tavern_session={}", root.token());
+    let page = d
+        .http
+        .get(format!("{}/admin/users", d.site))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Unlink Discord"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let done = d
+        .http
+        .post(format!("{}/admin/users/carl/links/unlink", d.site))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&provider=discord"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    assert!(
+        set_cookie(&done, "tavern_flash").is_some_and(|f| f.starts_with("ok.")),
+        "{:?}",
+        done.headers()
+    );
+    let (to, token) = d.sign_in(&account).await;
+    assert_eq!((to.as_str(), token), ("/auth/login", None));
 }
 
 #[tokio::test(flavor = "multi_thread")]
