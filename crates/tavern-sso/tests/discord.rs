@@ -4,6 +4,7 @@
 //! code used twice, a wrong client secret, a person who said no.
 
 use tavern_sso::testing::discord::{Account, StandIn};
+use tavern_sso::testing::query_param as param;
 use tavern_sso::{Discord, DiscordSettings, SsoError};
 
 const CALLBACK: &str = "http://localhost:8080/auth/sso/discord/callback";
@@ -17,14 +18,6 @@ fn settings(stand_in: &StandIn, secret: &str, guild: Option<&str>) -> DiscordSet
         redirect_url: CALLBACK.into(),
         guild_id: guild.map(str::to_owned),
     }
-}
-
-fn param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 async fn stand_in() -> StandIn {

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tavern_sso::testing::provider::Provider;
+use tavern_sso::testing::query_param as param;
 use tavern_sso::{Oidc, OidcSettings, SsoError};
 
 const CALLBACK: &str = "http://localhost:8080/auth/sso/oidc/callback";
@@ -23,15 +24,6 @@ fn settings(provider: &Provider, client_id: &str) -> OidcSettings {
         scopes: vec!["email".into(), "profile".into()],
         groups_claim: Some("groups".into()),
     }
-}
-
-/// A query parameter of a URL.
-fn param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// The provider's raw ID token for a sign-in of `sub` by `client_id`, as

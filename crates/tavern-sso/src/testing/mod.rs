@@ -4,3 +4,12 @@
 
 pub mod discord;
 pub mod provider;
+
+/// A query parameter of a URL (where a provider sends the browser).
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

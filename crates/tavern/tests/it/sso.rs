@@ -18,10 +18,6 @@ struct Sso {
     site: String,
 }
 
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"].to_str().unwrap().to_owned()
-}
-
 impl Sso {
     async fn start() -> Option<Sso> {
         let provider = Provider::start()?;
@@ -84,12 +80,6 @@ impl Sso {
         assert_eq!(location(&resp), "/dashboard/sessions");
         set_cookie(&resp, "tavern_session").expect("signed in")
     }
-}
-
-async fn whoami(server: &Server, token: &str) -> Value {
-    let (s, me) = server.api(Some(token)).get("/api/v1/auth/whoami").await;
-    assert_eq!(s, 200, "{me}");
-    me
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 //! password user links their Discord account and signs in with it, and a
 //! replayed callback signs nobody in. And in Chromium, the whole way.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tavern_sso::testing::discord::{Account, StandIn};
 
 use crate::support::*;
@@ -23,27 +23,28 @@ struct Discord {
     site: String,
 }
 
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"].to_str().unwrap().to_owned()
-}
-
 impl Discord {
+    /// With members of the guild holding `PLAYERS` signing up.
     async fn start() -> Discord {
+        let roles = format!("[\"{PLAYERS}\"]");
+        Self::start_with(&[
+            ("TAVERN_AUTH_DISCORD_GUILD_ID", GUILD),
+            ("TAVERN_AUTH_DISCORD_SIGN_UP", "true"),
+            ("TAVERN_AUTH_DISCORD_SIGN_UP_ROLES", &roles),
+        ])
+        .await
+    }
+
+    /// Signing in with Discord on, and `more` settings.
+    async fn start_with(more: &[(&str, &str)]) -> Discord {
         let discord = StandIn::start(APP, SECRET, "").await;
-        let server = Server::start_with_env(
-            &[],
-            &[
-                ("TAVERN_AUTH_DISCORD_CLIENT_ID", APP),
-                ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", SECRET),
-                ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
-                ("TAVERN_AUTH_DISCORD_GUILD_ID", GUILD),
-                ("TAVERN_AUTH_DISCORD_SIGN_UP", "true"),
-                (
-                    "TAVERN_AUTH_DISCORD_SIGN_UP_ROLES",
-                    &format!("[\"{PLAYERS}\"]"),
-                ),
-            ],
-        );
+        let mut env = vec![
+            ("TAVERN_AUTH_DISCORD_CLIENT_ID", APP),
+            ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", SECRET),
+            ("TAVERN_AUTH_DISCORD_BASE_URL", discord.base_url.as_str()),
+        ];
+        env.extend_from_slice(more);
+        let server = Server::start_with_env(&[], &env);
         let site = server.url.replace("127.0.0.1", "localhost");
         discord.allow_redirect(&format!("{site}/auth/sso/discord/callback"));
         let http = reqwest::Client::builder()
@@ -93,12 +94,6 @@ impl Discord {
         assert_eq!(back.status(), 303);
         (location(&back), set_cookie(&back, "tavern_session"))
     }
-}
-
-async fn whoami(server: &Server, token: &str) -> Value {
-    let (s, me) = server.api(Some(token)).get("/api/v1/auth/whoami").await;
-    assert_eq!(s, 200, "{me}");
-    me
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,16 +232,7 @@ async fn a_password_user_links_discord_signs_in_with_it_and_unlinks_it() {
     // Not in the server, yet linked: Discord signs Carl in as Carl.
     let (_, token) = d.sign_in(&account).await;
     assert_eq!(whoami(&d.server, &token.unwrap()).await["username"], "carl");
-    let page = d
-        .http
-        .get(format!("{}/account", d.site))
-        .header("cookie", format!("tavern_session={}", carl.token()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(&d.server, carl.token(), "/account").await;
     assert!(
         page.contains("Your Discord account signs you in here."),
         "{page}"
@@ -266,16 +252,7 @@ async fn a_password_user_links_discord_signs_in_with_it_and_unlinks_it() {
     admin.create_user("root", "admin", "root-password-1").await;
     let root = d.server.api(None).login("root", "root-password-1").await;
     let cookie = format!("tavern_session={}", root.token());
-    let page = d
-        .http
-        .get(format!("{}/admin/users", d.site))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(&d.server, root.token(), "/admin/users").await;
     assert!(page.contains("Unlink Discord"), "{page}");
     let csrf = page
         .split("name=\"csrf\" value=\"")
@@ -336,17 +313,12 @@ async fn a_game_master_signs_in_with_discord_in_the_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_passwords_off_only_break_glass_admins_use_one() {
-    let discord = StandIn::start(APP, SECRET, "").await;
-    let server = Server::start_with_env(
-        &[],
-        &[
-            ("TAVERN_AUTH_DISCORD_CLIENT_ID", APP),
-            ("TAVERN_AUTH_DISCORD_CLIENT_SECRET", SECRET),
-            ("TAVERN_AUTH_DISCORD_BASE_URL", &discord.base_url),
-            ("TAVERN_AUTH_PASSWORDS", "false"),
-            ("TAVERN_AUTH_BREAK_GLASS_ADMINS", "[\"keeper\"]"),
-        ],
-    );
+    let d = Discord::start_with(&[
+        ("TAVERN_AUTH_PASSWORDS", "false"),
+        ("TAVERN_AUTH_BREAK_GLASS_ADMINS", "[\"keeper\"]"),
+    ])
+    .await;
+    let server = &d.server;
     let admin = server.api(Some(&server.admin_token));
     admin
         .create_user("keeper", "admin", "keeper-password-1")

@@ -751,3 +751,15 @@ pub async fn page_as(server: &Server, token: &str, path: &str) -> String {
     assert_eq!(r.status(), 200, "{path}");
     r.text().await.unwrap()
 }
+
+/// Where a redirect points.
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Who the session or API token `token` is (`/api/v1/auth/whoami`).
+pub async fn whoami(server: &Server, token: &str) -> Value {
+    let (s, me) = server.api(Some(token)).get("/api/v1/auth/whoami").await;
+    assert_eq!(s, 200, "{me}");
+    me
+}
