@@ -66,6 +66,15 @@ fn in_any(account: &OutsideAccount, groups: &[String]) -> bool {
     account.groups.iter().any(|g| groups.contains(g))
 }
 
+/// Whether the account may use this Tavern at all (`allowed_groups`),
+/// however it comes: signing in, or accepting an invitation.
+pub fn allowed(account: &OutsideAccount, policy: &OutsidePolicy) -> Result<(), &'static str> {
+    if !policy.allowed_groups.is_empty() && !in_any(account, &policy.allowed_groups) {
+        return Err("your account is not in a group allowed to use this Tavern");
+    }
+    Ok(())
+}
+
 /// Who an outside sign-in is, decided from what the store holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -87,8 +96,8 @@ pub fn decide(
     linked: Option<&User>,
     by_email: Option<&User>,
 ) -> Decision {
-    if !policy.allowed_groups.is_empty() && !in_any(account, &policy.allowed_groups) {
-        return Decision::Refuse("your account is not in a group allowed to use this Tavern");
+    if let Err(why) = allowed(account, policy) {
+        return Decision::Refuse(why);
     }
     if let Some(user) = linked {
         return Decision::SignIn(user.id);
@@ -207,14 +216,16 @@ impl Tavern {
         self.new_outside_user(account, role, tier, None).await
     }
 
-    /// Accepts an invitation with an outside account: a new user with the
-    /// invitation's role and tier, named after the account and linked to
-    /// it, signed in.
+    /// Accepts an invitation with an outside account (one its provider's
+    /// `policy` allows): a new user with the invitation's role and tier,
+    /// named after the account and linked to it, signed in.
     pub async fn accept_invite_outside(
         &self,
         code: &str,
         account: &OutsideAccount,
+        policy: &OutsidePolicy,
     ) -> Result<(String, User), CoreError> {
+        allowed(account, policy).map_err(|why| CoreError::Forbidden(why.to_owned()))?;
         let invite = self.invite_by_code(code).await?;
         if self.linked_user(account).await?.is_some() {
             return Err(CoreError::Conflict {
@@ -531,6 +542,9 @@ mod tests {
             decide(&account(true, &["players"]), &gated, None, None),
             Decision::SignUp
         );
+        // An invitation does not let in an account the groups keep out.
+        assert!(allowed(&account(true, &["other"]), &gated).is_err());
+        assert!(allowed(&account(true, &["players"]), &gated).is_ok());
     }
 
     #[test]

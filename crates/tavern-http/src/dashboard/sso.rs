@@ -69,6 +69,13 @@ async fn begin(
     let Some(way) = s.sign_in.get(&provider) else {
         return not_on();
     };
+    // An invitation used up or withdrawn says so now, not after the
+    // provider.
+    if let Some(code) = &q.invite
+        && let Err(e) = s.tavern.invite_by_code(code).await
+    {
+        return super::core_error_page(e);
+    }
     let sent = match way.begin().await {
         Ok(b) => b,
         Err(e) => {
@@ -236,7 +243,11 @@ async fn finish(
                 .map_err(say);
             redirect_with(s, headers, "/account", done)
         }
-        "invite" => match s.tavern.accept_invite_outside(&flow.invite, &account).await {
+        "invite" => match s
+            .tavern
+            .accept_invite_outside(&flow.invite, &account, way.policy())
+            .await
+        {
             Ok((token, _)) => signed_in(s, headers, "/dashboard/welcome", &token),
             Err(e @ tavern_core::CoreError::NotFound { .. }) => super::core_error_page(e),
             Err(e) => redirect_with(s, headers, back, Err(say(e))),

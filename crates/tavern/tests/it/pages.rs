@@ -65,7 +65,7 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
         Access::SignInForm,
         "",
     ),
-    ("GET", "/auth/sso/discord?invite=x", Access::Public, ""),
+    ("GET", "/auth/sso/discord?invite={code}", Access::Public, ""),
     (
         "POST",
         "/account/sso/unlink",
