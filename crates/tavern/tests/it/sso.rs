@@ -228,16 +228,7 @@ async fn an_existing_user_links_their_account_and_an_admin_unlinks_it() {
     let token = sso.sign_in("carl-sub").await;
     assert_eq!(whoami(&sso.server, &token).await["username"], "carl");
     // His account page says so.
-    let page = sso
-        .http
-        .get(format!("{}/account", sso.site))
-        .header("cookie", format!("tavern_session={token}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_as(&sso.server, &token, "/account").await;
     assert!(
         page.contains("Your Keycloak account signs you in here."),
         "{page}"

@@ -77,14 +77,17 @@ impl Discord {
         let callback = self.discord.authorize(&to, true).await;
         assert!(callback.starts_with(&self.site), "{callback}");
         let cookies = format!("{cookies}; tavern_sso={flow}");
-        let back = self
-            .http
-            .get(&callback)
-            .header("cookie", &cookies)
+        (self.back(&callback, &cookies).await, callback, cookies)
+    }
+
+    /// Back from "Discord" at `callback`, carrying `cookies`.
+    async fn back(&self, callback: &str, cookies: &str) -> reqwest::Response {
+        self.http
+            .get(callback)
+            .header("cookie", cookies)
             .send()
             .await
-            .unwrap();
-        (back, callback, cookies)
+            .unwrap()
     }
 
     /// A sign-in as `account`: where it ended, and the session if any.
@@ -165,15 +168,13 @@ async fn members_with_the_role_sign_up_others_are_refused_and_invitations_are_ac
     d.discord.sign_in_as(&nelly);
     let (first, callback, cookies) = d.through("", "").await;
     assert!(set_cookie(&first, "tavern_session").is_some());
-    let replay = d
-        .http
-        .get(&callback)
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(set_cookie(&first, "tavern_sso").as_deref(), Some(""));
+    // Sent again with the flow's cookie, Discord refuses the spent code.
+    let replay = d.back(&callback, &cookies).await;
+    assert_eq!(replay.status(), 303);
+    assert_eq!(location(&replay), "/auth/login");
     assert!(set_cookie(&replay, "tavern_session").is_none());
-    assert_ne!(replay.status(), 200);
+    assert!(d.discord.refused().iter().any(|r| r.contains("\"code\"")));
     assert_eq!(admin.get("/api/v1/users").await.1, users_before);
 
     // An invitation, accepted with Discord by someone outside the server.
