@@ -103,15 +103,7 @@ async fn people_sign_in_with_the_provider_and_nothing_else_gets_through() {
         .await;
 
     // The sign-in page offers the provider.
-    let page = sso
-        .http
-        .get(format!("{}/auth/login?next=%2Fdashboard", sso.site))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&format!("{}/auth/login?next=%2Fdashboard", sso.site)).await;
     assert!(page.contains("Sign in with Keycloak"), "{page}");
     assert!(page.contains("/auth/sso/oidc?next=%2Fdashboard"), "{page}");
 

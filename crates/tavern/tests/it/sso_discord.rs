@@ -103,15 +103,7 @@ impl Discord {
 async fn members_with_the_role_sign_up_others_are_refused_and_invitations_are_accepted() {
     let d = Discord::start().await;
     let admin = d.server.api(Some(&d.server.admin_token));
-    let page = d
-        .http
-        .get(format!("{}/auth/login?next=%2Fdashboard", d.site))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&format!("{}/auth/login?next=%2Fdashboard", d.site)).await;
     assert!(page.contains("Sign in with Discord"), "{page}");
     assert!(
         page.contains("/auth/sso/discord?next=%2Fdashboard"),
@@ -181,12 +173,7 @@ async fn members_with_the_role_sign_up_others_are_refused_and_invitations_are_ac
     let (s, invite) = admin.post("/api/v1/invites", &json!({})).await;
     assert_eq!(s, 201, "{invite}");
     let code = invite["code"].as_str().unwrap();
-    let page = reqwest::get(format!("{}/auth/invite/{code}", d.server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&format!("{}/auth/invite/{code}", d.server.url)).await;
     assert!(page.contains("Accept with your Discord account"), "{page}");
     // An account that signs in already cannot take it.
     let (taken, _, _) = d.through(&format!("?invite={code}"), "").await;
@@ -368,21 +355,11 @@ async fn with_passwords_off_only_break_glass_admins_use_one() {
         )
         .await;
     assert_eq!(s, 403, "{b}");
-    let page = reqwest::get(format!("{}/auth/invite/{code}", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&format!("{}/auth/invite/{code}", server.url)).await;
     assert!(page.contains("Accept with your Discord account"), "{page}");
     assert!(!page.contains(r#"id="password""#), "{page}");
     // The sign-in page leads with Discord; the password is for admins.
-    let page = reqwest::get(format!("{}/auth/login", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_at(&format!("{}/auth/login", server.url)).await;
     assert!(page.contains("Sign in with Discord"), "{page}");
     assert!(
         page.contains("<details") && page.contains("Admins: sign in with your password"),

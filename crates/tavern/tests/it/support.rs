@@ -740,6 +740,13 @@ pub async fn acts_of(admin: &Api, actor: &str) -> usize {
         .count()
 }
 
+/// A page as anyone sees it, signed in nowhere (its status must be 200).
+pub async fn page_at(url: &str) -> String {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.text().await.unwrap()
+}
+
 /// A dashboard page as the session `token` sees it (its status must be 200).
 pub async fn page_as(server: &Server, token: &str, path: &str) -> String {
     let r = reqwest::Client::new()
