@@ -32,6 +32,17 @@ pub struct LoginRequest {
     pub code: Option<String>,
 }
 
+/// What `tavern login --sso` redeems: the code the browser brought to its
+/// loopback address, and the verifier it made the code's challenge from.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CliCodeRequest {
+    #[schema(max_length = 1024)]
+    pub code: String,
+    #[schema(max_length = 128)]
+    pub verifier: String,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct LoginResponse {
     /// The API token; shown this once.

@@ -15,6 +15,7 @@ mod admin;
 pub mod auth;
 pub mod backups;
 pub mod checks;
+pub mod cli_sign_in;
 pub mod discord;
 pub mod dns;
 mod error;

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::document())
         .routes(routes!(healthz))
         .routes(routes!(users::login))
+        .routes(routes!(users::cli_code))
         .routes(routes!(users::whoami))
         .routes(routes!(users::logout))
         .routes(routes!(users::create_user, users::list_users))

@@ -31,6 +31,22 @@ pub(super) async fn login(
     }))
 }
 
+/// Exchanges the code that approving `tavern login --sso` in the browser
+/// sent to the client's loopback address (with the verifier of its
+/// challenge) for an API token.
+#[utoipa::path(post, path = "/api/v1/auth/cli-code", extensions(("x-tavern-access" = json!("public"))), security(()), request_body = CliCodeRequest,
+    responses((status = 200, body = LoginResponse), (status = 422, body = ErrorBody)))]
+pub(super) async fn cli_code(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<CliCodeRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let (token, user) = s.tavern.redeem_cli_code(&req.code, &req.verifier).await?;
+    Ok(Json(LoginResponse {
+        token,
+        user: (&user).into(),
+    }))
+}
+
 /// The user the token belongs to.
 #[utoipa::path(get, path = "/api/v1/auth/whoami", extensions(("x-tavern-access" = json!("user"))), responses((status = 200, body = UserJson), (status = 401, body = ErrorBody)))]
 pub(super) async fn whoami(Authed(caller): Authed) -> Json<UserJson> {

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod backups;
 mod charts;
+mod cli;
 mod imports;
 mod packages;
 mod sessions;
@@ -45,6 +46,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(account::routes())
         .merge(sso::routes())
+        .merge(cli::routes())
         .merge(worlds::routes())
         .merge(sessions::routes())
         .merge(backups::routes())

@@ -1,4 +1,5 @@
-//! `tavern login`: signing in with a password or a token, and storing it.
+//! `tavern login`: signing in with a password, a token or through the
+//! browser (`--sso`), and storing the token.
 
 use std::io::{IsTerminal as _, Write as _};
 
@@ -28,12 +29,22 @@ pub struct LoginArgs {
     /// next line of standard input when that is not a terminal).
     #[arg(long, conflicts_with = "token_stdin")]
     code: Option<String>,
+    /// Sign in through the browser, in any way the dashboard offers (the
+    /// community's Discord or identity provider, or a password): approve
+    /// there and the browser hands this client its token.
+    #[arg(long, conflicts_with_all = ["username", "password_stdin", "token_stdin", "code"])]
+    sso: bool,
+    /// With --sso: only print the address to open, do not open a browser.
+    #[arg(long, requires = "sso")]
+    no_browser: bool,
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let server = normalise_server(&args.server)?;
     let token = if args.token_stdin {
         stdin_line("token")?
+    } else if args.sso {
+        super::sso::sign_in(&server, !args.no_browser).await?
     } else {
         let username = match args.username {
             Some(u) => u,

@@ -18,6 +18,7 @@ mod output;
 mod packages;
 mod releases;
 mod sessions;
+mod sso;
 mod users;
 
 pub use admin::{AdminCommand, EventsArgs, UsageArgs, admin, events, usage};

@@ -253,6 +253,18 @@ async fn recipe(
             Some(json!({"username": format!("joiner-{n}"), "password": "joiner-password"}))
         }
         "discord" => Some(json!({"type": 1})),
+        // Each redeems a code approved in their own session (nobody: the
+        // owner's).
+        "cli_code" => {
+            let token = match role {
+                Role::Anonymous | Role::Owner => w.owner.token().to_owned(),
+                Role::Other => w.other.token().to_owned(),
+                Role::Admin => w.server.admin_token.clone(),
+            };
+            let verifier = tavern_core::auth::random_secret();
+            let code = crate::cli_sso::approved_code(&w.server.url, &token, &verifier).await;
+            Some(json!({"code": code, "verifier": verifier}))
+        }
         "add_release" => Some(json!({})),
         "import_world" => Some(json!({})),
         // A folder with no volumes in it: an empty batch.

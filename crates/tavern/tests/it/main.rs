@@ -7,6 +7,7 @@ mod acme;
 mod authz;
 mod backups;
 mod bad_input;
+mod cli_sso;
 mod dashboard;
 mod deploy;
 mod discord;

@@ -91,6 +91,20 @@ const PAGES: &[(&str, &str, Access, &str)] = &[
         Access::User,
         "code=000000",
     ),
+    // `tavern login --sso`: approving sends the browser on to the
+    // client's loopback port with a code for it.
+    (
+        "GET",
+        "/auth/cli?port=9&state=abcdefgh&challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        Access::User,
+        "",
+    ),
+    (
+        "POST",
+        "/auth/cli",
+        Access::User,
+        "port=9&state=abcdefgh&challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&decision=approve",
+    ),
     // On to a world's address, signed in there too (any world's: it only
     // redirects, and the world's server never sees the cookie).
     ("GET", "/auth/handoff?world={slug}", Access::User, ""),

@@ -45,7 +45,7 @@ async fn sign_in(anon: &Api, username: &str, password: &str, code: Option<&str>)
     anon.post("/api/v1/auth/login", &body).await
 }
 
-async fn logins_of(admin: &Api, username: &str) -> Vec<String> {
+pub(crate) async fn logins_of(admin: &Api, username: &str) -> Vec<String> {
     let (_, events) = admin.get("/api/v1/events?limit=500").await;
     events
         .as_array()

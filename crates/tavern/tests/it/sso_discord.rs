@@ -3,7 +3,8 @@
 //! answers): members of the community's server with the right role sign
 //! up, others are refused, an invitation is accepted with Discord, a
 //! password user links their Discord account and signs in with it, and a
-//! replayed callback signs nobody in. And in Chromium, the whole way.
+//! replayed callback signs nobody in. And in Chromium, the whole way, for
+//! the dashboard and for `tavern login --sso`.
 
 use serde_json::json;
 use tavern_sso::testing::discord::{Account, StandIn};
@@ -299,6 +300,36 @@ async fn a_game_master_signs_in_with_discord_in_the_browser() {
         "{}",
         b.text("header").await
     );
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_signs_in_with_discord_through_the_browser() {
+    let Some(b) = crate::web::Browser::start(true, false).await else {
+        return;
+    };
+    let d = Discord::start().await;
+    let erin = Account::new("555555555555555555", "erin", Some("Erin"));
+    d.discord.join_guild(GUILD, &erin.id, &[PLAYERS]);
+    d.discord.sign_in_as(&erin);
+    let home = tempfile::tempdir().unwrap();
+    let cli = crate::cli_sso::SsoLogin::start(home.path(), &d.site);
+    // The address it printed leads through the sign-in page, "Discord"'s
+    // consent, and back to the question.
+    b.goto(&cli.url).await;
+    assert_eq!(b.path().await, "/auth/login");
+    b.click("#sso-discord").await;
+    b.click("#authorize").await;
+    assert_eq!(b.path().await, "/auth/cli");
+    assert!(b.text("main").await.contains("erin"));
+    b.assert_accessible().await;
+    b.click("#approve").await;
+    // On to the client's loopback port, which says it is done.
+    assert_eq!(b.path().await, "/callback");
+    assert!(b.text("#message").await.contains("Signed in."));
+    let (ok, out, err) = cli.finish();
+    assert!(ok, "{err}");
+    assert!(out.contains("Signed in as erin (gm)"), "{out}");
     b.close().await;
 }
 

@@ -63,14 +63,17 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
-/// Reads a child's stdout into a shared buffer until it closes, and hands
-/// back the first line that contains `marker`.
-fn capture_until(child: &mut Child, marker: &'static str, sink: Arc<Mutex<String>>) -> String {
-    let stdout = child.stdout.take().unwrap();
+/// Reads a child's output `stream` into a shared buffer until it closes,
+/// and hands back the first line that contains `marker`.
+fn capture_until(
+    stream: impl std::io::Read + Send + 'static,
+    marker: &'static str,
+    sink: Arc<Mutex<String>>,
+) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push_str(&line);
             sink.lock().unwrap().push('\n');
@@ -205,7 +208,11 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let line = capture_until(&mut child, "Tavern is listening on ", self.stdout.clone());
+        let line = capture_until(
+            child.stdout.take().unwrap(),
+            "Tavern is listening on ",
+            self.stdout.clone(),
+        );
         self.url = line.rsplit(' ').next().unwrap().to_owned();
         self.child = Some(child);
     }
