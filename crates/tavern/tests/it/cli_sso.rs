@@ -150,14 +150,49 @@ fn stored_token(home: &Path) -> Option<String> {
     Some(creds["token"].as_str()?.to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_counts() {
+/// A server with the game master `name` (password `NAME-password`) signed
+/// in on the dashboard, and `tavern login --sso` waiting for them against
+/// `server` + `tail`.
+struct Waiting {
+    server: Server,
+    admin: Api,
+    /// The dashboard session's token.
+    session: String,
+    home: tempfile::TempDir,
+    cli: SsoLogin,
+}
+
+async fn waiting(name: &str, tail: &str) -> Waiting {
     let server = Server::start();
     let admin = server.api(Some(&server.admin_token));
-    admin.create_user("gwen", "gm", "gwen-password").await;
-    let gwen = server.api(None).login("gwen", "gwen-password").await;
+    let password = format!("{name}-password");
+    admin.create_user(name, "gm", &password).await;
+    let session = server
+        .api(None)
+        .login(name, &password)
+        .await
+        .token()
+        .to_owned();
     let home = tempfile::tempdir().unwrap();
-    let mut cli = SsoLogin::start(home.path(), &format!("{}/", server.url));
+    let cli = SsoLogin::start(home.path(), &format!("{}{tail}", server.url));
+    Waiting {
+        server,
+        admin,
+        session,
+        home,
+        cli,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_counts() {
+    let Waiting {
+        server,
+        admin,
+        session,
+        home,
+        mut cli,
+    } = waiting("gwen", "/").await;
     assert!(
         cli.url
             .starts_with(&format!("{}/auth/cli?port=", server.url)),
@@ -173,7 +208,7 @@ async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_c
     assert_eq!(location(&r), format!("/auth/login?next={next}"));
 
     // Signed in: who the client would be, and the choice.
-    let page = page_as(&server, gwen.token(), path).await;
+    let page = page_as(&server, &session, path).await;
     assert!(page.contains("<strong>gwen</strong>"), "{page}");
     assert!(page.contains("id=\"approve\"") && page.contains("id=\"deny\""));
     // An address the client did not print is refused, as is such a form.
@@ -184,13 +219,13 @@ async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_c
     ] {
         let r = no_redirects()
             .get(format!("{}/auth/cli{bad}", server.url))
-            .header("cookie", format!("tavern_session={}", gwen.token()))
+            .header("cookie", format!("tavern_session={}", &session))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
-    let r = decide(&server, gwen.token(), &cli, "approve", &[("port", "0")]).await;
+    let r = decide(&server, &session, &cli, "approve", &[("port", "0")]).await;
     assert_eq!(r.status(), 400);
 
     // Another program at the client's port is not its answer.
@@ -201,7 +236,7 @@ async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_c
     assert!(cli.waiting());
 
     // Approved: on to the client's port with a code and its state.
-    let r = decide(&server, gwen.token(), &cli, "approve", &[]).await;
+    let r = decide(&server, &session, &cli, "approve", &[]).await;
     assert_eq!(r.status(), 303);
     let back = location(&r);
     assert!(
@@ -251,14 +286,15 @@ async fn the_command_line_signs_in_through_the_browser_and_only_its_own_answer_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn saying_no_in_the_browser_signs_the_command_line_in_as_nobody() {
-    let server = Server::start();
-    let admin = server.api(Some(&server.admin_token));
-    admin.create_user("hal", "gm", "hal-password").await;
-    let hal = server.api(None).login("hal", "hal-password").await;
-    let home = tempfile::tempdir().unwrap();
-    let cli = SsoLogin::start(home.path(), &server.url);
+    let Waiting {
+        server,
+        admin,
+        session,
+        home,
+        cli,
+    } = waiting("hal", "").await;
 
-    let r = decide(&server, hal.token(), &cli, "deny", &[]).await;
+    let r = decide(&server, &session, &cli, "deny", &[]).await;
     assert_eq!(r.status(), 303);
     let back = location(&r);
     assert_eq!(

@@ -91,6 +91,14 @@ impl Discord {
             .unwrap()
     }
 
+    /// A member of the guild with the role, `name`, is the one who signs
+    /// in at "Discord".
+    fn member_signing_in(&self, id: &str, name: &str) {
+        let account = Account::new(id, name, None);
+        self.discord.join_guild(GUILD, &account.id, &[PLAYERS]);
+        self.discord.sign_in_as(&account);
+    }
+
     /// A sign-in as `account`: where it ended, and the session if any.
     async fn sign_in(&self, account: &Account) -> (String, Option<String>) {
         self.discord.sign_in_as(account);
@@ -277,9 +285,7 @@ async fn a_game_master_signs_in_with_discord_in_the_browser() {
         return;
     };
     let d = Discord::start().await;
-    let erin = Account::new("444444444444444444", "erin", Some("Erin"));
-    d.discord.join_guild(GUILD, &erin.id, &[PLAYERS]);
-    d.discord.sign_in_as(&erin);
+    d.member_signing_in("444444444444444444", "erin");
     b.goto(&format!(
         "{}/auth/login?next=%2Fdashboard%2Fsessions",
         d.site
@@ -309,9 +315,7 @@ async fn the_command_line_signs_in_with_discord_through_the_browser() {
         return;
     };
     let d = Discord::start().await;
-    let erin = Account::new("555555555555555555", "erin", Some("Erin"));
-    d.discord.join_guild(GUILD, &erin.id, &[PLAYERS]);
-    d.discord.sign_in_as(&erin);
+    d.member_signing_in("555555555555555555", "erin");
     let home = tempfile::tempdir().unwrap();
     let cli = crate::cli_sso::SsoLogin::start(home.path(), &d.site);
     // The address it printed leads through the sign-in page, "Discord"'s
