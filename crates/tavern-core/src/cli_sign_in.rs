@@ -31,13 +31,13 @@ pub fn challenge_of(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Whether `text` can be a challenge (43 characters of URL-safe base64)
-/// or a `state` (8 to 128 of them): what a client's address may carry.
+/// Whether `text` can be a challenge: 43 characters of URL-safe base64.
 pub fn is_challenge(text: &str) -> bool {
     text.len() == 43 && url_safe(text)
 }
 
-/// Whether `text` can be the client's `state`.
+/// Whether `text` can be the client's `state`: 8 to 128 characters of
+/// URL-safe base64.
 pub fn is_state(text: &str) -> bool {
     (8..=128).contains(&text.len()) && url_safe(text)
 }
