@@ -249,6 +249,15 @@ impl Ticket {
         }
     }
 
+    /// How long since its last request began (or it was accepted); zero
+    /// once upgraded.
+    pub(crate) fn idle_for(&self) -> Duration {
+        match self.entry.last_request.load(Ordering::Relaxed) {
+            PINNED => Duration::ZERO,
+            last => Duration::from_millis(self.admission.now_ms().saturating_sub(last)),
+        }
+    }
+
     /// Upgraded (a WebSocket): never given up.
     pub(crate) fn pin(&self) {
         self.entry.last_request.store(PINNED, Ordering::Relaxed);
@@ -408,6 +417,74 @@ where
             conn.await
         }
     }
+}
+
+/// HTTP/2's limits on one connection: streams open at once (nginx's
+/// default), the largest header list a request may have, and how many
+/// streams a client may open and reset before they are answered (the
+/// "rapid reset" attack) or make the server reset before the connection is
+/// closed.
+const H2_STREAMS: u32 = 128;
+const H2_HEADER_LIST: u32 = 64 * 1024;
+const H2_PENDING_RESETS: usize = 20;
+const H2_ERROR_RESETS: usize = 256;
+/// How often an HTTP/2 connection is pinged while it has streams, and how
+/// long the answer may take before it is given up as dead.
+const H2_PING: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves one HTTP/2 connection with `service` until it ends, within
+/// [`H2_STREAMS`] and the other limits above; closed gracefully (its open
+/// streams finish) once no request began for the header timeout (the idle
+/// timeout, as for HTTP/1.1), when admission asks, and at `cancel`.
+pub(crate) async fn serve_http2<I, S, B>(
+    io: I,
+    service: S,
+    ticket: Arc<Ticket>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let idle = ticket.admission.limits().header_timeout;
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS)
+        .max_header_list_size(H2_HEADER_LIST)
+        .max_pending_accept_reset_streams(H2_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_ERROR_RESETS)
+        .keep_alive_interval(H2_PING)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    loop {
+        let quiet = idle.saturating_sub(ticket.idle_for());
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            served = ticket.shed() => {
+                if !served {
+                    return Ok(());
+                }
+                break;
+            }
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(quiet.max(Duration::from_millis(100))) => {
+                if ticket.idle_for() >= idle {
+                    break;
+                }
+            }
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 #[cfg(test)]

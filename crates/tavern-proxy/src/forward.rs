@@ -25,10 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::ACME_TLS_ALPN;
-use crate::admission::{Ticket, accept_loop, first_bytes, serve_http1};
+use crate::admission::{Ticket, accept_loop, first_bytes, serve_http1, serve_http2};
 use crate::body::{BoxError, ProxyBody, plain};
 use crate::proxy::{Peer, Proxy, call_api_service};
 use crate::route::{Routing, Target, decide};
+use crate::tls::H2_ALPN;
 use crate::upstream::{Outgoing, UpstreamError};
 
 /// A request the proxy could not take to its world: logged, and answered
@@ -358,7 +359,7 @@ impl Proxy {
                             return;
                         }
                         let io = TokioIo::new(stream);
-                        return proxy.connection(io, peer, ticket, cancel).await;
+                        return proxy.connection(io, peer, ticket, cancel, false).await;
                     };
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
@@ -368,8 +369,9 @@ impl Proxy {
                             tracing::debug!(%peer, "TLS-ALPN-01 validation answered");
                         }
                         Ok(Ok(tls)) => {
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(H2_ALPN);
                             let io = TokioIo::new(tls);
-                            proxy.connection(io, peer, ticket, cancel).await;
+                            proxy.connection(io, peer, ticket, cancel, h2).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -384,20 +386,29 @@ impl Proxy {
         }
     }
 
-    /// Serves one client connection (HTTP/1.1, upgrades allowed).
+    /// Serves one client connection: HTTP/2 when its TLS handshake chose
+    /// it (`h2`), else HTTP/1.1 (upgrades allowed, so WebSockets go this
+    /// way, as browsers send them). Either way each request is forwarded
+    /// to the world over HTTP/1.1.
     async fn connection<I>(
         self: Arc<Self>,
         io: TokioIo<I>,
         peer: SocketAddr,
         ticket: Arc<Ticket>,
         cancel: CancellationToken,
+        h2: bool,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self;
         let held = ticket.clone();
         let service = hyper::service::service_fn(move |req| proxy.handle(req, peer, &held));
-        if let Err(e) = serve_http1(io, service, ticket, cancel).await {
+        let served = if h2 {
+            serve_http2(io, service, ticket, cancel).await
+        } else {
+            serve_http1(io, service, ticket, cancel).await
+        };
+        if let Err(e) = served {
             tracing::debug!(error = %e, %peer, "connection ended");
         }
     }

@@ -16,6 +16,7 @@ mod dns;
 mod docker;
 mod economy;
 mod flood;
+mod http2;
 mod idle;
 #[cfg(feature = "docker")]
 mod image;

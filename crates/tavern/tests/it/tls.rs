@@ -10,34 +10,9 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worlds_and_the_api_over_https_from_certificate_files() {
-    let certs = tempfile::tempdir().unwrap();
-    let made = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_owned(),
-        "alpha.localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-    ])
-    .unwrap();
-    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    let server = Server::start_with_env(
-        &[],
-        &[
-            ("TAVERN_TLS_MODE", "files"),
-            ("TAVERN_TLS_CERT_FILE", cert.to_str().unwrap()),
-            ("TAVERN_TLS_KEY_FILE", key.to_str().unwrap()),
-            ("TAVERN_TLS_HTTP_LISTEN", "127.0.0.1:0"),
-        ],
-    );
-    assert!(server.url.starts_with("https://"), "{}", server.url);
-    let addr: SocketAddr = server.url.trim_start_matches("https://").parse().unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .resolve("alpha.localhost", addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let t = crate::http2::Tls::start(&[]);
+    let (server, http, addr) = (&t.server, &t.http, t.addr);
+    let cert = t.cert_file();
     let port = addr.port();
     let health = http
         .get(format!("https://localhost:{port}/healthz"))
