@@ -419,6 +419,15 @@ where
     }
 }
 
+/// HTTP/2's name in a TLS handshake (ALPN).
+pub(crate) const H2_ALPN: &[u8] = b"h2";
+
+/// The protocols the public listener offers clients over TLS, best first:
+/// HTTP/2, then HTTP/1.1 (for WebSockets, and older clients).
+pub(crate) fn http_alpn() -> Vec<Vec<u8>> {
+    vec![H2_ALPN.to_vec(), b"http/1.1".to_vec()]
+}
+
 /// HTTP/2's limits on one connection: streams open at once (nginx's
 /// default), the largest header list a request may have, and how many
 /// streams a client may open and reset before they are answered (the

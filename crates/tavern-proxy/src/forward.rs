@@ -25,11 +25,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::acme::ACME_TLS_ALPN;
-use crate::admission::{Ticket, accept_loop, first_bytes, serve_http1, serve_http2};
+use crate::admission::{H2_ALPN, Ticket, accept_loop, first_bytes, serve_http1, serve_http2};
 use crate::body::{BoxError, ProxyBody, plain};
 use crate::proxy::{Peer, Proxy, call_api_service};
 use crate::route::{Routing, Target, decide};
-use crate::tls::H2_ALPN;
 use crate::upstream::{Outgoing, UpstreamError};
 
 /// A request the proxy could not take to its world: logged, and answered

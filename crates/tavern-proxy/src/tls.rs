@@ -46,15 +46,6 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-/// HTTP/2's name in a TLS handshake (ALPN).
-pub(crate) const H2_ALPN: &[u8] = b"h2";
-
-/// The protocols the public listener offers clients, best first: HTTP/2,
-/// then HTTP/1.1 (for WebSockets, and older clients).
-pub(crate) fn http_alpn() -> Vec<Vec<u8>> {
-    vec![H2_ALPN.to_vec(), b"http/1.1".to_vec()]
-}
-
 /// A TLS acceptor for the certificate chain and key in these PEM files.
 pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let chain = CertificateDer::pem_file_iter(cert)
@@ -79,7 +70,7 @@ pub fn acceptor_from_files(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsEr
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(TlsError::Config)?;
-    config.alpn_protocols = http_alpn();
+    config.alpn_protocols = crate::admission::http_alpn();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

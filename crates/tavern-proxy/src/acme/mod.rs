@@ -184,7 +184,7 @@ impl Certificates {
             .expect("the default provider supports the default versions")
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(self.clone()));
-        config.alpn_protocols = crate::tls::http_alpn();
+        config.alpn_protocols = crate::admission::http_alpn();
         config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
         TlsAcceptor::from(Arc::new(config))
     }
