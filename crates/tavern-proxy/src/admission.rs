@@ -437,8 +437,8 @@ const H2_STREAMS: u32 = 128;
 const H2_HEADER_LIST: u32 = 64 * 1024;
 const H2_PENDING_RESETS: usize = 20;
 const H2_ERROR_RESETS: usize = 256;
-/// How often an HTTP/2 connection is pinged while it has streams, and how
-/// long the answer may take before it is given up as dead.
+/// How often an HTTP/2 connection is pinged, and how long the answer may
+/// take before the peer is given up as gone.
 const H2_PING: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 

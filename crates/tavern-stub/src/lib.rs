@@ -12,8 +12,11 @@
 //! Foundry's rule, in `packages`), `GET /_stub/storage` the S3 storage its `awsConfig`
 //! gives it (as Foundry reads that file; never the secret key),
 //! `/_stub/echo` what reached it (method, path, headers, body size),
-//! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks).
+//! `/_stub/blob/N` N bytes (a made-up asset, for benchmarks),
+//! `/_stub/world-load` a page like Foundry's game page with its ~300 assets
+//! (for `bench/world-load.sh`).
 
+mod load;
 pub mod packages;
 pub mod signals;
 
@@ -376,7 +379,9 @@ fn app(stub: Arc<Stub>) -> Router {
         .route("/_stub/storage", get(storage))
         .route("/_stub/packages", get(packages))
         .route("/_stub/echo", any(echo_request))
-        .route("/_stub/blob/{bytes}", get(blob));
+        .route("/_stub/blob/{bytes}", get(blob))
+        .route("/_stub/world-load", get(load::page))
+        .route("/_stub/asset/{bytes}/{name}", get(load::asset));
     let routed = match &stub.options.route_prefix {
         Some(p) => Router::new()
             .route(&format!("/{p}/"), get(root))
