@@ -8,7 +8,9 @@
 //! connection closes at once, a busy one after its response). So idle and
 //! slow clients cannot starve the API or the worlds; only when the places
 //! being given up run out too is a newcomer refused. WebSockets are never
-//! given up: their players are playing.
+//! given up: their players are playing. An admitted connection is served
+//! here too, within these limits: HTTP/1.1, or HTTP/2 where its TLS
+//! handshake chose it (the ALPN the listener offers is here).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
