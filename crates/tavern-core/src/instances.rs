@@ -383,7 +383,7 @@ impl Tavern {
                 .with_detail(detail.join(", ")),
             )
             .await?;
-        self.wake.notify_one();
+        self.wake_reconciler();
         self.view(i, None).await
     }
 
@@ -511,7 +511,7 @@ impl Tavern {
                 ),
             )
             .await?;
-        self.wake.notify_one();
+        self.wake_reconciler();
         self.worlds_changed();
         self.view(i, None).await
     }
@@ -578,7 +578,7 @@ impl Tavern {
                 )
                 .await?;
         }
-        self.wake.notify_one();
+        self.wake_reconciler();
         let i = self.visible_instance(caller, slug).await?;
         self.view(i, None).await
     }
@@ -602,7 +602,7 @@ impl Tavern {
             .with_detail("woken by a visit");
         self.claim_license(&i, "visitor".into(), Some(&start))
             .await?;
-        self.wake.notify_one();
+        self.wake_reconciler();
         Ok(())
     }
 

@@ -1,13 +1,18 @@
 //! Which replica leads: with several Taverns on one store, one runs the
 //! reconciler, the scheduler and the other background work while every
 //! replica serves the API and the proxy. The election itself belongs to an
-//! adapter (a Kubernetes Lease); this module runs work by its answer.
+//! adapter (a Kubernetes Lease); this module runs work by its answer, and
+//! passes the replicas' notices of change on to that work.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::tavern::Tavern;
 
 /// Whether this replica leads now, and when that changes.
 #[derive(Clone, Debug)]
@@ -100,6 +105,33 @@ pub async fn run_by_leadership<L, LF, F, FF>(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Until `shutdown`: each notice from another replica on the store (a
+/// start asked of a follower, the leader's new routes) wakes this one's
+/// reconciler, or its following of the routes. A lost connection is made
+/// again after a pause; what passed meanwhile waits for the next pass.
+pub async fn hear_notices(tavern: Tavern, shutdown: CancellationToken) {
+    let wake = tavern.wake_handle();
+    loop {
+        match tavern.store().notices().await {
+            Ok(None) => return,
+            Ok(Some(mut notices)) => loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    heard = notices.next() => match heard {
+                        Some(()) => wake.notify_one(),
+                        None => break,
+                    },
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "listening for the other replicas' notices"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

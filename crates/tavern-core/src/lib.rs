@@ -32,6 +32,7 @@ pub mod outside;
 mod package_jobs;
 pub mod packages;
 pub mod policy;
+mod readiness;
 pub mod reconciler;
 mod releases;
 pub mod routes;

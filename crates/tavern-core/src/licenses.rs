@@ -242,7 +242,7 @@ impl Tavern {
         self.store
             .promise_license(i.id, p.license, None, &start)
             .await?;
-        self.wake.notify_one();
+        self.wake_reconciler();
         Ok(true)
     }
 

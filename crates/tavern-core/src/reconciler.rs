@@ -19,6 +19,7 @@ use tavern_types::{DesiredState, InstanceId, ObservedState, Slug};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::CoreError;
+use crate::readiness;
 use crate::routes::{Route, RouteTable};
 use crate::tavern::Tavern;
 
@@ -77,6 +78,14 @@ pub struct ActivationStatus {
     pub retry_at: Option<Instant>,
 }
 
+impl Tracking {
+    fn end_watch(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.cancel();
+        }
+    }
+}
+
 impl ActivationStatus {
     fn retry_at(&mut self, at: Instant) {
         self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
@@ -93,6 +102,8 @@ struct Tracking {
     /// file descriptors, the container engine), and when to try again.
     start_failures: u32,
     start_retry_at: Option<Instant>,
+    /// Ends the watch on the last start's `/api/status` ([`readiness`]).
+    watch: Option<CancellationToken>,
 }
 
 pub struct Reconciler {
@@ -180,6 +191,14 @@ impl Reconciler {
                 () = tokio::time::sleep(pause) => {}
             }
         }
+        for t in self
+            .tracking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            t.end_watch();
+        }
     }
 
     /// While another replica leads: where each world answers, for this
@@ -202,6 +221,14 @@ impl Reconciler {
                 () = tokio::time::sleep(self.settings.resync) => {}
             }
         }
+    }
+
+    /// The path prefix a world's server answers under (path routing).
+    fn route_prefix(&self, i: &Instance) -> Option<String> {
+        self.tavern
+            .settings()
+            .path_routing
+            .then(|| i.slug.to_string())
     }
 
     fn in_flight(&self, slug: &Slug) -> bool {
@@ -255,15 +282,19 @@ impl Reconciler {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty();
-        if let Err(e) = self.publish_routes(&observed).await {
-            status.errors.push(format!("publish routes: {e}"));
+        match self.publish_routes(&observed).await {
+            // The followers' proxies follow at once.
+            Ok(true) => self.tavern.announce(),
+            Ok(false) => {}
+            Err(e) => status.errors.push(format!("publish routes: {e}")),
         }
         status
     }
 
     /// Publishes where each world answers, as things stand after this
     /// activation: a world's server is reachable once it is running.
-    async fn publish_routes(&self, observed: &[Observed]) -> Result<(), ReconcileError> {
+    /// Answers whether anything changed.
+    async fn publish_routes(&self, observed: &[Observed]) -> Result<bool, ReconcileError> {
         let store = self.tavern.store();
         let instances = store.list_instances(None).await?;
         let sessions = store.list_sessions(now()).await?;
@@ -293,14 +324,13 @@ impl Reconciler {
             })
             .collect();
         let table = RouteTable { routes };
-        self.tavern.routes.send_if_modified(|current| {
+        Ok(self.tavern.routes.send_if_modified(|current| {
             let changed = **current != table;
             if changed {
                 *current = Arc::new(table);
             }
             changed
-        });
-        Ok(())
+        }))
     }
 
     async fn record(
@@ -358,10 +388,14 @@ impl Reconciler {
                     // A dead server's leftovers (pid file).
                     self.background_stop(i.slug.clone(), None, false);
                 }
-                self.tracking
+                if let Some(mut t) = self
+                    .tracking
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&i.id);
+                    .remove(&i.id)
+                {
+                    t.end_watch();
+                }
                 // Stopped as asked, and confirmed gone: its key is free now.
                 // (A leftover pid file is cleared first, in the background.)
                 if seen.is_none() {
@@ -391,11 +425,7 @@ impl Reconciler {
         status: &mut ActivationStatus,
     ) -> Result<(), ReconcileError> {
         let Some(o) = seen else { return Ok(()) };
-        let prefix = self
-            .tavern
-            .settings()
-            .path_routing
-            .then(|| i.slug.to_string());
+        let prefix = self.route_prefix(i);
         let answer = self.tavern.runtime().status(o, prefix.as_deref()).await;
         if let Some(s) = answer {
             let news = (i.state != ObservedState::Running).then(|| {
@@ -550,7 +580,8 @@ impl Reconciler {
         };
         status.busy = true;
         match self.tavern.runtime().ensure(&spec).await {
-            Ok(_) => {
+            Ok(observed) => {
+                let watch = CancellationToken::new();
                 {
                     let mut t = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
                     let t = t.entry(i.id).or_default();
@@ -558,7 +589,17 @@ impl Reconciler {
                     t.retry_at = None;
                     t.start_failures = 0;
                     t.start_retry_at = None;
+                    t.end_watch();
+                    t.watch = Some(watch.clone());
                 }
+                // The route is handed over the moment the world answers.
+                readiness::watch(
+                    self.tavern.clone(),
+                    observed,
+                    self.route_prefix(i),
+                    self.settings.start_timeout,
+                    watch,
+                );
                 status.started.push(i.slug.clone());
                 let o = observation(ObservedState::Starting, restart_reason, None, i);
                 self.record(i, o, None).await

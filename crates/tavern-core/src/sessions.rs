@@ -399,7 +399,7 @@ impl Tavern {
             }
         }
         if !started.is_empty() {
-            self.wake.notify_one();
+            self.wake_reconciler();
         }
         Ok(started)
     }

@@ -142,7 +142,7 @@ impl Tavern {
                 ),
             )
             .await?;
-        self.wake.notify_one();
+        self.wake_reconciler();
         self.view(target, None).await
     }
 }

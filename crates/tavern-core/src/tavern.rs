@@ -114,6 +114,24 @@ impl Tavern {
         self.wake.clone()
     }
 
+    /// A world's wish changed: wakes the reconciler here and, through the
+    /// store, on the other Taverns that share it (the leader acts on it).
+    pub(crate) fn wake_reconciler(&self) {
+        self.wake.notify_one();
+        self.announce();
+    }
+
+    /// Tells the other Taverns on the store that something changed, in the
+    /// background (a lost notice waits for their next pass).
+    pub(crate) fn announce(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.announce().await {
+                tracing::debug!(error = %e, "announcing a change to the other replicas");
+            }
+        });
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

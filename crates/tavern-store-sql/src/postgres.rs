@@ -6,9 +6,12 @@
 //! reservations) refuse what the adapter should never write.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Transaction};
 use tavern_store::{StoreError, StoreResult};
 
@@ -72,10 +75,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// [`StoreError::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The channel the Taverns on one database pass notices on: each notice
+/// names its schema and its sender (`schema sender`).
+const NOTICES: &str = "tavern_notices";
+
 /// The PostgreSQL store.
 #[derive(Clone)]
 pub struct PgStore {
     readers: DbPool,
+    /// For a connection of its own that listens for notices.
+    options: Arc<PgConnectOptions>,
+    /// This Tavern, in its notices: its own are not news to it.
+    me: Arc<str>,
 }
 
 /// Checks a `postgres://` URL without connecting. The error never repeats
@@ -106,11 +117,15 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(backend("connect"))?;
         migrate(MIGRATIONS, &pool).await?;
-        Ok(Self { readers: pool })
+        Ok(Self {
+            readers: pool,
+            options: Arc::new(options),
+            me: uuid::Uuid::now_v7().simple().to_string().into(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -125,6 +140,52 @@ impl PgStore {
             .await
             .map_err(backend("begin"))?;
         Ok(tx)
+    }
+}
+
+/// Notices through PostgreSQL's NOTIFY, heard with LISTEN on a connection
+/// of their own (outside the pool the queries use).
+#[async_trait::async_trait]
+impl tavern_store::NoticeStore for PgStore {
+    async fn announce(&self) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, current_schema() || ' ' || $2)")
+            .bind(NOTICES)
+            .bind(&*self.me)
+            .execute(&self.readers)
+            .await
+            .map_err(backend("announce a change"))?;
+        Ok(())
+    }
+
+    async fn notices(&self) -> StoreResult<Option<BoxStream<'static, ()>>> {
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend("listen for changes"))?;
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with((*self.options).clone());
+        let mut listener = PgListener::connect_with(&own)
+            .await
+            .map_err(backend("listen for changes"))?;
+        listener
+            .listen(NOTICES)
+            .await
+            .map_err(backend("listen for changes"))?;
+        let me = self.me.clone();
+        let heard = listener
+            .into_stream()
+            .take_while(|n| std::future::ready(n.is_ok()))
+            .filter_map(move |n| {
+                let news = n.ok().is_some_and(|n| {
+                    n.payload()
+                        .rsplit_once(' ')
+                        .is_some_and(|(s, sender)| s == schema && sender != &*me)
+                });
+                std::future::ready(news.then_some(()))
+            });
+        Ok(Some(heard.boxed()))
     }
 }
 

@@ -130,6 +130,18 @@ impl SqliteStore {
     }
 }
 
+/// One Tavern alone uses a SQLite file: no word to pass on.
+#[async_trait::async_trait]
+impl tavern_store::NoticeStore for SqliteStore {
+    async fn announce(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn notices(&self) -> StoreResult<Option<futures_util::stream::BoxStream<'static, ()>>> {
+        Ok(None)
+    }
+}
+
 /// The store the shared queries implement the Store port for.
 type Adapter = SqliteStore;
 

@@ -75,6 +75,7 @@ pub trait Store:
     + PackageStore
     + SignInStore
     + EventStore
+    + NoticeStore
     + 'static
 {
 }
@@ -93,6 +94,7 @@ impl<T> Store for T where
         + PackageStore
         + SignInStore
         + EventStore
+        + NoticeStore
         + 'static
 {
 }
@@ -557,6 +559,23 @@ pub trait SignInStore: Send + Sync {
         provider: &str,
         event: &NewEvent,
     ) -> StoreResult<bool>;
+}
+
+/// Word between the Taverns that share one store (replicas on one
+/// PostgreSQL database): one says that something changed, and the others
+/// look at once instead of at their next pass: the leader acts on a start
+/// asked of a follower, and the followers' proxies follow the leader's
+/// routes. Notices may be lost (a connection dropped); each Tavern's
+/// periodic pass remains the guarantee. A store that one Tavern alone uses
+/// carries none.
+#[async_trait]
+pub trait NoticeStore: Send + Sync {
+    /// Tells the other Taverns on this store that something changed.
+    async fn announce(&self) -> StoreResult<()>;
+    /// The other Taverns' notices as they come (never this one's own); the
+    /// stream ends when the connection it came over is lost. `None` where
+    /// this store carries none.
+    async fn notices(&self) -> StoreResult<Option<futures_util::stream::BoxStream<'static, ()>>>;
 }
 
 /// The audit log.

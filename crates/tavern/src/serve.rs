@@ -386,6 +386,13 @@ impl Server {
             |_| async {},
         ));
         let mut work = vec![reconciling, scheduling, backing_up, notifying];
+        if election.is_some() {
+            // Replicas pass word of changes through the store.
+            work.push(tokio::spawn(tavern_core::leadership::hear_notices(
+                tavern.clone(),
+                shutdown.clone(),
+            )));
+        }
         if tavern.uploads().is_some() {
             let tavern = tavern.clone();
             work.push(tokio::spawn(run_by_leadership(

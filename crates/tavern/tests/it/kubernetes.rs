@@ -451,6 +451,9 @@ async fn replicas_elect_one_leader_and_another_takes_over() {
             ("TAVERN_KUBERNETES_IDENTITY", identity.to_owned()),
             ("TAVERN_KUBERNETES_LEASE_DURATION_SECONDS", "3".to_owned()),
             ("TAVERN_KUBERNETES_LEASE_GRACE_SECONDS", "1".to_owned()),
+            // Nothing waits for a periodic pass: the replicas hear each
+            // other's notices through the store.
+            ("TAVERN_RUNTIME_RESYNC_SECONDS", "600".to_owned()),
             ("TAVERN_STORE_URL", url.clone()),
             (
                 "TAVERN_SERVER_SECRET_KEY_FILE",
@@ -475,8 +478,9 @@ async fn replicas_elect_one_leader_and_another_takes_over() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let b = Server::start_replica(&env);
 
-    // Asked through the follower, the leader starts the world; the
-    // follower's proxy reaches it.
+    // Asked through the follower, the leader starts the world at once (it
+    // hears the follower's notice); the follower's proxy reaches it as soon
+    // as the leader's notice of the new route comes.
     let at_b = b.api(Some(&a.admin_token));
     let slug = "kube-replicas";
     add_key(&at_b, slug, &key_for(slug)).await;
