@@ -16,8 +16,8 @@ pub fn assets() -> Vec<(String, usize)> {
     let styles = [8_000, 30_000, 90_000];
     all.extend((0..15).map(|i| (format!("style{i}.css"), styles[i % styles.len()])));
     let images = [3_000, 12_000, 30_000, 60_000];
-    all.extend((0..240).map(|i| (format!("token{i}.webp"), images[i % images.len()])));
-    all.extend((0..3).map(|i| (format!("map{i}.webp"), 1_000_000)));
+    all.extend((0..240).map(|i| (format!("token{i}.png"), images[i % images.len()])));
+    all.extend((0..3).map(|i| (format!("map{i}.png"), 1_000_000)));
     all
 }
 
@@ -39,7 +39,7 @@ pub async fn page() -> Html<String> {
         let src = format!("asset/{bytes}/{name}");
         if name.ends_with(".js") {
             html.push_str(&format!("<script src=\"{src}\"></script>\n"));
-        } else if name.ends_with(".webp") {
+        } else if name.ends_with(".png") {
             html.push_str(&format!("<img alt=\"\" src=\"{src}\">\n"));
         }
     }
@@ -48,19 +48,17 @@ pub async fn page() -> Html<String> {
 }
 
 /// `GET /_stub/asset/{bytes}/{name}`: that many bytes (at most 8 MB) of a
-/// harmless asset of the name's kind.
+/// harmless asset of the name's kind: a script or style sheet that is one
+/// comment, or a valid image (a browser stops fetching an image it cannot
+/// decode, and would not load the whole of it).
 pub async fn asset(Path((bytes, name)): Path<(usize, String)>) -> Response {
     let bytes = bytes.min(8_000_000);
-    let (kind, open, close): (&str, &[u8], &[u8]) = match name.rsplit_once('.') {
-        Some((_, "js")) => ("text/javascript", b"/*", b"*/"),
-        Some((_, "css")) => ("text/css", b"/*", b"*/"),
-        Some((_, "webp")) => ("image/webp", b"", b""),
+    let (kind, body) = match name.rsplit_once('.') {
+        Some((_, "js")) => ("text/javascript", comment(bytes)),
+        Some((_, "css")) => ("text/css", comment(bytes)),
+        Some((_, "png")) => ("image/png", png(bytes)),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    let mut body = Vec::with_capacity(bytes.max(open.len() + close.len()));
-    body.extend_from_slice(open);
-    body.resize(bytes.saturating_sub(close.len()).max(open.len()), b'x');
-    body.extend_from_slice(close);
     (
         [
             (header::CONTENT_TYPE, kind),
@@ -69,6 +67,43 @@ pub async fn asset(Path((bytes, name)): Path<(usize, String)>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// `/*xxx…*/`, `bytes` long (at least 4).
+fn comment(bytes: usize) -> Vec<u8> {
+    let mut body = b"/*".to_vec();
+    body.resize(bytes.max(4) - 2, b'x');
+    body.extend_from_slice(b"*/");
+    body
+}
+
+/// A one-pixel PNG, `bytes` long (at least 79): its size is a private
+/// ancillary chunk (`paDd`) before the pixel data, which a decoder reads
+/// through and a viewer ignores.
+fn png(bytes: usize) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        let len = u32::try_from(data.len()).expect("at most 8 MB");
+        out.extend_from_slice(&len.to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    const FRAME: usize = 8 + 12 + 13 + 12 + 12 + 10 + 12;
+    let mut out = Vec::with_capacity(bytes.max(FRAME));
+    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+    // 1×1, 8-bit greyscale.
+    chunk(&mut out, b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]);
+    chunk(&mut out, b"paDd", &vec![b'x'; bytes.saturating_sub(FRAME)]);
+    // One scanline (filter 0, one black pixel), deflated by zlib.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 0x02, 0, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
 }
 
 #[cfg(test)]
@@ -81,5 +116,18 @@ mod tests {
         let total: usize = all.iter().map(|(_, b)| b).sum();
         assert_eq!(all.len(), 299);
         assert!((12_000_000..18_000_000).contains(&total), "{total}");
+    }
+
+    #[test]
+    fn assets_are_as_long_as_asked() {
+        for bytes in [79, 80, 3_000, 1_000_000] {
+            let image = png(bytes);
+            assert_eq!(image.len(), bytes);
+            assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"));
+            assert!(image.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82]));
+            let script = comment(bytes);
+            assert_eq!(script.len(), bytes);
+            assert!(script.starts_with(b"/*") && script.ends_with(b"*/"));
+        }
     }
 }
