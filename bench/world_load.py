@@ -33,8 +33,8 @@ MEASURE = """JSON.stringify((() => {
 
 
 class DevTools:
-    def __init__(self, url):
-        self.ws = connect(url, max_size=None, open_timeout=30)
+    def __init__(self, ws):
+        self.ws = ws
         self.next_id = 0
 
     def call(self, method, params=None, wait_for=None, timeout=120):
@@ -80,14 +80,15 @@ def main():
         port = open(active).read().split("\n")[0]
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
         page = next(p for p in pages if p["type"] == "page")
-        tools = DevTools(page["webSocketDebuggerUrl"])
-        tools.call("Page.enable")
-        # The Resource Timing buffer holds 250 entries by default.
-        tools.call("Page.addScriptToEvaluateOnNewDocument",
-                   {"source": "performance.setResourceTimingBufferSize(10000)"})
-        tools.call("Page.navigate", {"url": url}, wait_for="Page.loadEventFired")
-        answer = tools.call("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True})
-        print(answer["result"]["value"], flush=True)
+        with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
+            tools = DevTools(ws)
+            tools.call("Page.enable")
+            # The Resource Timing buffer holds 250 entries by default.
+            tools.call("Page.addScriptToEvaluateOnNewDocument",
+                       {"source": "performance.setResourceTimingBufferSize(10000)"})
+            tools.call("Page.navigate", {"url": url}, wait_for="Page.loadEventFired")
+            answer = tools.call("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True})
+            print(answer["result"]["value"], flush=True)
     finally:
         browser.terminate()
         try:

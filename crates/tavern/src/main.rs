@@ -7,6 +7,7 @@
 mod client;
 mod config;
 mod data_agent;
+mod database;
 mod discord;
 mod dns;
 mod notify;

@@ -17,65 +17,11 @@ use tavern_proxy::{ApiService, BoxError, Peer, Proxy, ProxyBody, ProxySettings, 
 use tavern_runtime::Runtimes;
 use tavern_runtime::process::ProcessRuntime;
 use tavern_runtime::releases::Releases;
-use tavern_store::Store;
-#[cfg(feature = "postgres")]
-use tavern_store_sql::PgStore;
-use tavern_store_sql::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServeArgs;
-use crate::config::{
-    AcmeChallenge, Config, DnsMode, LogFormat, Overrides, RoutingMode, StoreTarget, TlsMode,
-};
-
-/// The open database, of either engine.
-enum Database {
-    Sqlite(SqliteStore),
-    #[cfg(feature = "postgres")]
-    Postgres(PgStore),
-}
-
-impl Database {
-    async fn open(target: &StoreTarget) -> anyhow::Result<Self> {
-        Ok(match target {
-            StoreTarget::Sqlite(path) => Self::Sqlite(
-                SqliteStore::open(path)
-                    .await
-                    .with_context(|| format!("cannot open the database {}", path.display()))?,
-            ),
-            #[cfg(feature = "postgres")]
-            StoreTarget::Postgres { url, pool_size } => {
-                Self::Postgres(PgStore::connect(url, *pool_size).await.with_context(|| {
-                    format!(
-                        "cannot open the database {}",
-                        crate::config::store::redact_url(url)
-                    )
-                })?)
-            }
-            // Refused when the configuration was read.
-            #[cfg(not(feature = "postgres"))]
-            StoreTarget::Postgres { .. } => {
-                anyhow::bail!(crate::config::not_built_in("store.url", "postgres"))
-            }
-        })
-    }
-
-    fn store(&self) -> Arc<dyn Store> {
-        match self {
-            Self::Sqlite(s) => Arc::new(s.clone()),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(s) => Arc::new(s.clone()),
-        }
-    }
-
-    async fn close(&self) {
-        match self {
-            Self::Sqlite(s) => s.close().await,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(s) => s.close().await,
-        }
-    }
-}
+use crate::config::{AcmeChallenge, Config, DnsMode, LogFormat, Overrides, RoutingMode, TlsMode};
+use crate::database::Database;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
