@@ -428,55 +428,63 @@ async fn a_pod_of_no_world_is_removed_by_the_reconciler() {
     );
 }
 
+impl Cluster {
+    /// Who holds the replicas' Lease.
+    fn holder(&self) -> Option<String> {
+        self.api
+            .object("leases", "tavern-leader")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    }
+
+    /// Two replicas on this cluster and the store at `store_url`, sharing
+    /// the key secrets are sealed with and electing a leader by the Lease
+    /// `tavern-leader`: `replica-a`, which leads, and `replica-b`.
+    async fn two_taverns(&self, store_url: &str) -> (Server, Server) {
+        let secret_key = self.dir.path().join("secret.key");
+        std::fs::write(&secret_key, (0..32u8).collect::<Vec<u8>>()).unwrap();
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        let replica = |identity: &'static str| {
+            vec![
+                ("KUBECONFIG", kubeconfig.to_str().unwrap().to_owned()),
+                ("TAVERN_RUNTIME_KIND", "kubernetes".to_owned()),
+                ("TAVERN_KUBERNETES_NAMESPACE", NS.to_owned()),
+                ("TAVERN_KUBERNETES_INSTALLATION", "it".to_owned()),
+                ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE.to_owned()),
+                ("TAVERN_KUBERNETES_LEASE", "tavern-leader".to_owned()),
+                ("TAVERN_KUBERNETES_IDENTITY", identity.to_owned()),
+                ("TAVERN_KUBERNETES_LEASE_DURATION_SECONDS", "3".to_owned()),
+                ("TAVERN_KUBERNETES_LEASE_GRACE_SECONDS", "1".to_owned()),
+                // Nothing waits for a periodic pass: the replicas hear each
+                // other's notices through the store.
+                ("TAVERN_RUNTIME_RESYNC_SECONDS", "600".to_owned()),
+                ("TAVERN_STORE_URL", store_url.to_owned()),
+                (
+                    "TAVERN_SERVER_SECRET_KEY_FILE",
+                    secret_key.to_str().unwrap().to_owned(),
+                ),
+            ]
+        };
+        let env = replica("replica-a");
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = Server::start_with_env(&[], &env);
+        wait_until("replica-a leads", || async {
+            self.holder().as_deref() == Some("replica-a")
+        })
+        .await;
+        let env = replica("replica-b");
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        (a, Server::start_replica(&env))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_elect_one_leader_and_another_takes_over() {
     let Some(db) = tavern_store_sql::testing::TestSchema::create().await else {
         return;
     };
     let cluster = Cluster::start().await;
-    // The replicas share a store, a cluster and the key secrets are sealed
-    // with.
-    let secret_key = cluster.dir.path().join("secret.key");
-    std::fs::write(&secret_key, (0..32u8).collect::<Vec<u8>>()).unwrap();
-    let kubeconfig = cluster.dir.path().join("kubeconfig");
-    let url = db.url();
-    let replica = |identity: &'static str| {
-        vec![
-            ("KUBECONFIG", kubeconfig.to_str().unwrap().to_owned()),
-            ("TAVERN_RUNTIME_KIND", "kubernetes".to_owned()),
-            ("TAVERN_KUBERNETES_NAMESPACE", NS.to_owned()),
-            ("TAVERN_KUBERNETES_INSTALLATION", "it".to_owned()),
-            ("TAVERN_KUBERNETES_STUB_IMAGE", STUB_IMAGE.to_owned()),
-            ("TAVERN_KUBERNETES_LEASE", "tavern-leader".to_owned()),
-            ("TAVERN_KUBERNETES_IDENTITY", identity.to_owned()),
-            ("TAVERN_KUBERNETES_LEASE_DURATION_SECONDS", "3".to_owned()),
-            ("TAVERN_KUBERNETES_LEASE_GRACE_SECONDS", "1".to_owned()),
-            // Nothing waits for a periodic pass: the replicas hear each
-            // other's notices through the store.
-            ("TAVERN_RUNTIME_RESYNC_SECONDS", "600".to_owned()),
-            ("TAVERN_STORE_URL", url.clone()),
-            (
-                "TAVERN_SERVER_SECRET_KEY_FILE",
-                secret_key.to_str().unwrap().to_owned(),
-            ),
-        ]
-    };
-    let holder = || {
-        cluster
-            .api
-            .object("leases", "tavern-leader")
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
-    };
-    let env = replica("replica-a");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut a = Server::start_with_env(&[], &env);
-    wait_until("replica-a leads", || async {
-        holder().as_deref() == Some("replica-a")
-    })
-    .await;
-    let env = replica("replica-b");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let b = Server::start_replica(&env);
+    let (mut a, b) = cluster.two_taverns(&db.url()).await;
+    let holder = || cluster.holder();
 
     // Asked through the follower, the leader starts the world at once (it
     // hears the follower's notice); the follower's proxy reaches it as soon
@@ -519,6 +527,70 @@ async fn replicas_elect_one_leader_and_another_takes_over() {
     wait_for_state(&at_b, slug, "stopped").await;
     assert_eq!(cluster.world_pods(), 0);
     assert_eq!(cluster.replicas(slug), Some(0));
+}
+
+/// A benchmark, not a test (`bench/follower-start.sh` runs it): ROUNDS
+/// times (10 unless set), a start asked of the follower, and how long until
+/// the leader has the world `starting`, and until the world answers through
+/// the follower's proxy, as the follower's API and proxy show them (asked
+/// every 2 ms). Printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/follower-start.sh"]
+async fn follower_start_benchmark() {
+    let db = tavern_store_sql::testing::TestSchema::create()
+        .await
+        .expect("the benchmark needs TEST_POSTGRES_URL");
+    let cluster = Cluster::start().await;
+    let (a, b) = cluster.two_taverns(&db.url()).await;
+    let at_b = b.api(Some(&a.admin_token));
+    let slug = "kube-follower-start";
+    add_key(&at_b, slug, &key_for(slug)).await;
+    create_world(&at_b, &json!({"slug": slug, "release": "stub"})).await;
+    let rounds: usize = std::env::var("ROUNDS").map_or(10, |r| r.parse().unwrap());
+    let (mut starting, mut answering) = (Vec::new(), Vec::new());
+    let state = || async {
+        let (_, body) = at_b.get(&format!("/api/v1/instances/{slug}")).await;
+        body["state"].as_str().unwrap_or("?").to_owned()
+    };
+    for _ in 0..rounds {
+        let asked = std::time::Instant::now();
+        let (s, body) = at_b
+            .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+            .await;
+        assert_eq!(s, 202, "{body}");
+        while state().await == "stopped" {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        starting.push(asked.elapsed());
+        while via_proxy(&b, slug, "/_stub/license").await.0 != 200 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        answering.push(asked.elapsed());
+        let (s, _) = at_b
+            .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+            .await;
+        assert_eq!(s, 202);
+        wait_for_state(&at_b, slug, "stopped").await;
+        // The key is handed back once the stop is confirmed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let show = |d: &mut Vec<Duration>| {
+        d.sort();
+        let all: Vec<String> = d.iter().map(|d| format!("{}", d.as_millis())).collect();
+        format!(
+            "median {} ms ({})",
+            d[d.len() / 2].as_millis(),
+            all.join(" ")
+        )
+    };
+    println!(
+        "follower start -> leader's `starting`: {}",
+        show(&mut starting)
+    );
+    println!(
+        "follower start -> the world answers through the follower: {}",
+        show(&mut answering)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
