@@ -3,12 +3,14 @@
 //! reconciler is woken the moment it answers, so that the world's route is
 //! handed over then, not at the reconciler's next pass.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tavern_runtime::Observed;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::tavern::Tavern;
 
 /// The first pause between two questions.
 const FIRST: Duration = Duration::from_millis(2);
@@ -23,26 +25,28 @@ pub(crate) fn pauses() -> impl Iterator<Item = Duration> {
     std::iter::successors(Some(FIRST), |p| Some((*p * 3 / 2).min(LONGEST)))
 }
 
-/// Asks the started world `observed` for its status until it answers (then
-/// wakes the reconciler), `within` has passed, or `cancel`.
-pub(crate) fn watch(
-    tavern: Tavern,
-    observed: Observed,
-    route_prefix: Option<String>,
+/// Asks a started world whether it answers (`ask`: its `/api/status`)
+/// after each of [`pauses`], until it does (then wakes the reconciler
+/// through `wake`), `within` has passed, or `cancel`.
+pub(crate) fn watch<A, F>(
+    mut ask: A,
+    wake: Arc<Notify>,
     within: Duration,
     cancel: CancellationToken,
-) {
+) -> JoinHandle<()>
+where
+    A: FnMut() -> F + Send + 'static,
+    F: Future<Output = bool> + Send,
+{
     tokio::spawn(async move {
         let begun = Instant::now();
         for pause in pauses() {
-            let asked = tavern.runtime().status(&observed, route_prefix.as_deref());
             let answered = tokio::select! {
                 () = cancel.cancelled() => return,
-                s = asked => s.is_some(),
+                answered = ask() => answered,
             };
             if answered {
-                tracing::debug!(slug = %observed.slug, after = ?begun.elapsed(), "the world answers");
-                tavern.wake_handle().notify_one();
+                wake.notify_one();
                 return;
             }
             if begun.elapsed() >= within {
@@ -53,12 +57,72 @@ pub(crate) fn watch(
                 () = tokio::time::sleep(pause) => {}
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
+
+    /// Asks that count themselves; the world answers from the `from`th on.
+    fn asks(from: u32) -> (Arc<AtomicU32>, impl FnMut() -> std::future::Ready<bool>) {
+        let count = Arc::new(AtomicU32::new(0));
+        let counted = count.clone();
+        (count, move || {
+            std::future::ready(counted.fetch_add(1, Ordering::SeqCst) + 1 >= from)
+        })
+    }
+
+    #[tokio::test]
+    async fn the_reconciler_is_woken_once_the_world_answers_and_it_is_asked_no_more() {
+        let wake = Arc::new(Notify::new());
+        let (count, ask) = asks(5);
+        let watching = watch(
+            ask,
+            wake.clone(),
+            Duration::from_secs(120),
+            CancellationToken::new(),
+        );
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("the reconciler is woken");
+        watching.await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_world_that_never_answers_is_asked_until_the_start_times_out_or_is_called_off() {
+        let wake = Arc::new(Notify::new());
+        let (count, ask) = asks(u32::MAX);
+        // It gives up by itself once the start has timed out.
+        let within = Duration::from_millis(100);
+        let watching = watch(ask, wake.clone(), within, CancellationToken::new());
+        tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("the watch ends with the start's time")
+            .unwrap();
+        assert!(count.load(Ordering::SeqCst) >= 2);
+
+        let cancel = CancellationToken::new();
+        let (count, ask) = asks(u32::MAX);
+        let watching = watch(ask, wake.clone(), Duration::from_secs(120), cancel.clone());
+        while count.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), watching)
+            .await
+            .expect("the watch ends when called off")
+            .unwrap();
+        // Nobody was woken.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), wake.notified())
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn questions_come_fast_at_first_then_four_times_a_second() {

@@ -349,6 +349,15 @@ impl Reconciler {
     }
 
     async fn fail(&self, i: &Instance, reason: String) -> Result<(), ReconcileError> {
+        // A failed start is asked no more.
+        if let Some(t) = self
+            .tracking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&i.id)
+        {
+            t.end_watch();
+        }
         let o = observation(ObservedState::Failed, Some(reason.clone()), None, i);
         let e = event(&i.slug, "instance.failed", Outcome::Failure, reason);
         self.record(i, o, Some(e)).await
@@ -593,10 +602,15 @@ impl Reconciler {
                     t.watch = Some(watch.clone());
                 }
                 // The route is handed over the moment the world answers.
+                let (runtime, prefix) = (self.tavern.runtime().clone(), self.route_prefix(i));
+                let ask = move || {
+                    let (runtime, observed, prefix) =
+                        (runtime.clone(), observed.clone(), prefix.clone());
+                    async move { runtime.status(&observed, prefix.as_deref()).await.is_some() }
+                };
                 readiness::watch(
-                    self.tavern.clone(),
-                    observed,
-                    self.route_prefix(i),
+                    ask,
+                    self.tavern.wake_handle(),
                     self.settings.start_timeout,
                     watch,
                 );
