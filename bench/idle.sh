@@ -10,26 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SETTLE=${SETTLE:-10}
 WORLDS=${WORLDS:-100}
-if [ -z "${BIN:-}" ]; then
-  cargo build --profile dist -q -p tavern --features full
-  BIN=$PWD/target/dist/tavern
-fi
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-export HOME=$WORK TAVERN_RUNTIME_STUB_RELEASE=true
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-TPORT=$(sed -n 's/.*Tavern is listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$TPORT" ] || { echo "Tavern did not start:"; cat "$WORK/serve.out" "$WORK/serve.log"; exit 1; }
-export TAVERN_SERVER=http://127.0.0.1:$TPORT TAVERN_TOKEN=$(cat "$WORK/data/admin-token")
+. bench/common.sh
+bench_binary
+bench_work
+start_tavern
 
 # "rss anon file threads" in KB.
 memory() {
@@ -48,4 +32,4 @@ read -r r1 a1 f1 t1 <<<"$(memory)"
 row "$WORLDS worlds" "$r1" "$a1" "$f1" "$t1"
 echo "per world: $(( (r1 - r0) / WORLDS )) KB"
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs), $(uname -r)"
+machine

@@ -19,18 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-2048}
 RUNS=${RUNS:-3}
-if [ -z "${BIN:-}" ]; then
-  cargo build --profile dist -q -p tavern
-  BIN=$PWD/target/dist/tavern
-fi
-WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/tavern-import-bench.XXXXXX")
-SERVER_PID=
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/common.sh
+bench_binary
+# On the disk (not a tmpfs /tmp): the folder is gigabytes.
+bench_work "${TMPDIR:-/var/tmp}"
 
 # The folder: assets of 1 to 8 MB, a world of many small files, modules.
 SRC=$WORK/source/data
@@ -57,12 +49,7 @@ for m in $(seq 1 20); do
 done
 BYTES=$(du -sb "$SRC" | cut -f1)
 
-export HOME=$WORK TAVERN_RUNTIME_STUB_RELEASE=true
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/tavern" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-TPORT=$(sed -n 's/.*Tavern is listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-export TAVERN_SERVER=http://127.0.0.1:$TPORT TAVERN_TOKEN=$(cat "$WORK/tavern/admin-token")
+start_tavern
 
 drop() {
   sync

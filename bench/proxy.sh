@@ -38,75 +38,19 @@ need taskset util-linux
 python3 -c 'import websockets' 2>/dev/null || pip install -q websockets
 
 # BIN=path measures that build of Tavern instead (to compare two builds).
-if [ -z "${BIN:-}" ]; then
-  cargo build --profile dist -q -p tavern --features full
-  BIN=$PWD/target/dist/tavern
-fi
-WORK=$(mktemp -d)
-SERVER_PID= NGINX_PID= STUB_PID=
-cleanup() {
-  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
-  [ -n "$STUB_PID" ] && kill -- "-$STUB_PID" 2>/dev/null || true
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. bench/common.sh
+bench_binary
+bench_work
 
 # Tavern on core 1, with one world running the stand-in.
-export HOME=$WORK TAVERN_RUNTIME_STUB_RELEASE=true TAVERN_RUNTIME_PORT_RANGE=41000-41099
-taskset -c 1 "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-TPORT=$(sed -n 's/.*Tavern is listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-export TAVERN_SERVER=http://127.0.0.1:$TPORT TAVERN_TOKEN=$(cat "$WORK/data/admin-token")
-echo BENCHBENCHBENCHBENCH0000 | "$BIN" license add --label bench --key-stdin >/dev/null
-"$BIN" instance create bench --release stub >/dev/null 2>&1
-"$BIN" instance start bench >/dev/null
-for _ in $(seq 200); do
-  "$BIN" instance show bench --json | grep '"state": "running"' >/dev/null && break; sleep 0.1
-done
-STUB_PID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$WORK/data/instances/bench/server.json")
-SPORT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['port'])" "$WORK/data/instances/bench/server.json")
+export TAVERN_RUNTIME_PORT_RANGE=41000-41099
+start_tavern taskset -c 1
+start_world bench
 taskset -a -p -c 0 "$STUB_PID" >/dev/null
 
-# nginx on core 1: one worker, a keepalive pool to the world, setting the
-# X-Forwarded-* headers Tavern sets (the same work).
+# nginx on core 1.
 NPORT=$((TPORT + 1))
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-worker_rlimit_nofile $(ulimit -n);
-events { worker_connections $(($(ulimit -n) - 100)); }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  upstream world { server 127.0.0.1:$SPORT; keepalive 64; }
-  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-  server {
-    listen 127.0.0.1:$NPORT;
-    location / {
-      proxy_pass http://world;
-      proxy_http_version 1.1;
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$http_host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-    }
-  }
-}
-NGINX
-taskset -c 1 nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
-NGINX_PID=$!
+start_nginx "listen 127.0.0.1:$NPORT;" taskset -c 1
 sleep 0.5
 NGINX_WORKER=$(xargs <"/proc/$NGINX_PID/task/$NGINX_PID/children")
 
@@ -261,4 +205,4 @@ case " $TESTS " in *" flood "*)
   echo "resident memory after the flood: Tavern $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$SERVER_PID/status"), nginx's worker $(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/$NGINX_WORKER/status")" ;;
 esac
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs), $(uname -r)"
+machine

@@ -35,25 +35,11 @@ need ip iproute2
 python3 -c 'import websockets.sync.client' 2>/dev/null ||
   python3 -m pip install -q websockets || python3 -m pip install -q --break-system-packages websockets
 
-if [ -z "${BIN:-}" ]; then
-  cargo build --profile dist -q -p tavern --features full
-  BIN=$PWD/target/dist/tavern
-fi
-WORK=$(mktemp -d)
+. bench/common.sh
+bench_binary
+bench_work
 NS=tavern-wl-$$
 HOST_IF=twl$$a NS_IF=twl$$b
-SERVER_PID= NGINX_PID= STUB_PID= RELAYS=()
-cleanup() {
-  for p in "${RELAYS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
-  [ -n "$STUB_PID" ] && kill -- "-$STUB_PID" 2>/dev/null || true
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  ip link del "$HOST_IF" 2>/dev/null || true
-  sleep 0.5
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 # One certificate for both proxies: a server's, not a CA's (an empty
 # configuration: only the extensions named here), which the command line
@@ -65,65 +51,19 @@ openssl req -x509 -config "$WORK/openssl.cnf" -newkey ec -pkeyopt ec_paramgen_cu
   -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
 # Tavern with TLS from those files, and one world running the stand-in.
-export HOME=$WORK TAVERN_RUNTIME_STUB_RELEASE=true TAVERN_RUNTIME_PORT_RANGE=42000-42099
-TAVERN_TLS_MODE=files TAVERN_TLS_CERT_FILE=$WORK/cert.pem TAVERN_TLS_KEY_FILE=$WORK/key.pem \
-  TAVERN_TLS_HTTP_LISTEN=127.0.0.1:0 \
-  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-TPORT=$(sed -n 's/.*Tavern is listening on https:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/serve.out")
-[ -n "$TPORT" ] || { echo "Tavern did not start:"; cat "$WORK/serve.out" "$WORK/serve.log"; exit 1; }
-export TAVERN_SERVER=https://localhost:$TPORT TAVERN_TOKEN=$(cat "$WORK/data/admin-token")
-export TAVERN_CA_FILE=$WORK/cert.pem
-echo BENCHBENCHBENCHBENCH0000 | "$BIN" license add --label bench --key-stdin >/dev/null
-"$BIN" instance create bench --release stub >/dev/null 2>&1
-"$BIN" instance start bench >/dev/null
-for _ in $(seq 200); do
-  "$BIN" instance show bench --json | grep '"state": "running"' >/dev/null && break; sleep 0.1
-done
-STUB_PID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$WORK/data/instances/bench/server.json")
-SPORT=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['port'])" "$WORK/data/instances/bench/server.json")
+export TAVERN_RUNTIME_PORT_RANGE=42000-42099 TAVERN_CA_FILE=$WORK/cert.pem
+start_tavern env TAVERN_TLS_MODE=files TAVERN_TLS_CERT_FILE="$WORK/cert.pem" \
+  TAVERN_TLS_KEY_FILE="$WORK/key.pem" TAVERN_TLS_HTTP_LISTEN=127.0.0.1:0
+start_world bench
 
 # nginx with HTTP/2, one worker, as Tavern would be set up behind it.
 NPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  upstream world { server 127.0.0.1:$SPORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NPORT ssl http2;
-    ssl_certificate $WORK/cert.pem;
-    ssl_certificate_key $WORK/key.pem;
-    ssl_protocols TLSv1.3;
-    location / {
-      proxy_pass http://world;
-      proxy_http_version 1.1;
-      proxy_set_header Host \$host;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$http_host;
-    }
-  }
-}
-NGINX
-nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
-NGINX_PID=$!
+start_nginx "listen 127.0.0.1:$NPORT ssl http2; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_protocols TLSv1.3;"
 
 # The clients' network: a namespace joined by a veth pair, the bandwidth
 # capped both ways, and a delaying relay in front of each proxy.
 ip netns add "$NS"
+at_exit "ip netns del $NS; ip link del $HOST_IF"
 ip link add "$HOST_IF" type veth peer name "$NS_IF"
 ip link set "$NS_IF" netns "$NS"
 ip addr add 10.213.0.1/30 dev "$HOST_IF"
@@ -135,7 +75,7 @@ tc qdisc add dev "$HOST_IF" root tbf rate "$RATE" burst 256kb latency 500ms
 ip netns exec "$NS" tc qdisc add dev "$NS_IF" root tbf rate "$RATE" burst 256kb latency 500ms
 relay() {
   python3 bench/delay.py 10.213.0.1 "$1" 127.0.0.1 "$2" "$((RTT_MS / 2))" >"$WORK/relay.$1" 2>&1 &
-  RELAYS+=($!)
+  at_exit "kill $!"
   for _ in $(seq 50); do grep -q relaying "$WORK/relay.$1" 2>/dev/null && return; sleep 0.1; done
   echo "the relay on $1 did not start" >&2; exit 1
 }
@@ -185,4 +125,4 @@ print(f'Tavern HTTP/2 / Tavern HTTP/1.1  {th2 / th1:.2f}x   (goal <= 0.5)')
 print(f'Tavern HTTP/1.1 / nginx HTTP/1.1 {th1 / nh1:.2f}x')" \
   "$(median "${T[tavern.h2]}")" "$(median "${T[nginx.h2]}")" "$(median "${T[tavern.h1]}")" "$(median "${T[nginx.h1]}")"
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | xargs), $(uname -r)"
+machine
