@@ -78,14 +78,6 @@ pub struct ActivationStatus {
     pub retry_at: Option<Instant>,
 }
 
-impl Tracking {
-    fn end_watch(&mut self) {
-        if let Some(w) = self.watch.take() {
-            w.cancel();
-        }
-    }
-}
-
 impl ActivationStatus {
     fn retry_at(&mut self, at: Instant) {
         self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
@@ -104,6 +96,14 @@ struct Tracking {
     start_retry_at: Option<Instant>,
     /// Ends the watch on the last start's `/api/status` ([`readiness`]).
     watch: Option<CancellationToken>,
+}
+
+impl Tracking {
+    fn end_watch(&mut self) {
+        if let Some(w) = self.watch.take() {
+            w.cancel();
+        }
+    }
 }
 
 pub struct Reconciler {
