@@ -71,6 +71,9 @@ ip link set "$HOST_IF" up
 ip netns exec "$NS" ip addr add 10.213.0.2/30 dev "$NS_IF"
 ip netns exec "$NS" ip link set "$NS_IF" up
 ip netns exec "$NS" ip link set lo up
+# IPv4 only in the namespace: an IPv6 address settling on the new link
+# would show Chromium a network change mid-load (net::ERR_NETWORK_CHANGED).
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 tc qdisc add dev "$HOST_IF" root tbf rate "$RATE" burst 256kb latency 500ms
 ip netns exec "$NS" tc qdisc add dev "$NS_IF" root tbf rate "$RATE" burst 256kb latency 500ms
 relay() {
@@ -84,7 +87,7 @@ relay 9443 "$NPORT"
 curl -sfk --resolve "bench.localhost:$NPORT:127.0.0.1" "https://bench.localhost:$NPORT/_stub/world-load" >/dev/null ||
   { echo "nginx does not reach the world"; cat "$WORK/nginx/error.log"; exit 1; }
 
-# One load; prints "ms resources MB protocols".
+# One load; prints "ms resources bytes protocols [why requests failed]".
 load() {
   local port=$1 flag=${2:-}
   ip netns exec "$NS" python3 bench/world_load.py "https://bench.localhost:$port/_stub/world-load" \
@@ -92,30 +95,50 @@ load() {
     python3 -c "
 import json, sys
 r = json.loads(sys.stdin.read())
-print(f\"{r['load_ms']:.0f} {r['resources']} {r['bytes'] / 1e6:.1f} {','.join(f'{k}:{v}' for k, v in sorted(r['protocols'].items()))}\")"
+protocols = ','.join(f'{k or \"none\"}:{v}' for k, v in sorted(r['protocols'].items()))
+failed = ' '.join(f'{k}:{v}' for k, v in r['failed'].items())
+print(f\"{r['load_ms']:.0f} {r['resources']} {r['bytes']} {protocols} {failed}\")"
 }
+# A load counts when it is whole: every resource came, all of it (WHOLE
+# bytes), over the protocol asked for. Loads that are not are shown with
+# why, and left out of the medians.
+WHOLE=$(curl -sfk --resolve "bench.localhost:$NPORT:127.0.0.1" "https://bench.localhost:$NPORT/_stub/world-load" |
+  grep -o 'asset/[0-9]*' | cut -d/ -f2 | paste -sd+ | python3 -c 'import sys; print(eval(sys.stdin.read()))')
 
+# One load first, not counted: the link and the proxies' first connections
+# to the world settle.
+load 8443 >/dev/null
 printf '%-8s %-9s %5s %9s %10s %8s  %s\n' via protocol round "load ms" resources MB protocols
-declare -A T
+declare -A T N
 for round in $(seq "$ROUNDS"); do
   order="tavern nginx"
   [ $((round % 2)) = 0 ] && order="nginx tavern"
   for via in $order; do
     case $via in tavern) port=8443 ;; nginx) port=9443 ;; esac
     for proto in h2 h1; do
-      flag=
-      [ "$proto" = h1 ] && flag=--http1
-      r=$(load "$port" $flag)
-      T[$via.$proto]="${T[$via.$proto]:-} ${r%% *}"
-      printf '%-8s %-9s %5s %9s %10s %8s  %s\n' "$via" "$proto" "$round" $r
+      flag= expect=h2:300
+      [ "$proto" = h1 ] && flag=--http1 expect=http/1.1:300
+      read -r ms n bytes protocols failed <<<"$(load "$port" $flag)"
+      note=
+      if [ "$bytes" = "$WHOLE" ] && [ "$protocols" = "$expect" ]; then
+        T[$via.$proto]="${T[$via.$proto]:-} $ms"
+        N[$via.$proto]=$((${N[$via.$proto]:-0} + 1))
+      else
+        note="  NOT WHOLE, left out ${failed}"
+      fi
+      printf '%-8s %-9s %5s %9s %10s %8.1f  %s%s\n' "$via" "$proto" "$round" "$ms" "$n" \
+        "$(python3 -c "print($bytes / 1e6)")" "$protocols" "$note"
     done
   done
 done
+for k in tavern.h2 nginx.h2 tavern.h1 nginx.h1; do
+  [ -n "${T[$k]:-}" ] || { echo "no whole load through $k"; exit 1; }
+done
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.0f}')" $1; }
 echo
-echo "Medians of $ROUNDS loads, RTT ${RTT_MS} ms, ${RATE} both ways"
+echo "Medians of the whole loads of $ROUNDS, RTT ${RTT_MS} ms, ${RATE} both ways"
 for k in tavern.h2 nginx.h2 tavern.h1 nginx.h1; do
-  printf '%-10s %8s ms\n' "$k" "$(median "${T[$k]}")"
+  printf '%-10s %8s ms   (%s whole)\n' "$k" "$(median "${T[$k]}")" "${N[$k]}"
 done
 python3 -c "
 import sys

@@ -3,8 +3,9 @@
 cached, no connection kept) through its DevTools protocol, for
 bench/world-load.sh, and prints one JSON line: the page's load event in
 milliseconds from navigation start (the Navigation Timing
-`loadEventStart`), how many resources it fetched, their bytes, and the
-protocols they came over (`nextHopProtocol`).
+`loadEventStart`), how many resources it fetched, their bytes, the
+protocols they came over (`nextHopProtocol`), and why any failed
+(`Network.loadingFailed`).
 
 Usage: world_load.py URL RESOLVER_RULES [--http1]
 """
@@ -36,6 +37,8 @@ class DevTools:
     def __init__(self, ws):
         self.ws = ws
         self.next_id = 0
+        # Why requests failed (Network.loadingFailed's errorText), counted.
+        self.failed = {}
 
     def call(self, method, params=None, wait_for=None, timeout=120):
         """Sends a command; returns its result, or (with `wait_for`) the
@@ -53,6 +56,9 @@ class DevTools:
                 result = message.get("result")
                 if wait_for is None:
                     return result
+            elif message.get("method") == "Network.loadingFailed":
+                why = message["params"].get("errorText", "?")
+                self.failed[why] = self.failed.get(why, 0) + 1
             elif wait_for is not None and message.get("method") == wait_for:
                 return message.get("params")
 
@@ -83,12 +89,15 @@ def main():
         with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
             tools = DevTools(ws)
             tools.call("Page.enable")
+            tools.call("Network.enable")
             # The Resource Timing buffer holds 250 entries by default.
             tools.call("Page.addScriptToEvaluateOnNewDocument",
                        {"source": "performance.setResourceTimingBufferSize(10000)"})
             tools.call("Page.navigate", {"url": url}, wait_for="Page.loadEventFired")
             answer = tools.call("Runtime.evaluate", {"expression": MEASURE, "returnByValue": True})
-            print(answer["result"]["value"], flush=True)
+            measured = json.loads(answer["result"]["value"])
+            measured["failed"] = tools.failed
+            print(json.dumps(measured), flush=True)
     finally:
         browser.terminate()
         try:
