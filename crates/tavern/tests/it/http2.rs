@@ -1,5 +1,6 @@
 //! HTTP/2 on the TLS listener: a browser's many requests over one
-//! connection, forwarded to the worlds over HTTP/1.1 with everything an
+//! connection (Chromium loading a page like Foundry's whole), forwarded to
+//! the worlds over HTTP/1.1 with everything an
 //! HTTP/1.1 client's get (X-Forwarded-*, the upload limit, Tavern's
 //! cookies taken off); HTTP/1.1 still offered; and the listener's
 //! protections: an idle connection is closed, a flood of reset streams
@@ -278,4 +279,48 @@ async fn a_flood_of_reset_streams_ends_only_its_own_connection() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// Chromium loads a page like Foundry's game page (the stand-in's
+/// `/_stub/world-load`: scripts, style sheets, tokens and maps) from a
+/// world's address over HTTP/2, whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_loads_a_worlds_page_over_http2() {
+    let t = Tls::start(&[]);
+    let Some(b) =
+        crate::web::Browser::start_with(true, false, &["--ignore-certificate-errors"]).await
+    else {
+        return;
+    };
+    let admin = t
+        .server
+        .api_with(Some(&t.server.admin_token), t.http.clone());
+    add_key(&admin, "k1", &key_for("browserhttptwo")).await;
+    add_world(&admin, "alpha", "stub").await;
+    let (s, _) = admin
+        .post("/api/v1/instances/alpha/start", &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, "alpha", "running").await;
+
+    b.goto(&t.url("alpha.localhost", "/_stub/world-load")).await;
+    // Every resource the page's timing kept (its buffer holds 250) came
+    // over HTTP/2, whole (each asset's size is in its address), and every
+    // image was fetched to its end and drawn.
+    let seen = b
+        .client
+        .execute(
+            "const nav = performance.getEntriesByType('navigation')[0];
+             const res = performance.getEntriesByType('resource');
+             const whole = res.filter(r => r.nextHopProtocol === 'h2'
+                 && r.encodedBodySize === Number(r.name.split('/asset/')[1].split('/')[0]));
+             const images = [...document.images];
+             return [nav.nextHopProtocol, res.length, whole.length, images.length,
+                     images.filter(i => i.complete && i.naturalWidth === 1).length];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen, json!(["h2", 250, 250, 243, 243]));
+    b.close().await;
 }
