@@ -12,6 +12,8 @@
 #
 #   bash bench/proxy.sh            # DURATION=10 seconds per run, ROUNDS=3
 #   TESTS=small bash bench/proxy.sh   # some of: small asset ws fresh flood
+#   CONNS=64 TESTS=small bash bench/proxy.sh   # small responses over 64
+#                                  # connections (32 unless set)
 #   PERF_OUT=/tmp/p.data TESTS=small bash bench/proxy.sh
 #                                  # and a perf profile of Tavern under load
 #   BIN=/tmp/tavern-old bash bench/proxy.sh   # another build of Tavern
@@ -113,7 +115,7 @@ run_flood() {
 
 measure() {
   case $1 in
-    small) run_wrk "$2" 32 /api/status ;;
+    small) run_wrk "$2" "${CONNS:-32}" /api/status ;;
     asset) run_wrk "$2" 8 /_stub/blob/5242880 ;;
     ws) run_ws "$2" ;;
     fresh) run_wrk "$2" 8 /api/status "Connection: close" ;;
