@@ -78,6 +78,21 @@ impl Tls {
         b.build().unwrap()
     }
 
+    /// Starts the world `alpha` (with a key of its own) and waits until it
+    /// runs.
+    async fn start_alpha(&self) {
+        let admin = self
+            .server
+            .api_with(Some(&self.server.admin_token), self.http.clone());
+        add_key(&admin, "k1", &key_for("httptwokey")).await;
+        add_world(&admin, "alpha", "stub").await;
+        let (s, _) = admin
+            .post("/api/v1/instances/alpha/start", &json!({}))
+            .await;
+        assert_eq!(s, 202);
+        wait_for_state(&admin, "alpha", "running").await;
+    }
+
     /// The certificate's PEM file.
     pub fn cert_file(&self) -> std::path::PathBuf {
         self.dir.path().join("cert.pem")
@@ -136,16 +151,7 @@ async fn browsers_reach_worlds_and_the_api_over_http2() {
         (200, http::Version::HTTP_2)
     );
 
-    let admin = t
-        .server
-        .api_with(Some(&t.server.admin_token), t.http.clone());
-    add_key(&admin, "k1", &key_for("httptwokey")).await;
-    add_world(&admin, "alpha", "stub").await;
-    let (s, _) = admin
-        .post("/api/v1/instances/alpha/start", &json!({}))
-        .await;
-    assert_eq!(s, 202);
-    wait_for_state(&admin, "alpha", "running").await;
+    t.start_alpha().await;
     let echo = t.url("alpha.localhost", "/_stub/echo");
     wait_until("alpha answers over HTTPS", || async {
         t.http
@@ -292,16 +298,7 @@ async fn a_browser_loads_a_worlds_page_over_http2() {
     else {
         return;
     };
-    let admin = t
-        .server
-        .api_with(Some(&t.server.admin_token), t.http.clone());
-    add_key(&admin, "k1", &key_for("browserhttptwo")).await;
-    add_world(&admin, "alpha", "stub").await;
-    let (s, _) = admin
-        .post("/api/v1/instances/alpha/start", &json!({}))
-        .await;
-    assert_eq!(s, 202);
-    wait_for_state(&admin, "alpha", "running").await;
+    t.start_alpha().await;
 
     b.goto(&t.url("alpha.localhost", "/_stub/world-load")).await;
     // Every resource the page's timing kept (its buffer holds 250) came
