@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The first pause between two questions.
 const FIRST: Duration = Duration::from_millis(2);
-/// The longest pause: the reconciler's own pass while a world starts.
-const LONGEST: Duration = Duration::from_millis(250);
+/// The longest pause, and the reconciler's own pass while something starts
+/// or stops.
+pub(crate) const LONGEST: Duration = Duration::from_millis(250);
 
 /// The pauses between the questions: 2 ms, growing by half each time, to
 /// 250 ms. (A stand-in answers within milliseconds of its spawn, Foundry

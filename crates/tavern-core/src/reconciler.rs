@@ -178,7 +178,7 @@ impl Reconciler {
                 );
             }
             let mut pause = if status.busy {
-                Duration::from_millis(250)
+                readiness::LONGEST
             } else {
                 self.settings.resync
             };
