@@ -31,14 +31,15 @@ bench_cleanup() {
 # in $WORK/data, run through COMMAND when given (`taskset -c 1`,
 # `env TAVERN_TLS_MODE=files …`). Sets SERVER_PID and TPORT, and exports
 # what the command line needs (TAVERN_SERVER, over TLS by the name
-# `localhost` for the certificate's sake, and TAVERN_TOKEN).
+# `localhost` for the certificate's sake, and TAVERN_TOKEN). It waits
+# START_TRIES tenths of a second (100) for Tavern to listen.
 start_tavern() {
   export HOME=$WORK TAVERN_RUNTIME_STUB_RELEASE=true
   "$@" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
   SERVER_PID=$!
   at_exit "kill $SERVER_PID"
   local _
-  for _ in $(seq 100); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq "${START_TRIES:-100}"); do grep -q "Tavern is listening" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
   local url
   url=$(sed -n 's/.*Tavern is listening on \(https\{0,1\}:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$WORK/serve.out")
   [ -n "$url" ] || { echo "Tavern did not start:"; cat "$WORK/serve.out" "$WORK/serve.log"; exit 1; }
@@ -109,6 +110,11 @@ NGINX
   "$@" nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" &
   NGINX_PID=$!
   at_exit "kill $NGINX_PID"
+}
+
+# A loopback port free right now (for a peer that cannot be told port 0).
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # The machine the figures were taken on.

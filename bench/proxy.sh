@@ -51,7 +51,7 @@ start_world bench
 taskset -a -p -c 0 "$STUB_PID" >/dev/null
 
 # nginx on core 1.
-NPORT=$((TPORT + 1))
+NPORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NPORT;" taskset -c 1
 sleep 0.5
 NGINX_WORKER=$(xargs <"/proc/$NGINX_PID/task/$NGINX_PID/children")

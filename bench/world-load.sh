@@ -57,7 +57,7 @@ start_tavern env TAVERN_TLS_MODE=files TAVERN_TLS_CERT_FILE="$WORK/cert.pem" \
 start_world bench
 
 # nginx with HTTP/2, one worker, as Tavern would be set up behind it.
-NPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+NPORT=$(free_port)
 start_nginx "listen 127.0.0.1:$NPORT ssl http2; ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_protocols TLSv1.3;"
 
 # The clients' network: a namespace joined by a veth pair, the bandwidth

@@ -130,12 +130,30 @@ struct ServeArgs {
     demo: bool,
 }
 
+/// The most I/O events a runtime worker takes from the kernel at once: when
+/// it has nothing else to run, and when it looks in between its tasks.
+/// With tokio's default (1 024 for both) one batch under load could wake
+/// more tasks than a worker's run queue holds (256); the overflow waited in
+/// the shared queue, and a few connections were served hundreds of
+/// milliseconds late (docs/performance.md, small responses over 256
+/// connections). Events left in the kernel are taken at the next look.
+/// For `serve` only: the stand-in, which plays Foundry, keeps tokio's
+/// defaults, under which it serves the benchmarks' load better (with these
+/// limits, overloaded and taking a new connection for most proxied
+/// requests, it left both nginx's and Tavern's p99 at 900 ms).
+const IO_EVENTS_PER_TICK: usize = 64;
+const IO_EVENTS_PER_BUSY_TICK: usize = 8;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(cli.command, Command::Serve(_)) {
+        builder
+            .max_io_events_per_tick(IO_EVENTS_PER_TICK)
+            .max_io_events_per_busy_tick(IO_EVENTS_PER_BUSY_TICK);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
