@@ -86,11 +86,7 @@ impl Tls {
             .api_with(Some(&self.server.admin_token), self.http.clone());
         add_key(&admin, "k1", &key_for("httptwokey")).await;
         add_world(&admin, "alpha", "stub").await;
-        let (s, _) = admin
-            .post("/api/v1/instances/alpha/start", &json!({}))
-            .await;
-        assert_eq!(s, 202);
-        wait_for_state(&admin, "alpha", "running").await;
+        start_world(&admin, "alpha").await;
     }
 
     /// The certificate's PEM file.

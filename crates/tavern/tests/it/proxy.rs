@@ -54,14 +54,6 @@ pub(crate) async fn raw(server: &Server, request: &[u8], body_chunks: &[Vec<u8>]
         .to_owned()
 }
 
-async fn start_world(admin: &Api, slug: &str) {
-    let (s, b) = admin
-        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
-        .await;
-    assert_eq!(s, 202, "{b}");
-    wait_for_state(admin, slug, "running").await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn worlds_are_reached_by_host_and_nothing_else() {
     let server = Server::start_with_env(&[], &[("TAVERN_SERVER_WORLD_BODY_LIMIT", "1000000")]);

@@ -585,6 +585,15 @@ where
     }
 }
 
+/// Starts the world `slug` and waits until it runs.
+pub async fn start_world(admin: &Api, slug: &str) {
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(admin, slug, "running").await;
+}
+
 /// Polls an instance until its state is `state`; answers it and every
 /// state seen on the way, in order, without repeats.
 pub async fn wait_for_state(api: &Api, slug: &str, state: &str) -> (Value, Vec<String>) {
