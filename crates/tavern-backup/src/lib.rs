@@ -3,7 +3,7 @@
 //! (`import`: folders and zip or tar archives, read as safely), the way
 //! out (`export`: a backup as a zip a plain Foundry takes), writing and
 //! restoring them on this machine
-//! (`local`), where archives are kept (`target`: a local directory or
+//! (`local`), snapshots in restic-format repositories (`repo`), where archives are kept (`target`: a local directory or
 //! S3-compatible object storage), which backups a retention policy keeps
 //! (`retention`, pure), and archive work read as an async stream while it
 //! is written (`stream`).
@@ -12,6 +12,7 @@ pub mod archive;
 pub mod export;
 pub mod import;
 pub mod local;
+pub mod repo;
 pub mod retention;
 pub mod stream;
 pub mod target;

@@ -121,6 +121,12 @@ impl Target {
         })
     }
 
+    /// What a repository kept here is made of: the directory (for a
+    /// local target), the store, and the prefix below the bucket.
+    pub(crate) fn parts(&self) -> (Option<&Path>, Arc<dyn ObjectStore>, &str) {
+        (self.dir.as_deref(), self.store.clone(), &self.prefix)
+    }
+
     fn key(&self, key: &str) -> Key {
         if self.prefix.is_empty() {
             Key::from(key)
