@@ -405,8 +405,14 @@ pub struct BackupJson {
     pub created_by: String,
     pub created_at: String,
     pub finished_at: Option<String>,
-    /// Bytes of the compressed archive.
+    /// How it is kept: `archive` (a `.tar.zst` of its own) or `repository`
+    /// (a snapshot in its world's restic-format repository).
+    pub format: String,
+    /// Bytes of the compressed archive; of a snapshot, the bytes it added
+    /// to the repository (compressed and encrypted).
     pub size: Option<u64>,
+    /// The archive's SHA-256; of a snapshot, its id (restic's, the SHA-256
+    /// of its file in the repository).
     pub sha256: Option<String>,
     pub files: Option<u64>,
     /// Bytes of the files before compression.

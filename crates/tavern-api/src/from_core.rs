@@ -145,6 +145,7 @@ impl From<tavern_core::BackupView> for BackupJson {
             created_by: b.created_by,
             created_at: b.created_at.to_string(),
             finished_at: b.finished_at.map(|t| t.to_string()),
+            format: b.format.to_string(),
             size: facts.map(|f| f.size),
             sha256: facts.map(|f| f.sha256.clone()),
             files: facts.map(|f| f.files),

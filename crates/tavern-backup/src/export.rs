@@ -11,7 +11,7 @@ use zip::write::{SimpleFileOptions, StreamWriter, ZipWriter};
 
 use crate::ArchiveError;
 use crate::archive::added::{Added, feed_added};
-use crate::archive::{Discard, Limits, Sink, corrupt, read_into};
+use crate::archive::{Discard, Limits, Manifest, Sink, corrupt, read_into};
 
 /// Files that are compressed already: stored as they are.
 const STORED: [&str; 16] = [
@@ -121,11 +121,24 @@ pub fn foundry_zip(
     secrets: &[(&str, &[u8])],
     added: &[Added],
 ) -> Result<(), ArchiveError> {
+    zip_fed(out, secrets, added, |sink| {
+        read_into(input, sink, limits).map(|s| s.manifest)
+    })
+}
+
+/// The zip of what `feed` gives (answering the manifest of what it
+/// gave), with `secrets` and `added` as [`foundry_zip`] puts them in.
+pub(crate) fn zip_fed<W: Write>(
+    out: W,
+    secrets: &[(&str, &[u8])],
+    added: &[Added],
+    feed: impl FnOnce(&mut dyn Sink) -> Result<Manifest, ArchiveError>,
+) -> Result<(), ArchiveError> {
     let mut export = ZipExport {
         zip: ZipWriter::new_stream(out),
     };
-    let mut read = read_into(input, &mut export, limits)?;
-    feed_added(&mut export, &mut read.manifest, added)?;
+    let mut manifest = feed(&mut export)?;
+    feed_added(&mut export, &mut manifest, added)?;
     for (rel, contents) in secrets {
         let opts = SimpleFileOptions::default().unix_permissions(0o600);
         export.zip.start_file(*rel, opts).map_err(zip_err(rel))?;

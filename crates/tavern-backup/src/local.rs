@@ -91,12 +91,7 @@ pub fn restore_into(
                 .into(),
         ));
     }
-    let (incoming, outgoing) = swap_names(data);
-    let _ = std::fs::remove_dir_all(&incoming);
-    let _ = std::fs::remove_dir_all(&outgoing);
-    if let Some(parent) = incoming.parent() {
-        std::fs::create_dir_all(parent).map_err(io("create the world's directory"))?;
-    }
+    let incoming = incoming_for(data)?;
     let summary = archive::read_file(archive_file, Some(&incoming), Some(expected.limits))
         .map_err(|e| RestoreError::Refused(e.to_string()))?;
     if summary.sha256 != expected.sha256 {
@@ -105,10 +100,30 @@ pub fn restore_into(
             "the archive's checksum does not match the one recorded when it was made".into(),
         ));
     }
+    swap_in(&incoming, data)
+}
+
+/// Where a restore puts what it restores beside `data` (cleared, and its
+/// parent made): a directory that does not exist yet, for [`swap_in`].
+pub fn incoming_for(data: &Path) -> Result<PathBuf, RestoreError> {
+    let (incoming, outgoing) = swap_names(data);
+    let _ = std::fs::remove_dir_all(&incoming);
+    let _ = std::fs::remove_dir_all(&outgoing);
+    if let Some(parent) = incoming.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create the world's directory"))?;
+    }
+    Ok(incoming)
+}
+
+/// Puts what was restored at `incoming` in place of `data` (moved aside
+/// first, removed once the new is in; [`undo_interrupted_restore`] puts
+/// it back after a cut between the two).
+pub fn swap_in(incoming: &Path, data: &Path) -> Result<(), RestoreError> {
+    let (_, outgoing) = swap_names(data);
     if data.exists() {
         std::fs::rename(data, &outgoing).map_err(io("move the current data aside"))?;
     }
-    std::fs::rename(&incoming, data).map_err(io("put the restored data in place"))?;
+    std::fs::rename(incoming, data).map_err(io("put the restored data in place"))?;
     let _ = std::fs::remove_dir_all(&outgoing);
     Ok(())
 }

@@ -256,6 +256,38 @@ impl Target {
         }
     }
 
+    /// Removes everything under `rel` (a world's repository); nothing
+    /// there is fine.
+    pub async fn delete_under(&self, rel: &str) -> Result<(), TargetError> {
+        if let Some(dir) = &self.dir {
+            return match tokio::fs::remove_dir_all(dir.join(rel)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(TargetError::Storage {
+                    op: "delete",
+                    key: rel.to_owned(),
+                    target: self.describe.clone(),
+                    source: Box::new(e),
+                }),
+            };
+        }
+        let under = self.key(rel);
+        let keys: Vec<Key> = self
+            .store
+            .list(Some(&under))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(self.failed("list", rel))?;
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed("delete", rel)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Every key under this target, sorted.
     pub async fn keys(&self) -> Result<Vec<String>, TargetError> {
         let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));

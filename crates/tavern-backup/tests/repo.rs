@@ -197,7 +197,7 @@ async fn restic_lists_checks_and_restores_what_tavern_wrote() {
     ];
     let when = jiff::Timestamp::from_second(1_700_000_000).unwrap();
     let (w, t) = (world.clone(), tags.clone());
-    let facts = tokio::task::spawn_blocking(move || repo.backup(&w, &t, when))
+    let facts = tokio::task::spawn_blocking(move || repo.backup(&w, &t, when, false))
         .await
         .unwrap()
         .expect("the backup completes");
@@ -241,7 +241,7 @@ async fn tavern_restores_what_it_wrote_and_refuses_another_record() {
         tmp.path().join("refused"),
     );
     let (facts, restored, refused, missing) = tokio::task::spawn_blocking(move || {
-        let facts = repo.backup(&w, &[], when).unwrap();
+        let facts = repo.backup(&w, &[], when, false).unwrap();
         let restored = repo.restore(&facts.id, &dest, limits(&facts));
         let mut other = limits(&facts);
         other.bytes += 1;
@@ -277,14 +277,14 @@ async fn an_unchanged_world_adds_little_and_prune_keeps_the_rest_whole() {
     let repo = repo_in(&backups);
     let w = world.clone();
     let (first, second, third, kept) = tokio::task::spawn_blocking(move || {
-        let first = repo.backup(&w, &[], jiff::Timestamp::now()).unwrap();
-        let second = repo.backup(&w, &[], jiff::Timestamp::now()).unwrap();
+        let first = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
+        let second = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
         std::fs::write(
             w.join("Data/worlds/campaign/data/actor-3.json"),
             "{\"name\":\"Actor 3\",\"hp\":0}",
         )
         .unwrap();
-        let third = repo.backup(&w, &[], jiff::Timestamp::now()).unwrap();
+        let third = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
         repo.forget(&[&first.id, &second.id]).unwrap();
         repo.prune().unwrap();
         let kept = repo.snapshots().unwrap();
@@ -361,11 +361,16 @@ async fn a_repository_on_s3_is_restic_s_too() {
     let (w, dest) = (world.clone(), tmp.path().join("restored"));
     let (facts, restored) = tokio::task::spawn_blocking(move || {
         let facts = repo
-            .backup(&w, &["kind:scheduled".into()], jiff::Timestamp::now())
+            .backup(
+                &w,
+                &["kind:scheduled".into()],
+                jiff::Timestamp::now(),
+                false,
+            )
             .expect("the backup completes");
         // The second opens the repository the first made.
         let again = repo
-            .backup(&w, &[], jiff::Timestamp::now())
+            .backup(&w, &[], jiff::Timestamp::now(), false)
             .expect("the second backup completes");
         assert!(again.added * 100 <= again.bytes, "{again:?}");
         let restored = repo.restore(&facts.id, &dest, limits(&facts));

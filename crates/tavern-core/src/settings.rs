@@ -188,8 +188,13 @@ impl Settings {
 /// How backups are taken and kept.
 #[derive(Clone, Debug)]
 pub struct BackupSettings {
-    /// Where archives go.
+    /// Where archives and repositories go.
     pub target: Target,
+    /// How new backups are kept: archives, or snapshots in each world's
+    /// repository.
+    pub format: tavern_types::BackupFormat,
+    /// When the repositories drop the data no snapshot needs any more.
+    pub prune_schedule: Option<croner::Cron>,
     /// Where archives are written before they are verified and published
     /// (`DATA_DIR/tmp/backups`).
     pub staging: PathBuf,

@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sign_in",
         include_str!("../migrations/postgres/0009_sign_in.sql"),
     ),
+    (
+        10,
+        "repositories",
+        include_str!("../migrations/postgres/0010_repositories.sql"),
+    ),
 ];
 
 /// How long a call waits for a connection before answering

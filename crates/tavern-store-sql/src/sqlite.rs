@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sign_in",
         include_str!("../migrations/sqlite/0014_sign_in.sql"),
     ),
+    (
+        15,
+        "repositories",
+        include_str!("../migrations/sqlite/0015_repositories.sql"),
+    ),
 ];
 
 /// The SQLite store.

@@ -140,6 +140,7 @@ backups.created_by text not null
 backups.error text
 backups.files integer
 backups.finished_at integer
+backups.format text not null
 backups.id text not null
 backups.instance_id text not null
 backups.kind text not null
@@ -152,6 +153,10 @@ backups.slug text not null
 backups.status text not null
 backups.target text not null
 unique backups(id)
+sealed_values.created_at integer not null
+sealed_values.name text not null
+sealed_values.value bytes not null
+unique sealed_values(name)
 fk instances.awaits_license_id -> licenses.id
 fk instances.license_id -> licenses.id
 fk instances.owner_id -> users.id

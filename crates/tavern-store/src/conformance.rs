@@ -4,8 +4,9 @@
 
 use jiff::{SignedDuration, Timestamp};
 use tavern_types::{
-    BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, InviteId, LicenseId,
-    ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
+    BackupFormat, BackupId, BackupKind, BackupStatus, DesiredState, InstanceId, InviteId,
+    LicenseId, ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username,
+    WakeOnVisit,
 };
 
 use crate::{
@@ -41,6 +42,7 @@ macro_rules! conformance_tests {
             running_intervals_are_counted, a_reserved_key_cannot_be_removed,
             instance_settings_change_one_at_a_time, concurrent_creates_never_share_a_slug,
             concurrent_sessions_never_overlap_on_one_key, backups_finish_once_and_outlive_their_world,
+            backups_move_into_a_repository_and_its_password_is_kept_once,
             backups_fail_with_a_reason_lock_and_go, instance_release_and_runtime_can_change,
             emails_are_unique_and_find_their_user, link_codes_work_once_and_expire,
             payments_are_recorded_once_and_assigned_later, invites_create_users_until_used_up,
@@ -1351,9 +1353,83 @@ fn backup_of(i: &Instance, kind: BackupKind, at: jiff::Timestamp) -> Backup {
         created_at: at,
         finished_at: None,
         target: "/var/lib/tavern/backups".into(),
+        format: BackupFormat::Archive,
         archive: None,
         error: None,
     }
+}
+
+pub async fn backups_move_into_a_repository_and_its_password_is_kept_once(store: &dyn Store) {
+    let a = add_user(store, "alice", Role::Gm).await;
+    let w = add_instance(store, instance("alpha", a.id, None)).await;
+    let b = backup_of(&w, BackupKind::Scheduled, now());
+    store
+        .create_backup(&b, &ev("backup.create", "x"))
+        .await
+        .unwrap();
+    let archive = ArchiveFacts {
+        key: format!("alpha/{}.tar.zst", b.id),
+        size: 10,
+        sha256: "ab".repeat(32),
+        files: 3,
+        bytes: 30,
+    };
+    let snapshot = ArchiveFacts {
+        key: "repositories/alpha".into(),
+        size: 7,
+        sha256: "cd".repeat(32),
+        files: 3,
+        bytes: 30,
+    };
+    // Only a complete backup moves.
+    let early = store
+        .move_backup(
+            b.id,
+            BackupFormat::Repository,
+            "s3://b",
+            &snapshot,
+            &ev("backup.move", "x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(early, StoreError::NotFound { .. }), "{early:?}");
+    store
+        .finish_backup(b.id, now(), Ok(&archive), &ev("backup.complete", "x"))
+        .await
+        .unwrap();
+    let moved = store
+        .move_backup(
+            b.id,
+            BackupFormat::Repository,
+            "s3://b",
+            &snapshot,
+            &ev("backup.move", "x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.format, BackupFormat::Repository);
+    assert_eq!(moved.target, "s3://b");
+    assert_eq!(moved.archive.as_ref(), Some(&snapshot));
+    assert_eq!(store.backup(b.id).await.unwrap(), Some(moved));
+
+    assert_eq!(store.repository_password().await.unwrap(), None);
+    let events = store.list_events(100).await.unwrap().len();
+    let first = store
+        .keep_repository_password(b"sealed-one", &ev("backup.repository_password", "x"))
+        .await
+        .unwrap();
+    assert_eq!(first, b"sealed-one");
+    // A second replica's is not kept: the first stays.
+    let second = store
+        .keep_repository_password(b"sealed-two", &ev("backup.repository_password", "x"))
+        .await
+        .unwrap();
+    assert_eq!(second, b"sealed-one");
+    assert_eq!(
+        store.repository_password().await.unwrap().as_deref(),
+        Some(&b"sealed-one"[..])
+    );
+    assert_eq!(store.list_events(100).await.unwrap().len(), events + 1);
 }
 
 pub async fn backups_finish_once_and_outlive_their_world(store: &dyn Store) {

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 pub use tavern_foundry::manifest::{Compatibility, PackageKind, Requirement};
 use tavern_types::{
-    BackupId, DesiredState, InstanceId, InviteId, LicenseId, Role, RuntimeKind, SessionId, Slug,
-    UserId, Username, WakeOnVisit,
+    BackupFormat, BackupId, DesiredState, InstanceId, InviteId, LicenseId, Role, RuntimeKind,
+    SessionId, Slug, UserId, Username, WakeOnVisit,
 };
 
 /// What a store can fail with. Messages never contain secrets.
@@ -355,6 +355,26 @@ pub trait BackupStore: Send + Sync {
     ) -> StoreResult<Backup>;
     /// Removes a backup's row (its archive is the caller's to remove).
     async fn delete_backup(&self, id: BackupId, event: &NewEvent) -> StoreResult<()>;
+    /// Points a complete backup at where it is kept now (an archive moved
+    /// into its world's repository): its format, target and facts.
+    /// [`StoreError::NotFound`] when there is no such complete backup.
+    async fn move_backup(
+        &self,
+        id: BackupId,
+        format: BackupFormat,
+        target: &str,
+        facts: &ArchiveFacts,
+        event: &NewEvent,
+    ) -> StoreResult<Backup>;
+    /// The backup repositories' password, sealed, if one was kept.
+    async fn repository_password(&self) -> StoreResult<Option<Vec<u8>>>;
+    /// Keeps `sealed` as the repositories' password unless one is kept
+    /// already (another replica was first); answers the one kept.
+    async fn keep_repository_password(
+        &self,
+        sealed: &[u8],
+        event: &NewEvent,
+    ) -> StoreResult<Vec<u8>>;
 }
 
 /// Ko-fi supporters' payments.

@@ -3,8 +3,9 @@
 
 use jiff::Timestamp;
 use tavern_types::{
-    BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, InviteId, LicenseId,
-    ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username, WakeOnVisit,
+    BackupFormat, BackupId, BackupKind, BackupStatus, DesiredState, EventId, InstanceId, InviteId,
+    LicenseId, ObservedState, Role, RuntimeKind, SessionId, Slug, TokenId, UserId, Username,
+    WakeOnVisit,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,18 +231,23 @@ pub struct Backup {
     pub finished_at: Option<Timestamp>,
     /// The backup target it went to (a directory or `s3://…`).
     pub target: String,
+    /// An archive of its own, or a snapshot in its world's repository.
+    pub format: BackupFormat,
     /// Set once complete.
     pub archive: Option<ArchiveFacts>,
     /// Why it failed.
     pub error: Option<String>,
 }
 
-/// What a complete backup's archive is.
+/// What a complete backup's archive or snapshot is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveFacts {
-    /// Its key in the target.
+    /// Its key in the target: the archive's, or the repository's
+    /// (`repositories/<slug>`).
     pub key: String,
-    /// Bytes of the compressed archive, and its SHA-256 (hex).
+    /// Bytes of the compressed archive, and its SHA-256 (hex); of a
+    /// snapshot, the bytes it added to the repository (compressed and
+    /// encrypted) and its id (the SHA-256 of its file there).
     pub size: u64,
     pub sha256: String,
     /// Files in it, and their bytes before compression.

@@ -18,6 +18,6 @@ pub use ids::{BackupId, EventId, InstanceId, InviteId, LicenseId, SessionId, Tok
 pub use license::{LicenseKey, LicenseKeyError};
 pub use names::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, NameError, RESERVED_SLUGS, Slug, Username};
 pub use state::{
-    BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role, RuntimeKind,
-    Scheme, WakeOnVisit, state_word,
+    BackupFormat, BackupKind, BackupStatus, DesiredState, ObservedState, ParseEnumError, Role,
+    RuntimeKind, Scheme, WakeOnVisit, state_word,
 };

@@ -138,6 +138,15 @@ string_enum!(
 );
 
 string_enum!(
+    /// How a backup is kept: a `.tar.zst` archive of its own, or a snapshot
+    /// in its world's restic-format repository.
+    BackupFormat, "backup format" {
+        Archive => "archive",
+        Repository => "repository",
+    }
+);
+
+string_enum!(
     /// Where a backup is in its life: being written, whole and verified,
     /// or given up.
     BackupStatus, "backup status" {
@@ -178,6 +187,9 @@ mod tests {
         }
         for s in DesiredState::ALL {
             assert_eq!(s.to_string().parse::<DesiredState>().unwrap(), *s);
+        }
+        for f in BackupFormat::ALL {
+            assert_eq!(f.to_string().parse::<BackupFormat>().unwrap(), *f);
         }
         for k in BackupKind::ALL {
             assert_eq!(k.to_string().parse::<BackupKind>().unwrap(), *k);

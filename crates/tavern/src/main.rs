@@ -11,6 +11,7 @@ mod database;
 mod discord;
 mod dns;
 mod notify;
+mod repo_key;
 mod serve;
 mod signals;
 

@@ -53,6 +53,20 @@ struct Server {
 /// The background work, to wait for at shutdown.
 type Work = Vec<tokio::task::JoinHandle<()>>;
 
+/// Tavern's sealing key, as the configuration says where it is (made in
+/// the data directory on first use when it names none).
+pub(crate) fn open_secrets(config: &Config) -> anyhow::Result<SecretBox> {
+    Ok(match &config.server.secret_key_file {
+        Some(shared) => SecretBox::load(shared).with_context(|| {
+            format!(
+                "server.secret_key_file: make it once with `head -c 32 /dev/urandom > {}` and give every replica the same file",
+                shared.display()
+            )
+        })?,
+        None => SecretBox::load_or_create(&config.server.data_dir.join("secret.key"))?,
+    })
+}
+
 /// Reads the configuration, opens the store, binds the listeners and makes
 /// Tavern (with its first admin, or the demo, on a fresh data directory);
 /// a termination signal from here on cancels `shutdown`.
@@ -79,15 +93,7 @@ async fn build(args: ServeArgs, shutdown: &CancellationToken) -> anyhow::Result<
     config.server.data_dir = std::fs::canonicalize(&config.server.data_dir)
         .with_context(|| format!("cannot resolve {}", config.server.data_dir.display()))?;
     let data_dir = &config.server.data_dir;
-    let secrets = match &config.server.secret_key_file {
-        Some(shared) => SecretBox::load(shared).with_context(|| {
-            format!(
-                "server.secret_key_file: make it once with `head -c 32 /dev/urandom > {}` and give every replica the same file",
-                shared.display()
-            )
-        })?,
-        None => SecretBox::load_or_create(&data_dir.join("secret.key"))?,
-    };
+    let secrets = open_secrets(&config)?;
     let database = Database::open(&config.store_target()).await?;
     let certificates = tavern_proxy::acme::Certificates::default();
     let tls = match config.tls.mode {

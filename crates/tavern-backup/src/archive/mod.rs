@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::ArchiveError;
 pub(crate) mod added;
+mod rewrite;
+pub use rewrite::rewrite;
+pub(crate) use rewrite::rewrite_fed;
 pub use added::Added;
 use added::feed_added;
 
@@ -91,14 +94,14 @@ pub struct Summary {
 }
 
 /// Counts and hashes what passes through, either way.
-struct Hashing<T> {
+pub(crate) struct Hashing<T> {
     inner: T,
     hash: Sha256,
     bytes: u64,
 }
 
 impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
             hash: Sha256::new(),
@@ -106,7 +109,7 @@ impl<T> Hashing<T> {
         }
     }
 
-    fn finish(self) -> (T, u64, String) {
+    pub(crate) fn finish(self) -> (T, u64, String) {
         (self.inner, self.bytes, hex::encode(self.hash.finalize()))
     }
 }
@@ -152,7 +155,7 @@ pub fn write(src: &Path, out: impl Write, threads: u32) -> Result<Summary, Archi
 
 /// A zstd stream to `out`, hashed as it is written, compressed on
 /// `threads` threads.
-fn encoder<W: Write>(
+pub(super) fn encoder<W: Write>(
     out: W,
     threads: u32,
 ) -> Result<zstd::Encoder<'static, Hashing<W>>, ArchiveError> {
@@ -479,45 +482,6 @@ impl Sink for Unpack<'_> {
     }
 }
 
-/// Copies every entry into another archive, but Tavern's secrets.
-struct Rewrite<W: Write> {
-    tar: tar::Builder<W>,
-}
-
-impl<W: Write> Sink for Rewrite<W> {
-    fn dir(&mut self, rel: &str, header: &tar::Header) -> Result<(), ArchiveError> {
-        let mut h = header.clone();
-        self.tar
-            .append_data(&mut h, format!("{DATA}/{rel}"), io::empty())
-            .map_err(io_err(format!("copy {rel}")))
-    }
-
-    fn file(
-        &mut self,
-        rel: &str,
-        header: &tar::Header,
-        data: &mut dyn Read,
-    ) -> Result<(), ArchiveError> {
-        if WITHHELD.contains(&rel) {
-            return Discard.file(rel, header, data);
-        }
-        let mut h = header.clone();
-        self.tar
-            .append_data(&mut h, format!("{DATA}/{rel}"), data)
-            .map_err(|e| corrupt(format!("{rel}: {e}")))
-    }
-
-    fn link(&mut self, rel: &str, header: &tar::Header, target: &str) -> Result<(), ArchiveError> {
-        if WITHHELD.contains(&rel) {
-            return Ok(());
-        }
-        let mut h = header.clone();
-        self.tar
-            .append_link(&mut h, format!("{DATA}/{rel}"), target)
-            .map_err(io_err(format!("copy {rel}")))
-    }
-}
-
 pub(crate) fn corrupt(detail: String) -> ArchiveError {
     ArchiveError::Corrupt { detail }
 }
@@ -550,60 +514,8 @@ pub fn read(
     result
 }
 
-/// Copies the archive `input` to `out` as a new archive without Tavern's
-/// secrets ([`WITHHELD`], in archives made before they were left out),
-/// verifying the whole input on the way (within `limits`), then adds the
-/// secrets given in `secrets` (path below the data directory, contents)
-/// and the `added` folders; answers the summary of what was written. An
-/// error leaves `out` incomplete: the caller discards it.
-pub fn rewrite(
-    input: impl Read,
-    out: impl Write,
-    threads: u32,
-    limits: Option<Limits>,
-    secrets: &[(&str, &[u8])],
-    added: &[Added],
-) -> Result<Summary, ArchiveError> {
-    let zstd = encoder(out, threads)?;
-    let mut copy = Rewrite {
-        tar: tar::Builder::new(zstd),
-    };
-    let read = read_into(input, &mut copy, limits)?;
-    let mut manifest = read.manifest;
-    let secret = |path: &String| WITHHELD.contains(&path.as_str());
-    let left_out: Vec<String> = (manifest.files.iter().map(|f| &f.path))
-        .chain(manifest.links.iter().map(|l| &l.path))
-        .filter(|p| secret(p))
-        .cloned()
-        .collect();
-    manifest.files.retain(|f| !secret(&f.path));
-    manifest.links.retain(|l| !secret(&l.path));
-    for path in left_out {
-        if !manifest.withheld.contains(&path) {
-            manifest.withheld.push(path);
-        }
-    }
-    for (rel, contents) in secrets {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o600);
-        header.set_entry_type(tar::EntryType::Regular);
-        copy.tar
-            .append_data(&mut header, format!("{DATA}/{rel}"), *contents)
-            .map_err(io_err(format!("add {rel}")))?;
-        manifest.withheld.retain(|w| w != rel);
-        manifest.files.push(FileEntry {
-            path: (*rel).to_owned(),
-            size: contents.len() as u64,
-            sha256: hex::encode(Sha256::digest(contents)),
-        });
-    }
-    feed_added(&mut copy, &mut manifest, added)?;
-    finish(copy.tar, manifest)
-}
-
 /// Writes the manifest last and finishes the stream.
-fn finish<W: Write>(
+pub(super) fn finish<W: Write>(
     mut tar: tar::Builder<zstd::Encoder<'static, Hashing<W>>>,
     manifest: Manifest,
 ) -> Result<Summary, ArchiveError> {

@@ -6,6 +6,7 @@
 //! restored here. Blocking code: callers run it on a blocking thread.
 
 mod backend;
+mod export;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -14,8 +15,9 @@ use std::sync::Arc;
 use rustic_core::repofile::{Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, FileType, IndexedFull,
-    IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, PruneOptions,
-    Repository, RepositoryBackends, RepositoryOptions, RestoreOptions, SnapshotOptions,
+    IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ParentOptions,
+    PruneOptions, Repository, RepositoryBackends, RepositoryOptions, RestoreOptions,
+    SnapshotOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -263,12 +265,15 @@ impl Repo {
     /// back and hashed, and the snapshot's trees are checked complete
     /// against the index. A file that changes while it is read fails the
     /// backup (what was written is unreferenced and goes at the next
-    /// prune).
+    /// prune). Files unchanged since the last snapshot (same size and
+    /// times, and same inode unless `copied`: the data is a fresh copy,
+    /// unpacked from an archive) are not read again.
     pub fn backup(
         &self,
         data: &Path,
         tags: &[String],
         time: jiff::Timestamp,
+        copied: bool,
     ) -> Result<SnapshotFacts, RepoError> {
         let repo = self
             .open(true)?
@@ -288,7 +293,11 @@ impl Repo {
         self.backend.take_written();
         let snap = repo
             .archive(
-                &BackupOptions::default(),
+                &BackupOptions::default().parent_opts(
+                    ParentOptions::default()
+                        .ignore_ctime(copied)
+                        .ignore_inode(copied),
+                ),
                 &source,
                 snap,
                 &[PathBuf::from(ROOT)],

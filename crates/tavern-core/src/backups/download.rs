@@ -3,11 +3,12 @@
 //! link.
 
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use jiff::{SignedDuration, Timestamp};
 use tavern_backup::archive::{self, Limits};
 use tavern_runtime::foundry_config;
 use tavern_store::{Backup, Outcome, now};
-use tavern_types::BackupId;
+use tavern_types::{BackupFormat, BackupId};
 
 use super::{backup_event, complete, not_found};
 use crate::auth::Caller;
@@ -158,33 +159,61 @@ impl Tavern {
                 ),
             });
         }
-        let (_, stream) = settings
-            .target
-            .open(&facts.key)
-            .await
-            .map_err(|e| CoreError::internal("read a backup", e))?;
-        // Copied as it is read, verified on the way, without the secrets
-        // (archives made before they were left out held them).
-        let input = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
-            futures_util::StreamExt::map(stream, |r| r.map_err(std::io::Error::other)),
-        ));
         let limits = Limits {
             bytes: facts.bytes,
             files: facts.files,
         };
         let threads = settings.threads;
-        let stream = tavern_backup::stream::blocking_stream(move |out| {
-            let given: Vec<(&str, &[u8])> =
-                secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
-            match format {
-                DownloadFormat::TarZst => {
-                    archive::rewrite(input, out, threads, Some(limits), &given, &added).map(|_| ())
-                }
-                DownloadFormat::Zip => {
-                    tavern_backup::export::foundry_zip(input, out, Some(limits), &given, &added)
-                }
+        let stream = match b.format {
+            BackupFormat::Archive => {
+                let (_, stream) = settings
+                    .target
+                    .open(&facts.key)
+                    .await
+                    .map_err(|e| CoreError::internal("read a backup", e))?;
+                // Copied as it is read, verified on the way, without the
+                // secrets (archives made before they were left out held
+                // them).
+                let input = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
+                    futures_util::StreamExt::map(stream, |r| r.map_err(std::io::Error::other)),
+                ));
+                tavern_backup::stream::blocking_stream(move |out| {
+                    let given: Vec<(&str, &[u8])> =
+                        secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
+                    match format {
+                        DownloadFormat::TarZst => {
+                            archive::rewrite(input, out, threads, Some(limits), &given, &added)
+                                .map(|_| ())
+                        }
+                        DownloadFormat::Zip => tavern_backup::export::foundry_zip(
+                            input,
+                            out,
+                            Some(limits),
+                            &given,
+                            &added,
+                        ),
+                    }
+                })
+                .boxed()
             }
-        });
+            BackupFormat::Repository => {
+                let repo = self.world_repo(&b.slug).await?;
+                let id = facts.sha256.clone();
+                // Read from the repository as it is written out, each
+                // file checked against its snapshot on the way.
+                tavern_backup::stream::blocking_stream(move |out| {
+                    let given: Vec<(&str, &[u8])> =
+                        secrets.iter().map(|(p, c)| (*p, c.as_slice())).collect();
+                    match format {
+                        DownloadFormat::TarZst => repo
+                            .write_archive(&id, limits, out, threads, &given, &added)
+                            .map(|_| ()),
+                        DownloadFormat::Zip => repo.write_zip(&id, limits, out, &given, &added),
+                    }
+                })
+                .boxed()
+            }
+        };
         let extension = match format {
             DownloadFormat::TarZst => "tar.zst",
             DownloadFormat::Zip => "zip",
@@ -196,7 +225,7 @@ impl Tavern {
                 b.created_at.strftime("%Y%m%dT%H%M%SZ")
             ),
             zip: format == DownloadFormat::Zip,
-            stream: Box::pin(stream),
+            stream,
         })
     }
 

@@ -1,8 +1,9 @@
 //! Backups of worlds: what one is as people see it, and who may see it.
-//! Taking one, the schedule and retention, restoring, and downloads each
-//! have a file of their own.
+//! Taking one, the schedule and retention, restoring, downloads, and
+//! snapshots in each world's repository each have a file of their own.
 
 mod download;
+mod repository;
 mod restore;
 mod schedule;
 mod take;
@@ -21,6 +22,7 @@ use crate::tavern::Tavern;
 use crate::work::Busy;
 pub use crate::work::{RestoreState, RestoreStatus};
 pub use download::{BackupDownload, DownloadFormat};
+pub use repository::repository_password;
 pub use schedule::run_schedule;
 
 /// A backup as people see it.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tavern_backup::archive::{self, Limits};
 use tavern_backup::local;
 use tavern_store::{Backup, Instance, Outcome, now};
-use tavern_types::{ArchiveRecord, BackupKind, DesiredState, ObservedState, Slug};
+use tavern_types::{ArchiveRecord, BackupFormat, BackupKind, DesiredState, ObservedState, Slug};
 
 use super::{BackupView, backup_event, complete, not_found};
 use crate::auth::Caller;
@@ -97,7 +97,97 @@ async fn unpack_verified(
     })
 }
 
+/// What a snapshot that will not restore is: refused (not the one
+/// recorded, or holding what the rules refuse), or not reachable.
+fn snapshot_refused(e: tavern_backup::repo::RepoError) -> CoreError {
+    use tavern_backup::repo::RepoError;
+    match e {
+        RepoError::Corrupt(_) | RepoError::Unsafe { .. } | RepoError::NoSnapshot(_) => {
+            CoreError::Conflict {
+                code: "backup_corrupt",
+                message: format!("{e}; nothing was restored"),
+            }
+        }
+        e => CoreError::internal("restore a snapshot", e),
+    }
+}
+
 impl Tavern {
+    /// Puts a backup's snapshot in place of `data`: restored beside it
+    /// (checked against its record first), then swapped in.
+    async fn restore_snapshot(
+        &self,
+        b: &Backup,
+        data: &Path,
+        record: &ArchiveRecord,
+    ) -> Result<(), RestoreFailure> {
+        let repo = self.world_repo(&b.slug).await?;
+        let (id, data, limits) = (
+            record.sha256.clone(),
+            data.to_path_buf(),
+            Limits {
+                bytes: record.bytes,
+                files: record.files,
+            },
+        );
+        tokio::task::spawn_blocking(move || {
+            let incoming = local::incoming_for(&data)
+                .map_err(|e| RestoreFailure::from(CoreError::internal("restore", e)))?;
+            repo.restore(&id, &incoming, limits)
+                .map_err(|e| RestoreFailure::from(snapshot_refused(e)))?;
+            local::swap_in(&incoming, &data)
+                .map_err(|e| RestoreFailure::after_change(CoreError::internal("restore", e)))
+        })
+        .await
+        .map_err(|e| CoreError::internal("restore", e))?
+    }
+
+    /// Writes a backup's snapshot to `staged` as an archive of Tavern's
+    /// own (checked against its record on the way); answers the archive's
+    /// record.
+    async fn snapshot_archive(
+        &self,
+        b: &Backup,
+        record: &ArchiveRecord,
+        staged: &Path,
+    ) -> Result<ArchiveRecord, CoreError> {
+        let settings = self.backup_settings()?;
+        tokio::fs::create_dir_all(&settings.staging)
+            .await
+            .map_err(|e| CoreError::internal("make the staging directory", e))?;
+        let repo = self.world_repo(&b.slug).await?;
+        let (id, staged, threads) = (
+            record.sha256.clone(),
+            staged.to_path_buf(),
+            settings.threads,
+        );
+        let limits = Limits {
+            bytes: record.bytes,
+            files: record.files,
+        };
+        let summary = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&staged)?;
+            let mut out = std::io::BufWriter::new(file);
+            let summary = repo
+                .write_archive(&id, limits, &mut out, threads, &[], &[])
+                .map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut out)?;
+            Ok::<_, std::io::Error>(summary)
+        })
+        .await
+        .map_err(|e| CoreError::internal("restore", e))?
+        .map_err(|e| CoreError::Conflict {
+            code: "backup_corrupt",
+            message: format!("the snapshot did not read back whole ({e}); nothing was restored"),
+        })?;
+        Ok(ArchiveRecord {
+            size: summary.size,
+            sha256: summary.sha256,
+            bytes: summary.manifest.total_bytes(),
+            files: summary.manifest.files.len() as u64,
+        })
+    }
+
     /// Restores a backup: into its own world (`to` = `None`: stopped first,
     /// its current data backed up first, started again if it ran), or into
     /// a new world named `to`. Answers at once; the backup's `restore` tells
@@ -288,20 +378,39 @@ impl Tavern {
             bytes: facts.bytes,
             files: facts.files,
         };
-        let scratch = settings.staging.join(format!("{}.restore", b.id));
-        let local = settings
-            .target
-            .local_copy(&facts.key, &scratch)
-            .await
-            .map_err(|e| CoreError::internal("fetch a backup", e))?;
-        let unpacked = match &data {
-            Some(data) => unpack_verified(&local, data, &record).await,
-            None => self.import_verified(i, &local, &record).await,
-        };
-        if local == scratch {
-            let _ = tokio::fs::remove_file(&scratch).await;
+        match b.format {
+            BackupFormat::Archive => {
+                let scratch = settings.staging.join(format!("{}.restore", b.id));
+                let local = settings
+                    .target
+                    .local_copy(&facts.key, &scratch)
+                    .await
+                    .map_err(|e| CoreError::internal("fetch a backup", e))?;
+                let unpacked = match &data {
+                    Some(data) => unpack_verified(&local, data, &record).await,
+                    None => self.import_verified(i, &local, &record).await,
+                };
+                if local == scratch {
+                    let _ = tokio::fs::remove_file(&scratch).await;
+                }
+                unpacked?;
+            }
+            BackupFormat::Repository => match &data {
+                Some(data) => self.restore_snapshot(b, data, &record).await?,
+                None => {
+                    // A Kubernetes world takes an archive through its data
+                    // agent: the snapshot is written as one first.
+                    let staged = settings.staging.join(format!("{}.restore", b.id));
+                    let made = self.snapshot_archive(b, &record, &staged).await;
+                    let imported = match made {
+                        Ok(made) => self.import_verified(i, &staged, &made).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = tokio::fs::remove_file(&staged).await;
+                    imported?;
+                }
+            },
         }
-        unpacked?;
         let notes = self.restore_packages(&caller.name(), b, i).await;
         if was_running {
             self.set_desired(caller, i.slug.as_str(), DesiredState::Running)

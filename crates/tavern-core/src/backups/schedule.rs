@@ -8,52 +8,79 @@ use jiff::tz::TimeZone;
 use tavern_backup::local;
 use tavern_backup::retention::{self, Candidate};
 use tavern_store::{Backup, Outcome, now};
-use tavern_types::{BackupId, BackupKind, BackupStatus, DesiredState, Slug};
+use tavern_types::{BackupFormat, BackupId, BackupKind, BackupStatus, DesiredState, Slug};
 
 use super::backup_event;
 use crate::error::CoreError;
 use crate::tavern::Tavern;
 
 /// Backs every world up on the schedule, and removes destroyed worlds'
-/// last backups past their time (then, or hourly without a schedule),
-/// until `cancel`.
+/// last backups past their time (then, or hourly without a schedule); and
+/// prunes the repositories on theirs; until `cancel`.
 pub async fn run_schedule(tavern: Tavern, cancel: tokio_util::sync::CancellationToken) {
     let Some(settings) = tavern.settings.backups.clone() else {
         return;
     };
-    loop {
-        let now = jiff::Zoned::now();
-        let next = match &settings.schedule {
-            Some(cron) => match cron.find_next_occurrence(&now, false) {
-                Ok(next) => Some(next),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the backup schedule has no next time");
-                    return;
+    let backing_up = async {
+        loop {
+            let due = match &settings.schedule {
+                Some(cron) => {
+                    if !wait_for(cron, &cancel).await {
+                        return;
+                    }
+                    true
                 }
-            },
-            None => None,
-        };
-        let wait = match &next {
-            Some(next) => now
-                .timestamp()
-                .duration_until(next.timestamp())
-                .try_into()
-                .unwrap_or(Duration::ZERO),
-            None => Duration::from_secs(3600),
-        };
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-        }
-        if next.is_some() {
-            match tavern.scheduled_backups().await {
-                Ok(n) => tracing::info!(worlds = n, "scheduled backups done"),
-                Err(e) => tracing::warn!(error = %e, "scheduled backups failed"),
+                None => {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(3600)) => false,
+                    }
+                }
+            };
+            if due {
+                match tavern.scheduled_backups().await {
+                    Ok(n) => tracing::info!(worlds = n, "scheduled backups done"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled backups failed"),
+                }
+            }
+            if let Err(e) = tavern.expire_destroyed_backups().await {
+                tracing::warn!(error = %e, "removing old backups of destroyed worlds failed");
             }
         }
-        if let Err(e) = tavern.expire_destroyed_backups().await {
-            tracing::warn!(error = %e, "removing old backups of destroyed worlds failed");
+    };
+    let pruning = async {
+        let Some(cron) = &settings.prune_schedule else {
+            return;
+        };
+        while wait_for(cron, &cancel).await {
+            match tavern.prune_repositories().await {
+                Ok(n) => tracing::info!(repositories = n, "backup repositories pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning the backup repositories failed"),
+            }
         }
+    };
+    tokio::join!(backing_up, pruning);
+}
+
+/// Sleeps until `cron`'s next time: `true` then, `false` when cancelled
+/// or when it has no next time.
+async fn wait_for(cron: &croner::Cron, cancel: &tokio_util::sync::CancellationToken) -> bool {
+    let now = jiff::Zoned::now();
+    let next = match cron.find_next_occurrence(&now, false) {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "a backup schedule has no next time");
+            return false;
+        }
+    };
+    let wait = now
+        .timestamp()
+        .duration_until(next.timestamp())
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
     }
 }
 
@@ -119,14 +146,16 @@ impl Tavern {
     ) -> Result<(), CoreError> {
         let settings = self.backup_settings()?;
         if let Some(facts) = &b.archive {
-            if b.target == settings.target.to_string() {
+            if b.target != settings.target.to_string() {
+                tracing::warn!(id = %b.id, target = %b.target, "the backup is in another target; only its record is removed");
+            } else if b.format == BackupFormat::Repository {
+                self.forget_snapshot(b, facts).await?;
+            } else {
                 settings
                     .target
                     .delete(&facts.key)
                     .await
                     .map_err(|e| CoreError::internal("delete a backup", e))?;
-            } else {
-                tracing::warn!(id = %b.id, target = %b.target, "the backup is in another target; only its record is removed");
             }
         }
         self.store
@@ -141,6 +170,9 @@ impl Tavern {
                 ),
             )
             .await?;
+        if b.format == BackupFormat::Repository {
+            self.drop_repository_if_unused(&b.slug).await?;
+        }
         Ok(())
     }
 
@@ -160,7 +192,12 @@ impl Tavern {
         }
         if let Ok(mut entries) = tokio::fs::read_dir(&settings.staging).await {
             while let Ok(Some(e)) = entries.next_entry().await {
-                let _ = tokio::fs::remove_file(e.path()).await;
+                // Staged archives, and Kubernetes worlds' data unpacked for
+                // a snapshot.
+                let _ = match e.file_type().await {
+                    Ok(t) if t.is_dir() => tokio::fs::remove_dir_all(e.path()).await,
+                    _ => tokio::fs::remove_file(e.path()).await,
+                };
             }
         }
         // A restore cut off between its two renames: the world's data is

@@ -8,11 +8,14 @@ use std::path::Path;
 use tavern_backup::local;
 use tavern_store::{ArchiveFacts, Backup, Instance, Outcome, now};
 use tavern_types::words::error_chain;
-use tavern_types::{BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug};
+use tavern_types::{
+    BackupFormat, BackupId, BackupKind, BackupStatus, DesiredState, ObservedState, Slug,
+};
 
 use super::{BackupView, DataSource, Job, archive_key, backup_event};
 use crate::auth::Caller;
 use crate::error::CoreError;
+use crate::settings::BackupSettings;
 use crate::tavern::Tavern;
 use crate::work::Busy;
 
@@ -129,6 +132,7 @@ impl Tavern {
             created_at: now(),
             finished_at: None,
             target: settings.target.to_string(),
+            format: settings.format,
             archive: None,
             error: None,
         };
@@ -172,37 +176,30 @@ impl Tavern {
         Ok(data.is_dir().then_some(DataSource::Local(data)))
     }
 
-    /// Writes, verifies and publishes a backup, and records how it ended.
+    /// Writes and verifies a backup (an archive, published to the target,
+    /// or a snapshot in its world's repository), and records how it ended.
     pub(super) async fn run_backup(&self, job: Job) -> Result<Backup, CoreError> {
         let settings = self.backup_settings()?.clone();
         let b = job.backup.clone();
-        let key = archive_key(&b);
-        let staged = settings.staging.join(format!("{}.tar.zst.partial", b.id));
-        let made = match &job.data {
-            DataSource::Local(data) => write_verified(data, &staged, settings.threads).await,
-            DataSource::Cluster => self.export_verified(&b.slug, &staged).await,
+        let recorded = match b.format {
+            BackupFormat::Archive => self.write_archive(&settings, &b, &job.data).await,
+            BackupFormat::Repository => self.write_snapshot(&settings, &b, &job.data).await,
         };
-        let published = match made {
-            Ok(summary) => settings
-                .target
-                .publish(&staged, &key)
-                .await
-                .map(|()| summary)
-                .map_err(|e| error_chain(&e)),
-            Err(e) => Err(e),
-        };
-        let _ = tokio::fs::remove_file(&staged).await;
         drop(job);
-        match published {
-            Ok(summary) => {
-                let facts = ArchiveFacts {
-                    key,
-                    size: summary.size,
-                    sha256: summary.sha256,
-                    files: summary.manifest.files.len() as u64,
-                    bytes: summary.manifest.total_bytes(),
+        match recorded {
+            Ok(facts) => {
+                let detail = match b.format {
+                    BackupFormat::Archive => {
+                        format!("{} files, {} bytes compressed", facts.files, facts.size)
+                    }
+                    BackupFormat::Repository => format!(
+                        "{} files, snapshot {} in {}, {} bytes added",
+                        facts.files,
+                        facts.sha256.get(..8).unwrap_or_default(),
+                        facts.key,
+                        facts.size
+                    ),
                 };
-                let detail = format!("{} files, {} bytes compressed", facts.files, facts.size);
                 let done = self
                     .store
                     .finish_backup(
@@ -237,6 +234,71 @@ impl Tavern {
                 })
             }
         }
+    }
+
+    /// A backup as an archive: written to a staging file and verified,
+    /// then published to the target.
+    async fn write_archive(
+        &self,
+        settings: &BackupSettings,
+        b: &Backup,
+        data: &DataSource,
+    ) -> Result<ArchiveFacts, String> {
+        let key = archive_key(b);
+        let staged = settings.staging.join(format!("{}.tar.zst.partial", b.id));
+        let made = match data {
+            DataSource::Local(data) => write_verified(data, &staged, settings.threads).await,
+            DataSource::Cluster => self.export_verified(&b.slug, &staged).await,
+        };
+        let published = match made {
+            Ok(summary) => settings
+                .target
+                .publish(&staged, &key)
+                .await
+                .map(|()| summary)
+                .map_err(|e| error_chain(&e)),
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&staged).await;
+        published.map(|summary| ArchiveFacts {
+            key,
+            size: summary.size,
+            sha256: summary.sha256,
+            files: summary.manifest.files.len() as u64,
+            bytes: summary.manifest.total_bytes(),
+        })
+    }
+
+    /// A backup as a snapshot in its world's repository: of the data
+    /// directory here, or of a Kubernetes world's data as its data agent
+    /// exports it (verified, then unpacked in staging).
+    async fn write_snapshot(
+        &self,
+        settings: &BackupSettings,
+        b: &Backup,
+        data: &DataSource,
+    ) -> Result<ArchiveFacts, String> {
+        if let DataSource::Local(dir) = data {
+            return self.snapshot_into_repo(b, dir, false).await;
+        }
+        let staged = settings.staging.join(format!("{}.tar.zst.partial", b.id));
+        let unpacked = settings.staging.join(format!("{}.data", b.id));
+        let result = async {
+            let summary = self.export_verified(&b.slug, &staged).await?;
+            let (from, to) = (staged.clone(), unpacked.clone());
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(&to);
+                tavern_backup::archive::read_file(&from, Some(&to), Some(summary.limits()))
+            })
+            .await
+            .map_err(|e| format!("the archiver stopped: {e}"))?
+            .map_err(|e| format!("the exported data did not unpack: {e}"))?;
+            self.snapshot_into_repo(b, &unpacked, true).await
+        }
+        .await;
+        let _ = tokio::fs::remove_file(&staged).await;
+        let _ = tokio::fs::remove_dir_all(&unpacked).await;
+        result
     }
 
     /// Whether a backup or restore holds the world now.

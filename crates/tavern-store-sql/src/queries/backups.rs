@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use sqlx::Transaction;
 use tavern_store::{ArchiveFacts, Backup, BackupStore, NewEvent, StoreResult};
-use tavern_types::{BackupId, BackupStatus, Slug, UserId};
+use tavern_types::{BackupFormat, BackupId, BackupStatus, Slug, UserId};
 
 use super::{
     Adapter, Db, DbRow, col, commit, insert_event, read_all, read_one, touched, unique_or,
@@ -41,6 +41,7 @@ fn backup_from(row: &DbRow) -> StoreResult<Backup> {
         created_at: ts(col(row, "created_at")?)?,
         finished_at: opt_ts(col(row, "finished_at")?)?,
         target: col(row, "target")?,
+        format: parse("backups.format", &col::<String>(row, "format")?)?,
         archive,
         error: col(row, "error")?,
     })
@@ -69,7 +70,7 @@ impl BackupStore for Adapter {
         sqlx::query(concat!(
             "INSERT INTO backups (",
             backup_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(b.id.to_string())
         .bind(b.instance.to_string())
@@ -89,6 +90,7 @@ impl BackupStore for Adapter {
         .bind(facts.map(|f| big(f.files)))
         .bind(facts.map(|f| big(f.bytes)))
         .bind(&b.error)
+        .bind(b.format.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unique_or("backup", &b.id.to_string(), "insert backup"))?;
@@ -190,4 +192,76 @@ impl BackupStore for Adapter {
         insert_event(&mut tx, event).await?;
         commit(tx).await
     }
+
+    async fn move_backup(
+        &self,
+        id: BackupId,
+        format: BackupFormat,
+        target: &str,
+        facts: &ArchiveFacts,
+        event: &NewEvent,
+    ) -> StoreResult<Backup> {
+        let mut tx = self.begin().await?;
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "UPDATE backups SET format = $1, target = $2, archive_key = $3, size = $4, \
+             sha256 = $5, files = $6, bytes = $7 WHERE id = $8 AND status = 'complete'",
+        )
+        .bind(format.as_str())
+        .bind(target)
+        .bind(&facts.key)
+        .bind(big(facts.size))
+        .bind(&facts.sha256)
+        .bind(big(facts.files))
+        .bind(big(facts.bytes))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("move backup"))?;
+        touched(&done, "complete backup", id)?;
+        insert_event(&mut tx, event).await?;
+        let backup = backup_in(&mut tx, id).await?;
+        commit(tx).await?;
+        Ok(backup)
+    }
+
+    async fn repository_password(&self) -> StoreResult<Option<Vec<u8>>> {
+        let q = sqlx::query("SELECT value FROM sealed_values WHERE name = $1").bind(PASSWORD);
+        read_one(&self.readers, q, "get the repositories' password", |row| {
+            col(row, "value")
+        })
+        .await
+    }
+
+    async fn keep_repository_password(
+        &self,
+        sealed: &[u8],
+        event: &NewEvent,
+    ) -> StoreResult<Vec<u8>> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO sealed_values (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(PASSWORD)
+        .bind(sealed)
+        .bind(event.at.as_microsecond())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend("keep the repositories' password"))?;
+        if done.rows_affected() == 1 {
+            insert_event(&mut tx, event).await?;
+        }
+        let kept: Vec<u8> = sqlx::query("SELECT value FROM sealed_values WHERE name = $1")
+            .bind(PASSWORD)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend("get the repositories' password"))
+            .and_then(|row| col(&row, "value"))?;
+        commit(tx).await?;
+        Ok(kept)
+    }
 }
+
+/// The name the backup repositories' password is kept under.
+const PASSWORD: &str = "backup_repository_password";

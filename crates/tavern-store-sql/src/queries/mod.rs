@@ -68,7 +68,7 @@ macro_rules! library_cols {
 
 macro_rules! backup_cols {
     () => {
-        "id, instance_id, slug, owner_id, kind, status, live, locked, created_by, created_at, finished_at, target, archive_key, size, sha256, files, bytes, error"
+        "id, instance_id, slug, owner_id, kind, status, live, locked, created_by, created_at, finished_at, target, archive_key, size, sha256, files, bytes, error, format"
     };
 }
 

@@ -92,12 +92,17 @@ pub enum BackupCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Delete a backup and its archive.
+    /// Delete a backup and its archive (or forget its snapshot).
     Delete {
         id: String,
         #[command(flatten)]
         conn: Conn,
     },
+    /// Print the password of the backup repositories (`format =
+    /// "repository"`), to keep for restoring with restic if Tavern is lost.
+    /// Run on the server: it reads the server's configuration, key and
+    /// database, not the API.
+    RepoKey(crate::repo_key::RepoKeyArgs),
 }
 
 /// Polls a backup until `done` says its JSON is final (at most an hour),
@@ -130,6 +135,7 @@ async fn wait_for(
 
 pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
     match cmd {
+        BackupCommand::RepoKey(args) => crate::repo_key::run(args).await?,
         BackupCommand::Create { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
             let mut b = api

@@ -10,9 +10,16 @@ use super::*;
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupsConfig {
-    /// Where archives go: a directory (default `DATA_DIR/backups`) or
+    /// Where backups go: a directory (default `DATA_DIR/backups`) or
     /// `s3://BUCKET/PREFIX`.
     pub target: Option<String>,
+    /// How new backups are kept there: `archive` (a `.tar.zst` each) or
+    /// `repository` (snapshots in each world's encrypted, deduplicated
+    /// repository, in restic's format, under `repositories/`).
+    pub format: String,
+    /// When the repositories drop the data no snapshot needs any more
+    /// (cron, as `schedule`); empty: never.
+    pub prune_schedule: String,
     /// S3-compatible storage: endpoint URL (AWS itself when unset), region,
     /// and credentials (else the usual `AWS_*` variables).
     pub s3_endpoint: Option<String>,
@@ -41,6 +48,8 @@ impl std::fmt::Debug for BackupsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackupsConfig")
             .field("target", &self.target)
+            .field("format", &self.format)
+            .field("prune_schedule", &self.prune_schedule)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("s3_region", &self.s3_region)
             .field("s3_access_key_id", &self.s3_access_key_id)
@@ -64,6 +73,8 @@ impl Default for BackupsConfig {
     fn default() -> Self {
         Self {
             target: None,
+            format: "archive".into(),
+            prune_schedule: "30 5 * * *".into(),
             s3_endpoint: None,
             s3_region: None,
             s3_access_key_id: None,
@@ -78,6 +89,19 @@ impl Default for BackupsConfig {
             threads: 0,
         }
     }
+}
+
+/// `backups.<key>`'s cron pattern, if any.
+fn cron(key: &str, pattern: &str) -> anyhow::Result<Option<croner::Cron>> {
+    let pattern = pattern.trim();
+    if pattern.is_empty() {
+        return Ok(None);
+    }
+    pattern.parse::<croner::Cron>().map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid configuration: backups.{key} {pattern:?} is not a cron pattern (minute hour day month weekday): {e}"
+        )
+    })
 }
 
 impl Config {
@@ -103,13 +127,15 @@ impl Config {
 
     /// The backup schedule, if any.
     pub fn backup_schedule(&self) -> anyhow::Result<Option<croner::Cron>> {
-        let pattern = self.backups.schedule.trim();
-        if pattern.is_empty() {
-            return Ok(None);
-        }
-        pattern.parse::<croner::Cron>().map(Some).map_err(|e| {
+        cron("schedule", &self.backups.schedule)
+    }
+
+    /// How new backups are kept.
+    pub fn backup_format(&self) -> anyhow::Result<tavern_types::BackupFormat> {
+        self.backups.format.parse().map_err(|_| {
             anyhow::anyhow!(
-                "invalid configuration: backups.schedule {pattern:?} is not a cron pattern (minute hour day month weekday): {e}"
+                "invalid configuration: backups.format {:?}: use \"archive\" or \"repository\"",
+                self.backups.format
             )
         })
     }
@@ -123,6 +149,8 @@ impl Config {
         };
         Ok(tavern_core::BackupSettings {
             target: self.backup_target()?,
+            format: self.backup_format()?,
+            prune_schedule: cron("prune_schedule", &b.prune_schedule)?,
             staging: self.server.data_dir.join("tmp").join("backups"),
             threads,
             retention: tavern_backup::retention::Policy {
@@ -142,6 +170,8 @@ impl Config {
     /// `[backups]`: the schedule, the target, what is kept.
     pub(super) fn check_backups(&self) -> anyhow::Result<()> {
         self.backup_schedule()?;
+        self.backup_format()?;
+        cron("prune_schedule", &self.backups.prune_schedule)?;
         if let Some(t) = &self.backups.target {
             anyhow::ensure!(
                 !t.trim().is_empty() && (t.starts_with("s3://") || Path::new(t).is_absolute()),

@@ -56,18 +56,18 @@ pub(crate) fn files_of(manifest: Manifest) -> Manifest {
 
 /// A server that takes no backup when a world stops (the tests count
 /// backups), with more settings from `env`.
-fn quiet_server(env: &[(&str, &str)]) -> Server {
+pub(crate) fn quiet_server(env: &[(&str, &str)]) -> Server {
     let mut all = vec![("TAVERN_BACKUPS_AFTER_STOP", "false")];
     all.extend_from_slice(env);
     Server::start_with_env(&[], &all)
 }
 
-fn data_dir(server: &Server, slug: &str) -> PathBuf {
+pub(crate) fn data_dir(server: &Server, slug: &str) -> PathBuf {
     server.data_dir().join("instances").join(slug).join("data")
 }
 
 /// Bytes that do not compress (xorshift), so archives have real size.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {
@@ -81,7 +81,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// A world of `owner`'s (made by the admin) that has run once, so it has
 /// data, and is stopped again; some files of our own are added.
-async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option<&str>) {
+pub(crate) async fn world_with_data(server: &Server, admin: &Api, slug: &str, owner: Option<&str>) {
     add_key(admin, slug, &key_for(slug)).await;
     create_world(
         admin,

@@ -37,6 +37,7 @@ mod pages;
 mod postgres;
 mod proxy;
 mod releases;
+mod repository;
 mod runtime;
 mod second_factor;
 mod secrets;

@@ -1,0 +1,261 @@
+//! Backups kept as snapshots in each world's restic-format repository
+//! (`backups.format = "repository"`), through the real binary: taken,
+//! deduplicated, downloaded as an archive and as a zip, restored in place
+//! and into a new world, forgotten; read by restic itself with the
+//! password `tavern backup repo-key` prints; a backup cut off by SIGKILL
+//! leaves a repository restic accepts, and the next one completes.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use tavern_backup::archive;
+
+use crate::backups::{
+    backup_now, contents, data_dir, files_of, noise, quiet_server, restore_and_wait, stamps,
+    world_with_data,
+};
+use crate::support::*;
+
+/// restic is here (under `CI=true` it must be).
+fn have_restic() -> bool {
+    let found = Command::new("restic")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but restic is not installed (bash .ci/run installs it)"
+    );
+    if !found {
+        eprintln!("skipped: restic is not installed");
+    }
+    found
+}
+
+/// The repositories' password, as an admin on the server reads it.
+fn repo_key(server: &Server) -> String {
+    let out = server.cli(
+        None,
+        &[
+            "backup",
+            "repo-key",
+            "--data-dir",
+            server.data_dir().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    key
+}
+
+/// Runs restic on a world's repository; answers what it printed.
+fn restic(server: &Server, password: &str, slug: &str, args: &[&str]) -> String {
+    let repo = server.data_dir().join("backups/repositories").join(slug);
+    let out = Command::new("restic")
+        .args(["--no-cache", "-r", repo.to_str().unwrap()])
+        .args(args)
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restic {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn snapshots(server: &Server, password: &str, slug: &str) -> Vec<Value> {
+    let listed = restic(server, password, slug, &["snapshots", "--json"]);
+    serde_json::from_str::<Value>(&listed)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn repository_server() -> Server {
+    quiet_server(&[("TAVERN_BACKUPS_FORMAT", "repository")])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_restore_download_and_are_restic_s_own() {
+    if !have_restic() {
+        return;
+    }
+    let server = repository_server();
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "keep", None).await;
+    let data = data_dir(&server, "keep");
+    let before = contents(&data);
+    let dates = stamps(&data);
+
+    let first = backup_now(&admin, "keep").await;
+    assert_eq!(first["format"], "repository", "{first}");
+    assert_eq!(first["files"].as_u64(), Some(before.files.len() as u64));
+    let bytes = first["bytes"].as_u64().unwrap();
+    assert!(first["size"].as_u64().unwrap() > 3_000_000, "{first}");
+    // The unchanged world again: next to nothing new is stored.
+    let second = backup_now(&admin, "keep").await;
+    assert!(
+        second["size"].as_u64().unwrap() * 100 <= bytes,
+        "the second backup stored more than 1 %: {second}"
+    );
+
+    // restic lists both, tagged, checks every byte, and restores the
+    // world as it was.
+    let password = repo_key(&server);
+    let listed = snapshots(&server, &password, "keep");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let first_id = first["sha256"].as_str().unwrap();
+    let snap = listed.iter().find(|s| s["id"] == first_id).unwrap();
+    let tags: Vec<&str> = snap["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&"world:keep"), "{tags:?}");
+    assert!(tags.contains(&"kind:manual"), "{tags:?}");
+    assert!(
+        tags.contains(&format!("backup:{}", first["id"].as_str().unwrap()).as_str()),
+        "{tags:?}"
+    );
+    restic(&server, &password, "keep", &["check", "--read-data"]);
+    let by_restic = server.home().join("by-restic");
+    restic(
+        &server,
+        &password,
+        "keep",
+        &["restore", first_id, "--target", by_restic.to_str().unwrap()],
+    );
+    assert_eq!(contents(&by_restic.join("data")), before);
+    assert_eq!(stamps(&by_restic.join("data")), dates);
+
+    // Downloads: Tavern's archive and the zip, read from the repository.
+    let id = first["id"].as_str().unwrap().to_owned();
+    let file = server.home().join("keep.tar.zst");
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "download", &id, "-o", file.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = archive::read_file(&file, None, None).unwrap();
+    assert_eq!(files_of(read.manifest), before);
+    let zipped = server.home().join("keep.zip");
+    let out = server.cli(
+        Some(&server.admin_token),
+        &[
+            "backup",
+            "download",
+            &id,
+            "--zip",
+            "-o",
+            zipped.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let zip = std::fs::read(&zipped).unwrap();
+    assert!(zip.starts_with(b"PK"));
+    assert!(
+        zip.windows(b"Data/map.webp".len())
+            .any(|w| w == b"Data/map.webp")
+    );
+
+    // Wiped, then restored in place: byte for byte, modes and dates.
+    std::fs::remove_dir_all(data.join("Data/worlds")).unwrap();
+    std::fs::write(data.join("Data/map.webp"), b"garbage").unwrap();
+    restore_and_wait(&server, &id, None);
+    assert_eq!(contents(&data), before, "the restore is byte for byte");
+    assert_eq!(stamps(&data), dates);
+    // And into a new world.
+    restore_and_wait(&server, &id, Some("copy"));
+    assert_eq!(contents(&data_dir(&server, "copy")), before);
+
+    // A deleted backup's snapshot is forgotten.
+    let before_delete = snapshots(&server, &password, "keep").len();
+    let (s, b) = admin.delete(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(s, 204, "{b}");
+    let after = snapshots(&server, &password, "keep");
+    assert_eq!(after.len(), before_delete - 1);
+    assert!(after.iter().all(|s| s["id"] != first_id));
+    // The key printed is the same each time, and its showing is audited.
+    assert_eq!(repo_key(&server), password);
+    let (_, events) = admin.get("/api/v1/events?limit=200").await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "backup.repository_key_shown"),
+        "{events}"
+    );
+    assert!(
+        !events.to_string().contains(&password),
+        "the audit log never holds the password"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_cut_off_by_sigkill_leaves_a_repository_restic_accepts() {
+    if !have_restic() {
+        return;
+    }
+    let mut server = repository_server();
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "big", None).await;
+    let data = data_dir(&server, "big");
+    backup_now(&admin, "big").await;
+    for n in 0..6 {
+        std::fs::write(
+            data.join(format!("Data/video-{n}.webm")),
+            noise(40_000_000, n + 7),
+        )
+        .unwrap();
+    }
+    let packs = |root: &Path| -> usize {
+        std::fs::read_dir(root.join("data"))
+            .map(|d| {
+                d.flatten()
+                    .map(|sub| std::fs::read_dir(sub.path()).map_or(0, |f| f.count()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let repo = server.data_dir().join("backups/repositories/big");
+    let packed = packs(&repo);
+    let (s, b) = admin
+        .post("/api/v1/instances/big/backups", &serde_json::json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["id"].as_str().unwrap().to_owned();
+    wait_until("the snapshot is being written", || async {
+        packs(&repo) > packed
+    })
+    .await;
+    server.kill();
+    let password = {
+        // Read without the server: the key is in its database.
+        repo_key(&server)
+    };
+    assert_eq!(snapshots(&server, &password, "big").len(), 1);
+    restic(&server, &password, "big", &["check", "--read-data"]);
+
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    let (_, b) = admin.get(&format!("/api/v1/backups/{id}")).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    let done = backup_now(&admin, "big").await;
+    assert_eq!(
+        done["files"].as_u64(),
+        Some(contents(&data).files.len() as u64)
+    );
+    assert_eq!(snapshots(&server, &password, "big").len(), 2);
+    restic(&server, &password, "big", &["check", "--read-data"]);
+}
