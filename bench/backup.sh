@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The backup benchmark, run on demand (not in CI): Tavern's archiver against
 # `tar czf` on the same generated world; prints throughput, sizes and the
-# ratios. FILES, IMAGES, IMAGE_MB and RUNS size it (see the bench's source,
+# ratios; then the same world as snapshots in a repository (the first
+# backup, the unchanged world again, after 1 % of its files changed, a
+# restore) with the goals beside them. FILES, IMAGES, IMAGE_MB and RUNS size it (see the bench's source,
 # crates/tavern-backup/benches/archive.rs).
 #
 #   bash bench/backup.sh

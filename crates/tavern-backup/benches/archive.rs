@@ -125,4 +125,115 @@ fn main() {
         tar_time.as_secs_f64() / (write_time + verify_time).as_secs_f64(),
         summary.size as f64 / tar_size as f64
     );
+    repository(
+        &world,
+        work.path(),
+        bytes,
+        files,
+        runs,
+        write_time,
+        tar_time,
+    );
+}
+
+/// The same world as snapshots in a repository (`backups.format =
+/// "repository"`): the first backup against the archiver and `tar czf`,
+/// then the unchanged world again, then after 1 % of its files changed,
+/// and a restore; with the goals beside them.
+fn repository(
+    world: &Path,
+    work: &Path,
+    bytes: u64,
+    files: usize,
+    runs: usize,
+    archive_time: Duration,
+    tar_time: Duration,
+) {
+    use tavern_backup::archive::Limits;
+    use tavern_backup::repo::Repo;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mb = bytes as f64 / 1e6;
+    let now = jiff::Timestamp::now;
+    let mut rows = Vec::new();
+    let (mut first_t, mut second_t, mut changed_t, mut restore_t) =
+        (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+    let (mut first_a, mut second_a, mut changed_a) = (0, 0, 0);
+    for run in 0..runs {
+        // Each run from an empty repository and the world as generated.
+        let target = tavern_backup::target::Target::dir(&work.join(format!("repo-{run}"))).unwrap();
+        let repo = Repo::new(&target, "bench", "bench password", runtime.handle().clone());
+        let t = Instant::now();
+        let first = repo.backup(world, &[], now(), false).unwrap();
+        first_t = first_t.min(t.elapsed());
+        first_a = first.added;
+        let t = Instant::now();
+        let second = repo.backup(world, &[], now(), false).unwrap();
+        second_t = second_t.min(t.elapsed());
+        second_a = second.added;
+        // 1 % of the files (the small JSON ones) rewritten.
+        let changed: Vec<_> = (0..files.div_ceil(100)).collect();
+        for n in &changed {
+            let path = world.join(format!(
+                "Data/worlds/campaign/data/pack-{:03}/{n}.json",
+                n % 200
+            ));
+            let mut body = std::fs::read(&path).unwrap();
+            body.extend_from_slice(format!(" edited in run {run}").as_bytes());
+            std::fs::write(&path, body).unwrap();
+        }
+        let t = Instant::now();
+        let third = repo.backup(world, &[], now(), false).unwrap();
+        changed_t = changed_t.min(t.elapsed());
+        changed_a = third.added;
+        let dest = work.join(format!("restored-{run}"));
+        let t = Instant::now();
+        repo.restore(
+            &third.id,
+            &dest,
+            Limits {
+                bytes: third.bytes,
+                files: third.files,
+            },
+        )
+        .unwrap();
+        restore_t = restore_t.min(t.elapsed());
+        let _ = std::fs::remove_dir_all(&dest);
+    }
+    let pct = |a: u64| 100.0 * a as f64 / bytes as f64;
+    rows.push(format!(
+        "| first backup | {:.2} | {:.0} | {:.1} % stored | {:.2}× the archiver's time, {:.2}× tar czf's |",
+        first_t.as_secs_f64(),
+        mb / first_t.as_secs_f64(),
+        pct(first_a),
+        first_t.as_secs_f64() / archive_time.as_secs_f64(),
+        first_t.as_secs_f64() / tar_time.as_secs_f64(),
+    ));
+    rows.push(format!(
+        "| the unchanged world again | {:.2} | {:.0} | {:.3} % new (goal ≤ 1 %) | {:.0} % of the first's time (goal ≤ 20 %) |",
+        second_t.as_secs_f64(),
+        mb / second_t.as_secs_f64(),
+        pct(second_a),
+        100.0 * second_t.as_secs_f64() / first_t.as_secs_f64(),
+    ));
+    rows.push(format!(
+        "| after 1 % of the files changed | {:.2} | {:.0} | {:.3} % new (goal ≤ 3 %) | {:.0} % of the first's time |",
+        changed_t.as_secs_f64(),
+        mb / changed_t.as_secs_f64(),
+        pct(changed_a),
+        100.0 * changed_t.as_secs_f64() / first_t.as_secs_f64(),
+    ));
+    rows.push(format!(
+        "| restore | {:.2} | {:.0} | | |",
+        restore_t.as_secs_f64(),
+        mb / restore_t.as_secs_f64(),
+    ));
+    println!();
+    println!("repository (snapshots, restic's format), best of {runs}:");
+    println!("| step | seconds | MB/s | stored | against |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
 }

@@ -18,10 +18,10 @@ use sha2::{Digest, Sha256};
 use crate::ArchiveError;
 pub(crate) mod added;
 mod rewrite;
-pub use rewrite::rewrite;
-pub(crate) use rewrite::rewrite_fed;
 pub use added::Added;
 use added::feed_added;
+pub use rewrite::rewrite;
+pub(crate) use rewrite::rewrite_fed;
 
 /// The manifest's name in the archive.
 pub const MANIFEST: &str = "manifest.json";

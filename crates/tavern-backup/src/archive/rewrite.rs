@@ -115,4 +115,3 @@ pub(crate) fn rewrite_fed<W: Write>(
     feed_added(&mut copy, &mut manifest, added)?;
     finish(copy.tar, manifest)
 }
-
