@@ -426,6 +426,22 @@ pub struct BackupJson {
     pub packages: Option<Vec<crate::packages::PackageRefJson>>,
 }
 
+/// The latest move of archives into their worlds' repositories since the
+/// server started.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MigrationJson {
+    /// none (never started), running or done.
+    pub state: String,
+    /// Archives to move, and moved.
+    pub total: u64,
+    pub moved: u64,
+    /// Those that could not be moved, with why (they stay archives; a
+    /// later run tries them again).
+    pub failed: Vec<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct RestoreJson {
     pub to: String,

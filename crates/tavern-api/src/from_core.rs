@@ -130,6 +130,24 @@ impl From<tavern_core::Overview> for OverviewJson {
     }
 }
 
+impl From<tavern_core::Migration> for MigrationJson {
+    fn from(m: tavern_core::Migration) -> Self {
+        let state = match (m.started_at, m.finished_at) {
+            (None, _) => "none",
+            (Some(_), None) => "running",
+            (Some(_), Some(_)) => "done",
+        };
+        Self {
+            state: state.into(),
+            total: m.total,
+            moved: m.moved,
+            failed: m.failed,
+            started_at: m.started_at.map(|t| t.to_string()),
+            finished_at: m.finished_at.map(|t| t.to_string()),
+        }
+    }
+}
+
 impl From<tavern_core::BackupView> for BackupJson {
     fn from(v: tavern_core::BackupView) -> Self {
         let b = v.backup;

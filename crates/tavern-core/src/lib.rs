@@ -58,7 +58,9 @@ mod work;
 
 pub use admin::Overview;
 pub use auth::Caller;
-pub use backups::{BackupDownload, BackupView, DownloadFormat, RestoreState, RestoreStatus};
+pub use backups::{
+    BackupDownload, BackupView, DownloadFormat, Migration, RestoreState, RestoreStatus,
+};
 pub use discord::DiscordLink;
 pub use error::{CoreError, noun};
 pub use handoff::HANDOFF_SECONDS;

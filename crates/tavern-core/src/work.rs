@@ -1,6 +1,6 @@
 //! Work under way: the worlds being backed up or restored (one at a time
-//! each) and the latest restore of each backup, in memory since Tavern
-//! started.
+//! each), the latest restore of each backup and the latest move of
+//! archives into repositories, in memory since Tavern started.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,20 @@ pub enum RestoreState {
 pub(crate) struct BackupWork {
     busy: Mutex<HashSet<Slug>>,
     restores: Mutex<HashMap<BackupId, RestoreStatus>>,
+    /// The latest move of archives into repositories.
+    migration: Mutex<Option<Migration>>,
+}
+
+/// Archives moved into their worlds' repositories, as it goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// Archives to move, moved, and those that could not be (with why).
+    pub total: u64,
+    pub moved: u64,
+    pub failed: Vec<String>,
+    pub started_at: Option<Timestamp>,
+    /// Set once it is over.
+    pub finished_at: Option<Timestamp>,
 }
 
 /// Holds a world for one backup or restore; freed when dropped.
@@ -89,6 +103,18 @@ impl BackupWork {
     pub(crate) fn restoring(&self, id: BackupId) -> bool {
         self.restore(id)
             .is_some_and(|r| r.state == RestoreState::Running)
+    }
+
+    pub(crate) fn migration(&self) -> Option<Migration> {
+        self.migration
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the migration's state with `f`.
+    pub(crate) fn update_migration(&self, f: impl FnOnce(&mut Option<Migration>)) {
+        f(&mut self.migration.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     pub(crate) fn restore(&self, id: BackupId) -> Option<RestoreStatus> {

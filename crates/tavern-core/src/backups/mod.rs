@@ -1,8 +1,10 @@
 //! Backups of worlds: what one is as people see it, and who may see it.
-//! Taking one, the schedule and retention, restoring, downloads, and
-//! snapshots in each world's repository each have a file of their own.
+//! Taking one, the schedule and retention, restoring, downloads,
+//! snapshots in each world's repository, and archives moved into them each
+//! have a file of their own.
 
 mod download;
+mod migrate;
 mod repository;
 mod restore;
 mod schedule;
@@ -20,7 +22,7 @@ use crate::settings::BackupSettings;
 use crate::tavern::Tavern;
 
 use crate::work::Busy;
-pub use crate::work::{RestoreState, RestoreStatus};
+pub use crate::work::{Migration, RestoreState, RestoreStatus};
 pub use download::{BackupDownload, DownloadFormat};
 pub use repository::repository_password;
 pub use schedule::run_schedule;

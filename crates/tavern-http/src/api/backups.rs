@@ -24,6 +24,29 @@ pub(super) async fn create_backup(
     Ok((StatusCode::ACCEPTED, Json(view.into())))
 }
 
+/// Starts moving every `.tar.zst` backup into its world's repository
+/// (with `backups.format = "repository"`): each checked, taken as a
+/// snapshot with its own time and tags, then its archive removed.
+#[utoipa::path(post, path = "/api/v1/admin/backup-migration", extensions(("x-tavern-access" = json!("admin"))),
+    responses((status = 202, body = MigrationJson), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn start_migration(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<(StatusCode, Json<MigrationJson>)> {
+    let m = s.tavern.migrate_backups(&caller).await?;
+    Ok((StatusCode::ACCEPTED, Json(m.into())))
+}
+
+/// How the latest move of backups into repositories goes.
+#[utoipa::path(get, path = "/api/v1/admin/backup-migration", extensions(("x-tavern-access" = json!("admin"))),
+    responses((status = 200, body = MigrationJson), (status = 403, body = ErrorBody)))]
+pub(super) async fn show_migration(
+    State(s): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<MigrationJson>> {
+    Ok(Json(s.tavern.backup_migration(&caller)?.into()))
+}
+
 /// A world's backups, newest first.
 #[utoipa::path(get, path = "/api/v1/instances/{slug}/backups", extensions(("x-tavern-access" = json!("owner"))), params(("slug" = String, Path)),
     responses((status = 200, body = Vec<BackupJson>), (status = 404, body = ErrorBody)))]

@@ -62,6 +62,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             backups::list_instance_backups
         ))
         .routes(routes!(backups::list_backups))
+        .routes(routes!(backups::start_migration, backups::show_migration))
         .routes(routes!(
             backups::show_backup,
             backups::update_backup,

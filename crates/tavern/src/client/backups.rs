@@ -1,5 +1,5 @@
 //! `tavern backup`: take, list, download (with a progress bar), restore,
-//! lock and delete backups of worlds.
+//! lock and delete backups of worlds, and move archives into repositories.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::Value;
-use tavern_api::{BackupJson, BackupUpdate, RestoreRequest};
+use tavern_api::{BackupJson, BackupUpdate, MigrationJson, RestoreRequest};
 
 use super::commands::{path_part, save_body, spinner};
 use super::http::{Api, Conn, read};
@@ -103,6 +103,71 @@ pub enum BackupCommand {
     /// Run on the server: it reads the server's configuration, key and
     /// database, not the API.
     RepoKey(crate::repo_key::RepoKeyArgs),
+    /// Move every `.tar.zst` backup into its world's repository (admins;
+    /// with backups.format = "repository"): each checked, kept as a
+    /// snapshot with its own time and tags, then its archive removed.
+    Migrate {
+        /// Wait until every backup has been tried, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Moves archives into repositories; with `wait`, follows it to the end
+/// (failing when any could not be moved).
+async fn migrate(wait: bool, conn: Conn) -> anyhow::Result<()> {
+    const PATH: &str = "/api/v1/admin/backup-migration";
+    let api = Api::from_conn(&conn)?;
+    let mut m = api.post_empty(PATH).await?;
+    if wait {
+        let started: MigrationJson = read(&m)?;
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(started.total),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}") {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message("moving backups");
+        loop {
+            let now: MigrationJson = read(&m)?;
+            pb.set_position(now.moved + now.failed.len() as u64);
+            if now.state != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            m = api.get(PATH).await?;
+        }
+        pb.finish_and_clear();
+    }
+    if conn.json {
+        print_json(&m);
+    }
+    let done: MigrationJson = read(&m)?;
+    if !conn.json {
+        match done.state.as_str() {
+            "running" => println!(
+                "Moving {} backups into their repositories; `tavern backup migrate --wait` follows it.",
+                done.total
+            ),
+            _ => println!(
+                "Moved {} of {} backups into their repositories.",
+                done.moved, done.total
+            ),
+        }
+        for f in &done.failed {
+            println!("  not moved: {f}");
+        }
+    }
+    if !done.failed.is_empty() {
+        bail!(
+            "{} backups could not be moved; they stay archives (run it again to retry)",
+            done.failed.len()
+        );
+    }
+    Ok(())
 }
 
 /// Polls a backup until `done` says its JSON is final (at most an hour),
@@ -136,6 +201,7 @@ async fn wait_for(
 pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
     match cmd {
         BackupCommand::RepoKey(args) => crate::repo_key::run(args).await?,
+        BackupCommand::Migrate { wait, conn } => migrate(wait, conn).await?,
         BackupCommand::Create { slug, wait, conn } => {
             let api = Api::from_conn(&conn)?;
             let mut b = api

@@ -116,6 +116,9 @@ pub(crate) async fn community() -> (Server, Api, Api, Api, Outside) {
         &[],
         &[
             ("TAVERN_BACKUPS_MANUAL_INTERVAL_MINUTES", "0"),
+            // Backups as snapshots: what an attacker meets is read out of
+            // repositories, and moving archives there is an operation too.
+            ("TAVERN_BACKUPS_FORMAT", "repository"),
             ("TAVERN_AUTH_OIDC_ISSUER", &provider.issuer),
             ("TAVERN_AUTH_OIDC_CLIENT_ID", "tavern"),
             ("TAVERN_AUTH_DISCORD_CLIENT_ID", "1234567890"),
@@ -280,7 +283,7 @@ async fn recipe(
         "add_world_package" => Some(json!({"id": "none"})),
         _ if method == "GET" || method == "DELETE" => None,
         "logout" | "link_code" | "create_backup" | "backup_link" | "start_instance"
-        | "stop_instance" => None,
+        | "stop_instance" | "start_migration" => None,
         "begin_second_factor" => Some(json!({})),
         // A code that is not the app's (a one-in-a-million guess).
         "confirm_second_factor" | "new_recovery_codes" | "remove_second_factor" => {

@@ -259,3 +259,80 @@ async fn a_snapshot_cut_off_by_sigkill_leaves_a_repository_restic_accepts() {
     assert_eq!(snapshots(&server, &password, "big").len(), 2);
     restic(&server, &password, "big", &["check", "--read-data"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archives_move_into_the_repository_and_restore_from_there() {
+    if !have_restic() {
+        return;
+    }
+    let mut server = quiet_server(&[]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "old", None).await;
+    let data = data_dir(&server, "old");
+    let before = contents(&data);
+    let first = backup_now(&admin, "old").await;
+    let second = backup_now(&admin, "old").await;
+    assert_eq!(first["format"], "archive");
+    // Not while new backups would still be archives.
+    let (s, b) = admin
+        .post("/api/v1/admin/backup-migration", &serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("not_repository")),
+        "{b}"
+    );
+
+    server.kill();
+    server.set_env("TAVERN_BACKUPS_FORMAT", "repository");
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    let out = server.cli(
+        Some(&server.admin_token),
+        &["backup", "migrate", "--wait", "--json"],
+        None,
+    );
+    let done = ok_json(&out);
+    assert_eq!(
+        (
+            done["state"].as_str(),
+            done["total"].as_u64(),
+            done["moved"].as_u64()
+        ),
+        (Some("done"), Some(2), Some(2)),
+        "{done}"
+    );
+    let archives = server.data_dir().join("backups/old");
+    assert_eq!(
+        std::fs::read_dir(&archives).map_or(0, |d| d.count()),
+        0,
+        "the moved archives are removed"
+    );
+    for old in [&first, &second] {
+        let id = old["id"].as_str().unwrap();
+        let (_, now) = admin.get(&format!("/api/v1/backups/{id}")).await;
+        assert_eq!(now["format"], "repository", "{now}");
+        assert_eq!(now["created_at"], old["created_at"]);
+        assert_eq!(now["files"], old["files"]);
+        assert_eq!(now["bytes"], old["bytes"]);
+    }
+    let password = repo_key(&server);
+    let listed = snapshots(&server, &password, "old");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    restic(&server, &password, "old", &["check", "--read-data"]);
+    // Restored from its new home, as it was.
+    std::fs::write(data.join("Data/map.webp"), b"garbage").unwrap();
+    let (_, moved) = admin
+        .get(&format!(
+            "/api/v1/backups/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await;
+    restore_and_wait(&server, moved["id"].as_str().unwrap(), None);
+    assert_eq!(contents(&data), before);
+    // Nothing is left to move.
+    let (s, again) = admin
+        .post("/api/v1/admin/backup-migration", &serde_json::json!({}))
+        .await;
+    assert_eq!((s, again["total"].as_u64()), (202, Some(0)), "{again}");
+}

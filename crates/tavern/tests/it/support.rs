@@ -230,6 +230,13 @@ impl Server {
     }
 
     /// Starts the server again on the same data directory.
+    /// Sets a variable for the next launch (after `kill`, before
+    /// `relaunch`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     pub fn relaunch(&mut self) {
         assert!(self.child.is_none(), "stop or kill it first");
         self.launch();
