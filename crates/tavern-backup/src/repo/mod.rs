@@ -99,7 +99,9 @@ impl SnapshotFacts {
 /// What a prune did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PruneFacts {
-    /// Pack files removed, and repacked.
+    /// Pack files no snapshot needs, marked now to go at a later prune;
+    /// those marked earlier and removed now; and those repacked.
+    pub marked_packs: u64,
     pub removed_packs: u64,
     pub repacked_packs: u64,
 }
@@ -407,7 +409,8 @@ impl Repo {
         let opts = PruneOptions::default();
         let plan = repo.prune_plan(&opts).map_err(|e| self.rustic(e))?;
         let facts = PruneFacts {
-            removed_packs: plan.stats.packs_to_delete.remove + plan.stats.packs_to_delete.recover,
+            marked_packs: plan.stats.packs.unused,
+            removed_packs: plan.stats.packs_to_delete.remove,
             repacked_packs: plan.stats.packs.repack,
         };
         repo.prune(&opts, plan).map_err(|e| self.rustic(e))?;

@@ -175,8 +175,8 @@ impl Tavern {
                     (
                         Outcome::Success,
                         format!(
-                            "{} packs removed, {} repacked",
-                            facts.removed_packs, facts.repacked_packs
+                            "{} packs marked to go, {} removed, {} repacked",
+                            facts.marked_packs, facts.removed_packs, facts.repacked_packs
                         ),
                     )
                 }
