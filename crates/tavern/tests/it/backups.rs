@@ -156,6 +156,15 @@ pub(crate) fn restore_and_wait(server: &Server, id: &str, to: Option<&str>) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// Downloads backup `id` through the CLI as `token` into `file` (with
+/// `extra` options, such as `--zip`), which must work.
+pub(crate) fn download_cli(server: &Server, token: &str, id: &str, file: &Path, extra: &[&str]) {
+    let mut args = vec!["backup", "download", id, "-o", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = server.cli(Some(token), &args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// Backs a world up by hand and waits until it is complete.
 pub(crate) async fn backup_now(api: &Api, slug: &str) -> Value {
     let (s, b) = api
@@ -219,12 +228,7 @@ async fn backup_wipe_and_restore_give_back_the_same_bytes() {
     // The download is a whole archive of the world's data (a copy made as
     // the stored one is read, verified on the way).
     let file = server.home().join("keep.tar.zst");
-    let out = server.cli(
-        Some(&server.admin_token),
-        &["backup", "download", &id, "-o", file.to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    download_cli(&server, &server.admin_token, &id, &file, &[]);
     let read = archive::read_file(&file, None, None).unwrap();
     assert_eq!(files_of(read.manifest), before);
     // Not over an existing file.
@@ -857,12 +861,7 @@ async fn a_game_masters_download_never_holds_the_pooled_key() {
     );
     // Through the CLI too.
     let file = server.home().join("vault.tar.zst");
-    let out = server.cli(
-        Some(gina.token()),
-        &["backup", "download", id, "-o", file.to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    download_cli(&server, gina.token(), id, &file, &[]);
     assert!(!holds(&tar_of(&std::fs::read(&file).unwrap()), &key));
     // Only an admin may ask for the secrets, and gets them.
     let (s, body) = download(gina.token().to_owned(), "?secrets=true").await;

@@ -12,8 +12,8 @@ use serde_json::Value;
 use tavern_backup::archive;
 
 use crate::backups::{
-    backup_now, contents, data_dir, files_of, noise, quiet_server, restore_and_wait, stamps,
-    world_with_data,
+    backup_now, contents, data_dir, download_cli, files_of, noise, quiet_server, restore_and_wait,
+    stamps, world_with_data,
 };
 use crate::support::*;
 
@@ -139,28 +139,11 @@ async fn snapshots_restore_download_and_are_restic_s_own() {
     // Downloads: Tavern's archive and the zip, read from the repository.
     let id = first["id"].as_str().unwrap().to_owned();
     let file = server.home().join("keep.tar.zst");
-    let out = server.cli(
-        Some(&server.admin_token),
-        &["backup", "download", &id, "-o", file.to_str().unwrap()],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    download_cli(&server, &server.admin_token, &id, &file, &[]);
     let read = archive::read_file(&file, None, None).unwrap();
     assert_eq!(files_of(read.manifest), before);
     let zipped = server.home().join("keep.zip");
-    let out = server.cli(
-        Some(&server.admin_token),
-        &[
-            "backup",
-            "download",
-            &id,
-            "--zip",
-            "-o",
-            zipped.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    download_cli(&server, &server.admin_token, &id, &zipped, &["--zip"]);
     let zip = std::fs::read(&zipped).unwrap();
     assert!(zip.starts_with(b"PK"));
     assert!(
