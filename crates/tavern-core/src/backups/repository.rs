@@ -62,12 +62,12 @@ fn tags(b: &Backup) -> Vec<String> {
 }
 
 /// The key a world's repository is recorded under.
-pub(super) fn repository_key(slug: &Slug) -> String {
+fn repository_key(slug: &Slug) -> String {
     format!("{REPOSITORIES}/{slug}")
 }
 
 /// What is recorded of a snapshot.
-pub(super) fn snapshot_facts(slug: &Slug, s: &SnapshotFacts) -> ArchiveFacts {
+fn snapshot_facts(slug: &Slug, s: &SnapshotFacts) -> ArchiveFacts {
     ArchiveFacts {
         key: repository_key(slug),
         size: s.added,
