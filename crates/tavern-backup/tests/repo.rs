@@ -65,16 +65,7 @@ fn make_world(root: &Path) {
     }
     let assets = root.join("Data/assets");
     std::fs::create_dir_all(&assets).unwrap();
-    let mut x: u32 = 7;
-    let noise: Vec<u8> = (0..3 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    std::fs::write(assets.join("map.webp"), &noise).unwrap();
+    std::fs::write(assets.join("map.webp"), noise(3 * 1024 * 1024, 7)).unwrap();
     std::fs::write(assets.join("script.sh"), "#!/bin/sh\necho hi\n").unwrap();
     std::fs::set_permissions(
         assets.join("script.sh"),
@@ -102,6 +93,19 @@ fn make_world(root: &Path) {
         .unwrap()
         .set_modified(old)
         .unwrap();
+}
+
+/// `len` bytes that do not compress, from `seed`.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
 }
 
 fn nix_fifo(path: &Path) {
@@ -308,6 +312,191 @@ async fn an_unchanged_world_adds_little_and_prune_keeps_the_rest_whole() {
     assert_eq!(kept[0].id, third.id);
     let dir = backups.join(REPOSITORIES).join("campaign");
     restic(dir.to_str().unwrap(), &[], &["check", "--read-data"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_key_opens_only_with_its_password_and_a_remade_repository_opens_again() {
+    if !have_restic() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let world = tmp.path().join("world");
+    make_world(&world);
+    let backups = tmp.path().join("backups");
+    let dir = backups.join(REPOSITORIES).join("campaign");
+    let (b, w, d) = (backups.clone(), world.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || {
+        let repo = repo_in(&b);
+        repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
+        // Opened once with the password: its key is kept, and the same
+        // repository with another password is still refused.
+        let wrong = Repo::new(
+            &Target::dir(&b).unwrap(),
+            "campaign",
+            "not the password",
+            tokio::runtime::Handle::current(),
+        );
+        assert!(wrong.snapshots().is_err(), "a wrong password opens nothing");
+        assert_eq!(repo.snapshots().unwrap().len(), 1);
+        // Made again by restic with the same password (a new master key):
+        // the kept key no longer opens it, the password does.
+        std::fs::remove_dir_all(&d).unwrap();
+        restic(d.to_str().unwrap(), &[], &["init"]);
+        assert!(repo.snapshots().unwrap().is_empty());
+        let again = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
+        assert_eq!(repo.snapshots().unwrap()[0].id, again.id);
+    })
+    .await
+    .unwrap();
+    restic(dir.to_str().unwrap(), &[], &["check", "--read-data"]);
+}
+
+/// Set for the child process the SIGKILL test below starts: the backup
+/// target whose repository the child prunes.
+const PRUNE_CHILD: &str = "TAVERN_TEST_PRUNE_TARGET";
+
+/// Not a test of its own: the SIGKILL test runs it in a child process and
+/// kills it mid-prune.
+#[test]
+#[ignore = "a child process of an_interrupted_prune_leaves_a_repository_restic_accepts"]
+fn prune_in_a_child_process() {
+    let dir = std::env::var(PRUNE_CHILD).expect("run by the SIGKILL test");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let target = Target::dir(Path::new(&dir)).unwrap();
+    Repo::new(&target, "campaign", PASSWORD, runtime.handle().clone())
+        .prune()
+        .expect("the prune completes");
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_prune_leaves_a_repository_restic_accepts() {
+    if !have_restic() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Packs that the prune must repack: many files share them, and half
+    // of the files are gone from the snapshot that is kept.
+    let world = tmp.path().join("world");
+    let assets = world.join("Data/assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    for n in 0..160 {
+        std::fs::write(
+            assets.join(format!("tile-{n}.webp")),
+            noise(128 * 1024, n + 1),
+        )
+        .unwrap();
+    }
+    let template = tmp.path().join("template");
+    let w = world.clone();
+    let repo_dir = template.clone();
+    let kept = tokio::task::spawn_blocking(move || {
+        let repo = repo_in(&repo_dir);
+        let first = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
+        for n in (0..160).step_by(2) {
+            std::fs::remove_file(w.join(format!("Data/assets/tile-{n}.webp"))).unwrap();
+        }
+        let kept = repo.backup(&w, &[], jiff::Timestamp::now(), false).unwrap();
+        repo.forget(&[&first.id]).unwrap();
+        kept
+    })
+    .await
+    .unwrap();
+    let want = listing(&world);
+
+    // The child's prune run whole first, to know how long one takes.
+    let child = |target: &Path| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "prune_in_a_child_process",
+                "--nocapture",
+            ])
+            .env(PRUNE_CHILD, target)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let whole = tmp.path().join("whole");
+    copy_tree(&template, &whole);
+    let started = std::time::Instant::now();
+    let status = child(&whole).wait().unwrap();
+    assert!(status.success(), "the child's prune failed: {status}");
+    let took = started.elapsed();
+    assert_ne!(
+        files_below(&whole),
+        files_below(&template),
+        "the prune changed nothing"
+    );
+
+    // Then cut off by SIGKILL: as soon as the prune is seen changing the
+    // repository's files (a new index written or being written, an old
+    // one removed), and at points through its time. A kill lands mid-prune
+    // when the prune had changed the files and had not ended.
+    let before = files_below(&template);
+    let mut cut = 0;
+    let points = [None, None, None, Some(0.5), Some(0.8), Some(0.95)];
+    for (n, share) in points.into_iter().enumerate() {
+        let target = tmp.path().join(format!("cut-{n}"));
+        copy_tree(&template, &target);
+        let mut process = child(&target);
+        let started = std::time::Instant::now();
+        loop {
+            if process.try_wait().unwrap().is_some() {
+                break;
+            }
+            let changed = files_below(&target) != before;
+            let due = share.map_or(changed, |s| started.elapsed() >= took.mul_f64(s));
+            if due || started.elapsed() > took * 10 {
+                process.kill().unwrap(); // SIGKILL
+                cut += usize::from(changed);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        process.wait().unwrap();
+        let dir = target.join(REPOSITORIES).join("campaign");
+        restic(dir.to_str().unwrap(), &[], &["check", "--read-data"]);
+        // The next prune completes, and the snapshot kept is whole.
+        let (t, dest) = (target.clone(), tmp.path().join(format!("restored-{n}")));
+        let kept = kept.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = repo_in(&t);
+            repo.prune().expect("the next prune completes");
+            repo.restore(&kept.id, &dest, limits(&kept))
+                .expect("the kept snapshot restores");
+        })
+        .await
+        .unwrap();
+        restic(dir.to_str().unwrap(), &[], &["check", "--read-data"]);
+        assert_eq!(listing(&tmp.path().join(format!("restored-{n}"))), want);
+    }
+    assert!(
+        cut >= 1,
+        "no kill landed while the prune was changing the repository (a whole prune took {took:?})"
+    );
+}
+
+/// The files below `root`, by path relative to it.
+fn files_below(root: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    walk(root)
+        .into_iter()
+        .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+        .collect()
 }
 
 /// Makes `bucket` on the S3-compatible server at `endpoint` (moto, which

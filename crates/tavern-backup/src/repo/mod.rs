@@ -7,6 +7,7 @@
 
 mod backend;
 mod export;
+mod keys;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -226,12 +227,18 @@ impl Repo {
         Repository::new(&opts, &backends).map_err(|e| self.rustic(e))
     }
 
-    /// Opens the repository, made first when there is none yet.
-    fn open(&self, create: bool) -> Result<Repository<OpenStatus>, RepoError> {
+    /// Opens the repository, made first when there is none yet (`None`:
+    /// there is none and `create` is false). The master key is kept once
+    /// found, so that the password's scrypt (128 MiB, a good part of a
+    /// second) runs once per repository and process, not on every open.
+    fn open(&self, create: bool) -> Result<Option<Repository<OpenStatus>>, RepoError> {
         let repo = self.repository()?;
-        let credentials = Credentials::password(&self.password);
         let exists = repo.config_id().map_err(|e| self.rustic(e))?.is_some();
-        if !exists && create {
+        let credentials = Credentials::password(&self.password);
+        if !exists {
+            if !create {
+                return Ok(None);
+            }
             // Never made again over keys that are there: a repository
             // whose config is lost is repaired by hand, not replaced.
             let keys = rustic_core::ReadBackend::list(&*self.backend, FileType::Key)
@@ -245,12 +252,36 @@ impl Repo {
             let key = KeyOptions::default()
                 .hostname("tavern".to_owned())
                 .username("tavern".to_owned());
-            return repo
+            let made = repo
                 .init(&credentials, &key, &ConfigOptions::default())
-                .map_err(|e| self.rustic(e));
+                .map_err(|e| self.rustic(e))?;
+            keys::keep(&self.describe, &self.password, made.key());
+            return Ok(Some(made));
         }
         self.backend.clear_staging();
-        repo.open(&credentials).map_err(|e| self.rustic(e))
+        if let Some(key) = keys::kept(&self.describe, &self.password) {
+            // A repository made again since (or a key that no longer
+            // opens it) falls back to the password.
+            match repo.open(&Credentials::Masterkey(key)) {
+                Ok(open) => return Ok(Some(open)),
+                Err(_) => keys::forget(&self.describe, &self.password),
+            }
+            let open = self
+                .repository()?
+                .open(&credentials)
+                .map_err(|e| self.rustic(e))?;
+            keys::keep(&self.describe, &self.password, open.key());
+            return Ok(Some(open));
+        }
+        let open = repo.open(&credentials).map_err(|e| self.rustic(e))?;
+        keys::keep(&self.describe, &self.password, open.key());
+        Ok(Some(open))
+    }
+
+    /// Opens the repository that must be there.
+    fn open_existing(&self) -> Result<Repository<OpenStatus>, RepoError> {
+        self.open(false)?
+            .ok_or_else(|| self.rustic("there is no repository here"))
     }
 
     /// Whether the repository has been made.
@@ -279,6 +310,7 @@ impl Repo {
     ) -> Result<SnapshotFacts, RepoError> {
         let repo = self
             .open(true)?
+            .expect("made when missing")
             .to_indexed_ids()
             .map_err(|e| self.rustic(e))?;
         let mut options = SnapshotOptions::default()
@@ -362,10 +394,9 @@ impl Repo {
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotFacts>, RepoError> {
-        if !self.exists()? {
+        let Some(repo) = self.open(false)? else {
             return Ok(Vec::new());
-        }
-        let repo = self.open(false)?;
+        };
         let mut all: Vec<SnapshotFacts> = repo
             .get_all_snapshots()
             .map_err(|e| self.rustic(e))?
@@ -386,26 +417,26 @@ impl Repo {
     /// Forgets snapshots (their data stays until a prune); one already
     /// gone is fine.
     pub fn forget(&self, ids: &[&str]) -> Result<(), RepoError> {
-        if ids.is_empty() || !self.exists()? {
-            return Ok(());
-        }
         let ids = ids
             .iter()
             .map(|id| Self::snapshot_id(id))
             .collect::<Result<Vec<_>, _>>()?;
-        self.open(false)?
-            .delete_snapshots(&ids)
-            .map_err(|e| self.rustic(e))
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let Some(repo) = self.open(false)? else {
+            return Ok(());
+        };
+        repo.delete_snapshots(&ids).map_err(|e| self.rustic(e))
     }
 
     /// Removes the data no snapshot needs any more. Packs are marked first
     /// and removed by a later prune a day on, so that a download reading
     /// the repository meanwhile is not cut off.
     pub fn prune(&self) -> Result<PruneFacts, RepoError> {
-        if !self.exists()? {
+        let Some(repo) = self.open(false)? else {
             return Ok(PruneFacts::default());
-        }
-        let repo = self.open(false)?;
+        };
         let opts = PruneOptions::default();
         let plan = repo.prune_plan(&opts).map_err(|e| self.rustic(e))?;
         let facts = PruneFacts {
@@ -423,10 +454,11 @@ impl Repo {
         id: &str,
     ) -> Result<(Repository<IndexedFullStatus>, SnapshotFile), RepoError> {
         let wanted = Self::snapshot_id(id)?;
-        if !self.exists()? {
-            return Err(RepoError::NoSnapshot(id.to_owned()));
-        }
-        let repo = self.open(false)?.to_indexed().map_err(|e| self.rustic(e))?;
+        let repo = self
+            .open(false)?
+            .ok_or_else(|| RepoError::NoSnapshot(id.to_owned()))?
+            .to_indexed()
+            .map_err(|e| self.rustic(e))?;
         let snap = repo
             .get_all_snapshots()
             .map_err(|e| self.rustic(e))?
@@ -484,7 +516,7 @@ impl Repo {
     /// Checks the whole repository as `restic check` does; with
     /// `read_data`, every pack is read and its blobs verified too.
     pub fn check(&self, read_data: bool) -> Result<(), RepoError> {
-        let repo = self.open(false)?;
+        let repo = self.open_existing()?;
         let checked = repo
             .check(CheckOptions::default().read_data(read_data))
             .map_err(|e| self.rustic(e))?;
