@@ -679,3 +679,75 @@ async fn worlds_on_the_cluster_take_imports_through_the_data_agent() {
     wait_for_state(&admin, slug, "running").await;
     assert_eq!(kept(&data), before, "a refused import changed the world");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_worlds_back_up_as_snapshots_through_the_data_agent() {
+    use crate::repository::{have_restic, repo_key, restic, snapshots};
+    if !have_restic() {
+        return;
+    }
+    let cluster = Cluster::start().await;
+    let server = cluster.tavern_with(&[("TAVERN_BACKUPS_FORMAT", "repository")]);
+    let admin = server.api(Some(&server.admin_token));
+    let slug = "kube-snap";
+    let key = key_for(slug);
+    add_key(&admin, slug, &key).await;
+    let t = tempfile::tempdir().unwrap();
+    crate::imports::felddy_volume(t.path(), &key);
+    let (s, made) = admin
+        .send(
+            "POST",
+            &format!("/api/v1/instances/{slug}/import?release=stub"),
+            Some("application/zip"),
+            crate::imports::zip_folder(t.path()),
+        )
+        .await;
+    assert_eq!(s, 201, "{made}");
+    let claim_of = |world: &str| {
+        let (claim, _) = cluster
+            .claims()
+            .into_iter()
+            .find(|(n, _)| n.starts_with(&format!("world-{world}-data-")))
+            .unwrap_or_else(|| panic!("{world}'s claim among {:?}", cluster.claims()));
+        cluster.claim_dir(&claim).join("data")
+    };
+    let data = claim_of(slug);
+
+    // The data agent's export, verified and unpacked here, becomes a
+    // snapshot in the world's repository, which restic reads.
+    let backup = backup_now(&admin, slug).await;
+    assert_eq!(backup["format"], "repository", "{backup}");
+    let before = contents(&data);
+    assert_eq!(backup["files"].as_u64(), Some(before.files.len() as u64));
+    let password = repo_key(&server);
+    let listed = snapshots(&server, &password, slug);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("backup:{}", backup["id"].as_str().unwrap()))),
+        "{listed:?}"
+    );
+    restic(&server, &password, slug, &["check", "--read-data"]);
+
+    // Restored through a data agent, in place and into a new world.
+    let id = backup["id"].as_str().unwrap();
+    std::fs::write(data.join("Data/lost.txt"), b"not in the backup").unwrap();
+    std::fs::remove_file(data.join("Data/worlds/lost-mine/world.json")).unwrap();
+    restore_and_wait(&server, id, None);
+    assert_eq!(contents(&data), before, "the restore is byte for byte");
+    restore_and_wait(&server, id, Some("kube-snap-copy"));
+    assert_eq!(contents(&claim_of("kube-snap-copy")), before);
+    // The restore in place kept a snapshot of what it replaced.
+    assert_eq!(snapshots(&server, &password, slug).len(), 2);
+    assert!(
+        cluster
+            .api
+            .names("pods")
+            .iter()
+            .all(|p| !p.contains("-agent-")),
+        "a data agent was left: {:?}",
+        cluster.api.names("pods")
+    );
+}

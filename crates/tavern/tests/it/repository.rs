@@ -18,7 +18,7 @@ use crate::backups::{
 use crate::support::*;
 
 /// restic is here (under `CI=true` it must be).
-fn have_restic() -> bool {
+pub(crate) fn have_restic() -> bool {
     let found = Command::new("restic")
         .arg("version")
         .output()
@@ -34,7 +34,7 @@ fn have_restic() -> bool {
 }
 
 /// The repositories' password, as an admin on the server reads it.
-fn repo_key(server: &Server) -> String {
+pub(crate) fn repo_key(server: &Server) -> String {
     let out = server.cli(
         None,
         &[
@@ -52,7 +52,7 @@ fn repo_key(server: &Server) -> String {
 }
 
 /// Runs restic on a world's repository; answers what it printed.
-fn restic(server: &Server, password: &str, slug: &str, args: &[&str]) -> String {
+pub(crate) fn restic(server: &Server, password: &str, slug: &str, args: &[&str]) -> String {
     let repo = server.data_dir().join("backups/repositories").join(slug);
     let out = Command::new("restic")
         .args(["--no-cache", "-r", repo.to_str().unwrap()])
@@ -69,7 +69,7 @@ fn restic(server: &Server, password: &str, slug: &str, args: &[&str]) -> String 
     text(&out.stdout)
 }
 
-fn snapshots(server: &Server, password: &str, slug: &str) -> Vec<Value> {
+pub(crate) fn snapshots(server: &Server, password: &str, slug: &str) -> Vec<Value> {
     let listed = restic(server, password, slug, &["snapshots", "--json"]);
     serde_json::from_str::<Value>(&listed)
         .unwrap()
