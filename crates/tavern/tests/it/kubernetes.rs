@@ -89,6 +89,15 @@ impl Cluster {
             .count()
     }
 
+    /// No data agent's pod is left.
+    fn assert_no_agents(&self) {
+        let pods = self.api.names("pods");
+        assert!(
+            pods.iter().all(|p| !p.contains("-agent-")),
+            "a data agent was left: {pods:?}"
+        );
+    }
+
     fn replicas(&self, slug: &str) -> Option<i64> {
         self.api
             .object("deployments", &format!("world-{slug}"))
@@ -234,15 +243,7 @@ async fn a_world_runs_in_a_pod_and_a_restarted_tavern_adopts_it() {
         "{r}"
     );
     assert_eq!(contents(&data), now, "a refused restore changed the world");
-    assert!(
-        cluster
-            .api
-            .names("pods")
-            .iter()
-            .all(|p| !p.contains("-agent-")),
-        "a data agent was left: {:?}",
-        cluster.api.names("pods")
-    );
+    cluster.assert_no_agents();
     assert!(
         cluster
             .api
@@ -741,13 +742,5 @@ async fn cluster_worlds_back_up_as_snapshots_through_the_data_agent() {
     assert_eq!(contents(&claim_of("kube-snap-copy")), before);
     // The restore in place kept a snapshot of what it replaced.
     assert_eq!(snapshots(&server, &password, slug).len(), 2);
-    assert!(
-        cluster
-            .api
-            .names("pods")
-            .iter()
-            .all(|p| !p.contains("-agent-")),
-        "a data agent was left: {:?}",
-        cluster.api.names("pods")
-    );
+    cluster.assert_no_agents();
 }
