@@ -3,7 +3,8 @@
 # `tar czf` on the same generated world; prints throughput, sizes and the
 # ratios; then the same world as snapshots in a repository (the first
 # backup, the unchanged world again, after 1 % of its files changed, a
-# restore) with the goals beside them. FILES, IMAGES, IMAGE_MB and RUNS size it (see the bench's source,
+# restore) with the goals beside them, and what a second world holding the
+# same files stores in the first's repository and in its own. FILES, IMAGES, IMAGE_MB and RUNS size it (see the bench's source,
 # crates/tavern-backup/benches/archive.rs).
 #
 #   bash bench/backup.sh

@@ -236,4 +236,35 @@ fn repository(
     for r in rows {
         println!("{r}");
     }
+    shared_or_own(world, work, bytes, &runtime);
+}
+
+/// What one repository per world costs against one for all: a second
+/// world holding the same files (restored into a new world, or imported
+/// with the same assets) taken into the first world's repository, and
+/// into a repository of its own.
+fn shared_or_own(world: &Path, work: &Path, bytes: u64, runtime: &tokio::runtime::Runtime) {
+    use tavern_backup::repo::Repo;
+    let target = tavern_backup::target::Target::dir(&work.join("shared")).unwrap();
+    let now = jiff::Timestamp::now;
+    let repo = |name: &str| Repo::new(&target, name, "bench password", runtime.handle().clone());
+    repo("first").backup(world, &[], now(), false).unwrap();
+    let copy = work.join("copy");
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--reflink=never"])
+        .arg(world)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let shared = repo("first").backup(&copy, &[], now(), true).unwrap();
+    let own = repo("second").backup(&copy, &[], now(), true).unwrap();
+    let pct = |a: u64| 100.0 * a as f64 / bytes as f64;
+    println!();
+    println!(
+        "a second world with the same files: {:.1} % of its bytes stored in the first world's repository, {:.1} % in its own",
+        pct(shared.added),
+        pct(own.added)
+    );
+    let _ = std::fs::remove_dir_all(&copy);
 }
