@@ -288,6 +288,43 @@ impl Target {
         Ok(())
     }
 
+    /// The names just below `rel` (the folders of a directory, the
+    /// common prefixes of a bucket), sorted; none when it is not there.
+    pub async fn children(&self, rel: &str) -> Result<Vec<String>, TargetError> {
+        let mut names = Vec::new();
+        if let Some(dir) = &self.dir {
+            let failed = |e: std::io::Error| TargetError::Storage {
+                op: "list",
+                key: rel.to_owned(),
+                target: self.describe.clone(),
+                source: Box::new(e),
+            };
+            let mut entries = match tokio::fs::read_dir(dir.join(rel)).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+                Err(e) => return Err(failed(e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(failed)? {
+                if entry.file_type().await.map_err(failed)?.is_dir() {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        } else {
+            let listed = self
+                .store
+                .list_with_delimiter(Some(&self.key(rel)))
+                .await
+                .map_err(self.failed("list", rel))?;
+            names = listed
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_owned))
+                .collect();
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Every key under this target, sorted.
     pub async fn keys(&self) -> Result<Vec<String>, TargetError> {
         let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));

@@ -2,7 +2,9 @@
 //! (Debian's `restic`, 0.14, which reads repository format 2): it lists
 //! what Tavern wrote, `restic check --read-data` passes, and `restic
 //! restore` gives back the files byte for byte with their modes and times;
-//! and Tavern restores, forgets and prunes what it wrote.
+//! and Tavern restores, forgets and prunes what it wrote; a prune cut off
+//! by SIGKILL leaves a repository restic accepts; a kept key opens only
+//! with its password.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -349,6 +351,9 @@ async fn a_kept_key_opens_only_with_its_password_and_a_remade_repository_opens_a
     .await
     .unwrap();
     restic(dir.to_str().unwrap(), &[], &["check", "--read-data"]);
+    let target = Target::dir(&backups).unwrap();
+    assert_eq!(target.children(REPOSITORIES).await.unwrap(), ["campaign"]);
+    assert!(target.children("nothing-here").await.unwrap().is_empty());
 }
 
 /// Set for the child process the SIGKILL test below starts: the backup
@@ -569,6 +574,9 @@ async fn a_repository_on_s3_is_restic_s_too() {
     .unwrap();
     restored.expect("the restore completes");
     assert_eq!(listing(&tmp.path().join("restored")), expected(&world));
+    // The worlds' repositories are found again by listing.
+    assert_eq!(target.children(REPOSITORIES).await.unwrap(), ["campaign"]);
+    assert!(target.children("nothing-here").await.unwrap().is_empty());
 
     let url = format!(
         "s3:{}/tavern/community/repositories/campaign",

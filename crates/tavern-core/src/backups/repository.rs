@@ -1,14 +1,16 @@
 //! Backups kept as snapshots in each world's restic-format repository: the
 //! one password of them all (made on first use, kept sealed in the store),
 //! each world's repository, what a snapshot is tagged with, forgetting, the
-//! scheduled prune, and a repository removed with its world's last backup.
+//! scheduled prune (and what it tidies), and a repository removed with its
+//! world's last backup.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use tavern_backup::repo::{REPOSITORIES, Repo, SnapshotFacts};
 use tavern_store::{ArchiveFacts, Backup, NewEvent, Outcome, Store, now};
-use tavern_types::Slug;
 use tavern_types::words::error_chain;
+use tavern_types::{BackupFormat, BackupStatus, Slug};
 
 use crate::error::CoreError;
 use crate::secrets::SecretBox;
@@ -147,35 +149,51 @@ impl Tavern {
 
     /// Drops from every world's repository the data no snapshot needs any
     /// more, each while its world is held (a world busy now waits for the
-    /// next prune); answers how many repositories were pruned.
+    /// next prune): first the snapshots no backup records (see
+    /// [`unrecorded`]) are forgotten, and the repository of a world that
+    /// is gone and keeps no backup is removed whole. Answers how many
+    /// repositories were pruned.
     pub async fn prune_repositories(&self) -> Result<usize, CoreError> {
-        let mut slugs: Vec<Slug> = self
-            .store
-            .list_backups(None, None)
-            .await?
-            .into_iter()
-            .filter(|b| b.format == tavern_types::BackupFormat::Repository)
-            .map(|b| b.slug)
+        let backups = self.store.list_backups(None, None).await?;
+        let mut slugs: BTreeSet<Slug> = backups
+            .iter()
+            .filter(|b| b.format == BackupFormat::Repository)
+            .map(|b| b.slug.clone())
             .collect();
-        slugs.sort();
-        slugs.dedup();
+        let settings = self.backup_settings()?;
+        let found = settings
+            .target
+            .children(REPOSITORIES)
+            .await
+            .map_err(|e| CoreError::internal("list the backup repositories", e))?;
+        slugs.extend(found.iter().filter_map(|name| Slug::parse(name).ok()));
         let mut pruned = 0;
         for slug in slugs {
+            let records: Vec<Backup> = backups.iter().filter(|b| b.slug == slug).cloned().collect();
+            if records.is_empty() && self.store.instance(&slug).await?.is_none() {
+                self.drop_repository_if_unused(&slug).await?;
+                continue;
+            }
             let Ok(_held) = self.backup_work.hold(&slug) else {
                 tracing::info!(%slug, "the world is busy; its repository is pruned next time");
                 continue;
             };
             let repo = self.world_repo(&slug).await?;
-            let done = tokio::task::spawn_blocking(move || repo.prune())
-                .await
-                .map_err(|e| CoreError::internal("prune a repository", e))?;
+            let done = tokio::task::spawn_blocking(move || {
+                let stray = unrecorded(&repo.snapshots()?, &records);
+                let ids: Vec<&str> = stray.iter().map(String::as_str).collect();
+                repo.forget(&ids)?;
+                repo.prune().map(|facts| (facts, stray.len()))
+            })
+            .await
+            .map_err(|e| CoreError::internal("prune a repository", e))?;
             let (outcome, detail) = match &done {
-                Ok(facts) => {
+                Ok((facts, stray)) => {
                     pruned += 1;
                     (
                         Outcome::Success,
                         format!(
-                            "{} packs marked to go, {} removed, {} repacked",
+                            "{stray} snapshots no backup records forgotten; {} packs marked to go, {} removed, {} repacked",
                             facts.marked_packs, facts.removed_packs, facts.repacked_packs
                         ),
                     )
@@ -196,5 +214,105 @@ impl Tavern {
             self.store.append_event(&event).await?;
         }
         Ok(pruned)
+    }
+}
+
+/// The snapshots Tavern took that no backup records: those tagged with a
+/// backup that is gone or failed, or whose record names another snapshot
+/// (a backup or a move into the repository cut off between its snapshot
+/// and its record). Snapshots of backups still in progress, and any that
+/// Tavern did not take (no `backup:` tag: an admin's own), are kept.
+fn unrecorded(snapshots: &[SnapshotFacts], records: &[Backup]) -> Vec<String> {
+    snapshots
+        .iter()
+        .filter(|s| {
+            let Some(id) = s.tags.iter().find_map(|t| t.strip_prefix("backup:")) else {
+                return false;
+            };
+            match records.iter().find(|b| b.id.to_string() == id) {
+                None => true,
+                Some(b) => match b.status {
+                    BackupStatus::InProgress => false,
+                    BackupStatus::Failed => true,
+                    BackupStatus::Complete => {
+                        b.format != BackupFormat::Repository
+                            || b.archive.as_ref().is_none_or(|a| a.sha256 != s.id)
+                    }
+                },
+            }
+        })
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tavern_types::{BackupId, BackupKind, InstanceId, UserId};
+
+    fn record(status: BackupStatus, format: BackupFormat, snapshot: Option<&str>) -> Backup {
+        Backup {
+            id: BackupId::new(),
+            instance: InstanceId::new(),
+            slug: Slug::parse("ravenloft").unwrap(),
+            owner: UserId::new(),
+            kind: BackupKind::Manual,
+            status,
+            live: false,
+            locked: false,
+            created_by: "gm".into(),
+            created_at: now(),
+            finished_at: None,
+            target: "/backups".into(),
+            format,
+            archive: snapshot.map(|id| ArchiveFacts {
+                key: "repositories/ravenloft".into(),
+                size: 1,
+                sha256: id.into(),
+                files: 1,
+                bytes: 1,
+            }),
+            error: None,
+        }
+    }
+
+    fn snapshot(id: &str, tags: &[String]) -> SnapshotFacts {
+        SnapshotFacts {
+            id: id.into(),
+            time: now(),
+            tags: tags.to_vec(),
+            files: 1,
+            bytes: 1,
+            added: 1,
+        }
+    }
+
+    #[test]
+    fn only_snapshots_tavern_took_and_no_backup_records_are_unrecorded() {
+        use BackupFormat::{Archive, Repository};
+        use BackupStatus::{Complete, Failed, InProgress};
+        let kept = record(Complete, Repository, Some("s-kept"));
+        let running = record(InProgress, Repository, None);
+        let failed = record(Failed, Repository, None);
+        // Moved into the repository again after a first move was cut off.
+        let moved = record(Complete, Repository, Some("s-moved-again"));
+        // Still an archive: its move was cut off after the snapshot.
+        let archive = record(Complete, Archive, Some("sha-of-the-archive"));
+        let tag = |b: &Backup| vec![format!("backup:{}", b.id), "kind:manual".to_owned()];
+        let snapshots = [
+            snapshot("s-kept", &tag(&kept)),
+            snapshot("s-running", &tag(&running)),
+            snapshot("s-failed", &tag(&failed)),
+            snapshot("s-moved-first", &tag(&moved)),
+            snapshot("s-moved-again", &tag(&moved)),
+            snapshot("s-archive", &tag(&archive)),
+            snapshot("s-gone", &[format!("backup:{}", BackupId::new())]),
+            snapshot("s-admins-own", &["mine".to_owned()]),
+        ];
+        let records = [kept, running, failed, moved, archive];
+        assert_eq!(
+            unrecorded(&snapshots, &records),
+            ["s-failed", "s-moved-first", "s-archive", "s-gone"]
+        );
     }
 }

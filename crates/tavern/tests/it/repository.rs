@@ -3,7 +3,9 @@
 //! deduplicated, downloaded as an archive and as a zip, restored in place
 //! and into a new world, forgotten; read by restic itself with the
 //! password `tavern backup repo-key` prints; a backup cut off by SIGKILL
-//! leaves a repository restic accepts, and the next one completes.
+//! leaves a repository restic accepts, and the next one completes; the
+//! scheduled prune forgets the snapshots no backup records and removes a
+//! gone world's repository.
 
 use std::path::Path;
 use std::process::Command;
@@ -318,4 +320,80 @@ async fn archives_move_into_the_repository_and_restore_from_there() {
         .post("/api/v1/admin/backup-migration", &serde_json::json!({}))
         .await;
     assert_eq!((s, again["total"].as_u64()), (202, Some(0)), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_prune_forgets_snapshots_no_backup_records_and_removes_a_gone_world_s_repository() {
+    if !have_restic() {
+        return;
+    }
+    // Pruned every minute.
+    let server = quiet_server(&[
+        ("TAVERN_BACKUPS_FORMAT", "repository"),
+        ("TAVERN_BACKUPS_PRUNE_SCHEDULE", "* * * * *"),
+    ]);
+    let admin = server.api(Some(&server.admin_token));
+    world_with_data(&server, &admin, "kept", None).await;
+    let backup = backup_now(&admin, "kept").await;
+    let password = repo_key(&server);
+    // Beside the backup's snapshot: one Tavern took for a backup it has no
+    // record of (cut off between the two), and an admin's own.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), "kept by hand").unwrap();
+    let other = other.path().to_str().unwrap();
+    let stray = "backup:0f0e0d0c-0b0a-4908-8706-050403020100";
+    restic(
+        &server,
+        &password,
+        "kept",
+        &["backup", "--tag", stray, other],
+    );
+    restic(
+        &server,
+        &password,
+        "kept",
+        &["backup", "--tag", "by-hand", other],
+    );
+    assert_eq!(snapshots(&server, &password, "kept").len(), 3);
+    // And the repository of a world that is gone and keeps no backup.
+    restic(&server, &password, "ghost", &["init"]);
+    let ghost = server.data_dir().join("backups/repositories/ghost");
+    assert!(ghost.is_dir());
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(100);
+    let event = loop {
+        let (_, events) = admin.get("/api/v1/events?limit=200").await;
+        let found = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "backup.prune" && e["target"] == "repository:kept");
+        if let Some(e) = found {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no prune within 100 s: {events}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(event["outcome"], "success", "{event}");
+    assert!(
+        event["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 snapshots no backup records forgotten"),
+        "{event}"
+    );
+    let left: Vec<Value> = snapshots(&server, &password, "kept");
+    let tags: Vec<&Value> = left.iter().map(|s| &s["tags"]).collect();
+    assert_eq!(left.len(), 2, "{tags:?}");
+    assert!(left.iter().any(|s| s["id"] == backup["sha256"]), "{tags:?}");
+    assert!(
+        left.iter()
+            .any(|s| s["tags"] == serde_json::json!(["by-hand"])),
+        "{tags:?}"
+    );
+    assert!(!ghost.exists(), "the gone world's repository is removed");
+    restic(&server, &password, "kept", &["check", "--read-data"]);
 }
