@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
-use tavern_backup::repo::{REPOSITORIES, Repo, SnapshotFacts};
+use tavern_backup::repo::{PruneFacts, REPOSITORIES, Repo, RepoError, SnapshotFacts};
 use tavern_store::{ArchiveFacts, Backup, NewEvent, Outcome, Store, now};
 use tavern_types::words::error_chain;
 use tavern_types::{BackupFormat, BackupStatus, Slug};
@@ -169,8 +170,9 @@ impl Tavern {
         slugs.extend(found.iter().filter_map(|name| Slug::parse(name).ok()));
         let mut pruned = 0;
         for slug in slugs {
-            let records: Vec<Backup> = backups.iter().filter(|b| b.slug == slug).cloned().collect();
-            if records.is_empty() && self.store.instance(&slug).await?.is_none() {
+            if !backups.iter().any(|b| b.slug == slug)
+                && self.store.instance(&slug).await?.is_none()
+            {
                 self.drop_repository_if_unused(&slug).await?;
                 continue;
             }
@@ -178,15 +180,7 @@ impl Tavern {
                 tracing::info!(%slug, "the world is busy; its repository is pruned next time");
                 continue;
             };
-            let repo = self.world_repo(&slug).await?;
-            let done = tokio::task::spawn_blocking(move || {
-                let stray = unrecorded(&repo.snapshots()?, &records);
-                let ids: Vec<&str> = stray.iter().map(String::as_str).collect();
-                repo.forget(&ids)?;
-                repo.prune().map(|facts| (facts, stray.len()))
-            })
-            .await
-            .map_err(|e| CoreError::internal("prune a repository", e))?;
+            let done = self.tidy_and_prune(&slug).await?;
             let (outcome, detail) = match &done {
                 Ok((facts, stray)) => {
                     pruned += 1;
@@ -214,6 +208,34 @@ impl Tavern {
             self.store.append_event(&event).await?;
         }
         Ok(pruned)
+    }
+
+    /// Forgets the snapshots of `slug`'s repository that no backup records,
+    /// then prunes it; the world is held. The snapshots are read before the
+    /// records, so that a backup's snapshot (always written after its
+    /// record, on any replica) is never taken for a stray.
+    async fn tidy_and_prune(
+        &self,
+        slug: &Slug,
+    ) -> Result<Result<(PruneFacts, usize), RepoError>, CoreError> {
+        let repo = Arc::new(self.world_repo(slug).await?);
+        let r = repo.clone();
+        let snapshots = match tokio::task::spawn_blocking(move || r.snapshots())
+            .await
+            .map_err(|e| CoreError::internal("list a repository's snapshots", e))?
+        {
+            Ok(snapshots) => snapshots,
+            Err(e) => return Ok(Err(e)),
+        };
+        let records = self.store.list_backups(None, Some(slug)).await?;
+        let stray = unrecorded(&snapshots, &records);
+        tokio::task::spawn_blocking(move || {
+            let ids: Vec<&str> = stray.iter().map(String::as_str).collect();
+            repo.forget(&ids)?;
+            repo.prune().map(|facts| (facts, stray.len()))
+        })
+        .await
+        .map_err(|e| CoreError::internal("prune a repository", e))
     }
 }
 
