@@ -240,10 +240,12 @@ impl Tavern {
 }
 
 /// The snapshots Tavern took that no backup records: those tagged with a
-/// backup that is gone or failed, or whose record names another snapshot
-/// (a backup or a move into the repository cut off between its snapshot
-/// and its record). Snapshots of backups still in progress, and any that
-/// Tavern did not take (no `backup:` tag: an admin's own), are kept.
+/// backup that is gone or failed (cut off between its snapshot and its
+/// record), or whose record names another snapshot (a move into the
+/// repository cut off, then done again). Kept: snapshots of backups in
+/// progress; of backups still recorded as archives, since a move may be
+/// under way on another replica (one cut off goes with its backup); and
+/// any Tavern did not take (no `backup:` tag: an admin's own).
 fn unrecorded(snapshots: &[SnapshotFacts], records: &[Backup]) -> Vec<String> {
     snapshots
         .iter()
@@ -257,8 +259,8 @@ fn unrecorded(snapshots: &[SnapshotFacts], records: &[Backup]) -> Vec<String> {
                     BackupStatus::InProgress => false,
                     BackupStatus::Failed => true,
                     BackupStatus::Complete => {
-                        b.format != BackupFormat::Repository
-                            || b.archive.as_ref().is_none_or(|a| a.sha256 != s.id)
+                        b.format == BackupFormat::Repository
+                            && b.archive.as_ref().is_none_or(|a| a.sha256 != s.id)
                     }
                 },
             }
@@ -318,7 +320,8 @@ mod tests {
         let failed = record(Failed, Repository, None);
         // Moved into the repository again after a first move was cut off.
         let moved = record(Complete, Repository, Some("s-moved-again"));
-        // Still an archive: its move was cut off after the snapshot.
+        // Still an archive: its move is under way, or was cut off after
+        // the snapshot (that snapshot goes once the backup is gone).
         let archive = record(Complete, Archive, Some("sha-of-the-archive"));
         let tag = |b: &Backup| vec![format!("backup:{}", b.id), "kind:manual".to_owned()];
         let snapshots = [
@@ -334,7 +337,7 @@ mod tests {
         let records = [kept, running, failed, moved, archive];
         assert_eq!(
             unrecorded(&snapshots, &records),
-            ["s-failed", "s-moved-first", "s-archive", "s-gone"]
+            ["s-failed", "s-moved-first", "s-gone"]
         );
     }
 }
