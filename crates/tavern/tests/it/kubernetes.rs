@@ -4,7 +4,8 @@
 //! init container writes Config/ from the world's Secret, the stand-in
 //! serves on the world's Service address. A world is started, reached
 //! through the proxy, adopted by a restarted Tavern, stopped and destroyed;
-//! a world of no instance is cleaned up.
+//! a world of no instance is cleaned up; backups and restores go through a
+//! data agent, as archives and as snapshots in the world's repository.
 
 use std::path::PathBuf;
 use std::time::Duration;
