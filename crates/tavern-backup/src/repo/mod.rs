@@ -232,7 +232,7 @@ impl Repo {
     /// found, so that the password's scrypt (128 MiB, a good part of a
     /// second) runs once per repository and process, not on every open.
     fn open(&self, create: bool) -> Result<Option<Repository<OpenStatus>>, RepoError> {
-        let repo = self.repository()?;
+        let mut repo = self.repository()?;
         let exists = repo.config_id().map_err(|e| self.rustic(e))?.is_some();
         let credentials = Credentials::password(&self.password);
         if !exists {
@@ -266,12 +266,7 @@ impl Repo {
                 Ok(open) => return Ok(Some(open)),
                 Err(_) => keys::forget(&self.describe, &self.password),
             }
-            let open = self
-                .repository()?
-                .open(&credentials)
-                .map_err(|e| self.rustic(e))?;
-            keys::keep(&self.describe, &self.password, open.key());
-            return Ok(Some(open));
+            repo = self.repository()?;
         }
         let open = repo.open(&credentials).map_err(|e| self.rustic(e))?;
         keys::keep(&self.describe, &self.password, open.key());
