@@ -392,8 +392,10 @@ async fn an_interrupted_prune_leaves_a_repository_restic_accepts() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // Packs that the prune must repack: many files share them, and half
-    // of the files are gone from the snapshot that is kept.
+    // A prune with work to do: the first snapshot forgotten, half of its
+    // files gone from the one kept, so packs are marked and the index is
+    // written again. (rustic repacks at most 10 % of a repository per
+    // prune, more than this small one's partly used pack.)
     let world = tmp.path().join("world");
     let assets = world.join("Data/assets");
     std::fs::create_dir_all(&assets).unwrap();
