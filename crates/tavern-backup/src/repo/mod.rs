@@ -279,15 +279,6 @@ impl Repo {
             .ok_or_else(|| self.rustic("there is no repository here"))
     }
 
-    /// Whether the repository has been made.
-    pub fn exists(&self) -> Result<bool, RepoError> {
-        Ok(self
-            .repository()?
-            .config_id()
-            .map_err(|e| self.rustic(e))?
-            .is_some())
-    }
-
     /// Takes a snapshot of `data` tagged with `tags`, at `time`, and
     /// verifies it before answering: every file the backup wrote is read
     /// back and hashed, and the snapshot's trees are checked complete
