@@ -166,7 +166,8 @@ pub struct UpdateInstanceRequest {
     #[schema(value_type = Option<crate::shapes::Release>)]
     pub release: Option<String>,
     /// Another runtime, `process` or `docker` (the world must be stopped;
-    /// its data stays; a world cannot move to or from `kubernetes`).
+    /// its data stays; a world cannot move to or from `kubernetes` or
+    /// `ecs`).
     #[schema(value_type = Option<crate::shapes::Runtime>)]
     pub runtime: Option<String>,
     /// Change the release even though some of the world's packages would

@@ -183,6 +183,7 @@ pub enum Runtime {
     Process,
     Docker,
     Kubernetes,
+    Ecs,
 }
 
 #[cfg(test)]

@@ -51,6 +51,9 @@ impl Tavern {
             RuntimeKind::Kubernetes => tavern_runtime::Launch::Pod {
                 release: release.to_owned(),
             },
+            RuntimeKind::Ecs => tavern_runtime::Launch::Task {
+                release: release.to_owned(),
+            },
             RuntimeKind::Process => self.releases.resolve(release)?,
         };
         let held = self.held_license(i).await?;

@@ -171,15 +171,13 @@ impl TryFrom<SeedConfig> for FoundryConfig {
     }
 }
 
-/// Writes `Config/` under `data_dir` from a seed file, for Foundry on its
+/// Writes `Config/` under `data_dir` from a seed (its JSON text), for Foundry on its
 /// own port in a container or pod ([`crate::FOUNDRY_PORT`]), and links
 /// the world's packages to where the pod mounts them
 /// ([`crate::packages::CONTAINER_LIBRARY`]).
-pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(seed)
-        .map_err(|e| format!("cannot read the seed {}: {e}", seed.display()))?;
-    let seed: SeedConfig = serde_json::from_str(&text)
-        .map_err(|e| format!("the seed {} is not Tavern's: {e}", seed.display()))?;
+pub fn write_from_seed(text: &str, data_dir: &Path) -> Result<(), String> {
+    let seed: SeedConfig =
+        serde_json::from_str(text).map_err(|e| format!("the seed is not Tavern's: {e}"))?;
     let cfg = FoundryConfig::try_from(seed)?;
     write_config(data_dir, crate::FOUNDRY_PORT, &cfg)
         .map_err(|e| format!("cannot write {}: {e}", data_dir.join("Config").display()))?;
@@ -193,6 +191,25 @@ pub fn write_from_seed(seed: &Path, data_dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Copies `library` into the world's `.tavern/` (replacing any older copy
+/// at once, so a Foundry starting meanwhile never loads half a file).
+pub fn place_preload(library: &Path, data_dir: &Path) -> Result<(), String> {
+    let name = library
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", library.display()))?;
+    let dir = data_dir.join(".tavern");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let part = dir.join(".incoming");
+    std::fs::copy(library, &part).map_err(|e| format!("cannot copy {}: {e}", library.display()))?;
+    std::fs::rename(&part, dir.join(name))
+        .map_err(|e| format!("cannot place {}: {e}", library.display()))?;
+    Ok(())
+}
+
+/// The environment variable a seed may come in (on ECS, from the world's
+/// secret) when no file is given.
+pub const SEED_ENV: &str = "TAVERN_FOUNDRY_SEED";
 
 /// The key a `license.json` names.
 fn license_in(text: &str) -> Option<String> {

@@ -2,12 +2,17 @@
 //! finds the servers that exist now. Every method is idempotent and speaks
 //! only Tavern's types, so the reconciler can drive any driver the same way.
 //! Drivers: [`process`] (supervised child processes on this machine),
-//! `docker` (one container per world) and `kubernetes` (one Deployment per
-//! world), each of those two a cargo feature of the same name; [`Runtimes`]
-//! sends each world to its driver.
+//! `docker` (one container per world), `kubernetes` (one Deployment per
+//! world) and `ecs` (one Fargate service per world), each of those three a
+//! cargo feature of the same name; [`Runtimes`] sends each world to its
+//! driver.
 
+#[cfg(any(feature = "kubernetes", feature = "ecs"))]
+mod agent_client;
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "ecs")]
+pub mod ecs;
 pub mod foundry_config;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -56,6 +61,8 @@ pub enum Launch {
     Container { release: String },
     /// A pod of this release's image (the kubernetes driver's).
     Pod { release: String },
+    /// An ECS task on Fargate of this release's image (the ecs driver's).
+    Task { release: String },
 }
 
 /// What Tavern writes into `Config/` before a start.
@@ -302,8 +309,10 @@ pub(crate) fn dispose_data(
 /// the driver its launch names; what is asked by slug alone (stop, remove,
 /// logs) goes to every driver, each of which ignores worlds it does not
 /// have, so a world moved from one runtime to another is stopped where it
-/// ran. The docker and kubernetes drivers are cargo features of this crate
-/// (`docker`, `kubernetes`); a build without one has no such driver.
+/// ran. The docker, kubernetes and ecs drivers are cargo features of this
+/// crate (`docker`, `kubernetes`, `ecs`); a build without one has no such
+/// driver. Of kubernetes and ecs, which keep worlds' data elsewhere than
+/// this machine, a server has one at most (`runtime.kind`).
 pub struct Runtimes {
     process: process::ProcessRuntime,
     /// How long a server moved off a driver has to stop before it is killed.
@@ -312,6 +321,8 @@ pub struct Runtimes {
     docker: Option<docker::DockerRuntime>,
     #[cfg(feature = "kubernetes")]
     kubernetes: Option<kubernetes::KubernetesRuntime>,
+    #[cfg(feature = "ecs")]
+    ecs: Option<ecs::EcsRuntime>,
 }
 
 impl Runtimes {
@@ -324,6 +335,8 @@ impl Runtimes {
             docker: None,
             #[cfg(feature = "kubernetes")]
             kubernetes: None,
+            #[cfg(feature = "ecs")]
+            ecs: None,
         }
     }
 
@@ -348,6 +361,26 @@ impl Runtimes {
         self
     }
 
+    /// Worlds may also run as services of this ECS cluster.
+    #[cfg(feature = "ecs")]
+    pub fn with_ecs(mut self, ecs: ecs::EcsRuntime) -> Self {
+        self.ecs = Some(ecs);
+        self
+    }
+
+    fn ecs(&self) -> Option<&dyn Runtime> {
+        #[cfg(feature = "ecs")]
+        return self.ecs.as_ref().map(|d| d as &dyn Runtime);
+        #[cfg(not(feature = "ecs"))]
+        None
+    }
+
+    /// The driver that keeps worlds' data elsewhere (Kubernetes or ECS),
+    /// if this server has one.
+    fn remote(&self) -> Option<&dyn Runtime> {
+        self.kubernetes().or_else(|| self.ecs())
+    }
+
     fn docker(&self) -> Option<&dyn Runtime> {
         #[cfg(feature = "docker")]
         return self.docker.as_ref().map(|d| d as &dyn Runtime);
@@ -366,6 +399,7 @@ impl Runtimes {
         std::iter::once(&self.process as &dyn Runtime)
             .chain(self.docker())
             .chain(self.kubernetes())
+            .chain(self.ecs())
     }
 
     /// The driver a launch runs on, or why this server has none.
@@ -381,6 +415,9 @@ impl Runtimes {
             Launch::Pod { .. } => self
                 .kubernetes()
                 .ok_or_else(|| missing("Kubernetes cluster (runtime.kind = \"kubernetes\")"))?,
+            Launch::Task { .. } => self
+                .ecs()
+                .ok_or_else(|| missing("ECS cluster (runtime.kind = \"ecs\")"))?,
             Launch::Node { .. } | Launch::Stub { .. } => &self.process,
         })
     }
@@ -415,8 +452,8 @@ impl Runtime for Runtimes {
         if let Some(docker) = self.docker() {
             docker.stop(slug, grace).await?;
         }
-        if let Some(kubernetes) = self.kubernetes() {
-            kubernetes.remove(slug, grace, data).await?;
+        if let Some(remote) = self.remote() {
+            remote.remove(slug, grace, data).await?;
         }
         // The process and docker drivers keep the data in one place.
         self.process.remove(slug, grace, data).await
@@ -437,18 +474,18 @@ impl Runtime for Runtimes {
 
     async fn license_file(&self, slug: &Slug) -> Option<String> {
         // The local drivers keep it on this machine; a world on Kubernetes,
-        // on its claim.
+        // on its claim; on ECS, on its access point.
         if let Some(text) = self.process.license_file(slug).await {
             return Some(text);
         }
-        match self.kubernetes() {
+        match self.remote() {
             Some(k) => k.license_file(slug).await,
             None => None,
         }
     }
 
     async fn logs(&self, slug: &Slug, tail: usize) -> Result<Vec<String>, RuntimeError> {
-        for remote in [self.docker(), self.kubernetes()].into_iter().flatten() {
+        for remote in [self.docker(), self.remote()].into_iter().flatten() {
             let lines = remote.logs(slug, tail).await?;
             if !lines.is_empty() {
                 return Ok(lines);
@@ -461,15 +498,30 @@ impl Runtime for Runtimes {
         self.driver_for(spec).ok()?.manifests(spec, running)
     }
 
+    async fn status(
+        &self,
+        observed: &Observed,
+        route_prefix: Option<&str>,
+    ) -> Option<FoundryStatus> {
+        // ECS points a world's host at it once it answers.
+        #[cfg(feature = "ecs")]
+        if let Some(ecs) = &self.ecs
+            && ecs.runs(&observed.slug)
+        {
+            return ecs.status(observed, route_prefix).await;
+        }
+        probe_status(observed.addr, route_prefix).await
+    }
+
     async fn has_data(&self, slug: &Slug) -> Result<bool, RuntimeError> {
-        match self.kubernetes() {
+        match self.remote() {
             Some(k) => k.has_data(slug).await,
             None => Ok(false),
         }
     }
 
     async fn export_archive(&self, slug: &Slug, to: &Path) -> Result<bool, RuntimeError> {
-        match self.kubernetes() {
+        match self.remote() {
             Some(k) => k.export_archive(slug, to).await,
             None => Err(local_data(slug)),
         }

@@ -207,7 +207,9 @@ impl ProcessRuntime {
                 c.arg("foundry-stub");
                 c
             }
-            Launch::Container { .. } | Launch::Pod { .. } => unreachable!("refused above"),
+            Launch::Container { .. } | Launch::Pod { .. } | Launch::Task { .. } => {
+                unreachable!("refused above")
+            }
         };
         cmd.arg(format!("--dataPath={}", data.display()))
             .arg(format!("--port={port}"))
@@ -362,7 +364,7 @@ fn tail_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
 #[async_trait]
 impl Runtime for ProcessRuntime {
     async fn ensure(&self, spec: &InstanceSpec) -> Result<Observed, RuntimeError> {
-        if let Launch::Container { .. } | Launch::Pod { .. } = spec.launch {
+        if let Launch::Container { .. } | Launch::Pod { .. } | Launch::Task { .. } = spec.launch {
             return Err(RuntimeError::Refused {
                 slug: spec.slug.to_string(),
                 message: "a container world does not run as a process".into(),

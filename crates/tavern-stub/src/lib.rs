@@ -7,7 +7,8 @@
 //! `[/prefix]/socket.io/`, holds a lock on its data directory (two servers
 //! never share one, like LevelDB), writes a world file while it runs, and
 //! flushes and exits 0 on SIGTERM. `GET /_stub/license` tells the key it
-//! runs with (and its data directory and hostname), `GET /_stub/config` the
+//! runs with (and its data directory, hostname and the machine's host
+//! name, which Foundry signs its license for), `GET /_stub/config` the
 //! options it read, `GET /_stub/packages` the packages it finds (by
 //! Foundry's rule, in `packages`), `GET /_stub/storage` the S3 storage its `awsConfig`
 //! gives it (as Foundry reads that file; never the secret key),
@@ -429,6 +430,9 @@ async fn license(State(s): State<Arc<Stub>>) -> axum::Json<Value> {
         "license": s.license,
         "dataPath": s.data_path.display().to_string(),
         "hostname": s.options.raw.get("hostname"),
+        // The machine's host name as Foundry sees it (and signs its
+        // license for): the C library's gethostname.
+        "machine": nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()),
     }))
 }
 

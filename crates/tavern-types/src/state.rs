@@ -85,17 +85,17 @@ impl Scheme {
 
 string_enum!(
     /// Which driver runs a world: a Foundry process on this machine, a
-    /// Docker container, or a Kubernetes pod.
-    RuntimeKind, "runtime" { Process => "process", Docker => "docker", Kubernetes => "kubernetes" }
+    /// Docker container, a Kubernetes pod, or an ECS task on Fargate.
+    RuntimeKind, "runtime" { Process => "process", Docker => "docker", Kubernetes => "kubernetes", Ecs => "ecs" }
 );
 
 impl RuntimeKind {
     /// Whether worlds of this runtime keep their data on a cluster
-    /// (Kubernetes claims) rather than on this machine: backups reach it
-    /// through the runtime, and it cannot follow a world to another
-    /// runtime.
+    /// (Kubernetes claims, EFS on ECS) rather than on this machine: backups
+    /// reach it through the runtime, and it cannot follow a world to
+    /// another runtime.
     pub fn data_on_cluster(self) -> bool {
-        self == RuntimeKind::Kubernetes
+        matches!(self, RuntimeKind::Kubernetes | RuntimeKind::Ecs)
     }
 
     /// Whether it runs Foundry from an image, pulled at the first start

@@ -1,11 +1,12 @@
-//! `tavern data-agent`: the short-lived pod through which Tavern reads and
-//! writes a Kubernetes world's data claim, for backups and restores.
-//! `GET /archive` answers the world's data (the claim's `data/`) as a Tavern
-//! archive; `PUT /archive?size=…&sha256=…&bytes=…&files=…` puts an
-//! archive in its place, held to that record of it, verified, unpacked
-//! beside it and swapped in; `GET /license` answers the `license.json`
-//! Foundry signed. Every request but `/healthz` carries the
-//! token of the agent's Secret.
+//! `tavern data-agent`: the short-lived pod (Kubernetes) or task (ECS)
+//! through which Tavern reads and writes a world's data, for backups,
+//! restores and a destroy. `GET /archive` answers the world's data (the
+//! claim's `data/`, or on EFS `/worlds/<id>`) as a Tavern archive;
+//! `PUT /archive?size=…&sha256=…&bytes=…&files=…` puts an archive in its
+//! place, held to that record of it, verified, unpacked beside it and
+//! swapped in; `DELETE /archive` deletes it; `GET /license` answers the
+//! `license.json` Foundry signed. Every request but `/healthz` carries the
+//! agent's token (its Secret's file, or on ECS its environment).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,25 +24,47 @@ use tokio::io::AsyncWriteExt as _;
 
 #[derive(clap::Args)]
 pub struct DataAgentArgs {
-    /// Where the world's claim is mounted (Foundry's data is its `data/`).
+    /// Where the world's claim is mounted (or, on ECS, every world's
+    /// directory).
     #[arg(long)]
     claim: PathBuf,
+    /// The world's data: this directory of the claim.
+    #[arg(long, default_value = "data", value_parser = dir_name)]
+    data: String,
     /// Where to listen.
     #[arg(long, default_value = "0.0.0.0:8081")]
     listen: SocketAddr,
     /// The file holding the token every request must carry.
-    #[arg(long)]
-    token_file: PathBuf,
+    #[arg(long, conflicts_with = "token_env")]
+    token_file: Option<PathBuf>,
+    /// Or an environment variable holding it (ECS's overrides).
+    #[arg(long, default_value = "TAVERN_AGENT_TOKEN")]
+    token_env: String,
+}
+
+/// One directory's name: no way out of the claim.
+fn dir_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s != "."
+        && s != ".."
+        && !s.starts_with(".tavern")
+        && !s.contains('/')
+        && !s.contains('\0');
+    match ok {
+        true => Ok(s.to_owned()),
+        false => Err(format!("{s:?} is not the name of a directory of the claim")),
+    }
 }
 
 struct Agent {
     claim: PathBuf,
+    data: String,
     token: String,
 }
 
 impl Agent {
     fn data(&self) -> PathBuf {
-        self.claim.join("data")
+        self.claim.join(&self.data)
     }
 
     fn allowed(&self, headers: &HeaderMap) -> bool {
@@ -55,13 +78,19 @@ impl Agent {
 }
 
 pub async fn run(args: DataAgentArgs) -> anyhow::Result<()> {
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token {}", args.token_file.display()))?
-        .trim()
-        .to_owned();
+    let token = match &args.token_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the token {}", file.display()))?,
+        None => std::env::var(&args.token_env).with_context(|| {
+            format!("neither --token-file nor ${} gives a token", args.token_env)
+        })?,
+    }
+    .trim()
+    .to_owned();
     anyhow::ensure!(!token.is_empty(), "the token file is empty");
     let agent = Arc::new(Agent {
         claim: args.claim,
+        data: args.data,
         token,
     });
     // A restore cut off between its two renames is put back first.
@@ -73,7 +102,7 @@ pub async fn run(args: DataAgentArgs) -> anyhow::Result<()> {
     let stop = crate::signals::termination()?;
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/archive", get(export).put(import))
+        .route("/archive", get(export).put(import).delete(delete))
         .route("/license", get(license))
         // Archives are as large as worlds.
         .layer(DefaultBodyLimit::disable())
@@ -131,7 +160,10 @@ async fn import(
     if !agent.allowed(&headers) {
         return refused(StatusCode::UNAUTHORIZED, "a token is needed");
     }
-    let incoming = agent.claim.join(".tavern-incoming.tar.zst");
+    // Named for the world: agents of other worlds may share the claim.
+    let incoming = agent
+        .claim
+        .join(format!(".tavern-incoming-{}.tar.zst", agent.data));
     let received = receive(body, &incoming).await;
     let outcome = match received {
         Ok(()) => {
@@ -171,6 +203,23 @@ async fn import(
                     .map(|s| s.to_string())
                     .unwrap_or_default()
             ),
+        ),
+    }
+}
+
+/// Deletes the world's data (its world is destroyed, a backup holds it).
+async fn delete(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
+    if !agent.allowed(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "a token is needed");
+    }
+    match tokio::fs::remove_dir_all(agent.data()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => refused(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot delete the world's data: {e}"),
         ),
     }
 }

@@ -90,7 +90,7 @@ enum Command {
     #[command(hide = true)]
     FoundryStub(tavern_stub::StubArgs),
     /// Write a world's Config/ from its seed (Tavern's init container in a
-    /// world's pod on Kubernetes).
+    /// world's pod on Kubernetes or its task on ECS).
     #[command(hide = true)]
     FoundryConfig(FoundryConfigArgs),
     /// Serve a world's data claim to Tavern, for a backup or a restore
@@ -102,11 +102,17 @@ enum Command {
 #[derive(clap::Args)]
 struct FoundryConfigArgs {
     /// The seed: the world's settings as Tavern wrote them into its Secret.
+    /// Without it, the seed is the environment variable
+    /// `TAVERN_FOUNDRY_SEED` (ECS puts the world's secret there).
     #[arg(long)]
-    seed: PathBuf,
+    seed: Option<PathBuf>,
     /// The world's data directory (its volume).
     #[arg(long)]
     data: PathBuf,
+    /// A library to copy to the world's `.tavern/` (on ECS: the one that
+    /// gives Foundry its key's stable host name, preloaded from there).
+    #[arg(long)]
+    preload: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -181,8 +187,25 @@ fn main() -> ExitCode {
             Command::FoundryStub(args) => tavern_stub::run(args).await,
             Command::DataAgent(args) => data_agent::run(args).await,
             Command::FoundryConfig(args) => {
-                tavern_runtime::foundry_config::write_from_seed(&args.seed, &args.data)
+                let seed = match &args.seed {
+                    Some(file) => std::fs::read_to_string(file).map_err(|e| {
+                        anyhow::anyhow!("cannot read the seed {}: {e}", file.display())
+                    })?,
+                    None => {
+                        std::env::var(tavern_runtime::foundry_config::SEED_ENV).map_err(|_| {
+                            anyhow::anyhow!(
+                                "no seed: give --seed or set {}",
+                                tavern_runtime::foundry_config::SEED_ENV
+                            )
+                        })?
+                    }
+                };
+                tavern_runtime::foundry_config::write_from_seed(&seed, &args.data)
                     .map_err(anyhow::Error::msg)?;
+                if let Some(library) = &args.preload {
+                    tavern_runtime::foundry_config::place_preload(library, &args.data)
+                        .map_err(anyhow::Error::msg)?;
+                }
                 println!("wrote {}", args.data.join("Config").display());
                 Ok(())
             }

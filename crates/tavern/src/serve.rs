@@ -53,9 +53,30 @@ struct Server {
 /// The background work, to wait for at shutdown.
 type Work = Vec<tokio::task::JoinHandle<()>>;
 
-/// Tavern's sealing key, as the configuration says where it is (made in
-/// the data directory on first use when it names none).
+/// The environment variable that may hold the sealing key itself, as 64
+/// hex digits (where a platform's secret store gives secrets as variables,
+/// such as ECS from Secrets Manager). It is read here, never as a setting.
+pub(crate) const SEALING_KEY_VAR: &str = "TAVERN_SEALING_KEY";
+
+/// Tavern's sealing key: from `TAVERN_SEALING_KEY` when it is set, else
+/// where the configuration says (made in the data directory on first use
+/// when it names none).
 pub(crate) fn open_secrets(config: &Config) -> anyhow::Result<SecretBox> {
+    if let Ok(hex_key) = std::env::var(SEALING_KEY_VAR) {
+        let key: [u8; 32] = hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{SEALING_KEY_VAR} must be 64 hex digits (32 bytes: `head -c 32 /dev/urandom | xxd -p -c 64`)"
+                )
+            })?;
+        anyhow::ensure!(
+            config.server.secret_key_file.is_none(),
+            "{SEALING_KEY_VAR} and server.secret_key_file both name a sealing key: keep one"
+        );
+        return Ok(SecretBox::from_key(key));
+    }
     Ok(match &config.server.secret_key_file {
         Some(shared) => SecretBox::load(shared).with_context(|| {
             format!(
@@ -692,7 +713,7 @@ async fn drivers(
     process: ProcessRuntime,
 ) -> anyhow::Result<(Runtimes, Leadership, Option<Release>)> {
     #[cfg_attr(
-        not(any(feature = "docker", feature = "kubernetes")),
+        not(any(feature = "docker", feature = "kubernetes", feature = "ecs")),
         expect(unused_mut)
     )]
     let mut runtime = Runtimes::new(process)
@@ -710,6 +731,29 @@ async fn drivers(
             anyhow::anyhow!("{e} (runtime.docker_enabled or runtime.kind = \"docker\")")
         })?;
         runtime = runtime.with_docker(docker);
+    }
+    #[cfg(feature = "ecs")]
+    if config.runtime.kind == tavern_types::RuntimeKind::Ecs {
+        let e = &config.ecs;
+        let region = e
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "runtime.kind = \"ecs\" needs a region: set ecs.region or AWS_REGION"
+                )
+            })?;
+        let settings = e.settings(&config.server.data_dir, region);
+        println!(
+            "Worlds run as ECS services on Fargate in the cluster {} ({})",
+            settings.cluster, settings.region
+        );
+        let ecs =
+            tavern_runtime::ecs::EcsRuntime::connect(settings, e.endpoint_url.as_deref()).await;
+        runtime = runtime.with_ecs(ecs);
     }
     #[cfg(feature = "kubernetes")]
     if config.runtime.kind == tavern_types::RuntimeKind::Kubernetes {
@@ -753,7 +797,7 @@ async fn drivers(
             return Ok((runtime, leadership, Some(release)));
         }
     }
-    #[cfg(not(any(feature = "docker", feature = "kubernetes")))]
+    #[cfg(not(any(feature = "docker", feature = "kubernetes", feature = "ecs")))]
     let _ = config;
     Ok((runtime, Leadership::always(), None))
 }

@@ -19,13 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tavern_types::{InstanceId, Slug};
-use tokio::io::AsyncWriteExt as _;
 
 use crate::{Disposal, InstanceSpec, Observed, Runtime, RuntimeError};
 use objects::{
@@ -527,20 +525,7 @@ impl Runtime for KubernetesRuntime {
         };
         let read = self
             .with_agent(slug, &claim, |url, token| async move {
-                let failed = |e: reqwest::Error| {
-                    RuntimeError::io("read its license.json", slug, std::io::Error::other(e))
-                };
-                let resp = self
-                    .transfer
-                    .get(format!("{url}/license"))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map_err(failed)?;
-                if !resp.status().is_success() {
-                    return Ok(None);
-                }
-                resp.text().await.map(Some).map_err(failed)
+                crate::agent_client::license(&self.transfer, slug, &url, &token).await
             })
             .await;
         read.unwrap_or_else(|e| {
@@ -584,44 +569,7 @@ impl Runtime for KubernetesRuntime {
             return Ok(false);
         };
         self.with_agent(slug, &claim, |url, token| async move {
-            let failed = |e: reqwest::Error| {
-                RuntimeError::io("read its data", slug, std::io::Error::other(e))
-            };
-            let resp = self
-                .transfer
-                .get(format!("{url}/archive"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(failed)?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(false);
-            }
-            if !resp.status().is_success() {
-                let why = format!(
-                    "{}: {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                );
-                return Err(RuntimeError::io(
-                    "read its data",
-                    slug,
-                    std::io::Error::other(why),
-                ));
-            }
-            let mut file = tokio::fs::File::create(to)
-                .await
-                .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
-            let mut body = resp.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                file.write_all(&chunk.map_err(failed)?)
-                    .await
-                    .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
-            }
-            file.sync_all()
-                .await
-                .map_err(|e| RuntimeError::io("write its archive", slug, e))?;
-            Ok(true)
+            crate::agent_client::export(&self.transfer, slug, &url, &token, to).await
         })
         .await
     }
@@ -643,39 +591,7 @@ impl Runtime for KubernetesRuntime {
         self.ensure_claim(slug, &o.claim).await?;
         let claim = o.claim.metadata.name.clone().unwrap_or_default();
         self.with_agent(slug, &claim, |url, token| async move {
-            let file = tokio::fs::File::open(from)
-                .await
-                .map_err(|e| RuntimeError::io("read the archive", slug, e))?;
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-            let resp = self
-                .transfer
-                // Numbers and a hex digest of Tavern's own record: nothing
-                // to escape.
-                .put(format!(
-                    "{url}/archive?size={}&sha256={}&bytes={}&files={}",
-                    record.size, record.sha256, record.bytes, record.files
-                ))
-                .bearer_auth(token)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    RuntimeError::io("restore its data", slug, std::io::Error::other(e))
-                })?;
-            let status = resp.status();
-            let why = resp.text().await.unwrap_or_default();
-            match status {
-                s if s.is_success() => Ok(()),
-                reqwest::StatusCode::UNPROCESSABLE_ENTITY => Err(RuntimeError::Refused {
-                    slug: slug.to_string(),
-                    message: format!("the archive was refused: {why}"),
-                }),
-                s => Err(RuntimeError::io(
-                    "restore its data",
-                    slug,
-                    std::io::Error::other(format!("{s}: {why}")),
-                )),
-            }
+            crate::agent_client::import(&self.transfer, slug, &url, &token, from, record).await
         })
         .await
     }

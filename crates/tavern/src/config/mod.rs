@@ -8,6 +8,7 @@ mod backups;
 mod community;
 mod dns;
 mod economy;
+mod ecs;
 mod kubernetes;
 mod log;
 mod packages;
@@ -31,6 +32,7 @@ pub use backups::BackupsConfig;
 pub use community::{DiscordConfig, DiscordSettings, KofiConfig, NotificationsConfig};
 pub use dns::{DnsConfig, DnsMode, DnsProviderKind, DnsSetup};
 pub use economy::{IdleConfig, LicensesConfig, SessionsConfig, TierConfig, UsageConfig};
+pub use ecs::EcsConfig;
 pub use kubernetes::KubernetesConfig;
 pub use log::{LogConfig, LogFormat};
 pub use packages::{PackagesConfig, parse_named};
@@ -49,6 +51,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
     pub kubernetes: KubernetesConfig,
+    pub ecs: EcsConfig,
     pub licenses: LicensesConfig,
     pub sessions: SessionsConfig,
     pub idle: IdleConfig,
@@ -87,8 +90,10 @@ pub struct Overrides {
     pub stub_release: bool,
 }
 
-/// Variables that belong to the client commands, not to `serve`.
-const CLIENT_VARS: &[&str] = &["server", "token", "config", "ca_file"];
+/// `TAVERN_*` variables that are not settings of `serve`: the client
+/// commands', and the sealing key itself (`TAVERN_SEALING_KEY`, read by
+/// `serve` alone and never kept in its configuration).
+const CLIENT_VARS: &[&str] = &["server", "token", "config", "ca_file", "sealing_key"];
 
 impl Config {
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
@@ -164,6 +169,12 @@ impl Config {
                 cfg!(feature = "kubernetes"),
             ),
             (
+                "runtime.kind = \"ecs\"",
+                "ecs",
+                self.runtime.kind == RuntimeKind::Ecs,
+                cfg!(feature = "ecs"),
+            ),
+            (
                 "store.url = \"postgres://…\"",
                 "postgres",
                 self.store.url.as_deref().is_some_and(is_postgres),
@@ -199,6 +210,9 @@ impl Config {
         self.check_features()?;
         self.runtime.check()?;
         self.kubernetes.check()?;
+        if self.runtime.kind == RuntimeKind::Ecs {
+            self.ecs.check()?;
+        }
         anyhow::ensure!(
             self.kubernetes.lease.is_none() || self.runtime.kind == RuntimeKind::Kubernetes,
             "invalid configuration: kubernetes.lease elects a leader among Taverns on a cluster: set runtime.kind = \"kubernetes\""
@@ -239,6 +253,7 @@ mod tests {
         let docs = [
             include_str!("../../../../docs/configuration.md"),
             include_str!("../../../../docs/kubernetes.md"),
+            include_str!("../../../../docs/aws.md"),
         ];
         let mut out = std::collections::BTreeSet::new();
         for line in docs.iter().flat_map(|d| d.lines()) {

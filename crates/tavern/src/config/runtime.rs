@@ -11,7 +11,8 @@ use tavern_types::RuntimeKind;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// The runtime new instances get: `process`, `docker` or `kubernetes`.
+    /// The runtime new instances get: `process`, `docker`, `kubernetes`
+    /// or `ecs`.
     pub kind: RuntimeKind,
     /// Run worlds in containers too (always on when `kind` is `docker`).
     pub docker_enabled: bool,
@@ -91,8 +92,8 @@ impl RuntimeConfig {
         if self.docker() {
             kinds.push(RuntimeKind::Docker);
         }
-        if self.kind == RuntimeKind::Kubernetes {
-            kinds.push(RuntimeKind::Kubernetes);
+        if matches!(self.kind, RuntimeKind::Kubernetes | RuntimeKind::Ecs) {
+            kinds.push(self.kind);
         }
         kinds
     }

@@ -1,6 +1,6 @@
 //! Black-box tests of the `tavern` binary: a real server on a temp dir and a
 //! loopback port, driven through its CLI and HTTP API. The tests of a
-//! driver or adapter that is a cargo feature (`docker`, `kubernetes`,
+//! driver or adapter that is a cargo feature (`docker`, `kubernetes`, `ecs`,
 //! `postgres`, `s3`, `object-storage`) run in a build with it: `.ci/run` builds them all.
 
 mod acme;
@@ -15,6 +15,8 @@ mod dns;
 #[cfg(feature = "docker")]
 mod docker;
 mod economy;
+#[cfg(feature = "ecs")]
+mod ecs;
 mod flood;
 mod http2;
 mod idle;

@@ -1,0 +1,291 @@
+//! The ecs runtime end to end: `tavern serve` with `runtime.kind = "ecs"`
+//! against moto's server (ECS, EFS, ELBv2, Secrets Manager, CloudWatch
+//! Logs), whose tasks a fake Fargate (`tavern_runtime::ecs::runner`) runs
+//! for real on loopback: Tavern's init container writes Config/ from the
+//! world's secret onto its access point's directory, the stand-in serves on
+//! the task's address. A world is started, reached through the proxy, its
+//! host switched on the ALB, adopted by a restarted Tavern, backed up and
+//! restored through a data agent task, stopped and destroyed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tavern_dns::testing::moto::Moto;
+use tavern_runtime::ecs::EcsSettings;
+use tavern_runtime::ecs::runner::{self, Fargate, Runner};
+
+use crate::backups::{backup_now, restore_and_wait};
+use crate::docker::via_proxy;
+use crate::support::*;
+
+struct Aws {
+    dir: tempfile::TempDir,
+    moto: Moto,
+    sdk: aws_config::SdkConfig,
+    settings: EcsSettings,
+    runner: Runner,
+}
+
+/// The library that gives Foundry its stable host name on Fargate, as the
+/// workspace's build leaves it beside the binary.
+fn hostname_library() -> PathBuf {
+    let built = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .join("libtavern_hostname.so");
+    assert!(
+        built.is_file(),
+        "{} is missing: `cargo build -p tavern-hostname` (bash .ci/run builds the workspace)",
+        built.display()
+    );
+    built
+}
+
+impl Aws {
+    /// moto with an account ready for Tavern, and a fake Fargate on it;
+    /// `None` (the test skips) where moto is not installed.
+    async fn start() -> Option<Self> {
+        let moto = Moto::start_for_ecs()?;
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(&moto.endpoint)
+            .credentials_provider(aws_sdk_ecs::config::SharedCredentialsProvider::new(
+                aws_sdk_ecs::config::Credentials::new("fargate", "secret", None, None, "test"),
+            ))
+            .build();
+        let settings = runner::moto_account(&moto.endpoint, &sdk, "it").await;
+        let runner = Runner::start(
+            Fargate {
+                exe: BIN.into(),
+                tavern_image: settings.tavern_image.clone(),
+                stub_image: settings.stub_image.clone(),
+                dir: dir.path().to_owned(),
+                cluster: settings.cluster.clone(),
+                log_group: settings.log_group.clone(),
+                image_files: vec![(
+                    tavern_runtime::ecs::objects::HOSTNAME_LIBRARY.into(),
+                    hostname_library(),
+                )],
+            },
+            &sdk,
+        )
+        .await;
+        Some(Self {
+            dir,
+            moto,
+            sdk,
+            settings,
+            runner,
+        })
+    }
+
+    /// Tavern's configuration for this account.
+    fn config(&self) -> String {
+        let s = &self.settings;
+        format!(
+            r#"
+[runtime]
+kind = "ecs"
+
+[ecs]
+region = "{region}"
+endpoint_url = "{endpoint}"
+installation = "{installation}"
+cluster = "{cluster}"
+subnets = {subnets:?}
+security_groups = {groups:?}
+vpc_id = "{vpc}"
+file_system_id = "{fs}"
+listener_arn = "{listener}"
+standby_target_group_arn = "{standby}"
+execution_role_arn = "{role}"
+stub_image = "{stub}"
+tavern_image = "{tavern}"
+log_group = "{logs}"
+"#,
+            region = s.region,
+            endpoint = self.moto.endpoint,
+            installation = s.installation,
+            cluster = s.cluster,
+            subnets = s.subnets,
+            groups = s.security_groups,
+            vpc = s.vpc_id,
+            fs = s.file_system_id,
+            listener = s.listener_arn.as_deref().unwrap(),
+            standby = s.standby_target_group_arn.as_deref().unwrap(),
+            role = s.execution_role_arn,
+            stub = s.stub_image,
+            tavern = s.tavern_image,
+            logs = s.log_group,
+        )
+    }
+
+    /// A Tavern whose worlds run on this account.
+    fn tavern(&self) -> Server {
+        let file = self.dir.path().join("tavern.toml");
+        std::fs::write(&file, self.config()).unwrap();
+        Server::start_with_env(
+            &["--config", file.to_str().unwrap()],
+            &[
+                ("AWS_ACCESS_KEY_ID", "tavern"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+                // moto's IMDS is not there: no time is lost asking it.
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+    }
+
+    /// A world's directory on the file system (its access point's root).
+    fn world_dir(&self, id: &str) -> PathBuf {
+        self.dir.path().join("efs/worlds").join(id)
+    }
+
+    /// Where the world's host rule forwards: `world`, `standby`, or none.
+    async fn host_goes_to(&self, host: &str) -> Option<&'static str> {
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk);
+        let rules = elb
+            .describe_rules()
+            .listener_arn(self.settings.listener_arn.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let rule = rules.rules().iter().find(|r| {
+            r.conditions().iter().any(|c| {
+                c.host_header_config()
+                    .is_some_and(|h| h.values().iter().any(|v| v == host))
+            })
+        })?;
+        let target = rule.actions().first()?.target_group_arn()?;
+        Some(
+            match Some(target) == self.settings.standby_target_group_arn.as_deref() {
+                true => "standby",
+                false => "world",
+            },
+        )
+    }
+
+    async fn desired_count(&self, slug: &str) -> Option<i32> {
+        let ecs = aws_sdk_ecs::Client::new(&self.sdk);
+        let found = ecs
+            .describe_services()
+            .cluster(&self.settings.cluster)
+            .services(format!("tavern-{}-{slug}", self.settings.installation))
+            .send()
+            .await
+            .unwrap();
+        found
+            .services()
+            .iter()
+            .find(|s| s.status() != Some("INACTIVE"))
+            .map(|s| s.desired_count())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() {
+    let Some(aws) = Aws::start().await else {
+        return;
+    };
+    let mut server = aws.tavern();
+    let admin = server.api(Some(&server.admin_token));
+    let slug = "ecs-world";
+    let host = format!("{slug}.localhost");
+    add_key(&admin, slug, &key_for(slug)).await;
+    let created = create_world(&admin, &json!({"slug": slug, "release": "stub"})).await;
+    assert_eq!(created["runtime"], "ecs", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, slug, "running").await;
+    assert_eq!(aws.desired_count(slug).await, Some(1));
+    assert_eq!(aws.runner.running(), 1, "{:?}", aws.runner.failures());
+
+    // Players reach it through Tavern's proxy, at the task's address. The
+    // init container wrote Config/ from the secret: the stand-in runs with
+    // the world's key and host, on the world's own directory.
+    let (s, lic) = via_proxy(&server, slug, "/_stub/license").await;
+    assert_eq!(s, 200, "{lic}");
+    assert_eq!(lic["license"], key_for(slug));
+    assert_eq!(lic["hostname"], host);
+    // Fargate gives each task a host name of its own; Foundry sees the
+    // key's stable one, through the library the init container placed.
+    let key = tavern_types::LicenseKey::parse(&key_for(slug)).unwrap();
+    let stable = tavern_runtime::hostname_for(Some(key.expose()));
+    assert_eq!(lic["machine"], stable.as_str(), "{lic}");
+    let data = aws.world_dir(&id);
+    assert_eq!(lic["dataPath"], data.display().to_string());
+    assert!(data.join("Config/admin.txt").is_file(), "admin.txt");
+    // It answered: the ALB's rule for its host now goes to it.
+    wait_until("the host goes to the world", || async {
+        aws.host_goes_to(&host).await == Some("world")
+    })
+    .await;
+    // Its output is in CloudWatch Logs, read back by Tavern.
+    wait_until("its log is read from CloudWatch", || async {
+        let (s, logs) = admin
+            .get(&format!("/api/v1/instances/{slug}/logs?tail=20"))
+            .await;
+        s == 200
+            && logs
+                .to_string()
+                .contains("Server started and listening on port 30000")
+    })
+    .await;
+
+    // Tavern dies; the task does not. The next Tavern adopts it: the same
+    // task, never a second one.
+    server.kill();
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    wait_for_state(&admin, slug, "running").await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(aws.runner.running(), 1);
+    }
+    let (s, _) = via_proxy(&server, slug, "/api/status").await;
+    assert_eq!(s, 200);
+
+    // Stopped: the host back to the standby page, the service at 0, the
+    // task gone, its data kept.
+    let (s, _) = admin
+        .post(&format!("/api/v1/instances/{slug}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, slug, "stopped").await;
+    assert_eq!(aws.host_goes_to(&host).await, Some("standby"));
+    assert_eq!(aws.desired_count(slug).await, Some(0));
+    assert_eq!(aws.runner.running(), 0);
+    assert!(data.join("Config/options.json").is_file());
+
+    // A backup goes through a data agent's task on the world's directory,
+    // and a restore puts it back through another.
+    std::fs::write(data.join("marker.txt"), "before").unwrap();
+    let backup = backup_now(&admin, slug).await;
+    std::fs::write(data.join("marker.txt"), "after").unwrap();
+    restore_and_wait(&server, backup["id"].as_str().unwrap(), None);
+    assert_eq!(
+        std::fs::read_to_string(data.join("marker.txt")).unwrap(),
+        "before"
+    );
+
+    // Destroyed: its objects go, and its data too once a last backup
+    // holds it (deleted by a data agent).
+    let (s, b) = admin.delete(&format!("/api/v1/instances/{slug}")).await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    wait_until("the world is gone", || async {
+        admin.get(&format!("/api/v1/instances/{slug}")).await.0 == 404
+    })
+    .await;
+    wait_until("its service is gone", || async {
+        aws.desired_count(slug).await.is_none()
+    })
+    .await;
+    wait_until("its data is deleted", || async { !data.exists() }).await;
+    assert_eq!(aws.host_goes_to(&host).await, None, "its rule is gone");
+    wait_until("no agent is left", || async { aws.runner.running() == 0 }).await;
+}
