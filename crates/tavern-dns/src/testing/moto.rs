@@ -19,7 +19,9 @@ pub struct Moto {
 
 /// moto's server, started with ECS tasks' network interfaces given
 /// addresses in `$TAVERN_MOTO_TASK_NET.0.0/16` (on loopback, where a fake
-/// Fargate can bind them) instead of random ones in 10.0.0.0/8.
+/// Fargate can bind them) instead of random ones in 10.0.0.0/8; and a
+/// task's containers' `cpu` and `memory` answered as strings, as ECS's API
+/// has them (moto answers numbers, which the AWS SDK for Rust refuses).
 const TASKS_ON_LOOPBACK: &str = r#"
 import itertools, os, sys
 import moto.ecs.models as ecs_models
@@ -29,6 +31,14 @@ def loopback_ip(*_args, **_kwargs):
     i = next(count)
     return f"{net}.{i // 250}.{i % 250 + 1}"
 ecs_models.random_private_ip = loopback_ip
+made = ecs_models.Container.__init__
+def container(self, *args, **kwargs):
+    made(self, *args, **kwargs)
+    for field in ("cpu", "memory"):
+        value = getattr(self, field, None)
+        if value is not None:
+            setattr(self, field, str(value))
+ecs_models.Container.__init__ = container
 from moto.server import main
 main(sys.argv[1:])
 "#;

@@ -18,6 +18,10 @@ use crate::RuntimeError;
 pub const AGENT_PORT: u16 = 8081;
 /// Where the installation's `/worlds` is mounted in the agent.
 pub const AGENT_MOUNT: &str = "/worlds";
+/// The agent's task size: the smallest Fargate has (it streams, it keeps
+/// nothing).
+pub const AGENT_CPU: &str = "256";
+pub const AGENT_MEMORY: i32 = 512;
 /// The environment variable the agent reads its token from.
 pub const TOKEN_ENV: &str = "TAVERN_AGENT_TOKEN";
 
@@ -58,6 +62,7 @@ pub fn agent_task(
         )
         .user(format!("{0}:{0}", objects::FOUNDRY_UID))
         .readonly_root_filesystem(true)
+        .memory_reservation(AGENT_MEMORY)
         .mount_points(
             ecs::MountPoint::builder()
                 .source_volume("worlds")
@@ -177,9 +182,8 @@ impl EcsRuntime {
             .family(&family)
             .requires_compatibilities(ecs::Compatibility::Fargate)
             .network_mode(ecs::NetworkMode::Awsvpc)
-            // The smallest Fargate task: the agent streams, it keeps nothing.
-            .cpu("256")
-            .memory("512")
+            .cpu(AGENT_CPU)
+            .memory(AGENT_MEMORY.to_string())
             .execution_role_arn(&self.settings.execution_role_arn)
             // EFS's IAM authorization asks the task's own role.
             .set_task_role_arn(self.settings.task_role_arn.clone())

@@ -40,6 +40,9 @@ pub const FOUNDRY_UID: i64 = 1000;
 pub const HOSTNAME_LIBRARY: &str = "/usr/local/lib/tavern/libtavern_hostname.so";
 /// Where the copy is, in Foundry's container.
 pub const PRELOADED: &str = "/data/.tavern/libtavern_hostname.so";
+/// The memory the init container may count on (MiB, a soft limit); the
+/// rest of the task's is Foundry's.
+pub const INIT_MEMORY: i32 = 64;
 /// The environment variable the init container reads the seed from
 /// (a Secrets Manager secret, never in the task definition).
 pub use crate::foundry_config::SEED_ENV;
@@ -251,6 +254,7 @@ pub fn world_task(
         )
         .user(format!("{FOUNDRY_UID}:{FOUNDRY_UID}"))
         .readonly_root_filesystem(true)
+        .memory_reservation(INIT_MEMORY)
         .mount_points(mount("data", INIT_DATA, false))
         .log_configuration(logs(settings)?)
         .build();
@@ -284,6 +288,13 @@ pub fn world_task(
         )
         // Foundry flushes its worlds on SIGTERM.
         .stop_timeout(30)
+        .memory_reservation(
+            settings
+                .memory
+                .parse::<i32>()
+                .map_err(|_| format!("{:?} is not a memory size in MiB", settings.memory))?
+                - INIT_MEMORY,
+        )
         .log_configuration(logs(settings)?);
     if let Some(port) = cfg.proxy_port {
         foundry = foundry.environment(env("FOUNDRY_PROXY_PORT", port.to_string()));

@@ -99,9 +99,17 @@ impl Runner {
         Self { state, loop_task }
     }
 
-    /// How many tasks run now.
+    /// How many tasks run now: services' (worlds) and others (agents).
     pub fn running(&self) -> usize {
         self.state.lock().map(|s| s.running.len()).unwrap_or(0)
+    }
+
+    /// How many services' tasks (worlds) run now.
+    pub fn services_running(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.running.iter().filter(|r| r.service.is_some()).count())
+            .unwrap_or(0)
     }
 
     /// Why tasks failed to start, by task ARN.
@@ -640,6 +648,11 @@ pub async fn moto_account(
         &ec2("Action=CreateVpc&CidrBlock=10.0.0.0%2F16".into()).await,
         "vpcId",
     );
+    // Fargate's tasks need DNS host names in their VPC (moto too).
+    ec2(format!(
+        "Action=ModifyVpcAttribute&VpcId={vpc}&EnableDnsHostnames.Value=true"
+    ))
+    .await;
     let subnet = tag(
         &ec2(format!(
             "Action=CreateSubnet&VpcId={vpc}&CidrBlock=10.0.1.0%2F24&AvailabilityZone={region}a"

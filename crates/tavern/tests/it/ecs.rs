@@ -15,7 +15,7 @@ use tavern_dns::testing::moto::Moto;
 use tavern_runtime::ecs::EcsSettings;
 use tavern_runtime::ecs::runner::{self, Fargate, Runner};
 
-use crate::backups::{backup_now, restore_and_wait};
+use crate::backups::{backup_now, contents, restore_and_wait, wait_backup};
 use crate::docker::via_proxy;
 use crate::support::*;
 
@@ -30,16 +30,17 @@ struct Aws {
 /// The library that gives Foundry its stable host name on Fargate, as the
 /// workspace's build leaves it beside the binary.
 fn hostname_library() -> PathBuf {
-    let built = std::path::Path::new(BIN)
-        .parent()
-        .unwrap()
-        .join("libtavern_hostname.so");
-    assert!(
-        built.is_file(),
-        "{} is missing: `cargo build -p tavern-hostname` (bash .ci/run builds the workspace)",
-        built.display()
-    );
-    built
+    let dir = std::path::Path::new(BIN).parent().unwrap();
+    [dir.to_owned(), dir.join("deps")]
+        .iter()
+        .map(|d| d.join("libtavern_hostname.so"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "libtavern_hostname.so is not in {}: `cargo build -p tavern-hostname` (bash .ci/run builds the workspace)",
+                dir.display()
+            )
+        })
 }
 
 impl Aws {
@@ -138,9 +139,17 @@ log_group = "{logs}"
         )
     }
 
-    /// A world's directory on the file system (its access point's root).
-    fn world_dir(&self, id: &str) -> PathBuf {
-        self.dir.path().join("efs/worlds").join(id)
+    /// The one world's directory on the file system (its access point's
+    /// root, `/worlds/<id>`).
+    fn world_dir(&self) -> PathBuf {
+        let worlds = self.dir.path().join("efs/worlds");
+        let dirs: Vec<PathBuf> = std::fs::read_dir(&worlds)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        dirs[0].clone()
     }
 
     /// Where the world's host rule forwards: `world`, `standby`, or none.
@@ -196,14 +205,18 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     add_key(&admin, slug, &key_for(slug)).await;
     let created = create_world(&admin, &json!({"slug": slug, "release": "stub"})).await;
     assert_eq!(created["runtime"], "ecs", "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
     let (s, b) = admin
         .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
         .await;
     assert_eq!(s, 202, "{b}");
     wait_for_state(&admin, slug, "running").await;
     assert_eq!(aws.desired_count(slug).await, Some(1));
-    assert_eq!(aws.runner.running(), 1, "{:?}", aws.runner.failures());
+    assert_eq!(
+        aws.runner.services_running(),
+        1,
+        "{:?}",
+        aws.runner.failures()
+    );
 
     // Players reach it through Tavern's proxy, at the task's address. The
     // init container wrote Config/ from the secret: the stand-in runs with
@@ -217,7 +230,7 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     let key = tavern_types::LicenseKey::parse(&key_for(slug)).unwrap();
     let stable = tavern_runtime::hostname_for(Some(key.expose()));
     assert_eq!(lic["machine"], stable.as_str(), "{lic}");
-    let data = aws.world_dir(&id);
+    let data = aws.world_dir();
     assert_eq!(lic["dataPath"], data.display().to_string());
     assert!(data.join("Config/admin.txt").is_file(), "admin.txt");
     // It answered: the ALB's rule for its host now goes to it.
@@ -245,7 +258,7 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     wait_for_state(&admin, slug, "running").await;
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(aws.runner.running(), 1);
+        assert_eq!(aws.runner.services_running(), 1);
     }
     let (s, _) = via_proxy(&server, slug, "/api/status").await;
     assert_eq!(s, 200);
@@ -259,19 +272,27 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     wait_for_state(&admin, slug, "stopped").await;
     assert_eq!(aws.host_goes_to(&host).await, Some("standby"));
     assert_eq!(aws.desired_count(slug).await, Some(0));
-    assert_eq!(aws.runner.running(), 0);
+    assert_eq!(aws.runner.services_running(), 0);
     assert!(data.join("Config/options.json").is_file());
 
-    // A backup goes through a data agent's task on the world's directory,
-    // and a restore puts it back through another.
-    std::fs::write(data.join("marker.txt"), "before").unwrap();
+    // Backed up after the stop through a data agent's task on the world's
+    // directory, and by hand; a restore puts it back through another,
+    // byte for byte.
+    let (_, list) = admin
+        .get(&format!("/api/v1/instances/{slug}/backups"))
+        .await;
+    assert_eq!(list[0]["kind"], "after_stop", "{list}");
+    let after_stop = wait_backup(&admin, list[0]["id"].as_str().unwrap(), |b| {
+        b["status"] != "in_progress"
+    })
+    .await;
+    assert_eq!(after_stop["status"], "complete", "{after_stop}");
     let backup = backup_now(&admin, slug).await;
-    std::fs::write(data.join("marker.txt"), "after").unwrap();
+    let before = contents(&data);
+    std::fs::write(data.join("Data/lost.txt"), b"not in the backup").unwrap();
+    std::fs::remove_file(data.join("Config/admin.txt")).unwrap();
     restore_and_wait(&server, backup["id"].as_str().unwrap(), None);
-    assert_eq!(
-        std::fs::read_to_string(data.join("marker.txt")).unwrap(),
-        "before"
-    );
+    assert_eq!(contents(&data), before, "the restore is byte for byte");
 
     // Destroyed: its objects go, and its data too once a last backup
     // holds it (deleted by a data agent).
