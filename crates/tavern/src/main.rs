@@ -10,6 +10,7 @@ mod data_agent;
 mod database;
 mod discord;
 mod dns;
+mod drivers;
 mod notify;
 mod repo_key;
 mod serve;

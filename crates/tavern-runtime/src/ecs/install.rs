@@ -35,7 +35,7 @@ fn tags(name: &str) -> Value {
 }
 
 /// A security group letting `ports` in from `from` (another group) or,
-/// with `None`, from anywhere.
+/// with `None`, from anywhere. EC2 takes no apostrophe in its description.
 fn security_group(description: &str, rules: &[(u16, Option<&str>)]) -> Value {
     let ingress: Vec<Value> = rules
         .iter()
@@ -204,7 +204,7 @@ pub fn render(options: &AwsInstallOptions) -> Result<String, String> {
     resources.insert(
         "AlbSecurityGroup".into(),
         json!(security_group(
-            "Tavern's ALB: HTTP and HTTPS from anywhere",
+            "Tavern ALB: HTTP and HTTPS from anywhere",
             &[(80, None), (443, None)]
         )),
     );
@@ -218,7 +218,7 @@ pub fn render(options: &AwsInstallOptions) -> Result<String, String> {
     resources.insert(
         "WorldsSecurityGroup".into(),
         json!(security_group(
-            "Tavern's worlds: Foundry's port from the ALB and Tavern, the data agents' from Tavern",
+            "Tavern worlds: Foundry port from the ALB and Tavern, the data agent port from Tavern",
             &[
                 (30000, Some("AlbSecurityGroup")),
                 (30000, Some("TavernSecurityGroup")),
@@ -229,7 +229,7 @@ pub fn render(options: &AwsInstallOptions) -> Result<String, String> {
     resources.insert(
         "FileSystemSecurityGroup".into(),
         json!(security_group(
-            "Tavern's EFS: NFS from the worlds and Tavern",
+            "Tavern EFS: NFS from the worlds and Tavern",
             &[
                 (2049, Some("WorldsSecurityGroup")),
                 (2049, Some("TavernSecurityGroup"))

@@ -1,7 +1,8 @@
 //! `tavern manifests`: Kubernetes YAML for GitOps users and for installing
 //! Tavern itself. `world` asks a Tavern server for a world's objects;
 //! `install` is printed here, with no server, for `kubectl apply -f -`
-//! (by a build with the `kubernetes` feature).
+//! (by a build with the `kubernetes` feature), or with `--aws` as a
+//! CloudFormation template (by a build with the `ecs` feature).
 
 use anyhow::Context as _;
 use reqwest::Method;
@@ -22,6 +23,8 @@ pub enum ManifestsCommand {
     /// Print Tavern's own deployment on a cluster (namespace, service
     /// account and its rights, Deployment, Service, leader election):
     /// `tavern manifests install --domain games.example.org | kubectl apply -f -`.
+    /// With --aws, a CloudFormation template of Tavern on ECS Fargate with
+    /// everything its worlds need there.
     Install(InstallArgs),
 }
 
@@ -30,6 +33,11 @@ pub struct InstallArgs {
     /// Worlds live at <slug>.<domain>.
     #[arg(long)]
     domain: String,
+    /// Print a CloudFormation template for AWS instead (Tavern and its
+    /// worlds on ECS Fargate, their data on EFS, an ALB): `aws
+    /// cloudformation deploy --template-file tavern.json …`.
+    #[arg(long, conflicts_with_all = ["namespace", "replicas", "store_url_secret", "secret_key_secret", "public_url", "data_size", "gateway", "packages_size"])]
+    aws: bool,
     /// The namespace of Tavern and its worlds.
     #[arg(long, default_value = "tavern")]
     namespace: String,
@@ -85,6 +93,7 @@ pub async fn manifests(cmd: ManifestsCommand) -> anyhow::Result<()> {
                 .context("the server's answer was cut off")?;
             print!("{yaml}");
         }
+        ManifestsCommand::Install(args) if args.aws => print!("{}", install_aws(args)?),
         ManifestsCommand::Install(args) => print!("{}", install(args)?),
     }
     Ok(())
@@ -113,5 +122,23 @@ fn install(args: InstallArgs) -> anyhow::Result<String> {
 fn install(_: InstallArgs) -> anyhow::Result<String> {
     anyhow::bail!(
         "this build of Tavern has no Kubernetes support: build it with `--features kubernetes` or `--features full`, or run `tavern manifests install` from Tavern's container image"
+    )
+}
+
+#[cfg(feature = "ecs")]
+fn install_aws(args: InstallArgs) -> anyhow::Result<String> {
+    use tavern_runtime::ecs::install::{AwsInstallOptions, render};
+    render(&AwsInstallOptions {
+        domain: args.domain,
+        image: args.image,
+        stub_release: args.stub_release,
+    })
+    .map_err(anyhow::Error::msg)
+}
+
+#[cfg(not(feature = "ecs"))]
+fn install_aws(_: InstallArgs) -> anyhow::Result<String> {
+    anyhow::bail!(
+        "this build of Tavern has no ECS support: build it with `--features ecs` or `--features full`, or run `tavern manifests install --aws` from Tavern's container image"
     )
 }

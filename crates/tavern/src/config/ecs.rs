@@ -217,7 +217,7 @@ impl EcsConfig {
             )
         })?;
         anyhow::ensure!(
-            (from..=to).contains(&self.memory_mb) && (self.memory_mb - from) % step == 0,
+            (from..=to).contains(&self.memory_mb) && (self.memory_mb - from).is_multiple_of(step),
             bad(
                 "memory_mb",
                 &format!(

@@ -310,3 +310,69 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     assert_eq!(aws.host_goes_to(&host).await, None, "its rule is gone");
     wait_until("no agent is left", || async { aws.runner.running() == 0 }).await;
 }
+
+/// `tavern manifests install --aws ARGS`, as a newcomer runs it.
+fn install_aws(args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = tavern(home.path());
+    c.args(["manifests", "install", "--aws"]).args(args);
+    run(c, None)
+}
+
+#[test]
+fn the_aws_template_is_cloudformation_that_cfn_lint_accepts() {
+    let ran = std::process::Command::new("cfn-lint")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ran {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but cfn-lint is not installed (`bash .ci/run` installs it)"
+        );
+        eprintln!("skipped: cfn-lint is not installed (pip install cfn-lint)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        ("plain", &["--domain", "games.example.org"][..]),
+        (
+            "stub",
+            &[
+                "--domain",
+                "games.example.org",
+                "--stub-release",
+                "--image",
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/tavern:1.0",
+            ][..],
+        ),
+    ] {
+        let out = install_aws(args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let template: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            template["Resources"]["TavernService"]["Type"],
+            "AWS::ECS::Service"
+        );
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        let lint = std::process::Command::new("cfn-lint")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            lint.status.success(),
+            "{name}: {}{}",
+            text(&lint.stdout),
+            text(&lint.stderr)
+        );
+    }
+    // Kubernetes' settings have no place in it.
+    let out = install_aws(&["--domain", "games.example.org", "--replicas", "2"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--replicas"),
+        "{}",
+        text(&out.stderr)
+    );
+}
