@@ -135,18 +135,6 @@ async fn running_world(api: &Api, slug: &str) -> Value {
     wait_for_state(api, slug, "running").await.0
 }
 
-/// GET through Tavern's proxy, by the world's host.
-pub(crate) async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", server.url))
-        .header("host", format!("{slug}.localhost"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_world_runs_in_a_container_configured_the_felddy_way() {
     if !docker_ready() {

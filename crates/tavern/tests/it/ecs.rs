@@ -16,7 +16,6 @@ use tavern_runtime::ecs::EcsSettings;
 use tavern_runtime::ecs::runner::{self, Fargate, Runner};
 
 use crate::backups::{backup_now, contents, restore_and_wait, wait_backup};
-use crate::docker::via_proxy;
 use crate::support::*;
 
 struct Aws {

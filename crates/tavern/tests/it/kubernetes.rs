@@ -18,7 +18,6 @@ use tavern_runtime::{FoundryConfig, InstanceSpec, Launch, Runtime};
 use tavern_types::{InstanceId, Slug};
 
 use crate::backups::{backup_now, contents, restore_and_wait, wait_backup};
-use crate::docker::via_proxy;
 use crate::support::*;
 
 const NS: &str = "worlds";

@@ -405,6 +405,41 @@ async fn demo_sets_up_a_user_license_and_instance() {
     assert_eq!(running["world"], "stub-world");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sealing_key_may_come_from_the_environment_and_is_never_shown() {
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let mut server = Server::start_with_env(&[], &[("TAVERN_SEALING_KEY", key)]);
+    assert!(
+        !server.data_dir().join("secret.key").exists(),
+        "no key file is made beside the given key"
+    );
+    let admin = server.api(Some(&server.admin_token));
+    add_key(&admin, "sealed", &key_for("sealed")).await;
+    create_world(&admin, &json!({"slug": "sealed", "release": "stub"})).await;
+    // Restarted with the same key, the license key it sealed opens.
+    server.kill();
+    server.relaunch();
+    let admin = server.api(Some(&server.admin_token));
+    start_world(&admin, "sealed").await;
+    let (s, lic) = via_proxy(&server, "sealed", "/_stub/license").await;
+    assert_eq!(s, 200, "{lic}");
+    assert_eq!(lic["license"], key_for("sealed"));
+
+    // A key that is not 32 bytes of hex stops it, and is not printed.
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["not-hex-at-all", "0011", &format!("{key}00")] {
+        let mut c = tavern(dir.path());
+        c.args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("TAVERN_SEALING_KEY", bad);
+        let out = run(c, None);
+        assert!(!out.status.success(), "{bad} was taken");
+        let err = text(&out.stderr);
+        assert!(err.contains("TAVERN_SEALING_KEY"), "{err}");
+        assert!(!err.contains(bad), "the value was printed: {err}");
+    }
+}
+
 #[test]
 fn a_wrong_config_key_or_value_is_named_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -418,6 +453,8 @@ fn a_wrong_config_key_or_value_is_named_and_nothing_starts() {
         ("[idle]\ntimeout = 5\n", "timeout"),
         ("[tls]\nmode = \"acme\"\n", "tls"),
         ("[idle]\ntimeout_minutes = 0\n", "idle.timeout_minutes"),
+        // ECS needs its network and file system (or a build with it).
+        ("[runtime]\nkind = \"ecs\"\n", "ecs"),
     ];
     for (toml, named) in cases {
         let file = dir.path().join("tavern.toml");

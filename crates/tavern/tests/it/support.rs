@@ -593,6 +593,18 @@ where
 }
 
 /// Starts the world `slug` and waits until it runs.
+/// GET through Tavern's proxy, by the world's host, as JSON.
+pub(crate) async fn via_proxy(server: &Server, slug: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("host", format!("{slug}.localhost"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 pub async fn start_world(admin: &Api, slug: &str) {
     let (s, b) = admin
         .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
