@@ -6,10 +6,12 @@
 # no base image to pull.
 #
 # The same image serves Tavern (`serve`) and each world's init container on
-# Kubernetes (`foundry-config`).
+# Kubernetes and ECS (`foundry-config`), and the data agents; on ECS the
+# init container copies libtavern_hostname.so for Foundry to preload.
 FROM scratch
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY tavern /usr/local/bin/tavern
+COPY libtavern_hostname.so /usr/local/lib/tavern/libtavern_hostname.so
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     TAVERN_SERVER_DATA_DIR=/var/lib/tavern
 USER 65532:65532

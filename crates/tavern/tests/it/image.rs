@@ -119,6 +119,37 @@ fn the_image_writes_a_worlds_config_as_its_init_container() {
         std::fs::read_to_string(data.join("Config/admin.txt")).unwrap(),
         "ab".repeat(64)
     );
+    // As on ECS: the seed from its variable (the world's secret), and the
+    // host name library copied for Foundry's container, which loads it.
+    let ecs_data = dir.path().join("ecs");
+    std::fs::create_dir_all(&ecs_data).unwrap();
+    std::fs::set_permissions(&ecs_data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let seed_text = std::fs::read_to_string(seed.join("config.json")).unwrap();
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "--user=1000:1000",
+        "--read-only",
+        "-e",
+        &format!("TAVERN_FOUNDRY_SEED={seed_text}"),
+        "-v",
+        &format!("{}:/data", ecs_data.display()),
+        IMAGE,
+        "foundry-config",
+        "--data=/data",
+        "--preload=/usr/local/lib/tavern/libtavern_hostname.so",
+    ]);
+    assert!(out.contains("/data/Config"), "{out}");
+    assert!(ecs_data.join("Config/options.json").is_file());
+    let library = ecs_data.join(".tavern/libtavern_hostname.so");
+    let hostname = std::process::Command::new("uname")
+        .arg("-n")
+        .env("LD_PRELOAD", &library)
+        .env("TAVERN_HOSTNAME", "foundry-0123456789ab")
+        .output()
+        .unwrap();
+    assert_eq!(text(&hostname.stdout).trim(), "foundry-0123456789ab");
     let version = docker(&["run", "--rm", "--network=none", IMAGE, "--version"]);
     assert!(version.starts_with("tavern "), "{version}");
 }
