@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types as ecs;
-use aws_sdk_efs::types as efs;
 use tavern_types::Slug;
 
 use super::objects::{self, EcsSettings};
-use super::{EcsRuntime, aws_error, tag_map, task_addr};
+use super::{EcsRuntime, aws_error, refused, tag_map, task_addr};
 use crate::RuntimeError;
 
 /// The port the agent listens on in its task.
@@ -24,13 +23,6 @@ pub const AGENT_CPU: &str = "256";
 pub const AGENT_MEMORY: i32 = 512;
 /// The environment variable the agent reads its token from.
 pub const TOKEN_ENV: &str = "TAVERN_AGENT_TOKEN";
-
-fn refused(slug: &Slug, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Refused {
-        slug: slug.to_string(),
-        message: e.to_string(),
-    }
-}
 
 fn agent_tags(settings: &EcsSettings) -> Vec<(String, String)> {
     vec![
@@ -94,44 +86,13 @@ impl EcsRuntime {
         if let Some(id) = found.and_then(|a| a.access_point_id().map(str::to_owned)) {
             return Ok(id);
         }
-        let uid = objects::FOUNDRY_UID;
-        let tags = agent_tags(&self.settings)
-            .into_iter()
-            .map(|(k, v)| efs::Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| refused(slug, e))?;
-        let made = self
-            .efs
-            .create_access_point()
-            .client_token(format!("tavern-{}-agents", self.settings.installation))
-            .file_system_id(&self.settings.file_system_id)
-            .posix_user(
-                efs::PosixUser::builder()
-                    .uid(uid)
-                    .gid(uid)
-                    .build()
-                    .map_err(|e| refused(slug, e))?,
-            )
-            .root_directory(
-                efs::RootDirectory::builder()
-                    .path(objects::WORLDS_ROOT)
-                    .creation_info(
-                        efs::CreationInfo::builder()
-                            .owner_uid(uid)
-                            .owner_gid(uid)
-                            .permissions("0750")
-                            .build()
-                            .map_err(|e| refused(slug, e))?,
-                    )
-                    .build(),
-            )
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| aws_error(slug, "make the agents' access point", e))?;
-        made.access_point_id()
-            .map(str::to_owned)
-            .ok_or_else(|| refused(slug, "EFS made no access point"))
+        self.make_access_point(
+            slug,
+            &format!("tavern-{}-agents", self.settings.installation),
+            objects::WORLDS_ROOT,
+            agent_tags(&self.settings),
+        )
+        .await
     }
 
     /// The agents' task definition, registered when it changed.

@@ -87,6 +87,15 @@ where
     RuntimeError::io(what, slug, std::io::Error::other(why))
 }
 
+/// A request AWS would refuse, or an answer it should not have given:
+/// trying again does not help.
+pub(crate) fn refused(slug: &Slug, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Refused {
+        slug: slug.to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// Errors about the cluster itself, not one world, name this slug.
 fn placeholder_slug() -> Slug {
     Slug::parse("ecs").expect("a valid slug")

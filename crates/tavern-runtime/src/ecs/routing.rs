@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use tavern_types::Slug;
 
 use super::objects::{self, EcsSettings};
-use super::{EcsRuntime, aws_error, code_of};
+use super::{EcsRuntime, aws_error, code_of, refused};
 use crate::{FOUNDRY_PORT, InstanceSpec, RuntimeError};
 
 /// The ALB's refusal of a priority another rule holds.
@@ -23,13 +23,6 @@ fn forward(target_group: &str) -> Action {
         .r#type(ActionTypeEnum::Forward)
         .target_group_arn(target_group)
         .build()
-}
-
-fn refused(slug: &Slug, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Refused {
-        slug: slug.to_string(),
-        message: e.to_string(),
-    }
 }
 
 fn elb_tags(settings: &EcsSettings, spec: &InstanceSpec) -> Vec<Tag> {

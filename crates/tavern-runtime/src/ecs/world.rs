@@ -8,15 +8,8 @@ use aws_sdk_efs::types as efs;
 use tavern_types::Slug;
 
 use super::objects::{self, EcsSettings};
-use super::{EcsRuntime, aws_error, code_of, tag_map};
+use super::{EcsRuntime, aws_error, code_of, refused, tag_map};
 use crate::{Disposal, FOUNDRY_PORT, InstanceSpec, RuntimeError};
-
-fn refused(slug: &Slug, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Refused {
-        slug: slug.to_string(),
-        message: e.to_string(),
-    }
-}
 
 fn ecs_tags(settings: &EcsSettings, spec: &InstanceSpec) -> Vec<ecs::Tag> {
     objects::tags(settings, spec)
@@ -78,6 +71,25 @@ impl EcsRuntime {
         {
             return Ok(id);
         }
+        // The world's id: a make cut off and asked again is the same.
+        self.make_access_point(
+            slug,
+            &spec.id.to_string(),
+            &objects::data_root(spec),
+            objects::tags(&self.settings, spec).into_iter().collect(),
+        )
+        .await
+    }
+
+    /// Makes an access point of Foundry's uid and gid rooted at `root`
+    /// (made with them on first use), tagged; answers its id.
+    pub(super) async fn make_access_point(
+        &self,
+        slug: &Slug,
+        client_token: &str,
+        root: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<String, RuntimeError> {
         let uid = objects::FOUNDRY_UID;
         let posix = efs::PosixUser::builder()
             .uid(uid)
@@ -85,7 +97,7 @@ impl EcsRuntime {
             .build()
             .map_err(|e| refused(slug, e))?;
         let root = efs::RootDirectory::builder()
-            .path(objects::data_root(spec))
+            .path(root)
             .creation_info(
                 efs::CreationInfo::builder()
                     .owner_uid(uid)
@@ -95,7 +107,7 @@ impl EcsRuntime {
                     .map_err(|e| refused(slug, e))?,
             )
             .build();
-        let tags = objects::tags(&self.settings, spec)
+        let tags = tags
             .into_iter()
             .map(|(k, v)| efs::Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
@@ -103,15 +115,14 @@ impl EcsRuntime {
         let made = self
             .efs
             .create_access_point()
-            // The world's id: a make cut off and asked again is the same.
-            .client_token(spec.id.to_string())
+            .client_token(client_token)
             .file_system_id(&self.settings.file_system_id)
             .posix_user(posix)
             .root_directory(root)
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(|e| aws_error(slug, "make the access point", e))?;
+            .map_err(|e| aws_error(slug, "make an access point", e))?;
         made.access_point_id()
             .map(str::to_owned)
             .ok_or_else(|| refused(slug, "EFS made no access point"))
