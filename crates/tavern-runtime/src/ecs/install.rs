@@ -98,6 +98,8 @@ const DRIVER_ACTIONS: &[&str] = &[
 const SEED_ACTIONS: &[&str] = &[
     "secretsmanager:CreateSecret",
     "secretsmanager:DeleteSecret",
+    // A seed is written only when it changed.
+    "secretsmanager:GetSecretValue",
     "secretsmanager:PutSecretValue",
     "secretsmanager:TagResource",
 ];

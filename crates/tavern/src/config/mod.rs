@@ -527,6 +527,47 @@ mod tests {
     }
 
     #[test]
+    fn the_ecs_section_from_the_environment_as_the_aws_template_sets_it() {
+        let env = [
+            ("TAVERN_RUNTIME_KIND", "ecs"),
+            ("TAVERN_ECS_REGION", "eu-west-1"),
+            ("TAVERN_ECS_SUBNETS", r#"["subnet-0a1", "subnet-0b2"]"#),
+            ("TAVERN_ECS_SECURITY_GROUPS", r#"["sg-0c3"]"#),
+            ("TAVERN_ECS_ASSIGN_PUBLIC_IP", "true"),
+            ("TAVERN_ECS_VPC_ID", "vpc-0d4"),
+            ("TAVERN_ECS_FILE_SYSTEM_ID", "fs-0e5"),
+            (
+                "TAVERN_ECS_LISTENER_ARN",
+                "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/t/1/2",
+            ),
+            (
+                "TAVERN_ECS_EXECUTION_ROLE_ARN",
+                "arn:aws:iam::123456789012:role/exec",
+            ),
+            // The sealing key is read by serve alone, never a setting.
+            ("TAVERN_SEALING_KEY", "00"),
+        ];
+        let loaded = with_env(&env, || Config::load(None, Overrides::default()));
+        #[cfg(not(feature = "ecs"))]
+        assert!(loaded.is_err(), "a build without the driver refuses it");
+        #[cfg(feature = "ecs")]
+        {
+            let c = loaded.unwrap();
+            assert_eq!(c.ecs.subnets, ["subnet-0a1", "subnet-0b2"]);
+            assert_eq!(c.ecs.security_groups, ["sg-0c3"]);
+            assert!(c.ecs.assign_public_ip);
+            assert_eq!(c.runtime.kinds(), [RuntimeKind::Process, RuntimeKind::Ecs]);
+        }
+        // A subnet that is not one is named.
+        let mut bad = env.to_vec();
+        bad[2] = ("TAVERN_ECS_SUBNETS", r#"["10.0.1.0/24"]"#);
+        let e = with_env(&bad, || Config::load(None, Overrides::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ecs"), "{e}");
+    }
+
+    #[test]
     fn the_kubernetes_section_from_file_and_env_and_its_bad_values_named() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
