@@ -5,7 +5,8 @@
 //! world's secret onto its access point's directory, the stand-in serves on
 //! the task's address. A world is started, reached through the proxy, its
 //! host switched on the ALB, adopted by a restarted Tavern, backed up and
-//! restored through a data agent task, stopped and destroyed.
+//! restored through a data agent task, stopped and destroyed; a service of
+//! no world is removed; the AWS template passes cfn-lint.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -373,5 +374,75 @@ fn the_aws_template_is_cloudformation_that_cfn_lint_accepts() {
         text(&out.stderr).contains("--replicas"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_of_no_world_is_removed_and_its_data_kept() {
+    let Some(aws) = Aws::start().await else {
+        return;
+    };
+    // A world this installation left behind (its instance is gone): its
+    // service runs, with its access point and rule.
+    let driver = tavern_runtime::ecs::EcsRuntime::with_config(&aws.sdk, aws.settings.clone());
+    let ghost = tavern_runtime::InstanceSpec {
+        id: tavern_types::InstanceId::new(),
+        slug: tavern_types::Slug::parse("ghost").unwrap(),
+        launch: tavern_runtime::Launch::Task {
+            release: "stub".into(),
+        },
+        config: tavern_runtime::FoundryConfig {
+            hostname: "ghost.localhost".into(),
+            route_prefix: None,
+            proxy_ssl: false,
+            proxy_port: None,
+            license_key: None,
+            signed_license: None,
+            admin_hash: None,
+            aws_config: None,
+            packages: Vec::new(),
+        },
+    };
+    tavern_runtime::Runtime::ensure(&driver, &ghost)
+        .await
+        .unwrap();
+    wait_until("the ghost's task runs", || async {
+        aws.runner.services_running() == 1
+    })
+    .await;
+    let data = aws.world_dir();
+
+    let server = aws.tavern();
+    wait_until("the orphan's service is gone", || async {
+        aws.desired_count("ghost").await.is_none()
+    })
+    .await;
+    assert_eq!(aws.runner.services_running(), 0);
+    wait_until("its rule is gone", || async {
+        aws.host_goes_to("ghost.localhost").await.is_none()
+    })
+    .await;
+    // No backup holds its data: it is kept, its access point archived.
+    let efs = aws_sdk_efs::Client::new(&aws.sdk);
+    wait_until("its access point is archived", || async {
+        let points = efs
+            .describe_access_points()
+            .file_system_id(&aws.settings.file_system_id)
+            .send()
+            .await
+            .unwrap();
+        points.access_points().iter().any(|a| {
+            a.tags()
+                .iter()
+                .any(|t| t.key() == "tavern:archived" && t.value() == "ghost")
+        })
+    })
+    .await;
+    assert!(data.is_dir(), "its data is kept");
+    let admin = server.api(Some(&server.admin_token));
+    let (_, events) = admin.get("/api/v1/events?limit=50").await;
+    assert!(
+        events.to_string().contains("runtime.orphan_stopped"),
+        "{events}"
     );
 }
