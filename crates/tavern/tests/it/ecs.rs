@@ -263,6 +263,11 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     let (s, _) = via_proxy(&server, slug, "/api/status").await;
     assert_eq!(s, 200);
 
+    // The EULA is accepted: Foundry signs license.json on its directory.
+    let signed =
+        json!({"license": key_for(slug), "signature": "c2lnbmVk", "host": "task"}).to_string();
+    std::fs::write(data.join("Config/license.json"), &signed).unwrap();
+
     // Stopped: the host back to the standby page, the service at 0, the
     // task gone, its data kept.
     let (s, _) = admin
@@ -294,6 +299,31 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     restore_and_wait(&server, backup["id"].as_str().unwrap(), None);
     assert_eq!(contents(&data), before, "the restore is byte for byte");
 
+    // The only key is free again: another world starts with it, with the
+    // license Foundry signed in the first world (read from that world's
+    // directory by a data agent and carried over), and the same host name.
+    let other = "ecs-other";
+    create_world(&admin, &json!({"slug": other, "release": "stub"})).await;
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{other}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    wait_for_state(&admin, other, "running").await;
+    let (_, lic) = via_proxy(&server, other, "/_stub/license").await;
+    assert_eq!(lic["license"], key_for(slug));
+    assert_eq!(lic["machine"], stable.as_str(), "{lic}");
+    let other_data = std::path::PathBuf::from(lic["dataPath"].as_str().unwrap());
+    assert_ne!(other_data, data, "a directory of its own");
+    assert_eq!(
+        std::fs::read_to_string(other_data.join("Config/license.json")).unwrap(),
+        signed
+    );
+    let (s, _) = admin
+        .post(&format!("/api/v1/instances/{other}/stop"), &json!({}))
+        .await;
+    assert_eq!(s, 202);
+    wait_for_state(&admin, other, "stopped").await;
+
     // Destroyed: its objects go, and its data too once a last backup
     // holds it (deleted by a data agent).
     let (s, b) = admin.delete(&format!("/api/v1/instances/{slug}")).await;
@@ -308,6 +338,15 @@ async fn a_world_runs_as_a_fargate_service_and_its_host_follows_it_on_the_alb() 
     .await;
     wait_until("its data is deleted", || async { !data.exists() }).await;
     assert_eq!(aws.host_goes_to(&host).await, None, "its rule is gone");
+    let (_, backups) = admin.get("/api/v1/backups").await;
+    assert!(
+        backups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["instance"] == slug && b["kind"] == "pre_destroy"),
+        "{backups}"
+    );
     wait_until("no agent is left", || async { aws.runner.running() == 0 }).await;
 }
 
