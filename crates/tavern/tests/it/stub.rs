@@ -126,6 +126,8 @@ async fn stub_plays_foundry_under_a_route_prefix() {
             "license": "ABCDEFGHJKLMNPQRSTUVWXYZ",
             "dataPath": data.display().to_string(),
             "hostname": "dragon.example.org",
+            // The machine's host name, as Foundry would sign for it.
+            "machine": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(),
         })
     );
     let config = stub.json("/_stub/config").await;
