@@ -10,7 +10,8 @@ use aws_sdk_ecs::types as ecs;
 use tavern_types::Slug;
 
 use super::objects::{self, EcsSettings};
-use super::{EcsRuntime, aws_error, refused, tag_map, task_addr};
+use super::world::Revision;
+use super::{EcsRuntime, aws_error, refused, task_addr};
 use crate::RuntimeError;
 
 /// The port the agent listens on in its task.
@@ -100,64 +101,28 @@ impl EcsRuntime {
         let access_point = self.agents_access_point(slug).await?;
         let (container, volume) =
             agent_task(&self.settings, &access_point).map_err(|e| refused(slug, e))?;
-        let digest = objects::task_digest(
-            &objects::WorldTask {
-                containers: vec![container.clone()],
-                volumes: vec![volume.clone()],
-                made_of: format!(
-                    "agent|{}|{access_point}|{}|{}",
-                    self.settings.tavern_image, self.settings.log_group, self.settings.region
-                ),
-            },
-            &self.settings,
-        );
+        let task = objects::WorldTask {
+            containers: vec![container],
+            volumes: vec![volume],
+            made_of: format!(
+                "agent|{}|{access_point}|{}|{}",
+                self.settings.tavern_image, self.settings.log_group, self.settings.region
+            ),
+        };
         let family = objects::agent_family(&self.settings);
-        let current = self
-            .ecs
-            .describe_task_definition()
-            .task_definition(&family)
-            .include(ecs::TaskDefinitionField::Tags)
-            .send()
-            .await;
-        if let Ok(found) = current
-            && tag_map(found.tags()).get(objects::TAG_TASK_DIGEST) == Some(&digest)
-            && let Some(arn) = found
-                .task_definition()
-                .and_then(|t| t.task_definition_arn())
-        {
-            return Ok(arn.to_owned());
-        }
-        let mut tags: Vec<ecs::Tag> = agent_tags(&self.settings)
-            .into_iter()
-            .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
-            .collect();
-        tags.push(
-            ecs::Tag::builder()
-                .key(objects::TAG_TASK_DIGEST)
-                .value(digest)
-                .build(),
-        );
-        let made = self
-            .ecs
-            .register_task_definition()
-            .family(&family)
-            .requires_compatibilities(ecs::Compatibility::Fargate)
-            .network_mode(ecs::NetworkMode::Awsvpc)
-            .cpu(AGENT_CPU)
-            .memory(AGENT_MEMORY.to_string())
-            .execution_role_arn(&self.settings.execution_role_arn)
-            // EFS's IAM authorization asks the task's own role.
-            .set_task_role_arn(self.settings.task_role_arn.clone())
-            .container_definitions(container)
-            .volumes(volume)
-            .set_tags(Some(tags))
-            .send()
+        let revision = Revision {
+            family: family.clone(),
+            cpu: AGENT_CPU.to_owned(),
+            memory: AGENT_MEMORY.to_string(),
+            digest: objects::task_digest(&task, &self.settings),
+            task,
+            tags: agent_tags(&self.settings)
+                .into_iter()
+                .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
+                .collect(),
+        };
+        self.register_if_changed(slug, Some(&family), revision)
             .await
-            .map_err(|e| aws_error(slug, "register the agents' task definition", e))?;
-        made.task_definition()
-            .and_then(|t| t.task_definition_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| refused(slug, "ECS registered no task definition"))
     }
 
     /// Runs `work` with a data agent on the world directory `dir` (its

@@ -13,10 +13,10 @@ mod routing;
 pub mod runner;
 mod world;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
@@ -49,6 +49,9 @@ pub struct EcsRuntime {
     routed: std::sync::Mutex<HashSet<Slug>>,
     /// The worlds it runs, as last seen.
     worlds: std::sync::Mutex<HashSet<Slug>>,
+    /// When this Tavern last started each world: a task that failed
+    /// before is an earlier run's.
+    started: std::sync::Mutex<HashMap<Slug, SystemTime>>,
 }
 
 /// The code of an AWS error (`TargetGroupNotFound`, …), when it has one.
@@ -117,25 +120,43 @@ fn tag_map(tags: &[ecs::Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Why a world's last task ended, when Foundry (or its init) failed.
-fn crash_of(task: &ecs::Task) -> Option<String> {
+/// Why a world's task ended, when it failed by itself: its essential
+/// container exited, or it never started (an image not pulled, a volume
+/// not mounted). A task stopped by Tavern or by ECS's scheduler did not
+/// fail, nor did one that stopped before `since` (the world's last start,
+/// when this Tavern made it).
+fn crash_of(task: &ecs::Task, since: Option<SystemTime>) -> Option<String> {
     if task.last_status() != Some("STOPPED") {
         return None;
     }
-    task.containers().iter().find_map(|c| {
+    if !matches!(
+        task.stop_code(),
+        Some(ecs::TaskStopCode::EssentialContainerExited | ecs::TaskStopCode::TaskFailedToStart)
+    ) {
+        return None;
+    }
+    if let (Some(since), Some(stopped)) = (since, task.stopped_at())
+        && *stopped < aws_sdk_ecs::primitives::DateTime::from(since)
+    {
+        return None;
+    }
+    let container = task.containers().iter().find_map(|c| {
         let code = c.exit_code()?;
-        let failed = match c.name() {
-            Some("config") => code != 0,
-            _ => true,
-        };
-        failed.then(|| {
-            let reason = c.reason().map(|r| format!(": {r}")).unwrap_or_default();
-            format!(
-                "{} exited with code {code}{reason}",
-                c.name().unwrap_or("a container")
-            )
-        })
-    })
+        // The init container's success is how Foundry's starts.
+        if c.name() == Some("config") && code == 0 {
+            return None;
+        }
+        let reason = c.reason().map(|r| format!(": {r}")).unwrap_or_default();
+        Some(format!(
+            "{} exited with code {code}{reason}",
+            c.name().unwrap_or("a container")
+        ))
+    });
+    Some(
+        container
+            .or_else(|| task.stopped_reason().map(str::to_owned))
+            .unwrap_or_else(|| "its task stopped".to_owned()),
+    )
 }
 
 impl EcsRuntime {
@@ -168,6 +189,7 @@ impl EcsRuntime {
             agent_wait: Duration::from_secs(300),
             routed: std::sync::Mutex::new(HashSet::new()),
             worlds: std::sync::Mutex::new(HashSet::new()),
+            started: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -330,8 +352,9 @@ impl EcsRuntime {
         let addr = live.iter().find_map(|t| task_addr(t));
         // A world whose task ended by itself and has no other is down
         // until ECS starts the next.
+        let since = self.started.lock().ok().and_then(|s| s.get(&slug).copied());
         let crashed = match live.is_empty() {
-            true => tasks.iter().find_map(|t| crash_of(t)),
+            true => tasks.iter().find_map(|t| crash_of(t, since)),
             false => None,
         };
         let alive = desired > 0 && crashed.is_none();
@@ -393,6 +416,9 @@ impl Runtime for EcsRuntime {
         self.remove_world(slug, data).await?;
         if let Ok(mut worlds) = self.worlds.lock() {
             worlds.remove(slug);
+        }
+        if let Ok(mut started) = self.started.lock() {
+            started.remove(slug);
         }
         Ok(())
     }
@@ -555,5 +581,88 @@ impl Runtime for EcsRuntime {
             Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Vec::new()),
             Err(e) => Err(aws_error(slug, "read the task's log", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use aws_sdk_ecs::primitives::DateTime;
+    use aws_sdk_ecs::types as ecs;
+
+    use super::crash_of;
+
+    fn stopped(code: ecs::TaskStopCode, at: SystemTime, containers: &[(&str, i32)]) -> ecs::Task {
+        ecs::Task::builder()
+            .last_status("STOPPED")
+            .stop_code(code)
+            .stopped_reason("Essential container in task exited")
+            .stopped_at(DateTime::from(at))
+            .set_containers(Some(
+                containers
+                    .iter()
+                    .map(|(name, code)| {
+                        ecs::Container::builder()
+                            .name(*name)
+                            .exit_code(*code)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    #[test]
+    fn a_task_that_failed_by_itself_is_a_crash_named_by_its_container() {
+        let now = SystemTime::now();
+        let exited = stopped(
+            ecs::TaskStopCode::EssentialContainerExited,
+            now,
+            &[("config", 0), ("foundry", 3)],
+        );
+        assert_eq!(
+            crash_of(&exited, None).as_deref(),
+            Some("foundry exited with code 3")
+        );
+        // The init container that failed is named; with no container's
+        // code, ECS's reason.
+        let init = stopped(
+            ecs::TaskStopCode::EssentialContainerExited,
+            now,
+            &[("config", 1)],
+        );
+        assert_eq!(
+            crash_of(&init, None).as_deref(),
+            Some("config exited with code 1")
+        );
+        let never = stopped(ecs::TaskStopCode::TaskFailedToStart, now, &[("config", 0)]);
+        assert_eq!(
+            crash_of(&never, None).as_deref(),
+            Some("Essential container in task exited")
+        );
+    }
+
+    #[test]
+    fn a_task_stopped_on_purpose_or_before_the_start_is_no_crash() {
+        let now = SystemTime::now();
+        for code in [
+            ecs::TaskStopCode::UserInitiated,
+            ecs::TaskStopCode::ServiceSchedulerInitiated,
+        ] {
+            let task = stopped(code, now, &[("foundry", 143)]);
+            assert_eq!(crash_of(&task, None), None);
+        }
+        // An earlier run's crash, seen while the new task is not there yet.
+        let old = stopped(
+            ecs::TaskStopCode::EssentialContainerExited,
+            now - Duration::from_secs(600),
+            &[("foundry", 1)],
+        );
+        assert_eq!(crash_of(&old, Some(now)), None);
+        assert!(crash_of(&old, Some(now - Duration::from_secs(3600))).is_some());
+        // A task still running has not crashed.
+        let running = ecs::Task::builder().last_status("RUNNING").build();
+        assert_eq!(crash_of(&running, None), None);
     }
 }

@@ -11,6 +11,17 @@ use super::objects::{self, EcsSettings};
 use super::{EcsRuntime, aws_error, code_of, refused, tag_map};
 use crate::{Disposal, FOUNDRY_PORT, InstanceSpec, RuntimeError};
 
+/// A task definition to register: its family, size, what it runs, the
+/// digest of that, and its tags.
+pub(super) struct Revision {
+    pub family: String,
+    pub cpu: String,
+    pub memory: String,
+    pub task: objects::WorldTask,
+    pub digest: String,
+    pub tags: Vec<ecs::Tag>,
+}
+
 fn ecs_tags(settings: &EcsSettings, spec: &InstanceSpec) -> Vec<ecs::Tag> {
     objects::tags(settings, spec)
         .into_iter()
@@ -192,39 +203,70 @@ impl EcsRuntime {
         let slug = &spec.slug;
         let task = objects::world_task(&self.settings, spec, access_point, seed_arn)
             .map_err(|e| refused(slug, e))?;
-        let digest = objects::task_digest(&task, &self.settings);
+        let revision = Revision {
+            family: objects::service_name(&self.settings, slug),
+            cpu: self.settings.cpu.clone(),
+            memory: self.settings.memory.clone(),
+            digest: objects::task_digest(&task, &self.settings),
+            task,
+            tags: ecs_tags(&self.settings, spec),
+        };
+        self.register_if_changed(slug, current, revision).await
+    }
+
+    /// `current` when it carries `revision`'s digest (nothing it runs
+    /// changed), else `revision` registered as a new revision of its
+    /// family: Fargate, awsvpc, the installation's execution and task
+    /// roles, and its tags with the digest. A `current` ECS does not know
+    /// (no revision of the family yet) is a change.
+    pub(super) async fn register_if_changed(
+        &self,
+        slug: &Slug,
+        current: Option<&str>,
+        revision: Revision,
+    ) -> Result<String, RuntimeError> {
         if let Some(current) = current {
-            let found = self
+            match self
                 .ecs
                 .describe_task_definition()
                 .task_definition(current)
                 .include(ecs::TaskDefinitionField::Tags)
                 .send()
                 .await
-                .map_err(|e| aws_error(slug, "read the task definition", e))?;
-            if tag_map(found.tags()).get(objects::TAG_TASK_DIGEST) == Some(&digest) {
-                return Ok(current.to_owned());
+            {
+                Ok(found) => {
+                    if tag_map(found.tags()).get(objects::TAG_TASK_DIGEST) == Some(&revision.digest)
+                        && let Some(arn) = found
+                            .task_definition()
+                            .and_then(|t| t.task_definition_arn())
+                    {
+                        return Ok(arn.to_owned());
+                    }
+                }
+                Err(e) if code_of(&e) == Some("ClientException") => {}
+                Err(e) => return Err(aws_error(slug, "read the task definition", e)),
             }
         }
-        let mut tags = ecs_tags(&self.settings, spec);
+        let mut tags = revision.tags;
         tags.push(
             ecs::Tag::builder()
                 .key(objects::TAG_TASK_DIGEST)
-                .value(digest)
+                .value(revision.digest)
                 .build(),
         );
         let made = self
             .ecs
             .register_task_definition()
-            .family(objects::service_name(&self.settings, slug))
+            .family(revision.family)
             .requires_compatibilities(ecs::Compatibility::Fargate)
             .network_mode(ecs::NetworkMode::Awsvpc)
-            .cpu(&self.settings.cpu)
-            .memory(&self.settings.memory)
+            .cpu(revision.cpu)
+            .memory(revision.memory)
             .execution_role_arn(&self.settings.execution_role_arn)
+            // EFS's IAM authorization asks the task's own role.
             .set_task_role_arn(self.settings.task_role_arn.clone())
-            .set_container_definitions(Some(task.containers))
-            .set_volumes(Some(task.volumes))
+            .set_container_definitions(Some(revision.task.containers))
+            .set_volumes(Some(revision.task.volumes))
             .set_tags(Some(tags))
             .send()
             .await
@@ -248,6 +290,14 @@ impl EcsRuntime {
         Ok(ecs::NetworkConfiguration::builder()
             .awsvpc_configuration(vpc)
             .build())
+    }
+
+    /// Notes that the world starts now: a task of it that failed before
+    /// is not this run's crash.
+    fn mark_started(&self, slug: &Slug) {
+        if let Ok(mut started) = self.started.lock() {
+            started.insert(slug.clone(), std::time::SystemTime::now());
+        }
     }
 
     /// Makes or updates every object of the world so that its service
@@ -280,6 +330,7 @@ impl EcsRuntime {
                 {
                     return Ok(current);
                 }
+                self.mark_started(slug);
                 // A new task definition replaces the task: the old one
                 // stops before the new one starts (maximum 100 %).
                 self.ecs
@@ -294,6 +345,7 @@ impl EcsRuntime {
                     .service
             }
             None => {
+                self.mark_started(slug);
                 let mut make = self
                     .ecs
                     .create_service()
