@@ -39,6 +39,23 @@ def container(self, *args, **kwargs):
         if value is not None:
             setattr(self, field, str(value))
 ecs_models.Container.__init__ = container
+# What ECS says of a stopped task and moto leaves out: when it stopped and
+# its stop code, from the reason the fake Fargate or Tavern gave.
+from moto.core.utils import utcnow
+stop_task = ecs_models.EC2ContainerServiceBackend.stop_task
+def stopped(self, cluster_str, task_str, reason):
+    task = stop_task(self, cluster_str, task_str, reason)
+    task.stopped_at = utcnow()
+    if reason.startswith("Essential container in task exited"):
+        task.stop_code = "EssentialContainerExited"
+    elif reason.startswith(("CannotPullContainerError", "ResourceInitializationError")):
+        task.stop_code = "TaskFailedToStart"
+    elif reason.startswith("Task stopped by the scheduler"):
+        task.stop_code = "ServiceSchedulerInitiated"
+    else:
+        task.stop_code = "UserInitiated"
+    return task
+ecs_models.EC2ContainerServiceBackend.stop_task = stopped
 from moto.server import main
 main(sys.argv[1:])
 "#;
@@ -57,7 +74,8 @@ impl Moto {
     }
 
     /// Started for ECS: its tasks' addresses are on loopback, in a range
-    /// of this port's own; a task stays RUNNING until it is stopped (moto
+    /// of this port's own; a stopped task has its `stoppedAt` and
+    /// `stopCode` (from its reason); a task stays RUNNING until it is stopped (moto
     /// would move it on at each describe); its recorder is ready.
     pub fn start_for_ecs() -> Option<Self> {
         let port = super::free_port();

@@ -182,19 +182,18 @@ impl Clients {
             while i < state.running.len() {
                 let exited = state.running[i].child.try_wait().ok().flatten();
                 match exited {
-                    Some(status) => {
-                        let r = state.running.remove(i);
-                        ended.push((r, status.code()));
-                    }
+                    Some(_) => ended.push(state.running.remove(i)),
                     None => i += 1,
                 }
             }
         }
-        for (mut r, code) in ended {
+        for mut r in ended {
             self.send_logs(&mut r).await;
             let reason = match r.stopping {
                 Some(_) => "Task stopped by the scheduler".to_owned(),
-                None => format!("Essential container in task exited (code {code:?})"),
+                // What ECS says of the task; moto keeps no container's
+                // exit code.
+                None => "Essential container in task exited".to_owned(),
             };
             self.stop(&r.arn, &reason).await;
         }

@@ -5,8 +5,9 @@
 //! world's secret onto its access point's directory, the stand-in serves on
 //! the task's address. A world is started, reached through the proxy, its
 //! host switched on the ALB, adopted by a restarted Tavern, backed up and
-//! restored through a data agent task, stopped and destroyed; a service of
-//! no world is removed; the AWS template passes cfn-lint.
+//! restored through a data agent task, stopped and destroyed; a world whose
+//! tasks keep failing ends `failed`; a service of no world is removed; the
+//! AWS template passes cfn-lint.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,17 +127,21 @@ log_group = "{logs}"
 
     /// A Tavern whose worlds run on this account.
     fn tavern(&self) -> Server {
+        self.tavern_with(&[])
+    }
+
+    /// A Tavern whose worlds run on this account, with `env` set too.
+    fn tavern_with(&self, env: &[(&str, &str)]) -> Server {
         let file = self.dir.path().join("tavern.toml");
         std::fs::write(&file, self.config()).unwrap();
-        Server::start_with_env(
-            &["--config", file.to_str().unwrap()],
-            &[
-                ("AWS_ACCESS_KEY_ID", "tavern"),
-                ("AWS_SECRET_ACCESS_KEY", "secret"),
-                // moto's IMDS is not there: no time is lost asking it.
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ],
-        )
+        let mut all = vec![
+            ("AWS_ACCESS_KEY_ID", "tavern"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            // moto's IMDS is not there: no time is lost asking it.
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        all.extend_from_slice(env);
+        Server::start_with_env(&["--config", file.to_str().unwrap()], &all)
     }
 
     /// The one world's directory on the file system (its access point's
@@ -414,6 +419,52 @@ fn the_aws_template_is_cloudformation_that_cfn_lint_accepts() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A world whose task never starts (its release's image cannot be
+/// pulled): ECS starts task after task, Tavern counts each failure as a
+/// crash and, at the limit, marks the world `failed` with ECS's reason and
+/// scales its service to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_whose_tasks_keep_failing_ends_failed() {
+    let Some(aws) = Aws::start().await else {
+        return;
+    };
+    let server = aws.tavern_with(&[
+        ("TAVERN_RUNTIME_CRASH_LIMIT", "3"),
+        ("TAVERN_RUNTIME_RESTART_BACKOFF_MILLIS", "100"),
+    ]);
+    let admin = server.api(Some(&server.admin_token));
+    let slug = "ecs-crashy";
+    add_key(&admin, slug, &key_for(slug)).await;
+    create_world(&admin, &json!({"slug": slug, "release": "13.351"})).await;
+    let (s, b) = admin
+        .post(&format!("/api/v1/instances/{slug}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let (failed, _) = wait_for_state(&admin, slug, "failed").await;
+    let reason = failed["state_reason"].as_str().unwrap();
+    assert!(reason.contains("crashed 3 times"), "{reason}");
+    assert!(reason.contains("CannotPullContainerError"), "{reason}");
+    wait_until("its service wants no task", || async {
+        aws.desired_count(slug).await == Some(0)
+    })
+    .await;
+    let (_, events) = admin.get("/api/v1/events?limit=100").await;
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"instance.crashed"), "{actions:?}");
+    assert!(actions.contains(&"instance.failed"), "{actions:?}");
+    // It stays failed: ECS is not asked for another task.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, still) = admin.get(&format!("/api/v1/instances/{slug}")).await;
+    assert_eq!(still["state"], "failed", "{still}");
+    assert_eq!(aws.desired_count(slug).await, Some(0));
+    assert_eq!(aws.runner.services_running(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
