@@ -397,6 +397,18 @@ mod tests {
     }
 
     #[test]
+    fn a_world_with_library_packages_is_refused_saying_why() {
+        let mut w = spec("lib", "stub");
+        w.config.packages = vec![crate::packages::PackageLink {
+            kind: tavern_foundry::manifest::PackageKind::Module,
+            id: "lantern".into(),
+            version: "1.0".into(),
+        }];
+        let e = world_task(&settings(), &w, "fsap-1", "arn:secret").unwrap_err();
+        assert!(e.contains("package library") && e.contains("ECS"), "{e}");
+    }
+
+    #[test]
     fn names_fit_aws_limits_and_stay_apart() {
         let s = settings();
         let long = "a".repeat(Slug::MAX_LEN);
