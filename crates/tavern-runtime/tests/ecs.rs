@@ -281,7 +281,9 @@ async fn a_world_is_made_started_stopped_adopted_and_destroyed_with_exactly_thes
     );
 
     // Destroy with a backup holding the data is the tavern crate's test
-    // (it needs a data agent); kept data is tagged as archived.
+    // (it needs a data agent); kept data is tagged as archived. These are
+    // also exactly the calls of an orphan's cleanup: the reconciler
+    // removes a running world of no instance with `Disposal::Archive`.
     driver
         .remove(&world.slug, GRACE, Disposal::Archive)
         .await
