@@ -469,6 +469,50 @@ mod tests {
     }
 
     #[test]
+    fn shared_assets_are_mounted_read_only_in_foundry_alone() {
+        let s = EcsSettings {
+            shared_access_point: Some("fsap-shared".into()),
+            ..settings()
+        };
+        let w = spec("alpha", "13.351");
+        let task = world_task(&s, &w, "fsap-1", "arn:secret").unwrap();
+        let [init, foundry] = &task.containers[..] else {
+            panic!("two containers")
+        };
+        let shared: Vec<_> = foundry
+            .mount_points()
+            .iter()
+            .filter(|m| m.source_volume() == Some("shared"))
+            .collect();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].container_path(), Some("/data/Data/shared"));
+        assert_eq!(shared[0].read_only(), Some(true));
+        assert!(
+            init.mount_points()
+                .iter()
+                .all(|m| m.source_volume() == Some("data"))
+        );
+        let volume = task
+            .volumes
+            .iter()
+            .find(|v| v.name() == Some("shared"))
+            .unwrap();
+        let efs = volume.efs_volume_configuration().unwrap();
+        assert_eq!(
+            efs.authorization_config().and_then(|a| a.access_point_id()),
+            Some("fsap-shared")
+        );
+        assert_eq!(
+            efs.transit_encryption(),
+            Some(&ecs::EfsTransitEncryption::Enabled)
+        );
+        // Without it, no such volume; and the task is another one.
+        let plain = world_task(&settings(), &w, "fsap-1", "arn:secret").unwrap();
+        assert!(plain.volumes.iter().all(|v| v.name() != Some("shared")));
+        assert_ne!(task_digest(&task, &s), task_digest(&plain, &settings()));
+    }
+
+    #[test]
     fn the_digest_changes_with_what_the_task_runs_and_only_then() {
         let s = settings();
         let w = spec("alpha", "13.351");
