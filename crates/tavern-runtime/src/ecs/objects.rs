@@ -469,6 +469,13 @@ mod tests {
     }
 
     #[test]
+    fn the_health_check_asks_the_status_under_the_route_prefix() {
+        assert_eq!(status_path(None), "/api/status");
+        assert_eq!(status_path(Some("game")), "/game/api/status");
+        assert_eq!(status_path(Some("/game/")), "/game/api/status");
+    }
+
+    #[test]
     fn shared_assets_are_mounted_read_only_in_foundry_alone() {
         let s = EcsSettings {
             shared_access_point: Some("fsap-shared".into()),
