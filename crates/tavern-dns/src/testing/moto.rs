@@ -75,8 +75,9 @@ impl Moto {
 
     /// Started for ECS: its tasks' addresses are on loopback, in a range
     /// of this port's own; a stopped task has its `stoppedAt` and
-    /// `stopCode` (from its reason); a task stays RUNNING until it is stopped (moto
-    /// would move it on at each describe); its recorder is ready.
+    /// `stopCode` (from its reason); a task stays RUNNING until it is
+    /// stopped (moto would move it on at each describe); its recorder is
+    /// ready.
     pub fn start_for_ecs() -> Option<Self> {
         let port = super::free_port();
         let net = format!("127.{}", 100 + port % 100);

@@ -114,12 +114,8 @@ impl EcsRuntime {
             family: family.clone(),
             cpu: AGENT_CPU.to_owned(),
             memory: AGENT_MEMORY.to_string(),
-            digest: objects::task_digest(&task, &self.settings),
             task,
-            tags: agent_tags(&self.settings)
-                .into_iter()
-                .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
-                .collect(),
+            tags: agent_tags(&self.settings),
         };
         self.register_if_changed(slug, Some(&family), revision)
             .await

@@ -7,24 +7,23 @@ use aws_sdk_ecs::types as ecs;
 use aws_sdk_efs::types as efs;
 use tavern_types::Slug;
 
-use super::objects::{self, EcsSettings};
+use super::objects;
 use super::{EcsRuntime, aws_error, code_of, refused, tag_map};
 use crate::{Disposal, FOUNDRY_PORT, InstanceSpec, RuntimeError};
 
-/// A task definition to register: its family, size, what it runs, the
-/// digest of that, and its tags.
+/// A task definition to register: its family, size, what it runs and
+/// its tags.
 pub(super) struct Revision {
     pub family: String,
     pub cpu: String,
     pub memory: String,
     pub task: objects::WorldTask,
-    pub digest: String,
-    pub tags: Vec<ecs::Tag>,
+    pub tags: Vec<(String, String)>,
 }
 
-fn ecs_tags(settings: &EcsSettings, spec: &InstanceSpec) -> Vec<ecs::Tag> {
-    objects::tags(settings, spec)
-        .into_iter()
+/// Tags as ECS takes them.
+fn to_ecs_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<ecs::Tag> {
+    tags.into_iter()
         .map(|(k, v)| ecs::Tag::builder().key(k).value(v).build())
         .collect()
 }
@@ -207,14 +206,13 @@ impl EcsRuntime {
             family: objects::service_name(&self.settings, slug),
             cpu: self.settings.cpu.clone(),
             memory: self.settings.memory.clone(),
-            digest: objects::task_digest(&task, &self.settings),
             task,
-            tags: ecs_tags(&self.settings, spec),
+            tags: objects::tags(&self.settings, spec).into_iter().collect(),
         };
         self.register_if_changed(slug, current, revision).await
     }
 
-    /// `current` when it carries `revision`'s digest (nothing it runs
+    /// `current` when it carries the digest of `revision` (nothing it runs
     /// changed), else `revision` registered as a new revision of its
     /// family: Fargate, awsvpc, the installation's execution and task
     /// roles, and its tags with the digest. A `current` ECS does not know
@@ -225,6 +223,7 @@ impl EcsRuntime {
         current: Option<&str>,
         revision: Revision,
     ) -> Result<String, RuntimeError> {
+        let digest = objects::task_digest(&revision.task, &self.settings);
         if let Some(current) = current {
             match self
                 .ecs
@@ -235,7 +234,7 @@ impl EcsRuntime {
                 .await
             {
                 Ok(found) => {
-                    if tag_map(found.tags()).get(objects::TAG_TASK_DIGEST) == Some(&revision.digest)
+                    if tag_map(found.tags()).get(objects::TAG_TASK_DIGEST) == Some(&digest)
                         && let Some(arn) = found
                             .task_definition()
                             .and_then(|t| t.task_definition_arn())
@@ -248,12 +247,7 @@ impl EcsRuntime {
             }
         }
         let mut tags = revision.tags;
-        tags.push(
-            ecs::Tag::builder()
-                .key(objects::TAG_TASK_DIGEST)
-                .value(revision.digest)
-                .build(),
-        );
+        tags.push((objects::TAG_TASK_DIGEST.to_owned(), digest));
         let made = self
             .ecs
             .register_task_definition()
@@ -267,7 +261,7 @@ impl EcsRuntime {
             .set_task_role_arn(self.settings.task_role_arn.clone())
             .set_container_definitions(Some(revision.task.containers))
             .set_volumes(Some(revision.task.volumes))
-            .set_tags(Some(tags))
+            .set_tags(Some(to_ecs_tags(tags)))
             .send()
             .await
             .map_err(|e| aws_error(slug, "register the task definition", e))?;
@@ -363,7 +357,7 @@ impl EcsRuntime {
                             .build(),
                     )
                     .propagate_tags(ecs::PropagateTags::Service)
-                    .set_tags(Some(ecs_tags(&self.settings, spec)));
+                    .set_tags(Some(to_ecs_tags(objects::tags(&self.settings, spec))));
                 if let Some(tg) = &target_group {
                     make = make
                         .load_balancers(

@@ -460,11 +460,17 @@ async fn a_world_whose_tasks_keep_failing_ends_failed() {
     assert!(actions.contains(&"instance.crashed"), "{actions:?}");
     assert!(actions.contains(&"instance.failed"), "{actions:?}");
     // It stays failed: ECS is not asked for another task.
+    let tried = aws.runner.failures().len();
+    assert!(tried >= 3, "{:?}", aws.runner.failures());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, still) = admin.get(&format!("/api/v1/instances/{slug}")).await;
     assert_eq!(still["state"], "failed", "{still}");
     assert_eq!(aws.desired_count(slug).await, Some(0));
-    assert_eq!(aws.runner.services_running(), 0);
+    assert_eq!(
+        aws.runner.failures().len(),
+        tried,
+        "no task was tried since"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
