@@ -157,12 +157,16 @@ async fn library(State(s): State<AppState>, session: Session) -> Response {
     if !session.is_admin() {
         return session.error_page(StatusCode::NOT_FOUND, "There is no such page.");
     }
-    let (packages, jobs) = match (
-        s.tavern.library(&session.caller).await,
-        s.tavern.package_jobs(&session.caller),
-    ) {
-        (Ok(p), Ok(j)) => (p, j),
-        (Err(e), _) | (_, Err(e)) => return session.core_error(e),
+    // The fetches first, then the library: a fetch is marked ended only
+    // after what it added is stored, so a page that shows it ended (and so
+    // stops looking again) also lists what it added.
+    let jobs = match s.tavern.package_jobs(&session.caller) {
+        Ok(j) => j,
+        Err(e) => return session.core_error(e),
+    };
+    let packages = match s.tavern.library(&session.caller).await {
+        Ok(p) => p,
+        Err(e) => return session.core_error(e),
     };
     let jobs: Vec<JobRow> = jobs.into_iter().map(JobRow::from).collect();
     let page = LibraryPage {
